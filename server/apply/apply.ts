@@ -1,0 +1,62 @@
+// Applies one committed log entry to the MVCC store, exactly once and in log order. The caller runs
+// a whole batch inside one LMDB transaction and writes the applied index in that same transaction.
+import { decodeInternalRequest, type InternalRequest } from '../../proto/gen/cairnpb.js';
+import type {
+  CompactionResponseInit,
+  DeleteRangeResponseInit,
+  PutResponseInit,
+  TxnResponseInit,
+} from '../../proto/gen/etcdserverpb.js';
+import { ClientError, AssertionFailure } from '../base/errors.js';
+import type { KvStore } from '../mvcc/index.js';
+import { applyCompaction, applyDeleteRange, applyPut, applyTxn, MidTxnError, type LeaseLookup } from './kv.js';
+
+export type ApplyResponse =
+  | { readonly kind: 'put'; readonly resp: PutResponseInit }
+  | { readonly kind: 'deleteRange'; readonly resp: DeleteRangeResponseInit }
+  | { readonly kind: 'txn'; readonly resp: TxnResponseInit }
+  | { readonly kind: 'compaction'; readonly resp: CompactionResponseInit };
+
+export type ApplyOutcome = { readonly ok: true; readonly response: ApplyResponse } | { readonly ok: false; readonly error: ClientError };
+
+export interface ApplyContext {
+  readonly store: KvStore;
+  readonly leases: LeaseLookup;
+}
+
+function dispatch(ctx: ApplyContext, req: InternalRequest): ApplyResponse {
+  const { store } = ctx;
+  if (req.put !== undefined) {
+    const txn = store.beginWrite();
+    const resp = applyPut(txn, req.put, ctx.leases);
+    txn.end();
+    return { kind: 'put', resp };
+  }
+  if (req.deleteRange !== undefined) {
+    const txn = store.beginWrite();
+    const resp = applyDeleteRange(txn, req.deleteRange);
+    txn.end();
+    return { kind: 'deleteRange', resp };
+  }
+  if (req.txn !== undefined) return { kind: 'txn', resp: applyTxn(store, req.txn, ctx.leases, () => store.beginWrite()) };
+  if (req.compaction !== undefined) return { kind: 'compaction', resp: applyCompaction(store, req.compaction) };
+  throw new AssertionFailure('apply: log entry carries no request');
+}
+
+/**
+ * Applies one entry's payload. A client error raised before anything changed is the outcome; one
+ * raised after the entry had written something (MidTxnError) propagates so the caller can abort the
+ * LMDB transaction and redo the batch with this entry failed as a whole (`failWith`).
+ */
+export function applyEntry(ctx: ApplyContext, data: Uint8Array, failWith: ClientError | undefined): ApplyOutcome {
+  if (failWith !== undefined) return { ok: false, error: failWith };
+  const req = decodeInternalRequest(data);
+  try {
+    return { ok: true, response: dispatch(ctx, req) };
+  } catch (err) {
+    if (err instanceof ClientError) return { ok: false, error: err };
+    throw err;
+  }
+}
+
+export { MidTxnError };

@@ -1,0 +1,2 @@
+export { applyEntry, MidTxnError, type ApplyOutcome, type ApplyResponse, type ApplyContext } from './apply.js';
+export { applyRange, applyTxn, isTxnReadOnly, type LeaseLookup } from './kv.js';

@@ -1,0 +1,4 @@
+export * from './limits.js';
+export * from './log.js';
+export * from './errors.js';
+export * from './bytes.js';

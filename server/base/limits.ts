@@ -1,0 +1,44 @@
+// Every limit the server enforces, in one place, with etcd's flag names and defaults where etcd has
+// one. config/ overrides the flag-backed ones; the rest are fixed bounds of this implementation.
+
+export interface Limits {
+  /** --max-request-bytes: largest request a client may send (etcd default 1.5 MiB). */
+  readonly requestBytesMax: number;
+  /** --max-txn-ops: most operations in one list of a Txn (etcd default 128). */
+  readonly txnOpsMax: number;
+  /** --quota-backend-bytes: backend size before the NOSPACE alarm (0 = 2 GiB, as etcd). */
+  readonly backendQuotaBytes: number;
+}
+
+export const DEFAULT_LIMITS: Limits = {
+  requestBytesMax: 1572864,
+  txnOpsMax: 128,
+  backendQuotaBytes: 0,
+};
+
+/** gRPC receive limit = --max-request-bytes plus etcd's 512 KiB allowance for framing overhead. */
+export const GRPC_OVERHEAD_BYTES = 512 * 1024;
+
+/** etcd's effective quota when --quota-backend-bytes is 0. */
+export const DEFAULT_QUOTA_BYTES = 2 * 1024 * 1024 * 1024;
+
+/**
+ * LMDB's largest key (lmdb-js builds with 1978 bytes). etcd has no key-size limit of its own beyond
+ * the request size; Cairn refuses longer keys with a clear error (a documented difference).
+ */
+export const KEY_BYTES_MAX = 1978;
+
+/** Most proposals queued behind the one being made durable before new writes are refused. */
+export const PROPOSALS_PENDING_MAX = 65536;
+
+/** Most entries one apply batch (one LMDB transaction, one WAL group commit) carries. */
+export const APPLY_BATCH_ENTRIES_MAX = 4096;
+
+/** WAL segment size (etcd uses 64 MB segments). */
+export const WAL_SEGMENT_BYTES = 64 * 1024 * 1024;
+
+/** Entries between WAL releases (segments wholly applied and flushed to LMDB are deleted). */
+export const SNAPSHOT_COUNT_DEFAULT = 10000;
+
+/** LMDB map size: the most the data file may grow to (sparse; only used pages take disk). */
+export const BACKEND_MAP_BYTES = 64 * 1024 * 1024 * 1024;

@@ -1,0 +1,1 @@
+export { loadConfig, usage, parseArgs, ConfigError, type Config } from './config.js';

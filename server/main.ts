@@ -1,0 +1,90 @@
+// Process entry: configuration, logging, storage, the gRPC server, signals. The only place (with
+// node/) that touches process-wide state.
+import { createWriteStream } from 'node:fs';
+import { loadConfig, usage, ConfigError, type Config } from './config/index.js';
+import { createLogger, type LogSink, type Logger } from './base/log.js';
+import { Node } from './node/index.js';
+import { kvApi, createGrpcServer, bind } from './api/index.js';
+import { CAIRN_VERSION } from './version.js';
+
+function sinkFor(outputs: readonly string[]): LogSink {
+  const sinks = outputs.map((o): LogSink => {
+    if (o === 'default' || o === 'stderr') return (l) => process.stderr.write(l);
+    if (o === 'stdout') return (l) => process.stdout.write(l);
+    const file = createWriteStream(o, { flags: 'a' });
+    return (l) => file.write(l);
+  });
+  return (line) => sinks.forEach((s) => s(line));
+}
+
+async function run(cfg: Config, log: Logger): Promise<void> {
+  log.info('starting cairn', { version: CAIRN_VERSION, name: cfg.name, 'data-dir': cfg.dataDir, 'node-version': process.version });
+  const fatal = (err: Error): void => {
+    log.error('fatal storage error; stopping', { error: err });
+    process.exit(1);
+  };
+  const node = await Node.open({
+    name: cfg.name,
+    dataDir: cfg.dataDir,
+    walDir: cfg.walDir,
+    requestBytesMax: cfg.requestBytesMax,
+    snapshotCount: cfg.snapshotCount,
+    logger: log.child('node'),
+    onFatal: fatal,
+  });
+  const server = createGrpcServer(log.child('api'), kvApi(node, cfg.txnOpsMax), { requestBytesMax: cfg.requestBytesMax });
+  for (const u of cfg.listenClientUrls) {
+    const port = await bind(server, `${u.hostname}:${u.port}`);
+    log.info('now serving client', { address: `${u.hostname}:${port}` });
+  }
+  log.info('ready to serve client requests');
+  for (const u of cfg.listenClientUrls) log.warn('serving client traffic insecurely; this is strongly discouraged!', { address: u.host });
+  let stopping = false;
+  const stop = (signal: string): void => {
+    if (stopping) return;
+    stopping = true;
+    log.info('received signal; shutting down', { signal });
+    server.tryShutdown(() => {
+      node.close().then(
+        () => {
+          log.info('stopped');
+          process.exit(0);
+        },
+        (err: unknown) => {
+          log.error('error while stopping', { error: err });
+          process.exit(1);
+        },
+      );
+    });
+  };
+  process.on('SIGTERM', () => stop('SIGTERM'));
+  process.on('SIGINT', () => stop('SIGINT'));
+}
+
+function main(): void {
+  let cfg: Config;
+  try {
+    cfg = loadConfig(process.argv.slice(2), process.env);
+  } catch (err) {
+    if (err instanceof ConfigError) {
+      process.stderr.write(`cairn-server: error verifying flags, ${err.message}. See 'cairn-server --help'.\n`);
+      process.exit(2);
+    }
+    throw err;
+  }
+  if (cfg.showHelp) {
+    process.stdout.write(usage());
+    return;
+  }
+  if (cfg.showVersion) {
+    process.stdout.write(`cairn Version: ${CAIRN_VERSION}\nNode Version: ${process.version}\nOS/Arch: ${process.platform}/${process.arch}\n`);
+    return;
+  }
+  const log = createLogger(cfg.logLevel, sinkFor(cfg.logOutputs));
+  run(cfg, log).catch((err: unknown) => {
+    log.error('failed to start', { error: err });
+    process.exit(1);
+  });
+}
+
+main();

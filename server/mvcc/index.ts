@@ -1,0 +1,1 @@
+export { KvStore, ReadTxn, WriteTxn, type RangeSource, type RangeResult } from './store.js';

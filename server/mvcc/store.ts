@@ -1,0 +1,262 @@
+// Multi-version KV store on LMDB (etcd's mvcc/kvstore semantics).
+//
+// Invariants:
+// - currentRev starts at 1 on an empty store; a write transaction with >= 1 change bumps it by
+//   exactly 1 and every change in it shares that main revision, ordered by sub revision.
+// - compactRev is -1 until the first compaction (as etcd's compactMainRev); reads below it fail.
+// - Every index entry has a rev record; the index lists a key's revisions oldest first.
+// - currentRev and compactRev are persisted in the same LMDB transaction as the changes.
+import type { Backend, Table } from '../storage/backend/index.js';
+import {
+  META,
+  decodeIndex,
+  decodeNum,
+  decodeRevRecord,
+  encodeIndex,
+  encodeNum,
+  encodeRevRecord,
+  revKey,
+  type IndexEntry,
+} from '../storage/schema/index.js';
+import type { KeyValue } from '../../proto/gen/mvccpb.js';
+import { ClientError, assert, VERIFY } from '../base/errors.js';
+import { compareBytes, rangeIsEmpty, type KeyRange } from '../base/bytes.js';
+
+export interface RangeResult {
+  readonly kvs: KeyValue[];
+  /** Keys in the range at the read revision, before any limit. */
+  readonly count: number;
+  /** The revision the read view is at (header.revision of a Range). */
+  readonly rev: number;
+}
+
+/** The newest entry of a key at or below rev, or undefined when the key has none. */
+function entryAt(entries: readonly IndexEntry[], rev: number): IndexEntry | undefined {
+  for (let i = entries.length - 1; i >= 0; i--) {
+    const e = entries[i] as IndexEntry;
+    if (e.main <= rev) return e;
+  }
+  return undefined;
+}
+
+export class KvStore {
+  private readonly index: Table;
+  private readonly revs: Table;
+  private readonly meta: Table;
+  currentRev: number;
+  compactRev: number;
+
+  constructor(private readonly backend: Backend) {
+    this.index = backend.table('index');
+    this.revs = backend.table('rev');
+    this.meta = backend.table('meta');
+    this.currentRev = 1;
+    this.compactRev = -1;
+    this.reload();
+  }
+
+  /** Re-reads the persisted revisions (at start, and after an aborted write transaction). */
+  reload(): void {
+    this.currentRev = decodeNum(this.meta.get(META.currentRev), 1);
+    this.compactRev = decodeNum(this.meta.get(META.compactRev), -1);
+  }
+
+  /** Reads [range] as of rev. `limit` <= 0 = all; count is always the full count. */
+  rangeAt(range: KeyRange, rev: number, limit: number, countOnly: boolean, viewRev: number): RangeResult {
+    const picked: { key: Buffer; entry: IndexEntry }[] = [];
+    let count = 0;
+    const want = countOnly ? 0 : limit <= 0 ? Infinity : limit;
+    const visit = (key: Buffer, raw: Buffer): void => {
+      const e = entryAt(decodeIndex(raw, key), rev);
+      if (e === undefined || e.tombstone) return;
+      count++;
+      if (picked.length < want) picked.push({ key, entry: e });
+    };
+    if (range.single) {
+      const raw = this.index.get(range.start);
+      if (raw !== undefined) visit(range.start, raw);
+    } else if (!rangeIsEmpty(range)) {
+      for (const { key, value } of this.index.range(range.start, range.end)) visit(key, value);
+    }
+    const kvs = picked.map(({ key, entry }) => this.loadKv(key, entry));
+    return { kvs, count, rev: viewRev };
+  }
+
+  private loadKv(key: Buffer, e: IndexEntry): KeyValue {
+    const rk = revKey(e.main, e.sub);
+    const raw = this.revs.get(rk);
+    const where = `rev ${e.main}.${e.sub} of ${this.backend.path}`;
+    assert(raw !== undefined, `rev record ${where} exists for an index entry`);
+    const rec = decodeRevRecord(raw, where);
+    if (VERIFY) assert(compareBytes(rec.kv.key, key) === 0 && rec.kv.modRevision === e.main, `rev record ${where} matches its index entry`);
+    return rec.kv;
+  }
+
+  /** Checks a read revision as etcd's rangeKeys does; returns the effective revision. */
+  checkReadRev(requested: number, curRev: number): number {
+    if (requested > curRev) throw new ClientError('futureRev');
+    const rev = requested <= 0 ? curRev : requested;
+    if (rev < this.compactRev) throw new ClientError('compacted');
+    return rev;
+  }
+
+  /** A read view at the current revision (etcd's storeTxnRead). */
+  beginRead(): ReadTxn {
+    return new ReadTxn(this);
+  }
+
+  /** Starts a write transaction; call only inside Backend.write. */
+  beginWrite(): WriteTxn {
+    return new WriteTxn(this, this.index, this.revs, this.currentRev);
+  }
+
+  /** Called by WriteTxn.end with the new revision (inside the same LMDB transaction). */
+  commitRev(rev: number): void {
+    assert(rev === this.currentRev + 1, `revision advances by one (${this.currentRev} -> ${rev})`);
+    this.currentRev = rev;
+    this.meta.put(META.currentRev, encodeNum(rev));
+  }
+
+  /**
+   * Compacts history below rev (inside a write transaction). Afterwards a read at any revision >= rev
+   * returns what it returned before; reads below rev fail with `compacted`.
+   */
+  compact(rev: number): void {
+    if (rev <= this.compactRev) throw new ClientError('compacted');
+    if (rev > this.currentRev) throw new ClientError('futureRev');
+    this.compactRev = rev;
+    this.meta.put(META.compactRev, encodeNum(rev));
+    const rewrites: { key: Buffer; keep: IndexEntry[]; drop: IndexEntry[] }[] = [];
+    for (const { key, value } of this.index.range(Buffer.alloc(1), undefined)) {
+      const entries = decodeIndex(value, key);
+      let keepFrom = -1;
+      for (let i = entries.length - 1; i >= 0; i--) {
+        if ((entries[i] as IndexEntry).main <= rev) {
+          keepFrom = i;
+          break;
+        }
+      }
+      if (keepFrom < 0) continue;
+      if ((entries[keepFrom] as IndexEntry).tombstone) keepFrom++;
+      if (keepFrom === 0) continue;
+      rewrites.push({ key, keep: entries.slice(keepFrom), drop: entries.slice(0, keepFrom) });
+    }
+    for (const { key, keep, drop } of rewrites) {
+      for (const e of drop) this.revs.del(revKey(e.main, e.sub));
+      if (keep.length === 0) this.index.del(key);
+      else this.index.put(key, encodeIndex(keep));
+    }
+  }
+}
+
+/** What Range, Txn compares and pre-checks read from: a read view or a write transaction. */
+export interface RangeSource {
+  readRev(): number;
+  firstRev(): number;
+  range(range: KeyRange, requestedRev: number, limit: number, countOnly: boolean): RangeResult;
+}
+
+export class ReadTxn implements RangeSource {
+  private readonly rev: number;
+
+  constructor(private readonly store: KvStore) {
+    this.rev = store.currentRev;
+  }
+
+  readRev(): number {
+    return this.rev;
+  }
+
+  firstRev(): number {
+    return this.store.compactRev;
+  }
+
+  range(range: KeyRange, requestedRev: number, limit: number, countOnly: boolean): RangeResult {
+    const rev = this.store.checkReadRev(requestedRev, this.rev);
+    return this.store.rangeAt(range, rev, limit, countOnly, this.rev);
+  }
+}
+
+/** One write transaction's view: etcd's storeTxnWrite. */
+export class WriteTxn implements RangeSource {
+  /** Number of changes so far; the next change's sub revision. */
+  changes = 0;
+
+  constructor(
+    private readonly store: KvStore,
+    private readonly index: Table,
+    private readonly revs: Table,
+    readonly beginRev: number,
+  ) {}
+
+  /** The revision reads inside this transaction see (beginRev, or beginRev+1 once it has changed something). */
+  readRev(): number {
+    return this.changes > 0 ? this.beginRev + 1 : this.beginRev;
+  }
+
+  firstRev(): number {
+    return this.store.compactRev;
+  }
+
+  range(range: KeyRange, requestedRev: number, limit: number, countOnly: boolean): RangeResult {
+    const cur = this.readRev();
+    const rev = this.store.checkReadRev(requestedRev, cur);
+    return this.store.rangeAt(range, rev, limit, countOnly, cur);
+  }
+
+  private entries(key: Buffer): IndexEntry[] {
+    const raw = this.index.get(key);
+    return raw === undefined ? [] : decodeIndex(raw, key);
+  }
+
+  put(key: Buffer, value: Uint8Array, lease: bigint): number {
+    const rev = this.beginRev + 1;
+    const sub = this.changes++;
+    const entries = this.entries(key);
+    const last = entries[entries.length - 1];
+    const live = last !== undefined && !last.tombstone;
+    const create = live ? last.create : rev;
+    const version = live ? last.version + 1 : 1;
+    this.revs.put(revKey(rev, sub), encodeRevRecord({ key, value, createRevision: create, modRevision: rev, version, lease }, false));
+    entries.push({ main: rev, sub, tombstone: false, create, version });
+    this.index.put(key, encodeIndex(entries));
+    return rev;
+  }
+
+  /** Deletes the live keys in range; returns [deleted, revision] as etcd's DeleteRange. */
+  deleteRange(range: KeyRange): [number, number] {
+    const at = this.readRev();
+    const live = this.liveKeys(range, at);
+    const rev = this.beginRev + 1;
+    for (const key of live) {
+      const sub = this.changes++;
+      const entries = this.entries(key);
+      this.revs.put(revKey(rev, sub), encodeRevRecord({ key, modRevision: rev }, true));
+      entries.push({ main: rev, sub, tombstone: true, create: 0, version: 0 });
+      this.index.put(key, encodeIndex(entries));
+    }
+    if (live.length !== 0 || this.changes > 0) return [live.length, rev];
+    return [0, this.beginRev];
+  }
+
+  private liveKeys(range: KeyRange, rev: number): Buffer[] {
+    const keys: Buffer[] = [];
+    if (range.single) {
+      const e = entryAt(this.entries(range.start), rev);
+      if (e !== undefined && !e.tombstone) keys.push(range.start);
+      return keys;
+    }
+    if (rangeIsEmpty(range)) return keys;
+    for (const { key, value } of this.index.range(range.start, range.end)) {
+      const e = entryAt(decodeIndex(value, key), rev);
+      if (e !== undefined && !e.tombstone) keys.push(key);
+    }
+    return keys;
+  }
+
+  /** Ends the transaction: the store revision advances when anything changed. Returns the new current revision. */
+  end(): number {
+    if (this.changes > 0) this.store.commitRev(this.beginRev + 1);
+    return this.store.currentRev;
+  }
+}

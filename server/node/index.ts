@@ -1,0 +1,1 @@
+export { Node, type NodeConfig } from './node.js';

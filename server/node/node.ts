@@ -1,0 +1,244 @@
+// The single-member node: proposals -> WAL (group commit, fdatasync) -> apply in log order (one LMDB
+// transaction per batch, the applied index written in the same transaction) -> waiters answered.
+// Raft (issue 4) slots in between the proposal queue and the WAL; the rest of this flow stays.
+//
+// Invariants:
+// - An entry is applied only after the WAL has made it durable; a client is answered only after its
+//   entry is applied, so every acknowledged write survives kill -9 and is visible to later reads.
+// - appliedIndex in LMDB == index of the last entry whose effects LMDB holds (same transaction).
+// - On start, WAL entries above appliedIndex are re-applied; the WAL must reach appliedIndex.
+import { randomBytes } from 'node:crypto';
+import { join } from 'node:path';
+import { encodeInternalRequest, type InternalRequestInit } from '../../proto/gen/cairnpb.js';
+import { Wal, WalFatalError, type WalEntry } from '../wal/index.js';
+import { Backend } from '../storage/backend/index.js';
+import { META, decodeId, decodeNum, encodeId, encodeNum } from '../storage/schema/index.js';
+import { KvStore } from '../mvcc/index.js';
+import { applyEntry, MidTxnError, type ApplyOutcome, type LeaseLookup } from '../apply/index.js';
+import { ClientError, ServerRefusal, StorageFault, assert } from '../base/errors.js';
+import { APPLY_BATCH_ENTRIES_MAX, BACKEND_MAP_BYTES, PROPOSALS_PENDING_MAX, SNAPSHOT_COUNT_DEFAULT } from '../base/limits.js';
+import type { Logger } from '../base/log.js';
+
+export interface NodeConfig {
+  readonly name: string;
+  readonly dataDir: string;
+  /** Empty = `<data-dir>/member/wal`. */
+  readonly walDir: string;
+  readonly requestBytesMax: number;
+  readonly snapshotCount?: number;
+  readonly logger: Logger;
+  /** Called when storage fails (fsync error, corruption): the process must stop. */
+  readonly onFatal: (err: Error) => void;
+}
+
+interface Proposal {
+  readonly index: number;
+  readonly data: Buffer;
+  readonly resolve: (o: ApplyOutcome) => void;
+  readonly reject: (e: Error) => void;
+}
+
+/** No lease service yet (issue 3): no lease id is ever granted, so every non-zero id is "not found". */
+const NO_LEASES: LeaseLookup = () => false;
+
+export class Node {
+  private pending: Proposal[] = [];
+  private flushing = false;
+  private stopped = false;
+  private drained: Promise<void> = Promise.resolve();
+  private lastIndex: number;
+  private appliedIndex: number;
+  private releasedThrough = 0;
+  private releasing = false;
+  private nextProposalId: bigint;
+  readonly term = 1;
+
+  private constructor(
+    private readonly cfg: NodeConfig,
+    private readonly backend: Backend,
+    readonly store: KvStore,
+    private readonly wal: Wal,
+    readonly clusterId: bigint,
+    readonly memberId: bigint,
+  ) {
+    this.appliedIndex = decodeNum(backend.table('meta').get(META.appliedIndex), 0);
+    this.lastIndex = Math.max(this.appliedIndex, wal.lastIndex());
+    this.nextProposalId = BigInt.asUintN(64, memberId << 16n);
+  }
+
+  static async open(cfg: NodeConfig): Promise<Node> {
+    const log = cfg.logger;
+    const backendPath = join(cfg.dataDir, 'member', 'db');
+    const walDir = cfg.walDir !== '' ? cfg.walDir : join(cfg.dataDir, 'member', 'wal');
+    const backend = Backend.open(backendPath, BACKEND_MAP_BYTES);
+    const { clusterId, memberId } = ensureIds(backend);
+    const store = new KvStore(backend);
+    const { wal, entries } = await Wal.open({ dir: walDir, logger: log.child('wal') });
+    const node = new Node(cfg, backend, store, wal, clusterId, memberId);
+    node.replay(entries);
+    await backend.flush();
+    log.info('opened backend and WAL', {
+      'data-dir': cfg.dataDir,
+      'wal-dir': walDir,
+      'applied-index': node.appliedIndex,
+      'current-revision': store.currentRev,
+      'compact-revision': store.compactRev,
+      'replayed-entries': entries.length,
+    });
+    return node;
+  }
+
+  private replay(entries: readonly WalEntry[]): void {
+    const todo = entries.filter((e) => e.index > this.appliedIndex);
+    const first = todo[0];
+    if (first !== undefined && first.index !== this.appliedIndex + 1) {
+      throw new StorageFault(`node: WAL starts at entry ${first.index} but the backend has applied only up to ${this.appliedIndex}`);
+    }
+    if (this.wal.lastIndex() < this.appliedIndex && this.wal.lastIndex() !== 0) {
+      throw new StorageFault(`node: WAL ends at entry ${this.wal.lastIndex()} but the backend has applied ${this.appliedIndex}`);
+    }
+    for (let i = 0; i < todo.length; i += APPLY_BATCH_ENTRIES_MAX) {
+      this.applyBatch(todo.slice(i, i + APPLY_BATCH_ENTRIES_MAX).map((e) => ({ index: e.index, data: e.data })));
+    }
+  }
+
+  /** Proposes a write; resolves once it is durable and applied (or refused at apply time). */
+  propose(req: InternalRequestInit): Promise<ApplyOutcome> {
+    if (this.stopped) return Promise.reject(new ServerRefusal('stopped'));
+    if (this.pending.length >= PROPOSALS_PENDING_MAX) return Promise.reject(new ServerRefusal('tooManyRequests'));
+    const data = encodeInternalRequest({ ...req, header: { ID: this.nextProposalId++, proposedUnixMs: Date.now() } });
+    if (data.length > this.cfg.requestBytesMax) return Promise.reject(new ClientError('requestTooLarge'));
+    const index = ++this.lastIndex;
+    return new Promise<ApplyOutcome>((resolve, reject) => {
+      this.pending.push({ index, data, resolve, reject });
+      if (!this.flushing) {
+        this.flushing = true;
+        this.drained = new Promise<void>((done) => setImmediate(() => void this.flushLoop().finally(done)));
+      }
+    });
+  }
+
+  private async flushLoop(): Promise<void> {
+    while (this.pending.length > 0) {
+      const batch = this.pending.splice(0, APPLY_BATCH_ENTRIES_MAX);
+      try {
+        await this.wal.append(batch.map((p) => ({ index: p.index, term: this.term, data: p.data })));
+      } catch (err) {
+        this.fail(err, batch);
+        return;
+      }
+      let outcomes: ApplyOutcome[];
+      try {
+        outcomes = this.applyBatch(batch);
+      } catch (err) {
+        this.fail(err, batch);
+        return;
+      }
+      batch.forEach((p, i) => p.resolve(outcomes[i] as ApplyOutcome));
+      this.maybeRelease();
+    }
+    this.flushing = false;
+  }
+
+  private fail(err: unknown, batch: readonly Proposal[]): void {
+    const e = err instanceof Error ? err : new Error(String(err));
+    const fatal = e instanceof WalFatalError || e instanceof StorageFault ? e : new StorageFault(`node: apply failed: ${e.message}`, { cause: e });
+    this.stopped = true;
+    for (const p of [...batch, ...this.pending]) p.reject(new ServerRefusal('stopped', 'etcdserver: server stopped', { cause: fatal }));
+    this.pending = [];
+    this.flushing = false;
+    this.cfg.onFatal(fatal);
+  }
+
+  /** Applies entries in one LMDB transaction; redoes the batch when an entry fails halfway. */
+  private applyBatch(batch: readonly { index: number; data: Uint8Array }[]): ApplyOutcome[] {
+    const failed = new Map<number, ClientError>();
+    for (;;) {
+      try {
+        return this.backend.write(() => this.applyAll(batch, failed));
+      } catch (err) {
+        if (!(err instanceof MidTxnFailure)) throw err;
+        this.store.reload();
+        failed.set(err.index, err.error);
+      }
+    }
+  }
+
+  private applyAll(batch: readonly { index: number; data: Uint8Array }[], failed: ReadonlyMap<number, ClientError>): ApplyOutcome[] {
+    const ctx = { store: this.store, leases: NO_LEASES };
+    const out: ApplyOutcome[] = [];
+    for (const e of batch) {
+      assert(e.index === this.appliedIndex + out.length + 1, `entries apply in order (${e.index})`);
+      try {
+        out.push(applyEntry(ctx, e.data, failed.get(e.index)));
+      } catch (err) {
+        if (err instanceof MidTxnError) throw new MidTxnFailure(e.index, err.error);
+        throw err;
+      }
+    }
+    const last = batch[batch.length - 1];
+    if (last !== undefined) {
+      this.backend.table('meta').put(META.appliedIndex, encodeNum(last.index));
+      this.backend.table('meta').put(META.appliedTerm, encodeNum(this.term));
+      this.appliedIndex = last.index;
+    }
+    return out;
+  }
+
+  /** After every snapshot-count entries: flush LMDB, then let the WAL drop what LMDB now holds durably. */
+  private maybeRelease(): void {
+    const every = this.cfg.snapshotCount ?? SNAPSHOT_COUNT_DEFAULT;
+    if (this.releasing || this.appliedIndex - this.releasedThrough < every) return;
+    this.releasing = true;
+    const through = this.appliedIndex;
+    void this.backend
+      .flush()
+      .then(() => this.wal.releaseBefore(through + 1))
+      .then(() => {
+        this.releasedThrough = through;
+      })
+      .catch((err: unknown) => this.fail(err, []))
+      .finally(() => {
+        this.releasing = false;
+      });
+  }
+
+  status(): { appliedIndex: number; lastIndex: number; dbSizeBytes: number } {
+    return { appliedIndex: this.appliedIndex, lastIndex: this.lastIndex, dbSizeBytes: this.backend.sizeBytes() };
+  }
+
+  /** Stops taking proposals, finishes the ones in flight, and closes storage durably. */
+  async close(): Promise<void> {
+    this.stopped = true;
+    await this.drained;
+    await this.backend.flush();
+    await this.wal.close();
+    this.backend.close();
+  }
+}
+
+class MidTxnFailure extends Error {
+  constructor(
+    readonly index: number,
+    readonly error: ClientError,
+  ) {
+    super(`entry ${index}: ${error.message}`);
+  }
+}
+
+function randomId(): bigint {
+  return randomBytes(8).readBigUInt64BE(0) & 0x7fffffffffffffffn;
+}
+
+function ensureIds(backend: Backend): { clusterId: bigint; memberId: bigint } {
+  const meta = backend.table('meta');
+  const cluster = decodeId(meta.get(META.clusterId));
+  const member = decodeId(meta.get(META.memberId));
+  if (cluster !== undefined && member !== undefined) return { clusterId: cluster, memberId: member };
+  const ids = { clusterId: randomId(), memberId: randomId() };
+  backend.write(() => {
+    meta.put(META.clusterId, encodeId(ids.clusterId));
+    meta.put(META.memberId, encodeId(ids.memberId));
+  });
+  return ids;
+}

@@ -1,0 +1,1 @@
+export { Backend, type Table, type Entry, type TableName } from './backend.js';

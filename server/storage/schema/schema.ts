@@ -1,0 +1,135 @@
+// The only code that builds or parses LMDB keys and records.
+//
+// rev table:   key = main revision (8 bytes BE) + sub revision (8 bytes BE)
+//              value = flags (1 byte: bit 0 tombstone) + CRC-32 of the rest (4 bytes BE) + mvccpb.KeyValue
+// index table: key = the user key (raw bytes, so LMDB's order is etcd's byte order)
+//              value = the key's revisions, oldest first, 29 bytes each: main (float64 BE), sub (uint32 BE),
+//              flags (1 byte), create revision (float64 BE), version (float64 BE)
+// meta table:  fixed names -> 8-byte float64 BE numbers (applied index, current and compacted revisions)
+//              or 8-byte big-endian unsigned ids.
+import { crc32 } from 'node:zlib';
+import { decodeKeyValue, encodeKeyValue, type KeyValue, type KeyValueInit } from '../../../proto/gen/mvccpb.js';
+import { StorageFault } from '../../base/errors.js';
+
+export interface Rev {
+  readonly main: number;
+  readonly sub: number;
+}
+
+export const TOMBSTONE = 1;
+
+export function revKey(main: number, sub: number): Buffer {
+  const b = Buffer.allocUnsafe(16);
+  b.writeUInt32BE(Math.floor(main / 4294967296), 0);
+  b.writeUInt32BE(main >>> 0, 4);
+  b.writeUInt32BE(Math.floor(sub / 4294967296), 8);
+  b.writeUInt32BE(sub >>> 0, 12);
+  return b;
+}
+
+export function parseRevKey(b: Buffer): Rev {
+  if (b.length !== 16) throw new StorageFault(`schema: rev key of ${b.length} bytes`);
+  return { main: b.readUInt32BE(0) * 4294967296 + b.readUInt32BE(4), sub: b.readUInt32BE(8) * 4294967296 + b.readUInt32BE(12) };
+}
+
+export interface RevRecord {
+  readonly tombstone: boolean;
+  readonly kv: KeyValue;
+}
+
+export function encodeRevRecord(kv: KeyValueInit, tombstone: boolean): Buffer {
+  const body = encodeKeyValue(kv);
+  const out = Buffer.allocUnsafe(5 + body.length);
+  out[0] = tombstone ? TOMBSTONE : 0;
+  out.writeUInt32BE(crc32(body), 1);
+  body.copy(out, 5);
+  return out;
+}
+
+export function decodeRevRecord(b: Buffer, where: string): RevRecord {
+  if (b.length < 5) throw new StorageFault(`schema: rev record at ${where} is ${b.length} bytes`);
+  const body = b.subarray(5);
+  const want = b.readUInt32BE(1);
+  const got = crc32(body);
+  if (want !== got) throw new StorageFault(`schema: corrupt rev record at ${where}: crc ${got} != ${want}`);
+  return { tombstone: ((b[0] as number) & TOMBSTONE) !== 0, kv: decodeKeyValue(body) };
+}
+
+export interface IndexEntry {
+  readonly main: number;
+  readonly sub: number;
+  readonly tombstone: boolean;
+  /** create_revision of the key's incarnation (0 for a tombstone). */
+  readonly create: number;
+  /** version of the key at this revision (0 for a tombstone). */
+  readonly version: number;
+}
+
+const INDEX_ENTRY_BYTES = 29;
+
+export function encodeIndex(entries: readonly IndexEntry[]): Buffer {
+  const b = Buffer.allocUnsafe(entries.length * INDEX_ENTRY_BYTES);
+  let p = 0;
+  for (const e of entries) {
+    b.writeDoubleBE(e.main, p);
+    b.writeUInt32BE(e.sub, p + 8);
+    b[p + 12] = e.tombstone ? TOMBSTONE : 0;
+    b.writeDoubleBE(e.create, p + 13);
+    b.writeDoubleBE(e.version, p + 21);
+    p += INDEX_ENTRY_BYTES;
+  }
+  return b;
+}
+
+export function decodeIndex(b: Buffer, key: Uint8Array): IndexEntry[] {
+  if (b.length % INDEX_ENTRY_BYTES !== 0) {
+    throw new StorageFault(`schema: corrupt index record for key ${JSON.stringify(Buffer.from(key).toString('latin1'))}: ${b.length} bytes`);
+  }
+  const out: IndexEntry[] = [];
+  for (let p = 0; p < b.length; p += INDEX_ENTRY_BYTES) {
+    out.push({
+      main: b.readDoubleBE(p),
+      sub: b.readUInt32BE(p + 8),
+      tombstone: ((b[p + 12] as number) & TOMBSTONE) !== 0,
+      create: b.readDoubleBE(p + 13),
+      version: b.readDoubleBE(p + 21),
+    });
+  }
+  return out;
+}
+
+export const META = {
+  appliedIndex: Buffer.from('appliedIndex'),
+  appliedTerm: Buffer.from('appliedTerm'),
+  currentRev: Buffer.from('currentRev'),
+  compactRev: Buffer.from('compactRev'),
+  clusterId: Buffer.from('clusterId'),
+  memberId: Buffer.from('memberId'),
+  schemaVersion: Buffer.from('schemaVersion'),
+} as const;
+
+export const SCHEMA_VERSION = 1;
+
+export function encodeNum(n: number): Buffer {
+  const b = Buffer.allocUnsafe(8);
+  b.writeDoubleBE(n, 0);
+  return b;
+}
+
+export function decodeNum(b: Buffer | undefined, fallback: number): number {
+  if (b === undefined) return fallback;
+  if (b.length !== 8) throw new StorageFault(`schema: meta number of ${b.length} bytes`);
+  return b.readDoubleBE(0);
+}
+
+export function encodeId(id: bigint): Buffer {
+  const b = Buffer.allocUnsafe(8);
+  b.writeBigUInt64BE(id, 0);
+  return b;
+}
+
+export function decodeId(b: Buffer | undefined): bigint | undefined {
+  if (b === undefined) return undefined;
+  if (b.length !== 8) throw new StorageFault(`schema: meta id of ${b.length} bytes`);
+  return b.readBigUInt64BE(0);
+}

@@ -1,0 +1,33 @@
+/** One Raft log entry as the WAL stores it. `index >= 1`, strictly consecutive across appends. */
+export interface WalEntry {
+  index: number;
+  term: number;
+  data: Uint8Array;
+}
+
+/** Structured logger supplied by the host; the WAL never writes to stdout itself. */
+export interface WalLogger {
+  info(msg: string, fields?: Record<string, unknown>): void;
+  warn(msg: string, fields?: Record<string, unknown>): void;
+  error(msg: string, fields?: Record<string, unknown>): void;
+}
+
+export interface WalOptions {
+  /** Directory holding the segment files (`--wal-dir`); created if missing. */
+  dir: string;
+  /** Rotate to a new segment once the active one reaches this size. Default 64 MiB. */
+  segmentBytes?: number;
+  logger: WalLogger;
+}
+
+/** Counters for tests and metrics. */
+export interface WalStats {
+  /** fdatasync calls made for appended records (segment creation syncs are not counted). */
+  syncs: number;
+  /** Group-commit flushes completed (one flush serves every append queued before it started). */
+  flushes: number;
+  /** Segments created by rotation since open. */
+  rotations: number;
+  /** Segment files currently live (including the active one). */
+  segments: number;
+}
