@@ -32,7 +32,7 @@ async function run(cfg: Config, log: Logger): Promise<void> {
     logger: log.child('node'),
     onFatal: fatal,
   });
-  const server = createGrpcServer(log.child('api'), kvApi(node, cfg.txnOpsMax), { requestBytesMax: cfg.requestBytesMax });
+  const server = createGrpcServer(log.child('api'), kvApi(node, cfg.txnOpsMax), { requestBytesMax: cfg.requestBytesMax, onFatal: fatal });
   for (const u of cfg.listenClientUrls) {
     const port = await bind(server, `${u.hostname}:${u.port}`);
     log.info('now serving client', { address: `${u.hostname}:${port}` });

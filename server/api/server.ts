@@ -4,6 +4,7 @@ import * as grpc from '@grpc/grpc-js';
 import { KVService } from '../../proto/gen/etcdserverpb.js';
 import type { MethodDescriptor } from '../../proto/wire.js';
 import type { Logger } from '../base/log.js';
+import { StorageFault } from '../base/errors.js';
 import { GRPC_OVERHEAD_BYTES } from '../base/limits.js';
 import { decodeError, toGrpcError, type GrpcError } from './errors.js';
 import type { KvApi } from './kv.js';
@@ -37,7 +38,7 @@ function unaryDefinition<Req, Res, ReqInit, ResInit>(m: MethodDescriptor<Req, Re
   };
 }
 
-function unaryHandler<Req>(log: Logger, method: string, fn: Unary<Req>): grpc.handleUnaryCall<Req | Undecodable, object> {
+function unaryHandler<Req>(log: Logger, onFatal: (err: Error) => void, method: string, fn: Unary<Req>): grpc.handleUnaryCall<Req | Undecodable, object> {
   return (call, callback) => {
     const req = call.request;
     if (req instanceof Undecodable) {
@@ -45,6 +46,7 @@ function unaryHandler<Req>(log: Logger, method: string, fn: Unary<Req>): grpc.ha
       return;
     }
     const fail = (err: unknown): void => {
+      if (err instanceof StorageFault) onFatal(err);
       const e = toGrpcError(err);
       if (e.code === grpc.status.UNKNOWN) log.error('request failed', { method, error: err });
       callback({ code: e.code, details: e.details });
@@ -61,6 +63,8 @@ function unaryHandler<Req>(log: Logger, method: string, fn: Unary<Req>): grpc.ha
 
 export interface ServerOptions {
   readonly requestBytesMax: number;
+  /** A storage fault seen while serving (e.g. a record failing its checksum) stops the process. */
+  readonly onFatal: (err: Error) => void;
 }
 
 export function createGrpcServer(log: Logger, kv: KvApi, opts: ServerOptions): grpc.Server {
@@ -79,11 +83,11 @@ export function createGrpcServer(log: Logger, kv: KvApi, opts: ServerOptions): g
     Compact: unaryDefinition(s.Compact),
   };
   server.addService(definition as unknown as grpc.ServiceDefinition, {
-    Range: unaryHandler(log, 'Range', kv.range),
-    Put: unaryHandler(log, 'Put', kv.put),
-    DeleteRange: unaryHandler(log, 'DeleteRange', kv.deleteRange),
-    Txn: unaryHandler(log, 'Txn', kv.txn),
-    Compact: unaryHandler(log, 'Compact', kv.compact),
+    Range: unaryHandler(log, opts.onFatal, 'Range', kv.range),
+    Put: unaryHandler(log, opts.onFatal, 'Put', kv.put),
+    DeleteRange: unaryHandler(log, opts.onFatal, 'DeleteRange', kv.deleteRange),
+    Txn: unaryHandler(log, opts.onFatal, 'Txn', kv.txn),
+    Compact: unaryHandler(log, opts.onFatal, 'Compact', kv.compact),
   } as unknown as grpc.UntypedServiceImplementation);
   return server;
 }
