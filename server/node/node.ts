@@ -68,8 +68,8 @@ export class Node {
 
   static async open(cfg: NodeConfig): Promise<Node> {
     const log = cfg.logger;
-    const backendPath = join(cfg.dataDir, 'member', 'db');
-    const walDir = cfg.walDir !== '' ? cfg.walDir : join(cfg.dataDir, 'member', 'wal');
+    const backendPath = join(cfg.dataDir, 'member', 'db.mdb');
+    const walDir = walDirOf(cfg);
     const backend = Backend.open(backendPath, BACKEND_MAP_BYTES);
     const { clusterId, memberId } = ensureIds(backend);
     const store = new KvStore(backend);
@@ -95,7 +95,7 @@ export class Node {
       throw new StorageFault(`node: WAL starts at entry ${first.index} but the backend has applied only up to ${this.appliedIndex}`);
     }
     if (this.wal.lastIndex() < this.appliedIndex && this.wal.lastIndex() !== 0) {
-      throw new StorageFault(`node: WAL ends at entry ${this.wal.lastIndex()} but the backend has applied ${this.appliedIndex}`);
+      throw new StorageFault(`node: the WAL in ${walDirOf(this.cfg)} ends at entry ${this.wal.lastIndex()} but the backend has applied up to ${this.appliedIndex}: entries that were durable are missing from the WAL (disk damage?); refusing to start`);
     }
     for (let i = 0; i < todo.length; i += APPLY_BATCH_ENTRIES_MAX) {
       this.applyBatch(todo.slice(i, i + APPLY_BATCH_ENTRIES_MAX).map((e) => ({ index: e.index, data: e.data })));
@@ -215,6 +215,10 @@ export class Node {
     await this.wal.close();
     this.backend.close();
   }
+}
+
+function walDirOf(cfg: NodeConfig): string {
+  return cfg.walDir !== '' ? cfg.walDir : join(cfg.dataDir, 'member', 'wal');
 }
 
 class MidTxnFailure extends Error {

@@ -2,7 +2,7 @@
 // synchronous transactions that commit without their own fsync: durability comes from the WAL, and
 // `flush()` makes LMDB durable before the WAL may forget what it holds.
 import { open, type RootDatabase, type Database } from 'lmdb';
-import { existsSync, mkdirSync, statSync } from 'node:fs';
+import { closeSync, existsSync, mkdirSync, openSync, readSync, statSync } from 'node:fs';
 import { dirname } from 'node:path';
 import { StorageFault } from '../../base/errors.js';
 
@@ -44,6 +44,34 @@ function table(db: Database<Buffer, Buffer>): Table {
   };
 }
 
+// LMDB's native code trusts its meta pages; a damaged one can crash the process. So before opening we
+// check that at least one of the two meta pages (pages 0 and 1) carries LMDB's magic and meta flag.
+const LMDB_PAGE_BYTES = 4096;
+const LMDB_MAGIC = 0xbeefc0de;
+const META_FLAG_OFFSET = 18;
+const META_MAGIC_OFFSET = 24;
+const P_META = 0x08;
+
+function checkHeader(path: string): void {
+  if (!existsSync(path)) return;
+  const size = statSync(path).size;
+  if (size === 0) return;
+  const buf = Buffer.alloc(2 * LMDB_PAGE_BYTES);
+  const fd = openSync(path, 'r');
+  try {
+    readSync(fd, buf, 0, buf.length, 0);
+  } finally {
+    closeSync(fd);
+  }
+  const metaOk = (page: number): boolean => {
+    const base = page * LMDB_PAGE_BYTES;
+    return (buf.readUInt16LE(base + META_FLAG_OFFSET) & P_META) !== 0 && buf.readUInt32LE(base + META_MAGIC_OFFSET) === LMDB_MAGIC;
+  };
+  if (size < buf.length || (!metaOk(0) && !metaOk(1))) {
+    throw new StorageFault(`backend: cannot open LMDB file ${path}: both meta pages are damaged (no LMDB magic); restore this member from a snapshot or its peers`);
+  }
+}
+
 export class Backend {
   private constructor(
     readonly path: string,
@@ -53,6 +81,7 @@ export class Backend {
 
   static open(path: string, mapBytes: number): Backend {
     mkdirSync(dirname(path), { recursive: true });
+    checkHeader(path);
     let env: RootDatabase;
     try {
       env = open({ path, noSync: true, mapSize: mapBytes, maxDbs: 8, keyEncoding: 'binary', encoding: 'binary' });
