@@ -1,0 +1,91 @@
+#!/usr/bin/env bash
+# Installs the reference peers the tests and the bench compare Cairn against:
+# etcd and etcdctl 3.4 from Debian (etcd-server, etcd-client).
+# Idempotent: when both binaries are on PATH it only prints their versions.
+# The package's own etcd service is never left running: service starts are
+# refused during the install, and a package-owned etcd that appeared anyway
+# is stopped and disabled.
+set -euo pipefail
+
+have() { command -v "$1" >/dev/null 2>&1; }
+
+print_versions() {
+  echo "install-test-peers: $(command -v etcd): $(etcd --version 2>/dev/null | head -n 1)"
+  echo "install-test-peers: $(command -v etcdctl): $(etcdctl version 2>/dev/null | head -n 1)"
+}
+
+if have etcd && have etcdctl; then
+  print_versions
+  exit 0
+fi
+
+SUDO=()
+if [ "$(id -u)" -ne 0 ]; then
+  if have sudo; then
+    SUDO=(sudo -n)
+  else
+    echo "install-test-peers: etcd/etcdctl missing and not root (no sudo): install etcd-server and etcd-client" >&2
+    exit 1
+  fi
+fi
+
+# pids of package-owned etcd daemons (user etcd, /usr/bin/etcd)
+package_etcd_pids() {
+  pgrep -u etcd -x etcd 2>/dev/null || true
+}
+
+before="$(package_etcd_pids)"
+
+# Refuse service starts while installing (Debian's policy-rc.d protocol,
+# honoured by invoke-rc.d and deb-systemd-invoke). Keep an existing policy.
+policy=/usr/sbin/policy-rc.d
+own_policy=0
+if [ ! -e "$policy" ]; then
+  printf '#!/bin/sh\n# cairn install-test-peers: no service starts during install\nexit 101\n' \
+    | "${SUDO[@]}" tee "$policy" >/dev/null
+  "${SUDO[@]}" chmod 755 "$policy"
+  own_policy=1
+fi
+cleanup() {
+  if [ "$own_policy" -eq 1 ]; then "${SUDO[@]}" rm -f "$policy"; fi
+}
+trap cleanup EXIT
+
+export DEBIAN_FRONTEND=noninteractive
+"${SUDO[@]}" apt-get update -qq
+"${SUDO[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
+  -o Dpkg::Options::=--force-confdef -o Dpkg::Options::=--force-confold \
+  etcd-server etcd-client >/dev/null
+
+# Stop a package etcd that the install started despite the policy.
+after="$(package_etcd_pids)"
+started=""
+for pid in $after; do
+  case " $(echo $before) " in
+    *" $pid "*) ;;
+    *) started="$started $pid" ;;
+  esac
+done
+if [ -n "$started" ]; then
+  echo "install-test-peers: stopping the etcd service the install started (pids:$started)"
+  if have systemctl && [ -d /run/systemd/system ]; then
+    "${SUDO[@]}" systemctl disable --now etcd.service >/dev/null 2>&1 || true
+  elif have update-rc.d; then
+    "${SUDO[@]}" update-rc.d etcd disable >/dev/null 2>&1 || true
+    "${SUDO[@]}" /etc/init.d/etcd stop >/dev/null 2>&1 || true
+  fi
+  for pid in $started; do "${SUDO[@]}" kill "$pid" 2>/dev/null || true; done
+  for _ in 1 2 3 4 5 6 7 8 9 10; do
+    alive=""
+    for pid in $started; do if kill -0 "$pid" 2>/dev/null; then alive="$alive $pid"; fi; done
+    [ -z "$alive" ] && break
+    sleep 0.5
+  done
+  for pid in ${alive:-}; do "${SUDO[@]}" kill -9 "$pid" 2>/dev/null || true; done
+fi
+
+if ! have etcd || ! have etcdctl; then
+  echo "install-test-peers: etcd/etcdctl still missing after install" >&2
+  exit 1
+fi
+print_versions
