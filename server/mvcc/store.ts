@@ -4,15 +4,15 @@
 // - currentRev starts at 1 on an empty store; a write transaction with >= 1 change bumps it by
 //   exactly 1 and every change in it shares that main revision, ordered by sub revision.
 // - compactRev is -1 until the first compaction (as etcd's compactMainRev); reads below it fail.
-// - Every index entry has a rev record; the index lists a key's revisions oldest first.
+// - Every index entry has a rev record; the index (LMDB dupsort) holds one sorted entry per revision of a key.
 // - currentRev and compactRev are persisted in the same LMDB transaction as the changes.
-import type { Backend, Table } from '../storage/backend/index.js';
+import type { Backend, DupTable, Table } from '../storage/backend/index.js';
 import {
   META,
-  decodeIndex,
+  decodeIndexEntry,
   decodeNum,
   decodeRevRecord,
-  encodeIndex,
+  encodeIndexEntry,
   encodeNum,
   encodeRevRecord,
   revKey,
@@ -30,24 +30,37 @@ export interface RangeResult {
   readonly rev: number;
 }
 
-/** The newest entry of a key at or below rev, or undefined when the key has none. */
-function entryAt(entries: readonly IndexEntry[], rev: number): IndexEntry | undefined {
-  for (let i = entries.length - 1; i >= 0; i--) {
-    const e = entries[i] as IndexEntry;
+/** The newest index entry of a key at or below rev (walking back from the newest), or undefined. */
+function entryAt(index: DupTable, key: Uint8Array, rev: number): IndexEntry | undefined {
+  for (const raw of index.values(key, true)) {
+    const e = decodeIndexEntry(raw, key);
     if (e.main <= rev) return e;
   }
   return undefined;
 }
 
+/** The key's live entry at rev (not a tombstone), or undefined. */
+function liveAt(index: DupTable, key: Uint8Array, rev: number): IndexEntry | undefined {
+  const e = entryAt(index, key, rev);
+  return e === undefined || e.tombstone ? undefined : e;
+}
+
+/** Keys of a range, as a scan: one key, or LMDB's distinct keys in [start, end). */
+function keysOf(index: DupTable, range: KeyRange): Iterable<Buffer> {
+  if (range.single) return [range.start];
+  if (rangeIsEmpty(range)) return [];
+  return index.keys(range.start, range.end);
+}
+
 export class KvStore {
-  private readonly index: Table;
+  private readonly index: DupTable;
   private readonly revs: Table;
   private readonly meta: Table;
   currentRev: number;
   compactRev: number;
 
   constructor(private readonly backend: Backend) {
-    this.index = backend.table('index');
+    this.index = backend.dupTable('index');
     this.revs = backend.table('rev');
     this.meta = backend.table('meta');
     this.currentRev = 1;
@@ -66,17 +79,11 @@ export class KvStore {
     const picked: { key: Buffer; entry: IndexEntry }[] = [];
     let count = 0;
     const want = countOnly ? 0 : limit <= 0 ? Infinity : limit;
-    const visit = (key: Buffer, raw: Buffer): void => {
-      const e = entryAt(decodeIndex(raw, key), rev);
-      if (e === undefined || e.tombstone) return;
+    for (const key of keysOf(this.index, range)) {
+      const e = liveAt(this.index, key, rev);
+      if (e === undefined) continue;
       count++;
       if (picked.length < want) picked.push({ key, entry: e });
-    };
-    if (range.single) {
-      const raw = this.index.get(range.start);
-      if (raw !== undefined) visit(range.start, raw);
-    } else if (!rangeIsEmpty(range)) {
-      for (const { key, value } of this.index.range(range.start, range.end)) visit(key, value);
     }
     const kvs = picked.map(({ key, entry }) => this.loadKv(key, entry));
     return { kvs, count, rev: viewRev };
@@ -126,9 +133,9 @@ export class KvStore {
     if (rev > this.currentRev) throw new ClientError('futureRev');
     this.compactRev = rev;
     this.meta.put(META.compactRev, encodeNum(rev));
-    const rewrites: { key: Buffer; keep: IndexEntry[]; drop: IndexEntry[] }[] = [];
-    for (const { key, value } of this.index.range(Buffer.alloc(1), undefined)) {
-      const entries = decodeIndex(value, key);
+    const drops: { key: Buffer; drop: IndexEntry[] }[] = [];
+    for (const key of this.index.keys(Buffer.alloc(1), undefined)) {
+      const entries = [...this.index.values(key, false)].map((raw) => decodeIndexEntry(raw, key));
       let keepFrom = -1;
       for (let i = entries.length - 1; i >= 0; i--) {
         if ((entries[i] as IndexEntry).main <= rev) {
@@ -138,13 +145,13 @@ export class KvStore {
       }
       if (keepFrom < 0) continue;
       if ((entries[keepFrom] as IndexEntry).tombstone) keepFrom++;
-      if (keepFrom === 0) continue;
-      rewrites.push({ key, keep: entries.slice(keepFrom), drop: entries.slice(0, keepFrom) });
+      if (keepFrom > 0) drops.push({ key, drop: entries.slice(0, keepFrom) });
     }
-    for (const { key, keep, drop } of rewrites) {
-      for (const e of drop) this.revs.del(revKey(e.main, e.sub));
-      if (keep.length === 0) this.index.del(key);
-      else this.index.put(key, encodeIndex(keep));
+    for (const { key, drop } of drops) {
+      for (const e of drop) {
+        this.revs.del(revKey(e.main, e.sub));
+        this.index.remove(key, encodeIndexEntry(e));
+      }
     }
   }
 }
@@ -184,7 +191,7 @@ export class WriteTxn implements RangeSource {
 
   constructor(
     private readonly store: KvStore,
-    private readonly index: Table,
+    private readonly index: DupTable,
     private readonly revs: Table,
     readonly beginRev: number,
   ) {}
@@ -204,22 +211,14 @@ export class WriteTxn implements RangeSource {
     return this.store.rangeAt(range, rev, limit, countOnly, cur);
   }
 
-  private entries(key: Buffer): IndexEntry[] {
-    const raw = this.index.get(key);
-    return raw === undefined ? [] : decodeIndex(raw, key);
-  }
-
   put(key: Buffer, value: Uint8Array, lease: bigint): number {
     const rev = this.beginRev + 1;
     const sub = this.changes++;
-    const entries = this.entries(key);
-    const last = entries[entries.length - 1];
-    const live = last !== undefined && !last.tombstone;
-    const create = live ? last.create : rev;
-    const version = live ? last.version + 1 : 1;
+    const last = liveAt(this.index, key, Infinity);
+    const create = last !== undefined ? last.create : rev;
+    const version = last !== undefined ? last.version + 1 : 1;
     this.revs.put(revKey(rev, sub), encodeRevRecord({ key, value, createRevision: create, modRevision: rev, version, lease }, false));
-    entries.push({ main: rev, sub, tombstone: false, create, version });
-    this.index.put(key, encodeIndex(entries));
+    this.index.add(key, encodeIndexEntry({ main: rev, sub, tombstone: false, create, version }));
     return rev;
   }
 
@@ -230,10 +229,8 @@ export class WriteTxn implements RangeSource {
     const rev = this.beginRev + 1;
     for (const key of live) {
       const sub = this.changes++;
-      const entries = this.entries(key);
       this.revs.put(revKey(rev, sub), encodeRevRecord({ key, modRevision: rev }, true));
-      entries.push({ main: rev, sub, tombstone: true, create: 0, version: 0 });
-      this.index.put(key, encodeIndex(entries));
+      this.index.add(key, encodeIndexEntry({ main: rev, sub, tombstone: true, create: 0, version: 0 }));
     }
     if (live.length !== 0 || this.changes > 0) return [live.length, rev];
     return [0, this.beginRev];
@@ -241,16 +238,7 @@ export class WriteTxn implements RangeSource {
 
   private liveKeys(range: KeyRange, rev: number): Buffer[] {
     const keys: Buffer[] = [];
-    if (range.single) {
-      const e = entryAt(this.entries(range.start), rev);
-      if (e !== undefined && !e.tombstone) keys.push(range.start);
-      return keys;
-    }
-    if (rangeIsEmpty(range)) return keys;
-    for (const { key, value } of this.index.range(range.start, range.end)) {
-      const e = entryAt(decodeIndex(value, key), rev);
-      if (e !== undefined && !e.tombstone) keys.push(key);
-    }
+    for (const key of keysOf(this.index, range)) if (liveAt(this.index, key, rev) !== undefined) keys.push(key);
     return keys;
   }
 

@@ -1,4 +1,5 @@
 /** File-system leaves: durable creation, positional writes, directory fsync. No policy here. */
+import { constants } from 'node:fs';
 import { open, rename, rm } from 'node:fs/promises';
 import type { FileHandle } from 'node:fs/promises';
 import { join } from 'node:path';
@@ -50,7 +51,16 @@ export async function createSegmentFile(dir: string, name: string, header: Uint8
   await writeNewFile(temp, header);
   await rename(temp, path);
   await syncDir(dir);
-  return open(path, 'r+');
+  return openForAppend(path);
+}
+
+/**
+ * Opens a segment for appending with O_DSYNC: every write returns only once its data (and the
+ * metadata needed to read it back) is on disk, i.e. write + fdatasync in one system call and one
+ * thread-pool round trip instead of two.
+ */
+export function openForAppend(path: string): Promise<FileHandle> {
+  return open(path, constants.O_RDWR | constants.O_DSYNC);
 }
 
 function isAlreadyExists(err: unknown): boolean {

@@ -5,12 +5,12 @@
  * queued append, writes their records as one buffer per segment, fdatasyncs once, then resolves
  * them all. Appends arriving meanwhile wait for the next flush, together.
  */
-import { open, unlink } from 'node:fs/promises';
+import { unlink } from 'node:fs/promises';
 import type { FileHandle } from 'node:fs/promises';
 import { join } from 'node:path';
 import process from 'node:process';
 import { appendProblem, chunkEnd, entryAt, needsRotation } from './append.js';
-import { createSegmentFile, syncDir, writeAll } from './disk.js';
+import { createSegmentFile, openForAppend, syncDir, writeAll } from './disk.js';
 import { WalClosedError, WalCorruptError, WalFatalError, WalUsageError } from './errors.js';
 import { RecordDecoder, encodeEntries } from './record.js';
 import { replayDir } from './replay.js';
@@ -185,8 +185,7 @@ export class Wal {
     const active = this.#active;
     const { bytes, lastCrc } = encodeEntries(chunk, active.lastCrc);
     if (verifyEncoding) assertDecodesBack(bytes, chunk.length, active.lastCrc, lastCrc);
-    await writeAll(active.fh, bytes, active.bytes);
-    await active.fh.datasync();
+    await writeAll(active.fh, bytes, active.bytes); // O_DSYNC: durable when the write returns
     this.#stats.syncs++;
     active.bytes += bytes.length;
     active.lastCrc = lastCrc;
@@ -250,7 +249,7 @@ async function openActive(dir: string, replay: Replay): Promise<ActiveSegment> {
     const fh = await createSegmentFile(dir, ref.name, encodeSegmentHeader({ firstIndex: 1, prevCrc: 0 }));
     return { ref, fh, bytes: segmentHeaderBytes, lastCrc: 0, records: 0 };
   }
-  const fh = await open(tail.ref.path, 'r+');
+  const fh = await openForAppend(tail.ref.path);
   return { ref: tail.ref, fh, bytes: tail.bytes, lastCrc: tail.lastCrc, records: tail.records };
 }
 

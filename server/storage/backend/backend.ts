@@ -21,8 +21,38 @@ export interface Table {
   last(): Entry | undefined;
 }
 
-const TABLES = ['meta', 'index', 'rev'] as const;
+/** A table whose keys hold many sorted values (LMDB dupsort): one small record per value. */
+export interface DupTable {
+  add(key: Uint8Array, value: Uint8Array): void;
+  remove(key: Uint8Array, value: Uint8Array): void;
+  /** The key's values in value order (newest last), or reversed. Buffers are valid until the next read. */
+  values(key: Uint8Array, reverse: boolean): Iterable<Buffer>;
+  /** Distinct keys in [start, end) in byte order; end undefined = to the last key. Fresh buffers. */
+  keys(start: Uint8Array, end: Uint8Array | undefined): Iterable<Buffer>;
+}
+
+const TABLES = ['meta', 'rev'] as const;
 export type TableName = (typeof TABLES)[number];
+const DUP_TABLES = ['index'] as const;
+export type DupTableName = (typeof DUP_TABLES)[number];
+
+const view = (b: Uint8Array): Buffer => Buffer.from(b.buffer, b.byteOffset, b.length);
+
+function dupTable(db: Database<Buffer, Buffer>): DupTable {
+  return {
+    add: (key, value) => {
+      db.putSync(view(key), view(value));
+    },
+    remove: (key, value) => {
+      db.removeSync(view(key), view(value));
+    },
+    values: (key, reverse) => db.getValues(view(key), { reverse }),
+    keys: (start, end) => {
+      const opts = end === undefined ? { start: Buffer.from(start) } : { start: Buffer.from(start), end: Buffer.from(end) };
+      return db.getKeys(opts).map((k) => Buffer.from(k));
+    },
+  };
+}
 
 function table(db: Database<Buffer, Buffer>): Table {
   return {
@@ -77,6 +107,7 @@ export class Backend {
     readonly path: string,
     private readonly env: RootDatabase,
     private readonly tables: Record<TableName, Table>,
+    private readonly dupTables: Record<DupTableName, DupTable>,
   ) {}
 
   static open(path: string, mapBytes: number): Backend {
@@ -89,7 +120,11 @@ export class Backend {
       for (const name of TABLES) {
         tables[name] = table(env.openDB<Buffer, Buffer>(name, { keyEncoding: 'binary', encoding: 'binary' }));
       }
-      return new Backend(path, env, tables);
+      const dups = {} as Record<DupTableName, DupTable>;
+      for (const name of DUP_TABLES) {
+        dups[name] = dupTable(env.openDB<Buffer, Buffer>(name, { keyEncoding: 'binary', encoding: 'binary', dupSort: true }));
+      }
+      return new Backend(path, env, tables, dups);
     } catch (err) {
       throw new StorageFault(`backend: cannot open LMDB file ${path}: ${err instanceof Error ? err.message : String(err)}`, { cause: err });
     }
@@ -101,6 +136,10 @@ export class Backend {
 
   table(name: TableName): Table {
     return this.tables[name];
+  }
+
+  dupTable(name: DupTableName): DupTable {
+    return this.dupTables[name];
   }
 
   /** Runs fn in one write transaction; a throw aborts every change fn made. */

@@ -2,9 +2,9 @@
 //
 // rev table:   key = main revision (8 bytes BE) + sub revision (8 bytes BE)
 //              value = flags (1 byte: bit 0 tombstone) + CRC-32 of the rest (4 bytes BE) + mvccpb.KeyValue
-// index table: key = the user key (raw bytes, so LMDB's order is etcd's byte order)
-//              value = the key's revisions, oldest first, 29 bytes each: main (float64 BE), sub (uint32 BE),
-//              flags (1 byte), create revision (float64 BE), version (float64 BE)
+// index table (LMDB dupsort): key = the user key (raw bytes, so LMDB's order is etcd's byte order);
+//              one value per revision of the key, 29 bytes, sorted by revision: main (uint64 BE),
+//              sub (uint32 BE), flags (1 byte), create revision (float64 BE), version (float64 BE)
 // meta table:  fixed names -> 8-byte float64 BE numbers (applied index, current and compacted revisions)
 //              or 8-byte big-endian unsigned ids.
 import { crc32 } from 'node:zlib';
@@ -67,35 +67,28 @@ export interface IndexEntry {
 
 const INDEX_ENTRY_BYTES = 29;
 
-export function encodeIndex(entries: readonly IndexEntry[]): Buffer {
-  const b = Buffer.allocUnsafe(entries.length * INDEX_ENTRY_BYTES);
-  let p = 0;
-  for (const e of entries) {
-    b.writeDoubleBE(e.main, p);
-    b.writeUInt32BE(e.sub, p + 8);
-    b[p + 12] = e.tombstone ? TOMBSTONE : 0;
-    b.writeDoubleBE(e.create, p + 13);
-    b.writeDoubleBE(e.version, p + 21);
-    p += INDEX_ENTRY_BYTES;
-  }
+export function encodeIndexEntry(e: IndexEntry): Buffer {
+  const b = Buffer.allocUnsafe(INDEX_ENTRY_BYTES);
+  b.writeUInt32BE(Math.floor(e.main / 4294967296), 0);
+  b.writeUInt32BE(e.main >>> 0, 4);
+  b.writeUInt32BE(e.sub, 8);
+  b[12] = e.tombstone ? TOMBSTONE : 0;
+  b.writeDoubleBE(e.create, 13);
+  b.writeDoubleBE(e.version, 21);
   return b;
 }
 
-export function decodeIndex(b: Buffer, key: Uint8Array): IndexEntry[] {
-  if (b.length % INDEX_ENTRY_BYTES !== 0) {
-    throw new StorageFault(`schema: corrupt index record for key ${JSON.stringify(Buffer.from(key).toString('latin1'))}: ${b.length} bytes`);
+export function decodeIndexEntry(b: Buffer, key: Uint8Array): IndexEntry {
+  if (b.length !== INDEX_ENTRY_BYTES) {
+    throw new StorageFault(`schema: corrupt index entry for key ${JSON.stringify(Buffer.from(key).toString('latin1'))}: ${b.length} bytes`);
   }
-  const out: IndexEntry[] = [];
-  for (let p = 0; p < b.length; p += INDEX_ENTRY_BYTES) {
-    out.push({
-      main: b.readDoubleBE(p),
-      sub: b.readUInt32BE(p + 8),
-      tombstone: ((b[p + 12] as number) & TOMBSTONE) !== 0,
-      create: b.readDoubleBE(p + 13),
-      version: b.readDoubleBE(p + 21),
-    });
-  }
-  return out;
+  return {
+    main: b.readUInt32BE(0) * 4294967296 + b.readUInt32BE(4),
+    sub: b.readUInt32BE(8),
+    tombstone: ((b[12] as number) & TOMBSTONE) !== 0,
+    create: b.readDoubleBE(13),
+    version: b.readDoubleBE(21),
+  };
 }
 
 export const META = {
