@@ -114,6 +114,15 @@ function genEnum(e: protobuf.Enum): string {
   return `export const ${name} = {\n${body}\n} as const;\nexport type ${name} = number;\n`;
 }
 
+/** For a oneof member: statements clearing its siblings (protobuf: the last member on the wire wins). */
+function clearSiblings(f: protobuf.Field): string {
+  if (f.partOf === null) return '';
+  return f.partOf.fieldsArray
+    .filter((o) => o !== f)
+    .map((o) => ` m.${camel(o.name)} = undefined;`)
+    .join('');
+}
+
 function genType(t: protobuf.Type, pkg: string, imports: Map<string, Set<string>>): string {
   const name = tsName(t);
   const decl: string[] = [];
@@ -145,7 +154,7 @@ function genType(t: protobuf.Type, pkg: string, imports: Map<string, Set<string>
         init.push(`  ${prop}?: ${tn}Init | undefined;`);
         defaults.push(`${prop}: undefined`);
         writes.push(`  if (m.${prop} !== undefined) { w.uint32(${tag}); const k = w.beginLength(); write${rn}(w, m.${prop}); w.endLength(k); }`);
-        reads.push(`      case ${f.id}: if (wt !== 2) { r.skip(wt); break; } m.${prop} = read${rn}(r, r.nestedEnd()); break;`);
+        reads.push(`      case ${f.id}: if (wt !== 2) { r.skip(wt); break; } m.${prop} = read${rn}(r, r.nestedEnd());${clearSiblings(f)} break;`);
       }
       continue;
     }
@@ -182,7 +191,7 @@ function genType(t: protobuf.Type, pkg: string, imports: Map<string, Set<string>
       defaults.push(`${prop}: ${s.zero}`);
       writes.push(`  if (m.${prop} !== undefined && !(${s.isZero(`m.${prop}`)})) { w.uint32(${tag}); w.${s.write}(m.${prop}); }`);
     }
-    reads.push(`      case ${f.id}: if (wt !== ${s.wire}) { r.skip(wt); break; } m.${prop} = r.${s.read}(); break;`);
+    reads.push(`      case ${f.id}: if (wt !== ${s.wire}) { r.skip(wt); break; } m.${prop} = r.${s.read}();${clearSiblings(f)} break;`);
   }
   const oneofs = t.oneofsArray.map((o) => `// oneof ${o.name}: ${o.fieldsArray.map((f) => camel(f.name)).join(' | ')}`);
   const hasFields = t.fieldsArray.length > 0;

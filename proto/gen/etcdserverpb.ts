@@ -474,10 +474,10 @@ export function readRequestOp(r: Reader, end: number): RequestOp {
     const tag = r.uint32();
     const wt = tag & 7;
     switch (tag >>> 3) {
-      case 1: if (wt !== 2) { r.skip(wt); break; } m.requestRange = readRangeRequest(r, r.nestedEnd()); break;
-      case 2: if (wt !== 2) { r.skip(wt); break; } m.requestPut = readPutRequest(r, r.nestedEnd()); break;
-      case 3: if (wt !== 2) { r.skip(wt); break; } m.requestDeleteRange = readDeleteRangeRequest(r, r.nestedEnd()); break;
-      case 4: if (wt !== 2) { r.skip(wt); break; } m.requestTxn = readTxnRequest(r, r.nestedEnd()); break;
+      case 1: if (wt !== 2) { r.skip(wt); break; } m.requestRange = readRangeRequest(r, r.nestedEnd()); m.requestPut = undefined; m.requestDeleteRange = undefined; m.requestTxn = undefined; break;
+      case 2: if (wt !== 2) { r.skip(wt); break; } m.requestPut = readPutRequest(r, r.nestedEnd()); m.requestRange = undefined; m.requestDeleteRange = undefined; m.requestTxn = undefined; break;
+      case 3: if (wt !== 2) { r.skip(wt); break; } m.requestDeleteRange = readDeleteRangeRequest(r, r.nestedEnd()); m.requestRange = undefined; m.requestPut = undefined; m.requestTxn = undefined; break;
+      case 4: if (wt !== 2) { r.skip(wt); break; } m.requestTxn = readTxnRequest(r, r.nestedEnd()); m.requestRange = undefined; m.requestPut = undefined; m.requestDeleteRange = undefined; break;
       case 0: throw new ProtoDecodeError('proto: illegal field number 0 in etcdserverpb.RequestOp');
       default: r.skip(wt);
     }
@@ -524,10 +524,10 @@ export function readResponseOp(r: Reader, end: number): ResponseOp {
     const tag = r.uint32();
     const wt = tag & 7;
     switch (tag >>> 3) {
-      case 1: if (wt !== 2) { r.skip(wt); break; } m.responseRange = readRangeResponse(r, r.nestedEnd()); break;
-      case 2: if (wt !== 2) { r.skip(wt); break; } m.responsePut = readPutResponse(r, r.nestedEnd()); break;
-      case 3: if (wt !== 2) { r.skip(wt); break; } m.responseDeleteRange = readDeleteRangeResponse(r, r.nestedEnd()); break;
-      case 4: if (wt !== 2) { r.skip(wt); break; } m.responseTxn = readTxnResponse(r, r.nestedEnd()); break;
+      case 1: if (wt !== 2) { r.skip(wt); break; } m.responseRange = readRangeResponse(r, r.nestedEnd()); m.responsePut = undefined; m.responseDeleteRange = undefined; m.responseTxn = undefined; break;
+      case 2: if (wt !== 2) { r.skip(wt); break; } m.responsePut = readPutResponse(r, r.nestedEnd()); m.responseRange = undefined; m.responseDeleteRange = undefined; m.responseTxn = undefined; break;
+      case 3: if (wt !== 2) { r.skip(wt); break; } m.responseDeleteRange = readDeleteRangeResponse(r, r.nestedEnd()); m.responseRange = undefined; m.responsePut = undefined; m.responseTxn = undefined; break;
+      case 4: if (wt !== 2) { r.skip(wt); break; } m.responseTxn = readTxnResponse(r, r.nestedEnd()); m.responseRange = undefined; m.responsePut = undefined; m.responseDeleteRange = undefined; break;
       case 0: throw new ProtoDecodeError('proto: illegal field number 0 in etcdserverpb.ResponseOp');
       default: r.skip(wt);
     }
@@ -592,11 +592,11 @@ export function readCompare(r: Reader, end: number): Compare {
       case 1: if (wt !== 0) { r.skip(wt); break; } m.result = r.int32(); break;
       case 2: if (wt !== 0) { r.skip(wt); break; } m.target = r.int32(); break;
       case 3: if (wt !== 2) { r.skip(wt); break; } m.key = r.bytes(); break;
-      case 4: if (wt !== 0) { r.skip(wt); break; } m.version = r.int64(); break;
-      case 5: if (wt !== 0) { r.skip(wt); break; } m.createRevision = r.int64(); break;
-      case 6: if (wt !== 0) { r.skip(wt); break; } m.modRevision = r.int64(); break;
-      case 7: if (wt !== 2) { r.skip(wt); break; } m.value = r.bytes(); break;
-      case 8: if (wt !== 0) { r.skip(wt); break; } m.lease = r.bigint64(); break;
+      case 4: if (wt !== 0) { r.skip(wt); break; } m.version = r.int64(); m.createRevision = undefined; m.modRevision = undefined; m.value = undefined; m.lease = undefined; break;
+      case 5: if (wt !== 0) { r.skip(wt); break; } m.createRevision = r.int64(); m.version = undefined; m.modRevision = undefined; m.value = undefined; m.lease = undefined; break;
+      case 6: if (wt !== 0) { r.skip(wt); break; } m.modRevision = r.int64(); m.version = undefined; m.createRevision = undefined; m.value = undefined; m.lease = undefined; break;
+      case 7: if (wt !== 2) { r.skip(wt); break; } m.value = r.bytes(); m.version = undefined; m.createRevision = undefined; m.modRevision = undefined; m.lease = undefined; break;
+      case 8: if (wt !== 0) { r.skip(wt); break; } m.lease = r.bigint64(); m.version = undefined; m.createRevision = undefined; m.modRevision = undefined; m.value = undefined; break;
       case 64: if (wt !== 2) { r.skip(wt); break; } m.rangeEnd = r.bytes(); break;
       case 0: throw new ProtoDecodeError('proto: illegal field number 0 in etcdserverpb.Compare');
       default: r.skip(wt);
@@ -1059,9 +1059,9 @@ export function readWatchRequest(r: Reader, end: number): WatchRequest {
     const tag = r.uint32();
     const wt = tag & 7;
     switch (tag >>> 3) {
-      case 1: if (wt !== 2) { r.skip(wt); break; } m.createRequest = readWatchCreateRequest(r, r.nestedEnd()); break;
-      case 2: if (wt !== 2) { r.skip(wt); break; } m.cancelRequest = readWatchCancelRequest(r, r.nestedEnd()); break;
-      case 3: if (wt !== 2) { r.skip(wt); break; } m.progressRequest = readWatchProgressRequest(r, r.nestedEnd()); break;
+      case 1: if (wt !== 2) { r.skip(wt); break; } m.createRequest = readWatchCreateRequest(r, r.nestedEnd()); m.cancelRequest = undefined; m.progressRequest = undefined; break;
+      case 2: if (wt !== 2) { r.skip(wt); break; } m.cancelRequest = readWatchCancelRequest(r, r.nestedEnd()); m.createRequest = undefined; m.progressRequest = undefined; break;
+      case 3: if (wt !== 2) { r.skip(wt); break; } m.progressRequest = readWatchProgressRequest(r, r.nestedEnd()); m.createRequest = undefined; m.cancelRequest = undefined; break;
       case 0: throw new ProtoDecodeError('proto: illegal field number 0 in etcdserverpb.WatchRequest');
       default: r.skip(wt);
     }

@@ -1,0 +1,155 @@
+// A small promise-based gRPC client for the etcd v3 API, built from our protos with
+// @grpc/proto-loader. Every call settles to a CallResult (never throws for a gRPC error),
+// so tests can compare failures (code + exact message) as data.
+import * as grpc from '@grpc/grpc-js';
+import * as protoLoader from '@grpc/proto-loader';
+import type { MethodDefinition, PackageDefinition, ServiceDefinition } from '@grpc/proto-loader';
+import { join } from 'node:path';
+import { REPO_ROOT } from './procs.js';
+
+export type CallResult<T> = { ok: true; value: T } | { ok: false; code: number; details: string };
+
+/** A decoded message: proto-loader options keepCase, longs String, enums String, bytes Buffer, defaults, oneofs. */
+export type Msg = Record<string, unknown>;
+
+export const PROTO_DIR = join(REPO_ROOT, 'proto', 'etcd');
+export const LOADER_OPTIONS: protoLoader.Options = {
+  keepCase: true,
+  longs: String,
+  enums: String,
+  bytes: Buffer,
+  defaults: true,
+  oneofs: true,
+  includeDirs: [PROTO_DIR],
+};
+
+let cachedDef: PackageDefinition | undefined;
+
+/** The package definition of rpc.proto (and the kv/auth protos it imports), loaded once. */
+export function packageDefinition(): PackageDefinition {
+  cachedDef ??= protoLoader.loadSync('rpc.proto', LOADER_OPTIONS);
+  return cachedDef;
+}
+
+function isServiceDefinition(d: unknown): d is ServiceDefinition {
+  // Message and enum definitions carry `format`; service definitions are maps of methods.
+  return typeof d === 'object' && d !== null && !('format' in d);
+}
+
+/** The method definition of e.g. ("KV", "Range") or ("etcdserverpb.KV", "Range"). */
+export function methodDefinition(service: string, method: string): MethodDefinition<object, object> {
+  const full = service.includes('.') ? service : `etcdserverpb.${service}`;
+  const svc = packageDefinition()[full];
+  if (!isServiceDefinition(svc)) throw new Error(`unknown service ${full}`);
+  const m = svc[method];
+  if (m === undefined) throw new Error(`unknown method ${full}/${method}`);
+  return m;
+}
+
+/** Serializes a request object for service/method (proto-loader's fromObject + encode). */
+export function encodeRequest(service: string, method: string, request: object): Buffer {
+  return methodDefinition(service, method).requestSerialize(request);
+}
+
+/** Decodes response bytes of service/method with LOADER_OPTIONS. */
+export function decodeResponse(service: string, method: string, bytes: Buffer): Msg {
+  return methodDefinition(service, method).responseDeserialize(bytes) as Msg;
+}
+
+export interface CallOpts {
+  /** Per-call deadline; default 10 s. */
+  timeoutMs?: number;
+  metadata?: Record<string, string>;
+}
+
+const DEFAULT_TIMEOUT_MS = 10_000;
+const identity = (b: Buffer): Buffer => b;
+
+function isServiceError(e: unknown): e is grpc.ServiceError {
+  return e instanceof Error && typeof (e as { code?: unknown }).code === 'number';
+}
+
+export class EtcdClient {
+  readonly endpoint: string;
+  private readonly client: grpc.Client;
+
+  constructor(endpoint: string) {
+    this.endpoint = endpoint;
+    this.client = new grpc.Client(endpoint, grpc.credentials.createInsecure(), {
+      'grpc.max_receive_message_length': -1,
+      'grpc.max_send_message_length': -1,
+    });
+  }
+
+  close(): void {
+    this.client.close();
+  }
+
+  /** Waits until the channel is connected (or the deadline passes). */
+  waitReady(timeoutMs = 10_000): Promise<void> {
+    return new Promise((res, rej) => {
+      this.client.waitForReady(Date.now() + timeoutMs, (err) => (err === undefined || err === null ? res() : rej(err)));
+    });
+  }
+
+  private call<Req, Res>(
+    path: string,
+    serialize: (r: Req) => Buffer,
+    deserialize: (b: Buffer) => Res,
+    request: Req,
+    opts: CallOpts,
+  ): Promise<CallResult<Res>> {
+    const md = new grpc.Metadata();
+    for (const [k, v] of Object.entries(opts.metadata ?? {})) md.set(k, v);
+    const options: grpc.CallOptions = { deadline: Date.now() + (opts.timeoutMs ?? DEFAULT_TIMEOUT_MS) };
+    return new Promise((res) => {
+      this.client.makeUnaryRequest(path, serialize, deserialize, request, md, options, (err, value) => {
+        if (err !== null && err !== undefined) {
+          if (isServiceError(err)) res({ ok: false, code: err.code, details: err.details });
+          else res({ ok: false, code: grpc.status.UNKNOWN, details: String(err) });
+          return;
+        }
+        if (value === undefined) {
+          res({ ok: false, code: grpc.status.INTERNAL, details: 'no response message' });
+          return;
+        }
+        res({ ok: true, value });
+      });
+    });
+  }
+
+  /** Generic unary call by service ("KV" or "etcdserverpb.KV") and method name. */
+  unary(service: string, method: string, request: object, opts: CallOpts = {}): Promise<CallResult<Msg>> {
+    const def = methodDefinition(service, method);
+    const deserialize = (b: Buffer): Msg => def.responseDeserialize(b) as Msg;
+    return this.call(def.path, def.requestSerialize, deserialize, request, opts);
+  }
+
+  /** Unary call with raw request bytes; the response comes back undecoded. */
+  unaryRaw(service: string, method: string, request: Buffer, opts: CallOpts = {}): Promise<CallResult<Buffer>> {
+    const full = service.includes('.') ? service : `etcdserverpb.${service}`;
+    return this.call(`/${full}/${method}`, identity, identity, request, opts);
+  }
+
+  range(req: object, opts: CallOpts = {}): Promise<CallResult<Msg>> {
+    return this.unary('KV', 'Range', req, opts);
+  }
+  put(req: object, opts: CallOpts = {}): Promise<CallResult<Msg>> {
+    return this.unary('KV', 'Put', req, opts);
+  }
+  deleteRange(req: object, opts: CallOpts = {}): Promise<CallResult<Msg>> {
+    return this.unary('KV', 'DeleteRange', req, opts);
+  }
+  txn(req: object, opts: CallOpts = {}): Promise<CallResult<Msg>> {
+    return this.unary('KV', 'Txn', req, opts);
+  }
+  compact(req: object, opts: CallOpts = {}): Promise<CallResult<Msg>> {
+    return this.unary('KV', 'Compact', req, opts);
+  }
+}
+
+/** The gRPC status code name (e.g. 3 → "INVALID_ARGUMENT") for messages. */
+export function statusName(code: number): string {
+  for (const [k, v] of Object.entries(grpc.status)) if (v === code) return k;
+  return `CODE_${code}`;
+}

@@ -1,0 +1,373 @@
+// Starts and stops server processes for tests: the reference etcd and Cairn.
+// Every process gets its own free ports and (by default) a fresh temp data dir,
+// so several can run at once. Children are killed when the test process exits.
+import { spawn } from 'node:child_process';
+import type { ChildProcess } from 'node:child_process';
+import { mkdtempSync, readFileSync, existsSync } from 'node:fs';
+import { createServer } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join, resolve, dirname } from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+export interface ServerOpts {
+  /** Data directory; default a fresh temp dir. */
+  dataDir?: string;
+  walDir?: string;
+  /** Appended to the command line as given. */
+  extraArgs?: string[];
+  /** Merged over process.env. */
+  env?: Record<string, string>;
+  /** Readiness timeout; default 20 s. */
+  readyTimeoutMs?: number;
+}
+
+export interface ServerProc {
+  readonly name: string;
+  /** "127.0.0.1:port", what gRPC clients and etcdctl --endpoints take. */
+  readonly endpoint: string;
+  /** "http://127.0.0.1:port" */
+  readonly clientUrl: string;
+  readonly pid: number;
+  readonly dataDir: string;
+  /** Everything the process wrote on stderr so far, one entry per line. */
+  stderrLines(): string[];
+  /** SIGTERM, then wait for exit (SIGKILL after 10 s). */
+  stop(): Promise<void>;
+  /** SIGKILL, then wait for exit. */
+  kill9(): Promise<void>;
+  /** VmHWM of the process in KiB (last value read while it was alive). */
+  peakRssKb(): number;
+}
+
+export const READY_MSG = 'ready to serve client requests';
+const READY_TIMEOUT_MS = 20_000;
+const STOP_GRACE_MS = 10_000;
+const STDERR_LINES_MAX = 20_000;
+
+const here = dirname(fileURLToPath(import.meta.url));
+/** Repo root: this file runs from dist/test/harness/. */
+export const REPO_ROOT = resolve(here, '..', '..', '..');
+export const CAIRN_MAIN = join(REPO_ROOT, 'dist', 'server', 'main.js');
+export const ETCD_BIN = process.env['ETCD_BIN'] ?? '/usr/bin/etcd';
+export const ETCDCTL_BIN = process.env['ETCDCTL_BIN'] ?? '/usr/bin/etcdctl';
+
+/** A TCP port that was free a moment ago (bound to 127.0.0.1:0, then released). */
+export function freePort(): Promise<number> {
+  return new Promise((resolvePort, reject) => {
+    const srv = createServer();
+    srv.unref();
+    srv.on('error', reject);
+    srv.listen(0, '127.0.0.1', () => {
+      const addr = srv.address();
+      if (addr === null || typeof addr === 'string') {
+        srv.close();
+        reject(new Error('freePort: unexpected address'));
+        return;
+      }
+      const port = addr.port;
+      srv.close(() => resolvePort(port));
+    });
+  });
+}
+
+/** Distinct free ports (freePort may hand back a just-released port twice). */
+async function freePorts(n: number): Promise<number[]> {
+  const ports = new Set<number>();
+  while (ports.size < n) ports.add(await freePort());
+  return [...ports];
+}
+
+export function tempDir(prefix: string): string {
+  return mkdtempSync(join(tmpdir(), prefix));
+}
+
+// ---- child bookkeeping: kill everything we started when the test process exits ----
+
+const live = new Set<ChildProcess>();
+let exitHooked = false;
+
+function hookExit(): void {
+  if (exitHooked) return;
+  exitHooked = true;
+  process.on('exit', () => {
+    for (const c of live) {
+      try {
+        c.kill('SIGKILL');
+      } catch {
+        // already gone
+      }
+    }
+  });
+  for (const sig of ['SIGINT', 'SIGTERM'] as const) {
+    process.once(sig, () => {
+      for (const c of live) {
+        try {
+          c.kill('SIGKILL');
+        } catch {
+          // already gone
+        }
+      }
+      process.exit(sig === 'SIGINT' ? 130 : 143);
+    });
+  }
+}
+
+function readVmHwmKb(pid: number): number | undefined {
+  try {
+    const status = readFileSync(`/proc/${pid}/status`, 'utf8');
+    const m = /^VmHWM:\s+(\d+)\s+kB/m.exec(status);
+    return m?.[1] === undefined ? undefined : Number(m[1]);
+  } catch {
+    return undefined;
+  }
+}
+
+interface SpawnSpec {
+  name: string;
+  cmd: string;
+  args: string[];
+  port: number;
+  dataDir: string;
+  env: Record<string, string> | undefined;
+  readyTimeoutMs: number;
+  readyMsgs: ReadonlySet<string>;
+}
+
+/** The `msg` of a JSON log line, if it is one. */
+function logMsg(line: string): string | undefined {
+  if (!line.startsWith('{')) return undefined;
+  try {
+    const parsed: unknown = JSON.parse(line);
+    if (typeof parsed !== 'object' || parsed === null) return undefined;
+    const msg = (parsed as { msg?: unknown }).msg;
+    return typeof msg === 'string' ? msg : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+/**
+ * etcd 3.4 with --logger=zap never logs READY_MSG (it only goes to the capnslog logger); the
+ * "serving client traffic ..." lines are logged right after its ReadyNotify, so they count too.
+ */
+const ETCD_READY_MSGS: ReadonlySet<string> = new Set([
+  READY_MSG,
+  'serving client traffic insecurely; this is strongly discouraged!',
+  'serving client traffic securely',
+]);
+const CAIRN_READY_MSGS: ReadonlySet<string> = new Set([READY_MSG]);
+
+async function spawnServer(spec: SpawnSpec): Promise<ServerProc> {
+  hookExit();
+  const child = spawn(spec.cmd, spec.args, {
+    env: { ...process.env, ...(spec.env ?? {}) },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  live.add(child);
+  const lines: string[] = [];
+  let partial = '';
+  let peakKb = 0;
+  let exited = false;
+  let exitInfo = '';
+  const exitWaiters: Array<() => void> = [];
+  const readyWaiters: Array<() => void> = [];
+  let ready = false;
+
+  const samplePeak = (): void => {
+    if (exited || child.pid === undefined) return;
+    const v = readVmHwmKb(child.pid);
+    if (v !== undefined && v > peakKb) peakKb = v;
+  };
+  const sampler = setInterval(samplePeak, 500);
+  sampler.unref();
+
+  const onLine = (line: string): void => {
+    if (lines.length >= STDERR_LINES_MAX) lines.shift();
+    lines.push(line);
+    if (!ready && spec.readyMsgs.has(logMsg(line) ?? '')) {
+      ready = true;
+      for (const w of readyWaiters.splice(0)) w();
+    }
+  };
+  child.stderr?.setEncoding('utf8');
+  child.stderr?.on('data', (chunk: string) => {
+    partial += chunk;
+    let nl = partial.indexOf('\n');
+    while (nl >= 0) {
+      onLine(partial.slice(0, nl));
+      partial = partial.slice(nl + 1);
+      nl = partial.indexOf('\n');
+    }
+  });
+  // stdout is drained (and kept with stderr) so a chatty child never blocks.
+  child.stdout?.setEncoding('utf8');
+  child.stdout?.on('data', (chunk: string) => {
+    for (const l of chunk.split('\n')) if (l !== '') onLine(`[stdout] ${l}`);
+  });
+  child.on('exit', (code, signal) => {
+    exited = true;
+    exitInfo = `exit code ${String(code)}, signal ${String(signal)}`;
+    if (partial !== '') {
+      onLine(partial);
+      partial = '';
+    }
+    live.delete(child);
+    clearInterval(sampler);
+    for (const w of exitWaiters.splice(0)) w();
+    for (const w of readyWaiters.splice(0)) w();
+  });
+
+  const spawnError = new Promise<Error>((res) => child.once('error', res));
+  const waitExit = (): Promise<void> =>
+    exited ? Promise.resolve() : new Promise<void>((res) => exitWaiters.push(res));
+
+  const tail = (): string => lines.slice(-30).join('\n');
+  const readyOrFail = new Promise<void>((res, rej) => {
+    const timer = setTimeout(() => {
+      rej(
+        new Error(
+          `${spec.name}: not ready after ${spec.readyTimeoutMs} ms (no JSON log line with msg in ${JSON.stringify([...spec.readyMsgs])})\n` +
+            `command: ${spec.cmd} ${spec.args.join(' ')}\nlast stderr lines:\n${tail()}`,
+        ),
+      );
+    }, spec.readyTimeoutMs);
+    readyWaiters.push(() => {
+      clearTimeout(timer);
+      if (ready) res();
+      else
+        rej(
+          new Error(
+            `${spec.name}: exited before ready (${exitInfo})\ncommand: ${spec.cmd} ${spec.args.join(' ')}\n` +
+              `last stderr lines:\n${tail()}`,
+          ),
+        );
+    });
+    void spawnError.then((e) => {
+      clearTimeout(timer);
+      rej(new Error(`${spec.name}: cannot spawn ${spec.cmd}: ${e.message}`));
+    });
+  });
+
+  const pid = child.pid ?? -1;
+  const proc: ServerProc = {
+    name: spec.name,
+    endpoint: `127.0.0.1:${spec.port}`,
+    clientUrl: `http://127.0.0.1:${spec.port}`,
+    pid,
+    dataDir: spec.dataDir,
+    stderrLines: () => [...lines],
+    stop: async () => {
+      if (exited) return;
+      samplePeak();
+      child.kill('SIGTERM');
+      const timer = setTimeout(() => {
+        if (!exited) child.kill('SIGKILL');
+      }, STOP_GRACE_MS);
+      await waitExit();
+      clearTimeout(timer);
+    },
+    kill9: async () => {
+      if (exited) return;
+      samplePeak();
+      child.kill('SIGKILL');
+      await waitExit();
+    },
+    peakRssKb: () => {
+      samplePeak();
+      return peakKb;
+    },
+  };
+  try {
+    await readyOrFail;
+  } catch (e) {
+    await proc.kill9();
+    throw e;
+  }
+  samplePeak();
+  return proc;
+}
+
+let etcdSeq = 0;
+
+/** Starts the reference etcd on fresh client and peer ports. */
+export async function startEtcd(opts: ServerOpts = {}): Promise<ServerProc> {
+  const [clientPort, peerPort] = await freePorts(2);
+  if (clientPort === undefined || peerPort === undefined) throw new Error('startEtcd: no ports');
+  etcdSeq += 1;
+  const name = `etcd${process.pid}-${etcdSeq}`;
+  const dataDir = opts.dataDir ?? tempDir('cairn-test-etcd-');
+  const clientUrl = `http://127.0.0.1:${clientPort}`;
+  const peerUrl = `http://127.0.0.1:${peerPort}`;
+  const args = [
+    '--name', name,
+    '--data-dir', dataDir,
+    '--listen-client-urls', clientUrl,
+    '--advertise-client-urls', clientUrl,
+    '--listen-peer-urls', peerUrl,
+    '--initial-advertise-peer-urls', peerUrl,
+    '--initial-cluster', `${name}=${peerUrl}`,
+    '--initial-cluster-state', 'new',
+    '--logger=zap',
+    '--log-outputs=stderr',
+  ];
+  if (opts.walDir !== undefined) args.push('--wal-dir', opts.walDir);
+  args.push(...(opts.extraArgs ?? []));
+  return spawnServer({
+    name,
+    cmd: ETCD_BIN,
+    args,
+    port: clientPort,
+    dataDir,
+    env: opts.env,
+    readyTimeoutMs: opts.readyTimeoutMs ?? READY_TIMEOUT_MS,
+    readyMsgs: ETCD_READY_MSGS,
+  });
+}
+
+let cairnSeq = 0;
+
+/** Starts Cairn (dist/server/main.js) on a fresh client port. */
+export async function startCairn(opts: ServerOpts = {}): Promise<ServerProc> {
+  if (!existsSync(CAIRN_MAIN)) {
+    throw new Error(`startCairn: ${CAIRN_MAIN} does not exist (build with npx tsc -p tsconfig.json)`);
+  }
+  const [clientPort] = await freePorts(1);
+  if (clientPort === undefined) throw new Error('startCairn: no port');
+  cairnSeq += 1;
+  const name = `cairn${process.pid}-${cairnSeq}`;
+  const dataDir = opts.dataDir ?? tempDir('cairn-test-cairn-');
+  const clientUrl = `http://127.0.0.1:${clientPort}`;
+  const args = [
+    CAIRN_MAIN,
+    '--name', name,
+    '--data-dir', dataDir,
+    '--listen-client-urls', clientUrl,
+    '--advertise-client-urls', clientUrl,
+  ];
+  if (opts.walDir !== undefined) args.push('--wal-dir', opts.walDir);
+  args.push(...(opts.extraArgs ?? []));
+  return spawnServer({
+    name,
+    cmd: process.execPath,
+    args,
+    port: clientPort,
+    dataDir,
+    env: opts.env,
+    readyTimeoutMs: opts.readyTimeoutMs ?? READY_TIMEOUT_MS,
+    readyMsgs: CAIRN_READY_MSGS,
+  });
+}
+
+export type TargetKind = 'etcd' | 'cairn';
+
+/** The server under test: Cairn unless CAIRN_DIFF_TARGET=etcd (to validate tests against etcd itself). */
+export function targetKind(): TargetKind {
+  const v = process.env['CAIRN_DIFF_TARGET'];
+  if (v === undefined || v === '' || v === 'cairn') return 'cairn';
+  if (v === 'etcd') return 'etcd';
+  throw new Error(`CAIRN_DIFF_TARGET must be "cairn" or "etcd", got ${JSON.stringify(v)}`);
+}
+
+export function startTarget(kind: TargetKind, opts: ServerOpts = {}): Promise<ServerProc> {
+  return kind === 'etcd' ? startEtcd(opts) : startCairn(opts);
+}
