@@ -4,7 +4,7 @@ import { createWriteStream } from 'node:fs';
 import { loadConfig, usage, ConfigError, type Config } from './config/index.js';
 import { createLogger, type LogSink, type Logger } from './base/log.js';
 import { Node } from './node/index.js';
-import { kvApi, createGrpcServer, bind } from './api/index.js';
+import { kvApi, createGrpcServer } from './api/index.js';
 import { CAIRN_VERSION } from './version.js';
 
 function sinkFor(outputs: readonly string[]): LogSink {
@@ -34,7 +34,7 @@ async function run(cfg: Config, log: Logger): Promise<void> {
   });
   const server = createGrpcServer(log.child('api'), kvApi(node, cfg.txnOpsMax), { requestBytesMax: cfg.requestBytesMax, onFatal: fatal });
   for (const u of cfg.listenClientUrls) {
-    const port = await bind(server, `${u.hostname}:${u.port}`);
+    const port = await server.listen(u.hostname.replace(/^\[(.*)\]$/, '$1'), Number(u.port));
     log.info('now serving client', { address: `${u.hostname}:${port}` });
   }
   log.info('ready to serve client requests');
@@ -44,8 +44,10 @@ async function run(cfg: Config, log: Logger): Promise<void> {
     if (stopping) return;
     stopping = true;
     log.info('received signal; shutting down', { signal });
-    server.tryShutdown(() => {
-      node.close().then(
+    server
+      .close()
+      .then(() => node.close())
+      .then(
         () => {
           log.info('stopped');
           process.exit(0);
@@ -55,7 +57,6 @@ async function run(cfg: Config, log: Logger): Promise<void> {
           process.exit(1);
         },
       );
-    });
   };
   process.on('SIGTERM', () => stop('SIGTERM'));
   process.on('SIGINT', () => stop('SIGINT'));

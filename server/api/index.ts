@@ -1,3 +1,3 @@
 export { kvApi, type KvApi } from './kv.js';
-export { createGrpcServer, bind } from './server.js';
+export { createGrpcServer } from './server.js';
 export { toGrpcError } from './errors.js';

@@ -1,11 +1,16 @@
 // The KV service. Every handler: check the request (pure), call the node, map the error, fill the header.
 import type {
   CompactionRequest,
+  CompactionResponseInit,
   DeleteRangeRequest,
+  DeleteRangeResponseInit,
   PutRequest,
+  PutResponseInit,
   RangeRequest,
+  RangeResponseInit,
   ResponseHeaderInit,
   TxnRequest,
+  TxnResponseInit,
 } from '../../proto/gen/etcdserverpb.js';
 import type { Node } from '../node/index.js';
 import type { ApplyOutcome, ApplyResponse } from '../apply/index.js';
@@ -14,11 +19,11 @@ import { checkDeleteRequest, checkPutRequest, checkRangeRequest, checkTxnRequest
 import { AssertionFailure } from '../base/errors.js';
 
 export interface KvApi {
-  range(r: RangeRequest): object;
-  put(r: PutRequest): Promise<object>;
-  deleteRange(r: DeleteRangeRequest): Promise<object>;
-  txn(r: TxnRequest): Promise<object>;
-  compact(r: CompactionRequest): Promise<object>;
+  range(r: RangeRequest): RangeResponseInit;
+  put(r: PutRequest): Promise<PutResponseInit>;
+  deleteRange(r: DeleteRangeRequest): Promise<DeleteRangeResponseInit>;
+  txn(r: TxnRequest): Promise<TxnResponseInit>;
+  compact(r: CompactionRequest): Promise<CompactionResponseInit>;
 }
 
 function expect<K extends ApplyResponse['kind']>(o: ApplyOutcome, kind: K): Extract<ApplyResponse, { kind: K }>['resp'] {

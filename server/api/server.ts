@@ -1,65 +1,14 @@
-// The client-facing gRPC server: etcd's services on @grpc/grpc-js with our static codecs.
-// Methods of services a later issue implements are not registered, so grpc answers UNIMPLEMENTED.
-import * as grpc from '@grpc/grpc-js';
+// The client-facing gRPC server: etcd's services on our node:http2 gRPC server (api/grpc/) with
+// the static codecs. Services a later issue implements are not registered, so their methods answer
+// UNIMPLEMENTED (`unknown service ...`), as grpc-go does for a service it does not serve.
 import { KVService } from '../../proto/gen/etcdserverpb.js';
 import type { MethodDescriptor } from '../../proto/wire.js';
 import type { Logger } from '../base/log.js';
 import { StorageFault } from '../base/errors.js';
 import { GRPC_OVERHEAD_BYTES } from '../base/limits.js';
-import { decodeError, toGrpcError, type GrpcError } from './errors.js';
+import { GrpcError, GrpcServer, Status } from './grpc/index.js';
+import { decodeError, toGrpcError } from './errors.js';
 import type { KvApi } from './kv.js';
-
-class Undecodable {
-  constructor(readonly error: GrpcError) {}
-}
-
-type Unary<Req> = (req: Req) => object | Promise<object>;
-
-function unaryDefinition<Req, Res, ReqInit, ResInit>(m: MethodDescriptor<Req, Res, ReqInit, ResInit>): grpc.MethodDefinition<Req | Undecodable, ResInit> {
-  return {
-    path: m.path,
-    originalName: m.name,
-    requestStream: false,
-    responseStream: false,
-    requestDeserialize: (b: Buffer): Req | Undecodable => {
-      try {
-        return m.decodeRequest(b);
-      } catch (err) {
-        return new Undecodable(decodeError(err));
-      }
-    },
-    requestSerialize: () => {
-      throw new Error('server does not serialize requests');
-    },
-    responseSerialize: (r: ResInit) => m.encodeResponse(r),
-    responseDeserialize: () => {
-      throw new Error('server does not deserialize responses');
-    },
-  };
-}
-
-function unaryHandler<Req>(log: Logger, onFatal: (err: Error) => void, method: string, fn: Unary<Req>): grpc.handleUnaryCall<Req | Undecodable, object> {
-  return (call, callback) => {
-    const req = call.request;
-    if (req instanceof Undecodable) {
-      callback({ code: req.error.code, details: req.error.details });
-      return;
-    }
-    const fail = (err: unknown): void => {
-      if (err instanceof StorageFault) onFatal(err);
-      const e = toGrpcError(err);
-      if (e.code === grpc.status.UNKNOWN) log.error('request failed', { method, error: err });
-      callback({ code: e.code, details: e.details });
-    };
-    try {
-      const out = fn(req);
-      if (out instanceof Promise) out.then((res: object) => callback(null, res), fail);
-      else callback(null, out);
-    } catch (err) {
-      fail(err);
-    }
-  };
-}
 
 export interface ServerOptions {
   readonly requestBytesMax: number;
@@ -67,33 +16,42 @@ export interface ServerOptions {
   readonly onFatal: (err: Error) => void;
 }
 
-export function createGrpcServer(log: Logger, kv: KvApi, opts: ServerOptions): grpc.Server {
-  const server = new grpc.Server({
-    'grpc.max_receive_message_length': opts.requestBytesMax + GRPC_OVERHEAD_BYTES,
-    'grpc.max_send_message_length': 2147483647,
-    'grpc.keepalive_time_ms': 2 * 60 * 60 * 1000,
-    'grpc.keepalive_timeout_ms': 20 * 1000,
-  });
-  const s = KVService;
-  const definition = {
-    Range: unaryDefinition(s.Range),
-    Put: unaryDefinition(s.Put),
-    DeleteRange: unaryDefinition(s.DeleteRange),
-    Txn: unaryDefinition(s.Txn),
-    Compact: unaryDefinition(s.Compact),
-  };
-  server.addService(definition as unknown as grpc.ServiceDefinition, {
-    Range: unaryHandler(log, opts.onFatal, 'Range', kv.range),
-    Put: unaryHandler(log, opts.onFatal, 'Put', kv.put),
-    DeleteRange: unaryHandler(log, opts.onFatal, 'DeleteRange', kv.deleteRange),
-    Txn: unaryHandler(log, opts.onFatal, 'Txn', kv.txn),
-    Compact: unaryHandler(log, opts.onFatal, 'Compact', kv.compact),
-  } as unknown as grpc.UntypedServiceImplementation);
-  return server;
-}
+const SEND_BYTES_MAX = 2 ** 31 - 1;
 
-export function bind(server: grpc.Server, hostPort: string): Promise<number> {
-  return new Promise((resolve, reject) => {
-    server.bindAsync(hostPort, grpc.ServerCredentials.createInsecure(), (err, port) => (err ? reject(err) : resolve(port)));
+export function createGrpcServer(log: Logger, kv: KvApi, opts: ServerOptions): GrpcServer {
+  const server = new GrpcServer({
+    maxReceiveMessageBytes: opts.requestBytesMax + GRPC_OVERHEAD_BYTES,
+    maxSendMessageBytes: SEND_BYTES_MAX,
+    onError: (err, where) => log.warn('grpc: error while serving', { where, error: err }),
   });
+  const fail = (method: string, err: unknown): never => {
+    if (err instanceof StorageFault) opts.onFatal(err);
+    const e = toGrpcError(err);
+    if (e.code === Status.UNKNOWN) log.error('request failed', { method, error: err });
+    throw new GrpcError(e.code, e.details);
+  };
+  const unary = <Req, Res, ReqInit, ResInit>(m: MethodDescriptor<Req, Res, ReqInit, ResInit>, fn: (req: Req) => ResInit | Promise<ResInit>): void => {
+    const onError = (err: unknown): never => fail(m.name, err);
+    server.unary(m.path, (bytes) => {
+      let req: Req;
+      try {
+        req = m.decodeRequest(bytes);
+      } catch (err) {
+        const e = decodeError(err);
+        throw new GrpcError(e.code, e.details);
+      }
+      try {
+        const out = fn(req);
+        return out instanceof Promise ? out.then(m.encodeResponse, onError) : m.encodeResponse(out);
+      } catch (err) {
+        return onError(err);
+      }
+    });
+  };
+  unary(KVService.Range, kv.range);
+  unary(KVService.Put, kv.put);
+  unary(KVService.DeleteRange, kv.deleteRange);
+  unary(KVService.Txn, kv.txn);
+  unary(KVService.Compact, kv.compact);
+  return server;
 }

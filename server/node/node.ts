@@ -75,7 +75,7 @@ export class Node {
     const store = new KvStore(backend);
     const { wal, entries } = await Wal.open({ dir: walDir, logger: log.child('wal') });
     const node = new Node(cfg, backend, store, wal, clusterId, memberId);
-    node.replay(entries);
+    const replayed = node.replay(entries);
     await backend.flush();
     log.info('opened backend and WAL', {
       'data-dir': cfg.dataDir,
@@ -83,12 +83,14 @@ export class Node {
       'applied-index': node.appliedIndex,
       'current-revision': store.currentRev,
       'compact-revision': store.compactRev,
-      'replayed-entries': entries.length,
+      'wal-entries': entries.length,
+      'replayed-entries': replayed,
     });
     return node;
   }
 
-  private replay(entries: readonly WalEntry[]): void {
+  /** Re-applies the WAL entries LMDB does not hold yet; returns how many. */
+  private replay(entries: readonly WalEntry[]): number {
     const todo = entries.filter((e) => e.index > this.appliedIndex);
     const first = todo[0];
     if (first !== undefined && first.index !== this.appliedIndex + 1) {
@@ -100,6 +102,7 @@ export class Node {
     for (let i = 0; i < todo.length; i += APPLY_BATCH_ENTRIES_MAX) {
       this.applyBatch(todo.slice(i, i + APPLY_BATCH_ENTRIES_MAX).map((e) => ({ index: e.index, data: e.data })));
     }
+    return todo.length;
   }
 
   /** Proposes a write; resolves once it is durable and applied (or refused at apply time). */

@@ -1,0 +1,73 @@
+// What a method handler sees: the call's context, the response stream, and the handler shapes.
+// Messages are opaque bytes here; encoding and decoding belong to the caller (proto/).
+
+/** One call's context. */
+export interface CallContext {
+  /** The method path, e.g. `/etcdserverpb.KV/Range`. */
+  readonly path: string;
+  /**
+   * Request headers without pseudo-headers and without the transport's own (content-type, te,
+   * grpc-timeout, grpc-encoding, grpc-accept-encoding). Names are lower case (HTTP/2). `-bin`
+   * values are left base64-encoded.
+   */
+  readonly metadata: Readonly<Record<string, string | string[]>>;
+  /** Milliseconds since the epoch when the client's grpc-timeout runs out; undefined without one. */
+  readonly deadline: number | undefined;
+  /**
+   * Aborted when the client cancels (RST_STREAM), the deadline passes, or the connection closes,
+   * while the call is still open; its reason is a GrpcError (CANCELLED or DEADLINE_EXCEEDED). Not
+   * aborted after the call finished normally.
+   */
+  readonly signal: AbortSignal;
+}
+
+/** The response side of a streaming call. */
+export interface ServerStream {
+  /**
+   * Sends one encoded message. Returns false when the caller should wait for `onDrain` before
+   * sending more (back-pressure), and also once the call is closed (check `closed`). A message over
+   * the send limit ends the call with RESOURCE_EXHAUSTED.
+   */
+  send(message: Uint8Array): boolean;
+  /** `cb` runs once, the next time buffered output drains. It does not run if the call closes first. */
+  onDrain(cb: () => void): void;
+  /** Ends the call with `status` (OK when omitted or when its code is 0). Later calls are no-ops. */
+  end(status?: GrpcErrorLike): void;
+  /** True once the call has a final status or its stream is gone: nothing more will be sent. */
+  readonly closed: boolean;
+}
+
+/** A status to end a call with (a GrpcError satisfies it). */
+export interface GrpcErrorLike {
+  readonly code: number;
+  readonly details: string;
+}
+
+/** The request side of a bidirectional call. */
+export interface IncomingMessages {
+  /** Registers the message callback. Messages that arrived before it was registered are delivered first. */
+  onMessage(cb: (message: Buffer) => void): void;
+  /** Registers the half-close callback (after the last message). It does not end the call. */
+  onEnd(cb: () => void): void;
+}
+
+/** Returns the encoded response; throws or rejects with a GrpcError for a status (any other error: UNKNOWN). */
+export type UnaryHandler = (request: Buffer, ctx: CallContext) => Uint8Array | Promise<Uint8Array>;
+/** Called once the single request has arrived and the client half-closed. Must end `out`. */
+export type ServerStreamHandler = (request: Buffer, out: ServerStream, ctx: CallContext) => void;
+/** Called when the call opens. Must end `out`; the client's half-close does not end it. */
+export type BidiHandler = (incoming: IncomingMessages, out: ServerStream, ctx: CallContext) => void;
+
+export interface GrpcServerOptions {
+  /** Largest request message accepted (etcd: --max-request-bytes + 512 KiB). */
+  readonly maxReceiveMessageBytes: number;
+  /** Largest response message sent (etcd: MaxInt32). */
+  readonly maxSendMessageBytes: number;
+  /** SETTINGS_MAX_CONCURRENT_STREAMS advertised on servers this class creates (default 2^31-1). */
+  readonly maxConcurrentStreams?: number;
+  /**
+   * Reported, never thrown: handler errors other than GrpcError (`where` = `handler <path>`), node
+   * session errors (e.g. a peer that does not speak HTTP/2), failed writes of headers or trailers.
+   */
+  readonly onError?: (err: Error, where: string) => void;
+}
