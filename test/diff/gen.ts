@@ -58,7 +58,9 @@ const EXTRA_ENDPOINTS: readonly string[] = [
 ];
 const ENDPOINTS: readonly string[] = [...KEYS, ...EXTRA_ENDPOINTS];
 const PREFIXES: readonly string[] = ['a', 'ab', 'b', '\xff', '\xff\xff', '\x00', 'c', 'a\x00'];
-const VALUES: readonly string[] = ['', 'v', 'v1', 'v2', 'w', '\x00', '\xff', 'vv', 'a\x00b', 'long-value-0123456789'];
+const VALUES: readonly string[] = [
+  '', 'v', 'v1', 'v2', 'w', '\x00', '\xff', 'vv', 'a\x00b', 'long-value-0123456789', 'big:'.padEnd(4096, '.'),
+];
 
 /** etcd's GetPrefixRangeEnd: drop trailing 0xff, increment last byte; all 0xff → "\x00". */
 export function prefixEnd(prefix: string): string {
@@ -111,6 +113,38 @@ export interface Observed {
   compacted: number;
 }
 
+/** A KeyValue as last seen in some reference response (not necessarily current). */
+interface SeenKv {
+  key: string;
+  create: number;
+  mod: number;
+  version: number;
+  value: string;
+}
+
+/** Collects every KeyValue-shaped object (key + mod_revision) in a decoded response. */
+function collectKvs(v: unknown, out: SeenKv[]): void {
+  if (Array.isArray(v)) {
+    for (const x of v) collectKvs(x, out);
+    return;
+  }
+  if (typeof v !== 'object' || v === null || Buffer.isBuffer(v)) return;
+  const o = v as Record<string, unknown>;
+  const key = o['key'];
+  const value = o['value'];
+  if (Buffer.isBuffer(key) && typeof o['mod_revision'] === 'string' && Buffer.isBuffer(value)) {
+    out.push({
+      key: key.toString('latin1'),
+      create: Number(o['create_revision']),
+      mod: Number(o['mod_revision']),
+      version: Number(o['version']),
+      value: value.toString('latin1'),
+    });
+    return;
+  }
+  for (const x of Object.values(o)) collectKvs(x, out);
+}
+
 interface TxnBudget {
   depth: number;
 }
@@ -119,19 +153,37 @@ export class KvOpGenerator {
   private readonly rng: Prng;
   private readonly opts: GenOptions;
   readonly seen: Observed = { rev: 1, compacted: 0 };
+  /** Last seen KeyValue per key, to aim compares at real values. */
+  private readonly kvs = new Map<string, SeenKv>();
 
   constructor(seed: number, opts: GenOptions) {
     this.rng = new Prng(seed);
     this.opts = opts;
   }
 
-  /** Feeds back a successful reference response to track revision and compaction. */
-  observe(op: Op, ok: boolean, headerRevision: number | undefined): void {
+  /**
+   * Feeds back the reference's response: tracks revision and compaction, and remembers the
+   * KeyValues it carried (`response` = the decoded message, undefined on error).
+   */
+  observe(op: Op, response: Record<string, unknown> | undefined, headerRevision: number | undefined): void {
     if (headerRevision !== undefined && headerRevision > this.seen.rev) this.seen.rev = headerRevision;
-    if (ok && op.kind === 'compact') {
+    if (response !== undefined && op.kind === 'compact') {
       const r = Number(op.req['revision']);
       if (r > this.seen.compacted) this.seen.compacted = r;
     }
+    if (response === undefined) return;
+    const found: SeenKv[] = [];
+    collectKvs(response, found);
+    for (const kv of found) {
+      const prev = this.kvs.get(kv.key);
+      if (prev === undefined || prev.mod <= kv.mod) this.kvs.set(kv.key, kv);
+    }
+  }
+
+  /** A remembered KeyValue, if any. */
+  private knownKv(): SeenKv | undefined {
+    if (this.kvs.size === 0) return undefined;
+    return this.rng.pick([...this.kvs.values()].sort((x, y) => (x.key < y.key ? -1 : x.key > y.key ? 1 : 0)));
   }
 
   next(): Op {
@@ -151,6 +203,7 @@ export class KvOpGenerator {
       case 'delete':
         return { kind, method: METHOD[kind], req: this.deleteReq() };
       case 'txn':
+        if (this.rng.bool(0.15)) return { kind, method: METHOD[kind], req: this.kubeTxn() };
         return { kind, method: METHOD[kind], req: sanitizeTxn(this.txnReq({ depth: 0 })) };
       case 'compact':
         return { kind, method: METHOD[kind], req: this.compactReq() };
@@ -303,6 +356,8 @@ export class KvOpGenerator {
   // ---- txn ----
 
   private compare(): Req {
+    const known = this.rng.bool(0.4) ? this.knownKv() : undefined;
+    if (known !== undefined) return this.compareKnown(known);
     const { key, range_end } = this.rng.bool(0.01) ? { key: b(''), range_end: undefined } : this.compareKeyRange();
     const target = this.rng.bool(0.03) ? this.rng.pick([5, 9]) : this.rng.int(0, 4);
     const result = this.rng.bool(0.03) ? this.rng.pick([4, 7]) : this.rng.int(0, 3);
@@ -334,6 +389,47 @@ export class KvOpGenerator {
         break;
     }
     return c;
+  }
+
+  /** A compare on a remembered key whose value is (or was) true, give or take one. */
+  private compareKnown(kv: SeenKv): Req {
+    const target = this.rng.int(0, 4);
+    const result = this.rng.weighted([[5, 0], [2, 1], [2, 2], [2, 3]]);
+    const c: Req = { key: b(kv.key), target, result };
+    const delta = this.rng.weighted([[6, 0], [1, -1], [1, 1]]);
+    switch (target) {
+      case 0:
+        c['version'] = kv.version + delta;
+        break;
+      case 1:
+        c['create_revision'] = kv.create + delta;
+        break;
+      case 2:
+        c['mod_revision'] = kv.mod + delta;
+        break;
+      case 3:
+        c['value'] = b(delta === 0 ? kv.value : this.rng.pick(VALUES));
+        break;
+      default:
+        c['lease'] = 0;
+        break;
+    }
+    return c;
+  }
+
+  /** kube-apiserver's guarded write: if mod_revision(k) == X then put/delete k else get k. */
+  private kubeTxn(): Req {
+    const known = this.rng.bool(0.7) ? this.knownKv() : undefined;
+    const key = known?.key ?? this.rng.pick(KEYS);
+    const mod = known === undefined ? 0 : this.rng.weighted([[6, known.mod], [2, 0], [1, known.mod - 1]]);
+    const write = this.rng.bool(0.8)
+      ? { request_put: { key: b(key), value: b(this.rng.pick(VALUES)), ...(this.rng.bool(0.3) ? { prev_kv: true } : {}) } }
+      : { request_delete_range: { key: b(key), ...(this.rng.bool(0.5) ? { prev_kv: true } : {}) } };
+    return {
+      compare: [{ key: b(key), target: 2, result: 0, mod_revision: mod }],
+      success: [write],
+      failure: [{ request_range: { key: b(key) } }],
+    };
   }
 
   private compareKeyRange(): { key: Buffer; range_end: Buffer | undefined } {
@@ -407,13 +503,23 @@ export class KvOpGenerator {
     const rangeK = this.rng.pick(KEYS);
     switch (shape) {
       case 'twoOneofs': {
-        // RequestOp with request_put (2) and then request_range (1): Go keeps the last one on the wire.
-        const put = concat(bytesField(1, b(putK)), bytesField(2, b('raw')));
-        const range = bytesField(1, b(rangeK));
-        const reqOp = this.rng.bool()
-          ? concat(msgField(2, put), msgField(1, range))
-          : concat(msgField(1, range), msgField(2, put));
-        return { kind: 'raw', method: 'Txn', req: { raw: shape, putK, rangeK }, raw: msgField(2, reqOp) };
+        // RequestOp with request_range (1) and another member on the wire: Go keeps the last one.
+        // The other member is a put (a write), a delete of an absent key or an empty txn (no writes).
+        const range = msgField(1, bytesField(1, b(rangeK)));
+        const other = this.rng.pick([
+          msgField(2, concat(bytesField(1, b(putK)), bytesField(2, b('raw')))),
+          msgField(3, bytesField(1, b('absent-key'))),
+          msgField(4, Buffer.alloc(0)),
+        ]);
+        const otherName = other[0] === 0x12 ? 'put' : other[0] === 0x1a ? 'delete' : 'txn';
+        const rangeFirst = this.rng.bool();
+        const reqOp = rangeFirst ? concat(range, other) : concat(other, range);
+        return {
+          kind: 'raw',
+          method: 'Txn',
+          req: { raw: shape, onWire: rangeFirst ? ['range', otherName] : [otherName, 'range'], putK, rangeK },
+          raw: msgField(2, reqOp),
+        };
       }
       case 'twoUnions': {
         // Compare with version (4) and value (7) both on the wire; target VERSION or VALUE.

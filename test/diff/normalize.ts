@@ -71,7 +71,12 @@ export function firstDiff(a: unknown, b: unknown, path = '$'): string | undefine
   return `${path} (${JSON.stringify(a)} vs ${JSON.stringify(b)})`;
 }
 
-/** A request as JSON with bytes as escaped strings. */
+/** JSON with strings over 200 characters cut (reports name the first difference separately). */
+export function short(v: unknown): string {
+  return JSON.stringify(v, (_k, x: unknown) => (typeof x === 'string' && x.length > 200 ? `${x.slice(0, 60)}…(${x.length} chars)` : x));
+}
+
+/** A request as JSON with bytes as escaped strings (long ones cut). */
 export function requestJson(req: unknown): string {
-  return JSON.stringify(canon(req));
+  return short(canon(req));
 }

@@ -3,7 +3,7 @@
 // so several can run at once. Children are killed when the test process exits.
 import { spawn } from 'node:child_process';
 import type { ChildProcess } from 'node:child_process';
-import { mkdtempSync, readFileSync, existsSync } from 'node:fs';
+import { mkdtempSync, readFileSync, existsSync, rmSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join, resolve, dirname } from 'node:path';
@@ -19,6 +19,8 @@ export interface ServerOpts {
   env?: Record<string, string>;
   /** Readiness timeout; default 20 s. */
   readyTimeoutMs?: number;
+  /** --name; default a unique one. Pass the old name (and dataDir) to restart a server. */
+  name?: string;
 }
 
 export interface ServerProc {
@@ -70,21 +72,66 @@ export function freePort(): Promise<number> {
   });
 }
 
-/** Distinct free ports (freePort may hand back a just-released port twice). */
+/** Ports this process already gave to a server: never handed out twice. */
+const handedOut = new Set<number>();
+
+/** Distinct free ports, none handed out before by this process. */
 async function freePorts(n: number): Promise<number[]> {
-  const ports = new Set<number>();
-  while (ports.size < n) ports.add(await freePort());
-  return [...ports];
+  const ports: number[] = [];
+  for (let tries = 0; ports.length < n; tries++) {
+    if (tries > 1000) throw new Error('freePorts: no unused port found');
+    const p = await freePort();
+    if (handedOut.has(p)) continue;
+    handedOut.add(p);
+    ports.push(p);
+  }
+  return ports;
 }
 
+const START_ATTEMPTS = 3;
+
+/** Retries a start whose port was taken between freePort() and the server's bind. */
+async function withPortRetry(start: () => Promise<ServerProc>): Promise<ServerProc> {
+  for (let attempt = 1; ; attempt++) {
+    try {
+      return await start();
+    } catch (e) {
+      const msg = e instanceof Error ? e.message : String(e);
+      if (attempt >= START_ATTEMPTS || !/address already in use|EADDRINUSE/i.test(msg)) throw e;
+    }
+  }
+}
+
+/** Temp dirs made by tempDir(): removed when the test process exits (etcd preallocates 64 MB WAL files). */
+const tempDirs = new Set<string>();
+
+/**
+ * A fresh directory under the OS temp dir, removed at process exit unless CAIRN_KEEP_DATA=1
+ * (to inspect data dirs after a failure).
+ */
 export function tempDir(prefix: string): string {
-  return mkdtempSync(join(tmpdir(), prefix));
+  hookExit();
+  const dir = mkdtempSync(join(tmpdir(), prefix));
+  tempDirs.add(dir);
+  return dir;
 }
 
 // ---- child bookkeeping: kill everything we started when the test process exits ----
 
 const live = new Set<ChildProcess>();
 let exitHooked = false;
+
+function removeTempDirs(): void {
+  if (process.env['CAIRN_KEEP_DATA'] === '1') return;
+  for (const d of tempDirs) {
+    try {
+      rmSync(d, { recursive: true, force: true, maxRetries: 3 });
+    } catch {
+      // best effort
+    }
+  }
+  tempDirs.clear();
+}
 
 function hookExit(): void {
   if (exitHooked) return;
@@ -97,6 +144,7 @@ function hookExit(): void {
         // already gone
       }
     }
+    removeTempDirs();
   });
   for (const sig of ['SIGINT', 'SIGTERM'] as const) {
     process.once(sig, () => {
@@ -107,7 +155,7 @@ function hookExit(): void {
           // already gone
         }
       }
-      process.exit(sig === 'SIGINT' ? 130 : 143);
+      process.exit(sig === 'SIGINT' ? 130 : 143); // runs the 'exit' hook: temp dirs go too
     });
   }
 }
@@ -290,11 +338,15 @@ async function spawnServer(spec: SpawnSpec): Promise<ServerProc> {
 let etcdSeq = 0;
 
 /** Starts the reference etcd on fresh client and peer ports. */
-export async function startEtcd(opts: ServerOpts = {}): Promise<ServerProc> {
+export function startEtcd(opts: ServerOpts = {}): Promise<ServerProc> {
+  return withPortRetry(() => startEtcdOnce(opts));
+}
+
+async function startEtcdOnce(opts: ServerOpts): Promise<ServerProc> {
   const [clientPort, peerPort] = await freePorts(2);
   if (clientPort === undefined || peerPort === undefined) throw new Error('startEtcd: no ports');
   etcdSeq += 1;
-  const name = `etcd${process.pid}-${etcdSeq}`;
+  const name = opts.name ?? `etcd${process.pid}-${etcdSeq}`;
   const dataDir = opts.dataDir ?? tempDir('cairn-test-etcd-');
   const clientUrl = `http://127.0.0.1:${clientPort}`;
   const peerUrl = `http://127.0.0.1:${peerPort}`;
@@ -327,14 +379,18 @@ export async function startEtcd(opts: ServerOpts = {}): Promise<ServerProc> {
 let cairnSeq = 0;
 
 /** Starts Cairn (dist/server/main.js) on a fresh client port. */
-export async function startCairn(opts: ServerOpts = {}): Promise<ServerProc> {
+export function startCairn(opts: ServerOpts = {}): Promise<ServerProc> {
+  return withPortRetry(() => startCairnOnce(opts));
+}
+
+async function startCairnOnce(opts: ServerOpts): Promise<ServerProc> {
   if (!existsSync(CAIRN_MAIN)) {
     throw new Error(`startCairn: ${CAIRN_MAIN} does not exist (build with npx tsc -p tsconfig.json)`);
   }
   const [clientPort] = await freePorts(1);
   if (clientPort === undefined) throw new Error('startCairn: no port');
   cairnSeq += 1;
-  const name = `cairn${process.pid}-${cairnSeq}`;
+  const name = opts.name ?? `cairn${process.pid}-${cairnSeq}`;
   const dataDir = opts.dataDir ?? tempDir('cairn-test-cairn-');
   const clientUrl = `http://127.0.0.1:${clientPort}`;
   const args = [
