@@ -126,3 +126,21 @@ test('methods of later issues answer UNIMPLEMENTED, and the KV service is unaffe
   assert.equal(r.ok ? 'OK' : statusName(r.code), 'UNIMPLEMENTED');
   await stillServing();
 });
+
+test('a txn that deletes [k, "\\0") and then puts with ignore_value into it fails cleanly (etcd 3.4 panics on it)', async () => {
+  await cc.put({ key: k('q1'), value: k('old') });
+  const before = await cc.range({ key: k('q1') });
+  assert.ok(before.ok);
+  const r = await cc.txn({
+    success: [
+      { request_delete_range: { key: k('q'), range_end: Buffer.from([0]) } },
+      { request_put: { key: k('q1'), ignore_value: true } },
+    ],
+  });
+  assert.equal(brief(r), 'INVALID_ARGUMENT: etcdserver: key not found');
+  const after = await cc.range({ key: k('q1') });
+  assert.ok(after.ok);
+  assert.deepEqual(after.value['kvs'], before.value['kvs'], 'nothing of the failed txn was applied');
+  assert.equal((after.value['header'] as { revision: string }).revision, (before.value['header'] as { revision: string }).revision, 'no revision was used');
+  await stillServing();
+});
