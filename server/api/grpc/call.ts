@@ -110,6 +110,9 @@ export function ignoreStreamError(): void {}
 function onDeadline(call: Call): void {
   call.onDeadline();
 }
+function resetAfterTrailers(call: Call): void {
+  call.resetIfClientOpen();
+}
 
 export class Call implements CallContext, ServerStream, IncomingMessages, MessageSink {
   readonly deadline: number | undefined;
@@ -224,6 +227,7 @@ export class Call implements CallContext, ServerStream, IncomingMessages, Messag
 
   /** Called by the decoder for each complete request message. */
   onDecoded(message: Buffer): void {
+    if (this.finished) return;
     if (this.route.kind !== CallKind.BIDI) {
       if (this.requestCount++ === 0) this.request = message;
       else this.finish(multipleRequestMessages());
@@ -288,7 +292,8 @@ export class Call implements CallContext, ServerStream, IncomingMessages, Messag
       this.host.report(err, `sendTrailers ${this.path}`);
       return;
     }
-    this.resetIfClientOpen();
+    // node submits trailers from a setImmediate; a reset submitted before them would drop them.
+    if (!this.halfClosed) setImmediate(resetAfterTrailers, this);
   }
 
   onDrained(): void {
@@ -403,7 +408,7 @@ export class Call implements CallContext, ServerStream, IncomingMessages, Messag
   }
 
   /** After the status, a client still sending is told to stop (RST_STREAM NO_ERROR, as grpc-go). */
-  private resetIfClientOpen(): void {
+  resetIfClientOpen(): void {
     if (!this.halfClosed && !this.stream.destroyed) this.stream.close(h2.NGHTTP2_NO_ERROR);
   }
 

@@ -176,7 +176,9 @@ export class GrpcServer implements CallHost {
   private readonly onSession = (session: http2.ServerHttp2Session): void => {
     this.sessions.add(session);
     session.once('close', () => this.sessions.delete(session));
-    session.on('error', (err: Error) => this.report(err, 'session'));
+    session.on('error', (err: Error) => {
+      if (!isDisconnect(err)) this.report(err, 'session');
+    });
     try {
       session.setLocalWindowSize(CONNECTION_WINDOW_BYTES);
     } catch (err) {
@@ -241,6 +243,14 @@ export class GrpcServer implements CallHost {
       // The error reporter failing must not take the server down.
     }
   }
+}
+
+const DISCONNECT_CODES = new Set(['ECONNRESET', 'EPIPE', 'ECONNABORTED', 'ETIMEDOUT']);
+
+/** A peer that went away: routine, not worth reporting. */
+function isDisconnect(err: Error): boolean {
+  const code: unknown = (err as { code?: unknown }).code;
+  return typeof code === 'string' && DISCONNECT_CODES.has(code);
 }
 
 /** A header that appears more than once is read as node joins most duplicates: with ", ". */
