@@ -42,10 +42,16 @@ interface Proposal {
 const NO_LEASES: LeaseLookup = () => false;
 
 export class Node {
+  /** Proposals not yet handed to the WAL (gathered for one microtask, then sent as one batch). */
   private pending: Proposal[] = [];
-  private flushing = false;
+  private scheduled = false;
   private stopped = false;
-  private drained: Promise<void> = Promise.resolve();
+  /** Batches handed to the WAL and not yet applied; bounded by PROPOSALS_PENDING_MAX proposals. */
+  private inflight = 0;
+  /** Batches handed to the WAL, oldest first, until applied. */
+  private readonly queue: InFlight[] = [];
+  private applyScheduled = false;
+  private readonly idleWaiters: (() => void)[] = [];
   private lastIndex: number;
   private appliedIndex: number;
   private releasedThrough = 0;
@@ -108,48 +114,90 @@ export class Node {
   /** Proposes a write; resolves once it is durable and applied (or refused at apply time). */
   propose(req: InternalRequestInit): Promise<ApplyOutcome> {
     if (this.stopped) return Promise.reject(new ServerRefusal('stopped'));
-    if (this.pending.length >= PROPOSALS_PENDING_MAX) return Promise.reject(new ServerRefusal('tooManyRequests'));
+    if (this.pending.length + this.inflight >= PROPOSALS_PENDING_MAX) return Promise.reject(new ServerRefusal('tooManyRequests'));
     const data = encodeInternalRequest({ ...req, header: { ID: this.nextProposalId++, proposedUnixMs: Date.now() } });
     if (data.length > this.cfg.requestBytesMax) return Promise.reject(new ClientError('requestTooLarge'));
     const index = ++this.lastIndex;
     return new Promise<ApplyOutcome>((resolve, reject) => {
       this.pending.push({ index, data, resolve, reject });
-      if (!this.flushing) {
-        this.flushing = true;
-        this.drained = new Promise<void>((done) => setImmediate(() => void this.flushLoop().finally(done)));
+      if (!this.scheduled) {
+        this.scheduled = true;
+        queueMicrotask(() => this.dispatch());
       }
     });
   }
 
-  private async flushLoop(): Promise<void> {
+  /**
+   * Hands what was proposed during this turn to the WAL at once (the WAL group-commits everything
+   * queued while its previous write is in flight), so CPU work on one batch overlaps the disk write
+   * of the next. Batches are applied strictly in log order once durable (see applyDurable).
+   */
+  private dispatch(): void {
+    this.scheduled = false;
     while (this.pending.length > 0) {
       const batch = this.pending.splice(0, APPLY_BATCH_ENTRIES_MAX);
-      try {
-        await this.wal.append(batch.map((p) => ({ index: p.index, term: this.term, data: p.data })));
-      } catch (err) {
-        this.fail(err, batch);
-        return;
-      }
-      let outcomes: ApplyOutcome[];
-      try {
-        outcomes = this.applyBatch(batch);
-      } catch (err) {
-        this.fail(err, batch);
-        return;
-      }
-      batch.forEach((p, i) => p.resolve(outcomes[i] as ApplyOutcome));
-      this.maybeRelease();
+      this.inflight += batch.length;
+      const rec: InFlight = { batch, durable: false };
+      this.queue.push(rec);
+      this.wal
+        .append(batch.map((p) => ({ index: p.index, term: this.term, data: p.data })))
+        .then(
+          () => {
+            rec.durable = true;
+            this.scheduleApply();
+          },
+          (err: unknown) => this.fail(err, []),
+        );
     }
-    this.flushing = false;
   }
+
+  private scheduleApply(): void {
+    if (this.applyScheduled) return;
+    this.applyScheduled = true;
+    queueMicrotask(() => this.applyDurable());
+  }
+
+  /** Applies, in one LMDB transaction, every batch at the head of the queue that the WAL holds durably. */
+  private applyDurable(): void {
+    this.applyScheduled = false;
+    const ready: Proposal[] = [];
+    while (this.queue.length > 0 && (this.queue[0] as InFlight).durable && ready.length < APPLY_BATCH_ENTRIES_MAX) {
+      ready.push(...(this.queue.shift() as InFlight).batch);
+    }
+    if (ready.length === 0 || this.failed) return;
+    this.inflight -= ready.length;
+    let outcomes: ApplyOutcome[];
+    try {
+      outcomes = this.applyBatch(ready);
+    } catch (err) {
+      this.fail(err, ready);
+      return;
+    }
+    ready.forEach((p, i) => p.resolve(outcomes[i] as ApplyOutcome));
+    if (this.queue.length > 0 && (this.queue[0] as InFlight).durable) this.scheduleApply();
+    else if (this.queue.length === 0) this.wakeIdle();
+    this.maybeRelease();
+  }
+
+  private wakeIdle(): void {
+    for (const w of this.idleWaiters.splice(0)) w();
+  }
+
+  private failed = false;
 
   private fail(err: unknown, batch: readonly Proposal[]): void {
     const e = err instanceof Error ? err : new Error(String(err));
     const fatal = e instanceof WalFatalError || e instanceof StorageFault ? e : new StorageFault(`node: apply failed: ${e.message}`, { cause: e });
+    if (this.failed) {
+      for (const p of batch) p.reject(new ServerRefusal('stopped', 'etcdserver: server stopped', { cause: fatal }));
+      return;
+    }
     this.stopped = true;
-    for (const p of [...batch, ...this.pending]) p.reject(new ServerRefusal('stopped', 'etcdserver: server stopped', { cause: fatal }));
+    this.failed = true;
+    const queued = this.queue.splice(0).flatMap((q) => q.batch);
+    for (const p of [...batch, ...queued, ...this.pending]) p.reject(new ServerRefusal('stopped', 'etcdserver: server stopped', { cause: fatal }));
     this.pending = [];
-    this.flushing = false;
+    this.wakeIdle();
     this.cfg.onFatal(fatal);
   }
 
@@ -213,7 +261,8 @@ export class Node {
   /** Stops taking proposals, finishes the ones in flight, and closes storage durably. */
   async close(): Promise<void> {
     this.stopped = true;
-    await this.drained;
+    if (this.scheduled) this.dispatch();
+    if (this.queue.length > 0) await new Promise<void>((done) => this.idleWaiters.push(done));
     await this.backend.flush();
     await this.wal.close();
     this.backend.close();
@@ -222,6 +271,11 @@ export class Node {
 
 function walDirOf(cfg: NodeConfig): string {
   return cfg.walDir !== '' ? cfg.walDir : join(cfg.dataDir, 'member', 'wal');
+}
+
+interface InFlight {
+  readonly batch: readonly Proposal[];
+  durable: boolean;
 }
 
 class MidTxnFailure extends Error {
