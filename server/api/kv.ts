@@ -1,63 +1,56 @@
-// The KV service. Every handler: check the request (pure), call the node, map the error, fill the header.
-import type {
-  CompactionRequest,
-  CompactionResponseInit,
-  DeleteRangeRequest,
-  DeleteRangeResponseInit,
-  PutRequest,
-  PutResponseInit,
-  RangeRequest,
-  RangeResponseInit,
-  ResponseHeaderInit,
-  TxnRequest,
-  TxnResponseInit,
+// The KV service. Every handler: check the request (pure), call the node, map the error, fill the
+// header. Reads run here on a fresh read view; writes go to the WAL owner (in this process or not)
+// and come back encoded with their header.
+import {
+  encodeRangeResponse,
+  encodeTxnResponse,
+  type CompactionRequest,
+  type DeleteRangeRequest,
+  type PutRequest,
+  type RangeRequest,
+  type TxnRequest,
 } from '../../proto/gen/etcdserverpb.js';
-import type { Node } from '../node/index.js';
-import type { ApplyOutcome, ApplyResponse } from '../apply/index.js';
+import type { Identity, ReadPath, WritePath } from '../node/index.js';
+import { header } from '../node/index.js';
 import { applyRange, applyTxn, isTxnReadOnly } from '../apply/index.js';
 import { checkDeleteRequest, checkPutRequest, checkRangeRequest, checkTxnRequest } from './validate.js';
-import { AssertionFailure } from '../base/errors.js';
+
+type Encoded = Uint8Array | Promise<Uint8Array>;
 
 export interface KvApi {
-  range(r: RangeRequest): RangeResponseInit;
-  put(r: PutRequest): Promise<PutResponseInit>;
-  deleteRange(r: DeleteRangeRequest): Promise<DeleteRangeResponseInit>;
-  txn(r: TxnRequest): Promise<TxnResponseInit>;
-  compact(r: CompactionRequest): Promise<CompactionResponseInit>;
+  range(r: RangeRequest): Encoded;
+  put(r: PutRequest): Encoded;
+  deleteRange(r: DeleteRangeRequest): Encoded;
+  txn(r: TxnRequest): Encoded;
+  compact(r: CompactionRequest): Encoded;
 }
 
-function expect<K extends ApplyResponse['kind']>(o: ApplyOutcome, kind: K): Extract<ApplyResponse, { kind: K }>['resp'] {
-  if (!o.ok) throw o.error;
-  if (o.response.kind !== kind) throw new AssertionFailure(`apply answered ${o.response.kind} to a ${kind}`);
-  return o.response.resp as Extract<ApplyResponse, { kind: K }>['resp'];
-}
+/** No lease service yet (issue 3): no lease id is granted, so read-only txns never see one. */
+const NO_LEASES = (): boolean => false;
 
-export function kvApi(node: Node, txnOpsMax: number): KvApi {
-  const header = (revision: number): ResponseHeaderInit => ({ clusterId: node.clusterId, memberId: node.memberId, revision, raftTerm: node.term });
-  const withHeader = <T extends { header?: { revision?: number | undefined } | undefined }>(resp: T): T => ({
-    ...resp,
-    header: header(resp.header?.revision ?? node.store.currentRev),
-  });
+export function kvApi(id: Identity, reads: ReadPath, writes: WritePath, txnOpsMax: number): KvApi {
   return {
     range(r) {
       checkRangeRequest(r);
-      return withHeader(applyRange(node.store.beginRead(), r));
+      const resp = applyRange(reads.fresh().beginRead(), r);
+      return encodeRangeResponse({ ...resp, header: header(id, resp.header.revision) });
     },
-    async put(r) {
+    put(r) {
       checkPutRequest(r);
-      return withHeader(expect(await node.propose({ put: r }), 'put'));
+      return writes.write({ put: r });
     },
-    async deleteRange(r) {
+    deleteRange(r) {
       checkDeleteRequest(r);
-      return withHeader(expect(await node.propose({ deleteRange: r }), 'deleteRange'));
+      return writes.write({ deleteRange: r });
     },
-    async txn(r) {
+    txn(r) {
       checkTxnRequest(r, txnOpsMax);
-      if (isTxnReadOnly(r)) return withHeader(applyTxn(node.store, r, () => false, undefined));
-      return withHeader(expect(await node.propose({ txn: r }), 'txn'));
+      if (!isTxnReadOnly(r)) return writes.write({ txn: r });
+      const resp = applyTxn(reads.fresh(), r, NO_LEASES, undefined);
+      return encodeTxnResponse({ ...resp, header: header(id, resp.header.revision) });
     },
-    async compact(r) {
-      return withHeader(expect(await node.propose({ compaction: r }), 'compaction'));
+    compact(r) {
+      return writes.write({ compaction: r });
     },
   };
 }

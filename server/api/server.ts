@@ -30,7 +30,7 @@ export function createGrpcServer(log: Logger, kv: KvApi, opts: ServerOptions): G
     if (e.code === Status.UNKNOWN) log.error('request failed', { method, error: err });
     throw new GrpcError(e.code, e.details);
   };
-  const unary = <Req, Res, ReqInit, ResInit>(m: MethodDescriptor<Req, Res, ReqInit, ResInit>, fn: (req: Req) => ResInit | Promise<ResInit>): void => {
+  const unary = <Req, Res, ReqInit, ResInit>(m: MethodDescriptor<Req, Res, ReqInit, ResInit>, fn: (req: Req) => Uint8Array | Promise<Uint8Array>): void => {
     const onError = (err: unknown): never => fail(m.name, err);
     server.unary(m.path, (bytes) => {
       let req: Req;
@@ -42,7 +42,7 @@ export function createGrpcServer(log: Logger, kv: KvApi, opts: ServerOptions): G
       }
       try {
         const out = fn(req);
-        return out instanceof Promise ? out.then(m.encodeResponse, onError) : m.encodeResponse(out);
+        return out instanceof Promise ? out.catch(onError) : out;
       } catch (err) {
         return onError(err);
       }

@@ -1,1 +1,3 @@
-export { Node, type NodeConfig } from './node.js';
+export { Node, SINGLE_MEMBER_TERM, backendPathOf, type NodeConfig } from './node.js';
+export { LocalWriter, SharedReader, encodeOutcome, header, type Identity, type ReadPath, type WritePath } from './writer.js';
+export { RemoteWriter, serveWrites, type Channel } from './ipc.js';

@@ -57,7 +57,7 @@ export class Node {
   private releasedThrough = 0;
   private releasing = false;
   private nextProposalId: bigint;
-  readonly term = 1;
+  readonly term = SINGLE_MEMBER_TERM;
 
   private constructor(
     private readonly cfg: NodeConfig,
@@ -74,7 +74,7 @@ export class Node {
 
   static async open(cfg: NodeConfig): Promise<Node> {
     const log = cfg.logger;
-    const backendPath = join(cfg.dataDir, 'member', 'db.mdb');
+    const backendPath = backendPathOf(cfg.dataDir);
     const walDir = walDirOf(cfg);
     const backend = Backend.open(backendPath, BACKEND_MAP_BYTES);
     const { clusterId, memberId } = ensureIds(backend);
@@ -267,6 +267,13 @@ export class Node {
     await this.wal.close();
     this.backend.close();
   }
+}
+
+/** The raft term a single member reports (Raft arrives with issue 4). */
+export const SINGLE_MEMBER_TERM = 1;
+
+export function backendPathOf(dataDir: string): string {
+  return join(dataDir, 'member', 'db.mdb');
 }
 
 function walDirOf(cfg: NodeConfig): string {

@@ -150,6 +150,5 @@ export class EtcdClient {
 
 /** The gRPC status code name (e.g. 3 → "INVALID_ARGUMENT") for messages. */
 export function statusName(code: number): string {
-  for (const [k, v] of Object.entries(grpc.status)) if (v === code) return k;
-  return `CODE_${code}`;
+  return grpc.status[code] ?? `CODE_${code}`;
 }

@@ -160,7 +160,7 @@ function hookExit(): void {
   }
 }
 
-function readVmHwmKb(pid: number): number | undefined {
+function readOneVmHwmKb(pid: number): number | undefined {
   try {
     const status = readFileSync(`/proc/${pid}/status`, 'utf8');
     const m = /^VmHWM:\s+(\d+)\s+kB/m.exec(status);
@@ -168,6 +168,24 @@ function readVmHwmKb(pid: number): number | undefined {
   } catch {
     return undefined;
   }
+}
+
+function childPids(pid: number): number[] {
+  try {
+    return readFileSync(`/proc/${pid}/task/${pid}/children`, 'utf8')
+      .split(' ')
+      .filter((s) => s.trim() !== '')
+      .map(Number);
+  } catch {
+    return [];
+  }
+}
+
+/** Peak RSS of a process and all its descendants (a server with helper processes counts them all). */
+function readVmHwmKb(pid: number): number | undefined {
+  const own = readOneVmHwmKb(pid);
+  if (own === undefined) return undefined;
+  return childPids(pid).reduce((sum, c) => sum + (readVmHwmKb(c) ?? 0), own);
 }
 
 interface SpawnSpec {
@@ -401,6 +419,10 @@ async function startCairnOnce(opts: ServerOpts): Promise<ServerProc> {
     '--advertise-client-urls', clientUrl,
   ];
   if (opts.walDir !== undefined) args.push('--wal-dir', opts.walDir);
+  // CAIRN_CLIENT_PROCESSES=N runs every Cairn a test starts with N client processes (the runner
+  // repeats the end-to-end suites that way).
+  const clientProcesses = process.env['CAIRN_CLIENT_PROCESSES'];
+  if (clientProcesses !== undefined && clientProcesses !== '') args.push('--client-processes', clientProcesses);
   args.push(...(opts.extraArgs ?? []));
   return spawnServer({
     name,

@@ -1,7 +1,6 @@
 // GrpcServer: routes gRPC calls arriving on node:http2 streams to handlers. It serves on a server it
 // creates (cleartext h2c with prior knowledge, `listen`) or on any existing http2 server, cleartext
 // or TLS (`attach`): session and stream handling do not depend on how the server was made.
-import type { AddressInfo } from 'node:net';
 import * as http2 from 'node:http2';
 import { Call, CallKind, GRPC_CONTENT_TYPE, ignoreStreamError, respondTrailersOnly, type CallHost, type Route } from './call.js';
 import type { BidiHandler, GrpcServerOptions, ServerStreamHandler, UnaryHandler } from './handlers.js';
@@ -130,7 +129,7 @@ export class GrpcServer implements CallHost {
     this.owned.push(server);
     this.attach(server);
     const address = server.address();
-    return typeof address === 'object' && address !== null ? (address as AddressInfo).port : port;
+    return typeof address === 'object' && address !== null ? address.port : port;
   }
 
   /** Serves gRPC on the 'stream' events of an existing http2 server (cleartext or TLS). */

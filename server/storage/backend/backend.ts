@@ -147,6 +147,11 @@ export class Backend {
     return this.env.transactionSync(fn);
   }
 
+  /** Makes the next reads in this process see every transaction committed so far (by any process). */
+  renewReads(): void {
+    this.env.resetReadTxn();
+  }
+
   /** Forces everything committed so far to disk. */
   flush(): Promise<void> {
     return new Promise((resolve, reject) => {
