@@ -46,7 +46,7 @@ async function forkClients(cfg: Config, local: LocalWriter, log: Logger, stoppin
   const ready: Promise<void>[] = [];
   for (let i = 0; i < cfg.clientProcesses; i++) {
     const w = cluster.fork({ CAIRN_CLIENT_PROCESS: String(i) });
-    serveWrites(w as Channel, local);
+    serveWrites(w, local);
     ready.push(
       new Promise<void>((resolve, reject) => {
         w.on('message', (m: unknown) => {
@@ -85,7 +85,7 @@ async function runPrimary(cfg: Config, log: Logger): Promise<void> {
   let stopping = false;
   let stopServing: () => Promise<void>;
   if (cfg.clientProcesses === 0) {
-    const server = createGrpcServer(log.child('api'), kvApi(node, local, local, cfg.txnOpsMax), { requestBytesMax: cfg.requestBytesMax, onFatal: fatal });
+    const server = createGrpcServer(log.child('api'), kvApi(local.reads, local, cfg.txnOpsMax), { requestBytesMax: cfg.requestBytesMax, onFatal: fatal });
     await listenAll(cfg, server, log);
     stopServing = () => server.close();
   } else {
@@ -129,17 +129,19 @@ async function runClientProcess(cfg: Config, log: Logger): Promise<void> {
   process.on('SIGTERM', () => undefined);
   process.on('disconnect', () => process.exit(1));
   const backend = Backend.open(backendPathOf(cfg.dataDir), BACKEND_MAP_BYTES);
-  const reader = new SharedReader(backend);
+  const reader = new SharedReader(backend, SINGLE_MEMBER_TERM);
   const writer = new RemoteWriter(process as unknown as Channel);
-  const server = createGrpcServer(log, kvApi(reader.identity(SINGLE_MEMBER_TERM), reader, writer, cfg.txnOpsMax), { requestBytesMax: cfg.requestBytesMax, onFatal: fatal });
+  const server = createGrpcServer(log, kvApi(reader.reads, writer, cfg.txnOpsMax), { requestBytesMax: cfg.requestBytesMax, onFatal: fatal });
   await listenAll(cfg, server, log);
   process.on('message', (m: unknown) => {
     if (!isControl(m, 'stop')) return;
-    void server.close().then(() => {
-      writer.close();
-      backend.close();
-      process.exit(0);
-    });
+    void server
+      .close()
+      .then(() => {
+        writer.close();
+        return backend.close();
+      })
+      .finally(() => process.exit(0));
   });
   process.send?.({ t: 'ready' } satisfies ControlMsg);
 }

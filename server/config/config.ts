@@ -173,7 +173,7 @@ export function loadConfig(argv: readonly string[], env: NodeJS.ProcessEnv): Con
     quotaBackendBytes: int('quota-backend-bytes', raw('quota-backend-bytes')),
     snapshotCount: int('snapshot-count', raw('snapshot-count')),
     clientProcesses: clientProcesses(int('client-processes', raw('client-processes'))),
-    logLevel: logLevel === 'panic' ? 'fatal' : (logLevel as Level),
+    logLevel: logLevel === 'panic' ? 'fatal' : logLevel,
     logOutputs: raw('log-outputs').split(','),
     showVersion: bool('version', raw('version')),
     showHelp: bool('help', raw('help')),

@@ -13,7 +13,7 @@ type WireError = { readonly c: 'client'; readonly kind: ClientErrorKind; readonl
 type WriteMsg = { readonly t: 'w'; readonly b: [number, Uint8Array][] };
 type ReplyMsg = { readonly t: 'r'; readonly b: ([number, 1, Uint8Array] | [number, 0, WireError])[] };
 
-/** The IPC end of a process: process itself in a worker, a cluster Worker in the primary. */
+/** One end of a message channel: a process's IPC channel (process in a client process, a cluster Worker in the primary). */
 export interface Channel {
   send(msg: unknown): boolean;
   on(event: 'message', cb: (msg: unknown) => void): unknown;
@@ -68,12 +68,12 @@ export class RemoteWriter implements WritePath {
     });
     channel.on('message', (m) => {
       if (!isMsg<ReplyMsg>(m, 'r')) return;
-      for (const [id, ok, payload] of m.b) {
-        const w = this.waiting.get(id);
+      for (const reply of m.b) {
+        const w = this.waiting.get(reply[0]);
         if (w === undefined) continue;
-        this.waiting.delete(id);
-        if (ok === 1) w.resolve(payload as Uint8Array);
-        else w.reject(fromWire(payload as WireError));
+        this.waiting.delete(reply[0]);
+        if (reply[1] === 1) w.resolve(reply[2]);
+        else w.reject(fromWire(reply[2]));
       }
     });
   }
@@ -84,7 +84,8 @@ export class RemoteWriter implements WritePath {
     const id = this.nextId++;
     return new Promise((resolve, reject) => {
       this.waiting.set(id, { resolve, reject });
-      this.out.push([id, encodeInternalRequest(req)]);
+      // slice(): an exact copy, so the serializer does not copy a whole pooled backing buffer.
+      this.out.push([id, encodeInternalRequest(req).slice()]);
     });
   }
 
@@ -112,7 +113,7 @@ export function serveWrites(channel: Channel, local: WritePath): void {
         continue;
       }
       local.write(req).then(
-        (resp) => out.push([id, 1, resp]),
+        (resp) => out.push([id, 1, resp.slice()]),
         (err: unknown) => out.push([id, 0, toWire(err)]),
       );
     }

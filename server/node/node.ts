@@ -265,7 +265,7 @@ export class Node {
     if (this.queue.length > 0) await new Promise<void>((done) => this.idleWaiters.push(done));
     await this.backend.flush();
     await this.wal.close();
-    this.backend.close();
+    await this.backend.close();
   }
 }
 

@@ -6,10 +6,13 @@ import {
   encodeCompactionResponse,
   encodeDeleteRangeResponse,
   encodePutResponse,
+  encodeRangeResponse,
   encodeTxnResponse,
+  type RangeRequest,
   type ResponseHeaderInit,
+  type TxnRequest,
 } from '../../proto/gen/etcdserverpb.js';
-import type { ApplyOutcome, ApplyResponse } from '../apply/index.js';
+import { applyRange, applyTxn, type ApplyOutcome, type ApplyResponse } from '../apply/index.js';
 import type { Backend } from '../storage/backend/index.js';
 import { META, decodeId } from '../storage/schema/index.js';
 import { KvStore } from '../mvcc/index.js';
@@ -32,9 +35,27 @@ export interface WritePath {
   write(req: InternalRequestInit): Promise<Uint8Array>;
 }
 
-/** Gives a store whose reads see every write acknowledged before the call. */
+/** Serves reads that see every write acknowledged before the call; responses come back encoded. */
 export interface ReadPath {
-  fresh(): KvStore;
+  range(r: RangeRequest): Uint8Array;
+  /** A Txn with no writes in either branch (see isTxnReadOnly). */
+  readOnlyTxn(r: TxnRequest): Uint8Array;
+}
+
+/** No lease service yet (issue 3): no lease id is granted. */
+const NO_LEASES = (): boolean => false;
+
+function readsOn(id: Identity, fresh: () => KvStore): ReadPath {
+  return {
+    range(r) {
+      const resp = applyRange(fresh().beginRead(), r);
+      return encodeRangeResponse({ ...resp, header: header(id, resp.header.revision) });
+    },
+    readOnlyTxn(r) {
+      const resp = applyTxn(fresh(), r, NO_LEASES, undefined);
+      return encodeTxnResponse({ ...resp, header: header(id, resp.header.revision) });
+    },
+  };
 }
 
 /** Encodes an apply outcome as the client's response message, with the top-level header filled in. */
@@ -54,16 +75,16 @@ export function encodeOutcome(id: Identity, o: ApplyOutcome): Uint8Array {
   }
 }
 
-/** The write path of the process that owns the WAL. */
-export class LocalWriter implements WritePath, ReadPath {
-  constructor(private readonly node: Node) {}
+/** The write and read paths of the process (thread) that owns the WAL. */
+export class LocalWriter implements WritePath {
+  readonly reads: ReadPath;
+
+  constructor(private readonly node: Node) {
+    this.reads = readsOn(node, () => node.store);
+  }
 
   async write(req: InternalRequestInit): Promise<Uint8Array> {
     return encodeOutcome(this.node, await this.node.propose(req));
-  }
-
-  fresh(): KvStore {
-    return this.node.store;
   }
 }
 
@@ -72,22 +93,25 @@ export class LocalWriter implements WritePath, ReadPath {
  * processes). Each call renews the read snapshot, then the store's revisions, in that order, so
  * that data and revisions come from one committed transaction at least as new as the call.
  */
-export class SharedReader implements ReadPath {
+export class SharedReader {
   private readonly store: KvStore;
+  readonly identity: Identity;
+  readonly reads: ReadPath;
 
-  constructor(private readonly backend: Backend) {
+  constructor(
+    private readonly backend: Backend,
+    term: number,
+  ) {
     this.store = new KvStore(backend);
-  }
-
-  identity(term: number): Identity {
-    const meta = this.backend.table('meta');
+    const meta = backend.table('meta');
     const clusterId = decodeId(meta.get(META.clusterId));
     const memberId = decodeId(meta.get(META.memberId));
-    if (clusterId === undefined || memberId === undefined) throw new StorageFault(`backend ${this.backend.path} has no member identity yet`);
-    return { clusterId, memberId, term };
+    if (clusterId === undefined || memberId === undefined) throw new StorageFault(`backend ${backend.path} has no member identity yet`);
+    this.identity = { clusterId, memberId, term };
+    this.reads = readsOn(this.identity, () => this.fresh());
   }
 
-  fresh(): KvStore {
+  private fresh(): KvStore {
     this.backend.renewReads();
     this.store.reload();
     return this.store;

@@ -84,7 +84,7 @@ async function startFixture(): Promise<Fixture> {
     hangWaiters = [];
     for (const w of waiters) w(ctx);
     return new Promise((_resolve, reject) => {
-      ctx.signal.addEventListener('abort', () => reject(ctx.signal.reason));
+      ctx.signal.addEventListener('abort', () => reject(ctx.signal.reason as Error));
     });
   });
   server.unary('/test.T/Ctx', (_req, ctx) => {
@@ -222,7 +222,7 @@ function rawRequest(session: http2.ClientHttp2Session, headers: http2.OutgoingHt
     req.on('response', (h) => {
       respHeaders = h;
     });
-    req.on('trailers', (t) => {
+    req.on('trailers', (t: http2.IncomingHttpHeaders) => {
       trailers = t;
     });
     req.on('data', (c: Buffer) => chunks.push(c));
@@ -696,7 +696,7 @@ describe('GrpcServer with etcdctl (grpc-go) as the client', () => {
   });
   server.unary(`${KV}/DeleteRange`, (_req, ctx) => {
     signals.push(ctx.signal);
-    return new Promise((_resolve, reject) => ctx.signal.addEventListener('abort', () => reject(ctx.signal.reason)));
+    return new Promise((_resolve, reject) => ctx.signal.addEventListener('abort', () => reject(ctx.signal.reason as Error)));
   });
   let port = 0;
   before(async () => {

@@ -514,7 +514,7 @@ test('a storage fault rejects every waiter with WalFatalError and refuses later 
   await wal.append([entry(1, 2000)]); // the active segment is now full: the next append rotates
   await rm(dir, { recursive: true, force: true }); // creating the next segment will fail
   const results = await Promise.allSettled([wal.append([entry(2)]), wal.append([entry(3)]), wal.append([entry(4)])]);
-  const errors = results.map((r) => (r.status === 'rejected' ? r.reason : undefined));
+  const errors = results.map((r) => (r.status === 'rejected' ? (r.reason as unknown) : undefined));
   for (const e of errors) assert.ok(e instanceof WalFatalError, `expected WalFatalError, got ${String(e)}`);
   assert.equal(errors[0], errors[2], 'one fatal error for everybody');
   assert.ok(errors[0] instanceof Error && errors[0].cause !== undefined, 'the fatal error carries the cause');

@@ -166,7 +166,7 @@ export class Backend {
     return statSync(this.path).size;
   }
 
-  close(): void {
-    this.env.close();
+  close(): Promise<void> {
+    return this.env.close();
   }
 }
