@@ -4,7 +4,7 @@
 // - currentRev starts at 1 on an empty store; a write transaction with >= 1 change bumps it by
 //   exactly 1 and every change in it shares that main revision, ordered by sub revision.
 // - compactRev is -1 until the first compaction (as etcd's compactMainRev); reads below it fail.
-// - Every index entry has a rev record; the index (LMDB dupsort) holds one sorted entry per revision of a key.
+// - Every index entry has a rev record; the index (LMDB dupsort) holds one entry per revision of a key, newest first.
 // - currentRev and compactRev are persisted in the same LMDB transaction as the changes.
 import type { Backend, DupTable, Table } from '../storage/backend/index.js';
 import {
@@ -30,11 +30,18 @@ export interface RangeResult {
   readonly rev: number;
 }
 
-/** The newest index entry of a key at or below rev (walking back from the newest), or undefined. */
+/**
+ * The newest index entry of a key at or below rev, or undefined. Entries sort newest first, so the
+ * common case (reading the latest) is one plain get; older revisions walk on from there.
+ */
 function entryAt(index: DupTable, key: Uint8Array, rev: number): IndexEntry | undefined {
-  for (const raw of index.values(key, true)) {
-    const e = decodeIndexEntry(raw, key);
-    if (e.main <= rev) return e;
+  const newest = index.first(key);
+  if (newest === undefined) return undefined;
+  const e = decodeIndexEntry(newest, key);
+  if (e.main <= rev) return e;
+  for (const raw of index.values(key, false)) {
+    const older = decodeIndexEntry(raw, key);
+    if (older.main <= rev) return older;
   }
   return undefined;
 }
@@ -135,17 +142,13 @@ export class KvStore {
     this.meta.put(META.compactRev, encodeNum(rev));
     const drops: { key: Buffer; drop: IndexEntry[] }[] = [];
     for (const key of this.index.keys(Buffer.alloc(1), undefined)) {
+      // Newest first: keep everything above rev and the newest entry at or below it (unless that is
+      // a tombstone); drop the older ones.
       const entries = [...this.index.values(key, false)].map((raw) => decodeIndexEntry(raw, key));
-      let keepFrom = -1;
-      for (let i = entries.length - 1; i >= 0; i--) {
-        if ((entries[i] as IndexEntry).main <= rev) {
-          keepFrom = i;
-          break;
-        }
-      }
-      if (keepFrom < 0) continue;
-      if ((entries[keepFrom] as IndexEntry).tombstone) keepFrom++;
-      if (keepFrom > 0) drops.push({ key, drop: entries.slice(0, keepFrom) });
+      const at = entries.findIndex((e) => e.main <= rev);
+      if (at < 0) continue;
+      const keepThrough = (entries[at] as IndexEntry).tombstone ? at - 1 : at;
+      if (keepThrough < entries.length - 1) drops.push({ key, drop: entries.slice(keepThrough + 1) });
     }
     for (const { key, drop } of drops) {
       for (const e of drop) {

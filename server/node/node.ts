@@ -12,7 +12,7 @@ import { join } from 'node:path';
 import { encodeInternalRequest, type InternalRequestInit } from '../../proto/gen/cairnpb.js';
 import { Wal, WalFatalError, type WalEntry } from '../wal/index.js';
 import { Backend } from '../storage/backend/index.js';
-import { META, decodeId, decodeNum, encodeId, encodeNum } from '../storage/schema/index.js';
+import { META, SCHEMA_VERSION, decodeId, decodeNum, encodeId, encodeNum } from '../storage/schema/index.js';
 import { KvStore } from '../mvcc/index.js';
 import { applyEntry, MidTxnError, type ApplyOutcome, type LeaseLookup } from '../apply/index.js';
 import { ClientError, ServerRefusal, StorageFault, assert } from '../base/errors.js';
@@ -77,6 +77,7 @@ export class Node {
     const backendPath = backendPathOf(cfg.dataDir);
     const walDir = walDirOf(cfg);
     const backend = Backend.open(backendPath, BACKEND_MAP_BYTES);
+    checkSchema(backend);
     const { clusterId, memberId } = ensureIds(backend);
     const store = new KvStore(backend);
     const { wal, entries } = await Wal.open({ dir: walDir, logger: log.child('wal') });
@@ -296,6 +297,19 @@ class MidTxnFailure extends Error {
 
 function randomId(): bigint {
   return randomBytes(8).readBigUInt64BE(0) & 0x7fffffffffffffffn;
+}
+
+/** Refuses a backend written in another layout; stamps a new one with ours. */
+function checkSchema(backend: Backend): void {
+  const meta = backend.table('meta');
+  const stamped = meta.get(META.schemaVersion);
+  const hasData = meta.get(META.currentRev) !== undefined || meta.get(META.clusterId) !== undefined;
+  const version = stamped !== undefined ? decodeNum(stamped, 0) : hasData ? 1 : undefined;
+  if (version === SCHEMA_VERSION) return;
+  if (version !== undefined) {
+    throw new StorageFault(`node: backend ${backend.path} has storage schema version ${version}; this Cairn reads version ${SCHEMA_VERSION} (no migration exists: restore into a new data dir)`);
+  }
+  backend.write(() => meta.put(META.schemaVersion, encodeNum(SCHEMA_VERSION)));
 }
 
 function ensureIds(backend: Backend): { clusterId: bigint; memberId: bigint } {

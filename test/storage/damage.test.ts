@@ -11,6 +11,9 @@ import { CAIRN_MAIN, freePort, startCairn, tempDir } from '../harness/procs.js';
 import { EtcdClient } from '../harness/client.js';
 import { Wal } from '../../server/wal/index.js';
 import { encodeInternalRequest } from '../../proto/gen/cairnpb.js';
+import { Backend } from '../../server/storage/backend/index.js';
+import { META, SCHEMA_VERSION, encodeNum } from '../../server/storage/schema/index.js';
+import { BACKEND_MAP_BYTES } from '../../server/base/limits.js';
 
 const KEYS = 60;
 
@@ -175,4 +178,17 @@ test('a record failing its checksum in LMDB is never served: the server stops an
     c.close();
     await proc.kill9().catch(() => undefined);
   }
+});
+
+test('a backend written in another storage schema version is refused, not misread', async () => {
+  const dataDir = tempDir('cairn-schema');
+  await populate(dataDir);
+  const db = join(dataDir, 'member', 'db.mdb');
+  const backend = Backend.open(db, BACKEND_MAP_BYTES);
+  backend.write(() => backend.table('meta').put(META.schemaVersion, encodeNum(SCHEMA_VERSION + 1)));
+  await backend.close();
+  const { status, stderr } = await failedStart(dataDir);
+  assert.notEqual(status, 0);
+  assert.ok(stderr.includes(`backend ${db} has storage schema version ${SCHEMA_VERSION + 1}; this Cairn reads version ${SCHEMA_VERSION}`), stderr.slice(-1500));
+  assert.ok(!stderr.includes('ready to serve client requests'));
 });

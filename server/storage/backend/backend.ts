@@ -25,7 +25,9 @@ export interface Table {
 export interface DupTable {
   add(key: Uint8Array, value: Uint8Array): void;
   remove(key: Uint8Array, value: Uint8Array): void;
-  /** The key's values in value order (newest last), or reversed. Buffers are valid until the next read. */
+  /** The key's smallest value (LMDB's first duplicate), or undefined when the key has none. */
+  first(key: Uint8Array): Buffer | undefined;
+  /** The key's values in value order, or reversed. Buffers are valid until the next read. */
   values(key: Uint8Array, reverse: boolean): Iterable<Buffer>;
   /** Distinct keys in [start, end) in byte order; end undefined = to the last key. Fresh buffers. */
   keys(start: Uint8Array, end: Uint8Array | undefined): Iterable<Buffer>;
@@ -46,6 +48,7 @@ function dupTable(db: Database<Buffer, Buffer>): DupTable {
     remove: (key, value) => {
       db.removeSync(view(key), view(value));
     },
+    first: (key) => db.getBinary(view(key)),
     values: (key, reverse) => db.getValues(view(key), { reverse }),
     keys: (start, end) => {
       const opts = end === undefined ? { start: Buffer.from(start) } : { start: Buffer.from(start), end: Buffer.from(end) };

@@ -3,8 +3,9 @@
 // rev table:   key = main revision (8 bytes BE) + sub revision (8 bytes BE)
 //              value = flags (1 byte: bit 0 tombstone) + CRC-32 of the rest (4 bytes BE) + mvccpb.KeyValue
 // index table (LMDB dupsort): key = the user key (raw bytes, so LMDB's order is etcd's byte order);
-//              one value per revision of the key, 29 bytes, sorted by revision: main (uint64 BE),
-//              sub (uint32 BE), flags (1 byte), create revision (float64 BE), version (float64 BE)
+//              one value per revision of the key, 29 bytes, NEWEST FIRST (so a plain get returns the
+//              newest): ~main (uint64 BE, bits inverted), ~sub (uint32 BE, bits inverted), flags (1 byte),
+//              create revision (float64 BE), version (float64 BE)
 // meta table:  fixed names -> 8-byte float64 BE numbers (applied index, current and compacted revisions)
 //              or 8-byte big-endian unsigned ids.
 import { crc32 } from 'node:zlib';
@@ -69,9 +70,9 @@ const INDEX_ENTRY_BYTES = 29;
 
 export function encodeIndexEntry(e: IndexEntry): Buffer {
   const b = Buffer.allocUnsafe(INDEX_ENTRY_BYTES);
-  b.writeUInt32BE(Math.floor(e.main / 4294967296), 0);
-  b.writeUInt32BE(e.main >>> 0, 4);
-  b.writeUInt32BE(e.sub, 8);
+  b.writeUInt32BE(~Math.floor(e.main / 4294967296) >>> 0, 0);
+  b.writeUInt32BE(~e.main >>> 0, 4);
+  b.writeUInt32BE(~e.sub >>> 0, 8);
   b[12] = e.tombstone ? TOMBSTONE : 0;
   b.writeDoubleBE(e.create, 13);
   b.writeDoubleBE(e.version, 21);
@@ -83,8 +84,8 @@ export function decodeIndexEntry(b: Buffer, key: Uint8Array): IndexEntry {
     throw new StorageFault(`schema: corrupt index entry for key ${JSON.stringify(Buffer.from(key).toString('latin1'))}: ${b.length} bytes`);
   }
   return {
-    main: b.readUInt32BE(0) * 4294967296 + b.readUInt32BE(4),
-    sub: b.readUInt32BE(8),
+    main: (~b.readUInt32BE(0) >>> 0) * 4294967296 + (~b.readUInt32BE(4) >>> 0),
+    sub: ~b.readUInt32BE(8) >>> 0,
     tombstone: ((b[12] as number) & TOMBSTONE) !== 0,
     create: b.readDoubleBE(13),
     version: b.readDoubleBE(21),
@@ -101,7 +102,7 @@ export const META = {
   schemaVersion: Buffer.from('schemaVersion'),
 } as const;
 
-export const SCHEMA_VERSION = 1;
+export const SCHEMA_VERSION = 2;
 
 export function encodeNum(n: number): Buffer {
   const b = Buffer.allocUnsafe(8);
