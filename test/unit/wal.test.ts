@@ -40,6 +40,16 @@ async function freshDir(): Promise<string> {
   return dir;
 }
 
+/** A fresh WAL dir holding entries 1..n, closed; with the path of its (single) segment file. */
+async function closedWal(n: number): Promise<{ dir: string; path: string }> {
+  const dir = await freshDir();
+  const first = await openWal(dir);
+  await first.wal.append(entries(1, n));
+  await first.wal.close();
+  const [name] = await walFiles(dir);
+  return { dir, path: join(dir, name ?? '') };
+}
+
 /** Entry with index i and `size` bytes of data derived from i (so mix-ups are visible). */
 function entry(i: number, size = 40): WalEntry {
   const data = Buffer.alloc(size);
@@ -350,12 +360,7 @@ test('torn tail: zero-filled and garbage tails are repaired without losing good 
 });
 
 test('torn tail: a flipped byte in the very last record counts as a torn tail', async () => {
-  const dir = await freshDir();
-  const first = await openWal(dir);
-  await first.wal.append(entries(1, 6));
-  await first.wal.close();
-  const [name] = await walFiles(dir);
-  const path = join(dir, name ?? '');
+  const { dir, path } = await closedWal(6);
   const lastAt = segmentHeaderBytes + 5 * recordBytes();
   await flipByte(path, lastAt + 20);
   const { wal, entries: replayed, logger } = await openWal(dir);
@@ -367,12 +372,7 @@ test('torn tail: a flipped byte in the very last record counts as a torn tail', 
 // ---------- corruption ----------
 
 test('corruption: a flipped byte followed by intact records throws, naming file and offset', async () => {
-  const dir = await freshDir();
-  const first = await openWal(dir);
-  await first.wal.append(entries(1, 10));
-  await first.wal.close();
-  const [name] = await walFiles(dir);
-  const path = join(dir, name ?? '');
+  const { dir, path } = await closedWal(10);
   const badAt = segmentHeaderBytes + 4 * recordBytes();
   await flipByte(path, badAt + recordHeaderBytes + 20); // inside the data of entry 5
   const before = await readFile(path);
@@ -387,12 +387,7 @@ test('corruption: a flipped byte followed by intact records throws, naming file 
 });
 
 test('corruption: damage in the length field of a middle record is not mistaken for a torn tail', async () => {
-  const dir = await freshDir();
-  const first = await openWal(dir);
-  await first.wal.append(entries(1, 10));
-  await first.wal.close();
-  const [name] = await walFiles(dir);
-  const path = join(dir, name ?? '');
+  const { dir, path } = await closedWal(10);
   const badAt = segmentHeaderBytes + 2 * recordBytes();
   const bytes = await readFile(path);
   bytes.writeUInt32LE(bytes.length, badAt); // declared length now runs past EOF
@@ -428,12 +423,7 @@ test('corruption: truncating a non-last segment throws instead of repairing', as
 });
 
 test('corruption: a duplicated record breaks the crc chain', async () => {
-  const dir = await freshDir();
-  const first = await openWal(dir);
-  await first.wal.append(entries(1, 6));
-  await first.wal.close();
-  const [name] = await walFiles(dir);
-  const path = join(dir, name ?? '');
+  const { dir, path } = await closedWal(6);
   const bytes = await readFile(path);
   const r2 = segmentHeaderBytes + 2 * recordBytes();
   bytes.copy(bytes, r2 + recordBytes(), r2, r2 + recordBytes()); // record 4 := copy of record 3
