@@ -78,6 +78,7 @@ async function runPrimary(cfg: Config, log: Logger): Promise<void> {
     walDir: cfg.walDir,
     requestBytesMax: cfg.requestBytesMax,
     snapshotCount: cfg.snapshotCount,
+    walSegmentBytes: cfg.walSegmentBytes,
     logger: log.child('node'),
     onFatal: fatal,
   });

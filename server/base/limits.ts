@@ -34,8 +34,11 @@ export const PROPOSALS_PENDING_MAX = 65536;
 /** Most entries one apply batch (one LMDB transaction, one WAL group commit) carries. */
 export const APPLY_BATCH_ENTRIES_MAX = 4096;
 
-/** WAL segment size (etcd uses 64 MB segments). */
+/** --wal-segment-bytes: WAL segment size (etcd uses 64 MB segments). */
 export const WAL_SEGMENT_BYTES = 64 * 1024 * 1024;
+
+/** Smallest WAL segment the flag accepts (the WAL's own floor is 1 KiB). */
+export const WAL_SEGMENT_BYTES_MIN = 4096;
 
 /** Entries between WAL releases (segments wholly applied and flushed to LMDB are deleted). */
 export const SNAPSHOT_COUNT_DEFAULT = 10000;

@@ -4,7 +4,7 @@
 import { readFileSync } from 'node:fs';
 import { availableParallelism } from 'node:os';
 import yaml from 'js-yaml';
-import { DEFAULT_LIMITS, SNAPSHOT_COUNT_DEFAULT } from '../base/limits.js';
+import { DEFAULT_LIMITS, SNAPSHOT_COUNT_DEFAULT, WAL_SEGMENT_BYTES, WAL_SEGMENT_BYTES_MIN } from '../base/limits.js';
 import { isLevel, type Level } from '../base/log.js';
 
 export class ConfigError extends Error {
@@ -28,6 +28,7 @@ const FLAGS: Record<string, FlagSpec> = {
   'max-request-bytes': { kind: 'int', def: String(DEFAULT_LIMITS.requestBytesMax), help: 'Maximum client request size in bytes the server will accept.' },
   'max-txn-ops': { kind: 'int', def: String(DEFAULT_LIMITS.txnOpsMax), help: 'Maximum number of operations permitted in a transaction.' },
   'quota-backend-bytes': { kind: 'int', def: String(DEFAULT_LIMITS.backendQuotaBytes), help: 'Raise alarms when backend size exceeds the given quota (0 defaults to low space quota).' },
+  'wal-segment-bytes': { kind: 'int', def: String(WAL_SEGMENT_BYTES), help: 'Cairn only: size at which a WAL segment file is closed and a new one started (etcd: 64 MB fixed).' },
   'snapshot-count': { kind: 'int', def: String(SNAPSHOT_COUNT_DEFAULT), help: 'Number of committed transactions between releases of WAL segments already held by the backend.' },
   'log-level': { kind: 'string', def: 'info', help: 'Configures log level. Only supports debug, info, warn, error, panic, or fatal.' },
   logger: { kind: 'string', def: 'zap', help: 'Currently only supports \'zap\' for structured logging.' },
@@ -53,6 +54,7 @@ export interface Config {
   readonly txnOpsMax: number;
   readonly quotaBackendBytes: number;
   readonly snapshotCount: number;
+  readonly walSegmentBytes: number;
   /** Client-serving processes beside the WAL owner (0 = none: one process does everything). */
   readonly clientProcesses: number;
   readonly logLevel: Level;
@@ -172,6 +174,7 @@ export function loadConfig(argv: readonly string[], env: NodeJS.ProcessEnv): Con
     txnOpsMax: int('max-txn-ops', raw('max-txn-ops')),
     quotaBackendBytes: int('quota-backend-bytes', raw('quota-backend-bytes')),
     snapshotCount: int('snapshot-count', raw('snapshot-count')),
+    walSegmentBytes: int('wal-segment-bytes', raw('wal-segment-bytes')),
     clientProcesses: clientProcesses(int('client-processes', raw('client-processes'))),
     logLevel: logLevel === 'panic' ? 'fatal' : logLevel,
     logOutputs: raw('log-outputs').split(','),
@@ -181,6 +184,7 @@ export function loadConfig(argv: readonly string[], env: NodeJS.ProcessEnv): Con
   if (cfg.requestBytesMax <= 0) throw new ConfigError('--max-request-bytes must be positive');
   if (cfg.txnOpsMax <= 0) throw new ConfigError('--max-txn-ops must be positive');
   if (cfg.snapshotCount <= 0) throw new ConfigError('--snapshot-count must be positive');
+  if (cfg.walSegmentBytes < WAL_SEGMENT_BYTES_MIN) throw new ConfigError(`--wal-segment-bytes must be at least ${WAL_SEGMENT_BYTES_MIN}`);
   return cfg;
 }
 

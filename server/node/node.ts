@@ -16,7 +16,7 @@ import { META, SCHEMA_VERSION, decodeId, decodeNum, encodeId, encodeNum } from '
 import { KvStore } from '../mvcc/index.js';
 import { applyEntry, MidTxnError, type ApplyOutcome, type LeaseLookup } from '../apply/index.js';
 import { ClientError, ServerRefusal, StorageFault, assert } from '../base/errors.js';
-import { APPLY_BATCH_ENTRIES_MAX, BACKEND_MAP_BYTES, PROPOSALS_PENDING_MAX, SNAPSHOT_COUNT_DEFAULT } from '../base/limits.js';
+import { APPLY_BATCH_ENTRIES_MAX, BACKEND_MAP_BYTES, PROPOSALS_PENDING_MAX, SNAPSHOT_COUNT_DEFAULT, WAL_SEGMENT_BYTES } from '../base/limits.js';
 import type { Logger } from '../base/log.js';
 
 export interface NodeConfig {
@@ -26,6 +26,8 @@ export interface NodeConfig {
   readonly walDir: string;
   readonly requestBytesMax: number;
   readonly snapshotCount?: number;
+  /** WAL segment size (default WAL_SEGMENT_BYTES, 64 MiB); tests use small segments. */
+  readonly walSegmentBytes?: number;
   readonly logger: Logger;
   /** Called when storage fails (fsync error, corruption): the process must stop. */
   readonly onFatal: (err: Error) => void;
@@ -55,7 +57,8 @@ export class Node {
   private lastIndex: number;
   private appliedIndex: number;
   private releasedThrough = 0;
-  private releasing = false;
+  /** The WAL release in progress (LMDB flush, then deleting segments it now holds), if any. */
+  private releasing: Promise<void> | undefined = undefined;
   private nextProposalId: bigint;
   readonly term = SINGLE_MEMBER_TERM;
 
@@ -80,7 +83,7 @@ export class Node {
     checkSchema(backend);
     const { clusterId, memberId } = ensureIds(backend);
     const store = new KvStore(backend);
-    const { wal, entries } = await Wal.open({ dir: walDir, logger: log.child('wal') });
+    const { wal, entries } = await Wal.open({ dir: walDir, logger: log.child('wal'), segmentBytes: cfg.walSegmentBytes ?? WAL_SEGMENT_BYTES });
     const node = new Node(cfg, backend, store, wal, clusterId, memberId);
     const replayed = node.replay(entries);
     await backend.flush();
@@ -240,10 +243,9 @@ export class Node {
   /** After every snapshot-count entries: flush LMDB, then let the WAL drop what LMDB now holds durably. */
   private maybeRelease(): void {
     const every = this.cfg.snapshotCount ?? SNAPSHOT_COUNT_DEFAULT;
-    if (this.releasing || this.appliedIndex - this.releasedThrough < every) return;
-    this.releasing = true;
+    if (this.releasing !== undefined || this.appliedIndex - this.releasedThrough < every) return;
     const through = this.appliedIndex;
-    void this.backend
+    this.releasing = this.backend
       .flush()
       .then(() => this.wal.releaseBefore(through + 1))
       .then(() => {
@@ -251,7 +253,7 @@ export class Node {
       })
       .catch((err: unknown) => this.fail(err, []))
       .finally(() => {
-        this.releasing = false;
+        this.releasing = undefined;
       });
   }
 
@@ -264,6 +266,7 @@ export class Node {
     this.stopped = true;
     if (this.scheduled) this.dispatch();
     if (this.queue.length > 0) await new Promise<void>((done) => this.idleWaiters.push(done));
+    await this.releasing;
     await this.backend.flush();
     await this.wal.close();
     await this.backend.close();

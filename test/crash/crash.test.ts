@@ -9,6 +9,8 @@ import { EtcdClient } from '../harness/client.js';
 const ROUNDS = 5;
 const WRITERS = 32;
 const SEED = Number(process.env['CAIRN_CRASH_SEED'] ?? 20261124);
+/** Small WAL segments released often, so crashes land around segment rotation and release too. */
+const SMALL_WAL = ['--wal-segment-bytes', '65536', '--snapshot-count', '300'];
 
 function rng(seed: number): () => number {
   let s = seed >>> 0;
@@ -74,9 +76,10 @@ test('acknowledged writes survive kill -9 mid-load, revisions continue without g
   const dataDir = tempDir('cairn-crash');
   const random = rng(SEED);
   const acked: Acked[] = [];
+  const logs: string[] = [];
   let lastRev = 1;
   for (let round = 0; round < ROUNDS; round++) {
-    const proc: ServerProc = await startCairn({ dataDir });
+    const proc: ServerProc = await startCairn({ dataDir, extraArgs: SMALL_WAL });
     const client = new EtcdClient(proc.endpoint);
     try {
       await client.waitReady();
@@ -91,9 +94,12 @@ test('acknowledged writes survive kill -9 mid-load, revisions continue without g
     } finally {
       client.close();
       await proc.kill9().catch(() => undefined);
+      logs.push(...proc.stderrLines());
     }
   }
-  const proc = await startCairn({ dataDir });
+  assert.ok(logs.some((l) => l.includes('wal: rotated segment')), 'the load crossed WAL segment boundaries');
+  assert.ok(logs.some((l) => l.includes('wal: released segments')), 'WAL segments were released between crashes');
+  const proc = await startCairn({ dataDir, extraArgs: SMALL_WAL });
   const client = new EtcdClient(proc.endpoint);
   try {
     await client.waitReady();
