@@ -45,3 +45,6 @@ export const SNAPSHOT_COUNT_DEFAULT = 10000;
 
 /** LMDB map size: the most the data file may grow to (sparse; only used pages take disk). */
 export const BACKEND_MAP_BYTES = 64 * 1024 * 1024 * 1024;
+
+/** Keys whose old revisions one physical-compaction step removes (etcd's --compaction-batch-limit). */
+export const COMPACTION_BATCH_KEYS = 1000;

@@ -132,23 +132,46 @@ export class KvStore {
   }
 
   /**
-   * Compacts history below rev (inside a write transaction). Afterwards a read at any revision >= rev
-   * returns what it returned before; reads below rev fail with `compacted`.
+   * Compacts at rev, logically (inside a write transaction): from now on reads below rev fail with
+   * `compacted`, and reads at or above it are unaffected by whether older revisions still exist. The
+   * physical removal of what no read can reach any more is `compactKeys`, run in batches afterwards;
+   * `pendingCompaction` (persisted with compactRev) says where it stands.
    */
   compact(rev: number): void {
     if (rev <= this.compactRev) throw new ClientError('compacted');
     if (rev > this.currentRev) throw new ClientError('futureRev');
     this.compactRev = rev;
     this.meta.put(META.compactRev, encodeNum(rev));
+    this.meta.put(META.compactPhysicalRev, encodeNum(rev));
+    this.meta.put(META.compactPhysicalFrom, Buffer.alloc(1));
+  }
+
+  /** The compaction whose physical removal is unfinished: its revision and the next key to visit. */
+  pendingCompaction(): { rev: number; from: Buffer } | undefined {
+    const rev = decodeNum(this.meta.get(META.compactPhysicalRev), -1);
+    const from = this.meta.get(META.compactPhysicalFrom);
+    return rev < 0 || from === undefined ? undefined : { rev, from };
+  }
+
+  /**
+   * Removes, for up to `keysMax` keys from `from` on, the revisions older than the newest one at or
+   * below rev (and that one too when it is a tombstone). Call inside a write transaction; records
+   * progress, and clears it when the key space is done. Returns true when finished.
+   */
+  compactKeys(rev: number, from: Buffer, keysMax: number): boolean {
     const drops: { key: Buffer; drop: IndexEntry[] }[] = [];
-    for (const key of this.index.keys(Buffer.alloc(1), undefined)) {
+    let next: Buffer | undefined;
+    for (const key of this.index.keys(from, undefined)) {
+      if (drops.length >= keysMax) {
+        next = key;
+        break;
+      }
       // Newest first: keep everything above rev and the newest entry at or below it (unless that is
       // a tombstone); drop the older ones.
       const entries = [...this.index.values(key, false)].map((raw) => decodeIndexEntry(raw, key));
       const at = entries.findIndex((e) => e.main <= rev);
-      if (at < 0) continue;
-      const keepThrough = (entries[at] as IndexEntry).tombstone ? at - 1 : at;
-      if (keepThrough < entries.length - 1) drops.push({ key, drop: entries.slice(keepThrough + 1) });
+      const keepThrough = at < 0 ? entries.length - 1 : (entries[at] as IndexEntry).tombstone ? at - 1 : at;
+      drops.push({ key, drop: entries.slice(keepThrough + 1) });
     }
     for (const { key, drop } of drops) {
       for (const e of drop) {
@@ -156,6 +179,13 @@ export class KvStore {
         this.index.remove(key, encodeIndexEntry(e));
       }
     }
+    if (next !== undefined) {
+      this.meta.put(META.compactPhysicalFrom, next);
+      return false;
+    }
+    this.meta.del(META.compactPhysicalRev);
+    this.meta.del(META.compactPhysicalFrom);
+    return true;
   }
 }
 

@@ -16,7 +16,7 @@ import { META, SCHEMA_VERSION, decodeId, decodeNum, encodeId, encodeNum } from '
 import { KvStore } from '../mvcc/index.js';
 import { applyEntry, MidTxnError, type ApplyOutcome, type LeaseLookup } from '../apply/index.js';
 import { ClientError, ServerRefusal, StorageFault, assert } from '../base/errors.js';
-import { APPLY_BATCH_ENTRIES_MAX, BACKEND_MAP_BYTES, PROPOSALS_PENDING_MAX, SNAPSHOT_COUNT_DEFAULT, WAL_SEGMENT_BYTES } from '../base/limits.js';
+import { APPLY_BATCH_ENTRIES_MAX, BACKEND_MAP_BYTES, COMPACTION_BATCH_KEYS, PROPOSALS_PENDING_MAX, SNAPSHOT_COUNT_DEFAULT, WAL_SEGMENT_BYTES } from '../base/limits.js';
 import type { Logger } from '../base/log.js';
 
 export interface NodeConfig {
@@ -57,6 +57,9 @@ export class Node {
   private lastIndex: number;
   private appliedIndex: number;
   private releasedThrough = 0;
+  /** The physical compaction in progress, if any, and who waits for it to finish. */
+  private compacting: Promise<void> | undefined = undefined;
+  private readonly compactedWaiters: (() => void)[] = [];
   /** The WAL release in progress (LMDB flush, then deleting segments it now holds), if any. */
   private releasing: Promise<void> | undefined = undefined;
   private nextProposalId: bigint;
@@ -87,6 +90,7 @@ export class Node {
     const node = new Node(cfg, backend, store, wal, clusterId, memberId);
     const replayed = node.replay(entries);
     await backend.flush();
+    node.compactInBackground();
     log.info('opened backend and WAL', {
       'data-dir': cfg.dataDir,
       'wal-dir': walDir,
@@ -178,6 +182,7 @@ export class Node {
       return;
     }
     ready.forEach((p, i) => p.resolve(outcomes[i] as ApplyOutcome));
+    this.compactInBackground();
     if (this.queue.length > 0 && (this.queue[0] as InFlight).durable) this.scheduleApply();
     else if (this.queue.length === 0) this.wakeIdle();
     this.maybeRelease();
@@ -257,6 +262,48 @@ export class Node {
       });
   }
 
+  /**
+   * Removes what compactions made unreachable, COMPACTION_BATCH_KEYS keys per LMDB transaction,
+   * yielding to requests between steps (etcd compacts in the background the same way). A newer
+   * compaction restarts the walk; progress is persisted, so a restart resumes it.
+   */
+  compactInBackground(): void {
+    if (this.compacting !== undefined || this.store.pendingCompaction() === undefined) return;
+    this.compacting = this.compactSteps()
+      .catch((err: unknown) => this.fail(err, []))
+      .finally(() => {
+        this.compacting = undefined;
+        for (const w of this.compactedWaiters.splice(0)) w();
+      });
+  }
+
+  private async compactSteps(): Promise<void> {
+    const log = this.cfg.logger;
+    const started = Date.now();
+    let steps = 0;
+    let rev: number | undefined;
+    for (;;) {
+      if (this.stopped) return;
+      const pending = this.store.pendingCompaction();
+      if (pending === undefined) break;
+      if (pending.rev !== rev) {
+        rev = pending.rev;
+        log.info('compaction: removing old revisions', { revision: rev, 'resume-from-key': pending.from.length > 1 || pending.from[0] !== 0 ? pending.from : undefined });
+      }
+      this.backend.write(() => this.store.compactKeys(pending.rev, pending.from, COMPACTION_BATCH_KEYS));
+      steps++;
+      await new Promise<void>((resolve) => setImmediate(resolve));
+    }
+    log.info('compaction: finished removing old revisions', { revision: rev, steps, 'took-ms': Date.now() - started });
+  }
+
+  /** Resolves once no physical compaction is left to do (for Compact with physical=true). */
+  compacted(): Promise<void> {
+    if (this.compacting === undefined && this.store.pendingCompaction() === undefined) return Promise.resolve();
+    this.compactInBackground();
+    return new Promise<void>((resolve) => this.compactedWaiters.push(resolve));
+  }
+
   status(): { appliedIndex: number; lastIndex: number; dbSizeBytes: number } {
     return { appliedIndex: this.appliedIndex, lastIndex: this.lastIndex, dbSizeBytes: this.backend.sizeBytes() };
   }
@@ -267,6 +314,7 @@ export class Node {
     if (this.scheduled) this.dispatch();
     if (this.queue.length > 0) await new Promise<void>((done) => this.idleWaiters.push(done));
     await this.releasing;
+    await this.compacting;
     await this.backend.flush();
     await this.wal.close();
     await this.backend.close();

@@ -84,7 +84,10 @@ export class LocalWriter implements WritePath {
   }
 
   async write(req: InternalRequestInit): Promise<Uint8Array> {
-    return encodeOutcome(this.node, await this.node.propose(req));
+    const outcome = await this.node.propose(req);
+    // Compact with physical=true answers only once the old revisions are gone from the backend.
+    if (outcome.ok && req.compaction?.physical === true) await this.node.compacted();
+    return encodeOutcome(this.node, outcome);
   }
 }
 

@@ -97,6 +97,10 @@ export const META = {
   appliedTerm: Buffer.from('appliedTerm'),
   currentRev: Buffer.from('currentRev'),
   compactRev: Buffer.from('compactRev'),
+  /** Revision of the compaction whose physical removal is unfinished (absent when none). */
+  compactPhysicalRev: Buffer.from('compactPhysicalRev'),
+  /** The next user key that physical compaction visits. */
+  compactPhysicalFrom: Buffer.from('compactPhysicalFrom'),
   clusterId: Buffer.from('clusterId'),
   memberId: Buffer.from('memberId'),
   schemaVersion: Buffer.from('schemaVersion'),
