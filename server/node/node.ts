@@ -48,6 +48,8 @@ export class Node {
   private pending: Proposal[] = [];
   private scheduled = false;
   private stopped = false;
+  /** Set once storage failed: nothing is applied any more and every proposal is refused. */
+  private failed = false;
   /** Batches handed to the WAL and not yet applied; bounded by PROPOSALS_PENDING_MAX proposals. */
   private inflight = 0;
   /** Batches handed to the WAL, oldest first, until applied. */
@@ -168,11 +170,12 @@ export class Node {
   /** Applies, in one LMDB transaction, every batch at the head of the queue that the WAL holds durably. */
   private applyDurable(): void {
     this.applyScheduled = false;
+    if (this.failed) return;
     const ready: Proposal[] = [];
     while (this.queue.length > 0 && (this.queue[0] as InFlight).durable && ready.length < APPLY_BATCH_ENTRIES_MAX) {
       ready.push(...(this.queue.shift() as InFlight).batch);
     }
-    if (ready.length === 0 || this.failed) return;
+    if (ready.length === 0) return;
     this.inflight -= ready.length;
     let outcomes: ApplyOutcome[];
     try {
@@ -191,8 +194,6 @@ export class Node {
   private wakeIdle(): void {
     for (const w of this.idleWaiters.splice(0)) w();
   }
-
-  private failed = false;
 
   private fail(err: unknown, batch: readonly Proposal[]): void {
     const e = err instanceof Error ? err : new Error(String(err));
