@@ -16,6 +16,7 @@ import { META, SCHEMA_VERSION, decodeId, decodeNum, encodeId, encodeNum } from '
 import { KvStore } from '../mvcc/index.js';
 import { applyEntry, MidTxnError, type ApplyOutcome, type LeaseLookup } from '../apply/index.js';
 import { ClientError, ServerRefusal, StorageFault, assert } from '../base/errors.js';
+import { failpoint } from '../base/failpoints.js';
 import { APPLY_BATCH_ENTRIES_MAX, BACKEND_MAP_BYTES, COMPACTION_BATCH_KEYS, PROPOSALS_PENDING_MAX, SNAPSHOT_COUNT_DEFAULT, WAL_SEGMENT_BYTES } from '../base/limits.js';
 import type { Logger } from '../base/log.js';
 
@@ -88,7 +89,9 @@ export class Node {
     checkSchema(backend);
     const { clusterId, memberId } = ensureIds(backend);
     const store = new KvStore(backend);
-    const { wal, entries } = await Wal.open({ dir: walDir, logger: log.child('wal'), segmentBytes: cfg.walSegmentBytes ?? WAL_SEGMENT_BYTES });
+    const beforeWrite = failpoint('wal.write');
+    if (beforeWrite !== undefined) log.warn('failpoint armed', { failpoint: 'wal.write', spec: process.env['CAIRN_FAILPOINTS'] });
+    const { wal, entries } = await Wal.open({ dir: walDir, logger: log.child('wal'), segmentBytes: cfg.walSegmentBytes ?? WAL_SEGMENT_BYTES, beforeWrite });
     const node = new Node(cfg, backend, store, wal, clusterId, memberId);
     const replayed = node.replay(entries);
     await backend.flush();

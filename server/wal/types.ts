@@ -18,6 +18,11 @@ export interface WalOptions {
   /** Rotate to a new segment once the active one reaches this size. Default 64 MiB. */
   segmentBytes?: number;
   logger: WalLogger;
+  /**
+   * Called before each write of appended records; a throw counts as that write failing (a
+   * failpoint for tests: the WAL then fails stop exactly as on a real I/O error).
+   */
+  beforeWrite?: (() => void) | undefined;
 }
 
 /** Counters for tests and metrics. */

@@ -43,6 +43,7 @@ interface ActiveSegment {
 interface WalParts {
   dir: string;
   segmentBytes: number;
+  beforeWrite: (() => void) | undefined;
   logger: WalLogger;
   segments: SegmentRef[];
   active: ActiveSegment;
@@ -52,6 +53,7 @@ interface WalParts {
 export class Wal {
   readonly #dir: string;
   readonly #segmentBytes: number;
+  readonly #beforeWrite: (() => void) | undefined;
   readonly #logger: WalLogger;
   readonly #segments: SegmentRef[];
   #active: ActiveSegment;
@@ -66,6 +68,7 @@ export class Wal {
   private constructor(parts: WalParts) {
     this.#dir = parts.dir;
     this.#segmentBytes = parts.segmentBytes;
+    this.#beforeWrite = parts.beforeWrite;
     this.#logger = parts.logger;
     this.#segments = parts.segments;
     this.#active = parts.active;
@@ -79,7 +82,7 @@ export class Wal {
       const replay = await replayDir(opts.dir, opts.logger);
       const active = await openActive(opts.dir, replay);
       const segments = replay.segments.length > 0 ? replay.segments : [active.ref];
-      const wal = new Wal({ dir: opts.dir, segmentBytes, logger: opts.logger, segments, active, lastIndex: replay.lastIndex });
+      const wal = new Wal({ dir: opts.dir, segmentBytes, beforeWrite: opts.beforeWrite, logger: opts.logger, segments, active, lastIndex: replay.lastIndex });
       opts.logger.info('wal: opened', { dir: opts.dir, segments: segments.length, entries: replay.entries.length, lastIndex: replay.lastIndex });
       return { wal, entries: replay.entries };
     } catch (err) {
@@ -185,6 +188,7 @@ export class Wal {
     const active = this.#active;
     const { bytes, lastCrc } = encodeEntries(chunk, active.lastCrc);
     if (verifyEncoding) assertDecodesBack(bytes, chunk.length, active.lastCrc, lastCrc);
+    this.#beforeWrite?.();
     await writeAll(active.fh, bytes, active.bytes); // O_DSYNC: durable when the write returns
     this.#stats.syncs++;
     active.bytes += bytes.length;
