@@ -33,6 +33,14 @@ async function listenAll(cfg: Config, server: GrpcServer, log: Logger): Promise<
   }
 }
 
+/** What a storage fault does: log it and stop the process (fail-stop; restart recovers from the WAL). */
+function fatalExit(log: Logger): (err: Error) => void {
+  return (err) => {
+    log.error('fatal storage error; stopping', { error: err });
+    process.exit(1);
+  };
+}
+
 type ControlMsg = { readonly t: 'ready' } | { readonly t: 'stop' };
 
 function isControl(m: unknown, t: ControlMsg['t']): boolean {
@@ -68,10 +76,7 @@ async function forkClients(cfg: Config, local: LocalWriter, log: Logger, stoppin
 
 async function runPrimary(cfg: Config, log: Logger): Promise<void> {
   log.info('starting cairn', { version: CAIRN_VERSION, name: cfg.name, 'data-dir': cfg.dataDir, 'node-version': process.version, 'client-processes': cfg.clientProcesses });
-  const fatal = (err: Error): void => {
-    log.error('fatal storage error; stopping', { error: err });
-    process.exit(1);
-  };
+  const fatal = fatalExit(log);
   const node = await Node.open({
     name: cfg.name,
     dataDir: cfg.dataDir,
@@ -121,10 +126,7 @@ async function runPrimary(cfg: Config, log: Logger): Promise<void> {
 }
 
 async function runClientProcess(cfg: Config, log: Logger): Promise<void> {
-  const fatal = (err: Error): void => {
-    log.error('fatal storage error; stopping', { error: err });
-    process.exit(1);
-  };
+  const fatal = fatalExit(log);
   // The primary coordinates shutdown; a terminal's Ctrl-C reaches the whole process group.
   process.on('SIGINT', () => undefined);
   process.on('SIGTERM', () => undefined);

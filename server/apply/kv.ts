@@ -26,6 +26,9 @@ import type { KvStore, RangeSource, WriteTxn } from '../mvcc/index.js';
 /** Whether a lease id is granted (the lease service plugs in here). */
 export type LeaseLookup = (id: bigint) => boolean;
 
+/** No lease service yet (issue 3): no lease id is ever granted, so every non-zero id is "not found". */
+export const NO_LEASES: LeaseLookup = () => false;
+
 /** A client error raised after the transaction had already changed something: the whole apply batch must be redone. */
 export class MidTxnError extends Error {
   override readonly name = 'MidTxnError';

@@ -14,7 +14,7 @@ import { Wal, WalFatalError, type WalEntry } from '../wal/index.js';
 import { Backend } from '../storage/backend/index.js';
 import { META, SCHEMA_VERSION, decodeId, decodeNum, encodeId, encodeNum } from '../storage/schema/index.js';
 import { KvStore } from '../mvcc/index.js';
-import { applyEntry, MidTxnError, type ApplyOutcome, type LeaseLookup } from '../apply/index.js';
+import { applyEntry, MidTxnError, NO_LEASES, type ApplyOutcome } from '../apply/index.js';
 import { ClientError, ServerRefusal, StorageFault, assert } from '../base/errors.js';
 import { failpoint } from '../base/failpoints.js';
 import { APPLY_BATCH_ENTRIES_MAX, BACKEND_MAP_BYTES, COMPACTION_BATCH_KEYS, PROPOSALS_PENDING_MAX, SNAPSHOT_COUNT_DEFAULT, WAL_SEGMENT_BYTES } from '../base/limits.js';
@@ -41,8 +41,6 @@ interface Proposal {
   readonly reject: (e: Error) => void;
 }
 
-/** No lease service yet (issue 3): no lease id is ever granted, so every non-zero id is "not found". */
-const NO_LEASES: LeaseLookup = () => false;
 
 export class Node {
   /** Proposals not yet handed to the WAL (gathered for one microtask, then sent as one batch). */
@@ -188,7 +186,7 @@ export class Node {
       return;
     }
     ready.forEach((p, i) => p.resolve(outcomes[i] as ApplyOutcome));
-    this.compactInBackground();
+    if (outcomes.some((o) => o.ok && o.response.kind === 'compaction')) this.compactInBackground();
     if (this.queue.length > 0 && (this.queue[0] as InFlight).durable) this.scheduleApply();
     else if (this.queue.length === 0) this.wakeIdle();
     this.maybeRelease();

@@ -12,7 +12,7 @@ import {
   type ResponseHeaderInit,
   type TxnRequest,
 } from '../../proto/gen/etcdserverpb.js';
-import { applyRange, applyTxn, type ApplyOutcome, type ApplyResponse } from '../apply/index.js';
+import { applyRange, applyTxn, NO_LEASES, type ApplyOutcome, type ApplyResponse } from '../apply/index.js';
 import type { Backend } from '../storage/backend/index.js';
 import { META, decodeId } from '../storage/schema/index.js';
 import { KvStore } from '../mvcc/index.js';
@@ -42,8 +42,6 @@ export interface ReadPath {
   readOnlyTxn(r: TxnRequest): Uint8Array;
 }
 
-/** No lease service yet (issue 3): no lease id is granted. */
-const NO_LEASES = (): boolean => false;
 
 function readsOn(id: Identity, fresh: () => KvStore): ReadPath {
   return {

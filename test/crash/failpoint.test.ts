@@ -9,19 +9,6 @@ import { EtcdClient } from '../harness/client.js';
 const WRITERS = 16;
 const FAIL_AFTER = 40;
 
-async function waitForExit(pid: number, deadlineMs: number): Promise<void> {
-  const until = Date.now() + deadlineMs;
-  for (;;) {
-    try {
-      process.kill(pid, 0);
-    } catch {
-      return;
-    }
-    if (Date.now() > until) throw new Error(`process ${pid} still running after ${deadlineMs} ms`);
-    await new Promise((res) => setTimeout(res, 20));
-  }
-}
-
 test('a failed WAL write stops the server; every acknowledged write survives the restart', { timeout: 120_000 }, async () => {
   const dataDir = tempDir('cairn-failpoint');
   const proc = await startCairn({ dataDir, env: { CAIRN_FAILPOINTS: `wal.write:after=${FAIL_AFTER}` } });
@@ -42,7 +29,7 @@ test('a failed WAL write stops the server; every acknowledged write survives the
         }
       }),
     );
-    await waitForExit(proc.pid, 10_000);
+    await proc.exited(10_000);
   } finally {
     client.close();
     await proc.kill9().catch(() => undefined);

@@ -35,6 +35,8 @@ export interface ServerProc {
   stderrLines(): string[];
   /** SIGTERM, then wait for exit (SIGKILL after 10 s). */
   stop(): Promise<void>;
+  /** Resolves when the process exits by itself (e.g. a fail-stop); rejects after timeoutMs. */
+  exited(timeoutMs: number): Promise<void>;
   /** SIGKILL, then wait for exit. */
   kill9(): Promise<void>;
   /** VmHWM of the process in KiB (last value read while it was alive). */
@@ -332,6 +334,14 @@ async function spawnServer(spec: SpawnSpec): Promise<ServerProc> {
       await waitExit();
       clearTimeout(timer);
     },
+    exited: (timeoutMs) =>
+      new Promise<void>((resolve, reject) => {
+        const timer = setTimeout(() => reject(new Error(`${spec.name}: still running after ${timeoutMs} ms`)), timeoutMs);
+        void waitExit().then(() => {
+          clearTimeout(timer);
+          resolve();
+        });
+      }),
     kill9: async () => {
       if (exited) return;
       samplePeak();

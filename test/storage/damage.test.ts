@@ -58,20 +58,6 @@ function walFile(dataDir: string): string {
   return join(dir, last);
 }
 
-/** Resolves once pid no longer exists; rejects after deadlineMs. */
-async function waitForExit(pid: number, deadlineMs: number): Promise<void> {
-  const until = Date.now() + deadlineMs;
-  for (;;) {
-    try {
-      process.kill(pid, 0);
-    } catch {
-      return;
-    }
-    if (Date.now() > until) throw new Error(`process ${pid} still running after ${deadlineMs} ms`);
-    await new Promise((res) => setTimeout(res, 20));
-  }
-}
-
 /** Runs the server expecting it to fail at start; returns its exit status and stderr. */
 async function failedStart(dataDir: string): Promise<{ status: number | null; stderr: string }> {
   const port = await freePort();
@@ -172,7 +158,7 @@ test('a record failing its checksum in LMDB is never served: the server stops an
     assert.ok(other.ok, 'undamaged records are served');
     const r = await c.range({ key: Buffer.from('k017') });
     assert.equal(r.ok, false, 'the damaged record is not served');
-    await waitForExit(proc.pid, 10_000);
+    await proc.exited(10_000);
     assert.ok(proc.stderrLines().some((l) => l.includes('corrupt rev record') && l.includes(db)), 'the fatal log line names the file');
   } finally {
     c.close();

@@ -6,19 +6,10 @@ import { closeSync, existsSync, mkdirSync, openSync, readSync, statSync } from '
 import { dirname } from 'node:path';
 import { StorageFault } from '../../base/errors.js';
 
-export interface Entry {
-  readonly key: Buffer;
-  readonly value: Buffer;
-}
-
 export interface Table {
   get(key: Uint8Array): Buffer | undefined;
   put(key: Uint8Array, value: Uint8Array): void;
   del(key: Uint8Array): void;
-  /** Keys in [start, end) in byte order; end undefined = to the last key. */
-  range(start: Uint8Array, end: Uint8Array | undefined): Iterable<Entry>;
-  /** The entry with the greatest key. */
-  last(): Entry | undefined;
 }
 
 /** A table whose keys hold many sorted values (LMDB dupsort): one small record per value. */
@@ -65,14 +56,6 @@ function table(db: Database<Buffer, Buffer>): Table {
     },
     del: (key) => {
       db.removeSync(Buffer.from(key.buffer, key.byteOffset, key.length));
-    },
-    range: (start, end) => {
-      const opts = end === undefined ? { start: Buffer.from(start) } : { start: Buffer.from(start), end: Buffer.from(end) };
-      return db.getRange(opts).map(({ key, value }) => ({ key: Buffer.from(key), value: Buffer.from(value) }));
-    },
-    last: () => {
-      for (const { key, value } of db.getRange({ reverse: true, limit: 1 })) return { key: Buffer.from(key), value: Buffer.from(value) };
-      return undefined;
     },
   };
 }

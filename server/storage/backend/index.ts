@@ -1,1 +1,1 @@
-export { Backend, type Table, type DupTable, type Entry, type TableName, type DupTableName } from './backend.js';
+export { Backend, type Table, type DupTable, type TableName, type DupTableName } from './backend.js';
