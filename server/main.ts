@@ -1,17 +1,9 @@
 // Process entry: configuration, logging, storage, the gRPC server, signals. The only place (with
-// node/) that touches process-wide state.
-//
-// Processes: the primary owns the WAL and applies every write (node/). Unless --client-processes is
-// 0, it forks that many client processes (node:cluster shares the listening sockets among them);
-// each serves gRPC, validates requests, answers reads from the shared LMDB file itself and forwards
-// writes to the primary over IPC. A client process whose primary is gone exits at once.
-import cluster, { type Worker } from 'node:cluster';
+// node/) that touches process-wide state. One process serves clients and owns the WAL.
 import { createWriteStream } from 'node:fs';
 import { loadConfig, usage, ConfigError, type Config } from './config/index.js';
 import { createLogger, type LogSink, type Logger } from './base/log.js';
-import { Backend } from './storage/backend/index.js';
-import { BACKEND_MAP_BYTES } from './base/limits.js';
-import { LocalWriter, Node, RemoteWriter, SINGLE_MEMBER_TERM, SharedReader, backendPathOf, serveWrites, type Channel } from './node/index.js';
+import { LocalWriter, Node } from './node/index.js';
 import { kvApi, createGrpcServer } from './api/index.js';
 import { CAIRN_VERSION } from './version.js';
 import type { GrpcServer } from './api/grpc/index.js';
@@ -41,41 +33,8 @@ function fatalExit(log: Logger): (err: Error) => void {
   };
 }
 
-type ControlMsg = { readonly t: 'ready' } | { readonly t: 'stop' };
-
-function isControl(m: unknown, t: ControlMsg['t']): boolean {
-  return typeof m === 'object' && m !== null && (m as { t?: unknown }).t === t;
-}
-
-/** Starts the client processes; resolves once every one of them listens on every client URL. */
-async function forkClients(cfg: Config, local: LocalWriter, log: Logger, stopping: () => boolean): Promise<Worker[]> {
-  cluster.setupPrimary({ serialization: 'advanced' });
-  const workers: Worker[] = [];
-  const ready: Promise<void>[] = [];
-  for (let i = 0; i < cfg.clientProcesses; i++) {
-    const w = cluster.fork({ CAIRN_CLIENT_PROCESS: String(i) });
-    serveWrites(w, local);
-    ready.push(
-      new Promise<void>((resolve, reject) => {
-        w.on('message', (m: unknown) => {
-          if (isControl(m, 'ready')) resolve();
-        });
-        w.once('exit', (code, signal) => reject(new Error(`client process ${i} exited before it was ready (code ${String(code)}, signal ${String(signal)})`)));
-      }),
-    );
-    w.on('exit', (code, signal) => {
-      if (stopping()) return;
-      log.error('client process exited; stopping the member', { process: i, code, signal });
-      process.exit(1);
-    });
-    workers.push(w);
-  }
-  await Promise.all(ready);
-  return workers;
-}
-
-async function runPrimary(cfg: Config, log: Logger): Promise<void> {
-  log.info('starting cairn', { version: CAIRN_VERSION, name: cfg.name, 'data-dir': cfg.dataDir, 'node-version': process.version, 'client-processes': cfg.clientProcesses });
+async function run(cfg: Config, log: Logger): Promise<void> {
+  log.info('starting cairn', { version: CAIRN_VERSION, name: cfg.name, 'data-dir': cfg.dataDir, 'node-version': process.version });
   const fatal = fatalExit(log);
   const node = await Node.open({
     name: cfg.name,
@@ -88,27 +47,17 @@ async function runPrimary(cfg: Config, log: Logger): Promise<void> {
     onFatal: fatal,
   });
   const local = new LocalWriter(node);
-  let stopping = false;
-  let stopServing: () => Promise<void>;
-  if (cfg.clientProcesses === 0) {
-    const server = createGrpcServer(log.child('api'), kvApi(local.reads, local, cfg.txnOpsMax), { requestBytesMax: cfg.requestBytesMax, onFatal: fatal });
-    await listenAll(cfg, server, log);
-    stopServing = () => server.close();
-  } else {
-    const workers = await forkClients(cfg, local, log, () => stopping);
-    stopServing = async () => {
-      const exits = workers.map((w) => (w.isDead() ? Promise.resolve() : new Promise<void>((res) => w.once('exit', () => res()))));
-      for (const w of workers) if (w.isConnected()) w.send({ t: 'stop' } satisfies ControlMsg);
-      await Promise.all(exits);
-    };
-  }
+  const server = createGrpcServer(log.child('api'), kvApi(local.reads, local, cfg.txnOpsMax), { requestBytesMax: cfg.requestBytesMax, onFatal: fatal });
+  await listenAll(cfg, server, log);
   log.info('ready to serve client requests');
   for (const u of cfg.listenClientUrls) log.warn('serving client traffic insecurely; this is strongly discouraged!', { address: u.host });
+  let stopping = false;
   const stop = (signal: string): void => {
     if (stopping) return;
     stopping = true;
     log.info('received signal; shutting down', { signal });
-    stopServing()
+    server
+      .close()
       .then(() => node.close())
       .then(
         () => {
@@ -123,30 +72,6 @@ async function runPrimary(cfg: Config, log: Logger): Promise<void> {
   };
   process.on('SIGTERM', () => stop('SIGTERM'));
   process.on('SIGINT', () => stop('SIGINT'));
-}
-
-async function runClientProcess(cfg: Config, log: Logger): Promise<void> {
-  const fatal = fatalExit(log);
-  // The primary coordinates shutdown; a terminal's Ctrl-C reaches the whole process group.
-  process.on('SIGINT', () => undefined);
-  process.on('SIGTERM', () => undefined);
-  process.on('disconnect', () => process.exit(1));
-  const backend = Backend.open(backendPathOf(cfg.dataDir), BACKEND_MAP_BYTES);
-  const reader = new SharedReader(backend, SINGLE_MEMBER_TERM);
-  const writer = new RemoteWriter(process as unknown as Channel);
-  const server = createGrpcServer(log, kvApi(reader.reads, writer, cfg.txnOpsMax), { requestBytesMax: cfg.requestBytesMax, onFatal: fatal });
-  await listenAll(cfg, server, log);
-  process.on('message', (m: unknown) => {
-    if (!isControl(m, 'stop')) return;
-    void server
-      .close()
-      .then(() => {
-        writer.close();
-        return backend.close();
-      })
-      .finally(() => process.exit(0));
-  });
-  process.send?.({ t: 'ready' } satisfies ControlMsg);
 }
 
 function main(): void {
@@ -168,17 +93,8 @@ function main(): void {
     process.stdout.write(`cairn Version: ${CAIRN_VERSION}\nNode Version: ${process.version}\nOS/Arch: ${process.platform}/${process.arch}\n`);
     return;
   }
-  const sink = sinkFor(cfg.logOutputs);
-  if (cluster.isWorker) {
-    const log = createLogger(cfg.logLevel, sink, `cairn/client-${process.env['CAIRN_CLIENT_PROCESS'] ?? '?'}`);
-    runClientProcess(cfg, log).catch((err: unknown) => {
-      log.error('client process failed to start', { error: err });
-      process.exit(1);
-    });
-    return;
-  }
-  const log = createLogger(cfg.logLevel, sink);
-  runPrimary(cfg, log).catch((err: unknown) => {
+  const log = createLogger(cfg.logLevel, sinkFor(cfg.logOutputs));
+  run(cfg, log).catch((err: unknown) => {
     log.error('failed to start', { error: err });
     process.exit(1);
   });

@@ -2,7 +2,6 @@
 // (E server/etcdmain/config.go, help.go). Precedence as etcd: a config file, when given, replaces
 // flags and environment; otherwise a flag beats its ETCD_<NAME> variable, which beats the default.
 import { readFileSync } from 'node:fs';
-import { availableParallelism } from 'node:os';
 import yaml from 'js-yaml';
 import { DEFAULT_LIMITS, SNAPSHOT_COUNT_DEFAULT, WAL_SEGMENT_BYTES, WAL_SEGMENT_BYTES_MIN } from '../base/limits.js';
 import { isLevel, type Level } from '../base/log.js';
@@ -35,11 +34,6 @@ const FLAGS: Record<string, FlagSpec> = {
   'log-outputs': { kind: 'string', def: 'default', help: 'Specify \'stdout\' or \'stderr\' to skip journald logging even when running under systemd, or list of comma separated output targets.' },
   'log-format': { kind: 'string', def: 'json', help: 'Configures log format. Only supports json.' },
   'config-file': { kind: 'string', def: '', help: 'Path to the server configuration file (YAML; keys are flag names).' },
-  'client-processes': {
-    kind: 'int',
-    def: '0',
-    help: 'Cairn only: processes serving client connections (gRPC, reads) beside the one that owns the WAL, which then only writes (0 = one process does everything; -1 = one per CPU). Measured on 2 CPUs: reads +15%, writes -15% to -50%; worth it on larger machines.',
-  },
   version: { kind: 'bool', def: 'false', help: 'Print the version and exit.' },
   help: { kind: 'bool', def: 'false', help: 'Show this help and exit.' },
 };
@@ -55,8 +49,6 @@ export interface Config {
   readonly quotaBackendBytes: number;
   readonly snapshotCount: number;
   readonly walSegmentBytes: number;
-  /** Client-serving processes beside the WAL owner (0 = none: one process does everything). */
-  readonly clientProcesses: number;
   readonly logLevel: Level;
   readonly logOutputs: readonly string[];
   readonly showVersion: boolean;
@@ -138,17 +130,6 @@ function urls(name: string, raw: string): URL[] {
   });
 }
 
-const CLIENT_PROCESSES_MAX = 64;
-
-function clientProcesses(n: number): number {
-  if (n === -1) {
-    const cpus = availableParallelism();
-    return cpus >= 2 ? Math.min(cpus, CLIENT_PROCESSES_MAX) : 0;
-  }
-  if (n < 0 || n > CLIENT_PROCESSES_MAX) throw new ConfigError(`--client-processes must be -1 or 0..${CLIENT_PROCESSES_MAX}, got ${n}`);
-  return n;
-}
-
 export function loadConfig(argv: readonly string[], env: NodeJS.ProcessEnv): Config {
   const flags = parseArgs(argv);
   const file = flags.get('config-file') ?? env[envName('config-file')] ?? '';
@@ -175,7 +156,6 @@ export function loadConfig(argv: readonly string[], env: NodeJS.ProcessEnv): Con
     quotaBackendBytes: int('quota-backend-bytes', raw('quota-backend-bytes')),
     snapshotCount: int('snapshot-count', raw('snapshot-count')),
     walSegmentBytes: int('wal-segment-bytes', raw('wal-segment-bytes')),
-    clientProcesses: clientProcesses(int('client-processes', raw('client-processes'))),
     logLevel: logLevel === 'panic' ? 'fatal' : logLevel,
     logOutputs: raw('log-outputs').split(','),
     showVersion: bool('version', raw('version')),

@@ -1,6 +1,5 @@
-// How the API layer reaches the write path and a fresh read view, whether the WAL owner is in this
-// process (LocalWriter, used by the primary) or another (RemoteWriter in ipc.ts, used by client
-// processes). Responses leave here encoded, with the full ResponseHeader filled in.
+// How the API layer reaches the write path and a read view that sees every acknowledged write.
+// Responses leave here encoded, with the full ResponseHeader filled in.
 import type { InternalRequestInit } from '../../proto/gen/cairnpb.js';
 import {
   encodeCompactionResponse,
@@ -13,10 +12,7 @@ import {
   type TxnRequest,
 } from '../../proto/gen/etcdserverpb.js';
 import { applyRange, applyTxn, NO_LEASES, type ApplyOutcome, type ApplyResponse } from '../apply/index.js';
-import type { Backend } from '../storage/backend/index.js';
-import { META, decodeId } from '../storage/schema/index.js';
 import { KvStore } from '../mvcc/index.js';
-import { StorageFault } from '../base/errors.js';
 import type { Node } from './node.js';
 
 /** The member's identity as every response header carries it. */
@@ -86,35 +82,5 @@ export class LocalWriter implements WritePath {
     // Compact with physical=true answers only once the old revisions are gone from the backend.
     if (outcome.ok && req.compaction?.physical === true) await this.node.compacted();
     return encodeOutcome(this.node, outcome);
-  }
-}
-
-/**
- * A read-only view of the backend from a process that does not own it (LMDB allows many reader
- * processes). Each call renews the read snapshot, then the store's revisions, in that order, so
- * that data and revisions come from one committed transaction at least as new as the call.
- */
-export class SharedReader {
-  private readonly store: KvStore;
-  readonly identity: Identity;
-  readonly reads: ReadPath;
-
-  constructor(
-    private readonly backend: Backend,
-    term: number,
-  ) {
-    this.store = new KvStore(backend);
-    const meta = backend.table('meta');
-    const clusterId = decodeId(meta.get(META.clusterId));
-    const memberId = decodeId(meta.get(META.memberId));
-    if (clusterId === undefined || memberId === undefined) throw new StorageFault(`backend ${backend.path} has no member identity yet`);
-    this.identity = { clusterId, memberId, term };
-    this.reads = readsOn(this.identity, () => this.fresh());
-  }
-
-  private fresh(): KvStore {
-    this.backend.renewReads();
-    this.store.reload();
-    return this.store;
   }
 }

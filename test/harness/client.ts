@@ -73,6 +73,11 @@ export class EtcdClient {
   readonly endpoint: string;
   private readonly client: grpc.Client;
 
+  /** The underlying channel (for streams). */
+  get channel(): grpc.Client {
+    return this.client;
+  }
+
   constructor(endpoint: string) {
     this.endpoint = endpoint;
     this.client = new grpc.Client(endpoint, grpc.credentials.createInsecure(), {
@@ -151,4 +156,90 @@ export class EtcdClient {
 /** The gRPC status code name (e.g. 3 → "INVALID_ARGUMENT") for messages. */
 export function statusName(code: number): string {
   return grpc.status[code] ?? `CODE_${code}`;
+}
+
+/**
+ * A bidirectional stream (Watch, LeaseKeepAlive) with decoded messages: `send` writes a request,
+ * `next` resolves with the next response in arrival order (or rejects once the stream ended with an
+ * error / rejects on timeout), `end` half-closes, `cancel` resets it.
+ */
+export class BidiStream {
+  private readonly queue: Msg[] = [];
+  private readonly waiters: { resolve: (m: Msg) => void; reject: (e: Error) => void; timer: NodeJS.Timeout }[] = [];
+  /** Set once the stream ended: the error (CallResult-style) or undefined for OK. */
+  ended: { code: number; details: string } | undefined = undefined;
+  private readonly call: grpc.ClientDuplexStream<object, Msg>;
+
+  constructor(client: grpc.Client, service: string, method: string, opts: CallOpts = {}) {
+    const def = methodDefinition(service, method);
+    const md = new grpc.Metadata();
+    for (const [k, v] of Object.entries(opts.metadata ?? {})) md.set(k, v);
+    const options: grpc.CallOptions = opts.timeoutMs !== undefined ? { deadline: Date.now() + opts.timeoutMs } : {};
+    this.call = client.makeBidiStreamRequest(def.path, def.requestSerialize, (b: Buffer) => def.responseDeserialize(b) as Msg, md, options);
+    this.call.on('data', (m: Msg) => {
+      const w = this.waiters.shift();
+      if (w !== undefined) {
+        clearTimeout(w.timer);
+        w.resolve(m);
+      } else this.queue.push(m);
+    });
+    this.call.on('error', (e: unknown) => {
+      this.ended = isServiceError(e) ? { code: e.code, details: e.details } : { code: grpc.status.UNKNOWN, details: String(e) };
+      this.flushEnded();
+    });
+    this.call.on('end', () => {
+      this.ended ??= { code: grpc.status.OK, details: '' };
+      this.flushEnded();
+    });
+  }
+
+  private flushEnded(): void {
+    const e = this.ended;
+    if (e === undefined) return;
+    for (const w of this.waiters.splice(0)) {
+      clearTimeout(w.timer);
+      w.reject(new Error(`stream ended: ${statusName(e.code)} ${e.details}`));
+    }
+  }
+
+  send(request: object): void {
+    this.call.write(request);
+  }
+
+  /** Responses received and not yet taken by `next`. */
+  get buffered(): number {
+    return this.queue.length;
+  }
+
+  next(timeoutMs = 10_000): Promise<Msg> {
+    const m = this.queue.shift();
+    if (m !== undefined) return Promise.resolve(m);
+    if (this.ended !== undefined) return Promise.reject(new Error(`stream ended: ${statusName(this.ended.code)} ${this.ended.details}`));
+    return new Promise((resolve, reject) => {
+      const timer = setTimeout(() => {
+        const i = this.waiters.findIndex((w) => w.timer === timer);
+        if (i >= 0) this.waiters.splice(i, 1);
+        reject(new Error(`no response within ${timeoutMs} ms`));
+      }, timeoutMs);
+      this.waiters.push({ resolve, reject, timer });
+    });
+  }
+
+  end(): void {
+    this.call.end();
+  }
+
+  cancel(): void {
+    this.call.cancel();
+  }
+}
+
+/** Opens a Watch stream on `client`'s channel. */
+export function openWatch(client: EtcdClient, opts: CallOpts = {}): BidiStream {
+  return new BidiStream(client.channel, 'Watch', 'Watch', opts);
+}
+
+/** Opens a LeaseKeepAlive stream on `client`'s channel. */
+export function openKeepAlive(client: EtcdClient, opts: CallOpts = {}): BidiStream {
+  return new BidiStream(client.channel, 'Lease', 'LeaseKeepAlive', opts);
 }

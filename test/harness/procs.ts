@@ -429,10 +429,6 @@ async function startCairnOnce(opts: ServerOpts): Promise<ServerProc> {
     '--advertise-client-urls', clientUrl,
   ];
   if (opts.walDir !== undefined) args.push('--wal-dir', opts.walDir);
-  // CAIRN_CLIENT_PROCESSES=N runs every Cairn a test starts with N client processes (the runner
-  // repeats the end-to-end suites that way).
-  const clientProcesses = process.env['CAIRN_CLIENT_PROCESSES'];
-  if (clientProcesses !== undefined && clientProcesses !== '') args.push('--client-processes', clientProcesses);
   args.push(...(opts.extraArgs ?? []));
   return spawnServer({
     name,

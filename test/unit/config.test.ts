@@ -41,7 +41,6 @@ test('bad flags and values are refused with clear messages', () => {
   assert.throws(() => loadConfig(['--log-level', 'loud'], {}), /invalid --log-level/);
   assert.throws(() => loadConfig(['--name', 'a', '--name', 'b'], {}), /more than once/);
   assert.throws(() => loadConfig(['--wal-segment-bytes', '100'], {}), /--wal-segment-bytes must be at least 4096/);
-  assert.throws(() => loadConfig(['--client-processes', '-2'], {}), /--client-processes must be -1 or 0\.\.64/);
 });
 
 test('a config file replaces flags and environment, as etcd\'s --config-file does', () => {
