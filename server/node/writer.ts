@@ -12,7 +12,7 @@ import {
   type TxnRequest,
 } from '../../proto/gen/etcdserverpb.js';
 import { applyRange, applyTxn, NO_LEASES, type ApplyOutcome, type ApplyResponse } from '../apply/index.js';
-import { KvStore } from '../mvcc/index.js';
+import { type KvStore } from '../mvcc/index.js';
 import type { Node } from './node.js';
 
 /** The member's identity as every response header carries it. */
