@@ -3,8 +3,8 @@
 import { createWriteStream } from 'node:fs';
 import { loadConfig, usage, ConfigError, type Config } from './config/index.js';
 import { createLogger, type LogSink, type Logger } from './base/log.js';
-import { LocalWriter, Node } from './node/index.js';
-import { kvApi, createGrpcServer } from './api/index.js';
+import { LocalLeases, LocalWriter, Node } from './node/index.js';
+import { kvApi, createGrpcServer, leaseApi, watchHandler } from './api/index.js';
 import { CAIRN_VERSION } from './version.js';
 import type { GrpcServer } from './api/grpc/index.js';
 
@@ -47,7 +47,22 @@ async function run(cfg: Config, log: Logger): Promise<void> {
     onFatal: fatal,
   });
   const local = new LocalWriter(node);
-  const server = createGrpcServer(log.child('api'), kvApi(local.reads, local, cfg.txnOpsMax), { requestBytesMax: cfg.requestBytesMax, onFatal: fatal });
+  const leases = new LocalLeases(node, local, { electionTimeoutMs: cfg.electionTimeoutMs, heartbeatIntervalMs: cfg.heartbeatIntervalMs });
+  const watch = watchHandler({
+    hub: node.watchable,
+    identity: node,
+    requestBytesMax: cfg.requestBytesMax,
+    watchersPerStreamMax: cfg.watchersPerStreamMax,
+    watchersMax: cfg.watchersMax,
+    progressIntervalMs: cfg.watchProgressNotifyIntervalMs,
+    every: (ms, fn) => {
+      const t = setInterval(fn, ms);
+      return () => clearInterval(t);
+    },
+    log: log.child('watch'),
+  });
+  const services = { kv: kvApi(local.reads, local, cfg.txnOpsMax), lease: leaseApi(leases), watch };
+  const server = createGrpcServer(log.child('api'), services, { requestBytesMax: cfg.requestBytesMax, onFatal: fatal });
   await listenAll(cfg, server, log);
   log.info('ready to serve client requests');
   for (const u of cfg.listenClientUrls) log.warn('serving client traffic insecurely; this is strongly discouraged!', { address: u.host });

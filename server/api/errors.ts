@@ -22,6 +22,8 @@ const CLIENT: Record<ClientErrorKind, GrpcError> = {
   compacted: { code: Status.OUT_OF_RANGE, details: 'etcdserver: mvcc: required revision has been compacted' },
   futureRev: { code: Status.OUT_OF_RANGE, details: 'etcdserver: mvcc: required revision is a future revision' },
   leaseNotFound: { code: Status.NOT_FOUND, details: 'etcdserver: requested lease not found' },
+  leaseExists: { code: Status.FAILED_PRECONDITION, details: 'etcdserver: lease already exists' },
+  leaseTtlTooLarge: { code: Status.OUT_OF_RANGE, details: 'etcdserver: too large lease TTL' },
   badRequest: { code: Status.INVALID_ARGUMENT, details: '' },
 };
 
@@ -44,4 +46,9 @@ export function toGrpcError(err: unknown): GrpcError {
 /** grpc-go's answer to bytes that do not decode as the request message. */
 export function decodeError(err: unknown): GrpcError {
   return { code: Status.INTERNAL, details: `grpc: error unmarshalling request: ${err instanceof Error ? err.message : String(err)}` };
+}
+
+/** grpc-go's answer to a streamed request message that does not decode. */
+export function streamDecodeError(err: unknown): GrpcError {
+  return { code: Status.INTERNAL, details: `grpc: failed to unmarshal the received message: ${err instanceof Error ? err.message : String(err)}` };
 }

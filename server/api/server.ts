@@ -1,14 +1,21 @@
 // The client-facing gRPC server: etcd's services on our node:http2 gRPC server (api/grpc/) with
 // the static codecs. Services a later issue implements are not registered, so their methods answer
 // UNIMPLEMENTED (`unknown service ...`), as grpc-go does for a service it does not serve.
-import { KVService } from '../../proto/gen/etcdserverpb.js';
+import { KVService, LeaseService, WatchService, decodeLeaseKeepAliveRequest, type LeaseKeepAliveRequest } from '../../proto/gen/etcdserverpb.js';
 import type { MethodDescriptor } from '../../proto/wire.js';
 import type { Logger } from '../base/log.js';
 import { StorageFault } from '../base/errors.js';
 import { GRPC_OVERHEAD_BYTES } from '../base/limits.js';
-import { GrpcError, GrpcServer, Status } from './grpc/index.js';
-import { decodeError, toGrpcError } from './errors.js';
+import { GrpcError, GrpcServer, Status, type BidiHandler } from './grpc/index.js';
+import { decodeError, streamDecodeError, toGrpcError } from './errors.js';
 import type { KvApi } from './kv.js';
+import type { LeaseApi } from './lease.js';
+
+export interface Services {
+  readonly kv: KvApi;
+  readonly lease: LeaseApi;
+  readonly watch: BidiHandler;
+}
 
 export interface ServerOptions {
   readonly requestBytesMax: number;
@@ -18,7 +25,8 @@ export interface ServerOptions {
 
 const SEND_BYTES_MAX = 2 ** 31 - 1;
 
-export function createGrpcServer(log: Logger, kv: KvApi, opts: ServerOptions): GrpcServer {
+export function createGrpcServer(log: Logger, services: Services, opts: ServerOptions): GrpcServer {
+  const { kv, lease } = services;
   const server = new GrpcServer({
     maxReceiveMessageBytes: opts.requestBytesMax + GRPC_OVERHEAD_BYTES,
     maxSendMessageBytes: SEND_BYTES_MAX,
@@ -53,5 +61,32 @@ export function createGrpcServer(log: Logger, kv: KvApi, opts: ServerOptions): G
   unary(KVService.DeleteRange, kv.deleteRange);
   unary(KVService.Txn, kv.txn);
   unary(KVService.Compact, kv.compact);
+  unary(LeaseService.LeaseGrant, lease.grant);
+  unary(LeaseService.LeaseRevoke, lease.revoke);
+  unary(LeaseService.LeaseTimeToLive, lease.timeToLive);
+  unary(LeaseService.LeaseLeases, lease.leases);
+  server.bidi(LeaseService.LeaseKeepAlive.path, keepAliveHandler(lease.keepAlive));
+  server.bidi(WatchService.Watch.path, services.watch);
   return server;
+}
+
+/** LeaseKeepAlive: one reply per request, in order; reading pauses while the client does not read. */
+function keepAliveHandler(keepAlive: (r: LeaseKeepAliveRequest) => Uint8Array): BidiHandler {
+  return (incoming, out) => {
+    incoming.onMessage((bytes) => {
+      let req: LeaseKeepAliveRequest;
+      try {
+        req = decodeLeaseKeepAliveRequest(bytes);
+      } catch (err) {
+        const e = streamDecodeError(err);
+        out.end(new GrpcError(e.code, e.details));
+        return;
+      }
+      if (out.send(keepAlive(req)) || out.closed) return;
+      incoming.pause();
+      out.onDrain(() => incoming.resume());
+    });
+    // etcd ends the keepalive stream (OK) when the client half-closes.
+    incoming.onEnd(() => out.end());
+  };
 }

@@ -4,31 +4,41 @@ import { decodeInternalRequest, type InternalRequest } from '../../proto/gen/cai
 import type {
   CompactionResponseInit,
   DeleteRangeResponseInit,
+  LeaseGrantResponseInit,
+  LeaseRevokeResponseInit,
   PutResponseInit,
   TxnResponseInit,
 } from '../../proto/gen/etcdserverpb.js';
 import { ClientError, AssertionFailure } from '../base/errors.js';
 import type { KvStore } from '../mvcc/index.js';
+import type { LeaseStore } from '../lease/index.js';
 import { applyCompaction, applyDeleteRange, applyPut, applyTxn, MidTxnError, type LeaseLookup } from './kv.js';
+import { applyLeaseGrant, applyLeaseRevoke, type LeaseChanges } from './lease.js';
 
 export type ApplyResponse =
   | { readonly kind: 'put'; readonly resp: PutResponseInit }
   | { readonly kind: 'deleteRange'; readonly resp: DeleteRangeResponseInit }
   | { readonly kind: 'txn'; readonly resp: TxnResponseInit }
-  | { readonly kind: 'compaction'; readonly resp: CompactionResponseInit };
+  | { readonly kind: 'compaction'; readonly resp: CompactionResponseInit }
+  | { readonly kind: 'leaseGrant'; readonly resp: LeaseGrantResponseInit }
+  | { readonly kind: 'leaseRevoke'; readonly resp: LeaseRevokeResponseInit };
 
 export type ApplyOutcome = { readonly ok: true; readonly response: ApplyResponse } | { readonly ok: false; readonly error: ClientError };
 
 export interface ApplyContext {
   readonly store: KvStore;
-  readonly leases: LeaseLookup;
+  readonly leases: LeaseStore;
+  /** Whether a lease is granted (leases.has, as the KV applier asks it). */
+  readonly leaseExists: LeaseLookup;
+  /** Grants and revokes of this batch, collected for the lessor. */
+  readonly leaseChanges: LeaseChanges;
 }
 
 function dispatch(ctx: ApplyContext, req: InternalRequest): ApplyResponse {
   const { store } = ctx;
   if (req.put !== undefined) {
     const txn = store.beginWrite();
-    const resp = applyPut(txn, req.put, ctx.leases);
+    const resp = applyPut(txn, req.put, ctx.leaseExists);
     txn.end();
     return { kind: 'put', resp };
   }
@@ -38,8 +48,10 @@ function dispatch(ctx: ApplyContext, req: InternalRequest): ApplyResponse {
     txn.end();
     return { kind: 'deleteRange', resp };
   }
-  if (req.txn !== undefined) return { kind: 'txn', resp: applyTxn(store, req.txn, ctx.leases, () => store.beginWrite()) };
+  if (req.txn !== undefined) return { kind: 'txn', resp: applyTxn(store, req.txn, ctx.leaseExists, () => store.beginWrite()) };
   if (req.compaction !== undefined) return { kind: 'compaction', resp: applyCompaction(store, req.compaction) };
+  if (req.leaseGrant !== undefined) return { kind: 'leaseGrant', resp: applyLeaseGrant(ctx.leases, ctx.leaseChanges, store, req.leaseGrant) };
+  if (req.leaseRevoke !== undefined) return { kind: 'leaseRevoke', resp: applyLeaseRevoke(ctx.leases, ctx.leaseChanges, store, req.leaseRevoke) };
   throw new AssertionFailure('apply: log entry carries no request');
 }
 
@@ -59,4 +71,4 @@ export function applyEntry(ctx: ApplyContext, data: Uint8Array, failWith: Client
   }
 }
 
-export { MidTxnError };
+export { MidTxnError, type LeaseChanges };

@@ -15,6 +15,8 @@ export type ClientErrorKind =
   | 'compacted'
   | 'futureRev'
   | 'leaseNotFound'
+  | 'leaseExists'
+  | 'leaseTtlTooLarge'
   | 'badRequest';
 
 export class ClientError extends Error {

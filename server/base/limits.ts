@@ -48,3 +48,28 @@ export const BACKEND_MAP_BYTES = 64 * 1024 * 1024 * 1024;
 
 /** Keys whose old revisions one physical-compaction step removes (etcd's --compaction-batch-limit). */
 export const COMPACTION_BATCH_KEYS = 1000;
+
+/** Lease revokes proposed per expiry check, and the pause between full checks (etcd: 1000 revokes/s). */
+export const LEASE_REVOKES_PER_CHECK = 500;
+export const LEASE_REVOKE_CHECK_MS = 500;
+
+/** etcd's MaxLeaseTTL: the largest TTL a lease may be granted (seconds). */
+export const LEASE_TTL_MAX_SECONDS = 9_000_000_000;
+
+/**
+ * One catch-up step of unsynced watchers (etcd: maxWatchersPerSync 512, watchBatchMaxRevs 1000): at
+ * most this many watchers, revisions and bytes of history read at once.
+ */
+export const WATCH_CATCH_UP = { watchersPerStep: 512, revisionsPerStep: 1000, bytesPerStep: 4 * 1024 * 1024 } as const;
+
+/** --max-watchers-per-stream / --max-watchers (Cairn only; etcd has no limit). */
+export const WATCHERS_PER_STREAM_MAX = 10_000;
+export const WATCHERS_MAX = 100_000;
+
+/** --experimental-watch-progress-notify-interval default (etcd: 10 minutes); etcd's floor is 100 ms. */
+export const WATCH_PROGRESS_NOTIFY_INTERVAL_MS = 10 * 60 * 1000;
+export const WATCH_PROGRESS_NOTIFY_INTERVAL_MIN_MS = 100;
+
+/** --election-timeout and --heartbeat-interval defaults (ms), which set the minimum lease TTL as in etcd. */
+export const ELECTION_TIMEOUT_MS = 1000;
+export const HEARTBEAT_INTERVAL_MS = 100;

@@ -3,14 +3,25 @@
 // flags and environment; otherwise a flag beats its ETCD_<NAME> variable, which beats the default.
 import { readFileSync } from 'node:fs';
 import yaml from 'js-yaml';
-import { DEFAULT_LIMITS, SNAPSHOT_COUNT_DEFAULT, WAL_SEGMENT_BYTES, WAL_SEGMENT_BYTES_MIN } from '../base/limits.js';
+import {
+  DEFAULT_LIMITS,
+  ELECTION_TIMEOUT_MS,
+  HEARTBEAT_INTERVAL_MS,
+  SNAPSHOT_COUNT_DEFAULT,
+  WAL_SEGMENT_BYTES,
+  WAL_SEGMENT_BYTES_MIN,
+  WATCHERS_MAX,
+  WATCHERS_PER_STREAM_MAX,
+  WATCH_PROGRESS_NOTIFY_INTERVAL_MIN_MS,
+  WATCH_PROGRESS_NOTIFY_INTERVAL_MS,
+} from '../base/limits.js';
 import { isLevel, type Level } from '../base/log.js';
 
 export class ConfigError extends Error {
   override readonly name = 'ConfigError';
 }
 
-type Kind = 'string' | 'int' | 'bool' | 'urls';
+type Kind = 'string' | 'int' | 'bool' | 'urls' | 'duration';
 
 interface FlagSpec {
   readonly kind: Kind;
@@ -29,6 +40,12 @@ const FLAGS: Record<string, FlagSpec> = {
   'quota-backend-bytes': { kind: 'int', def: String(DEFAULT_LIMITS.backendQuotaBytes), help: 'Raise alarms when backend size exceeds the given quota (0 defaults to low space quota).' },
   'wal-segment-bytes': { kind: 'int', def: String(WAL_SEGMENT_BYTES), help: 'Cairn only: size at which a WAL segment file is closed and a new one started (etcd: 64 MB fixed).' },
   'snapshot-count': { kind: 'int', def: String(SNAPSHOT_COUNT_DEFAULT), help: 'Number of committed transactions between releases of WAL segments already held by the backend.' },
+  'heartbeat-interval': { kind: 'int', def: String(HEARTBEAT_INTERVAL_MS), help: 'Time (in milliseconds) of a heartbeat interval (with --election-timeout, sets the minimum lease TTL as in etcd).' },
+  'election-timeout': { kind: 'int', def: String(ELECTION_TIMEOUT_MS), help: 'Time (in milliseconds) for an election to timeout (the minimum lease TTL is ceil(1.5 x this)).' },
+  'experimental-watch-progress-notify-interval': { kind: 'duration', def: '10m0s', help: 'Duration of periodic watch progress notifications (etcd 3.4/3.5 name).' },
+  'watch-progress-notify-interval': { kind: 'duration', def: '10m0s', help: 'Duration of periodic watch progress notifications (etcd 3.6 name; the same setting).' },
+  'max-watchers-per-stream': { kind: 'int', def: String(WATCHERS_PER_STREAM_MAX), help: 'Cairn only: most watchers one Watch stream may hold (etcd has no limit).' },
+  'max-watchers': { kind: 'int', def: String(WATCHERS_MAX), help: 'Cairn only: most watchers the server holds over all streams (etcd has no limit).' },
   'log-level': { kind: 'string', def: 'info', help: 'Configures log level. Only supports debug, info, warn, error, panic, or fatal.' },
   logger: { kind: 'string', def: 'zap', help: 'Currently only supports \'zap\' for structured logging.' },
   'log-outputs': { kind: 'string', def: 'default', help: 'Specify \'stdout\' or \'stderr\' to skip journald logging even when running under systemd, or list of comma separated output targets.' },
@@ -49,6 +66,11 @@ export interface Config {
   readonly quotaBackendBytes: number;
   readonly snapshotCount: number;
   readonly walSegmentBytes: number;
+  readonly heartbeatIntervalMs: number;
+  readonly electionTimeoutMs: number;
+  readonly watchProgressNotifyIntervalMs: number;
+  readonly watchersPerStreamMax: number;
+  readonly watchersMax: number;
   readonly logLevel: Level;
   readonly logOutputs: readonly string[];
   readonly showVersion: boolean;
@@ -109,6 +131,26 @@ function int(name: string, raw: string): number {
   return n;
 }
 
+const DURATION_UNITS_MS: Record<string, number> = { ns: 1e-6, us: 1e-3, 'µs': 1e-3, ms: 1, s: 1000, m: 60_000, h: 3_600_000 };
+
+/** A Go duration ("100ms", "1m30s", "10m0s"), in milliseconds. */
+export function duration(name: string, raw: string): number {
+  const s = raw.trim();
+  if (s === '0') return 0;
+  const re = /(\d+(?:\.\d*)?|\.\d+)(ns|us|µs|ms|s|m|h)/y;
+  let ms = 0;
+  let at = 0;
+  while (at < s.length) {
+    re.lastIndex = at;
+    const m = re.exec(s);
+    if (m === null) throw new ConfigError(`invalid value "${raw}" for flag -${name}: parse error`);
+    ms += Number(m[1]) * (DURATION_UNITS_MS[m[2] as string] ?? NaN);
+    at = re.lastIndex;
+  }
+  if (s.length === 0 || !Number.isFinite(ms)) throw new ConfigError(`invalid value "${raw}" for flag -${name}: parse error`);
+  return ms;
+}
+
 function bool(name: string, raw: string): boolean {
   if (/^(1|t|true)$/i.test(raw)) return true;
   if (/^(0|f|false)$/i.test(raw)) return false;
@@ -156,6 +198,11 @@ export function loadConfig(argv: readonly string[], env: NodeJS.ProcessEnv): Con
     quotaBackendBytes: int('quota-backend-bytes', raw('quota-backend-bytes')),
     snapshotCount: int('snapshot-count', raw('snapshot-count')),
     walSegmentBytes: int('wal-segment-bytes', raw('wal-segment-bytes')),
+    heartbeatIntervalMs: int('heartbeat-interval', raw('heartbeat-interval')),
+    electionTimeoutMs: int('election-timeout', raw('election-timeout')),
+    watchProgressNotifyIntervalMs: progressInterval(given, env, file !== ''),
+    watchersPerStreamMax: int('max-watchers-per-stream', raw('max-watchers-per-stream')),
+    watchersMax: int('max-watchers', raw('max-watchers')),
     logLevel: logLevel === 'panic' ? 'fatal' : logLevel,
     logOutputs: raw('log-outputs').split(','),
     showVersion: bool('version', raw('version')),
@@ -164,8 +211,20 @@ export function loadConfig(argv: readonly string[], env: NodeJS.ProcessEnv): Con
   if (cfg.requestBytesMax <= 0) throw new ConfigError('--max-request-bytes must be positive');
   if (cfg.txnOpsMax <= 0) throw new ConfigError('--max-txn-ops must be positive');
   if (cfg.snapshotCount <= 0) throw new ConfigError('--snapshot-count must be positive');
+  if (cfg.heartbeatIntervalMs <= 0) throw new ConfigError('--heartbeat-interval must be positive');
+  if (cfg.electionTimeoutMs < 5 * cfg.heartbeatIntervalMs) throw new ConfigError(`--election-timeout[${cfg.electionTimeoutMs}ms] should be at least as 5 times as --heartbeat-interval[${cfg.heartbeatIntervalMs}ms]`);
+  if (cfg.watchersPerStreamMax <= 0 || cfg.watchersMax <= 0) throw new ConfigError('--max-watchers-per-stream and --max-watchers must be positive');
   if (cfg.walSegmentBytes < WAL_SEGMENT_BYTES_MIN) throw new ConfigError(`--wal-segment-bytes must be at least ${WAL_SEGMENT_BYTES_MIN}`);
   return cfg;
+}
+
+/** Either spelling of the progress-notify flag (the 3.6 name wins when both are given), floored at etcd's 100 ms. */
+function progressInterval(given: Map<string, string>, env: NodeJS.ProcessEnv, fromFile: boolean): number {
+  const pick = (name: string): string | undefined => given.get(name) ?? (fromFile ? undefined : env[envName(name)]);
+  const rawNew = pick('watch-progress-notify-interval');
+  const rawOld = pick('experimental-watch-progress-notify-interval');
+  const ms = rawNew !== undefined ? duration('watch-progress-notify-interval', rawNew) : rawOld !== undefined ? duration('experimental-watch-progress-notify-interval', rawOld) : WATCH_PROGRESS_NOTIFY_INTERVAL_MS;
+  return Math.max(ms, WATCH_PROGRESS_NOTIFY_INTERVAL_MIN_MS);
 }
 
 export function usage(): string {

@@ -9,6 +9,7 @@
 import type { Backend, DupTable, Table } from '../storage/backend/index.js';
 import {
   META,
+  leaseKey,
   decodeIndexEntry,
   decodeNum,
   decodeRevRecord,
@@ -18,9 +19,21 @@ import {
   revKey,
   type IndexEntry,
 } from '../storage/schema/index.js';
-import type { KeyValue } from '../../proto/gen/mvccpb.js';
+import { Event_EventType, type KeyValue } from '../../proto/gen/mvccpb.js';
 import { ClientError, assert, VERIFY } from '../base/errors.js';
 import { compareBytes, rangeIsEmpty, type KeyRange } from '../base/bytes.js';
+
+/** One change of a revision, as a watcher sees it: a PUT carries the full kv, a DELETE only key + mod_revision. */
+export interface MvccEvent {
+  readonly type: Event_EventType;
+  readonly kv: KeyValue;
+}
+
+/** The changes of one revision, in sub-revision order. */
+export interface RevisionEvents {
+  readonly rev: number;
+  readonly events: readonly MvccEvent[];
+}
 
 export interface RangeResult {
   readonly kvs: KeyValue[];
@@ -59,17 +72,23 @@ function keysOf(index: DupTable, range: KeyRange): Iterable<Buffer> {
   return index.keys(range.start, range.end);
 }
 
+const EMPTY = Buffer.alloc(0);
+
 export class KvStore {
   private readonly index: DupTable;
   private readonly revs: Table;
   private readonly meta: Table;
+  private readonly leaseKeys: DupTable;
   currentRev: number;
   compactRev: number;
+  /** Revisions committed by write transactions since the last takeChanges(). */
+  private changes: RevisionEvents[] = [];
 
   constructor(private readonly backend: Backend) {
     this.index = backend.dupTable('index');
     this.revs = backend.table('rev');
     this.meta = backend.table('meta');
+    this.leaseKeys = backend.dupTable('leaseKeys');
     this.currentRev = 1;
     this.compactRev = -1;
     this.reload();
@@ -121,14 +140,57 @@ export class KvStore {
 
   /** Starts a write transaction; call only inside Backend.write. */
   beginWrite(): WriteTxn {
-    return new WriteTxn(this, this.index, this.revs, this.currentRev);
+    return new WriteTxn(this, this.index, this.revs, this.leaseKeys, this.currentRev);
   }
 
-  /** Called by WriteTxn.end with the new revision (inside the same LMDB transaction). */
-  commitRev(rev: number): void {
+  /** Called by WriteTxn.end with the new revision and its events (inside the same LMDB transaction). */
+  commitRev(rev: number, events: MvccEvent[]): void {
     assert(rev === this.currentRev + 1, `revision advances by one (${this.currentRev} -> ${rev})`);
     this.currentRev = rev;
     this.meta.put(META.currentRev, encodeNum(rev));
+    this.changes.push({ rev, events });
+  }
+
+  /** The revisions committed since the last call (drop them when the LMDB transaction aborted). */
+  takeChanges(): RevisionEvents[] {
+    const out = this.changes;
+    this.changes = [];
+    return out;
+  }
+
+  /**
+   * The events of revisions fromRev..toRev from history, oldest first; stops after a whole revision
+   * once about `bytesMax` bytes of records were read. `endRev` = the last revision covered (a revision
+   * with no record, such as 1, is covered without events). Callers check compactRev first.
+   */
+  history(fromRev: number, toRev: number, bytesMax: number): { revs: RevisionEvents[]; endRev: number } {
+    const revs: RevisionEvents[] = [];
+    let cur: { rev: number; events: MvccEvent[] } | undefined;
+    let bytes = 0;
+    for (const { key, value } of this.revs.entries(revKey(fromRev, 0), revKey(toRev + 1, 0))) {
+      const main = key.readUInt32BE(0) * 4294967296 + key.readUInt32BE(4);
+      if (cur === undefined || cur.rev !== main) {
+        if (cur !== undefined && bytes >= bytesMax) return { revs, endRev: cur.rev };
+        cur = { rev: main, events: [] };
+        revs.push(cur);
+      }
+      bytes += value.length;
+      const rec = decodeRevRecord(value, `rev ${main} of ${this.backend.path}`);
+      cur.events.push({ type: rec.tombstone ? Event_EventType.DELETE : Event_EventType.PUT, kv: rec.kv });
+    }
+    return { revs, endRev: toRev };
+  }
+
+  /** The key as it was at rev (etcd's prev_kv lookup), or undefined if absent or compacted away. */
+  kvAt(key: Buffer, rev: number): KeyValue | undefined {
+    if (rev < this.compactRev || rev <= 0) return undefined;
+    const e = liveAt(this.index, key, rev);
+    return e === undefined ? undefined : this.loadKv(key, e);
+  }
+
+  /** Keys currently attached to a lease, in byte order (fresh buffers). */
+  keysOfLease(id: bigint): Buffer[] {
+    return [...this.leaseKeys.values(leaseKey(id), false)].map((k) => Buffer.from(k));
   }
 
   /**
@@ -222,10 +284,13 @@ export class WriteTxn implements RangeSource {
   /** Number of changes so far; the next change's sub revision. */
   changes = 0;
 
+  private readonly events: MvccEvent[] = [];
+
   constructor(
     private readonly store: KvStore,
     private readonly index: DupTable,
     private readonly revs: Table,
+    private readonly leaseKeys: DupTable,
     readonly beginRev: number,
   ) {}
 
@@ -250,8 +315,15 @@ export class WriteTxn implements RangeSource {
     const last = liveAt(this.index, key, Infinity);
     const create = last !== undefined ? last.create : rev;
     const version = last !== undefined ? last.version + 1 : 1;
-    this.revs.put(revKey(rev, sub), encodeRevRecord({ key, value, createRevision: create, modRevision: rev, version, lease }, false));
-    this.index.add(key, encodeIndexEntry({ main: rev, sub, tombstone: false, create, version }));
+    const kv: KeyValue = { key, value: Buffer.from(value), createRevision: create, modRevision: rev, version, lease };
+    this.revs.put(revKey(rev, sub), encodeRevRecord(kv, false));
+    this.index.add(key, encodeIndexEntry({ main: rev, sub, tombstone: false, create, version, lease }));
+    const old = last?.lease ?? 0n;
+    if (old !== lease) {
+      if (old !== 0n) this.leaseKeys.remove(leaseKey(old), key);
+      if (lease !== 0n) this.leaseKeys.add(leaseKey(lease), key);
+    }
+    this.events.push({ type: Event_EventType.PUT, kv });
     return rev;
   }
 
@@ -260,24 +332,29 @@ export class WriteTxn implements RangeSource {
     const at = this.readRev();
     const live = this.liveKeys(range, at);
     const rev = this.beginRev + 1;
-    for (const key of live) {
+    for (const { key, entry } of live) {
       const sub = this.changes++;
       this.revs.put(revKey(rev, sub), encodeRevRecord({ key, modRevision: rev }, true));
-      this.index.add(key, encodeIndexEntry({ main: rev, sub, tombstone: true, create: 0, version: 0 }));
+      this.index.add(key, encodeIndexEntry({ main: rev, sub, tombstone: true, create: 0, version: 0, lease: 0n }));
+      if (entry.lease !== 0n) this.leaseKeys.remove(leaseKey(entry.lease), key);
+      this.events.push({ type: Event_EventType.DELETE, kv: { key, modRevision: rev, createRevision: 0, version: 0, value: EMPTY, lease: 0n } });
     }
     if (live.length !== 0 || this.changes > 0) return [live.length, rev];
     return [0, this.beginRev];
   }
 
-  private liveKeys(range: KeyRange, rev: number): Buffer[] {
-    const keys: Buffer[] = [];
-    for (const key of keysOf(this.index, range)) if (liveAt(this.index, key, rev) !== undefined) keys.push(key);
-    return keys;
+  private liveKeys(range: KeyRange, rev: number): { key: Buffer; entry: IndexEntry }[] {
+    const out: { key: Buffer; entry: IndexEntry }[] = [];
+    for (const key of keysOf(this.index, range)) {
+      const entry = liveAt(this.index, key, rev);
+      if (entry !== undefined) out.push({ key, entry });
+    }
+    return out;
   }
 
   /** Ends the transaction: the store revision advances when anything changed. Returns the new current revision. */
   end(): number {
-    if (this.changes > 0) this.store.commitRev(this.beginRev + 1);
+    if (this.changes > 0) this.store.commitRev(this.beginRev + 1, this.events);
     return this.store.currentRev;
   }
 }

@@ -13,11 +13,22 @@ import { encodeInternalRequest, type InternalRequestInit } from '../../proto/gen
 import { Wal, WalFatalError, type WalEntry } from '../wal/index.js';
 import { Backend } from '../storage/backend/index.js';
 import { META, SCHEMA_VERSION, decodeId, decodeNum, encodeId, encodeNum } from '../storage/schema/index.js';
-import { KvStore } from '../mvcc/index.js';
-import { applyEntry, MidTxnError, NO_LEASES, type ApplyOutcome } from '../apply/index.js';
+import { KvStore, WatchableStore, type RevisionEvents } from '../mvcc/index.js';
+import { LeaseStore, Lessor } from '../lease/index.js';
+import { applyEntry, MidTxnError, type ApplyOutcome, type LeaseChanges } from '../apply/index.js';
 import { ClientError, ServerRefusal, StorageFault, assert } from '../base/errors.js';
 import { failpoint } from '../base/failpoints.js';
-import { APPLY_BATCH_ENTRIES_MAX, BACKEND_MAP_BYTES, COMPACTION_BATCH_KEYS, PROPOSALS_PENDING_MAX, SNAPSHOT_COUNT_DEFAULT, WAL_SEGMENT_BYTES } from '../base/limits.js';
+import {
+  APPLY_BATCH_ENTRIES_MAX,
+  BACKEND_MAP_BYTES,
+  COMPACTION_BATCH_KEYS,
+  LEASE_REVOKES_PER_CHECK,
+  LEASE_REVOKE_CHECK_MS,
+  PROPOSALS_PENDING_MAX,
+  SNAPSHOT_COUNT_DEFAULT,
+  WAL_SEGMENT_BYTES,
+  WATCH_CATCH_UP,
+} from '../base/limits.js';
 import type { Logger } from '../base/log.js';
 
 export interface NodeConfig {
@@ -65,6 +76,12 @@ export class Node {
   private releasing: Promise<void> | undefined = undefined;
   private nextProposalId: bigint;
   readonly term = SINGLE_MEMBER_TERM;
+  readonly watchable: WatchableStore;
+  /** Expiry bookkeeping of granted leases (loaded after the WAL replay). */
+  readonly lessor = new Lessor();
+  private readonly leaseStore: LeaseStore;
+  private leaseTimer: NodeJS.Timeout | undefined = undefined;
+  private leaseTimerAtMs = Infinity;
 
   private constructor(
     private readonly cfg: NodeConfig,
@@ -77,6 +94,8 @@ export class Node {
     this.appliedIndex = decodeNum(backend.table('meta').get(META.appliedIndex), 0);
     this.lastIndex = Math.max(this.appliedIndex, wal.lastIndex());
     this.nextProposalId = BigInt.asUintN(64, memberId << 16n);
+    this.leaseStore = new LeaseStore(backend);
+    this.watchable = new WatchableStore(store, WATCH_CATCH_UP, (fn) => setImmediate(fn));
   }
 
   static async open(cfg: NodeConfig): Promise<Node> {
@@ -94,6 +113,7 @@ export class Node {
     const replayed = node.replay(entries);
     await backend.flush();
     node.compactInBackground();
+    node.loadLeases();
     log.info('opened backend and WAL', {
       'data-dir': cfg.dataDir,
       'wal-dir': walDir,
@@ -102,8 +122,51 @@ export class Node {
       'compact-revision': store.compactRev,
       'wal-entries': entries.length,
       'replayed-entries': replayed,
+      leases: node.lessor.size,
     });
     return node;
+  }
+
+  /** Every granted lease starts its full TTL again (etcd refreshes leases when a member starts leading). */
+  private loadLeases(): void {
+    const now = monotonicMs();
+    for (const l of this.leaseStore.all()) this.lessor.granted(l.id, l.ttlSeconds, now);
+    this.scheduleLeaseCheck();
+  }
+
+  /** Arms the timer for the next lease expiry (one timer; moved earlier when a sooner lease appears). */
+  private scheduleLeaseCheck(): void {
+    if (this.stopped) return;
+    const at = this.lessor.nextCheckMs();
+    if (at === undefined || at >= this.leaseTimerAtMs) return;
+    if (this.leaseTimer !== undefined) clearTimeout(this.leaseTimer);
+    this.leaseTimerAtMs = at;
+    this.leaseTimer = setTimeout(() => this.revokeExpired(), Math.max(0, at - monotonicMs()));
+    this.leaseTimer.unref();
+  }
+
+  /** Proposes revokes for expired leases, at most LEASE_REVOKES_PER_CHECK per LEASE_REVOKE_CHECK_MS (etcd: 1000/s). */
+  private revokeExpired(): void {
+    this.leaseTimer = undefined;
+    this.leaseTimerAtMs = Infinity;
+    if (this.stopped) return;
+    const now = monotonicMs();
+    const ids = this.lessor.expired(now, LEASE_REVOKES_PER_CHECK);
+    for (const id of ids) {
+      this.propose({ leaseRevoke: { ID: id } }).then(
+        (o) => {
+          if (o.ok) this.cfg.logger.debug('lease expired and revoked', { 'lease-id': id.toString(16) });
+        },
+        (err: unknown) => this.cfg.logger.warn('failed to revoke an expired lease; will retry', { 'lease-id': id.toString(16), error: err }),
+      );
+    }
+    if (ids.length === LEASE_REVOKES_PER_CHECK) {
+      this.leaseTimerAtMs = now + LEASE_REVOKE_CHECK_MS;
+      this.leaseTimer = setTimeout(() => this.revokeExpired(), LEASE_REVOKE_CHECK_MS);
+      this.leaseTimer.unref();
+      return;
+    }
+    this.scheduleLeaseCheck();
   }
 
   /** Re-applies the WAL entries LMDB does not hold yet; returns how many. */
@@ -178,13 +241,15 @@ export class Node {
     }
     if (ready.length === 0) return;
     this.inflight -= ready.length;
-    let outcomes: ApplyOutcome[];
+    let applied: Applied;
     try {
-      outcomes = this.applyBatch(ready);
+      applied = this.applyBatch(ready);
     } catch (err) {
       this.fail(err, ready);
       return;
     }
+    const outcomes = applied.outcomes;
+    this.afterCommit(applied);
     ready.forEach((p, i) => p.resolve(outcomes[i] as ApplyOutcome));
     if (outcomes.some((o) => o.ok && o.response.kind === 'compaction')) this.compactInBackground();
     if (this.queue.length > 0 && (this.queue[0] as InFlight).durable) this.scheduleApply();
@@ -212,12 +277,25 @@ export class Node {
     this.cfg.onFatal(fatal);
   }
 
+  /** What a committed batch changed, for watchers and the lessor. */
+  private afterCommit(a: Applied): void {
+    if (a.revisions.length > 0) this.watchable.notify(a.revisions);
+    if (a.leaseChanges.granted.length === 0 && a.leaseChanges.revoked.length === 0) return;
+    const now = monotonicMs();
+    for (const g of a.leaseChanges.granted) this.lessor.granted(g.id, g.ttlSeconds, now);
+    for (const id of a.leaseChanges.revoked) this.lessor.revoked(id);
+    this.scheduleLeaseCheck();
+  }
+
   /** Applies entries in one LMDB transaction; redoes the batch when an entry fails halfway. */
-  private applyBatch(batch: readonly { index: number; data: Uint8Array }[]): ApplyOutcome[] {
+  private applyBatch(batch: readonly { index: number; data: Uint8Array }[]): Applied {
     const failed = new Map<number, ClientError>();
     for (;;) {
+      const leaseChanges: LeaseChanges = { granted: [], revoked: [] };
+      this.store.takeChanges();
       try {
-        return this.backend.write(() => this.applyAll(batch, failed));
+        const outcomes = this.backend.write(() => this.applyAll(batch, failed, leaseChanges));
+        return { outcomes, revisions: this.store.takeChanges(), leaseChanges };
       } catch (err) {
         if (!(err instanceof MidTxnFailure)) throw err;
         this.store.reload();
@@ -226,8 +304,9 @@ export class Node {
     }
   }
 
-  private applyAll(batch: readonly { index: number; data: Uint8Array }[], failed: ReadonlyMap<number, ClientError>): ApplyOutcome[] {
-    const ctx = { store: this.store, leases: NO_LEASES };
+  private applyAll(batch: readonly { index: number; data: Uint8Array }[], failed: ReadonlyMap<number, ClientError>, leaseChanges: LeaseChanges): ApplyOutcome[] {
+    const leases = this.leaseStore;
+    const ctx = { store: this.store, leases, leaseExists: (id: bigint) => leases.has(id), leaseChanges };
     const out: ApplyOutcome[] = [];
     for (const e of batch) {
       assert(e.index === this.appliedIndex + out.length + 1, `entries apply in order (${e.index})`);
@@ -313,6 +392,7 @@ export class Node {
   /** Stops taking proposals, finishes the ones in flight, and closes storage durably. */
   async close(): Promise<void> {
     this.stopped = true;
+    if (this.leaseTimer !== undefined) clearTimeout(this.leaseTimer);
     if (this.scheduled) this.dispatch();
     if (this.queue.length > 0) await new Promise<void>((done) => this.idleWaiters.push(done));
     await this.releasing;
@@ -332,6 +412,17 @@ export function backendPathOf(dataDir: string): string {
 
 function walDirOf(cfg: NodeConfig): string {
   return cfg.walDir !== '' ? cfg.walDir : join(cfg.dataDir, 'member', 'wal');
+}
+
+/** Monotonic milliseconds (lease expiry must not follow wall-clock jumps). */
+export function monotonicMs(): number {
+  return performance.now();
+}
+
+interface Applied {
+  readonly outcomes: ApplyOutcome[];
+  readonly revisions: RevisionEvents[];
+  readonly leaseChanges: LeaseChanges;
 }
 
 interface InFlight {

@@ -1,9 +1,15 @@
 // How the API layer reaches the write path and a read view that sees every acknowledged write.
 // Responses leave here encoded, with the full ResponseHeader filled in.
 import type { InternalRequestInit } from '../../proto/gen/cairnpb.js';
+import { randomBytes } from 'node:crypto';
 import {
   encodeCompactionResponse,
   encodeDeleteRangeResponse,
+  encodeLeaseGrantResponse,
+  encodeLeaseKeepAliveResponse,
+  encodeLeaseLeasesResponse,
+  encodeLeaseRevokeResponse,
+  encodeLeaseTimeToLiveResponse,
   encodePutResponse,
   encodeRangeResponse,
   encodeTxnResponse,
@@ -12,8 +18,10 @@ import {
   type TxnRequest,
 } from '../../proto/gen/etcdserverpb.js';
 import { applyRange, applyTxn, NO_LEASES, type ApplyOutcome, type ApplyResponse } from '../apply/index.js';
-import { type KvStore } from '../mvcc/index.js';
-import type { Node } from './node.js';
+import type { KvStore } from '../mvcc/index.js';
+import { ClientError } from '../base/errors.js';
+import { ELECTION_TIMEOUT_MS, HEARTBEAT_INTERVAL_MS, LEASE_TTL_MAX_SECONDS } from '../base/limits.js';
+import { monotonicMs, type Node } from './node.js';
 
 /** The member's identity as every response header carries it. */
 export interface Identity {
@@ -66,6 +74,10 @@ export function encodeOutcome(id: Identity, o: ApplyOutcome): Uint8Array {
       return encodeTxnResponse({ ...r.resp, header: h });
     case 'compaction':
       return encodeCompactionResponse({ ...r.resp, header: h });
+    case 'leaseGrant':
+      return encodeLeaseGrantResponse({ ...r.resp, header: h });
+    case 'leaseRevoke':
+      return encodeLeaseRevokeResponse({ ...r.resp, header: h });
   }
 }
 
@@ -82,5 +94,75 @@ export class LocalWriter implements WritePath {
     // Compact with physical=true answers only once the old revisions are gone from the backend.
     if (outcome.ok && req.compaction?.physical === true) await this.node.compacted();
     return encodeOutcome(this.node, outcome);
+  }
+}
+
+/** The lease service's view of the node: grants and revokes go through the log, the rest is local. */
+export interface LeasePath {
+  grant(ttlSeconds: number, id: bigint): Promise<Uint8Array>;
+  revoke(id: bigint): Promise<Uint8Array>;
+  /** KeepAlive: TTL = granted TTL, or 0 when the lease is unknown or expired (no error, as etcd). */
+  keepAlive(id: bigint): Uint8Array;
+  /** TTL = whole seconds left, or -1 for an unknown lease (no error, as etcd). */
+  timeToLive(id: bigint, keys: boolean): Uint8Array;
+  leases(): Uint8Array;
+}
+
+/** etcd's minimum lease TTL: ceil(1.5 x election timeout), in election ticks of heartbeat intervals. */
+export function minLeaseTtlSeconds(electionMs: number, heartbeatMs: number): number {
+  const ticks = Math.floor(electionMs / heartbeatMs);
+  return Math.ceil((Math.floor((3 * ticks) / 2) * heartbeatMs) / 1000);
+}
+
+/** A fresh lease id: positive int63, non-zero. */
+function newLeaseId(): bigint {
+  for (;;) {
+    const id = randomBytes(8).readBigUInt64BE(0) & 0x7fffffffffffffffn;
+    if (id !== 0n) return id;
+  }
+}
+
+export class LocalLeases implements LeasePath {
+  private readonly minTtl: number;
+
+  constructor(
+    private readonly node: Node,
+    private readonly writes: WritePath,
+    timing: { electionTimeoutMs: number; heartbeatIntervalMs: number } = { electionTimeoutMs: ELECTION_TIMEOUT_MS, heartbeatIntervalMs: HEARTBEAT_INTERVAL_MS },
+  ) {
+    this.minTtl = minLeaseTtlSeconds(timing.electionTimeoutMs, timing.heartbeatIntervalMs);
+  }
+
+  grant(ttlSeconds: number, id: bigint): Promise<Uint8Array> {
+    if (ttlSeconds > LEASE_TTL_MAX_SECONDS) return Promise.reject(new ClientError('leaseTtlTooLarge'));
+    const TTL = Math.max(ttlSeconds, this.minTtl);
+    return this.writes.write({ leaseGrant: { ID: id === 0n ? newLeaseId() : id, TTL } });
+  }
+
+  revoke(id: bigint): Promise<Uint8Array> {
+    return this.writes.write({ leaseRevoke: { ID: id } });
+  }
+
+  keepAlive(id: bigint): Uint8Array {
+    const ttl = this.node.lessor.renew(id, monotonicMs());
+    return encodeLeaseKeepAliveResponse({ header: header(this.node, this.node.store.currentRev), ID: id, TTL: ttl ?? 0 });
+  }
+
+  timeToLive(id: bigint, keys: boolean): Uint8Array {
+    const h = header(this.node, this.node.store.currentRev);
+    const l = this.node.lessor.get(id, monotonicMs());
+    if (l === undefined) return encodeLeaseTimeToLiveResponse({ header: h, ID: id, TTL: -1 });
+    return encodeLeaseTimeToLiveResponse({
+      header: h,
+      ID: id,
+      TTL: Math.trunc(l.remainingMs / 1000),
+      grantedTTL: l.ttlSeconds,
+      keys: keys ? this.node.store.keysOfLease(id) : [],
+    });
+  }
+
+  leases(): Uint8Array {
+    const all = this.node.lessor.all(monotonicMs());
+    return encodeLeaseLeasesResponse({ header: header(this.node, this.node.store.currentRev), leases: all.map((l) => ({ ID: l.id })) });
   }
 }

@@ -133,6 +133,8 @@ export class Call implements CallContext, ServerStream, IncomingMessages, Messag
   private endCb: (() => void) | undefined = undefined;
   private endDelivered = false;
   private pending: Buffer[] | undefined = undefined;
+  /** The handler paused delivery (pause()): messages wait in `pending`, the stream is paused. */
+  private held = false;
   private drainCb: (() => void) | undefined = undefined;
   private drainListening = false;
 
@@ -206,15 +208,31 @@ export class Call implements CallContext, ServerStream, IncomingMessages, Messag
 
   onMessage(cb: (message: Buffer) => void): void {
     this.messageCb = cb;
+    this.flushPending();
+  }
+
+  pause(): void {
+    this.held = true;
+    if (!this.stream.isPaused()) this.stream.pause();
+  }
+
+  resume(): void {
+    if (!this.held) return;
+    this.held = false;
+    this.flushPending();
+  }
+
+  /** Delivers held messages in order until none is left or the handler pauses again. */
+  private flushPending(): void {
+    const cb = this.messageCb;
+    if (cb === undefined || this.held) return;
     const pending = this.pending;
-    if (pending !== undefined) {
-      this.pending = undefined;
-      for (const m of pending) {
-        if (this.finished) return;
-        if (!this.deliver(cb, m)) return;
-      }
-      if (this.stream.isPaused()) this.stream.resume();
+    while (pending !== undefined && pending.length > 0) {
+      if (this.finished || this.held) return;
+      if (!this.deliver(cb, pending.shift() as Buffer)) return;
     }
+    this.pending = undefined;
+    if (this.stream.isPaused()) this.stream.resume();
     this.maybeDeliverEnd();
   }
 
@@ -234,7 +252,7 @@ export class Call implements CallContext, ServerStream, IncomingMessages, Messag
       return;
     }
     const cb = this.messageCb;
-    if (cb !== undefined) {
+    if (cb !== undefined && !this.held) {
       this.deliver(cb, message);
       return;
     }

@@ -49,6 +49,13 @@ export interface IncomingMessages {
   onMessage(cb: (message: Buffer) => void): void;
   /** Registers the half-close callback (after the last message). It does not end the call. */
   onEnd(cb: () => void): void;
+  /**
+   * Stops delivering messages (those already received wait, in order) and stops reading the stream,
+   * so HTTP/2 flow control holds the client back; for a handler that cannot write its replies.
+   */
+  pause(): void;
+  /** Delivers what waited, then reads again. */
+  resume(): void;
 }
 
 /** Returns the encoded response; throws or rejects with a GrpcError for a status (any other error: UNKNOWN). */

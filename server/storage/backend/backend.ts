@@ -10,6 +10,8 @@ export interface Table {
   get(key: Uint8Array): Buffer | undefined;
   put(key: Uint8Array, value: Uint8Array): void;
   del(key: Uint8Array): void;
+  /** Entries with start <= key < end (end undefined = to the last key), in key order. Buffers are valid until the next read. */
+  entries(start: Uint8Array, end: Uint8Array | undefined): Iterable<{ key: Buffer; value: Buffer }>;
 }
 
 /** A table whose keys hold many sorted values (LMDB dupsort): one small record per value. */
@@ -24,9 +26,9 @@ export interface DupTable {
   keys(start: Uint8Array, end: Uint8Array | undefined): Iterable<Buffer>;
 }
 
-const TABLES = ['meta', 'rev'] as const;
+const TABLES = ['meta', 'rev', 'lease'] as const;
 export type TableName = (typeof TABLES)[number];
-const DUP_TABLES = ['index'] as const;
+const DUP_TABLES = ['index', 'leaseKeys'] as const;
 export type DupTableName = (typeof DUP_TABLES)[number];
 
 const view = (b: Uint8Array): Buffer => Buffer.from(b.buffer, b.byteOffset, b.length);
@@ -56,6 +58,10 @@ function table(db: Database<Buffer, Buffer>): Table {
     },
     del: (key) => {
       db.removeSync(Buffer.from(key.buffer, key.byteOffset, key.length));
+    },
+    entries: (start, end) => {
+      const opts = end === undefined ? { start: Buffer.from(start) } : { start: Buffer.from(start), end: Buffer.from(end) };
+      return db.getRange(opts).map(({ key, value }) => ({ key, value }));
     },
   };
 }

@@ -3,9 +3,11 @@
 // rev table:   key = main revision (8 bytes BE) + sub revision (8 bytes BE)
 //              value = flags (1 byte: bit 0 tombstone) + CRC-32 of the rest (4 bytes BE) + mvccpb.KeyValue
 // index table (LMDB dupsort): key = the user key (raw bytes, so LMDB's order is etcd's byte order);
-//              one value per revision of the key, 29 bytes, NEWEST FIRST (so a plain get returns the
+//              one value per revision of the key, 37 bytes, NEWEST FIRST (so a plain get returns the
 //              newest): ~main (uint64 BE, bits inverted), ~sub (uint32 BE, bits inverted), flags (1 byte),
-//              create revision (float64 BE), version (float64 BE)
+//              create revision (float64 BE), version (float64 BE), lease (int64 BE)
+// lease table: key = lease id (int64 BE) -> granted TTL in seconds (float64 BE)
+// leaseKeys table (LMDB dupsort): key = lease id (int64 BE) -> the user keys attached to it
 // meta table:  fixed names -> 8-byte float64 BE numbers (applied index, current and compacted revisions)
 //              or 8-byte big-endian unsigned ids.
 import { crc32 } from 'node:zlib';
@@ -64,9 +66,11 @@ export interface IndexEntry {
   readonly create: number;
   /** version of the key at this revision (0 for a tombstone). */
   readonly version: number;
+  /** The lease the key is attached to at this revision (0n = none, and for a tombstone). */
+  readonly lease: bigint;
 }
 
-const INDEX_ENTRY_BYTES = 29;
+const INDEX_ENTRY_BYTES = 37;
 
 export function encodeIndexEntry(e: IndexEntry): Buffer {
   const b = Buffer.allocUnsafe(INDEX_ENTRY_BYTES);
@@ -76,6 +80,7 @@ export function encodeIndexEntry(e: IndexEntry): Buffer {
   b[12] = e.tombstone ? TOMBSTONE : 0;
   b.writeDoubleBE(e.create, 13);
   b.writeDoubleBE(e.version, 21);
+  b.writeBigInt64BE(e.lease, 29);
   return b;
 }
 
@@ -89,6 +94,7 @@ export function decodeIndexEntry(b: Buffer, key: Uint8Array): IndexEntry {
     tombstone: ((b[12] as number) & TOMBSTONE) !== 0,
     create: b.readDoubleBE(13),
     version: b.readDoubleBE(21),
+    lease: b.readBigInt64BE(29),
   };
 }
 
@@ -106,7 +112,7 @@ export const META = {
   schemaVersion: Buffer.from('schemaVersion'),
 } as const;
 
-export const SCHEMA_VERSION = 2;
+export const SCHEMA_VERSION = 3;
 
 export function encodeNum(n: number): Buffer {
   const b = Buffer.allocUnsafe(8);
@@ -130,4 +136,26 @@ export function decodeId(b: Buffer | undefined): bigint | undefined {
   if (b === undefined) return undefined;
   if (b.length !== 8) throw new StorageFault(`schema: meta id of ${b.length} bytes`);
   return b.readBigUInt64BE(0);
+}
+
+/** A lease id as a key of the lease and leaseKeys tables (int64 big-endian). */
+export function leaseKey(id: bigint): Buffer {
+  const b = Buffer.allocUnsafe(8);
+  b.writeBigInt64BE(id, 0);
+  return b;
+}
+
+export function parseLeaseKey(b: Buffer): bigint {
+  if (b.length !== 8) throw new StorageFault(`schema: lease key of ${b.length} bytes`);
+  return b.readBigInt64BE(0);
+}
+
+/** A lease record: the granted TTL in seconds. */
+export function encodeLeaseRecord(ttlSeconds: number): Buffer {
+  return encodeNum(ttlSeconds);
+}
+
+export function decodeLeaseRecord(b: Buffer, id: bigint): number {
+  if (b.length !== 8) throw new StorageFault(`schema: corrupt lease record for lease ${id}: ${b.length} bytes`);
+  return b.readDoubleBE(0);
 }

@@ -1,0 +1,242 @@
+// The Watch service: one bidirectional stream carries many watchers (etcd's v3rpc/watch.go). The
+// stream object is the watchers' sink: it encodes responses and owns back-pressure. When the client
+// stops reading (a send returns false) the stream is *blocked*: the watchable store sends its
+// watchers nothing more (they fall back to catching up from history) and the stream stops reading
+// requests, so a client that never reads costs one buffered response, not a queue.
+//
+// Replies, as etcd sends them: created (header = current revision) before any event of that
+// watcher; create errors as {created, canceled, watch_id -1, cancel_reason}; cancel of a known id
+// {canceled}, of an unknown id nothing; compaction {canceled, compact_revision, header revision 0};
+// RequestProgress {watch_id -1, header = current revision} only when every watcher of the stream is
+// synced (etcd 3.5+), nothing otherwise; periodic progress per progress_notify watcher that got no
+// events since the previous tick.
+import {
+  WatchCreateRequest_FilterType,
+  decodeWatchRequest,
+  encodeWatchResponse,
+  type WatchCreateRequest,
+  type WatchRequest,
+} from '../../proto/gen/etcdserverpb.js';
+import { encodeEvent } from '../../proto/gen/mvccpb.js';
+import { compareBytes, isFromKeyEnd, keyRange } from '../base/bytes.js';
+import type { Logger } from '../base/log.js';
+import { header, Watcher, type Identity, type WatchableStore, type WatchEvent, type WatchSink } from '../node/index.js';
+import type { BidiHandler, CallContext, IncomingMessages, ServerStream } from './grpc/index.js';
+import { GrpcError } from './grpc/index.js';
+import { streamDecodeError } from './errors.js';
+
+export interface WatchApiOptions {
+  readonly hub: WatchableStore;
+  readonly identity: Identity;
+  /** --max-request-bytes: a fragment-enabled response larger than this is split (etcd). */
+  readonly requestBytesMax: number;
+  readonly watchersPerStreamMax: number;
+  readonly watchersMax: number;
+  readonly progressIntervalMs: number;
+  /** Calls fn every ms milliseconds until the returned function is called (the host owns timers). */
+  readonly every: (ms: number, fn: () => void) => () => void;
+  readonly log: Logger;
+}
+
+const AUTO_WATCH_ID = 0n;
+const NO_WATCH_ID = -1n;
+const ERR_EMPTY_RANGE = 'mvcc: watcher range is empty';
+const ERR_DUPLICATE_ID = 'mvcc: duplicate watch ID provided on the WatchStream';
+
+/** Encoded events (each as WatchResponse field 11), cached per shared event array. */
+const encodedEvents = new WeakMap<readonly WatchEvent[], Buffer[]>();
+
+function eventField(e: WatchEvent): Buffer {
+  const body = encodeEvent({ type: e.type, kv: e.kv, prevKv: e.prevKv });
+  const len = varint(body.length);
+  const out = Buffer.allocUnsafe(1 + len.length + body.length);
+  out[0] = (11 << 3) | 2;
+  len.copy(out, 1);
+  body.copy(out, 1 + len.length);
+  return out;
+}
+
+function varint(n: number): Buffer {
+  const bytes: number[] = [];
+  let v = n;
+  while (v >= 0x80) {
+    bytes.push((v & 0x7f) | 0x80);
+    v = Math.floor(v / 128);
+  }
+  bytes.push(v);
+  return Buffer.from(bytes);
+}
+
+function encodeAll(evs: readonly WatchEvent[]): Buffer[] {
+  let out = encodedEvents.get(evs);
+  if (out === undefined) {
+    out = evs.map(eventField);
+    encodedEvents.set(evs, out);
+  }
+  return out;
+}
+
+interface Entry {
+  readonly w: Watcher;
+  readonly progress: boolean;
+  readonly fragment: boolean;
+  /** Events went out since the last progress tick (etcd's progress[id] == false). */
+  sentSinceTick: boolean;
+}
+
+class WatchStream implements WatchSink {
+  blocked = false;
+  private readonly entries = new Map<bigint, Entry>();
+  private nextId = 0n;
+  private stopTicker: (() => void) | undefined = undefined;
+  private closed = false;
+
+  constructor(
+    private readonly opts: WatchApiOptions,
+    private readonly incoming: IncomingMessages,
+    private readonly out: ServerStream,
+    ctx: CallContext,
+  ) {
+    ctx.signal.addEventListener('abort', () => this.close());
+    incoming.onMessage((m) => this.onRequest(m));
+    incoming.onEnd(() => undefined);
+  }
+
+  // ---------- requests ----------
+
+  private onRequest(bytes: Buffer): void {
+    let req: WatchRequest;
+    try {
+      req = decodeWatchRequest(bytes);
+    } catch (err) {
+      const e = streamDecodeError(err);
+      this.close();
+      this.out.end(new GrpcError(e.code, e.details));
+      return;
+    }
+    if (req.createRequest !== undefined) this.create(req.createRequest);
+    else if (req.cancelRequest !== undefined) this.cancel(req.cancelRequest.watchId);
+    else if (req.progressRequest !== undefined) this.requestProgress();
+  }
+
+  private create(c: WatchCreateRequest): void {
+    const hub = this.opts.hub;
+    const key = c.key.length === 0 ? Buffer.from([0]) : c.key;
+    const range = keyRange(key, c.rangeEnd);
+    if (c.rangeEnd.length > 0 && !isFromKeyEnd(c.rangeEnd) && compareBytes(key, c.rangeEnd) >= 0) return this.refuse(ERR_EMPTY_RANGE);
+    if (this.entries.size >= this.opts.watchersPerStreamMax) return this.refuse(`cairn: too many watchers on this stream (--max-watchers-per-stream ${this.opts.watchersPerStreamMax})`);
+    if (hub.watchers >= this.opts.watchersMax) return this.refuse(`cairn: too many watchers on this server (--max-watchers ${this.opts.watchersMax})`);
+    let id = c.watchId;
+    if (id === AUTO_WATCH_ID) {
+      while (this.entries.has(this.nextId)) this.nextId++;
+      id = this.nextId++;
+    } else if (this.entries.has(id)) return this.refuse(ERR_DUPLICATE_ID);
+    const rev = hub.rev;
+    const filters = {
+      noPut: c.filters.includes(WatchCreateRequest_FilterType.NOPUT),
+      noDelete: c.filters.includes(WatchCreateRequest_FilterType.NODELETE),
+      prevKv: c.prevKv,
+    };
+    const w = new Watcher(id, { ...range, start: Buffer.from(range.start), end: range.end === undefined ? undefined : Buffer.from(range.end) }, c.startRevision === 0 ? rev + 1 : c.startRevision, filters, this);
+    this.entries.set(id, { w, progress: c.progressNotify, fragment: c.fragment, sentSinceTick: false });
+    this.send(encodeWatchResponse({ header: header(this.opts.identity, rev), watchId: id, created: true }));
+    hub.add(w);
+    if (c.progressNotify && this.stopTicker === undefined) this.stopTicker = this.opts.every(this.opts.progressIntervalMs, () => this.progressTick());
+  }
+
+  private refuse(reason: string): void {
+    this.send(encodeWatchResponse({ header: header(this.opts.identity, this.opts.hub.rev), watchId: NO_WATCH_ID, created: true, canceled: true, cancelReason: reason }));
+  }
+
+  private cancel(id: bigint): void {
+    const e = this.entries.get(id);
+    if (e === undefined) return;
+    this.entries.delete(id);
+    this.opts.hub.remove(e.w);
+    this.send(encodeWatchResponse({ header: header(this.opts.identity, this.opts.hub.rev), watchId: id, canceled: true }));
+  }
+
+  private requestProgress(): void {
+    if (this.entries.size === 0) return;
+    const hub = this.opts.hub;
+    for (const e of this.entries.values()) if (!hub.isCaughtUp(e.w)) return;
+    this.send(encodeWatchResponse({ header: header(this.opts.identity, hub.rev), watchId: NO_WATCH_ID }));
+  }
+
+  private progressTick(): void {
+    if (this.blocked || this.closed) return;
+    const hub = this.opts.hub;
+    for (const e of this.entries.values()) {
+      if (!e.progress) continue;
+      if (!e.sentSinceTick && hub.isCaughtUp(e.w)) this.send(encodeWatchResponse({ header: header(this.opts.identity, hub.rev), watchId: e.w.id }));
+      e.sentSinceTick = false;
+    }
+  }
+
+  // ---------- WatchSink ----------
+
+  sendEvents(w: Watcher, events: readonly WatchEvent[], headerRev: number): void {
+    const e = this.entries.get(w.id);
+    if (e === undefined || e.w !== w) return;
+    e.sentSinceTick = true;
+    const fields = encodeAll(events);
+    const h = header(this.opts.identity, headerRev);
+    const max = this.opts.requestBytesMax;
+    const prefix = encodeWatchResponse({ header: h, watchId: w.id });
+    const total = prefix.length + fields.reduce((n, f) => n + f.length, 0);
+    if (!e.fragment || total < max || fields.length < 2) {
+      this.send(Buffer.concat([prefix, ...fields]));
+      return;
+    }
+    // etcd's sendFragments: fill each response until it reaches max-request-bytes (at least one event).
+    const fragPrefix = encodeWatchResponse({ header: h, watchId: w.id, fragment: true });
+    let i = 0;
+    while (i < fields.length) {
+      const part: Buffer[] = [];
+      let size = fragPrefix.length;
+      while (i < fields.length) {
+        const f = fields[i] as Buffer;
+        if (part.length >= 1 && size + f.length >= max) break;
+        part.push(f);
+        size += f.length;
+        i++;
+      }
+      this.send(Buffer.concat([i === fields.length ? prefix : fragPrefix, ...part]));
+    }
+  }
+
+  sendCompacted(w: Watcher, compactRev: number): void {
+    const e = this.entries.get(w.id);
+    if (e === undefined || e.w !== w) return;
+    this.entries.delete(w.id);
+    this.send(encodeWatchResponse({ header: header(this.opts.identity, 0), watchId: w.id, canceled: true, compactRevision: compactRev }));
+  }
+
+  // ---------- output and lifetime ----------
+
+  private send(bytes: Uint8Array): void {
+    if (this.closed || this.out.closed) return;
+    if (this.out.send(bytes) || this.out.closed || this.blocked) return;
+    this.blocked = true;
+    this.incoming.pause();
+    this.out.onDrain(() => {
+      this.blocked = false;
+      this.incoming.resume();
+      this.opts.hub.resume();
+    });
+  }
+
+  private close(): void {
+    if (this.closed) return;
+    this.closed = true;
+    this.stopTicker?.();
+    for (const e of this.entries.values()) this.opts.hub.remove(e.w);
+    this.entries.clear();
+  }
+}
+
+export function watchHandler(opts: WatchApiOptions): BidiHandler {
+  return (incoming, out, ctx) => {
+    new WatchStream(opts, incoming, out, ctx);
+  };
+}

@@ -1,0 +1,2 @@
+export { Lessor, type LeaseView } from './lessor.js';
+export { LeaseStore } from './store.js';

@@ -1,0 +1,260 @@
+// The watchable store (etcd's mvcc/watchable_store.go): watchers over key ranges, fed with every
+// committed revision. A watcher is *synced* when it has been sent every event up to the store's
+// current revision and gets new revisions as they commit ("live"); otherwise it is *unsynced* and
+// catches up from history in LMDB, in bounded steps between other work, until it is synced again.
+//
+// Invariants:
+// - Per watcher, events go out in revision order, each revision at most once and never split over
+//   two responses; none below its start revision. `nextRev` = the first revision not yet sent.
+// - A watcher whose sink is blocked (its client is not reading) is sent nothing: it turns unsynced
+//   at the first revision it would have been sent, and catches up once the sink drains. So memory
+//   per slow client stays bounded by one response, whatever the write load.
+// - A watcher that needs history below the compacted revision is canceled with compact_revision.
+import { Event_EventType, type KeyValue } from '../../proto/gen/mvccpb.js';
+import { inRange, type KeyRange } from '../base/bytes.js';
+import type { KvStore, MvccEvent, RevisionEvents } from './store.js';
+
+/** An event as sent to a watcher: prev_kv filled in when the watcher asked for it. */
+export interface WatchEvent extends MvccEvent {
+  readonly prevKv?: KeyValue | undefined;
+}
+
+/** Where a watcher's output goes (one per client stream, implemented by api/). */
+export interface WatchSink {
+  /** True while the client is not reading: nothing is sent until it drains (then call `resume`). */
+  readonly blocked: boolean;
+  /** One response with these events (all of whole revisions); `headerRev` for its header. */
+  sendEvents(w: Watcher, events: readonly WatchEvent[], headerRev: number): void;
+  /** The watcher needed history below `compactRev`: it is already removed; tell the client. */
+  sendCompacted(w: Watcher, compactRev: number): void;
+}
+
+export interface WatchFilters {
+  readonly noPut: boolean;
+  readonly noDelete: boolean;
+  readonly prevKv: boolean;
+}
+
+export class Watcher {
+  /** The first revision not yet sent. */
+  nextRev: number;
+  synced = false;
+
+  constructor(
+    readonly id: bigint,
+    readonly range: KeyRange,
+    readonly startRev: number,
+    readonly filters: WatchFilters,
+    readonly sink: WatchSink,
+  ) {
+    this.nextRev = startRev;
+  }
+}
+
+/** Bounds of one catch-up step (etcd: maxWatchersPerSync 512, watchBatchMaxRevs 1000). */
+export interface CatchUpLimits {
+  readonly watchersPerStep: number;
+  readonly revisionsPerStep: number;
+  readonly bytesPerStep: number;
+}
+
+function isCreate(e: MvccEvent): boolean {
+  return e.type === Event_EventType.PUT && e.kv.createRevision === e.kv.modRevision;
+}
+
+function wanted(f: WatchFilters, e: MvccEvent): boolean {
+  return e.type === Event_EventType.PUT ? !f.noPut : !f.noDelete;
+}
+
+/** Latin-1 string of a key, for the single-key watcher map. */
+function keyString(k: Uint8Array): string {
+  return Buffer.from(k.buffer, k.byteOffset, k.length).toString('latin1');
+}
+
+export class WatchableStore {
+  /** Synced watchers of one key, by key. */
+  private readonly byKey = new Map<string, Set<Watcher>>();
+  /** Synced watchers of a range. */
+  private readonly ranged = new Set<Watcher>();
+  private readonly unsynced = new Set<Watcher>();
+  private syncScheduled = false;
+  private count = 0;
+
+  constructor(
+    private readonly store: KvStore,
+    private readonly limits: CatchUpLimits,
+    /** Runs fn after pending I/O (setImmediate); injected by node/. */
+    private readonly schedule: (fn: () => void) => void,
+  ) {}
+
+  get rev(): number {
+    return this.store.currentRev;
+  }
+
+  get watchers(): number {
+    return this.count;
+  }
+
+  /** Adds a watcher whose created reply went out already; it gets events from w.startRev on. */
+  add(w: Watcher): void {
+    this.count++;
+    if (w.startRev > this.store.currentRev) this.toSynced(w);
+    else this.toUnsynced(w, w.startRev);
+  }
+
+  remove(w: Watcher): void {
+    if (w.synced) this.dropSynced(w);
+    else if (!this.unsynced.delete(w)) return;
+    this.count--;
+  }
+
+  /** Synced, and (etcd 3.6) the store has reached its start revision: a progress reply is truthful. */
+  isCaughtUp(w: Watcher): boolean {
+    return w.synced && this.store.currentRev >= w.startRev;
+  }
+
+  /** A sink drained: its unsynced watchers can catch up. */
+  resume(): void {
+    if (this.unsynced.size > 0) this.scheduleSync();
+  }
+
+  /** Revisions just committed (in order, after their LMDB transaction): deliver to synced watchers. */
+  notify(changes: readonly RevisionEvents[]): void {
+    if (this.count === this.unsynced.size) return;
+    for (const c of changes) this.notifyRevision(c);
+  }
+
+  private notifyRevision(c: RevisionEvents): void {
+    const hits = new Map<Watcher, number[]>();
+    c.events.forEach((e, i) => {
+      const keyed = this.byKey.get(keyString(e.kv.key));
+      if (keyed !== undefined) for (const w of keyed) addHit(hits, w, i);
+      for (const w of this.ranged) if (inRange(w.range, e.kv.key)) addHit(hits, w, i);
+    });
+    if (hits.size === 0) return;
+    const shared = new SharedEvents(this.store, c);
+    for (const [w, idx] of hits) {
+      if (w.nextRev > c.rev) continue;
+      const evs = shared.select(w.filters, idx);
+      if (evs.length === 0) continue;
+      if (w.sink.blocked) {
+        this.dropSynced(w);
+        this.toUnsynced(w, c.rev);
+        continue;
+      }
+      w.sink.sendEvents(w, evs, c.rev);
+      w.nextRev = c.rev + 1;
+    }
+  }
+
+  private toSynced(w: Watcher): void {
+    w.synced = true;
+    if (w.range.single) {
+      const k = keyString(w.range.start);
+      let set = this.byKey.get(k);
+      if (set === undefined) this.byKey.set(k, (set = new Set()));
+      set.add(w);
+    } else this.ranged.add(w);
+  }
+
+  private dropSynced(w: Watcher): void {
+    w.synced = false;
+    if (!w.range.single) {
+      this.ranged.delete(w);
+      return;
+    }
+    const k = keyString(w.range.start);
+    const set = this.byKey.get(k);
+    set?.delete(w);
+    if (set?.size === 0) this.byKey.delete(k);
+  }
+
+  private toUnsynced(w: Watcher, nextRev: number): void {
+    w.nextRev = nextRev;
+    this.unsynced.add(w);
+    this.scheduleSync();
+  }
+
+  private scheduleSync(): void {
+    if (this.syncScheduled) return;
+    this.syncScheduled = true;
+    this.schedule(() => this.syncStep());
+  }
+
+  /** One catch-up step: up to watchersPerStep unsynced watchers, one bounded read of history. */
+  private syncStep(): void {
+    this.syncScheduled = false;
+    const batch: Watcher[] = [];
+    for (const w of this.unsynced) {
+      if (w.sink.blocked) continue;
+      batch.push(w);
+      if (batch.length >= this.limits.watchersPerStep) break;
+    }
+    if (batch.length === 0) return;
+    const cur = this.store.currentRev;
+    const compactRev = this.store.compactRev;
+    const live: Watcher[] = [];
+    for (const w of batch) {
+      if (w.nextRev < compactRev) {
+        this.unsynced.delete(w);
+        this.count--;
+        w.sink.sendCompacted(w, compactRev);
+      } else live.push(w);
+    }
+    if (live.length > 0) this.catchUp(live, cur);
+    if ([...this.unsynced].some((w) => !w.sink.blocked)) this.scheduleSync();
+  }
+
+  private catchUp(ws: readonly Watcher[], cur: number): void {
+    const minRev = Math.max(1, Math.min(...ws.map((w) => w.nextRev)));
+    const toRev = Math.min(cur, minRev + this.limits.revisionsPerStep - 1);
+    const { revs, endRev } = minRev <= toRev ? this.store.history(minRev, toRev, this.limits.bytesPerStep) : { revs: [], endRev: cur };
+    for (const w of ws) {
+      const evs: WatchEvent[] = [];
+      for (const r of revs) {
+        if (r.rev < w.nextRev) continue;
+        for (const e of r.events) {
+          if (!inRange(w.range, e.kv.key) || !wanted(w.filters, e)) continue;
+          evs.push(w.filters.prevKv && !isCreate(e) ? { ...e, prevKv: this.store.kvAt(e.kv.key, r.rev - 1) } : e);
+        }
+      }
+      if (evs.length > 0) w.sink.sendEvents(w, evs, cur);
+      w.nextRev = Math.max(w.nextRev, endRev + 1);
+      if (w.nextRev > cur) {
+        this.unsynced.delete(w);
+        this.toSynced(w);
+      }
+    }
+  }
+}
+
+function addHit(hits: Map<Watcher, number[]>, w: Watcher, i: number): void {
+  const idx = hits.get(w);
+  if (idx === undefined) hits.set(w, [i]);
+  else if (idx[idx.length - 1] !== i) idx.push(i);
+}
+
+/**
+ * The events of one revision as watchers get them, built once and shared: a watcher that gets all
+ * of them gets the same array as every other such watcher (so api/ can encode it once).
+ */
+class SharedEvents {
+  private withPrev: WatchEvent[] | undefined = undefined;
+
+  constructor(
+    private readonly store: KvStore,
+    private readonly c: RevisionEvents,
+  ) {}
+
+  select(f: WatchFilters, idx: readonly number[]): readonly WatchEvent[] {
+    const all = f.prevKv ? this.allWithPrev() : this.c.events;
+    const keep = f.noPut || f.noDelete ? idx.filter((i) => wanted(f, this.c.events[i] as MvccEvent)) : idx;
+    if (keep.length === all.length) return all;
+    return keep.map((i) => all[i] as WatchEvent);
+  }
+
+  private allWithPrev(): WatchEvent[] {
+    this.withPrev ??= this.c.events.map((e) => (isCreate(e) ? e : { ...e, prevKv: this.store.kvAt(e.kv.key, this.c.rev - 1) }));
+    return this.withPrev;
+  }
+}
