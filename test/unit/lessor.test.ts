@@ -68,7 +68,7 @@ test('a renewed lease is not expired at its old time; all() lists soonest expiry
   assert.deepEqual(l.expired(8999, 10), []);
   assert.deepEqual(l.expired(9000, 10), [1n]);
   l.granted(3n, 100, 0);
-  l.granted(4n, 1, 8000);
+  l.granted(4n, 1, 7500);
   assert.deepEqual(l.all(9000).map((x) => x.id), [4n, 1n, 3n]);
   assert.equal(l.get(3n, 1500)?.remainingMs, 98500);
 });
