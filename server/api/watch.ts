@@ -20,6 +20,7 @@ import {
 import { encodeEvent } from '../../proto/gen/mvccpb.js';
 import { compareBytes, isFromKeyEnd, keyRange } from '../base/bytes.js';
 import type { Logger } from '../base/log.js';
+import { WATCH_COALESCE_BYTES } from '../base/limits.js';
 import { header, Watcher, type Identity, type WatchableStore, type WatchEvent, type WatchSink } from '../node/index.js';
 import type { BidiHandler, CallContext, IncomingMessages, ServerStream } from './grpc/index.js';
 import { GrpcError } from './grpc/index.js';
@@ -67,6 +68,33 @@ function varint(n: number): Buffer {
   return Buffer.from(bytes);
 }
 
+/** WatchResponse field 2 (watch_id), encoded. */
+function watchIdField(id: bigint): Buffer {
+  if (id === 0n) return Buffer.alloc(0);
+  if (id < 0n || id > 0xffffffffn) return encodeWatchResponse({ watchId: id });
+  const v = varint(Number(id));
+  const out = Buffer.allocUnsafe(1 + v.length);
+  out[0] = 2 << 3;
+  v.copy(out, 1);
+  return out;
+}
+
+/** WatchResponse field 1 (header) for a revision; the last one is kept, as consecutive responses share it. */
+class HeaderFields {
+  private rev = -1;
+  private bytes: Buffer = Buffer.alloc(0);
+
+  constructor(private readonly identity: Identity) {}
+
+  get(rev: number): Buffer {
+    if (rev !== this.rev) {
+      this.bytes = encodeWatchResponse({ header: header(this.identity, rev) });
+      this.rev = rev;
+    }
+    return this.bytes;
+  }
+}
+
 function encodeAll(evs: readonly WatchEvent[]): Buffer[] {
   let out = encodedEvents.get(evs);
   if (out === undefined) {
@@ -90,6 +118,11 @@ class WatchStream implements WatchSink {
   private nextId = 0n;
   private stopTicker: (() => void) | undefined = undefined;
   private closed = false;
+  private readonly headers: HeaderFields;
+  /** Responses produced in this turn, written together at its end (or once they pass WATCH_COALESCE_BYTES). */
+  private queued: Uint8Array[] = [];
+  private queuedBytes = 0;
+  private flushScheduled = false;
 
   constructor(
     private readonly opts: WatchApiOptions,
@@ -97,6 +130,7 @@ class WatchStream implements WatchSink {
     private readonly out: ServerStream,
     ctx: CallContext,
   ) {
+    this.headers = new HeaderFields(opts.identity);
     ctx.signal.addEventListener('abort', () => this.close());
     incoming.onMessage((m) => this.onRequest(m));
     incoming.onEnd(() => undefined);
@@ -175,21 +209,23 @@ class WatchStream implements WatchSink {
 
   // ---------- WatchSink ----------
 
-  sendEvents(w: Watcher, events: readonly WatchEvent[], headerRev: number): void {
+  sendEvents(w: Watcher, chunks: readonly (readonly WatchEvent[])[], headerRev: number): void {
     const e = this.entries.get(w.id);
     if (e === undefined || e.w !== w) return;
     e.sentSinceTick = true;
-    const fields = encodeAll(events);
-    const h = header(this.opts.identity, headerRev);
+    const fields = chunks.length === 1 ? encodeAll(chunks[0] as readonly WatchEvent[]) : chunks.flatMap(encodeAll);
     const max = this.opts.requestBytesMax;
-    const prefix = encodeWatchResponse({ header: h, watchId: w.id });
-    const total = prefix.length + fields.reduce((n, f) => n + f.length, 0);
+    const hf = this.headers.get(headerRev);
+    const idf = watchIdField(w.id);
+    let total = hf.length + idf.length;
+    for (const f of fields) total += f.length;
     if (!e.fragment || total < max || fields.length < 2) {
-      this.send(Buffer.concat([prefix, ...fields]));
+      this.send(fields.length === 1 ? Buffer.concat([hf, idf, fields[0] as Buffer], total) : Buffer.concat([hf, idf, ...fields], total));
       return;
     }
     // etcd's sendFragments: fill each response until it reaches max-request-bytes (at least one event).
-    const fragPrefix = encodeWatchResponse({ header: h, watchId: w.id, fragment: true });
+    const prefix = Buffer.concat([hf, idf]);
+    const fragPrefix = encodeWatchResponse({ header: header(this.opts.identity, headerRev), watchId: w.id, fragment: true });
     let i = 0;
     while (i < fields.length) {
       const part: Buffer[] = [];
@@ -216,7 +252,23 @@ class WatchStream implements WatchSink {
 
   private send(bytes: Uint8Array): void {
     if (this.closed || this.out.closed) return;
-    if (this.out.send(bytes) || this.out.closed || this.blocked) return;
+    this.queued.push(bytes);
+    this.queuedBytes += bytes.length;
+    if (this.queuedBytes >= WATCH_COALESCE_BYTES) this.flush();
+    else if (!this.flushScheduled) {
+      this.flushScheduled = true;
+      queueMicrotask(() => this.flush());
+    }
+  }
+
+  private flush(): void {
+    this.flushScheduled = false;
+    const msgs = this.queued;
+    if (msgs.length === 0) return;
+    this.queued = [];
+    this.queuedBytes = 0;
+    if (this.closed || this.out.closed) return;
+    if ((msgs.length === 1 ? this.out.send(msgs[0] as Uint8Array) : this.out.sendMany(msgs)) || this.out.closed || this.blocked) return;
     this.blocked = true;
     this.incoming.pause();
     this.out.onDrain(() => {

@@ -73,3 +73,6 @@ export const WATCH_PROGRESS_NOTIFY_INTERVAL_MIN_MS = 100;
 /** --election-timeout and --heartbeat-interval defaults (ms), which set the minimum lease TTL as in etcd. */
 export const ELECTION_TIMEOUT_MS = 1000;
 export const HEARTBEAT_INTERVAL_MS = 100;
+
+/** A watch stream writes the responses of one turn together, flushing early past this many bytes. */
+export const WATCH_COALESCE_BYTES = 64 * 1024;

@@ -23,8 +23,11 @@ export interface WatchEvent extends MvccEvent {
 export interface WatchSink {
   /** True while the client is not reading: nothing is sent until it drains (then call `resume`). */
   readonly blocked: boolean;
-  /** One response with these events (all of whole revisions); `headerRev` for its header. */
-  sendEvents(w: Watcher, events: readonly WatchEvent[], headerRev: number): void;
+  /**
+   * One response with these events, given as chunks (each a whole revision's events for this
+   * watcher, in order; a chunk array may be shared with other watchers); `headerRev` for its header.
+   */
+  sendEvents(w: Watcher, chunks: readonly (readonly WatchEvent[])[], headerRev: number): void;
   /** The watcher needed history below `compactRev`: it is already removed; tell the client. */
   sendCompacted(w: Watcher, compactRev: number): void;
 }
@@ -79,16 +82,26 @@ export class WatchableStore {
   private readonly unsynced = new Set<Watcher>();
   private syncScheduled = false;
   private count = 0;
+  /** Committed revisions not yet delivered (delivery runs after the writers' replies went out). */
+  private pending: RevisionEvents[] = [];
+  private flushScheduled = false;
+  /**
+   * The newest revision delivered to synced watchers: every watcher state, created reply and
+   * progress reply refers to this, never to a revision whose events are still pending.
+   */
+  private delivered: number;
 
   constructor(
     private readonly store: KvStore,
     private readonly limits: CatchUpLimits,
     /** Runs fn after pending I/O (setImmediate); injected by node/. */
     private readonly schedule: (fn: () => void) => void,
-  ) {}
+  ) {
+    this.delivered = store.currentRev;
+  }
 
   get rev(): number {
-    return this.store.currentRev;
+    return this.delivered;
   }
 
   get watchers(): number {
@@ -98,7 +111,7 @@ export class WatchableStore {
   /** Adds a watcher whose created reply went out already; it gets events from w.startRev on. */
   add(w: Watcher): void {
     this.count++;
-    if (w.startRev > this.store.currentRev) this.toSynced(w);
+    if (w.startRev > this.delivered) this.toSynced(w);
     else this.toUnsynced(w, w.startRev);
   }
 
@@ -110,7 +123,7 @@ export class WatchableStore {
 
   /** Synced, and (etcd 3.6) the store has reached its start revision: a progress reply is truthful. */
   isCaughtUp(w: Watcher): boolean {
-    return w.synced && this.store.currentRev >= w.startRev;
+    return w.synced && this.delivered >= w.startRev;
   }
 
   /** A sink drained: its unsynced watchers can catch up. */
@@ -118,33 +131,84 @@ export class WatchableStore {
     if (this.unsynced.size > 0) this.scheduleSync();
   }
 
-  /** Revisions just committed (in order, after their LMDB transaction): deliver to synced watchers. */
+  /**
+   * Revisions just committed (in order, after their LMDB transaction). They are delivered to synced
+   * watchers in a later turn, so the writers' own replies go out first and the client can pipeline.
+   */
   notify(changes: readonly RevisionEvents[]): void {
-    if (this.count === this.unsynced.size) return;
-    for (const c of changes) this.notifyRevision(c);
+    const last = changes[changes.length - 1];
+    if (last === undefined) return;
+    if (this.count === this.unsynced.size && this.pending.length === 0) {
+      this.delivered = last.rev;
+      return;
+    }
+    this.pending.push(...changes);
+    if (this.flushScheduled) return;
+    this.flushScheduled = true;
+    this.schedule(() => this.flush());
   }
 
-  private notifyRevision(c: RevisionEvents): void {
+  /**
+   * Delivers pending revisions; a watcher gets the events of up to revisionsPerStep revisions (about
+   * bytesPerStep) in one response, as etcd batches for a watcher that fell behind.
+   */
+  private flush(): void {
+    this.flushScheduled = false;
+    const todo = this.pending;
+    this.pending = [];
+    let from = 0;
+    while (from < todo.length) {
+      let to = from;
+      let bytes = 0;
+      while (to < todo.length && to - from < this.limits.revisionsPerStep && (to === from || bytes < this.limits.bytesPerStep)) {
+        for (const e of (todo[to] as RevisionEvents).events) bytes += e.kv.key.length + e.kv.value.length;
+        to++;
+      }
+      this.deliver(todo.slice(from, to));
+      from = to;
+    }
+  }
+
+  private deliver(revs: readonly RevisionEvents[]): void {
+    const out = new Map<Watcher, { firstRev: number; chunks: (readonly WatchEvent[])[] }>();
+    for (const c of revs) {
+      for (const [w, evs] of this.matches(c)) {
+        const o = out.get(w);
+        if (o === undefined) out.set(w, { firstRev: c.rev, chunks: [evs] });
+        else o.chunks.push(evs);
+      }
+    }
+    const last = (revs[revs.length - 1] as RevisionEvents).rev;
+    this.delivered = last;
+    for (const [w, o] of out) {
+      if (!w.synced) continue;
+      if (w.sink.blocked) {
+        this.dropSynced(w);
+        this.toUnsynced(w, o.firstRev);
+        continue;
+      }
+      w.sink.sendEvents(w, o.chunks, last);
+      w.nextRev = last + 1;
+    }
+  }
+
+  /** The synced watchers that get events of this revision, with those events. */
+  private matches(c: RevisionEvents): Map<Watcher, readonly WatchEvent[]> {
+    const out = new Map<Watcher, readonly WatchEvent[]>();
     const hits = new Map<Watcher, number[]>();
     c.events.forEach((e, i) => {
       const keyed = this.byKey.get(keyString(e.kv.key));
       if (keyed !== undefined) for (const w of keyed) addHit(hits, w, i);
       for (const w of this.ranged) if (inRange(w.range, e.kv.key)) addHit(hits, w, i);
     });
-    if (hits.size === 0) return;
+    if (hits.size === 0) return out;
     const shared = new SharedEvents(this.store, c);
     for (const [w, idx] of hits) {
       if (w.nextRev > c.rev) continue;
       const evs = shared.select(w.filters, idx);
-      if (evs.length === 0) continue;
-      if (w.sink.blocked) {
-        this.dropSynced(w);
-        this.toUnsynced(w, c.rev);
-        continue;
-      }
-      w.sink.sendEvents(w, evs, c.rev);
-      w.nextRev = c.rev + 1;
+      if (evs.length > 0) out.set(w, evs);
     }
+    return out;
   }
 
   private toSynced(w: Watcher): void {
@@ -191,7 +255,7 @@ export class WatchableStore {
       if (batch.length >= this.limits.watchersPerStep) break;
     }
     if (batch.length === 0) return;
-    const cur = this.store.currentRev;
+    const cur = this.delivered;
     const compactRev = this.store.compactRev;
     const live: Watcher[] = [];
     for (const w of batch) {
@@ -218,7 +282,7 @@ export class WatchableStore {
           evs.push(w.filters.prevKv && !isCreate(e) ? { ...e, prevKv: this.store.kvAt(e.kv.key, r.rev - 1) } : e);
         }
       }
-      if (evs.length > 0) w.sink.sendEvents(w, evs, cur);
+      if (evs.length > 0) w.sink.sendEvents(w, [evs], cur);
       w.nextRev = Math.max(w.nextRev, endRev + 1);
       if (w.nextRev > cur) {
         this.unsynced.delete(w);

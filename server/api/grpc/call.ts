@@ -4,7 +4,7 @@
 // a symbol on the stream, so a call allocates no closures of its own on the synchronous path.
 import type { IncomingHttpHeaders, ServerHttp2Stream } from 'node:http2';
 import { constants as h2 } from 'node:http2';
-import { frameMessage, MessageDecoder, type MessageSink } from './framing.js';
+import { frameMessage, frameMessages, MessageDecoder, type MessageSink } from './framing.js';
 import type {
   BidiHandler,
   CallContext,
@@ -190,6 +190,18 @@ export class Call implements CallContext, ServerStream, IncomingMessages, Messag
     }
     if (!this.startResponse()) return false;
     return this.stream.write(frameMessage(message));
+  }
+
+  sendMany(messages: readonly Uint8Array[]): boolean {
+    if (this.finished || this.streamClosed || this.stream.destroyed) return false;
+    for (const m of messages) {
+      if (m.length > this.host.maxSendMessageBytes) {
+        this.finish(sendTooLarge(m.length, this.host.maxSendMessageBytes));
+        return false;
+      }
+    }
+    if (!this.startResponse()) return false;
+    return this.stream.write(frameMessages(messages));
   }
 
   onDrain(cb: () => void): void {

@@ -22,6 +22,21 @@ export function frameMessage(message: Uint8Array): Buffer {
   return out;
 }
 
+/** Several messages framed into one buffer (one write; DATA frames of up to the peer's frame size). */
+export function frameMessages(messages: readonly Uint8Array[]): Buffer {
+  let total = 0;
+  for (const m of messages) total += PREFIX_BYTES + m.length;
+  const out = Buffer.allocUnsafe(total);
+  let at = 0;
+  for (const m of messages) {
+    out[at] = 0;
+    out.writeUInt32BE(m.length, at + 1);
+    out.set(m, at + PREFIX_BYTES);
+    at += PREFIX_BYTES + m.length;
+  }
+  return out;
+}
+
 export interface MessageSink {
   onDecoded(message: Buffer): void;
 }
