@@ -20,7 +20,7 @@ import {
 import { encodeEvent } from '../../proto/gen/mvccpb.js';
 import { compareBytes, isFromKeyEnd, keyRange } from '../base/bytes.js';
 import type { Logger } from '../base/log.js';
-import { WATCH_COALESCE_BYTES } from '../base/limits.js';
+import { WATCH_COALESCE_BYTES, WATCH_STREAM_BUFFER_BYTES } from '../base/limits.js';
 import { header, Watcher, type Identity, type WatchableStore, type WatchEvent, type WatchSink } from '../node/index.js';
 import type { BidiHandler, CallContext, IncomingMessages, ServerStream } from './grpc/index.js';
 import { GrpcError } from './grpc/index.js';
@@ -268,7 +268,10 @@ class WatchStream implements WatchSink {
     this.queued = [];
     this.queuedBytes = 0;
     if (this.closed || this.out.closed) return;
-    if ((msgs.length === 1 ? this.out.send(msgs[0] as Uint8Array) : this.out.sendMany(msgs)) || this.out.closed || this.blocked) return;
+    const below = msgs.length === 1 ? this.out.send(msgs[0] as Uint8Array) : this.out.sendMany(msgs);
+    // A write past node's small high-water mark is normal under load; the stream counts as blocked
+    // (its watchers fall back to catching up from history) only once WATCH_STREAM_BUFFER_BYTES wait.
+    if (below || this.out.closed || this.blocked || this.out.bufferedBytes < WATCH_STREAM_BUFFER_BYTES) return;
     this.blocked = true;
     this.incoming.pause();
     this.out.onDrain(() => {

@@ -76,3 +76,10 @@ export const HEARTBEAT_INTERVAL_MS = 100;
 
 /** A watch stream writes the responses of one turn together, flushing early past this many bytes. */
 export const WATCH_COALESCE_BYTES = 64 * 1024;
+
+/**
+ * Bytes a watch stream may have waiting for its client before it counts as blocked: its watchers
+ * then get nothing more live (they catch up from history once it drains) and its requests are not
+ * read. Bounds the memory a client that stops reading can pin (etcd: 128 queued responses + 64 KiB).
+ */
+export const WATCH_STREAM_BUFFER_BYTES = 1024 * 1024;

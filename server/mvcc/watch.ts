@@ -273,16 +273,17 @@ export class WatchableStore {
     const minRev = Math.max(1, Math.min(...ws.map((w) => w.nextRev)));
     const toRev = Math.min(cur, minRev + this.limits.revisionsPerStep - 1);
     const { revs, endRev } = minRev <= toRev ? this.store.history(minRev, toRev, this.limits.bytesPerStep) : { revs: [], endRev: cur };
+    const shared = revs.map((r) => new SharedEvents(this.store, r));
     for (const w of ws) {
-      const evs: WatchEvent[] = [];
-      for (const r of revs) {
-        if (r.rev < w.nextRev) continue;
-        for (const e of r.events) {
-          if (!inRange(w.range, e.kv.key) || !wanted(w.filters, e)) continue;
-          evs.push(w.filters.prevKv && !isCreate(e) ? { ...e, prevKv: this.store.kvAt(e.kv.key, r.rev - 1) } : e);
-        }
+      const chunks: (readonly WatchEvent[])[] = [];
+      for (const sh of shared) {
+        if (sh.rev < w.nextRev) continue;
+        const idx = sh.matching(w.range);
+        if (idx.length === 0) continue;
+        const evs = sh.select(w.filters, idx);
+        if (evs.length > 0) chunks.push(evs);
       }
-      if (evs.length > 0) w.sink.sendEvents(w, [evs], cur);
+      if (chunks.length > 0) w.sink.sendEvents(w, chunks, cur);
       w.nextRev = Math.max(w.nextRev, endRev + 1);
       if (w.nextRev > cur) {
         this.unsynced.delete(w);
@@ -304,11 +305,27 @@ function addHit(hits: Map<Watcher, number[]>, w: Watcher, i: number): void {
  */
 class SharedEvents {
   private withPrev: WatchEvent[] | undefined = undefined;
+  private all: number[] | undefined = undefined;
 
   constructor(
     private readonly store: KvStore,
     private readonly c: RevisionEvents,
   ) {}
+
+  get rev(): number {
+    return this.c.rev;
+  }
+
+  /** Indexes of the events whose key is in range (the same array for every range that takes all). */
+  matching(range: KeyRange): readonly number[] {
+    const idx: number[] = [];
+    this.c.events.forEach((e, i) => {
+      if (inRange(range, e.kv.key)) idx.push(i);
+    });
+    if (idx.length !== this.c.events.length) return idx;
+    this.all ??= idx;
+    return this.all;
+  }
 
   select(f: WatchFilters, idx: readonly number[]): readonly WatchEvent[] {
     const all = f.prevKv ? this.allWithPrev() : this.c.events;

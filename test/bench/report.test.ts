@@ -1,8 +1,8 @@
-// The bench's parser of etcd's `benchmark` output and its table layout.
+// The bench's parsers (etcd's `benchmark` output, our load drivers' JSON line) and its table layouts.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { formatTable, parseToolOutput, ratio } from './report.js';
-import type { RowResult, ToolReport } from './report.js';
+import { formatDriverTable, formatTable, parseDriverOutput, parseToolOutput, parseWatchLatencyOutput, ratio } from './report.js';
+import type { DriverReport, RowResult, ToolReport } from './report.js';
 
 const SAMPLE = [
   '',
@@ -66,4 +66,122 @@ test('table has one line per row plus header and rule, and a ratio', () => {
   assert.equal(lines.length, 4);
   assert.match(lines[2] ?? '', /ERROR: cairn did not start/);
   assert.match(lines[3] ?? '', /\| 0\.50 +\|/);
+});
+
+// ---- the load drivers' output and the watch/lease table ----
+
+const DRIVER_LINE = JSON.stringify({
+  phases: [
+    {
+      name: 'watch-steady-200',
+      rate: 200071.4,
+      p50Ms: 2.87,
+      p99Ms: 138.4,
+      count: 999_000,
+      expected: 1_000_000,
+      errorCount: 0,
+      firstError: '1000 of 1000000 events never arrived',
+      seconds: 5,
+      driverCores: 0.42,
+      serverCores: 0.62,
+      extra: { putsPerSec: 200.1, targetPutsPerSec: 200 },
+    },
+    {
+      name: 'watch-max',
+      rate: 0,
+      p50Ms: null,
+      p99Ms: null,
+      count: 0,
+      expected: 0,
+      errorCount: 2,
+      seconds: 3,
+      driverCores: 0.1,
+      extra: {},
+    },
+  ],
+});
+
+function driver(stdout: string): DriverReport {
+  const r = parseDriverOutput(stdout);
+  if (typeof r === 'string') assert.fail(r);
+  return r;
+}
+
+test('driver output: the last line is read; missing events count as errors; notes keep CPU and extras', () => {
+  const r = driver(`watchload: 1000 watchers ready\n${DRIVER_LINE}\n`);
+  assert.equal(r.error, undefined);
+  assert.equal(r.phases.length, 2);
+  const [steady, max] = r.phases;
+  assert.equal(steady?.name, 'watch-steady-200');
+  assert.equal(steady?.report.reqPerSec, 200071.4);
+  assert.equal(steady?.report.errorCount, 1000);
+  assert.equal(steady?.report.firstError, '1000 of 1000000 events never arrived');
+  assert.equal(steady?.notes['serverCores'], 0.62);
+  assert.equal(steady?.notes['putsPerSec'], 200.1);
+  // null latencies (an empty histogram) read as NaN; an absent serverCores stays absent.
+  assert.ok(Number.isNaN(max?.report.p50Ms));
+  assert.equal(max?.notes['serverCores'], undefined);
+  assert.equal(max?.report.errorCount, 2);
+});
+
+test('driver output: an early error keeps the phases measured before it', () => {
+  const r = driver('{"error":"grpc-status 12: unknown service etcdserverpb.Watch","phases":[]}');
+  assert.equal(r.error, 'grpc-status 12: unknown service etcdserverpb.Watch');
+  assert.equal(r.phases.length, 0);
+});
+
+test('driver output without a JSON line, or with a malformed phase, is an error string', () => {
+  assert.equal(typeof parseDriverOutput(''), 'string');
+  assert.equal(typeof parseDriverOutput('Segmentation fault\n'), 'string');
+  assert.equal(typeof parseDriverOutput('{"phases":[{"name":"x"}]}'), 'string');
+  assert.equal(typeof parseDriverOutput('{"nophases":1}'), 'string');
+});
+
+test('watch-latency output: the row is the watch events summary, the put rate a note', () => {
+  const putPart = SAMPLE.replace('4472.5331', '99.5');
+  const watchPart = SAMPLE.replace('4472.5331', '116943.79').replace('50% in 0.0019', '50% in 0.0034');
+  const r = parseWatchLatencyOutput(`\nPut summary:\n${putPart}\nWatch events summary:\n${watchPart}`);
+  if (typeof r === 'string') assert.fail(r);
+  assert.equal(r.report.reqPerSec, 116943.79);
+  assert.ok(Math.abs(r.report.p50Ms - 3.4) < 1e-9);
+  assert.equal(r.notes['putsPerSec'], 99.5);
+  assert.ok(Math.abs((r.notes['putP50Ms'] ?? 0) - 1.9) < 1e-9);
+  assert.equal(typeof parseWatchLatencyOutput(putPart), 'string');
+});
+
+test('driver table: load and unit columns, an error cell, ratio, CPU server / driver, "-" for NaN latency', () => {
+  const steady = driver(DRIVER_LINE).phases[0];
+  if (steady === undefined) assert.fail('no phase');
+  const base = {
+    workload: 'watch-steady-200',
+    inFlight: 0,
+    total: 1_000_000,
+    load: '1000 watchers / 10 streams, 200 puts/s x 5 s',
+    unit: 'events/s',
+  };
+  const etcdSide = { report: steady.report, error: undefined, peakRssMiB: 40, notes: steady.notes };
+  const failed: RowResult = {
+    ...base,
+    etcd: etcdSide,
+    cairn: { report: undefined, error: 'watch driver: grpc-status 12: unknown service', peakRssMiB: 60 },
+  };
+  const half: RowResult = {
+    ...base,
+    etcd: etcdSide,
+    cairn: { report: { ...steady.report, reqPerSec: steady.report.reqPerSec / 4, p50Ms: Number.NaN }, error: undefined, peakRssMiB: 60 },
+  };
+  assert.equal(ratio(failed), undefined);
+  assert.equal(ratio(half), 0.25);
+  const lines = formatDriverTable([failed, half]).split('\n');
+  assert.equal(lines.length, 4);
+  const header = lines[0] ?? '';
+  for (const h of ['load', 'unit', 'etcd CPU srv/drv', 'cairn CPU srv/drv']) assert.ok(header.includes(h), h);
+  assert.match(lines[2] ?? '', /1000 watchers \/ 10 streams, 200 puts\/s x 5 s +\| events\/s/);
+  assert.match(lines[2] ?? '', /200071 \(1000 errs\)/);
+  assert.match(lines[2] ?? '', /ERROR: watch driver: grpc-status 12: unknown s…/);
+  assert.match(lines[2] ?? '', /\| 0\.62 \/ 0\.42 +\|/);
+  assert.match(lines[3] ?? '', /\| 0\.25 +\|/);
+  assert.match(lines[3] ?? '', /\| - \/ 138\.40 +\|/);
+  // Every line has the same width (a well-formed table).
+  assert.equal(new Set(lines.map((l) => l.length)).size, 1);
 });

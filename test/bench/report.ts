@@ -1,5 +1,5 @@
-// Pure parts of the bench: parsing etcd's `benchmark` output and laying out
-// the comparison table. No I/O here.
+// Pure parts of the bench: parsing etcd's `benchmark` output and our load drivers' output
+// (watchload.ts, leaseload.ts), and laying out the comparison tables. No I/O here.
 
 /** What one run of `benchmark` reported. */
 export interface ToolReport {
@@ -19,6 +19,8 @@ export interface SideResult {
   readonly error: string | undefined;
   /** VmHWM of the server after this row, MiB. */
   readonly peakRssMiB: number | undefined;
+  /** Driver rows: further figures (CPU cores of server and driver, puts/s, ...). */
+  readonly notes?: Readonly<Record<string, number>>;
 }
 
 export interface RowResult {
@@ -27,6 +29,10 @@ export interface RowResult {
   readonly total: number;
   readonly etcd: SideResult;
   readonly cairn: SideResult;
+  /** Driver rows (their own table): what the load was, e.g. "1000 watchers / 10 streams, 200 puts/s x 5 s". */
+  readonly load?: string;
+  /** Driver rows: what the rate counts, e.g. "events/s". */
+  readonly unit?: string;
 }
 
 const SECS_TO_MS = 1000;
@@ -104,7 +110,8 @@ function rateCell(side: SideResult): string {
 
 function latencyCell(side: SideResult): string {
   if (side.report === undefined) return '-';
-  return `${fixed(side.report.p50Ms, 2)} / ${fixed(side.report.p99Ms, 2)}`;
+  const ms = (v: number): string => (Number.isNaN(v) ? '-' : fixed(v, 2));
+  return `${ms(side.report.p50Ms)} / ${ms(side.report.p99Ms)}`;
 }
 
 function rssCell(side: SideResult): string {
@@ -148,11 +155,159 @@ export function tableCells(row: RowResult): string[] {
 
 /** A markdown-style table, columns padded to their widest cell. */
 export function formatTable(rows: readonly RowResult[]): string {
-  const all: string[][] = [[...TABLE_HEADER], ...rows.map(tableCells)];
-  const widths = TABLE_HEADER.map((_, i) => Math.max(...all.map((cells) => (cells[i] ?? '').length)));
+  return layout(TABLE_HEADER, rows.map(tableCells));
+}
+
+function layout(header: readonly string[], rows: readonly string[][]): string {
+  const all: string[][] = [[...header], ...rows];
+  const widths = header.map((_, i) => Math.max(...all.map((cells) => (cells[i] ?? '').length)));
   const line = (cells: readonly string[]): string =>
     `| ${cells.map((c, i) => c.padEnd(widths[i] ?? 0)).join(' | ')} |`;
   const rule = `|${widths.map((w) => '-'.repeat(w + 2)).join('|')}|`;
   const [head, ...body] = all;
   return [line(head ?? []), rule, ...body.map(line)].join('\n');
+}
+
+// ---- the load drivers' output (watchload.ts, leaseload.ts, via loadlib.ts printOutput) ----
+
+/** One phase of a driver run, as a table row's side. */
+export interface DriverPhaseReport {
+  readonly name: string;
+  readonly report: ToolReport;
+  readonly notes: Readonly<Record<string, number>>;
+}
+
+export interface DriverReport {
+  readonly phases: readonly DriverPhaseReport[];
+  /** Set when the driver stopped early: phases not in `phases` failed with this. */
+  readonly error: string | undefined;
+}
+
+function isRecord(v: unknown): v is Record<string, unknown> {
+  return typeof v === 'object' && v !== null && !Array.isArray(v);
+}
+
+/** A number field; JSON null (an empty histogram's NaN) reads as NaN. */
+function num(o: Record<string, unknown>, k: string): number | undefined {
+  const v = o[k];
+  if (v === null) return Number.NaN;
+  return typeof v === 'number' ? v : undefined;
+}
+
+function parsePhase(v: unknown): DriverPhaseReport | string {
+  if (!isRecord(v)) return 'a phase is not an object';
+  const name = v['name'];
+  const rate = num(v, 'rate');
+  const p50 = num(v, 'p50Ms');
+  const p99 = num(v, 'p99Ms');
+  const count = num(v, 'count');
+  const expected = num(v, 'expected');
+  const errors = num(v, 'errorCount');
+  if (typeof name !== 'string' || rate === undefined || p50 === undefined || p99 === undefined) return 'a phase lacks name, rate, p50Ms or p99Ms';
+  if (count === undefined || expected === undefined || errors === undefined) return `phase ${name} lacks count, expected or errorCount`;
+  const missing = Math.max(0, expected - count);
+  const firstError = v['firstError'];
+  const notes: Record<string, number> = { count, expected, seconds: num(v, 'seconds') ?? Number.NaN };
+  const driverCores = num(v, 'driverCores');
+  const serverCores = num(v, 'serverCores');
+  if (driverCores !== undefined) notes['driverCores'] = driverCores;
+  if (serverCores !== undefined) notes['serverCores'] = serverCores;
+  const extra = v['extra'];
+  if (isRecord(extra)) {
+    for (const [k, x] of Object.entries(extra)) if (typeof x === 'number') notes[k] = x;
+  }
+  return {
+    name,
+    report: {
+      reqPerSec: rate,
+      p50Ms: p50,
+      p99Ms: p99,
+      errorCount: errors + missing,
+      firstError: typeof firstError === 'string' ? firstError : undefined,
+    },
+    notes,
+  };
+}
+
+/**
+ * Parses a driver's stdout: its last line is one JSON object {phases: [...], error?}. Returns an
+ * error string when there is no such line.
+ */
+export function parseDriverOutput(stdout: string): DriverReport | string {
+  const last = stdout.trim().split('\n').pop() ?? '';
+  let v: unknown;
+  try {
+    v = JSON.parse(last);
+  } catch {
+    return `driver printed no result line: ${JSON.stringify(last.slice(-200))}`;
+  }
+  if (!isRecord(v) || !Array.isArray(v['phases'])) return 'driver result has no phases list';
+  const phases: DriverPhaseReport[] = [];
+  for (const ph of v['phases'] as unknown[]) {
+    const p = parsePhase(ph);
+    if (typeof p === 'string') return `driver result: ${p}`;
+    phases.push(p);
+  }
+  const error = v['error'];
+  return { phases, error: typeof error === 'string' ? error : undefined };
+}
+
+/**
+ * Parses `benchmark watch-latency` output: a "Put summary" then a "Watch events summary", each
+ * in the usual format. The row is the watch events' (events/s over the whole run, latency from put
+ * acknowledged to event received); the put rate goes into notes.
+ */
+export function parseWatchLatencyOutput(stdout: string): { report: ToolReport; notes: Record<string, number> } | string {
+  const at = stdout.indexOf('Watch events summary:');
+  if (at < 0) return 'no "Watch events summary" in the tool output';
+  const events = parseToolOutput(stdout.slice(at));
+  if (typeof events === 'string') return events;
+  const puts = parseToolOutput(stdout.slice(0, at));
+  return { report: events, notes: typeof puts === 'string' ? {} : { putsPerSec: puts.reqPerSec, putP50Ms: puts.p50Ms, putP99Ms: puts.p99Ms } };
+}
+
+function cpuCell(side: SideResult): string {
+  const s = side.notes?.['serverCores'];
+  const d = side.notes?.['driverCores'];
+  if (s === undefined && d === undefined) return '-';
+  const f = (v: number | undefined): string => (v === undefined || Number.isNaN(v) ? '?' : fixed(v, 2));
+  return `${f(s)} / ${f(d)}`;
+}
+
+export const DRIVER_TABLE_HEADER = [
+  'workload',
+  'load',
+  'unit',
+  'etcd',
+  'cairn',
+  'ratio cairn/etcd',
+  'etcd p50/p99 ms',
+  'cairn p50/p99 ms',
+  'etcd CPU srv/drv',
+  'cairn CPU srv/drv',
+  'etcd peak RSS MiB',
+  'cairn peak RSS MiB',
+] as const;
+
+export function driverTableCells(row: RowResult): string[] {
+  const r = ratio(row);
+  return [
+    row.workload,
+    row.load ?? '',
+    row.unit ?? '',
+    rateCell(row.etcd),
+    rateCell(row.cairn),
+    r === undefined ? '-' : fixed(r, 2),
+    latencyCell(row.etcd),
+    latencyCell(row.cairn),
+    cpuCell(row.etcd),
+    cpuCell(row.cairn),
+    rssCell(row.etcd),
+    rssCell(row.cairn),
+  ];
+}
+
+/** The table of the driver rows (watch, lease): rate in the row's unit, CPU cores of server and driver. */
+export function formatDriverTable(rows: readonly RowResult[]): string {
+  return layout(DRIVER_TABLE_HEADER, rows.map(driverTableCells));
 }

@@ -1,13 +1,29 @@
-// Cairn vs etcd: the same load from etcd's own `benchmark` tool against the
-// reference etcd and against Cairn, one server after the other, each on a
-// fresh data dir on the same disk with default settings. Prints one table and
-// writes bench-results.json in the cwd. A benchmark, not a test: it asserts
-// nothing about speed, and a row that fails shows its error and the run goes on.
+// Cairn vs etcd: the same load against the reference etcd and against Cairn,
+// one server after the other, each on a fresh data dir on the same disk with
+// default settings. Prints two tables and writes bench-results.json in the cwd.
+// A benchmark, not a test: it asserts nothing about speed, and a row that fails
+// shows its error and the run goes on.
+//
+// Workloads (run in this order on each server):
+//   put, range-lin, range-ser, txn-put   etcd's own `benchmark` tool, at each in-flight count
+//   watch          our driver watchload.ts: 1,000 watchers on the prefix /bench/ over 10 Watch
+//                  streams; puts at 200/s and 1,000/s (5 s each), then as fast as acked with 16
+//                  in flight (3 s); events/s delivered over all watchers, put-sent -> event latency
+//   watch-latency  etcd's `benchmark watch-latency`: 10 streams x 100 watchers on ONE key (its
+//                  only shape), 100 puts/s x 500, latency put-acked -> event (Go clientv3 client)
+//   lease          our driver leaseload.ts: grant 10,000 leases, then keep them all alive over 4
+//                  LeaseKeepAlive streams, 64 requests in flight each, for 10 s
+// The drivers run as their own node process; the machine has 2 CPUs, so driver and server compete
+// for them (the driver table shows both processes' CPU, in cores, to tell who was saturated).
+// watch + watch-latency + lease take about 70 s for both servers.
+//
+// Run only some workloads (without the npm script's installs):
+//   npx tsc -p tsconfig.json && node dist/test/bench/run.js --only watch,lease
 //
 // Environment (all optional):
 //   CAIRN_BENCH_TARGET            cairn (default) | etcd: what the "cairn" column runs
 //                                 (etcd against etcd checks the bench itself)
-//   CAIRN_BENCH_WORKLOADS         comma list of put,range-lin,range-ser,txn-put (default all)
+//   CAIRN_BENCH_WORKLOADS         comma list of the workloads above (default all); --only wins
 //   CAIRN_BENCH_IN_FLIGHT         comma list of requests in flight (default 1,256)
 //   CAIRN_BENCH_TOTAL_SERIAL      requests per row at 1 in flight (default 5000)
 //   CAIRN_BENCH_TOTAL_CONCURRENT  requests per row at >1 in flight (default 50000)
@@ -20,10 +36,11 @@
 import { spawn, spawnSync } from 'node:child_process';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join, resolve } from 'node:path';
+import { dirname, join, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { ETCDCTL_BIN, REPO_ROOT, startCairn, startEtcd } from '../harness/procs.js';
 import type { ServerOpts, ServerProc } from '../harness/procs.js';
-import { formatTable, parseToolOutput, ratio } from './report.js';
+import { formatDriverTable, formatTable, parseDriverOutput, parseToolOutput, parseWatchLatencyOutput, ratio } from './report.js';
 import type { RowResult, SideResult, ToolReport } from './report.js';
 
 // ---- limits and defaults ----
@@ -44,12 +61,41 @@ const ETCDCTL_TIMEOUT_MS = 30_000;
 const READY_TIMEOUT_MS = 60_000;
 const KIB_PER_MIB = 1024;
 const RANGE_KEY = 'cairn-bench-range-key';
+const HERE = dirname(fileURLToPath(import.meta.url));
+
+// watch (watchload.ts)
+const WATCHERS = 1000;
+const WATCH_STREAMS = 10;
+const WATCH_RATES = [200, 1000];
+const WATCH_SECONDS = 5;
+const WATCH_MAX_IN_FLIGHT = 16;
+const WATCH_MAX_SECONDS = 3;
+const WATCH_VALUE_BYTES = 32;
+const WATCH_DRAIN_MS = 20_000;
+// watch-latency (etcd's benchmark)
+const WLAT_STREAMS = 10;
+const WLAT_WATCHERS_PER_STREAM = 100;
+const WLAT_PUT_RATE = 100;
+const WLAT_PUT_TOTAL = 500;
+// lease (leaseload.ts)
+const LEASES = 10_000;
+const LEASE_TTL_S = 600;
+const LEASE_GRANT_IN_FLIGHT = 64;
+const LEASE_STREAMS = 4;
+const LEASE_IN_FLIGHT = 64;
+const LEASE_SECONDS = 10;
+/** A driver run's time limit (its phases' own limits are well inside it). */
+const DRIVER_TIMEOUT_MS = 240_000;
 
 // ---- configuration (checked once here) ----
 
 type Target = 'cairn' | 'etcd';
-type WorkloadName = 'put' | 'range-lin' | 'range-ser' | 'txn-put';
-const WORKLOAD_NAMES: readonly WorkloadName[] = ['put', 'range-lin', 'range-ser', 'txn-put'];
+type ToolWorkload = 'put' | 'range-lin' | 'range-ser' | 'txn-put';
+type DriverWorkload = 'watch' | 'watch-latency' | 'lease';
+type WorkloadName = ToolWorkload | DriverWorkload;
+const TOOL_WORKLOADS: readonly ToolWorkload[] = ['put', 'range-lin', 'range-ser', 'txn-put'];
+const DRIVER_WORKLOADS: readonly DriverWorkload[] = ['watch', 'watch-latency', 'lease'];
+const WORKLOAD_NAMES: readonly WorkloadName[] = [...TOOL_WORKLOADS, ...DRIVER_WORKLOADS];
 
 interface Config {
   readonly target: Target;
@@ -80,14 +126,35 @@ function isWorkloadName(s: string): s is WorkloadName {
   return (WORKLOAD_NAMES as readonly string[]).includes(s);
 }
 
+function isToolWorkload(w: WorkloadName): w is ToolWorkload {
+  return (TOOL_WORKLOADS as readonly string[]).includes(w);
+}
+
+function isDriverWorkload(w: WorkloadName): w is DriverWorkload {
+  return (DRIVER_WORKLOADS as readonly string[]).includes(w);
+}
+
+/** The value of `--only a,b` (or `--only=a,b`) on the command line; the only argument accepted. */
+function onlyArg(argv: readonly string[]): string | undefined {
+  let only: string | undefined;
+  for (let i = 0; i < argv.length; i++) {
+    const a = argv[i] ?? '';
+    if (a === '--only' && argv[i + 1] !== undefined) only = argv[++i];
+    else if (a.startsWith('--only=')) only = a.slice('--only='.length);
+    else throw new Error(`unknown argument ${JSON.stringify(a)}; usage: run.js [--only ${WORKLOAD_NAMES.join(',')}]`);
+  }
+  return only;
+}
+
 function readConfig(): Config {
   const target = envString('CAIRN_BENCH_TARGET') ?? 'cairn';
   if (target !== 'cairn' && target !== 'etcd') {
     throw new Error(`CAIRN_BENCH_TARGET must be "cairn" or "etcd", got ${JSON.stringify(target)}`);
   }
-  const workloads = (envString('CAIRN_BENCH_WORKLOADS')?.split(',') ?? [...WORKLOAD_NAMES]).map((s) => s.trim());
+  const chosen = onlyArg(process.argv.slice(2)) ?? envString('CAIRN_BENCH_WORKLOADS');
+  const workloads = (chosen?.split(',') ?? [...WORKLOAD_NAMES]).map((s) => s.trim());
   const bad = workloads.filter((w) => !isWorkloadName(w));
-  if (bad.length > 0) throw new Error(`CAIRN_BENCH_WORKLOADS: unknown ${bad.join(',')}; known: ${WORKLOAD_NAMES.join(',')}`);
+  if (bad.length > 0) throw new Error(`workloads: unknown ${bad.join(',')}; known: ${WORKLOAD_NAMES.join(',')}`);
   const inFlightRaw = envString('CAIRN_BENCH_IN_FLIGHT');
   const inFlight = inFlightRaw === undefined ? IN_FLIGHT_DEFAULT : inFlightRaw.split(',').map((s) => Number(s.trim()));
   if (inFlight.some((n) => !Number.isSafeInteger(n) || n <= 0)) {
@@ -109,13 +176,13 @@ function readConfig(): Config {
 // ---- rows ----
 
 interface RowSpec {
-  readonly workload: WorkloadName;
+  readonly workload: ToolWorkload;
   readonly inFlight: number;
   readonly total: number;
 }
 
 function rowSpecs(cfg: Config): RowSpec[] {
-  return cfg.workloads.flatMap((workload) =>
+  return cfg.workloads.filter(isToolWorkload).flatMap((workload) =>
     cfg.inFlight.map((inFlight) => ({
       workload,
       inFlight,
@@ -124,7 +191,87 @@ function rowSpecs(cfg: Config): RowSpec[] {
   );
 }
 
-function needsRangeKey(w: WorkloadName): boolean {
+/** One row of a driver workload: a phase of its run. */
+interface PhaseSpec {
+  /** The phase name the driver reports, and the row's workload column. */
+  readonly name: string;
+  readonly load: string;
+  readonly unit: string;
+  /** In-flight count for the JSON rows. */
+  readonly inFlight: number;
+  /** Operations planned, for the JSON rows (0: as many as fit the time). */
+  readonly total: number;
+}
+
+interface DriverSpec {
+  readonly workload: DriverWorkload;
+  readonly phases: readonly PhaseSpec[];
+}
+
+function driverSpec(w: DriverWorkload): DriverSpec {
+  const watchers = `${WATCHERS} watchers / ${WATCH_STREAMS} streams`;
+  switch (w) {
+    case 'watch':
+      return {
+        workload: w,
+        phases: [
+          ...WATCH_RATES.map((r) => ({
+            name: `watch-steady-${r}`,
+            load: `${watchers}, ${r} puts/s x ${WATCH_SECONDS} s`,
+            unit: 'events/s',
+            inFlight: 0,
+            total: r * WATCH_SECONDS * WATCHERS,
+          })),
+          {
+            name: 'watch-max',
+            load: `${watchers}, puts ${WATCH_MAX_IN_FLIGHT} in flight x ${WATCH_MAX_SECONDS} s`,
+            unit: 'events/s',
+            inFlight: WATCH_MAX_IN_FLIGHT,
+            total: 0,
+          },
+        ],
+      };
+    case 'watch-latency':
+      return {
+        workload: w,
+        phases: [
+          {
+            name: 'watch-latency',
+            load: `go tool: ${WLAT_STREAMS * WLAT_WATCHERS_PER_STREAM} watchers / ${WLAT_STREAMS} streams on 1 key, ${WLAT_PUT_RATE} puts/s x ${WLAT_PUT_TOTAL}`,
+            unit: 'events/s',
+            inFlight: 1,
+            total: WLAT_PUT_TOTAL * WLAT_STREAMS * WLAT_WATCHERS_PER_STREAM,
+          },
+        ],
+      };
+    case 'lease':
+      return {
+        workload: w,
+        phases: [
+          {
+            name: 'lease-grant',
+            load: `${LEASES} leases, ${LEASE_GRANT_IN_FLIGHT} in flight`,
+            unit: 'grants/s',
+            inFlight: LEASE_GRANT_IN_FLIGHT,
+            total: LEASES,
+          },
+          {
+            name: 'lease-keepalive',
+            load: `${LEASES} leases, ${LEASE_STREAMS} streams x ${LEASE_IN_FLIGHT} in flight, ${LEASE_SECONDS} s`,
+            unit: 'keepalives/s',
+            inFlight: LEASE_STREAMS * LEASE_IN_FLIGHT,
+            total: 0,
+          },
+        ],
+      };
+  }
+}
+
+function driverSpecs(cfg: Config): DriverSpec[] {
+  return cfg.workloads.filter(isDriverWorkload).map(driverSpec);
+}
+
+function needsRangeKey(w: ToolWorkload): boolean {
   return w === 'range-lin' || w === 'range-ser';
 }
 
@@ -304,6 +451,93 @@ async function runRow(ctx: RowContext, row: RowSpec): Promise<SideResult> {
   return { report: parsed, error: undefined, peakRssMiB: peakMiB(proc) };
 }
 
+/** The command line of a driver workload against one server. */
+function driverCommand(w: DriverWorkload, tool: string, proc: ServerProc): { cmd: string; args: string[] } {
+  const node = (script: string, args: readonly (string | number)[]): { cmd: string; args: string[] } => ({
+    cmd: process.execPath,
+    args: [join(HERE, script), '--endpoint', proc.endpoint, '--server-pid', String(proc.pid), ...args.map(String)],
+  });
+  switch (w) {
+    case 'watch':
+      return node('watchload.js', [
+        '--watchers', WATCHERS,
+        '--streams', WATCH_STREAMS,
+        '--rates', WATCH_RATES.join(','),
+        '--seconds', WATCH_SECONDS,
+        '--max-in-flight', WATCH_MAX_IN_FLIGHT,
+        '--max-seconds', WATCH_MAX_SECONDS,
+        '--value-bytes', WATCH_VALUE_BYTES,
+        '--drain-ms', WATCH_DRAIN_MS,
+      ]);
+    case 'lease':
+      return node('leaseload.js', [
+        '--leases', LEASES,
+        '--ttl', LEASE_TTL_S,
+        '--grant-in-flight', LEASE_GRANT_IN_FLIGHT,
+        '--streams', LEASE_STREAMS,
+        '--in-flight', LEASE_IN_FLIGHT,
+        '--seconds', LEASE_SECONDS,
+      ]);
+    case 'watch-latency':
+      return {
+        cmd: tool,
+        args: [
+          `--endpoints=${proc.endpoint}`,
+          `--dial-timeout=${DIAL_TIMEOUT}`,
+          '--precise',
+          'watch-latency',
+          `--streams=${WLAT_STREAMS}`,
+          `--watchers-per-stream=${WLAT_WATCHERS_PER_STREAM}`,
+          `--put-rate=${WLAT_PUT_RATE}`,
+          `--put-total=${WLAT_PUT_TOTAL}`,
+        ],
+      };
+  }
+}
+
+/** Runs one driver workload against the server: one SideResult per phase of spec, in order. */
+async function runDriver(ctx: RowContext, spec: DriverSpec): Promise<SideResult[]> {
+  const { proc } = ctx;
+  const all = (error: string): SideResult[] => spec.phases.map(() => ({ report: undefined, error, peakRssMiB: peakMiB(proc) }));
+  if (!isAlive(proc.pid)) return all('server is not running');
+  const down = await probe(proc);
+  if (down !== undefined) return all(down);
+  const { cmd, args } = driverCommand(spec.workload, ctx.tool, proc);
+  const o = await runChild(cmd, args, DRIVER_TIMEOUT_MS, toolEnv);
+  const what = spec.workload === 'watch-latency' ? 'benchmark watch-latency' : spec.workload;
+  if (spec.workload === 'watch-latency') {
+    const parsed = o.code === 0 && !o.timedOut ? parseWatchLatencyOutput(o.stdout) : describeFailure(what, o, DRIVER_TIMEOUT_MS);
+    if (typeof parsed === 'string') return all(parsed);
+    return [{ report: parsed.report, error: undefined, peakRssMiB: peakMiB(proc), notes: parsed.notes }];
+  }
+  const parsed = o.timedOut || o.spawnError !== undefined ? describeFailure(what, o, DRIVER_TIMEOUT_MS) : parseDriverOutput(o.stdout);
+  if (typeof parsed === 'string') return all(o.code === 0 ? parsed : describeFailure(what, o, DRIVER_TIMEOUT_MS));
+  return spec.phases.map((ph) => {
+    const got = parsed.phases.find((p) => p.name === ph.name);
+    if (got === undefined) {
+      return { report: undefined, error: `${what}: ${parsed.error ?? `no phase ${ph.name} in its output`}`, peakRssMiB: peakMiB(proc) };
+    }
+    return { report: got.report, error: undefined, peakRssMiB: peakMiB(proc), notes: got.notes };
+  });
+}
+
+function driverProgress(label: string, spec: DriverSpec, results: readonly SideResult[]): void {
+  spec.phases.forEach((ph, i) => {
+    const r = results[i];
+    const rep = r?.report;
+    const n = r?.notes ?? {};
+    const f = (k: string): string => (n[k] ?? Number.NaN).toFixed(2);
+    const cpu = n['driverCores'] === undefined ? '' : `, cpu server ${f('serverCores')} driver ${f('driverCores')}`;
+    const puts = n['putsPerSec'] === undefined ? '' : `, puts ${f('putsPerSec')}/s p50 ${f('putP50Ms')} p99 ${f('putP99Ms')} ms`;
+    const msg =
+      rep === undefined
+        ? `ERROR ${r?.error ?? 'missing'}`
+        : `${rep.reqPerSec.toFixed(0)} ${ph.unit}, p50 ${rep.p50Ms.toFixed(2)} ms, p99 ${rep.p99Ms.toFixed(2)} ms${cpu}${puts}` +
+          (rep.errorCount > 0 ? `, ${rep.errorCount} errors (${rep.firstError ?? ''})` : '');
+    process.stderr.write(`bench: ${label} ${ph.name} (${ph.load}): ${msg}\n`);
+  });
+}
+
 function progress(label: string, row: RowSpec, r: SideResult): void {
   const what = `${label} ${row.workload} x${row.inFlight} (${row.total} req)`;
   const rep = r.report;
@@ -317,8 +551,18 @@ function progress(label: string, row: RowSpec, r: SideResult): void {
 
 type Starter = (opts: ServerOpts) => Promise<ServerProc>;
 
-/** Starts one server on a fresh data dir, runs every row against it, stops it. */
-async function runSide(label: string, start: Starter, cfg: Config, tool: string, rows: readonly RowSpec[]): Promise<SideResult[]> {
+/**
+ * Starts one server on a fresh data dir, runs every tool row and then every driver workload
+ * against it, stops it. Results: one per tool row, then one per driver phase, in order.
+ */
+async function runSide(
+  label: string,
+  start: Starter,
+  cfg: Config,
+  tool: string,
+  rows: readonly RowSpec[],
+  drivers: readonly DriverSpec[],
+): Promise<SideResult[]> {
   const dataDir = mkdtempSync(join(cfg.dir, `cairn-bench-${label}-`));
   let proc: ServerProc;
   try {
@@ -327,7 +571,8 @@ async function runSide(label: string, start: Starter, cfg: Config, tool: string,
     const error = `${label} did not start: ${errorText(e)}`;
     process.stderr.write(`bench: ${error}\n`);
     rmSync(dataDir, { recursive: true, force: true });
-    return rows.map(() => ({ report: undefined, error, peakRssMiB: undefined }));
+    const n = rows.length + drivers.reduce((k, d) => k + d.phases.length, 0);
+    return Array.from({ length: n }, () => ({ report: undefined, error, peakRssMiB: undefined }));
   }
   process.stderr.write(`bench: ${label} pid ${proc.pid} on ${proc.endpoint}, data dir ${dataDir}\n`);
   const ctx: RowContext = { cfg, tool, proc, populated: false };
@@ -337,6 +582,11 @@ async function runSide(label: string, start: Starter, cfg: Config, tool: string,
       const r = await runRow(ctx, row);
       progress(label, row, r);
       results.push(r);
+    }
+    for (const spec of drivers) {
+      const r = await runDriver(ctx, spec);
+      driverProgress(label, spec, r);
+      results.push(...r);
     }
   } finally {
     await proc.stop();
@@ -357,7 +607,7 @@ function footnotes(rows: readonly RowResult[]): string[] {
   };
   for (const r of rows) {
     for (const [side, s] of [['etcd', r.etcd], ['cairn', r.cairn]] as const) {
-      const where = `${r.workload} x${r.inFlight} ${side}`;
+      const where = r.load === undefined ? `${r.workload} x${r.inFlight} ${side}` : `${r.workload} ${side}`;
       if (s.error !== undefined) add(s.error, where);
       else if (s.report !== undefined && s.report.errorCount > 0) {
         add(`${s.report.errorCount} failed requests, most often: ${s.report.firstError ?? ''}`, where);
@@ -371,6 +621,8 @@ async function main(): Promise<void> {
   const cfg = readConfig();
   const tool = resolveTool();
   const rows = rowSpecs(cfg);
+  const drivers = driverSpecs(cfg);
+  const phases = drivers.flatMap((d) => d.phases);
   const meta = {
     date: new Date().toISOString(),
     tool,
@@ -385,18 +637,46 @@ async function main(): Promise<void> {
   };
   process.stderr.write(`bench: ${JSON.stringify(meta)}\n`);
 
-  const etcd = await runSide('etcd', startEtcd, cfg, tool, rows);
-  const cairn = await runSide(cfg.target === 'cairn' ? 'cairn' : 'etcd-as-target', cfg.target === 'cairn' ? startCairn : startEtcd, cfg, tool, rows);
-  const results: RowResult[] = rows.map((spec, i) => ({
+  const etcd = await runSide('etcd', startEtcd, cfg, tool, rows, drivers);
+  const cairn = await runSide(
+    cfg.target === 'cairn' ? 'cairn' : 'etcd-as-target',
+    cfg.target === 'cairn' ? startCairn : startEtcd,
+    cfg,
+    tool,
+    rows,
+    drivers,
+  );
+  const missing: SideResult = { report: undefined, error: 'missing', peakRssMiB: undefined };
+  const toolResults: RowResult[] = rows.map((spec, i) => ({
     workload: spec.workload,
     inFlight: spec.inFlight,
     total: spec.total,
-    etcd: etcd[i] ?? { report: undefined, error: 'missing', peakRssMiB: undefined },
-    cairn: cairn[i] ?? { report: undefined, error: 'missing', peakRssMiB: undefined },
+    etcd: etcd[i] ?? missing,
+    cairn: cairn[i] ?? missing,
   }));
+  const driverResults: RowResult[] = phases.map((ph, j) => ({
+    workload: ph.name,
+    inFlight: ph.inFlight,
+    total: ph.total,
+    load: ph.load,
+    unit: ph.unit,
+    etcd: etcd[rows.length + j] ?? missing,
+    cairn: cairn[rows.length + j] ?? missing,
+  }));
+  const results = [...toolResults, ...driverResults];
 
-  console.log(`\nCairn vs etcd (${meta.etcdVersion}); load: etcd benchmark ${meta.toolVersion}, ${cfg.valueBytes}-byte values; cairn column: ${meta.cairnColumn}\n`);
-  console.log(formatTable(results));
+  console.log(`\nCairn vs etcd (${meta.etcdVersion}); cairn column: ${meta.cairnColumn}`);
+  if (toolResults.length > 0) {
+    console.log(`\nLoad: etcd benchmark ${meta.toolVersion}, ${cfg.valueBytes}-byte values\n`);
+    console.log(formatTable(toolResults));
+  }
+  if (driverResults.length > 0) {
+    console.log(
+      '\nWatch and lease (drivers test/bench/watchload.ts and leaseload.ts, except watch-latency); ' +
+        'latency: put sent (watch-latency: put acked) -> event, request -> answer; CPU in cores, server / driver\n',
+    );
+    console.log(formatDriverTable(driverResults));
+  }
   const notes = footnotes(results);
   if (notes.length > 0) console.log(`\nErrors:\n${notes.map((n) => `  - ${n}`).join('\n')}`);
 

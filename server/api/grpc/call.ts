@@ -182,6 +182,10 @@ export class Call implements CallContext, ServerStream, IncomingMessages, Messag
     return this.finished || this.streamClosed;
   }
 
+  get bufferedBytes(): number {
+    return this.stream.writableLength;
+  }
+
   send(message: Uint8Array): boolean {
     if (this.finished || this.streamClosed || this.stream.destroyed) return false;
     if (message.length > this.host.maxSendMessageBytes) {

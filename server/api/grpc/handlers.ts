@@ -40,6 +40,8 @@ export interface ServerStream {
   end(status?: GrpcErrorLike): void;
   /** True once the call has a final status or its stream is gone: nothing more will be sent. */
   readonly closed: boolean;
+  /** Bytes written and not yet sent to the client (HTTP/2 flow control or a full socket hold them). */
+  readonly bufferedBytes: number;
 }
 
 /** A status to end a call with (a GrpcError satisfies it). */
