@@ -171,7 +171,7 @@ class WatchStream implements WatchSink {
       noDelete: c.filters.includes(WatchCreateRequest_FilterType.NODELETE),
       prevKv: c.prevKv,
     };
-    const w = new Watcher(id, { ...range, start: Buffer.from(range.start), end: range.end === undefined ? undefined : Buffer.from(range.end) }, c.startRevision === 0 ? rev + 1 : c.startRevision, filters, this);
+    const w = new Watcher(id, { ...range, start: Buffer.from(range.start), end: range.end === undefined ? undefined : Buffer.from(range.end) }, c.startRevision, c.startRevision === 0 ? rev + 1 : c.startRevision, filters, this);
     this.entries.set(id, { w, progress: c.progressNotify, fragment: c.fragment, sentSinceTick: false });
     this.send(encodeWatchResponse({ header: header(this.opts.identity, rev), watchId: id, created: true }));
     hub.add(w);

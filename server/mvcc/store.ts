@@ -229,10 +229,12 @@ export class KvStore {
         break;
       }
       // Newest first: keep everything above rev and the newest entry at or below it (unless that is
-      // a tombstone); drop the older ones.
+      // a tombstone older than rev: a watcher may still start at rev and must see a delete made at
+      // rev, etcd #18274); drop the older ones.
       const entries = [...this.index.values(key, false)].map((raw) => decodeIndexEntry(raw, key));
       const at = entries.findIndex((e) => e.main <= rev);
-      const keepThrough = at < 0 ? entries.length - 1 : (entries[at] as IndexEntry).tombstone ? at - 1 : at;
+      const newest = entries[at];
+      const keepThrough = newest === undefined ? entries.length - 1 : newest.tombstone && newest.main < rev ? at - 1 : at;
       drops.push({ key, drop: entries.slice(keepThrough + 1) });
     }
     for (const { key, drop } of drops) {

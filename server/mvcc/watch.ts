@@ -43,14 +43,19 @@ export class Watcher {
   nextRev: number;
   synced = false;
 
+  /**
+   * `startRev` is the revision the client asked for (0 = from now on); `nextRev` the first revision
+   * it is sent (the current revision + 1 for 0).
+   */
   constructor(
     readonly id: bigint,
     readonly range: KeyRange,
     readonly startRev: number,
+    nextRev: number,
     readonly filters: WatchFilters,
     readonly sink: WatchSink,
   ) {
-    this.nextRev = startRev;
+    this.nextRev = nextRev;
   }
 }
 
@@ -108,11 +113,11 @@ export class WatchableStore {
     return this.count;
   }
 
-  /** Adds a watcher whose created reply went out already; it gets events from w.startRev on. */
+  /** Adds a watcher whose created reply went out already; it gets events from w.nextRev on. */
   add(w: Watcher): void {
     this.count++;
-    if (w.startRev > this.delivered) this.toSynced(w);
-    else this.toUnsynced(w, w.startRev);
+    if (w.nextRev > this.delivered) this.toSynced(w);
+    else this.toUnsynced(w, w.nextRev);
   }
 
   remove(w: Watcher): void {
