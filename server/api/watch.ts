@@ -43,6 +43,8 @@ const AUTO_WATCH_ID = 0n;
 const NO_WATCH_ID = -1n;
 const ERR_EMPTY_RANGE = 'mvcc: watcher range is empty';
 const ERR_DUPLICATE_ID = 'mvcc: duplicate watch ID provided on the WatchStream';
+/** etcd 3.5+ refuses a negative start revision at create (3.4 let it through to odd catch-up behaviour). */
+const ERR_NEGATIVE_START = 'etcdserver: mvcc: required revision has been compacted';
 
 /** Encoded events (each as WatchResponse field 11), cached per shared event array. */
 const encodedEvents = new WeakMap<readonly WatchEvent[], Buffer[]>();
@@ -157,6 +159,7 @@ class WatchStream implements WatchSink {
     const hub = this.opts.hub;
     const key = c.key.length === 0 ? Buffer.from([0]) : c.key;
     const range = keyRange(key, c.rangeEnd);
+    if (c.startRevision < 0) return this.refuse(ERR_NEGATIVE_START);
     if (c.rangeEnd.length > 0 && !isFromKeyEnd(c.rangeEnd) && compareBytes(key, c.rangeEnd) >= 0) return this.refuse(ERR_EMPTY_RANGE);
     if (this.entries.size >= this.opts.watchersPerStreamMax) return this.refuse(`cairn: too many watchers on this stream (--max-watchers-per-stream ${this.opts.watchersPerStreamMax})`);
     if (hub.watchers >= this.opts.watchersMax) return this.refuse(`cairn: too many watchers on this server (--max-watchers ${this.opts.watchersMax})`);

@@ -773,7 +773,7 @@ async function electScenario(s: Side): Promise<void> {
   await quietWindow(SILENCE_MS);
   s.check(p3.out === '', `p3 printed ${JSON.stringify(p3.out)} while the killed p2's lease was alive`);
   s.check(obs.out === `myel/${hex1}\np1\nmyel/${hex2}\np2\n`, `observer printed ${JSON.stringify(obs.out)} while p2's lease was alive`);
-  await s.step(['lease', 'revoke', hex2], { stdout: 'lease <L2> revoked\n' });
+  await s.step(['lease', 'revoke', hex2.padStart(16, '0')], { stdout: 'lease <L2> revoked\n' });
   await p3.waitFor('leadership', () => p3.out.endsWith('p3\n'));
   const hex3 = keyLeaseId(p3.out, 'myel');
   s.expect('p3 stdout', s.norm(p3.out), 'myel/<L3>\np3\n');
