@@ -6,7 +6,8 @@
 //
 // Replies, as etcd sends them: created (header = current revision) before any event of that
 // watcher; create errors as {created, canceled, watch_id -1, cancel_reason}; cancel of a known id
-// {canceled}, of an unknown id nothing; compaction {canceled, compact_revision, header revision 0};
+// {canceled}, of an unknown id nothing; compaction {canceled, compact_revision, header revision 0}
+// (the id stays taken until the client cancels it, and until then RequestProgress gets no reply, as in etcd);
 // RequestProgress {watch_id -1, header = current revision} only when every watcher of the stream is
 // synced (etcd 3.5+), nothing otherwise; periodic progress per progress_notify watcher that got no
 // events since the previous tick.
@@ -108,6 +109,8 @@ function encodeAll(evs: readonly WatchEvent[]): Buffer[] {
 
 interface Entry {
   readonly w: Watcher;
+  /** Canceled by compaction: the id stays taken until the client cancels it, as in etcd. */
+  compacted: boolean;
   readonly progress: boolean;
   readonly fragment: boolean;
   /** Events went out since the last progress tick (etcd's progress[id] == false). */
@@ -175,7 +178,7 @@ class WatchStream implements WatchSink {
       prevKv: c.prevKv,
     };
     const w = new Watcher(id, { ...range, start: Buffer.from(range.start), end: range.end === undefined ? undefined : Buffer.from(range.end) }, c.startRevision, c.startRevision === 0 ? rev + 1 : c.startRevision, filters, this);
-    this.entries.set(id, { w, progress: c.progressNotify, fragment: c.fragment, sentSinceTick: false });
+    this.entries.set(id, { w, compacted: false, progress: c.progressNotify, fragment: c.fragment, sentSinceTick: false });
     this.send(encodeWatchResponse({ header: header(this.opts.identity, rev), watchId: id, created: true }));
     hub.add(w);
     if (c.progressNotify && this.stopTicker === undefined) this.stopTicker = this.opts.every(this.opts.progressIntervalMs, () => this.progressTick());
@@ -196,7 +199,9 @@ class WatchStream implements WatchSink {
   private requestProgress(): void {
     if (this.entries.size === 0) return;
     const hub = this.opts.hub;
-    for (const e of this.entries.values()) if (!hub.isCaughtUp(e.w)) return;
+    // A watcher canceled by compaction is never synced again: as in etcd, the stream gets no
+    // progress reply until the client cancels it.
+    for (const e of this.entries.values()) if (e.compacted || !hub.isCaughtUp(e.w)) return;
     this.send(encodeWatchResponse({ header: header(this.opts.identity, hub.rev), watchId: NO_WATCH_ID }));
   }
 
@@ -204,7 +209,7 @@ class WatchStream implements WatchSink {
     if (this.blocked || this.closed) return;
     const hub = this.opts.hub;
     for (const e of this.entries.values()) {
-      if (!e.progress) continue;
+      if (!e.progress || e.compacted) continue;
       if (!e.sentSinceTick && hub.isCaughtUp(e.w)) this.send(encodeWatchResponse({ header: header(this.opts.identity, hub.rev), watchId: e.w.id }));
       e.sentSinceTick = false;
     }
@@ -247,7 +252,7 @@ class WatchStream implements WatchSink {
   sendCompacted(w: Watcher, compactRev: number): void {
     const e = this.entries.get(w.id);
     if (e === undefined || e.w !== w) return;
-    this.entries.delete(w.id);
+    e.compacted = true;
     this.send(encodeWatchResponse({ header: header(this.opts.identity, 0), watchId: w.id, canceled: true, compactRevision: compactRev }));
   }
 
