@@ -53,19 +53,6 @@ export type WlOp =
   /** Wait until every watcher delivered everything, and compare the recordings so far. */
   | { kind: 'checkpoint' };
 
-/** The lease IDs (including "@S<n>" references) a request carries, for reports. */
-export function leaseRefsOf(v: unknown, out: string[] = []): string[] {
-  if (Array.isArray(v)) {
-    for (const x of v) leaseRefsOf(x, out);
-  } else if (typeof v === 'object' && v !== null && !Buffer.isBuffer(v)) {
-    for (const [k, x] of Object.entries(v as Record<string, unknown>)) {
-      if ((k === 'lease' || k === 'ID') && typeof x === 'string') out.push(x);
-      else leaseRefsOf(x, out);
-    }
-  }
-  return out;
-}
-
 export class WatchLeaseGenerator {
   readonly kv: KvOpGenerator;
   private readonly rng: Prng;
