@@ -7,14 +7,17 @@
 // (events flattened: catch-up responses may batch differently in time); unary responses must be
 // identical except for TTL figures (compared with a tolerance) and server-chosen lease IDs
 // (mapped by order of creation). Halfway through, both servers restart (SIGTERM) and the leases
-// must survive with refreshed TTLs.
+// must survive with refreshed TTLs; at the end a lease with the minimum TTL and three keys expires
+// on both (the keys go in one revision, compared like every other).
 //
 // Synchronisation: a history watcher per server (all keys from revision 1, prev_kv, alone on its
 // stream) records every revision's events. "Drain" waits until it delivered the server's current
 // revision, then until every other watcher delivered what the history says it must (range,
 // start revision, filters, cancel revision), and checks that it delivered exactly that. The
 // servers drain before every compaction, watch cancel, progress request and restart, so that no
-// watcher is catching up when one happens (timing would decide the outcome otherwise).
+// watcher is catching up when one happens (timing would decide the outcome otherwise); before a
+// compaction they also wait until etcd's gauge of unsynced watchers is 0 (a watcher from an old
+// revision with nothing to deliver shows no other sign of being synced).
 //
 // etcd 3.4.23 differences from 3.5+ that the random part avoids (the 3.5+ behaviour is asserted
 // against the target only, in the second test):
@@ -24,9 +27,12 @@
 //   - progress_request: 3.4.23 answers every request at once on the control queue (even on a
 //     stream without watchers, and before events still queued); 3.5+ answers only if every watcher
 //     of the stream is synced (a watcher canceled by compaction but not by the client counts as
-//     not synced), through the event queue, and a stream without watchers gets nothing. The random
-//     part sends progress requests only when both agree: after a drain, on a stream with at least
-//     one watcher, none of them compacted or with a start_revision above the current revision.
+//     not synced) and, since etcd PR 20229 (also in later 3.4.x/3.5.x), the store revision has
+//     reached every requested start_revision (0 never holds it back); the reply goes through the
+//     event queue, and a stream without watchers gets nothing. The random part sends progress
+//     requests only when both agree: after a drain, on a stream with at least one watcher, none of
+//     them compacted or with a start_revision above the current revision; the target may be asked
+//     up to PROGRESS_TRIES times (a 3.5+ server may still be moving a watcher to its synced group).
 //   - Watch IDs chosen by the client may be -1 in etcd (then events carry watch_id -1, like
 //     progress replies): never generated.
 // A watcher created from exactly the compacted revision C: etcd 3.4.23 removes the tombstones at
@@ -39,6 +45,8 @@
 //   CAIRN_DIFF_SEED=N             one more seed besides the fixed ones
 //   CAIRN_DIFF_WL_OPS=N           operations per seed (default 1000)
 //   CAIRN_DIFF_MAX_MISMATCHES=N   keep going until N mismatches per seed (default 1)
+//   CAIRN_DIFF_VERBOSE=1          print per-seed statistics (op mix, watchers, events compared)
+//   CAIRN_DIFF_TRACE=1            print every operation and every watcher's summary
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { EtcdClient, decodeResponse, openKeepAlive, openWatch } from '../harness/client.js';
@@ -144,7 +152,7 @@ function describeWatch(req: Req): string {
 /** etcd_debugging_mvcc_slow_watcher_total from the server's /metrics, if it exports it. */
 async function unsyncedWatchers(s: Side): Promise<number | undefined> {
   try {
-    const res = await fetch(`${s.proc.clientUrl}/metrics`);
+    const res = await fetch(`${s.proc.clientUrl}/metrics`, { signal: AbortSignal.timeout(REPLY_DEADLINE_MS) });
     if (!res.ok) return undefined;
     const m = /^etcd_debugging_mvcc_slow_watcher_total (\S+)$/m.exec(await res.text());
     return m?.[1] === undefined ? undefined : Number(m[1]);
@@ -222,7 +230,7 @@ class WatchRec {
     for (;;) {
       let m: Msg;
       try {
-        m = await this.bidi.next(3_600_000);
+        m = await this.bidi.next(60_000);
       } catch {
         if (this.bidi.ended !== undefined) return;
         continue;
@@ -995,13 +1003,18 @@ async function runSeed(seed: number): Promise<void> {
         await run.drain();
         if (run.done()) break;
         run.tally(ref.recs());
-        const readyAt = await Promise.all(
+        // Both restarts settle before anything else (a failed one must not leave the other running).
+        const readyAt = await Promise.allSettled(
           [ref, tgt].map(async (s) => {
             await s.restart();
             return Date.now();
           }),
         );
-        run.ttlTolerance = TTL_TOLERANCE + 1 + Math.ceil(Math.abs((readyAt[0] ?? 0) - (readyAt[1] ?? 0)) / 1000);
+        const times = readyAt.map((r) => {
+          if (r.status === 'rejected') throw r.reason;
+          return r.value;
+        });
+        run.ttlTolerance = TTL_TOLERANCE + 1 + Math.ceil(Math.abs((times[0] ?? 0) - (times[1] ?? 0)) / 1000);
         gen.resetStreams();
         await run.checkLeases(true);
         if (run.done()) break;
