@@ -18,7 +18,6 @@ import {
   type WatchCreateRequest,
   type WatchRequest,
 } from '../../proto/gen/etcdserverpb.js';
-import { encodeEvent } from '../../proto/gen/mvccpb.js';
 import { compareBytes, isFromKeyEnd, keyRange } from '../base/bytes.js';
 import type { Logger } from '../base/log.js';
 import { WATCH_COALESCE_BYTES, WATCH_STREAM_BUFFER_BYTES } from '../base/limits.js';
@@ -50,36 +49,14 @@ const ERR_NEGATIVE_START = 'etcdserver: mvcc: required revision has been compact
 /** Encoded events (each as WatchResponse field 11), cached per shared event array. */
 const encodedEvents = new WeakMap<readonly WatchEvent[], Buffer[]>();
 
+/** One event as WatchResponse field 11 (responses are concatenations of encoded fields). */
 function eventField(e: WatchEvent): Buffer {
-  const body = encodeEvent({ type: e.type, kv: e.kv, prevKv: e.prevKv });
-  const len = varint(body.length);
-  const out = Buffer.allocUnsafe(1 + len.length + body.length);
-  out[0] = (11 << 3) | 2;
-  len.copy(out, 1);
-  body.copy(out, 1 + len.length);
-  return out;
+  return encodeWatchResponse({ events: [{ type: e.type, kv: e.kv, prevKv: e.prevKv }] });
 }
 
-function varint(n: number): Buffer {
-  const bytes: number[] = [];
-  let v = n;
-  while (v >= 0x80) {
-    bytes.push((v & 0x7f) | 0x80);
-    v = Math.floor(v / 128);
-  }
-  bytes.push(v);
-  return Buffer.from(bytes);
-}
-
-/** WatchResponse field 2 (watch_id), encoded. */
+/** WatchResponse field 2 (watch_id), encoded (empty for 0, as proto3 omits it). */
 function watchIdField(id: bigint): Buffer {
-  if (id === 0n) return Buffer.alloc(0);
-  if (id < 0n || id > 0xffffffffn) return encodeWatchResponse({ watchId: id });
-  const v = varint(Number(id));
-  const out = Buffer.allocUnsafe(1 + v.length);
-  out[0] = 2 << 3;
-  v.copy(out, 1);
-  return out;
+  return encodeWatchResponse({ watchId: id });
 }
 
 /** WatchResponse field 1 (header) for a revision; the last one is kept, as consecutive responses share it. */

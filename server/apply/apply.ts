@@ -28,17 +28,16 @@ export type ApplyOutcome = { readonly ok: true; readonly response: ApplyResponse
 export interface ApplyContext {
   readonly store: KvStore;
   readonly leases: LeaseStore;
-  /** Whether a lease is granted (leases.has, as the KV applier asks it). */
-  readonly leaseExists: LeaseLookup;
   /** Grants and revokes of this batch, collected for the lessor. */
   readonly leaseChanges: LeaseChanges;
 }
 
 function dispatch(ctx: ApplyContext, req: InternalRequest): ApplyResponse {
   const { store } = ctx;
+  const leaseExists: LeaseLookup = (id) => ctx.leases.has(id);
   if (req.put !== undefined) {
     const txn = store.beginWrite();
-    const resp = applyPut(txn, req.put, ctx.leaseExists);
+    const resp = applyPut(txn, req.put, leaseExists);
     txn.end();
     return { kind: 'put', resp };
   }
@@ -48,7 +47,7 @@ function dispatch(ctx: ApplyContext, req: InternalRequest): ApplyResponse {
     txn.end();
     return { kind: 'deleteRange', resp };
   }
-  if (req.txn !== undefined) return { kind: 'txn', resp: applyTxn(store, req.txn, ctx.leaseExists, () => store.beginWrite()) };
+  if (req.txn !== undefined) return { kind: 'txn', resp: applyTxn(store, req.txn, leaseExists, () => store.beginWrite()) };
   if (req.compaction !== undefined) return { kind: 'compaction', resp: applyCompaction(store, req.compaction) };
   if (req.leaseGrant !== undefined) return { kind: 'leaseGrant', resp: applyLeaseGrant(ctx.leases, ctx.leaseChanges, store, req.leaseGrant) };
   if (req.leaseRevoke !== undefined) return { kind: 'leaseRevoke', resp: applyLeaseRevoke(ctx.leases, ctx.leaseChanges, store, req.leaseRevoke) };

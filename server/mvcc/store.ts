@@ -17,6 +17,7 @@ import {
   encodeNum,
   encodeRevRecord,
   revKey,
+  parseRevKey,
   type IndexEntry,
 } from '../storage/schema/index.js';
 import { Event_EventType, type KeyValue } from '../../proto/gen/mvccpb.js';
@@ -168,7 +169,7 @@ export class KvStore {
     let cur: { rev: number; events: MvccEvent[] } | undefined;
     let bytes = 0;
     for (const { key, value } of this.revs.entries(revKey(fromRev, 0), revKey(toRev + 1, 0))) {
-      const main = key.readUInt32BE(0) * 4294967296 + key.readUInt32BE(4);
+      const main = parseRevKey(key).main;
       if (cur === undefined || cur.rev !== main) {
         if (cur !== undefined && bytes >= bytesMax) return { revs, endRev: cur.rev };
         cur = { rev: main, events: [] };
@@ -317,7 +318,7 @@ export class WriteTxn implements RangeSource {
     const last = liveAt(this.index, key, Infinity);
     const create = last !== undefined ? last.create : rev;
     const version = last !== undefined ? last.version + 1 : 1;
-    const kv: KeyValue = { key, value: Buffer.from(value), createRevision: create, modRevision: rev, version, lease };
+    const kv: KeyValue = { key, value: Buffer.from(value.buffer, value.byteOffset, value.length), createRevision: create, modRevision: rev, version, lease };
     this.revs.put(revKey(rev, sub), encodeRevRecord(kv, false));
     this.index.add(key, encodeIndexEntry({ main: rev, sub, tombstone: false, create, version, lease }));
     const old = last?.lease ?? 0n;

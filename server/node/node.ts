@@ -139,9 +139,13 @@ export class Node {
     if (this.stopped) return;
     const at = this.lessor.nextCheckMs();
     if (at === undefined || at >= this.leaseTimerAtMs) return;
+    this.armLeaseTimer(at);
+  }
+
+  private armLeaseTimer(atMs: number): void {
     if (this.leaseTimer !== undefined) clearTimeout(this.leaseTimer);
-    this.leaseTimerAtMs = at;
-    this.leaseTimer = setTimeout(() => this.revokeExpired(), Math.max(0, at - monotonicMs()));
+    this.leaseTimerAtMs = atMs;
+    this.leaseTimer = setTimeout(() => this.revokeExpired(), Math.max(0, atMs - monotonicMs()));
     this.leaseTimer.unref();
   }
 
@@ -160,13 +164,8 @@ export class Node {
         (err: unknown) => this.cfg.logger.warn('failed to revoke an expired lease; will retry', { 'lease-id': id.toString(16), error: err }),
       );
     }
-    if (ids.length === LEASE_REVOKES_PER_CHECK) {
-      this.leaseTimerAtMs = now + LEASE_REVOKE_CHECK_MS;
-      this.leaseTimer = setTimeout(() => this.revokeExpired(), LEASE_REVOKE_CHECK_MS);
-      this.leaseTimer.unref();
-      return;
-    }
-    this.scheduleLeaseCheck();
+    if (ids.length === LEASE_REVOKES_PER_CHECK) this.armLeaseTimer(now + LEASE_REVOKE_CHECK_MS);
+    else this.scheduleLeaseCheck();
   }
 
   /** Re-applies the WAL entries LMDB does not hold yet; returns how many. */
@@ -305,8 +304,7 @@ export class Node {
   }
 
   private applyAll(batch: readonly { index: number; data: Uint8Array }[], failed: ReadonlyMap<number, ClientError>, leaseChanges: LeaseChanges): ApplyOutcome[] {
-    const leases = this.leaseStore;
-    const ctx = { store: this.store, leases, leaseExists: (id: bigint) => leases.has(id), leaseChanges };
+    const ctx = { store: this.store, leases: this.leaseStore, leaseChanges };
     const out: ApplyOutcome[] = [];
     for (const e of batch) {
       assert(e.index === this.appliedIndex + out.length + 1, `entries apply in order (${e.index})`);
