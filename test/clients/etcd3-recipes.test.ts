@@ -17,6 +17,7 @@ import type { ElectionObserver, Watcher } from 'etcd3';
 import { REPO_ROOT, startTarget, targetKind, tempDir } from '../harness/procs.js';
 import type { ServerProc } from '../harness/procs.js';
 import { EtcdClient } from '../harness/client.js';
+import { pollUntil, quietWindow } from '../harness/poll.js';
 
 const TARGET = targetKind();
 const CONTENDER = join(REPO_ROOT, 'dist', 'test', 'clients', 'contender.js');
@@ -140,19 +141,7 @@ class Contender {
   }
 }
 
-async function pollUntil(what: string, cond: () => Promise<boolean>, timeoutMs = 10_000, everyMs = 25): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    if (await cond()) return;
-    if (Date.now() > deadline) throw new Error(`no ${what} within ${timeoutMs} ms`);
-    await new Promise((r) => setTimeout(r, everyMs));
-  }
-}
 
-/** Resolves after ms: a window in which something must NOT happen (never for synchronisation). */
-function quietWindow(ms: number): Promise<void> {
-  return new Promise((r) => setTimeout(r, ms));
-}
 
 function prefixEnd(prefix: string): Buffer {
   const end = Buffer.from(prefix);

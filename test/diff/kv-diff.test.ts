@@ -18,7 +18,7 @@ import { startEtcd, startTarget, targetKind } from '../harness/procs.js';
 import type { ServerOpts, ServerProc } from '../harness/procs.js';
 import { KvOpGenerator, b } from './gen.js';
 import type { Op } from './gen.js';
-import { canonResult, escapeBytes, firstDiff, requestJson, short } from './normalize.js';
+import { canonResult, envInt, escapeBytes, firstDiff, requestJson, short } from './normalize.js';
 import type { CanonResult } from './normalize.js';
 
 interface SeedPlan {
@@ -33,14 +33,6 @@ const FIXED: readonly SeedPlan[] = [
   { seed: 4, maxTxnOps: 128 },
   { seed: 5, maxTxnOps: 10 },
 ];
-
-function envInt(name: string, dflt: number): number {
-  const v = process.env[name];
-  if (v === undefined || v === '') return dflt;
-  const n = Number(v);
-  if (!Number.isInteger(n)) throw new Error(`${name} must be an integer, got ${JSON.stringify(v)}`);
-  return n;
-}
 
 function plans(): SeedPlan[] {
   const out = [...FIXED];

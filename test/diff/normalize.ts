@@ -80,3 +80,12 @@ export function short(v: unknown): string {
 export function requestJson(req: unknown): string {
   return short(canon(req));
 }
+
+/** An integer from the environment, or dflt when unset. */
+export function envInt(name: string, dflt: number): number {
+  const v = process.env[name];
+  if (v === undefined || v === '') return dflt;
+  const n = Number(v);
+  if (!Number.isInteger(n)) throw new Error(`${name} must be an integer, got ${JSON.stringify(v)}`);
+  return n;
+}

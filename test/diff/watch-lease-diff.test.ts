@@ -55,21 +55,13 @@ import { startEtcd, startTarget, targetKind } from '../harness/procs.js';
 import type { ServerOpts, ServerProc } from '../harness/procs.js';
 import { b } from './gen.js';
 import type { Op, Req } from './gen.js';
-import { canon, canonResult, escapeBytes, firstDiff, requestJson, short } from './normalize.js';
+import { canon, canonResult, envInt, escapeBytes, firstDiff, requestJson, short } from './normalize.js';
 import type { CanonResult } from './normalize.js';
 import { SERVER_LEASE_PREFIX, WATCH_STREAMS, WatchLeaseGenerator } from './wlgen.js';
 import type { LeaseRef, WlOp } from './wlgen.js';
 
 const FIXED_SEEDS: readonly number[] = [101, 102, 103, 104];
 const MAX_TXN_OPS = 128;
-
-function envInt(name: string, dflt: number): number {
-  const v = process.env[name];
-  if (v === undefined || v === '') return dflt;
-  const n = Number(v);
-  if (!Number.isInteger(n)) throw new Error(`${name} must be an integer, got ${JSON.stringify(v)}`);
-  return n;
-}
 
 function seeds(): number[] {
   const out = [...FIXED_SEEDS];

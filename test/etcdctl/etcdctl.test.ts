@@ -10,6 +10,7 @@ import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import { ETCDCTL_BIN, startEtcd, startTarget, targetKind } from '../harness/procs.js';
 import type { ServerProc } from '../harness/procs.js';
+import { normalizeStderr } from './normalize.js';
 
 interface Step {
   args: string[];
@@ -127,23 +128,6 @@ function normalizeStdout(s: string): string {
     .replace(/"(ClusterID|MemberID|RaftTerm)" : (\d+)/g, (_m, k: string, v: string) => `"${k}" : ${v === '0' ? '0' : '<nonzero>'}`);
 }
 
-function normalizeStderr(s: string): string {
-  const out: string[] = [];
-  for (const line of s.split('\n')) {
-    if (line === '') continue;
-    if (line.startsWith('{')) {
-      try {
-        const j = JSON.parse(line) as Record<string, unknown>;
-        out.push(`[log] ${String(j['msg'])}: ${String(j['error'])}`);
-        continue;
-      } catch {
-        // not JSON after all
-      }
-    }
-    out.push(line.replace(/took = \S+/g, 'took = <t>').replace(/127\.0\.0\.1:\d+/g, '<endpoint>'));
-  }
-  return out.join('\n');
-}
 
 function runCtl(server: ServerProc, step: Step): Promise<Outcome> {
   return new Promise((res, rej) => {

@@ -15,6 +15,8 @@ import type { ChildProcess } from 'node:child_process';
 import { ETCDCTL_BIN, startEtcd, startTarget, targetKind } from '../harness/procs.js';
 import type { ServerProc } from '../harness/procs.js';
 import { EtcdClient } from '../harness/client.js';
+import { normalizeStderr } from './normalize.js';
+import { pollUntil, quietWindow } from '../harness/poll.js';
 
 const TARGET = targetKind();
 const CTL_TIMEOUT_MS = 30_000;
@@ -65,23 +67,6 @@ class LeaseNames {
   }
 }
 
-function normalizeStderr(s: string): string {
-  const out: string[] = [];
-  for (const line of s.split('\n')) {
-    if (line === '') continue;
-    if (line.startsWith('{')) {
-      try {
-        const j = JSON.parse(line) as Record<string, unknown>;
-        out.push(`[log] ${String(j['msg'])}: ${String(j['error'])}`);
-        continue;
-      } catch {
-        // not JSON after all
-      }
-    }
-    out.push(line.replace(/took = \S+/g, 'took = <t>').replace(/127\.0\.0\.1:\d+/g, '<endpoint>'));
-  }
-  return out.join('\n');
-}
 
 // ---------------------------------------------------------------------------------------------
 // etcdctl processes
@@ -233,19 +218,7 @@ class Bg {
   }
 }
 
-async function pollUntil(what: string, cond: () => Promise<boolean>, timeoutMs = 10_000, everyMs = 50): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    if (await cond()) return;
-    if (Date.now() > deadline) throw new Error(`no ${what} within ${timeoutMs} ms`);
-    await new Promise((r) => setTimeout(r, everyMs));
-  }
-}
 
-/** Resolves after ms, for windows in which something must NOT happen (never for synchronisation). */
-function quietWindow(ms: number): Promise<void> {
-  return new Promise((r) => setTimeout(r, ms));
-}
 
 // ---------------------------------------------------------------------------------------------
 // One side (server) of a scenario
