@@ -3,7 +3,7 @@
 import { createWriteStream } from 'node:fs';
 import { loadConfig, usage, ConfigError, type Config } from './config/index.js';
 import { createLogger, type LogSink, type Logger } from './base/log.js';
-import { LocalLeases, LocalWriter, Node } from './node/index.js';
+import { BootstrapError, LocalLeases, LocalWriter, Node } from './node/index.js';
 import { kvApi, createGrpcServer, leaseApi, watchHandler } from './api/index.js';
 import { CAIRN_VERSION } from './version.js';
 import type { GrpcServer } from './api/grpc/index.js';
@@ -33,6 +33,11 @@ function fatalExit(log: Logger): (err: Error) => void {
   };
 }
 
+/** A URL flag as etcd prints it: scheme://host:port without a trailing slash. */
+function urlString(u: URL): string {
+  return `${u.protocol}//${u.host}`;
+}
+
 async function run(cfg: Config, log: Logger): Promise<void> {
   log.info('starting cairn', { version: CAIRN_VERSION, name: cfg.name, 'data-dir': cfg.dataDir, 'node-version': process.version });
   const fatal = fatalExit(log);
@@ -42,9 +47,25 @@ async function run(cfg: Config, log: Logger): Promise<void> {
     walDir: cfg.walDir,
     requestBytesMax: cfg.requestBytesMax,
     snapshotCount: cfg.snapshotCount,
+    snapshotCatchupEntries: cfg.snapshotCatchupEntries,
     walSegmentBytes: cfg.walSegmentBytes,
+    cluster: {
+      name: cfg.name,
+      initialCluster: cfg.initialCluster,
+      initialClusterState: cfg.initialClusterState,
+      initialClusterToken: cfg.initialClusterToken,
+      initialAdvertisePeerUrls: cfg.initialAdvertisePeerUrls.map(urlString),
+    },
+    listenPeerUrls: cfg.listenPeerUrls.map(urlString),
+    advertiseClientUrls: cfg.advertiseClientUrls.map(urlString),
+    heartbeatMs: cfg.heartbeatIntervalMs,
+    electionMs: cfg.electionTimeoutMs,
     logger: log.child('node'),
     onFatal: fatal,
+    onRemoved: (err) => {
+      log.error('stopping: this member was removed from the cluster', { error: err });
+      process.exit(1);
+    },
   });
   const local = new LocalWriter(node);
   const leases = new LocalLeases(node, local, { electionTimeoutMs: cfg.electionTimeoutMs, heartbeatIntervalMs: cfg.heartbeatIntervalMs });
@@ -111,6 +132,7 @@ function main(): void {
   const log = createLogger(cfg.logLevel, sinkFor(cfg.logOutputs));
   run(cfg, log).catch((err: unknown) => {
     log.error('failed to start', { error: err });
+    if (err instanceof BootstrapError) process.stderr.write(`cairn-server: ${err.message}\n`);
     process.exit(1);
   });
 }

@@ -48,6 +48,51 @@ export function decodeRequestHeader(b: Uint8Array): RequestHeader {
   return readRequestHeader(new Reader(b), b.length);
 }
 
+export interface MemberAttrs {
+  memberId: bigint;
+  name: string;
+  clientUrls: string[];
+}
+
+export interface MemberAttrsInit {
+  memberId?: bigint | undefined;
+  name?: string | undefined;
+  clientUrls?: readonly string[] | undefined;
+}
+
+export function writeMemberAttrs(w: Writer, m: MemberAttrsInit): void {
+  if (m.memberId !== undefined && !(m.memberId === 0n)) { w.uint32(8); w.bigint64(m.memberId); }
+  if (m.name !== undefined && !(m.name === '')) { w.uint32(18); w.string(m.name); }
+  if (m.clientUrls !== undefined) for (const x of m.clientUrls) { w.uint32(26); w.string(x); }
+}
+
+export function encodeMemberAttrs(m: MemberAttrsInit): Buffer {
+  const w = new Writer();
+  writeMemberAttrs(w, m);
+  return w.finish();
+}
+
+export function readMemberAttrs(r: Reader, end: number): MemberAttrs {
+  const m: MemberAttrs = { memberId: 0n, name: '', clientUrls: [] };
+  while (r.pos < end) {
+    const tag = r.uint32();
+    const wt = tag & 7;
+    switch (tag >>> 3) {
+      case 1: if (wt !== 0) { r.skip(wt); break; } m.memberId = r.biguint64(); break;
+      case 2: if (wt !== 2) { r.skip(wt); break; } m.name = r.string(); break;
+      case 3: if (wt !== 2) { r.skip(wt); break; } m.clientUrls.push(r.string()); break;
+      case 0: throw new ProtoDecodeError('proto: illegal field number 0 in cairnpb.MemberAttrs');
+      default: r.skip(wt);
+    }
+  }
+  if (r.pos !== end) throw new ProtoDecodeError('proto: cairnpb.MemberAttrs overruns its length');
+  return m;
+}
+
+export function decodeMemberAttrs(b: Uint8Array): MemberAttrs {
+  return readMemberAttrs(new Reader(b), b.length);
+}
+
 export interface InternalRequest {
   header?: RequestHeader | undefined;
   put?: PutRequest | undefined;
@@ -56,6 +101,7 @@ export interface InternalRequest {
   compaction?: CompactionRequest | undefined;
   leaseGrant?: LeaseGrantRequest | undefined;
   leaseRevoke?: LeaseRevokeRequest | undefined;
+  memberAttrs?: MemberAttrs | undefined;
 }
 
 export interface InternalRequestInit {
@@ -66,6 +112,7 @@ export interface InternalRequestInit {
   compaction?: CompactionRequestInit | undefined;
   leaseGrant?: LeaseGrantRequestInit | undefined;
   leaseRevoke?: LeaseRevokeRequestInit | undefined;
+  memberAttrs?: MemberAttrsInit | undefined;
 }
 
 export function writeInternalRequest(w: Writer, m: InternalRequestInit): void {
@@ -76,6 +123,7 @@ export function writeInternalRequest(w: Writer, m: InternalRequestInit): void {
   if (m.compaction !== undefined) { w.uint32(50); const k = w.beginLength(); writeCompactionRequest(w, m.compaction); w.endLength(k); }
   if (m.leaseGrant !== undefined) { w.uint32(58); const k = w.beginLength(); writeLeaseGrantRequest(w, m.leaseGrant); w.endLength(k); }
   if (m.leaseRevoke !== undefined) { w.uint32(66); const k = w.beginLength(); writeLeaseRevokeRequest(w, m.leaseRevoke); w.endLength(k); }
+  if (m.memberAttrs !== undefined) { w.uint32(74); const k = w.beginLength(); writeMemberAttrs(w, m.memberAttrs); w.endLength(k); }
 }
 
 export function encodeInternalRequest(m: InternalRequestInit): Buffer {
@@ -85,7 +133,7 @@ export function encodeInternalRequest(m: InternalRequestInit): Buffer {
 }
 
 export function readInternalRequest(r: Reader, end: number): InternalRequest {
-  const m: InternalRequest = { header: undefined, put: undefined, deleteRange: undefined, txn: undefined, compaction: undefined, leaseGrant: undefined, leaseRevoke: undefined };
+  const m: InternalRequest = { header: undefined, put: undefined, deleteRange: undefined, txn: undefined, compaction: undefined, leaseGrant: undefined, leaseRevoke: undefined, memberAttrs: undefined };
   while (r.pos < end) {
     const tag = r.uint32();
     const wt = tag & 7;
@@ -97,6 +145,7 @@ export function readInternalRequest(r: Reader, end: number): InternalRequest {
       case 6: if (wt !== 2) { r.skip(wt); break; } m.compaction = readCompactionRequest(r, r.nestedEnd()); break;
       case 7: if (wt !== 2) { r.skip(wt); break; } m.leaseGrant = readLeaseGrantRequest(r, r.nestedEnd()); break;
       case 8: if (wt !== 2) { r.skip(wt); break; } m.leaseRevoke = readLeaseRevokeRequest(r, r.nestedEnd()); break;
+      case 9: if (wt !== 2) { r.skip(wt); break; } m.memberAttrs = readMemberAttrs(r, r.nestedEnd()); break;
       case 0: throw new ProtoDecodeError('proto: illegal field number 0 in cairnpb.InternalRequest');
       default: r.skip(wt);
     }

@@ -21,7 +21,8 @@ export type ApplyResponse =
   | { readonly kind: 'txn'; readonly resp: TxnResponseInit }
   | { readonly kind: 'compaction'; readonly resp: CompactionResponseInit }
   | { readonly kind: 'leaseGrant'; readonly resp: LeaseGrantResponseInit }
-  | { readonly kind: 'leaseRevoke'; readonly resp: LeaseRevokeResponseInit };
+  | { readonly kind: 'leaseRevoke'; readonly resp: LeaseRevokeResponseInit }
+  | { readonly kind: 'memberAttrs' };
 
 export type ApplyOutcome = { readonly ok: true; readonly response: ApplyResponse } | { readonly ok: false; readonly error: ClientError };
 
@@ -30,6 +31,8 @@ export interface ApplyContext {
   readonly leases: LeaseStore;
   /** Grants and revokes of this batch, collected for the lessor. */
   readonly leaseChanges: LeaseChanges;
+  /** A started member publishing its name and client URLs (membership lives above apply/). */
+  readonly setMemberAttrs: (id: bigint, name: string, clientURLs: readonly string[]) => void;
 }
 
 function dispatch(ctx: ApplyContext, req: InternalRequest): ApplyResponse {
@@ -51,6 +54,10 @@ function dispatch(ctx: ApplyContext, req: InternalRequest): ApplyResponse {
   if (req.compaction !== undefined) return { kind: 'compaction', resp: applyCompaction(store, req.compaction) };
   if (req.leaseGrant !== undefined) return { kind: 'leaseGrant', resp: applyLeaseGrant(ctx.leases, ctx.leaseChanges, store, req.leaseGrant) };
   if (req.leaseRevoke !== undefined) return { kind: 'leaseRevoke', resp: applyLeaseRevoke(ctx.leases, ctx.leaseChanges, store, req.leaseRevoke) };
+  if (req.memberAttrs !== undefined) {
+    ctx.setMemberAttrs(req.memberAttrs.memberId, req.memberAttrs.name, req.memberAttrs.clientUrls);
+    return { kind: 'memberAttrs' };
+  }
   throw new AssertionFailure('apply: log entry carries no request');
 }
 
@@ -60,8 +67,12 @@ function dispatch(ctx: ApplyContext, req: InternalRequest): ApplyResponse {
  * LMDB transaction and redo the batch with this entry failed as a whole (`failWith`).
  */
 export function applyEntry(ctx: ApplyContext, data: Uint8Array, failWith: ClientError | undefined): ApplyOutcome {
+  return applyRequest(ctx, decodeInternalRequest(data), failWith);
+}
+
+/** applyEntry for a payload the caller decoded already. */
+export function applyRequest(ctx: ApplyContext, req: InternalRequest, failWith: ClientError | undefined): ApplyOutcome {
   if (failWith !== undefined) return { ok: false, error: failWith };
-  const req = decodeInternalRequest(data);
   try {
     return { ok: true, response: dispatch(ctx, req) };
   } catch (err) {

@@ -1,2 +1,2 @@
-export { applyEntry, MidTxnError, type ApplyOutcome, type ApplyResponse, type ApplyContext, type LeaseChanges } from './apply.js';
+export { applyEntry, applyRequest, MidTxnError, type ApplyOutcome, type ApplyResponse, type ApplyContext, type LeaseChanges } from './apply.js';
 export { applyRange, applyTxn, isTxnReadOnly, NO_LEASES, type LeaseLookup } from './kv.js';

@@ -17,6 +17,17 @@ export type ClientErrorKind =
   | 'leaseNotFound'
   | 'leaseExists'
   | 'leaseTtlTooLarge'
+  | 'memberNotFound'
+  | 'memberIdExists'
+  | 'peerUrlExists'
+  | 'notEnoughStarted'
+  | 'memberNotLearner'
+  | 'learnerNotReady'
+  | 'tooManyLearners'
+  | 'invalidPeerUrls'
+  | 'notLeader'
+  | 'badLeaderTransferee'
+  | 'learnerNotSupported'
   | 'badRequest';
 
 export class ClientError extends Error {
@@ -31,7 +42,7 @@ export class ClientError extends Error {
 }
 
 /** The server cannot serve now (stopping, overloaded); the client may retry. */
-export type RefusalKind = 'stopped' | 'tooManyRequests' | 'timeout';
+export type RefusalKind = 'stopped' | 'tooManyRequests' | 'timeout' | 'noLeader' | 'leaderChanged' | 'timeoutLeaderTransfer' | 'removed';
 
 export class ServerRefusal extends Error {
   override readonly name = 'ServerRefusal';

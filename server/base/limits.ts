@@ -83,3 +83,12 @@ export const WATCH_COALESCE_BYTES = 64 * 1024;
  * read. Bounds the memory a client that stops reading can pin (etcd: 128 queued responses + 64 KiB).
  */
 export const WATCH_STREAM_BUFFER_BYTES = 1024 * 1024;
+
+/** Raft flow control (etcd's defaults): bytes of entries per append message, unacknowledged appends per follower. */
+export const RAFT_MAX_SIZE_PER_MSG = 1024 * 1024;
+export const RAFT_MAX_INFLIGHT_MSGS = 4096 / 8;
+/** Bytes of proposed-but-uncommitted entries the leader holds before it drops new proposals (etcd: 1 GiB). */
+export const RAFT_MAX_UNCOMMITTED_BYTES = 1 << 30;
+
+/** --snapshot-catchup-entries: entries kept in the raft log after a compaction for slow followers (etcd: 5000). */
+export const SNAPSHOT_CATCHUP_ENTRIES_DEFAULT = 5000;

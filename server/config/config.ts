@@ -7,6 +7,7 @@ import {
   DEFAULT_LIMITS,
   ELECTION_TIMEOUT_MS,
   HEARTBEAT_INTERVAL_MS,
+  SNAPSHOT_CATCHUP_ENTRIES_DEFAULT,
   SNAPSHOT_COUNT_DEFAULT,
   WAL_SEGMENT_BYTES,
   WAL_SEGMENT_BYTES_MIN,
@@ -35,6 +36,13 @@ const FLAGS: Record<string, FlagSpec> = {
   'wal-dir': { kind: 'string', def: '', help: 'Path to the dedicated WAL directory (default "<data-dir>/member/wal").' },
   'listen-client-urls': { kind: 'urls', def: 'http://localhost:2379', help: 'List of URLs to listen on for client traffic.' },
   'advertise-client-urls': { kind: 'urls', def: 'http://localhost:2379', help: 'List of this member\'s client URLs to advertise to the public.' },
+  'listen-peer-urls': { kind: 'urls', def: 'http://localhost:2380', help: 'List of URLs to listen on for peer traffic.' },
+  'initial-advertise-peer-urls': { kind: 'urls', def: 'http://localhost:2380', help: 'List of this member\'s peer URLs to advertise to the rest of the cluster.' },
+  'initial-cluster': { kind: 'string', def: 'default=http://localhost:2380', help: 'Initial cluster configuration for bootstrapping (name=peer-url pairs, comma separated).' },
+  'initial-cluster-state': { kind: 'string', def: 'new', help: 'Initial cluster state (\'new\' or \'existing\').' },
+  'initial-cluster-token': { kind: 'string', def: 'etcd-cluster', help: 'Initial cluster token for the etcd cluster during bootstrap.' },
+  'snapshot-catchup-entries': { kind: 'int', def: String(SNAPSHOT_CATCHUP_ENTRIES_DEFAULT), help: 'Number of entries for a slow follower to catch up after compacting the raft log entries.' },
+  'experimental-snapshot-catchup-entries': { kind: 'int', def: String(SNAPSHOT_CATCHUP_ENTRIES_DEFAULT), help: 'Number of entries for a slow follower to catch up after compacting the raft log entries (etcd 3.5 name).' },
   'max-request-bytes': { kind: 'int', def: String(DEFAULT_LIMITS.requestBytesMax), help: 'Maximum client request size in bytes the server will accept.' },
   'max-txn-ops': { kind: 'int', def: String(DEFAULT_LIMITS.txnOpsMax), help: 'Maximum number of operations permitted in a transaction.' },
   'quota-backend-bytes': { kind: 'int', def: String(DEFAULT_LIMITS.backendQuotaBytes), help: 'Raise alarms when backend size exceeds the given quota (0 defaults to low space quota).' },
@@ -61,6 +69,12 @@ export interface Config {
   readonly walDir: string;
   readonly listenClientUrls: readonly URL[];
   readonly advertiseClientUrls: readonly URL[];
+  readonly listenPeerUrls: readonly URL[];
+  readonly initialAdvertisePeerUrls: readonly URL[];
+  readonly initialCluster: string;
+  readonly initialClusterState: 'new' | 'existing';
+  readonly initialClusterToken: string;
+  readonly snapshotCatchupEntries: number;
   readonly requestBytesMax: number;
   readonly txnOpsMax: number;
   readonly quotaBackendBytes: number;
@@ -193,6 +207,12 @@ export function loadConfig(argv: readonly string[], env: NodeJS.ProcessEnv): Con
     walDir: raw('wal-dir'),
     listenClientUrls: urls('listen-client-urls', raw('listen-client-urls')),
     advertiseClientUrls: urls('advertise-client-urls', raw('advertise-client-urls')),
+    listenPeerUrls: urls('listen-peer-urls', raw('listen-peer-urls')),
+    initialAdvertisePeerUrls: urls('initial-advertise-peer-urls', raw('initial-advertise-peer-urls')),
+    initialCluster: initialCluster(given, env, file !== '', name, raw),
+    initialClusterState: clusterState(raw('initial-cluster-state')),
+    initialClusterToken: raw('initial-cluster-token'),
+    snapshotCatchupEntries: int('snapshot-catchup-entries', given.has('snapshot-catchup-entries') || env[envName('snapshot-catchup-entries')] !== undefined ? raw('snapshot-catchup-entries') : raw('experimental-snapshot-catchup-entries')),
     requestBytesMax: int('max-request-bytes', raw('max-request-bytes')),
     txnOpsMax: int('max-txn-ops', raw('max-txn-ops')),
     quotaBackendBytes: int('quota-backend-bytes', raw('quota-backend-bytes')),
@@ -216,6 +236,21 @@ export function loadConfig(argv: readonly string[], env: NodeJS.ProcessEnv): Con
   if (cfg.watchersPerStreamMax <= 0 || cfg.watchersMax <= 0) throw new ConfigError('--max-watchers-per-stream and --max-watchers must be positive');
   if (cfg.walSegmentBytes < WAL_SEGMENT_BYTES_MIN) throw new ConfigError(`--wal-segment-bytes must be at least ${WAL_SEGMENT_BYTES_MIN}`);
   return cfg;
+}
+
+function clusterState(v: string): 'new' | 'existing' {
+  if (v === 'new' || v === 'existing') return v;
+  throw new ConfigError(`invalid value "${v}" for flag -initial-cluster-state: valid values are "new" or "existing"`);
+}
+
+/** etcd: without --initial-cluster, a member named other than "default" bootstraps as name=each advertised peer URL. */
+function initialCluster(given: Map<string, string>, env: NodeJS.ProcessEnv, fromFile: boolean, name: string, raw: (n: string) => string): string {
+  const set = given.has('initial-cluster') || (!fromFile && env[envName('initial-cluster')] !== undefined);
+  if (set) return raw('initial-cluster');
+  return raw('initial-advertise-peer-urls')
+    .split(',')
+    .map((u) => `${name}=${u.trim()}`)
+    .join(',');
 }
 
 /** Either spelling of the progress-notify flag (the 3.6 name wins when both are given), floored at etcd's 100 ms. */

@@ -6,6 +6,7 @@
 // - compactRev is -1 until the first compaction (as etcd's compactMainRev); reads below it fail.
 // - Every index entry has a rev record; the index (LMDB dupsort) holds one entry per revision of a key, newest first.
 // - currentRev and compactRev are persisted in the same LMDB transaction as the changes.
+import { crc32 } from 'node:zlib';
 import type { Backend, DupTable, Table } from '../storage/backend/index.js';
 import {
   META,
@@ -190,6 +191,38 @@ export class KvStore {
   }
 
   /** Keys currently attached to a lease, in byte order (fresh buffers). */
+  /**
+   * HashKV: a CRC-32 over the logical contents at `rev` (0 = current) that every member holding the
+   * same history agrees on, whatever its physical compaction progress: for each key (in key order)
+   * its newest revision at or below compactRev unless that is a tombstone, then every record above
+   * compactRev up to `rev`, each as revision key + stored record.
+   */
+  hashKV(rev: number): { hash: number; compactRevision: number; hashRevision: number } {
+    const upTo = rev === 0 ? this.currentRev : rev;
+    if (upTo > this.currentRev) throw new ClientError('futureRev');
+    if (rev !== 0 && rev < this.compactRev) throw new ClientError('compacted');
+    const compact = this.compactRev;
+    let h = crc32(Buffer.from('key'));
+    if (compact > 0) {
+      for (const key of this.index.keys(Buffer.alloc(0), undefined)) {
+        for (const raw of this.index.values(key, false)) {
+          const e = decodeIndexEntry(raw, key);
+          if (e.main > compact) continue;
+          if (!e.tombstone) {
+            const k = revKey(e.main, e.sub);
+            const v = this.revs.get(k);
+            if (v !== undefined) h = crc32(v, crc32(k, h));
+          }
+          break;
+        }
+      }
+    }
+    for (const { key, value } of this.revs.entries(revKey(Math.max(compact, 0) + 1, 0), revKey(upTo + 1, 0))) {
+      h = crc32(value, crc32(key, h));
+    }
+    return { hash: h >>> 0, compactRevision: compact, hashRevision: upTo };
+  }
+
   keysOfLease(id: bigint): Buffer[] {
     return [...this.leaseKeys.values(leaseKey(id), false)].map((k) => Buffer.from(k));
   }

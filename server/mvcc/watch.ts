@@ -131,6 +131,21 @@ export class WatchableStore {
     return w.synced && this.delivered >= w.startRev;
   }
 
+  /**
+   * The store was replaced wholesale (a snapshot installed from the leader): every synced watcher has
+   * seen up to `rev` and now catches up from the new store's history (or is told it was compacted),
+   * as etcd's watchable store does on restore.
+   */
+  restore(): void {
+    this.pending = [];
+    const next = this.delivered + 1;
+    for (const w of [...this.ranged, ...[...this.byKey.values()].flatMap((s) => [...s])]) {
+      this.dropSynced(w);
+      this.toUnsynced(w, next);
+    }
+    this.delivered = this.store.currentRev;
+  }
+
   /** A sink drained: its unsynced watchers can catch up. */
   resume(): void {
     if (this.unsynced.size > 0) this.scheduleSync();

@@ -1,4 +1,6 @@
-export { Node, SINGLE_MEMBER_TERM, backendPathOf, type NodeConfig } from './node.js';
+export { Node, backendPathOf, monotonicMs, type NodeConfig } from './node.js';
+export { BootstrapError, type ClusterFlags } from './bootstrap.js';
 export { LocalWriter, LocalLeases, encodeOutcome, header, minLeaseTtlSeconds, type Identity, type LeasePath, type ReadPath, type WritePath } from './writer.js';
 export { isTxnReadOnly } from '../apply/index.js';
 export { WatchableStore, Watcher, type WatchEvent, type WatchSink, type WatchFilters } from '../mvcc/index.js';
+export type { ClusterPath, MaintenancePath, LeaderView, MemberInfo, MemberStatus, HashKvResult } from './surface.js';

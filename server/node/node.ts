@@ -1,21 +1,31 @@
-// The single-member node: proposals -> WAL (group commit, fdatasync) -> apply in log order (one LMDB
-// transaction per batch, the applied index written in the same transaction) -> waiters answered.
-// Raft (issue 4) slots in between the proposal queue and the WAL; the rest of this flow stays.
+// A member: raft (pure, server/raft) driven by this run loop, the WAL, the peer transport and the
+// apply loop (mvcc + lease + membership in one LMDB transaction per batch, applied index included).
+//
+// The run loop takes one raft Ready at a time (DESIGN.md section 1):
+//   snapshot install -> [leader: send] -> WAL append (entries + hard state, durable) -> [follower: send]
+//   -> apply committed entries -> read states -> advance.
+// Proposals made while a Ready is being persisted are taken by the next one (group commit).
 //
 // Invariants:
-// - An entry is applied only after the WAL has made it durable; a client is answered only after its
-//   entry is applied, so every acknowledged write survives kill -9 and is visible to later reads.
+// - An entry is applied only after this member's WAL holds it durably, and a client is answered only
+//   after its entry is applied here; a quorum's WALs hold every committed entry.
 // - appliedIndex in LMDB == index of the last entry whose effects LMDB holds (same transaction).
-// - On start, WAL entries above appliedIndex are re-applied; the WAL must reach appliedIndex.
-import { randomBytes } from 'node:crypto';
+// - The raft log in memory starts at the applied index of LMDB at start (its snapshot), so nothing
+//   applied is applied twice; WAL entries above it are handed to raft again.
+// - A received snapshot is installed as: file fsynced -> WAL marker durable -> rename over the
+//   database. A restart finding a marker above LMDB's applied index finishes the rename.
+import { existsSync, mkdirSync, readdirSync, rmSync, renameSync } from 'node:fs';
 import { join } from 'node:path';
-import { encodeInternalRequest, type InternalRequestInit } from '../../proto/gen/cairnpb.js';
+import { decodeInternalRequest, encodeInternalRequest, type InternalRequestInit } from '../../proto/gen/cairnpb.js';
 import { Wal, WalFatalError, type WalEntry } from '../wal/index.js';
 import { Backend } from '../storage/backend/index.js';
-import { META, SCHEMA_VERSION, decodeId, decodeNum, encodeId, encodeNum } from '../storage/schema/index.js';
+import { META, SCHEMA_VERSION, decodeNum, encodeNum } from '../storage/schema/index.js';
 import { KvStore, WatchableStore, type RevisionEvents } from '../mvcc/index.js';
 import { LeaseStore, Lessor } from '../lease/index.js';
-import { applyEntry, MidTxnError, type ApplyOutcome, type LeaseChanges } from '../apply/index.js';
+import { applyRequest, MidTxnError, type ApplyOutcome, type LeaseChanges } from '../apply/index.js';
+import { MemoryStorage, ProposalDroppedError, RawNode, decodeConfChange, encodeConfChange, type ConfChange, type ConfState, type Entry, type HardState, type Message, type Ready, type SnapshotMeta, type SoftState } from '../raft/index.js';
+import { Transport, type OutgoingSnapshot } from '../transport/index.js';
+import { MemberStore, computeMemberId, applyChange, checkChange, decodeChange, encodeChange, keepsQuorum, type Member, type MemberChange } from '../membership/index.js';
 import { ClientError, ServerRefusal, StorageFault, assert } from '../base/errors.js';
 import { failpoint } from '../base/failpoints.js';
 import {
@@ -25,11 +35,18 @@ import {
   LEASE_REVOKES_PER_CHECK,
   LEASE_REVOKE_CHECK_MS,
   PROPOSALS_PENDING_MAX,
+  RAFT_MAX_INFLIGHT_MSGS,
+  RAFT_MAX_SIZE_PER_MSG,
+  RAFT_MAX_UNCOMMITTED_BYTES,
+  SNAPSHOT_CATCHUP_ENTRIES_DEFAULT,
   SNAPSHOT_COUNT_DEFAULT,
   WAL_SEGMENT_BYTES,
   WATCH_CATCH_UP,
 } from '../base/limits.js';
 import type { Logger } from '../base/log.js';
+import { establishIdentity, encodeMembersReply, type ClusterFlags } from './bootstrap.js';
+import { RequestIds } from './ids.js';
+import type { ClusterPath, LeaderView, MaintenancePath, MemberInfo, MemberStatus, HashKvResult } from './surface.js';
 
 export interface NodeConfig {
   readonly name: string;
@@ -38,105 +55,736 @@ export interface NodeConfig {
   readonly walDir: string;
   readonly requestBytesMax: number;
   readonly snapshotCount?: number;
+  readonly snapshotCatchupEntries?: number;
   /** WAL segment size (default WAL_SEGMENT_BYTES, 64 MiB); tests use small segments. */
   readonly walSegmentBytes?: number;
+  readonly cluster: ClusterFlags;
+  readonly listenPeerUrls: readonly string[];
+  readonly advertiseClientUrls: readonly string[];
+  readonly heartbeatMs: number;
+  readonly electionMs: number;
   readonly logger: Logger;
   /** Called when storage fails (fsync error, corruption): the process must stop. */
   readonly onFatal: (err: Error) => void;
+  /** Called once this member learns it was removed from the cluster: the process must stop. */
+  readonly onRemoved: (err: Error) => void;
 }
 
-interface Proposal {
-  readonly index: number;
-  readonly data: Buffer;
+interface Waiter {
   readonly resolve: (o: ApplyOutcome) => void;
   readonly reject: (e: Error) => void;
+  readonly timer: NodeJS.Timeout;
 }
 
+interface ConfWaiter {
+  readonly resolve: (members: Member[]) => void;
+  readonly reject: (e: Error) => void;
+  readonly timer: NodeJS.Timeout;
+}
 
-export class Node {
-  /** Proposals not yet handed to the WAL (gathered for one microtask, then sent as one batch). */
-  private pending: Proposal[] = [];
-  private scheduled = false;
-  private stopped = false;
-  /** Set once storage failed: nothing is applied any more and every proposal is refused. */
-  private failed = false;
-  /** Batches handed to the WAL and not yet applied; bounded by PROPOSALS_PENDING_MAX proposals. */
-  private inflight = 0;
-  /** Batches handed to the WAL, oldest first, until applied. */
-  private readonly queue: InFlight[] = [];
-  private applyScheduled = false;
-  private readonly idleWaiters: (() => void)[] = [];
-  private lastIndex: number;
-  private appliedIndex: number;
-  private releasedThrough = 0;
-  /** The physical compaction in progress, if any, and who waits for it to finish. */
-  private compacting: Promise<void> | undefined = undefined;
-  private readonly compactedWaiters: (() => void)[] = [];
-  /** The WAL release in progress (LMDB flush, then deleting segments it now holds), if any. */
-  private releasing: Promise<void> | undefined = undefined;
-  private nextProposalId: bigint;
-  readonly term = SINGLE_MEMBER_TERM;
+interface ReadBatch {
+  readonly ctx: Buffer;
+  readonly waiters: { resolve: () => void; reject: (e: Error) => void }[];
+  readonly timer: NodeJS.Timeout;
+}
+
+/** What one LMDB batch changed, for everything that runs after its transaction committed. */
+interface Effects {
+  revisions: RevisionEvents[];
+  readonly leaseChanges: LeaseChanges;
+  readonly outcomes: { id: bigint; outcome: ApplyOutcome }[];
+  readonly conf: { cc: ConfChange; change: MemberChange; error: ClientError | undefined }[];
+  compacted: boolean;
+}
+
+const RESTART_TERM_UNKNOWN = 0;
+
+export class Node implements ClusterPath, MaintenancePath, LeaderView {
   readonly watchable: WatchableStore;
-  /** Expiry bookkeeping of granted leases (loaded after the WAL replay). */
-  readonly lessor = new Lessor();
-  private readonly leaseStore: LeaseStore;
+  /** Expiry bookkeeping of granted leases; deadlines matter on the leader only. */
+  lessor = new Lessor();
+  readonly leaseStore: LeaseStore;
+  readonly memberStore: MemberStore;
+  private readonly raft: RawNode;
+  private transport!: Transport;
+  private readonly ids: RequestIds;
+  private readonly waiters = new Map<bigint, Waiter>();
+  private readonly confWaiters = new Map<bigint, ConfWaiter>();
+  private readonly appliedWaiters: { index: number; resolve: () => void }[] = [];
+  private readQueue: ReadBatch['waiters'] = [];
+  private readInFlight: ReadBatch | undefined = undefined;
+  private readSeq = 0n;
+  private readonly incomingSnapshots = new Map<number, string>();
+  private installing: Promise<void> | undefined = undefined;
+  private kickScheduled = false;
+  private processing = false;
+  private readonly idle: (() => void)[] = [];
+  private stopped = false;
+  private failed = false;
+  private appliedIndex: number;
+  private lastSnapshotIndex: number;
+  private currentTerm: number;
+  private leaderId = 0n;
+  private role: SoftState['role'] = 'follower';
+  private leaderlessSince: number | undefined;
+  private readonly leaderlessSubs = new Set<{ ms: number; fn: () => void; timer: NodeJS.Timeout | undefined }>();
+  private tickTimer: NodeJS.Timeout | undefined = undefined;
   private leaseTimer: NodeJS.Timeout | undefined = undefined;
   private leaseTimerAtMs = Infinity;
+  private compacting: Promise<void> | undefined = undefined;
+  private readonly compactedWaiters: (() => void)[] = [];
+  private releasing: Promise<void> | undefined = undefined;
+  private attrsPublished = false;
+  private readonly reqTimeoutMs: number;
 
   private constructor(
     private readonly cfg: NodeConfig,
     private readonly backend: Backend,
     readonly store: KvStore,
     private readonly wal: Wal,
+    private readonly raftStorage: MemoryStorage,
     readonly clusterId: bigint,
     readonly memberId: bigint,
+    hardState: HardState,
   ) {
     this.appliedIndex = decodeNum(backend.table('meta').get(META.appliedIndex), 0);
-    this.lastIndex = Math.max(this.appliedIndex, wal.lastIndex());
-    this.nextProposalId = BigInt.asUintN(64, memberId << 16n);
+    this.lastSnapshotIndex = this.appliedIndex;
+    this.currentTerm = hardState.term;
+    this.ids = new RequestIds(memberId);
     this.leaseStore = new LeaseStore(backend);
+    this.memberStore = new MemberStore(backend);
     this.watchable = new WatchableStore(store, WATCH_CATCH_UP, (fn) => setImmediate(fn));
+    this.leaderlessSince = monotonicMs();
+    this.reqTimeoutMs = 5000 + 2 * cfg.electionMs;
+    const electionTicks = Math.max(2, Math.round(cfg.electionMs / cfg.heartbeatMs));
+    this.raft = new RawNode(
+      {
+        id: memberId,
+        electionTicks,
+        heartbeatTicks: 1,
+        applied: this.appliedIndex,
+        maxSizePerMsg: RAFT_MAX_SIZE_PER_MSG,
+        maxInflightMsgs: RAFT_MAX_INFLIGHT_MSGS,
+        maxUncommittedEntriesBytes: RAFT_MAX_UNCOMMITTED_BYTES,
+        checkQuorum: true,
+        preVote: true,
+        randomInt: (n) => Math.floor(Math.random() * n),
+        logger: cfg.logger.child('raft'),
+      },
+      raftStorage,
+    );
   }
 
   static async open(cfg: NodeConfig): Promise<Node> {
     const log = cfg.logger;
-    const backendPath = backendPathOf(cfg.dataDir);
-    const walDir = walDirOf(cfg);
-    const backend = Backend.open(backendPath, BACKEND_MAP_BYTES);
+    const backend = Backend.open(backendPathOf(cfg.dataDir), BACKEND_MAP_BYTES);
     checkSchema(backend);
-    const { clusterId, memberId } = ensureIds(backend);
-    const store = new KvStore(backend);
+    if (decodeNum(backend.table('meta').get(META.removed), 0) === 1) {
+      throw new StorageFault(`node: the member in ${cfg.dataDir} has been permanently removed from the cluster; its data cannot rejoin (start with a new data dir and member add)`);
+    }
+    const identity = await establishIdentity(backend, cfg.cluster, log);
     const beforeWrite = failpoint('wal.write');
     if (beforeWrite !== undefined) log.warn('failpoint armed', { failpoint: 'wal.write', spec: process.env['CAIRN_FAILPOINTS'] });
-    const { wal, entries } = await Wal.open({ dir: walDir, logger: log.child('wal'), segmentBytes: cfg.walSegmentBytes ?? WAL_SEGMENT_BYTES, beforeWrite });
-    const node = new Node(cfg, backend, store, wal, clusterId, memberId);
-    const replayed = node.replay(entries);
-    await backend.flush();
-    node.compactInBackground();
+    const walDir = walDirOf(cfg);
+    const opened = await Wal.open({ dir: walDir, logger: log.child('wal'), segmentBytes: cfg.walSegmentBytes ?? WAL_SEGMENT_BYTES, beforeWrite });
+    const { wal } = opened;
+    mkdirSync(snapDirOf(cfg), { recursive: true });
+    await finishSnapshotInstall(cfg, backend, opened.snapshot, log);
+    if (identity.bootstrap !== undefined) {
+      if (wal.lastIndex() !== 0) throw new StorageFault(`node: WAL in ${walDir} has entries but the backend has no member id; refusing to bootstrap over it`);
+      await wal.append(identity.bootstrap.entries.map(toWal), toWalHardState(identity.bootstrap.hardState));
+      opened.entries.push(...identity.bootstrap.entries.map(toWal));
+    }
+    const meta = backend.table('meta');
+    const applied = decodeNum(meta.get(META.appliedIndex), 0);
+    const appliedTerm = decodeNum(meta.get(META.appliedTerm), RESTART_TERM_UNKNOWN);
+    const log0 = opened.entries.filter((e) => e.index > applied).map(fromWal);
+    const first = log0[0];
+    if (first !== undefined && first.index !== applied + 1) {
+      throw new StorageFault(`node: WAL in ${walDir} resumes at entry ${first.index} but the backend has applied only up to ${applied}`);
+    }
+    if (wal.lastIndex() < applied) await wal.appendSnapshot({ index: applied, term: appliedTerm });
+    const members = new MemberStore(backend);
+    const hs0 = identity.bootstrap?.hardState ?? (opened.hardState !== undefined ? { term: opened.hardState.term, vote: opened.hardState.vote, commit: opened.hardState.commit } : { term: 0, vote: 0n, commit: 0 });
+    const hardState: HardState = { ...hs0, commit: Math.min(Math.max(hs0.commit, applied), applied + log0.length) };
+    const storage = new MemoryStorage({ index: applied, term: appliedTerm, confState: confStateOf(members.all()) }, hardState, log0);
+    const store = new KvStore(backend);
+    const node = new Node(cfg, backend, store, wal, storage, identity.clusterId, identity.memberId, hardState);
     node.loadLeases();
+    node.compactInBackground();
+    const peers = members.all().length > 0 ? members.all() : identity.knownPeers;
+    node.transport = await Transport.listen({
+      memberId: identity.memberId,
+      clusterId: identity.clusterId,
+      listenUrls: [...cfg.listenPeerUrls],
+      snapshotDir: snapDirOf(cfg),
+      logger: log.child('transport'),
+      onMessages: (msgs) => node.onPeerMessages(msgs),
+      onSnapshot: (msg, file) => node.onPeerSnapshot(msg, file),
+      openSnapshot: (msg) => node.openSnapshot(msg),
+      onSnapshotSent: (to, ok) => {
+        node.raft.reportSnapshot(to, ok);
+        node.kick();
+      },
+      onUnreachable: (to) => {
+        node.raft.reportUnreachable(to);
+        node.kick();
+      },
+      handleRequest: (from, kind, body) => node.handlePeerRequest(from, kind, body),
+      isRemoved: (id) => node.memberStore.isRemoved(id),
+      onRemoved: () => node.removed('a peer reports that this member was removed from the cluster'),
+    });
+    for (const m of peers) if (m.id !== identity.memberId) node.transport.addPeer(m.id, [...m.peerURLs]);
     log.info('opened backend and WAL', {
       'data-dir': cfg.dataDir,
       'wal-dir': walDir,
-      'applied-index': node.appliedIndex,
+      'cluster-id': identity.clusterId.toString(16),
+      'member-id': identity.memberId.toString(16),
+      'applied-index': applied,
+      'raft-term': hardState.term,
+      'raft-commit': hardState.commit,
+      'wal-entries': log0.length,
       'current-revision': store.currentRev,
-      'compact-revision': store.compactRev,
-      'wal-entries': entries.length,
-      'replayed-entries': replayed,
+      members: peers.length,
       leases: node.lessor.size,
     });
+    node.tickTimer = setInterval(() => node.tick(), cfg.heartbeatMs);
+    node.kick();
     return node;
   }
 
-  /** Every granted lease starts its full TTL again (etcd refreshes leases when a member starts leading). */
+  // ---------- identity ----------
+
+  get term(): number {
+    return this.currentTerm;
+  }
+
+  hasLeader(): boolean {
+    return this.leaderId !== 0n;
+  }
+
+  isLeader(): boolean {
+    return this.role === 'leader';
+  }
+
+  isLearner(): boolean {
+    return this.memberStore.get(this.memberId)?.isLearner ?? false;
+  }
+
+  onLeaderless(ms: number, fn: () => void): () => void {
+    const sub = { ms, fn, timer: undefined as NodeJS.Timeout | undefined };
+    this.leaderlessSubs.add(sub);
+    if (this.leaderlessSince !== undefined) this.armLeaderless(sub);
+    return () => {
+      if (sub.timer !== undefined) clearTimeout(sub.timer);
+      this.leaderlessSubs.delete(sub);
+    };
+  }
+
+  private armLeaderless(sub: { ms: number; fn: () => void; timer: NodeJS.Timeout | undefined }): void {
+    const since = this.leaderlessSince ?? monotonicMs();
+    sub.timer = setTimeout(() => {
+      sub.timer = undefined;
+      if (this.leaderlessSince !== undefined) sub.fn();
+    }, Math.max(0, since + sub.ms - monotonicMs()));
+    sub.timer.unref();
+  }
+
+  // ---------- the run loop ----------
+
+  private tick(): void {
+    if (this.stopped) return;
+    this.raft.tick();
+    this.kick();
+  }
+
+  private kick(): void {
+    if (this.kickScheduled || this.stopped) return;
+    this.kickScheduled = true;
+    queueMicrotask(() => {
+      this.kickScheduled = false;
+      void this.loop();
+    });
+  }
+
+  private async loop(): Promise<void> {
+    if (this.processing || this.failed) return;
+    this.processing = true;
+    try {
+      while (!this.failed && this.raft.hasReady()) await this.handleReady(this.raft.ready());
+    } catch (err) {
+      this.fail(err);
+    } finally {
+      this.processing = false;
+      for (const w of this.idle.splice(0)) w();
+    }
+  }
+
+  private async handleReady(rd: Ready): Promise<void> {
+    if (rd.softState !== undefined) this.onSoftState(rd.softState);
+    if (rd.hardState !== undefined) this.currentTerm = rd.hardState.term;
+    if (rd.snapshot !== undefined) await this.installSnapshot(rd.snapshot, rd.hardState);
+    const leader = this.role === 'leader';
+    if (leader) this.send(rd.messages);
+    if (rd.entries.length > 0 || (rd.hardState !== undefined && rd.mustSync)) {
+      await this.wal.append(rd.entries.map(toWal), rd.hardState !== undefined ? toWalHardState(rd.hardState) : undefined);
+    }
+    if (rd.entries.length > 0) this.raftStorage.append(rd.entries);
+    if (rd.hardState !== undefined) this.raftStorage.setHardState(rd.hardState);
+    if (!leader) this.send(rd.messages);
+    if (rd.committedEntries.length > 0) this.applyCommitted(rd.committedEntries);
+    for (const rs of rd.readStates) this.onReadState(rs.index, rs.context);
+    this.raft.advance(rd);
+    this.dropStaleSnapshots();
+    this.maybeCompactLog();
+  }
+
+  private send(msgs: readonly Message[]): void {
+    if (msgs.length > 0) this.transport.send([...msgs]);
+  }
+
+  private onPeerMessages(msgs: readonly Message[]): void {
+    if (this.stopped) return;
+    for (const m of msgs) {
+      try {
+        this.raft.step(m);
+      } catch (err) {
+        this.cfg.logger.warn('dropped a peer message raft refused', { type: m.type, from: m.from.toString(16), error: err });
+      }
+    }
+    this.kick();
+  }
+
+  private onSoftState(ss: SoftState): void {
+    const wasLeader = this.role === 'leader';
+    const prevLead = this.leaderId;
+    this.role = ss.role;
+    this.leaderId = ss.lead;
+    if (prevLead !== ss.lead) {
+      this.cfg.logger.info(ss.lead === 0n ? 'lost the leader' : 'leader elected', { leader: ss.lead.toString(16), term: this.raft.status().hardState.term, role: ss.role });
+      if (this.readInFlight !== undefined && prevLead !== 0n) this.failReads(new ServerRefusal('leaderChanged'));
+      this.onLeaderChange(ss.lead);
+    }
+    if (ss.role === 'leader' && !wasLeader) this.promoteLeases();
+    if (ss.role !== 'leader' && wasLeader) this.demoteLeases();
+  }
+
+  private onLeaderChange(lead: bigint): void {
+    if (lead === 0n) {
+      this.leaderlessSince = monotonicMs();
+      for (const s of this.leaderlessSubs) this.armLeaderless(s);
+      return;
+    }
+    this.leaderlessSince = undefined;
+    for (const s of this.leaderlessSubs) {
+      if (s.timer !== undefined) clearTimeout(s.timer);
+      s.timer = undefined;
+    }
+    this.publishAttrs();
+  }
+
+  /** etcd publishes the member's name and client URLs through the log once a leader exists. */
+  private publishAttrs(): void {
+    if (this.attrsPublished) return;
+    const me = this.memberStore.get(this.memberId);
+    const urls = this.cfg.advertiseClientUrls;
+    if (me !== undefined && me.name === this.cfg.name && me.clientURLs.length === urls.length && me.clientURLs.every((u, i) => u === urls[i])) {
+      this.attrsPublished = true;
+      return;
+    }
+    this.attrsPublished = true;
+    this.propose({ memberAttrs: { memberId: this.memberId, name: this.cfg.name, clientUrls: [...urls] } }).catch((err: unknown) => {
+      this.attrsPublished = false;
+      this.cfg.logger.warn('failed to publish member attributes; will retry at the next leader change', { error: err });
+    });
+  }
+
+  // ---------- proposals ----------
+
+  /** Proposes a write; resolves once it is committed and applied here (or refused at apply time). */
+  propose(req: InternalRequestInit): Promise<ApplyOutcome> {
+    if (this.stopped) return Promise.reject(new ServerRefusal('stopped'));
+    if (this.waiters.size >= PROPOSALS_PENDING_MAX) return Promise.reject(new ServerRefusal('tooManyRequests'));
+    const id = this.ids.next();
+    const data = encodeInternalRequest({ ...req, header: { ID: id, proposedUnixMs: Date.now() } });
+    if (data.length > this.cfg.requestBytesMax) return Promise.reject(new ClientError('requestTooLarge'));
+    return new Promise<ApplyOutcome>((resolve, reject) => {
+      try {
+        this.raft.propose(data);
+      } catch (err) {
+        reject(dropped(err));
+        return;
+      }
+      const timer = setTimeout(() => {
+        this.waiters.delete(id);
+        reject(new ServerRefusal('timeout'));
+      }, this.reqTimeoutMs);
+      this.waiters.set(id, { resolve, reject, timer });
+      this.kick();
+    });
+  }
+
+  // ---------- linearizable reads (ReadIndex, batched) ----------
+
+  /** Resolves once this member has applied everything committed before the call (etcd's ReadIndex). */
+  linearizableRead(): Promise<void> | undefined {
+    if (this.stopped) return Promise.reject(new ServerRefusal('stopped'));
+    const st = this.raft.status();
+    if (st.softState.role === 'leader' && st.confState.voters.length === 1 && this.installing === undefined) {
+      // A single voter is its own quorum; every acknowledged write was applied before its reply.
+      return undefined;
+    }
+    return new Promise<void>((resolve, reject) => {
+      this.readQueue.push({ resolve, reject });
+      if (this.readInFlight === undefined) this.startRead();
+    });
+  }
+
+  private startRead(): void {
+    const waiters = this.readQueue;
+    this.readQueue = [];
+    if (waiters.length === 0) return;
+    if (this.leaderId === 0n) {
+      for (const w of waiters) w.reject(new ServerRefusal('noLeader'));
+      return;
+    }
+    const ctx = Buffer.alloc(8);
+    ctx.writeBigUInt64BE(++this.readSeq);
+    const timer = setTimeout(() => this.failReads(new ServerRefusal('timeout')), this.reqTimeoutMs);
+    this.readInFlight = { ctx, waiters, timer };
+    try {
+      this.raft.readIndex(ctx);
+    } catch (err) {
+      this.failReads(dropped(err));
+      return;
+    }
+    this.kick();
+  }
+
+  private failReads(err: Error): void {
+    const b = this.readInFlight;
+    this.readInFlight = undefined;
+    if (b !== undefined) {
+      clearTimeout(b.timer);
+      for (const w of b.waiters) w.reject(err);
+    }
+    if (this.readQueue.length > 0) this.startRead();
+  }
+
+  private onReadState(index: number, ctx: Uint8Array): void {
+    const b = this.readInFlight;
+    if (b === undefined || !b.ctx.equals(ctx)) return;
+    clearTimeout(b.timer);
+    this.readInFlight = undefined;
+    const done = (): void => {
+      for (const w of b.waiters) w.resolve();
+    };
+    if (this.appliedIndex >= index) done();
+    else this.appliedWaiters.push({ index, resolve: done });
+    if (this.readQueue.length > 0) this.startRead();
+  }
+
+  private wakeApplied(): void {
+    if (this.appliedWaiters.length === 0) return;
+    const keep: typeof this.appliedWaiters = [];
+    for (const w of this.appliedWaiters) {
+      if (w.index <= this.appliedIndex) w.resolve();
+      else keep.push(w);
+    }
+    this.appliedWaiters.length = 0;
+    this.appliedWaiters.push(...keep);
+  }
+
+  /** Undefined when reads may go ahead now; otherwise resolves once a snapshot install finished. */
+  whenReadable(): Promise<void> | undefined {
+    return this.installing;
+  }
+
+  // ---------- apply ----------
+
+  private applyCommitted(entries: readonly Entry[]): void {
+    for (let i = 0; i < entries.length; i += APPLY_BATCH_ENTRIES_MAX) {
+      const chunk = entries.slice(i, i + APPLY_BATCH_ENTRIES_MAX);
+      const effects = this.applyChunk(chunk);
+      this.afterCommit(effects);
+    }
+    this.wakeApplied();
+  }
+
+  /** Applies entries in one LMDB transaction; redoes the batch when an entry fails halfway. */
+  private applyChunk(chunk: readonly Entry[]): Effects {
+    const failed = new Map<number, ClientError>();
+    for (;;) {
+      const effects: Effects = { revisions: [], leaseChanges: { granted: [], revoked: [] }, outcomes: [], conf: [], compacted: false };
+      this.store.takeChanges();
+      const before = this.appliedIndex;
+      try {
+        this.backend.write(() => this.applyAll(chunk, failed, effects));
+        effects.revisions = this.store.takeChanges();
+        return effects;
+      } catch (err) {
+        this.appliedIndex = before;
+        if (!(err instanceof MidTxnFailure)) throw err;
+        this.store.reload();
+        this.memberStore.reload();
+        failed.set(err.index, err.error);
+      }
+    }
+  }
+
+  private applyAll(chunk: readonly Entry[], failed: ReadonlyMap<number, ClientError>, effects: Effects): void {
+    const ctx = {
+      store: this.store,
+      leases: this.leaseStore,
+      leaseChanges: effects.leaseChanges,
+      setMemberAttrs: (id: bigint, name: string, clientURLs: readonly string[]) => this.setMemberAttrs(id, name, clientURLs),
+    };
+    for (const e of chunk) {
+      assert(e.index === this.appliedIndex + 1, `entries apply in order (${e.index} after ${this.appliedIndex})`);
+      if (e.type === 'confChange') this.applyConfEntry(e, effects);
+      else if (e.data.length > 0) {
+        const req = decodeInternalRequest(e.data);
+        let outcome: ApplyOutcome;
+        try {
+          outcome = applyRequest(ctx, req, failed.get(e.index));
+        } catch (err) {
+          if (err instanceof MidTxnError) throw new MidTxnFailure(e.index, err.error);
+          throw err;
+        }
+        if (outcome.ok && outcome.response.kind === 'compaction') effects.compacted = true;
+        const id = req.header?.ID;
+        if (id !== undefined) effects.outcomes.push({ id, outcome });
+      }
+      this.appliedIndex = e.index;
+    }
+    const last = chunk[chunk.length - 1];
+    if (last !== undefined) {
+      const meta = this.backend.table('meta');
+      meta.put(META.appliedIndex, encodeNum(last.index));
+      meta.put(META.appliedTerm, encodeNum(last.term));
+    }
+  }
+
+  private applyConfEntry(e: Entry, effects: Effects): void {
+    const cc = decodeConfChange(e.data);
+    const change = decodeChange(cc.context);
+    const members = this.memberStore.all();
+    try {
+      checkChange(members, (id) => this.memberStore.isRemoved(id), change);
+    } catch (err) {
+      if (!(err instanceof ClientError)) throw err;
+      effects.conf.push({ cc, change, error: err });
+      return;
+    }
+    const removedNow = change.kind === 'remove' ? [change.member.id] : [];
+    this.memberStore.write(applyChange(members, change), removedNow);
+    if (change.kind === 'remove' && change.member.id === this.memberId) this.backend.table('meta').put(META.removed, encodeNum(1));
+    effects.conf.push({ cc, change, error: undefined });
+  }
+
+  private setMemberAttrs(id: bigint, name: string, clientURLs: readonly string[]): void {
+    const members = this.memberStore.all();
+    const cur = members.find((m) => m.id === id);
+    if (cur === undefined) return;
+    this.memberStore.write(
+      members.map((m) => (m.id === id ? { ...m, name, clientURLs: [...clientURLs] } : m)),
+      [],
+    );
+  }
+
+  /** What a committed batch changed, for watchers, the lessor, waiters, raft and the transport. */
+  private afterCommit(a: Effects): void {
+    if (a.revisions.length > 0) this.watchable.notify(a.revisions);
+    if (a.leaseChanges.granted.length > 0 || a.leaseChanges.revoked.length > 0) {
+      const now = monotonicMs();
+      for (const g of a.leaseChanges.granted) this.lessor.granted(g.id, g.ttlSeconds, now);
+      for (const id of a.leaseChanges.revoked) this.lessor.revoked(id);
+      this.scheduleLeaseCheck();
+    }
+    for (const { id, outcome } of a.outcomes) {
+      const w = this.waiters.get(id);
+      if (w === undefined) continue;
+      this.waiters.delete(id);
+      clearTimeout(w.timer);
+      w.resolve(outcome);
+    }
+    if (a.compacted) this.compactInBackground();
+    for (const c of a.conf) this.afterConfChange(c.cc, c.change, c.error);
+  }
+
+  private afterConfChange(cc: ConfChange, change: MemberChange, error: ClientError | undefined): void {
+    const w = this.confWaiters.get(change.requestId);
+    if (w !== undefined) {
+      this.confWaiters.delete(change.requestId);
+      clearTimeout(w.timer);
+    }
+    if (error !== undefined) {
+      w?.reject(error);
+      return;
+    }
+    this.raft.applyConfChange(cc);
+    const id = change.member.id;
+    if (id !== this.memberId) {
+      if (change.kind === 'remove') this.transport.removePeer(id);
+      else if (change.kind === 'add' || change.kind === 'addLearner') this.transport.addPeer(id, [...change.member.peerURLs]);
+      else if (change.kind === 'update') this.transport.updatePeer(id, [...change.member.peerURLs]);
+    }
+    this.cfg.logger.info('applied a membership change', { change: change.kind, member: id.toString(16), 'peer-urls': change.member.peerURLs });
+    w?.resolve(this.memberStore.all());
+    if (change.kind === 'remove' && id === this.memberId) this.removed('this member was removed from the cluster');
+  }
+
+  private removed(why: string): void {
+    if (this.stopped) return;
+    this.cfg.logger.warn('the member has been permanently removed from the cluster; stopping', { reason: why });
+    this.stopped = true;
+    this.cfg.onRemoved(new ServerRefusal('removed', `etcdserver: the member has been permanently removed from the cluster`));
+  }
+
+  private fail(err: unknown): void {
+    const e = err instanceof Error ? err : new Error(String(err));
+    const fatal = e instanceof WalFatalError || e instanceof StorageFault ? e : new StorageFault(`node: ${e.message}`, { cause: e });
+    if (this.failed) return;
+    this.failed = true;
+    this.stopped = true;
+    const refusal = new ServerRefusal('stopped', 'etcdserver: server stopped', { cause: fatal });
+    for (const w of this.waiters.values()) {
+      clearTimeout(w.timer);
+      w.reject(refusal);
+    }
+    this.waiters.clear();
+    this.failReads(refusal);
+    this.cfg.onFatal(fatal);
+  }
+
+  // ---------- log compaction and snapshots ----------
+
+  /** Every snapshot-count applied entries: LMDB flushed, WAL segments released, raft log trimmed. */
+  private maybeCompactLog(): void {
+    const every = this.cfg.snapshotCount ?? SNAPSHOT_COUNT_DEFAULT;
+    if (this.releasing !== undefined || this.appliedIndex - this.lastSnapshotIndex < every) return;
+    const through = this.appliedIndex;
+    const keep = this.cfg.snapshotCatchupEntries ?? SNAPSHOT_CATCHUP_ENTRIES_DEFAULT;
+    this.releasing = this.backend
+      .flush()
+      .then(() => this.wal.releaseBefore(through + 1))
+      .then(() => {
+        this.lastSnapshotIndex = through;
+        const compactTo = through - keep;
+        if (compactTo > this.raftStorage.firstIndex() - 1 && compactTo <= this.raftStorage.lastIndex()) {
+          this.raftStorage.compact(compactTo, confStateOf(this.memberStore.all()));
+        }
+      })
+      .catch((err: unknown) => this.fail(err))
+      .finally(() => {
+        this.releasing = undefined;
+      });
+  }
+
+  /** A consistent copy of the database for a follower behind the compacted log. */
+  private async openSnapshot(msg: Message): Promise<OutgoingSnapshot> {
+    const file = join(snapDirOf(this.cfg), `out-${msg.to.toString(16)}-${process.hrtime.bigint().toString(36)}.mdb`);
+    await this.backend.backup(file);
+    const copy = Backend.open(file, BACKEND_MAP_BYTES);
+    let snapshot: SnapshotMeta;
+    try {
+      const meta = copy.table('meta');
+      snapshot = {
+        index: decodeNum(meta.get(META.appliedIndex), 0),
+        term: decodeNum(meta.get(META.appliedTerm), 0),
+        confState: confStateOf(new MemberStore(copy).all()),
+      };
+    } finally {
+      await copy.close();
+      rmSync(`${file}-lock`, { force: true });
+    }
+    this.cfg.logger.info('sending a snapshot', { to: msg.to.toString(16), index: snapshot.index, term: snapshot.term, 'raft-snapshot-index': msg.snapshot?.index });
+    return {
+      msg: { ...msg, snapshot },
+      file,
+      release: async () => {
+        rmSync(file, { force: true });
+        return Promise.resolve();
+      },
+    };
+  }
+
+  private onPeerSnapshot(msg: Message, file: string): void {
+    const idx = msg.snapshot?.index;
+    if (idx === undefined || this.stopped) {
+      rmSync(file, { force: true });
+      return;
+    }
+    const prev = this.incomingSnapshots.get(idx);
+    if (prev !== undefined && prev !== file) rmSync(prev, { force: true });
+    this.incomingSnapshots.set(idx, file);
+    this.onPeerMessages([msg]);
+  }
+
+  private dropStaleSnapshots(): void {
+    for (const [idx, file] of this.incomingSnapshots) {
+      if (idx <= this.appliedIndex) {
+        rmSync(file, { force: true });
+        this.incomingSnapshots.delete(idx);
+      }
+    }
+  }
+
+  private async installSnapshot(meta: SnapshotMeta, hs: HardState | undefined): Promise<void> {
+    const file = this.incomingSnapshots.get(meta.index);
+    if (file === undefined) throw new StorageFault(`node: raft asked to install snapshot ${meta.index}, which was never received`);
+    this.incomingSnapshots.delete(meta.index);
+    const final = join(snapDirOf(this.cfg), snapFileName(meta.index));
+    renameSync(file, final);
+    this.cfg.logger.info('installing a snapshot from the leader', { index: meta.index, term: meta.term, 'applied-index': this.appliedIndex });
+    let done!: () => void;
+    this.installing = new Promise<void>((r) => (done = r));
+    try {
+      await this.wal.appendSnapshot({ index: meta.index, term: meta.term }, hs !== undefined ? toWalHardState(hs) : undefined);
+      await this.compacting;
+      await this.backend.replaceWith(final);
+      const applied = decodeNum(this.backend.table('meta').get(META.appliedIndex), 0);
+      if (applied !== meta.index) throw new StorageFault(`node: snapshot ${meta.index} holds applied index ${applied}`);
+      this.appliedIndex = applied;
+      this.lastSnapshotIndex = applied;
+      this.store.reload();
+      this.memberStore.reload();
+      this.lessor = new Lessor();
+      this.loadLeases();
+      this.raftStorage.applySnapshot(meta);
+      this.watchable.restore();
+      for (const m of this.memberStore.all()) if (m.id !== this.memberId) this.transport.addPeer(m.id, [...m.peerURLs]);
+      this.compactInBackground();
+    } finally {
+      this.installing = undefined;
+      done();
+    }
+    this.cfg.logger.info('installed a snapshot', { index: meta.index, 'current-revision': this.store.currentRev });
+  }
+
+  // ---------- leases: expiry runs on the leader only ----------
+
   private loadLeases(): void {
     const now = monotonicMs();
     for (const l of this.leaseStore.all()) this.lessor.granted(l.id, l.ttlSeconds, now);
+  }
+
+  /** A new leader restarts every lease's clock (plus an election timeout, as etcd's promote). */
+  private promoteLeases(): void {
+    this.lessor = new Lessor();
+    const base = monotonicMs() + this.cfg.electionMs;
+    for (const l of this.leaseStore.all()) this.lessor.granted(l.id, l.ttlSeconds, base);
     this.scheduleLeaseCheck();
   }
 
-  /** Arms the timer for the next lease expiry (one timer; moved earlier when a sooner lease appears). */
+  private demoteLeases(): void {
+    if (this.leaseTimer !== undefined) clearTimeout(this.leaseTimer);
+    this.leaseTimer = undefined;
+    this.leaseTimerAtMs = Infinity;
+  }
+
   private scheduleLeaseCheck(): void {
-    if (this.stopped) return;
+    if (this.stopped || this.role !== 'leader') return;
     const at = this.lessor.nextCheckMs();
     if (at === undefined || at >= this.leaseTimerAtMs) return;
     this.armLeaseTimer(at);
@@ -149,11 +797,10 @@ export class Node {
     this.leaseTimer.unref();
   }
 
-  /** Proposes revokes for expired leases, at most LEASE_REVOKES_PER_CHECK per LEASE_REVOKE_CHECK_MS (etcd: 1000/s). */
   private revokeExpired(): void {
     this.leaseTimer = undefined;
     this.leaseTimerAtMs = Infinity;
-    if (this.stopped) return;
+    if (this.stopped || this.role !== 'leader') return;
     const now = monotonicMs();
     const ids = this.lessor.expired(now, LEASE_REVOKES_PER_CHECK);
     for (const id of ids) {
@@ -168,188 +815,182 @@ export class Node {
     else this.scheduleLeaseCheck();
   }
 
-  /** Re-applies the WAL entries LMDB does not hold yet; returns how many. */
-  private replay(entries: readonly WalEntry[]): number {
-    const todo = entries.filter((e) => e.index > this.appliedIndex);
-    const first = todo[0];
-    if (first !== undefined && first.index !== this.appliedIndex + 1) {
-      throw new StorageFault(`node: WAL starts at entry ${first.index} but the backend has applied only up to ${this.appliedIndex}`);
-    }
-    if (this.wal.lastIndex() < this.appliedIndex && this.wal.lastIndex() !== 0) {
-      throw new StorageFault(`node: the WAL in ${walDirOf(this.cfg)} ends at entry ${this.wal.lastIndex()} but the backend has applied up to ${this.appliedIndex}: entries that were durable are missing from the WAL (disk damage?); refusing to start`);
-    }
-    for (let i = 0; i < todo.length; i += APPLY_BATCH_ENTRIES_MAX) {
-      this.applyBatch(todo.slice(i, i + APPLY_BATCH_ENTRIES_MAX).map((e) => ({ index: e.index, data: e.data })));
-    }
-    return todo.length;
+  /** KeepAlive: renewed by the leader (forwarded there from a follower). TTL 0 = unknown/expired. */
+  async renewLease(id: bigint): Promise<number> {
+    if (this.role === 'leader') return this.lessor.renew(id, monotonicMs()) ?? 0;
+    const body = Buffer.alloc(8);
+    body.writeBigInt64BE(id);
+    const reply = Buffer.from(await this.forwardToLeader('leaseRenew', body));
+    return Number(reply.readBigInt64BE(0));
   }
 
-  /** Proposes a write; resolves once it is durable and applied (or refused at apply time). */
-  propose(req: InternalRequestInit): Promise<ApplyOutcome> {
-    if (this.stopped) return Promise.reject(new ServerRefusal('stopped'));
-    if (this.pending.length + this.inflight >= PROPOSALS_PENDING_MAX) return Promise.reject(new ServerRefusal('tooManyRequests'));
-    const data = encodeInternalRequest({ ...req, header: { ID: this.nextProposalId++, proposedUnixMs: Date.now() } });
-    if (data.length > this.cfg.requestBytesMax) return Promise.reject(new ClientError('requestTooLarge'));
-    const index = ++this.lastIndex;
-    return new Promise<ApplyOutcome>((resolve, reject) => {
-      this.pending.push({ index, data, resolve, reject });
-      if (!this.scheduled) {
-        this.scheduled = true;
-        queueMicrotask(() => this.dispatch());
-      }
+  /** Remaining TTL as the leader sees it: {remainingMs, ttlSeconds} or undefined when unknown. */
+  async leaseRemaining(id: bigint): Promise<{ remainingMs: number; ttlSeconds: number } | undefined> {
+    if (this.role === 'leader') {
+      const l = this.lessor.get(id, monotonicMs());
+      return l === undefined ? undefined : { remainingMs: l.remainingMs, ttlSeconds: l.ttlSeconds };
+    }
+    const body = Buffer.alloc(8);
+    body.writeBigInt64BE(id);
+    const reply = JSON.parse(Buffer.from(await this.forwardToLeader('leaseTTL', body)).toString('utf8')) as { remainingMs: number; ttlSeconds: number } | null;
+    return reply ?? undefined;
+  }
+
+  private forwardToLeader(kind: string, body: Uint8Array): Promise<Uint8Array> {
+    const lead = this.leaderId;
+    if (lead === 0n) return Promise.reject(new ServerRefusal('noLeader'));
+    return this.transport.request(lead, kind, body, this.reqTimeoutMs).catch((err: unknown) => {
+      throw err instanceof Error && /not leader/.test(err.message) ? new ServerRefusal('leaderChanged') : new ServerRefusal('timeout', undefined, { cause: err });
     });
   }
 
-  /**
-   * Hands what was proposed during this turn to the WAL at once (the WAL group-commits everything
-   * queued while its previous write is in flight), so CPU work on one batch overlaps the disk write
-   * of the next. Batches are applied strictly in log order once durable (see applyDurable).
-   */
-  private dispatch(): void {
-    this.scheduled = false;
-    while (this.pending.length > 0) {
-      const batch = this.pending.splice(0, APPLY_BATCH_ENTRIES_MAX);
-      this.inflight += batch.length;
-      const rec: InFlight = { batch, durable: false };
-      this.queue.push(rec);
-      this.wal
-        .append(batch.map((p) => ({ index: p.index, term: this.term, data: p.data })))
-        .then(
-          () => {
-            rec.durable = true;
-            this.scheduleApply();
-          },
-          (err: unknown) => this.fail(err, []),
-        );
-    }
-  }
-
-  private scheduleApply(): void {
-    if (this.applyScheduled) return;
-    this.applyScheduled = true;
-    queueMicrotask(() => this.applyDurable());
-  }
-
-  /** Applies, in one LMDB transaction, every batch at the head of the queue that the WAL holds durably. */
-  private applyDurable(): void {
-    this.applyScheduled = false;
-    if (this.failed) return;
-    const ready: Proposal[] = [];
-    while (this.queue.length > 0 && (this.queue[0] as InFlight).durable && ready.length < APPLY_BATCH_ENTRIES_MAX) {
-      ready.push(...(this.queue.shift() as InFlight).batch);
-    }
-    if (ready.length === 0) return;
-    this.inflight -= ready.length;
-    let applied: Applied;
-    try {
-      applied = this.applyBatch(ready);
-    } catch (err) {
-      this.fail(err, ready);
-      return;
-    }
-    const outcomes = applied.outcomes;
-    this.afterCommit(applied);
-    ready.forEach((p, i) => p.resolve(outcomes[i] as ApplyOutcome));
-    if (outcomes.some((o) => o.ok && o.response.kind === 'compaction')) this.compactInBackground();
-    if (this.queue.length > 0 && (this.queue[0] as InFlight).durable) this.scheduleApply();
-    else if (this.queue.length === 0) this.wakeIdle();
-    this.maybeRelease();
-  }
-
-  private wakeIdle(): void {
-    for (const w of this.idleWaiters.splice(0)) w();
-  }
-
-  private fail(err: unknown, batch: readonly Proposal[]): void {
-    const e = err instanceof Error ? err : new Error(String(err));
-    const fatal = e instanceof WalFatalError || e instanceof StorageFault ? e : new StorageFault(`node: apply failed: ${e.message}`, { cause: e });
-    if (this.failed) {
-      for (const p of batch) p.reject(new ServerRefusal('stopped', 'etcdserver: server stopped', { cause: fatal }));
-      return;
-    }
-    this.stopped = true;
-    this.failed = true;
-    const queued = this.queue.splice(0).flatMap((q) => q.batch);
-    for (const p of [...batch, ...queued, ...this.pending]) p.reject(new ServerRefusal('stopped', 'etcdserver: server stopped', { cause: fatal }));
-    this.pending = [];
-    this.wakeIdle();
-    this.cfg.onFatal(fatal);
-  }
-
-  /** What a committed batch changed, for watchers and the lessor. */
-  private afterCommit(a: Applied): void {
-    if (a.revisions.length > 0) this.watchable.notify(a.revisions);
-    if (a.leaseChanges.granted.length === 0 && a.leaseChanges.revoked.length === 0) return;
-    const now = monotonicMs();
-    for (const g of a.leaseChanges.granted) this.lessor.granted(g.id, g.ttlSeconds, now);
-    for (const id of a.leaseChanges.revoked) this.lessor.revoked(id);
-    this.scheduleLeaseCheck();
-  }
-
-  /** Applies entries in one LMDB transaction; redoes the batch when an entry fails halfway. */
-  private applyBatch(batch: readonly { index: number; data: Uint8Array }[]): Applied {
-    const failed = new Map<number, ClientError>();
-    for (;;) {
-      const leaseChanges: LeaseChanges = { granted: [], revoked: [] };
-      this.store.takeChanges();
-      try {
-        const outcomes = this.backend.write(() => this.applyAll(batch, failed, leaseChanges));
-        return { outcomes, revisions: this.store.takeChanges(), leaseChanges };
-      } catch (err) {
-        if (!(err instanceof MidTxnFailure)) throw err;
-        this.store.reload();
-        failed.set(err.index, err.error);
+  private async handlePeerRequest(_from: bigint, kind: string, body: Uint8Array): Promise<Uint8Array> {
+    switch (kind) {
+      case 'members':
+        return encodeMembersReply(this.clusterId, this.memberStore.all());
+      case 'leaseRenew': {
+        if (this.role !== 'leader') throw new Error('not leader');
+        const id = Buffer.from(body).readBigInt64BE(0);
+        const out = Buffer.alloc(8);
+        out.writeBigInt64BE(BigInt(this.lessor.renew(id, monotonicMs()) ?? 0));
+        return out;
       }
-    }
-  }
-
-  private applyAll(batch: readonly { index: number; data: Uint8Array }[], failed: ReadonlyMap<number, ClientError>, leaseChanges: LeaseChanges): ApplyOutcome[] {
-    const ctx = { store: this.store, leases: this.leaseStore, leaseChanges };
-    const out: ApplyOutcome[] = [];
-    for (const e of batch) {
-      assert(e.index === this.appliedIndex + out.length + 1, `entries apply in order (${e.index})`);
-      try {
-        out.push(applyEntry(ctx, e.data, failed.get(e.index)));
-      } catch (err) {
-        if (err instanceof MidTxnError) throw new MidTxnFailure(e.index, err.error);
-        throw err;
+      case 'leaseTTL': {
+        if (this.role !== 'leader') throw new Error('not leader');
+        const l = this.lessor.get(Buffer.from(body).readBigInt64BE(0), monotonicMs());
+        return Buffer.from(JSON.stringify(l === undefined ? null : { remainingMs: l.remainingMs, ttlSeconds: l.ttlSeconds }));
       }
+      case 'promote': {
+        if (this.role !== 'leader') throw new Error('not leader');
+        const members = await this.promoteMember(Buffer.from(body).readBigUInt64BE(0));
+        return Buffer.from(JSON.stringify(members.length));
+      }
+      default:
+        throw new Error(`unknown request kind ${JSON.stringify(kind)}`);
     }
-    const last = batch[batch.length - 1];
-    if (last !== undefined) {
-      this.backend.table('meta').put(META.appliedIndex, encodeNum(last.index));
-      this.backend.table('meta').put(META.appliedTerm, encodeNum(this.term));
-      this.appliedIndex = last.index;
-    }
-    return out;
   }
 
-  /** After every snapshot-count entries: flush LMDB, then let the WAL drop what LMDB now holds durably. */
-  private maybeRelease(): void {
-    const every = this.cfg.snapshotCount ?? SNAPSHOT_COUNT_DEFAULT;
-    if (this.releasing !== undefined || this.appliedIndex - this.releasedThrough < every) return;
-    const through = this.appliedIndex;
-    this.releasing = this.backend
-      .flush()
-      .then(() => this.wal.releaseBefore(through + 1))
-      .then(() => {
-        this.releasedThrough = through;
-      })
-      .catch((err: unknown) => this.fail(err, []))
-      .finally(() => {
-        this.releasing = undefined;
-      });
+  // ---------- membership (Cluster service) ----------
+
+  members(): MemberInfo[] {
+    return this.memberStore.all();
   }
 
-  /**
-   * Removes what compactions made unreachable, COMPACTION_BATCH_KEYS keys per LMDB transaction,
-   * yielding to requests between steps (etcd compacts in the background the same way). A newer
-   * compaction restarts the walk; progress is persisted, so a restart resumes it.
-   */
+  async addMember(peerURLs: readonly string[], isLearner: boolean): Promise<{ member: MemberInfo; members: MemberInfo[] }> {
+    const member: Member = { id: computeAddedId(peerURLs, this.cfg.cluster.initialClusterToken), name: '', peerURLs: [...peerURLs], clientURLs: [], isLearner };
+    const members = await this.proposeChange({ kind: isLearner ? 'addLearner' : 'add', requestId: this.ids.next(), member }, isLearner ? 'addLearner' : 'addNode');
+    return { member, members };
+  }
+
+  removeMember(id: bigint): Promise<MemberInfo[]> {
+    const cur = this.memberStore.get(id);
+    const member: Member = cur ?? { id, name: '', peerURLs: [], clientURLs: [], isLearner: false };
+    return this.proposeChange({ kind: 'remove', requestId: this.ids.next(), member }, 'removeNode');
+  }
+
+  updateMember(id: bigint, peerURLs: readonly string[]): Promise<MemberInfo[]> {
+    const cur = this.memberStore.get(id);
+    const member: Member = { id, name: cur?.name ?? '', peerURLs: [...peerURLs], clientURLs: cur?.clientURLs ?? [], isLearner: cur?.isLearner ?? false };
+    return this.proposeChange({ kind: 'update', requestId: this.ids.next(), member }, 'updateNode');
+  }
+
+  async promoteMember(id: bigint): Promise<MemberInfo[]> {
+    const cur = this.memberStore.get(id);
+    if (cur === undefined) throw new ClientError('memberNotFound');
+    if (!cur.isLearner) throw new ClientError('memberNotLearner');
+    if (this.role !== 'leader') {
+      const body = Buffer.alloc(8);
+      body.writeBigUInt64BE(id);
+      try {
+        await this.forwardToLeader('promote', body);
+      } catch (err) {
+        throw mapForwardedError(err);
+      }
+      await this.waitApplied(this.raft.status().hardState.commit);
+      return this.memberStore.all();
+    }
+    if (!this.learnerReady(id)) throw new ClientError('learnerNotReady');
+    return this.proposeChange({ kind: 'promote', requestId: this.ids.next(), member: cur }, 'addNode');
+  }
+
+  /** etcd: a learner may be promoted once its match index is at least 90% of the leader's. */
+  private learnerReady(id: bigint): boolean {
+    const st = this.raft.status();
+    const p = st.progress.get(id);
+    const mine = st.progress.get(this.memberId);
+    if (p === undefined || mine === undefined) return false;
+    return p.match >= mine.match * 0.9;
+  }
+
+  private waitApplied(index: number): Promise<void> {
+    if (this.appliedIndex >= index) return Promise.resolve();
+    return new Promise((resolve) => this.appliedWaiters.push({ index, resolve }));
+  }
+
+  private proposeChange(change: MemberChange, type: ConfChange['type']): Promise<Member[]> {
+    if (this.stopped) return Promise.reject(new ServerRefusal('stopped'));
+    checkChange(this.memberStore.all(), (id) => this.memberStore.isRemoved(id), change);
+    if (change.kind !== 'update' && change.kind !== 'addLearner') {
+      const started = (id: bigint): boolean => id === this.memberId || this.transport.activeSince(id) !== undefined;
+      if (!keepsQuorum(this.memberStore.all(), change, started)) return Promise.reject(new ClientError('notEnoughStarted'));
+    }
+    const cc: ConfChange = { type, nodeId: change.member.id, context: encodeChange(change) };
+    return new Promise<Member[]>((resolve, reject) => {
+      try {
+        this.raft.proposeConfChange(cc);
+      } catch (err) {
+        reject(dropped(err));
+        return;
+      }
+      const timer = setTimeout(() => {
+        this.confWaiters.delete(change.requestId);
+        reject(new ServerRefusal('timeout'));
+      }, this.reqTimeoutMs);
+      this.confWaiters.set(change.requestId, { resolve, reject, timer });
+      this.kick();
+    });
+  }
+
+  // ---------- Maintenance ----------
+
+  status(): MemberStatus {
+    const st = this.raft.status();
+    const size = this.backend.sizeBytes();
+    return {
+      leader: st.softState.lead,
+      raftIndex: st.hardState.commit,
+      raftTerm: st.hardState.term,
+      raftAppliedIndex: this.appliedIndex,
+      isLearner: this.isLearner(),
+      dbSizeBytes: size,
+      dbSizeInUseBytes: size,
+    };
+  }
+
+  async moveLeader(target: bigint): Promise<void> {
+    if (this.role !== 'leader') throw new ClientError('notLeader');
+    const t = this.memberStore.get(target);
+    if (t === undefined || t.isLearner) throw new ClientError('badLeaderTransferee');
+    if (target === this.memberId) return;
+    this.raft.transferLeader(target);
+    this.kick();
+    const deadline = monotonicMs() + this.reqTimeoutMs;
+    while (this.leaderId !== target) {
+      if (monotonicMs() > deadline) throw new ServerRefusal('timeoutLeaderTransfer');
+      await new Promise((r) => setTimeout(r, this.cfg.heartbeatMs));
+    }
+  }
+
+  hashKV(revision: number): HashKvResult {
+    return this.store.hashKV(revision);
+  }
+
+  // ---------- compaction (physical, in the background) ----------
+
   compactInBackground(): void {
     if (this.compacting !== undefined || this.store.pendingCompaction() === undefined) return;
     this.compacting = this.compactSteps()
-      .catch((err: unknown) => this.fail(err, []))
+      .catch((err: unknown) => this.fail(err))
       .finally(() => {
         this.compacting = undefined;
         for (const w of this.compactedWaiters.splice(0)) w();
@@ -362,12 +1003,12 @@ export class Node {
     let steps = 0;
     let rev: number | undefined;
     for (;;) {
-      if (this.stopped) return;
+      if (this.stopped || this.installing !== undefined) return;
       const pending = this.store.pendingCompaction();
       if (pending === undefined) break;
       if (pending.rev !== rev) {
         rev = pending.rev;
-        log.info('compaction: removing old revisions', { revision: rev, 'resume-from-key': pending.from.length > 1 || pending.from[0] !== 0 ? pending.from : undefined });
+        log.info('compaction: removing old revisions', { revision: rev });
       }
       this.backend.write(() => this.store.compactKeys(pending.rev, pending.from, COMPACTION_BATCH_KEYS));
       steps++;
@@ -383,16 +1024,24 @@ export class Node {
     return new Promise<void>((resolve) => this.compactedWaiters.push(resolve));
   }
 
-  status(): { appliedIndex: number; lastIndex: number; dbSizeBytes: number } {
-    return { appliedIndex: this.appliedIndex, lastIndex: this.lastIndex, dbSizeBytes: this.backend.sizeBytes() };
-  }
-
-  /** Stops taking proposals, finishes the ones in flight, and closes storage durably. */
+  /** Stops taking proposals, lets the run loop finish its Ready, and closes storage durably. */
   async close(): Promise<void> {
     this.stopped = true;
+    if (this.tickTimer !== undefined) clearInterval(this.tickTimer);
     if (this.leaseTimer !== undefined) clearTimeout(this.leaseTimer);
-    if (this.scheduled) this.dispatch();
-    if (this.queue.length > 0) await new Promise<void>((done) => this.idleWaiters.push(done));
+    for (const s of this.leaderlessSubs) if (s.timer !== undefined) clearTimeout(s.timer);
+    await this.transport.close();
+    if (this.processing) await new Promise<void>((done) => this.idle.push(done));
+    const refusal = new ServerRefusal('stopped');
+    for (const w of this.waiters.values()) {
+      clearTimeout(w.timer);
+      w.reject(refusal);
+    }
+    for (const w of this.confWaiters.values()) {
+      clearTimeout(w.timer);
+      w.reject(refusal);
+    }
+    this.failReads(refusal);
     await this.releasing;
     await this.compacting;
     await this.backend.flush();
@@ -401,8 +1050,50 @@ export class Node {
   }
 }
 
-/** The raft term a single member reports (Raft arrives with issue 4). */
-export const SINGLE_MEMBER_TERM = 1;
+/** A member added later gets etcd's id: its peer URLs, the token and the current time hashed. */
+function computeAddedId(peerURLs: readonly string[], token: string): bigint {
+  return computeMemberId(peerURLs, token, Math.floor(Date.now() / 1000));
+}
+
+function mapForwardedError(err: unknown): Error {
+  if (err instanceof ServerRefusal || err instanceof ClientError) return err;
+  const msg = err instanceof Error ? err.message : String(err);
+  if (msg.includes('which is in sync')) return new ClientError('learnerNotReady');
+  if (msg.includes('can only promote')) return new ClientError('memberNotLearner');
+  return new ServerRefusal('timeout', undefined, { cause: err });
+}
+
+function dropped(err: unknown): Error {
+  if (err instanceof ProposalDroppedError) {
+    switch (err.reason) {
+      case 'noLeader':
+        return new ServerRefusal('noLeader');
+      case 'uncommittedBytes':
+        return new ServerRefusal('tooManyRequests');
+      case 'confChangePending':
+        return new ServerRefusal('timeout', 'etcdserver: request timed out');
+      default:
+        return new ServerRefusal('leaderChanged');
+    }
+  }
+  return err instanceof Error ? err : new Error(String(err));
+}
+
+export function confStateOf(members: readonly Member[]): ConfState {
+  return { voters: members.filter((m) => !m.isLearner).map((m) => m.id), learners: members.filter((m) => m.isLearner).map((m) => m.id) };
+}
+
+function toWal(e: Entry): WalEntry {
+  return { index: e.index, term: e.term, type: e.type, data: e.data };
+}
+
+function fromWal(e: WalEntry): Entry {
+  return { index: e.index, term: e.term, type: e.type, data: e.data };
+}
+
+function toWalHardState(hs: HardState): { term: number; vote: bigint; commit: number } {
+  return { term: hs.term, vote: hs.vote, commit: hs.commit };
+}
 
 export function backendPathOf(dataDir: string): string {
   return join(dataDir, 'member', 'db.mdb');
@@ -412,20 +1103,30 @@ function walDirOf(cfg: NodeConfig): string {
   return cfg.walDir !== '' ? cfg.walDir : join(cfg.dataDir, 'member', 'wal');
 }
 
+function snapDirOf(cfg: NodeConfig): string {
+  return join(cfg.dataDir, 'member', 'snap');
+}
+
+function snapFileName(index: number): string {
+  return `${index.toString(16).padStart(16, '0')}.mdb`;
+}
+
+/** A WAL snapshot marker above LMDB's applied index means the install was cut short: finish it. */
+async function finishSnapshotInstall(cfg: NodeConfig, backend: Backend, marker: { index: number; term: number } | undefined, log: Logger): Promise<void> {
+  const dir = snapDirOf(cfg);
+  const applied = decodeNum(backend.table('meta').get(META.appliedIndex), 0);
+  if (marker !== undefined && marker.index > applied) {
+    const file = join(dir, snapFileName(marker.index));
+    if (!existsSync(file)) throw new StorageFault(`node: WAL records snapshot ${marker.index} but ${file} is missing (applied index ${applied})`);
+    log.warn('finishing an interrupted snapshot install', { index: marker.index, file });
+    await backend.replaceWith(file);
+  }
+  for (const f of readdirSync(dir)) rmSync(join(dir, f), { force: true });
+}
+
 /** Monotonic milliseconds (lease expiry must not follow wall-clock jumps). */
 export function monotonicMs(): number {
   return performance.now();
-}
-
-interface Applied {
-  readonly outcomes: ApplyOutcome[];
-  readonly revisions: RevisionEvents[];
-  readonly leaseChanges: LeaseChanges;
-}
-
-interface InFlight {
-  readonly batch: readonly Proposal[];
-  durable: boolean;
 }
 
 class MidTxnFailure extends Error {
@@ -435,10 +1136,6 @@ class MidTxnFailure extends Error {
   ) {
     super(`entry ${index}: ${error.message}`);
   }
-}
-
-function randomId(): bigint {
-  return randomBytes(8).readBigUInt64BE(0) & 0x7fffffffffffffffn;
 }
 
 /** Refuses a backend written in another layout; stamps a new one with ours. */
@@ -452,17 +1149,4 @@ function checkSchema(backend: Backend): void {
     throw new StorageFault(`node: backend ${backend.path} has storage schema version ${version}; this Cairn reads version ${SCHEMA_VERSION} (no migration exists: restore into a new data dir)`);
   }
   backend.write(() => meta.put(META.schemaVersion, encodeNum(SCHEMA_VERSION)));
-}
-
-function ensureIds(backend: Backend): { clusterId: bigint; memberId: bigint } {
-  const meta = backend.table('meta');
-  const cluster = decodeId(meta.get(META.clusterId));
-  const member = decodeId(meta.get(META.memberId));
-  if (cluster !== undefined && member !== undefined) return { clusterId: cluster, memberId: member };
-  const ids = { clusterId: randomId(), memberId: randomId() };
-  backend.write(() => {
-    meta.put(META.clusterId, encodeId(ids.clusterId));
-    meta.put(META.memberId, encodeId(ids.memberId));
-  });
-  return ids;
 }

@@ -39,24 +39,35 @@ export interface WritePath {
   write(req: InternalRequestInit): Promise<Uint8Array>;
 }
 
-/** Serves reads that see every write acknowledged before the call; responses come back encoded. */
+type Encoded = Uint8Array | Promise<Uint8Array>;
+
+/**
+ * Serves reads; responses come back encoded. Linearizable reads (the default) see every write
+ * acknowledged anywhere in the cluster before the call (ReadIndex); serializable ones are local.
+ */
 export interface ReadPath {
-  range(r: RangeRequest): Uint8Array;
-  /** A Txn with no writes in either branch (see isTxnReadOnly). */
-  readOnlyTxn(r: TxnRequest): Uint8Array;
+  range(r: RangeRequest): Encoded;
+  /** A Txn with no writes in either branch (see isTxnReadOnly); linearizable. */
+  readOnlyTxn(r: TxnRequest): Encoded;
 }
 
+/** Runs fn now when the read may go ahead, else once the member is ready for it. */
+function after(wait: Promise<void> | undefined, fn: () => Uint8Array): Encoded {
+  return wait === undefined ? fn() : wait.then(fn);
+}
 
-function readsOn(id: Identity, fresh: () => KvStore): ReadPath {
+function readsOn(node: Node): ReadPath {
+  const range = (r: RangeRequest): Uint8Array => {
+    const resp = applyRange(node.store.beginRead(), r);
+    return encodeRangeResponse({ ...resp, header: header(node, resp.header.revision) });
+  };
+  const txn = (r: TxnRequest): Uint8Array => {
+    const resp = applyTxn(node.store, r, NO_LEASES, undefined);
+    return encodeTxnResponse({ ...resp, header: header(node, resp.header.revision) });
+  };
   return {
-    range(r) {
-      const resp = applyRange(fresh().beginRead(), r);
-      return encodeRangeResponse({ ...resp, header: header(id, resp.header.revision) });
-    },
-    readOnlyTxn(r) {
-      const resp = applyTxn(fresh(), r, NO_LEASES, undefined);
-      return encodeTxnResponse({ ...resp, header: header(id, resp.header.revision) });
-    },
+    range: (r) => after(r.serializable ? node.whenReadable() : node.linearizableRead() ?? node.whenReadable(), () => range(r)),
+    readOnlyTxn: (r) => after(node.linearizableRead() ?? node.whenReadable(), () => txn(r)),
   };
 }
 
@@ -64,6 +75,7 @@ function readsOn(id: Identity, fresh: () => KvStore): ReadPath {
 export function encodeOutcome(id: Identity, o: ApplyOutcome): Uint8Array {
   if (!o.ok) throw o.error;
   const r: ApplyResponse = o.response;
+  if (r.kind === 'memberAttrs') return new Uint8Array(0);
   const h = header(id, r.resp.header?.revision ?? 0);
   switch (r.kind) {
     case 'put':
@@ -86,7 +98,7 @@ export class LocalWriter implements WritePath {
   readonly reads: ReadPath;
 
   constructor(private readonly node: Node) {
-    this.reads = readsOn(node, () => node.store);
+    this.reads = readsOn(node);
   }
 
   async write(req: InternalRequestInit): Promise<Uint8Array> {
@@ -101,10 +113,10 @@ export class LocalWriter implements WritePath {
 export interface LeasePath {
   grant(ttlSeconds: number, id: bigint): Promise<Uint8Array>;
   revoke(id: bigint): Promise<Uint8Array>;
-  /** KeepAlive: TTL = granted TTL, or 0 when the lease is unknown or expired (no error, as etcd). */
-  keepAlive(id: bigint): Uint8Array;
-  /** TTL = whole seconds left, or -1 for an unknown lease (no error, as etcd). */
-  timeToLive(id: bigint, keys: boolean): Uint8Array;
+  /** KeepAlive: TTL = granted TTL, or 0 when the lease is unknown or expired (no error, as etcd). Served by the leader. */
+  keepAlive(id: bigint): Promise<Uint8Array>;
+  /** TTL = whole seconds left, or -1 for an unknown lease (no error, as etcd). Served by the leader. */
+  timeToLive(id: bigint, keys: boolean): Promise<Uint8Array>;
   leases(): Uint8Array;
 }
 
@@ -143,14 +155,14 @@ export class LocalLeases implements LeasePath {
     return this.writes.write({ leaseRevoke: { ID: id } });
   }
 
-  keepAlive(id: bigint): Uint8Array {
-    const ttl = this.node.lessor.renew(id, monotonicMs());
-    return encodeLeaseKeepAliveResponse({ header: header(this.node, this.node.store.currentRev), ID: id, TTL: ttl ?? 0 });
+  async keepAlive(id: bigint): Promise<Uint8Array> {
+    const ttl = await this.node.renewLease(id);
+    return encodeLeaseKeepAliveResponse({ header: header(this.node, this.node.store.currentRev), ID: id, TTL: ttl });
   }
 
-  timeToLive(id: bigint, keys: boolean): Uint8Array {
+  async timeToLive(id: bigint, keys: boolean): Promise<Uint8Array> {
+    const l = await this.node.leaseRemaining(id);
     const h = header(this.node, this.node.store.currentRev);
-    const l = this.node.lessor.get(id, monotonicMs());
     if (l === undefined) return encodeLeaseTimeToLiveResponse({ header: h, ID: id, TTL: -1 });
     return encodeLeaseTimeToLiveResponse({
       header: h,

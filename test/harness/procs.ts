@@ -415,8 +415,8 @@ async function startCairnOnce(opts: ServerOpts): Promise<ServerProc> {
   if (!existsSync(CAIRN_MAIN)) {
     throw new Error(`startCairn: ${CAIRN_MAIN} does not exist (build with npx tsc -p tsconfig.json)`);
   }
-  const [clientPort] = await freePorts(1);
-  if (clientPort === undefined) throw new Error('startCairn: no port');
+  const [clientPort, peerPort] = await freePorts(2);
+  if (clientPort === undefined || peerPort === undefined) throw new Error('startCairn: no port');
   cairnSeq += 1;
   const name = opts.name ?? `cairn${process.pid}-${cairnSeq}`;
   const dataDir = opts.dataDir ?? tempDir('cairn-test-cairn-');
@@ -428,6 +428,12 @@ async function startCairnOnce(opts: ServerOpts): Promise<ServerProc> {
     '--listen-client-urls', clientUrl,
     '--advertise-client-urls', clientUrl,
   ];
+  // A single member on its own peer port (etcd's default 2380 would collide between tests); callers
+  // that build clusters pass their own peer flags in extraArgs.
+  if (!(opts.extraArgs ?? []).some((a) => a.startsWith('--listen-peer-urls'))) {
+    const peerUrl = `http://127.0.0.1:${peerPort}`;
+    args.push('--listen-peer-urls', peerUrl, '--initial-advertise-peer-urls', peerUrl);
+  }
   if (opts.walDir !== undefined) args.push('--wal-dir', opts.walDir);
   args.push(...(opts.extraArgs ?? []));
   return spawnServer({

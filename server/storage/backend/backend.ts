@@ -2,7 +2,7 @@
 // synchronous transactions that commit without their own fsync: durability comes from the WAL, and
 // `flush()` makes LMDB durable before the WAL may forget what it holds.
 import { open, type RootDatabase, type Database } from 'lmdb';
-import { closeSync, existsSync, mkdirSync, openSync, readSync, statSync } from 'node:fs';
+import { closeSync, existsSync, fsyncSync, mkdirSync, openSync, readSync, renameSync, rmSync, statSync } from 'node:fs';
 import { dirname } from 'node:path';
 import { StorageFault } from '../../base/errors.js';
 
@@ -26,42 +26,42 @@ export interface DupTable {
   keys(start: Uint8Array, end: Uint8Array | undefined): Iterable<Buffer>;
 }
 
-const TABLES = ['meta', 'rev', 'lease'] as const;
+const TABLES = ['meta', 'rev', 'lease', 'members'] as const;
 export type TableName = (typeof TABLES)[number];
 const DUP_TABLES = ['index', 'leaseKeys'] as const;
 export type DupTableName = (typeof DUP_TABLES)[number];
 
 const view = (b: Uint8Array): Buffer => Buffer.from(b.buffer, b.byteOffset, b.length);
 
-function dupTable(db: Database<Buffer, Buffer>): DupTable {
+function dupTable(get: () => Database<Buffer, Buffer>): DupTable {
   return {
     add: (key, value) => {
-      db.putSync(view(key), view(value));
+      get().putSync(view(key), view(value));
     },
     remove: (key, value) => {
-      db.removeSync(view(key), view(value));
+      get().removeSync(view(key), view(value));
     },
-    first: (key) => db.getBinary(view(key)),
-    values: (key, reverse) => db.getValues(view(key), { reverse }),
+    first: (key) => get().getBinary(view(key)),
+    values: (key, reverse) => get().getValues(view(key), { reverse }),
     keys: (start, end) => {
       const opts = end === undefined ? { start: Buffer.from(start) } : { start: Buffer.from(start), end: Buffer.from(end) };
-      return db.getKeys(opts).map((k) => Buffer.from(k));
+      return get().getKeys(opts).map((k) => Buffer.from(k));
     },
   };
 }
 
-function table(db: Database<Buffer, Buffer>): Table {
+function table(get: () => Database<Buffer, Buffer>): Table {
   return {
-    get: (key) => db.getBinary(Buffer.from(key.buffer, key.byteOffset, key.length)),
+    get: (key) => get().getBinary(view(key)),
     put: (key, value) => {
-      db.putSync(Buffer.from(key.buffer, key.byteOffset, key.length), Buffer.from(value.buffer, value.byteOffset, value.length));
+      get().putSync(view(key), view(value));
     },
     del: (key) => {
-      db.removeSync(Buffer.from(key.buffer, key.byteOffset, key.length));
+      get().removeSync(view(key));
     },
     entries: (start, end) => {
       const opts = end === undefined ? { start: Buffer.from(start) } : { start: Buffer.from(start), end: Buffer.from(end) };
-      return db.getRange(opts).map(({ key, value }) => ({ key, value }));
+      return get().getRange(opts).map(({ key, value }) => ({ key, value }));
     },
   };
 }
@@ -94,32 +94,64 @@ function checkHeader(path: string): void {
   }
 }
 
+interface Env {
+  readonly root: RootDatabase;
+  readonly dbs: Record<TableName | DupTableName, Database<Buffer, Buffer>>;
+}
+
+function openEnv(path: string, mapBytes: number): Env {
+  mkdirSync(dirname(path), { recursive: true });
+  checkHeader(path);
+  try {
+    const root = open({ path, noSync: true, mapSize: mapBytes, maxDbs: 8, keyEncoding: 'binary', encoding: 'binary' });
+    const dbs = {} as Record<TableName | DupTableName, Database<Buffer, Buffer>>;
+    for (const name of TABLES) dbs[name] = root.openDB<Buffer, Buffer>(name, { keyEncoding: 'binary', encoding: 'binary' });
+    for (const name of DUP_TABLES) dbs[name] = root.openDB<Buffer, Buffer>(name, { keyEncoding: 'binary', encoding: 'binary', dupSort: true });
+    return { root, dbs };
+  } catch (err) {
+    throw new StorageFault(`backend: cannot open LMDB file ${path}: ${err instanceof Error ? err.message : String(err)}`, { cause: err });
+  }
+}
+
 export class Backend {
+  private env: Env;
+  private readonly tables = {} as Record<TableName, Table>;
+  private readonly dupTables = {} as Record<DupTableName, DupTable>;
+
   private constructor(
     readonly path: string,
-    private readonly env: RootDatabase,
-    private readonly tables: Record<TableName, Table>,
-    private readonly dupTables: Record<DupTableName, DupTable>,
-  ) {}
+    private readonly mapBytes: number,
+  ) {
+    this.env = openEnv(path, mapBytes);
+    for (const name of TABLES) this.tables[name] = table(() => this.env.dbs[name]);
+    for (const name of DUP_TABLES) this.dupTables[name] = dupTable(() => this.env.dbs[name]);
+  }
 
   static open(path: string, mapBytes: number): Backend {
-    mkdirSync(dirname(path), { recursive: true });
-    checkHeader(path);
-    let env: RootDatabase;
+    return new Backend(path, mapBytes);
+  }
+
+  /**
+   * Replaces the whole database with the LMDB file at `from` (a snapshot received from the leader):
+   * closes the environment, renames the file over ours (atomic), syncs the directory and reopens.
+   * Table handles stay valid. Nothing may read or write in between (the caller holds them off).
+   */
+  async replaceWith(from: string): Promise<void> {
+    await this.env.root.close();
+    renameSync(from, this.path);
+    rmSync(`${this.path}-lock`, { force: true });
+    const dir = openSync(dirname(this.path), 'r');
     try {
-      env = open({ path, noSync: true, mapSize: mapBytes, maxDbs: 8, keyEncoding: 'binary', encoding: 'binary' });
-      const tables = {} as Record<TableName, Table>;
-      for (const name of TABLES) {
-        tables[name] = table(env.openDB<Buffer, Buffer>(name, { keyEncoding: 'binary', encoding: 'binary' }));
-      }
-      const dups = {} as Record<DupTableName, DupTable>;
-      for (const name of DUP_TABLES) {
-        dups[name] = dupTable(env.openDB<Buffer, Buffer>(name, { keyEncoding: 'binary', encoding: 'binary', dupSort: true }));
-      }
-      return new Backend(path, env, tables, dups);
-    } catch (err) {
-      throw new StorageFault(`backend: cannot open LMDB file ${path}: ${err instanceof Error ? err.message : String(err)}`, { cause: err });
+      fsyncSync(dir);
+    } finally {
+      closeSync(dir);
     }
+    this.env = openEnv(this.path, this.mapBytes);
+  }
+
+  /** A consistent copy of the database at `to` (one read transaction), without free pages. */
+  backup(to: string): Promise<void> {
+    return this.env.root.backup(to, false);
   }
 
   static exists(path: string): boolean {
@@ -136,18 +168,18 @@ export class Backend {
 
   /** Runs fn in one write transaction; a throw aborts every change fn made. */
   write<T>(fn: () => T): T {
-    return this.env.transactionSync(fn);
+    return this.env.root.transactionSync(fn);
   }
 
   /** Makes the next reads in this process see every transaction committed so far (by any process). */
   renewReads(): void {
-    this.env.resetReadTxn();
+    this.env.root.resetReadTxn();
   }
 
   /** Forces everything committed so far to disk. */
   flush(): Promise<void> {
     return new Promise((resolve, reject) => {
-      (this.env as unknown as { sync(cb: (err: unknown) => void): void }).sync((err: unknown) => {
+      (this.env.root as unknown as { sync(cb: (err: unknown) => void): void }).sync((err: unknown) => {
         if (err) reject(new StorageFault(`backend: fsync of ${this.path} failed`, { cause: err }));
         else resolve();
       });
@@ -159,6 +191,6 @@ export class Backend {
   }
 
   close(): Promise<void> {
-    return this.env.close();
+    return this.env.root.close();
   }
 }

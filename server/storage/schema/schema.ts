@@ -110,9 +110,50 @@ export const META = {
   clusterId: Buffer.from('clusterId'),
   memberId: Buffer.from('memberId'),
   schemaVersion: Buffer.from('schemaVersion'),
+  /** Set (to 1) once this member applied its own removal: it must never serve or rejoin again. */
+  removed: Buffer.from('removed'),
+  /** The snapshot index this database was installed from (a received snapshot), if any. */
+  installedSnapshot: Buffer.from('installedSnapshot'),
 } as const;
 
-export const SCHEMA_VERSION = 3;
+export const SCHEMA_VERSION = 4;
+
+/** members table: key = member id (uint64 BE) -> JSON {name, peerURLs, clientURLs, isLearner}; removed ids keep {removed: true}. */
+export interface MemberRecord {
+  readonly name: string;
+  readonly peerURLs: readonly string[];
+  readonly clientURLs: readonly string[];
+  readonly isLearner: boolean;
+  readonly removed: boolean;
+}
+
+export function memberKey(id: bigint): Buffer {
+  return encodeId(id);
+}
+
+export function parseMemberKey(b: Buffer): bigint {
+  if (b.length !== 8) throw new StorageFault(`schema: member key of ${b.length} bytes`);
+  return b.readBigUInt64BE(0);
+}
+
+export function encodeMemberRecord(m: MemberRecord): Buffer {
+  return Buffer.from(JSON.stringify({ name: m.name, peerURLs: m.peerURLs, clientURLs: m.clientURLs, isLearner: m.isLearner, removed: m.removed }));
+}
+
+export function decodeMemberRecord(b: Buffer, id: bigint): MemberRecord {
+  let v: unknown;
+  try {
+    v = JSON.parse(b.toString('utf8'));
+  } catch (err) {
+    throw new StorageFault(`schema: corrupt member record for ${id.toString(16)}`, { cause: err });
+  }
+  const o = v as Partial<Record<keyof MemberRecord, unknown>>;
+  const strs = (x: unknown): x is string[] => Array.isArray(x) && x.every((e) => typeof e === 'string');
+  if (typeof v !== 'object' || v === null || typeof o.name !== 'string' || !strs(o.peerURLs) || !strs(o.clientURLs) || typeof o.isLearner !== 'boolean' || typeof o.removed !== 'boolean') {
+    throw new StorageFault(`schema: corrupt member record for ${id.toString(16)}`);
+  }
+  return { name: o.name, peerURLs: o.peerURLs, clientURLs: o.clientURLs, isLearner: o.isLearner, removed: o.removed };
+}
 
 export function encodeNum(n: number): Buffer {
   const b = Buffer.allocUnsafe(8);

@@ -1,0 +1,114 @@
+// The member set and its change rules (pure): what MemberAdd/Remove/Update/Promote may do given the
+// current members, checked when proposed and again when applied (two changes may race in the log).
+// A change travels in a raft ConfChange whose context is encodeChange().
+import { ClientError } from '../base/errors.js';
+
+export interface Member {
+  readonly id: bigint;
+  readonly name: string;
+  readonly peerURLs: readonly string[];
+  readonly clientURLs: readonly string[];
+  readonly isLearner: boolean;
+}
+
+export type ChangeKind = 'add' | 'addLearner' | 'remove' | 'update' | 'promote';
+
+/** What a conf-change entry carries beside raft's own fields. */
+export interface MemberChange {
+  readonly kind: ChangeKind;
+  /** The proposal id the proposing member waits on (0n for bootstrap entries). */
+  readonly requestId: bigint;
+  readonly member: Member;
+}
+
+/** etcd's --max-learners default. */
+export const MAX_LEARNERS = 1;
+
+export function encodeChange(c: MemberChange): Uint8Array {
+  const m = c.member;
+  return Buffer.from(
+    JSON.stringify({ kind: c.kind, requestId: c.requestId.toString(16), id: m.id.toString(16), name: m.name, peerURLs: m.peerURLs, clientURLs: m.clientURLs, isLearner: m.isLearner }),
+  );
+}
+
+export function decodeChange(b: Uint8Array): MemberChange {
+  const v = JSON.parse(Buffer.from(b).toString('utf8')) as Record<string, unknown>;
+  const strs = (x: unknown): string[] => {
+    if (!Array.isArray(x) || !x.every((e) => typeof e === 'string')) throw new Error('membership: bad member change (urls)');
+    return x as string[];
+  };
+  const kinds: readonly ChangeKind[] = ['add', 'addLearner', 'remove', 'update', 'promote'];
+  const kind = kinds.find((k) => k === v['kind']);
+  if (kind === undefined || typeof v['id'] !== 'string' || typeof v['requestId'] !== 'string' || typeof v['name'] !== 'string' || typeof v['isLearner'] !== 'boolean') {
+    throw new Error('membership: bad member change');
+  }
+  return {
+    kind,
+    requestId: BigInt(`0x${v['requestId']}`),
+    member: { id: BigInt(`0x${v['id']}`), name: v['name'], peerURLs: strs(v['peerURLs']), clientURLs: strs(v['clientURLs']), isLearner: v['isLearner'] },
+  };
+}
+
+function urlsTaken(members: readonly Member[], urls: readonly string[], except: bigint): boolean {
+  const set = new Set(urls);
+  return members.some((m) => m.id !== except && m.peerURLs.some((u) => set.has(u)));
+}
+
+/**
+ * Throws the ClientError etcd would answer for this change, or returns. `removed` = ids removed
+ * earlier (an id may never come back). `started` = members known to be up (for the quorum rule).
+ */
+export function checkChange(members: readonly Member[], removed: (id: bigint) => boolean, c: MemberChange): void {
+  const cur = members.find((m) => m.id === c.member.id);
+  switch (c.kind) {
+    case 'add':
+    case 'addLearner':
+      if (cur !== undefined || removed(c.member.id)) throw new ClientError('memberIdExists');
+      if (urlsTaken(members, c.member.peerURLs, 0n)) throw new ClientError('peerUrlExists');
+      if (c.kind === 'addLearner' && members.filter((m) => m.isLearner).length >= MAX_LEARNERS) throw new ClientError('tooManyLearners');
+      return;
+    case 'remove':
+      if (cur === undefined) throw new ClientError('memberNotFound');
+      return;
+    case 'update':
+      if (cur === undefined) throw new ClientError('memberNotFound');
+      if (urlsTaken(members, c.member.peerURLs, c.member.id)) throw new ClientError('peerUrlExists');
+      return;
+    case 'promote':
+      if (cur === undefined) throw new ClientError('memberNotFound');
+      if (!cur.isLearner) throw new ClientError('memberNotLearner');
+      return;
+  }
+}
+
+/** The member set after a checked change. */
+export function applyChange(members: readonly Member[], c: MemberChange): Member[] {
+  const others = members.filter((m) => m.id !== c.member.id);
+  const cur = members.find((m) => m.id === c.member.id);
+  switch (c.kind) {
+    case 'add':
+    case 'addLearner':
+      return sortMembers([...others, { ...c.member, isLearner: c.kind === 'addLearner' }]);
+    case 'remove':
+      return others;
+    case 'update':
+      return cur === undefined ? others : sortMembers([...others, { ...cur, peerURLs: c.member.peerURLs }]);
+    case 'promote':
+      return cur === undefined ? others : sortMembers([...others, { ...cur, isLearner: false }]);
+  }
+}
+
+export function sortMembers(ms: Member[]): Member[] {
+  return ms.sort((a, b) => (a.id < b.id ? -1 : a.id > b.id ? 1 : 0));
+}
+
+/**
+ * etcd's strict reconfiguration check: after the change, the members known to be started must still
+ * form a quorum of the voters. `isStarted(id)` says whether a voter is reachable now.
+ */
+export function keepsQuorum(members: readonly Member[], c: MemberChange, isStarted: (id: bigint) => boolean): boolean {
+  const after = applyChange(members, c).filter((m) => !m.isLearner);
+  if (after.length === 0) return false;
+  const started = after.filter((m) => isStarted(m.id)).length;
+  return started >= Math.floor(after.length / 2) + 1;
+}
