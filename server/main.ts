@@ -4,8 +4,8 @@ import { createWriteStream } from 'node:fs';
 import { loadConfig, usage, ConfigError, type Config } from './config/index.js';
 import { createLogger, type LogSink, type Logger } from './base/log.js';
 import { BootstrapError, LocalLeases, LocalWriter, Node } from './node/index.js';
-import { kvApi, createGrpcServer, leaseApi, watchHandler } from './api/index.js';
-import { CAIRN_VERSION } from './version.js';
+import { clusterApi, kvApi, createGrpcServer, leaseApi, maintenanceApi, watchHandler } from './api/index.js';
+import { CAIRN_VERSION, ETCD_COMPAT_VERSION } from './version.js';
 import type { GrpcServer } from './api/grpc/index.js';
 
 function sinkFor(outputs: readonly string[]): LogSink {
@@ -82,8 +82,16 @@ async function run(cfg: Config, log: Logger): Promise<void> {
     },
     log: log.child('watch'),
   });
-  const services = { kv: kvApi(local.reads, local, cfg.txnOpsMax), lease: leaseApi(leases), watch };
-  const server = createGrpcServer(log.child('api'), services, { requestBytesMax: cfg.requestBytesMax, onFatal: fatal });
+  const hdr = { identity: node, currentRevision: () => node.store.currentRev };
+  const services = {
+    kv: kvApi(local.reads, local, cfg.txnOpsMax),
+    lease: leaseApi(leases),
+    watch,
+    cluster: clusterApi(node, hdr),
+    maintenance: maintenanceApi(node, hdr, { version: ETCD_COMPAT_VERSION, backendQuotaBytes: cfg.quotaBackendBytes }),
+  };
+  const server = createGrpcServer(log.child('api'), services, { requestBytesMax: cfg.requestBytesMax, onFatal: fatal, leader: node, electionTimeoutMs: cfg.electionTimeoutMs });
+  await node.ready();
   await listenAll(cfg, server, log);
   log.info('ready to serve client requests');
   for (const u of cfg.listenClientUrls) log.warn('serving client traffic insecurely; this is strongly discouraged!', { address: u.host });

@@ -9,7 +9,7 @@ export interface GrpcError {
   readonly details: string;
 }
 
-const CLIENT: Record<ClientErrorKind, GrpcError> = {
+export const CLIENT_ERRORS: Readonly<Record<ClientErrorKind, GrpcError>> = {
   emptyKey: { code: Status.INVALID_ARGUMENT, details: 'etcdserver: key is not provided' },
   keyNotFound: { code: Status.INVALID_ARGUMENT, details: 'etcdserver: key not found' },
   valueProvided: { code: Status.INVALID_ARGUMENT, details: 'etcdserver: value is provided' },
@@ -24,22 +24,40 @@ const CLIENT: Record<ClientErrorKind, GrpcError> = {
   leaseNotFound: { code: Status.NOT_FOUND, details: 'etcdserver: requested lease not found' },
   leaseExists: { code: Status.FAILED_PRECONDITION, details: 'etcdserver: lease already exists' },
   leaseTtlTooLarge: { code: Status.OUT_OF_RANGE, details: 'etcdserver: too large lease TTL' },
+  memberNotFound: { code: Status.NOT_FOUND, details: 'etcdserver: member not found' },
+  memberIdExists: { code: Status.FAILED_PRECONDITION, details: 'etcdserver: member ID already exist' },
+  peerUrlExists: { code: Status.FAILED_PRECONDITION, details: 'etcdserver: Peer URLs already exists' },
+  // etcd's togRPCError maps this one to the client-side rpctypes.ErrMemberNotEnoughStarted, which is no
+  // gRPC status, so grpc-go sends it as Unknown (seen from etcd 3.4.23; clients match the text).
+  notEnoughStarted: { code: Status.UNKNOWN, details: 'etcdserver: re-configuration failed due to not enough started members' },
+  memberNotLearner: { code: Status.FAILED_PRECONDITION, details: 'etcdserver: can only promote a learner member' },
+  learnerNotReady: { code: Status.FAILED_PRECONDITION, details: 'etcdserver: can only promote a learner member which is in sync with leader' },
+  tooManyLearners: { code: Status.FAILED_PRECONDITION, details: 'etcdserver: too many learner members in cluster' },
+  invalidPeerUrls: { code: Status.INVALID_ARGUMENT, details: 'etcdserver: given member URLs are invalid' },
+  notLeader: { code: Status.FAILED_PRECONDITION, details: 'etcdserver: not leader' },
+  badLeaderTransferee: { code: Status.FAILED_PRECONDITION, details: 'etcdserver: bad leader transferee' },
+  learnerNotSupported: { code: Status.UNAVAILABLE, details: 'etcdserver: rpc not supported for learner' },
   badRequest: { code: Status.INVALID_ARGUMENT, details: '' },
 };
 
-const REFUSAL: Record<RefusalKind, GrpcError> = {
+export const REFUSALS: Readonly<Record<RefusalKind, GrpcError>> = {
   stopped: { code: Status.UNAVAILABLE, details: 'etcdserver: server stopped' },
   tooManyRequests: { code: Status.RESOURCE_EXHAUSTED, details: 'etcdserver: too many requests' },
   timeout: { code: Status.UNAVAILABLE, details: 'etcdserver: request timed out' },
+  noLeader: { code: Status.UNAVAILABLE, details: 'etcdserver: no leader' },
+  leaderChanged: { code: Status.UNAVAILABLE, details: 'etcdserver: leader changed' },
+  // Not in etcd's togRPCError map: it goes out as Unknown with etcdserver's text.
+  timeoutLeaderTransfer: { code: Status.UNKNOWN, details: 'etcdserver: request timed out, leader transfer took too long' },
+  removed: { code: Status.UNAVAILABLE, details: 'etcdserver: server stopped' },
 };
 
 /** Maps any error to what the client sees. Unknown errors keep their text, as etcd's Unknown code does. */
 export function toGrpcError(err: unknown): GrpcError {
   if (err instanceof ClientError) {
-    const e = CLIENT[err.kind];
+    const e = CLIENT_ERRORS[err.kind];
     return err.kind === 'badRequest' ? { code: e.code, details: err.message } : e;
   }
-  if (err instanceof ServerRefusal) return REFUSAL[err.kind];
+  if (err instanceof ServerRefusal) return REFUSALS[err.kind];
   return { code: Status.UNKNOWN, details: err instanceof Error ? err.message : String(err) };
 }
 

@@ -35,7 +35,7 @@ export function decodeChange(b: Uint8Array): MemberChange {
   const v = JSON.parse(Buffer.from(b).toString('utf8')) as Record<string, unknown>;
   const strs = (x: unknown): string[] => {
     if (!Array.isArray(x) || !x.every((e) => typeof e === 'string')) throw new Error('membership: bad member change (urls)');
-    return x as string[];
+    return x;
   };
   const kinds: readonly ChangeKind[] = ['add', 'addLearner', 'remove', 'update', 'promote'];
   const kind = kinds.find((k) => k === v['kind']);

@@ -23,7 +23,7 @@ import { META, SCHEMA_VERSION, decodeNum, encodeNum } from '../storage/schema/in
 import { KvStore, WatchableStore, type RevisionEvents } from '../mvcc/index.js';
 import { LeaseStore, Lessor } from '../lease/index.js';
 import { applyRequest, MidTxnError, type ApplyOutcome, type LeaseChanges } from '../apply/index.js';
-import { MemoryStorage, ProposalDroppedError, RawNode, decodeConfChange, encodeConfChange, type ConfChange, type ConfState, type Entry, type HardState, type Message, type Ready, type SnapshotMeta, type SoftState } from '../raft/index.js';
+import { MemoryStorage, ProposalDroppedError, RawNode, decodeConfChange, type ConfChange, type ConfState, type Entry, type HardState, type Message, type Ready, type SnapshotMeta, type SoftState } from '../raft/index.js';
 import { Transport, type OutgoingSnapshot } from '../transport/index.js';
 import { MemberStore, computeMemberId, applyChange, checkChange, decodeChange, encodeChange, keepsQuorum, type Member, type MemberChange } from '../membership/index.js';
 import { ClientError, ServerRefusal, StorageFault, assert } from '../base/errors.js';
@@ -135,6 +135,8 @@ export class Node implements ClusterPath, MaintenancePath, LeaderView {
   private readonly compactedWaiters: (() => void)[] = [];
   private releasing: Promise<void> | undefined = undefined;
   private attrsPublished = false;
+  private readonly readyWaiters: (() => void)[] = [];
+  private isReady = false;
   private readonly reqTimeoutMs: number;
 
   private constructor(
@@ -250,7 +252,22 @@ export class Node implements ClusterPath, MaintenancePath, LeaderView {
     });
     node.tickTimer = setInterval(() => node.tick(), cfg.heartbeatMs);
     node.kick();
+    node.advanceTicksIfAlone();
     return node;
+  }
+
+  /**
+   * etcd's --initial-election-tick-advance: a member that is the only voter need not wait a whole
+   * election timeout before it campaigns (bootstrap entries are applied first, so run after them).
+   */
+  private advanceTicksIfAlone(): void {
+    setImmediate(() => {
+      const st = this.raft.status();
+      if (this.stopped || st.confState.voters.length !== 1 || st.confState.voters[0] !== this.memberId) return;
+      const ticks = Math.max(2, Math.round(this.cfg.electionMs / this.cfg.heartbeatMs)) - 1;
+      for (let i = 0; i < ticks; i++) this.raft.tick();
+      this.kick();
+    });
   }
 
   // ---------- identity ----------
@@ -390,13 +407,32 @@ export class Node implements ClusterPath, MaintenancePath, LeaderView {
     const urls = this.cfg.advertiseClientUrls;
     if (me !== undefined && me.name === this.cfg.name && me.clientURLs.length === urls.length && me.clientURLs.every((u, i) => u === urls[i])) {
       this.attrsPublished = true;
+      this.becomeReady();
       return;
     }
     this.attrsPublished = true;
-    this.propose({ memberAttrs: { memberId: this.memberId, name: this.cfg.name, clientUrls: [...urls] } }).catch((err: unknown) => {
-      this.attrsPublished = false;
-      this.cfg.logger.warn('failed to publish member attributes; will retry at the next leader change', { error: err });
-    });
+    this.propose({ memberAttrs: { memberId: this.memberId, name: this.cfg.name, clientUrls: [...urls] } }).then(
+      () => {
+        this.cfg.logger.info('published local member to cluster through raft', { 'member-id': this.memberId.toString(16), name: this.cfg.name, 'client-urls': urls });
+        this.becomeReady();
+      },
+      (err: unknown) => {
+        this.attrsPublished = false;
+        this.cfg.logger.warn('failed to publish member attributes; will retry at the next leader change', { error: err });
+      },
+    );
+  }
+
+  private becomeReady(): void {
+    if (this.isReady) return;
+    this.isReady = true;
+    for (const w of this.readyWaiters.splice(0)) w();
+  }
+
+  /** Resolves once the member has a leader and has published itself (etcd's ReadyNotify). */
+  ready(): Promise<void> {
+    if (this.isReady) return Promise.resolve();
+    return new Promise((resolve) => this.readyWaiters.push(resolve));
   }
 
   // ---------- proposals ----------

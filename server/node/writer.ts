@@ -18,7 +18,6 @@ import {
   type TxnRequest,
 } from '../../proto/gen/etcdserverpb.js';
 import { applyRange, applyTxn, NO_LEASES, type ApplyOutcome, type ApplyResponse } from '../apply/index.js';
-import type { KvStore } from '../mvcc/index.js';
 import { ClientError } from '../base/errors.js';
 import { ELECTION_TIMEOUT_MS, HEARTBEAT_INTERVAL_MS, LEASE_TTL_MAX_SECONDS } from '../base/limits.js';
 import { monotonicMs, type Node } from './node.js';

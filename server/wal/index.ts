@@ -1,4 +1,5 @@
 export { Wal, segmentBytesDefault } from './wal.js';
-export { WalClosedError, WalCorruptError, WalFatalError, WalUsageError } from './errors.js';
-export { entryDataBytesMax } from './record.js';
-export type { WalEntry, WalLogger, WalOptions, WalStats } from './types.js';
+export type { WalOpened } from './wal.js';
+export { WalClosedError, WalCorruptError, WalFatalError, WalFormatError, WalUsageError } from './errors.js';
+export { entryDataBytesMax } from './payload.js';
+export type { WalEntry, WalEntryType, WalHardState, WalLogger, WalOptions, WalSnapshot, WalStats } from './types.js';

@@ -1,8 +1,8 @@
 /**
- * Record framing. Every record is a 16-byte header followed by its payload:
+ * Record framing. Every record is a 16-byte header followed by its payload (payload.ts):
  *
  *   0..4   payloadBytes   u32 LE
- *   4      type           u8 (recordTypes)
+ *   4      type           u8 (1 entry, 2 hard state, 3 snapshot marker)
  *   5..8   reserved       3 zero bytes
  *   8..12  prevCrc        u32 LE: CRC of the previous record (segment header's prevCrc for the first)
  *   12..16 crc            u32 LE: crc32c(header[0..12] ++ payload, seed = prevCrc)
@@ -10,25 +10,17 @@
  * The CRC is chained (seeded with the previous record's CRC), so a flipped bit anywhere, a dropped or
  * a duplicated record, breaks the chain. Storing prevCrc in the header as well makes each record
  * self-verifying, which lets the torn-tail check ask "does any intact record follow this damage?".
- *
- * An entry record's payload is index u64 LE, term u64 LE, then the entry data.
+ * Framing also fixes each type's payload length (exact for hard states and markers, a minimum for
+ * entries), so a damaged length is caught before the CRC is even computed.
  */
 import { Buffer } from 'node:buffer';
 import { crc32c } from './crc32c.js';
-import type { WalEntry } from './types.js';
+import { isRecordType, payloadBytesOf, payloadLengthProblem, recordPayloadBytesMax, recordTypeOf, viewOf, writePayload } from './payload.js';
+import type { RecordType, WalRecord } from './payload.js';
 
 export const recordHeaderBytes = 16;
-export const entryMetaBytes = 16;
-/** Largest payload a record may declare; anything larger is bad framing. */
-export const recordPayloadBytesMax = 16 * 1024 * 1024;
-export const entryDataBytesMax = recordPayloadBytesMax - entryMetaBytes;
-
-export const recordTypes = { entry: 1 } as const;
-export type RecordType = (typeof recordTypes)[keyof typeof recordTypes];
 
 const crcCoveredHeaderBytes = 12;
-const two32 = 0x1_0000_0000;
-const safeHighWordMax = 0x1f_ffff; // 2^53 - 1 >>> 32
 
 export interface DecodedRecord {
   /** Byte offset of the record's header in the stream. */
@@ -55,22 +47,6 @@ interface RecordHeader {
   crc: number;
 }
 
-export function viewOf(bytes: Uint8Array): DataView {
-  return new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
-}
-
-export function writeU64(view: DataView, at: number, value: number): void {
-  view.setUint32(at, value % two32, true);
-  view.setUint32(at + 4, Math.floor(value / two32), true);
-}
-
-/** Reads a u64 that must fit in a safe integer; undefined otherwise. */
-export function readU64(view: DataView, at: number): number | undefined {
-  const lo = view.getUint32(at, true);
-  const hi = view.getUint32(at + 4, true);
-  return hi > safeHighWordMax ? undefined : hi * two32 + lo;
-}
-
 function readHeader(view: DataView, at: number): RecordHeader {
   return {
     payloadBytes: view.getUint32(at, true),
@@ -81,65 +57,48 @@ function readHeader(view: DataView, at: number): RecordHeader {
   };
 }
 
-function isRecordType(type: number): type is RecordType {
-  return type === recordTypes.entry;
-}
-
 /** Why this header cannot start a record, or undefined if its framing is plausible. */
 function framingProblem(h: RecordHeader): string | undefined {
   if (!isRecordType(h.type)) return `unknown record type ${h.type}`;
   if (h.reserved !== 0) return 'nonzero reserved header bytes';
   if (h.payloadBytes > recordPayloadBytesMax) return `declared length ${h.payloadBytes} exceeds ${recordPayloadBytesMax}`;
-  if (h.type === recordTypes.entry && h.payloadBytes < entryMetaBytes) return `entry record too short (${h.payloadBytes} bytes)`;
-  return undefined;
+  return payloadLengthProblem(h.type, h.payloadBytes);
 }
 
 function recordCrc(header: Uint8Array, payload: Uint8Array, prevCrc: number): number {
   return crc32c(payload, crc32c(header.subarray(0, crcCoveredHeaderBytes), prevCrc));
 }
 
-export function encodedEntryBytes(entry: WalEntry): number {
-  return recordHeaderBytes + entryMetaBytes + entry.data.byteLength;
+export function encodedRecordBytes(record: WalRecord): number {
+  return recordHeaderBytes + payloadBytesOf(record);
 }
 
-/** Writes one entry record at `at`; returns its CRC. */
-function writeEntryRecord(buf: Buffer, view: DataView, at: number, entry: WalEntry, prevCrc: number): number {
-  const payloadBytes = entryMetaBytes + entry.data.byteLength;
+/** Writes one record at `at`; returns its CRC. */
+function writeRecord(buf: Buffer, view: DataView, at: number, record: WalRecord, prevCrc: number): number {
+  const payloadBytes = payloadBytesOf(record);
   view.setUint32(at, payloadBytes, true);
-  view.setUint32(at + 4, recordTypes.entry, true); // type byte + 3 zero reserved bytes
+  view.setUint32(at + 4, recordTypeOf(record), true); // type byte + 3 zero reserved bytes
   view.setUint32(at + 8, prevCrc, true);
   const payloadAt = at + recordHeaderBytes;
-  writeU64(view, payloadAt, entry.index);
-  writeU64(view, payloadAt + 8, entry.term);
-  buf.set(entry.data, payloadAt + entryMetaBytes);
+  writePayload(buf, view, payloadAt, record);
   const crc = recordCrc(buf.subarray(at), buf.subarray(payloadAt, payloadAt + payloadBytes), prevCrc);
   view.setUint32(at + 12, crc, true);
   return crc;
 }
 
-/** Encodes entries as one contiguous buffer of chained records. */
-export function encodeEntries(entries: readonly WalEntry[], prevCrc: number): { bytes: Buffer; lastCrc: number } {
-  const total = entries.reduce((sum, e) => sum + encodedEntryBytes(e), 0);
+/** Encodes records as one contiguous buffer of chained records. */
+export function encodeRecords(records: readonly WalRecord[], prevCrc: number): { bytes: Buffer; lastCrc: number } {
+  const total = records.reduce((sum, r) => sum + encodedRecordBytes(r), 0);
   const bytes = Buffer.allocUnsafe(total);
   const view = viewOf(bytes);
   let at = 0;
   let crc = prevCrc;
-  for (const entry of entries) {
-    crc = writeEntryRecord(bytes, view, at, entry, crc);
-    at += encodedEntryBytes(entry);
+  for (const record of records) {
+    crc = writeRecord(bytes, view, at, record, crc);
+    at += encodedRecordBytes(record);
   }
   if (at !== total) throw new Error(`wal: encoder wrote ${at} of ${total} bytes`);
   return { bytes, lastCrc: crc };
-}
-
-/** Decodes an entry record's payload; a string describes why it cannot be one. */
-export function decodeEntryPayload(payload: Uint8Array): WalEntry | string {
-  const view = viewOf(payload);
-  const index = readU64(view, 0);
-  const term = readU64(view, 8);
-  if (index === undefined || index < 1) return 'entry index out of range';
-  if (term === undefined) return 'entry term out of range';
-  return { index, term, data: payload.subarray(entryMetaBytes) };
 }
 
 /**
@@ -147,7 +106,7 @@ export function decodeEntryPayload(payload: Uint8Array): WalEntry | string {
  * against the prevCrc stored in its own header (it may still not chain to what precedes it).
  */
 function isIntactRecordAt(bytes: Uint8Array, view: DataView, at: number): boolean {
-  if (bytes[at + 4] !== recordTypes.entry) return false; // cheap prefilter before parsing
+  if (!isRecordType(bytes[at + 4] ?? 0)) return false; // cheap prefilter before parsing
   const h = readHeader(view, at);
   if (framingProblem(h) !== undefined) return false;
   const end = at + recordHeaderBytes + h.payloadBytes;

@@ -6,11 +6,12 @@
 import { mkdir, readFile, readdir, rm } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import { keepBrokenCopy, syncDir, tempSuffix, truncateDurably } from './disk.js';
-import { WalCorruptError } from './errors.js';
+import { WalCorruptError, WalFormatError } from './errors.js';
+import { ReplayLog } from './log.js';
 import { findIntactRecord } from './record.js';
-import { parseSegmentFileName, scanSegment } from './segment.js';
+import { parseSegmentFileName, scanSegment, segmentFormatVersion } from './segment.js';
 import type { ScanFailure, SegmentHeader, SegmentRef, SegmentScan } from './segment.js';
-import type { WalEntry, WalLogger } from './types.js';
+import type { WalEntry, WalHardState, WalLogger, WalSnapshot } from './types.js';
 
 /** State of the last segment after replay, for appending to it. */
 export interface ReplayedTail {
@@ -22,14 +23,18 @@ export interface ReplayedTail {
 
 export interface Replay {
   segments: SegmentRef[];
+  /** The effective log: strictly consecutive, starting anywhere. */
   entries: WalEntry[];
+  hardState: WalHardState | undefined;
+  snapshot: WalSnapshot | undefined;
   tail: ReplayedTail | undefined;
+  /** Where the log ends (the last entry, else the last marker, else the first segment's firstIndex - 1; 0 when empty). */
   lastIndex: number;
-}
-
-interface Chain {
-  lastCrc: number;
-  nextIndex: number;
+  /**
+   * Appends must start above this: the last marker's index, or the first segment's firstIndex - 1
+   * when earlier segments were released (their entries were committed, never to be replaced).
+   */
+  base: number;
 }
 
 export async function replayDir(dir: string, logger: WalLogger): Promise<Replay> {
@@ -38,16 +43,20 @@ export async function replayDir(dir: string, logger: WalLogger): Promise<Replay>
   await removeTempLeftovers(dir, names, logger);
   const segments = listSegments(dir, names);
   checkSequence(segments);
-  const entries: WalEntry[] = [];
-  let chain: Chain | undefined;
+  const first = segments[0];
+  if (first === undefined) return { segments, entries: [], hardState: undefined, snapshot: undefined, tail: undefined, lastIndex: 0, base: 0 };
+  const log = new ReplayLog(first.firstIndex - 1);
+  let lastCrc: number | undefined;
   let tail: ReplayedTail | undefined;
   for (const [i, ref] of segments.entries()) {
-    const scan = await replaySegment(ref, chain, i === segments.length - 1, logger);
-    for (const entry of scan.entries) entries.push(entry);
-    chain = { lastCrc: scan.lastCrc, nextIndex: scan.header.firstIndex + scan.entries.length };
-    tail = { ref, bytes: scan.goodEnd, lastCrc: scan.lastCrc, records: scan.entries.length };
+    const scan = await replaySegment(ref, { log, lastCrc }, i === segments.length - 1, logger);
+    lastCrc = scan.lastCrc;
+    tail = { ref, bytes: scan.goodEnd, lastCrc: scan.lastCrc, records: scan.records.length };
   }
-  return { segments, entries, tail, lastIndex: chain === undefined ? 0 : chain.nextIndex - 1 };
+  // Entries below the first segment's start were committed before it was released (the caller's
+  // contract); min() only matters if that contract was broken (a log truncated below it since).
+  const base = Math.max(log.floor, Math.min(first.firstIndex - 1, log.last));
+  return { segments, entries: log.entries, hardState: log.hardState, snapshot: log.snapshot, tail, lastIndex: log.last, base };
 }
 
 async function ensureDir(dir: string): Promise<void> {
@@ -84,32 +93,47 @@ function checkSequence(segments: readonly SegmentRef[]): void {
   }
 }
 
-async function replaySegment(ref: SegmentRef, chain: Chain | undefined, isLast: boolean, logger: WalLogger): Promise<SegmentScan> {
+/** Where replay stands when it reaches a segment: the log so far and the previous segment's last CRC. */
+interface Chain {
+  log: ReplayLog;
+  /** undefined for the oldest remaining segment: nothing before it to chain to. */
+  lastCrc: number | undefined;
+}
+
+async function replaySegment(ref: SegmentRef, chain: Chain, isLast: boolean, logger: WalLogger): Promise<SegmentScan> {
   const bytes = await readFile(ref.path);
   const scan = scanSegment(bytes);
-  if (typeof scan === 'string') throw new WalCorruptError(ref.path, 0, scan);
+  if ('problem' in scan) {
+    if (scan.version !== undefined) throw new WalFormatError(ref.path, scan.version, segmentFormatVersion);
+    throw new WalCorruptError(ref.path, 0, scan.problem);
+  }
   checkHeader(ref, scan.header, chain);
+  for (const { offset, record } of scan.records) {
+    const problem = chain.log.apply(record);
+    // The record is intact (its CRC verified), so by the torn-tail rule this is corruption.
+    if (problem !== undefined) throw new WalCorruptError(ref.path, offset, problem);
+  }
   if (scan.failure !== undefined) await settleFailure(ref, bytes, scan.failure, isLast, logger);
   return scan;
 }
 
-function checkHeader(ref: SegmentRef, header: SegmentHeader, chain: Chain | undefined): void {
+function checkHeader(ref: SegmentRef, header: SegmentHeader, chain: Chain): void {
   if (header.firstIndex !== ref.firstIndex) {
     throw new WalCorruptError(ref.path, 0, `header first index ${header.firstIndex} does not match the file name`);
   }
-  if (chain === undefined) return; // the oldest remaining segment: nothing before it to chain to
+  if (chain.lastCrc === undefined) return;
   if (header.prevCrc !== chain.lastCrc) {
     throw new WalCorruptError(ref.path, 0, `segment crc chain mismatch (header ${header.prevCrc}, previous segment ends with ${chain.lastCrc})`);
   }
-  if (header.firstIndex !== chain.nextIndex) {
-    throw new WalCorruptError(ref.path, 0, `index gap: expected entry ${chain.nextIndex}, segment starts at ${header.firstIndex}`);
+  if (header.firstIndex !== chain.log.last + 1) {
+    throw new WalCorruptError(ref.path, 0, `index gap: expected entry ${chain.log.last + 1}, segment starts at ${header.firstIndex}`);
   }
 }
 
 /**
  * Repairs the failure if it is a torn tail (last segment, no intact record at or after it), throws
- * WalCorruptError otherwise. An index gap or undecodable entry sits in an intact record (its CRC
- * verified), so findIntactRecord finds it at failure.offset: those are always corruption.
+ * WalCorruptError otherwise. An undecodable payload sits in an intact record (its CRC verified), so
+ * findIntactRecord finds it at failure.offset: that is always corruption.
  */
 async function settleFailure(ref: SegmentRef, bytes: Uint8Array, failure: ScanFailure, isLast: boolean, logger: WalLogger): Promise<void> {
   const intactAfter = isLast ? findIntactRecord(bytes, failure.offset) : undefined;

@@ -4,19 +4,21 @@
  * File name: `<seq>-<firstIndex>.wal`, both 16 lower-case hex digits.
  * Header:
  *   0..8   magic "CAIRNWAL"
- *   8..12  format version u32 LE (1)
+ *   8..12  format version u32 LE (2; version 1 is refused: no migration)
  *   12..16 reserved, zero
- *   16..24 firstIndex u64 LE: index of the segment's first entry (lastIndex + 1 when it was created)
+ *   16..24 firstIndex u64 LE: the log's last index + 1 when the segment was created (entries in it
+ *          may later go below it by truncation, never to or below the log's base)
  *   24..28 prevCrc u32 LE: CRC of the last record of the previous segment (0 for the very first)
  *   28..32 headerCrc u32 LE: crc32c(header[0..28])
  */
 import { crc32c } from './crc32c.js';
-import { RecordDecoder, decodeEntryPayload, readU64, recordTypes, viewOf, writeU64 } from './record.js';
+import { decodePayload, readU64, viewOf, writeU64 } from './payload.js';
+import type { WalRecord } from './payload.js';
+import { RecordDecoder } from './record.js';
 import type { DecodeFailure, DecodeFailureReason } from './record.js';
-import type { WalEntry } from './types.js';
 
 export const segmentHeaderBytes = 32;
-export const segmentFormatVersion = 1;
+export const segmentFormatVersion = 2;
 const magic = new TextEncoder().encode('CAIRNWAL');
 const headerCrcAt = 28;
 const hexWidth = 16;
@@ -25,6 +27,12 @@ const segmentNamePattern = /^([0-9a-f]{16})-([0-9a-f]{16})\.wal$/;
 export interface SegmentHeader {
   firstIndex: number;
   prevCrc: number;
+}
+
+/** Why a segment header is unusable; `version` is set when it is well formed but in another format version. */
+export interface HeaderProblem {
+  problem: string;
+  version?: number;
 }
 
 export interface SegmentRef {
@@ -51,31 +59,37 @@ export function parseSegmentFileName(name: string): { seq: number; firstIndex: n
   return { seq, firstIndex };
 }
 
-export function encodeSegmentHeader(h: SegmentHeader): Uint8Array {
+/** Encodes a header in any format version (tests write old-format segments with it). */
+export function encodeSegmentHeaderVersion(h: SegmentHeader, version: number): Uint8Array {
   const bytes = new Uint8Array(segmentHeaderBytes);
   const view = viewOf(bytes);
   bytes.set(magic, 0);
-  view.setUint32(8, segmentFormatVersion, true);
+  view.setUint32(8, version, true);
   writeU64(view, 16, h.firstIndex);
   view.setUint32(24, h.prevCrc, true);
   view.setUint32(headerCrcAt, crc32c(bytes.subarray(0, headerCrcAt)), true);
   return bytes;
 }
 
-/** Decodes a segment header; a string says what is wrong with it. */
-export function decodeSegmentHeader(bytes: Uint8Array): SegmentHeader | string {
-  if (bytes.length < segmentHeaderBytes) return `segment header truncated (${bytes.length} bytes)`;
+export function encodeSegmentHeader(h: SegmentHeader): Uint8Array {
+  return encodeSegmentHeaderVersion(h, segmentFormatVersion);
+}
+
+/** Decodes a segment header, or says what is wrong with it. */
+export function decodeSegmentHeader(bytes: Uint8Array): SegmentHeader | HeaderProblem {
+  if (bytes.length < segmentHeaderBytes) return { problem: `segment header truncated (${bytes.length} bytes)` };
   const view = viewOf(bytes);
-  if (!magic.every((b, i) => bytes[i] === b)) return 'bad segment magic';
-  if (view.getUint32(headerCrcAt, true) !== crc32c(bytes.subarray(0, headerCrcAt))) return 'segment header crc mismatch';
+  if (!magic.every((b, i) => bytes[i] === b)) return { problem: 'bad segment magic' };
+  if (view.getUint32(headerCrcAt, true) !== crc32c(bytes.subarray(0, headerCrcAt))) return { problem: 'segment header crc mismatch' };
   const version = view.getUint32(8, true);
-  if (version !== segmentFormatVersion) return `unsupported segment format version ${version}`;
+  if (version !== segmentFormatVersion) return { problem: `unsupported segment format version ${version}`, version };
+  if (view.getUint32(12, true) !== 0) return { problem: 'nonzero reserved segment header bytes' };
   const firstIndex = readU64(view, 16);
-  if (firstIndex === undefined || firstIndex < 1) return 'segment first index out of range';
+  if (firstIndex === undefined || firstIndex < 1) return { problem: 'segment first index out of range' };
   return { firstIndex, prevCrc: view.getUint32(24, true) };
 }
 
-export type ScanFailureReason = DecodeFailureReason | 'index-gap' | 'bad-entry';
+export type ScanFailureReason = DecodeFailureReason | 'bad-payload';
 
 export interface ScanFailure {
   offset: number;
@@ -83,9 +97,16 @@ export interface ScanFailure {
   detail: string;
 }
 
+export interface ScannedRecord {
+  /** Byte offset of the record's header in the file. */
+  offset: number;
+  record: WalRecord;
+}
+
 export interface SegmentScan {
   header: SegmentHeader;
-  entries: WalEntry[];
+  /** The records before the first failure, in file order. */
+  records: ScannedRecord[];
   /** Offset just past the last good record. */
   goodEnd: number;
   /** CRC of the last good record (header.prevCrc if none). */
@@ -94,36 +115,25 @@ export interface SegmentScan {
 }
 
 /**
- * Decodes a whole segment: header, then chained records whose indexes must run consecutively from
- * header.firstIndex. Stops at the first failure. Returns a string if the header itself is bad.
+ * Decodes a whole segment: header, then chained records, each payload decoded. Stops at the first
+ * failure. Returns a HeaderProblem if the header itself is bad. What the records mean together
+ * (index continuity, truncation, markers) is replay's business (log.ts).
  */
-export function scanSegment(bytes: Uint8Array): SegmentScan | string {
+export function scanSegment(bytes: Uint8Array): SegmentScan | HeaderProblem {
   const header = decodeSegmentHeader(bytes);
-  if (typeof header === 'string') return header;
+  if ('problem' in header) return header;
   const decoder = new RecordDecoder(header.prevCrc, segmentHeaderBytes);
-  const records = decoder.push(bytes.subarray(segmentHeaderBytes));
+  const decoded = decoder.push(bytes.subarray(segmentHeaderBytes));
   const decodeFailure: DecodeFailure | undefined = decoder.finish();
-  const entries: WalEntry[] = [];
-  let failure: ScanFailure | undefined;
-  for (const record of records) {
-    const entry = record.type === recordTypes.entry ? decodeEntryPayload(record.payload) : 'unknown record type';
-    failure = entryProblem(entry, header.firstIndex + entries.length, record.offset);
-    if (failure !== undefined || typeof entry === 'string') break;
-    entries.push(entry);
+  const records: ScannedRecord[] = [];
+  let lastCrc = header.prevCrc;
+  for (const d of decoded) {
+    const record = decodePayload(d.type, d.payload);
+    if (typeof record === 'string') {
+      return { header, records, goodEnd: d.offset, lastCrc, failure: { offset: d.offset, reason: 'bad-payload', detail: record } };
+    }
+    records.push({ offset: d.offset, record });
+    lastCrc = d.crc;
   }
-  const goodEnd = failure?.offset ?? decoder.goodEnd;
-  const lastCrc = failure === undefined ? decoder.lastCrc : lastCrcBefore(records, entries.length, header.prevCrc);
-  return { header, entries, goodEnd, lastCrc, failure: failure ?? decodeFailure };
-}
-
-function entryProblem(entry: WalEntry | string, expectedIndex: number, offset: number): ScanFailure | undefined {
-  if (typeof entry === 'string') return { offset, reason: 'bad-entry', detail: entry };
-  if (entry.index !== expectedIndex) {
-    return { offset, reason: 'index-gap', detail: `index gap: expected entry ${expectedIndex}, found ${entry.index}` };
-  }
-  return undefined;
-}
-
-function lastCrcBefore(records: readonly { crc: number }[], count: number, seed: number): number {
-  return count === 0 ? seed : (records[count - 1]?.crc ?? seed);
+  return { header, records, goodEnd: decoder.goodEnd, lastCrc: decoder.lastCrc, failure: decodeFailure };
 }

@@ -1,8 +1,31 @@
-/** One Raft log entry as the WAL stores it. `index >= 1`, strictly consecutive across appends. */
+/** What a log entry carries, as Raft sees it (etcd's EntryNormal / EntryConfChange). */
+export type WalEntryType = 'normal' | 'confChange';
+
+/**
+ * One Raft log entry as the WAL stores it. `index >= 1`; an append is consecutive and may replace
+ * a suffix of the log (see `Wal.append`).
+ */
 export interface WalEntry {
   index: number;
   term: number;
+  type: WalEntryType;
   data: Uint8Array;
+}
+
+/** Raft's persistent state. `vote` is a 64-bit unsigned member id, 0n = none. */
+export interface WalHardState {
+  term: number;
+  vote: bigint;
+  commit: number;
+}
+
+/**
+ * A snapshot marker: the log now starts after `index` (whose term is `term`); every entry before
+ * it, and every entry after it written earlier, is gone.
+ */
+export interface WalSnapshot {
+  index: number;
+  term: number;
 }
 
 /** Structured logger supplied by the host; the WAL never writes to stdout itself. */

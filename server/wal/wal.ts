@@ -1,23 +1,29 @@
 /**
  * The segmented write-ahead log: open/replay, group-committed appends, rotation, release.
  *
- * Group commit: append() validates and queues synchronously; one flush loop at a time takes every
- * queued append, writes their records as one buffer per segment, fdatasyncs once, then resolves
- * them all. Appends arriving meanwhile wait for the next flush, together.
+ * Group commit: append() and appendSnapshot() validate and queue synchronously; one flush loop at a
+ * time takes every queued call, writes their records (in call order) as one buffer per segment,
+ * each durable when its write returns (O_DSYNC), then resolves them all. Calls arriving meanwhile
+ * wait for the next flush, together.
  */
+import { Buffer } from 'node:buffer';
 import { unlink } from 'node:fs/promises';
 import type { FileHandle } from 'node:fs/promises';
 import { join } from 'node:path';
 import process from 'node:process';
-import { appendProblem, chunkEnd, entryAt, needsRotation } from './append.js';
+import { appendProblem, callRecords, chunkEnd, entryRecords, needsRotation, snapshotProblem } from './append.js';
+import type { LogBounds } from './append.js';
 import { createSegmentFile, openForAppend, syncDir, writeAll } from './disk.js';
 import { WalClosedError, WalCorruptError, WalFatalError, WalUsageError } from './errors.js';
-import { RecordDecoder, encodeEntries } from './record.js';
+import { lastIndexAfter } from './log.js';
+import { decodePayload, sameRecord } from './payload.js';
+import type { WalRecord } from './payload.js';
+import { RecordDecoder, encodeRecords } from './record.js';
 import { replayDir } from './replay.js';
 import type { Replay } from './replay.js';
 import { encodeSegmentHeader, segmentFileName, segmentHeaderBytes } from './segment.js';
 import type { SegmentRef } from './segment.js';
-import type { WalEntry, WalLogger, WalOptions, WalStats } from './types.js';
+import type { WalEntry, WalHardState, WalLogger, WalOptions, WalSnapshot, WalStats } from './types.js';
 
 export const segmentBytesDefault = 64 * 1024 * 1024;
 /** Smallest accepted segmentBytes (tests use small segments to force rotation). */
@@ -26,8 +32,19 @@ export const segmentBytesMin = 1024;
 /** Re-decode every encoded chunk before writing it (paired assertion), when CAIRN_VERIFY=1. */
 const verifyEncoding = process.env['CAIRN_VERIFY'] === '1';
 
+/** What Wal.open hands back: the WAL, ready for appends, and what replay found. */
+export interface WalOpened {
+  wal: Wal;
+  /** The effective log after truncations and markers: strictly consecutive, starting at any index. */
+  entries: WalEntry[];
+  /** The last hard-state record (carried into every new segment, so release never loses it). */
+  hardState: WalHardState | undefined;
+  /** The last snapshot marker still on disk (undefined if never written or released with its segment). */
+  snapshot: WalSnapshot | undefined;
+}
+
 interface Waiter {
-  entries: readonly WalEntry[];
+  records: readonly WalRecord[];
   resolve: () => void;
   reject: (err: Error) => void;
 }
@@ -40,6 +57,14 @@ interface ActiveSegment {
   records: number;
 }
 
+/** What the records written so far (durable or being written) amount to; a new segment starts from it. */
+interface Written {
+  /** The log's last index: the header firstIndex of the next segment is this + 1. */
+  last: number;
+  /** The last hard state written: the first record of the next segment. */
+  hardState: WalHardState | undefined;
+}
+
 interface WalParts {
   dir: string;
   segmentBytes: number;
@@ -47,7 +72,8 @@ interface WalParts {
   logger: WalLogger;
   segments: SegmentRef[];
   active: ActiveSegment;
-  lastIndex: number;
+  bounds: LogBounds;
+  written: Written;
 }
 
 export class Wal {
@@ -57,7 +83,9 @@ export class Wal {
   readonly #logger: WalLogger;
   readonly #segments: SegmentRef[];
   #active: ActiveSegment;
-  #lastIndex: number;
+  /** The accepted log (including calls not yet durable): what the next call is validated against. */
+  readonly #bounds: LogBounds;
+  #written: Written;
   #queue: Waiter[] = [];
   #flushing: Promise<void> | undefined;
   #releasing: Promise<void> = Promise.resolve();
@@ -72,19 +100,39 @@ export class Wal {
     this.#logger = parts.logger;
     this.#segments = parts.segments;
     this.#active = parts.active;
-    this.#lastIndex = parts.lastIndex;
+    this.#bounds = parts.bounds;
+    this.#written = parts.written;
   }
 
-  /** Opens (creating if missing) the WAL in opts.dir, replays it and repairs a torn tail. */
-  static async open(opts: WalOptions): Promise<{ wal: Wal; entries: WalEntry[] }> {
+  /**
+   * Opens (creating if missing) the WAL in opts.dir, replays it and repairs a torn tail. Throws
+   * WalCorruptError (WalFormatError for a segment of another format version) or WalFatalError.
+   */
+  static async open(opts: WalOptions): Promise<WalOpened> {
     const segmentBytes = checkSegmentBytes(opts.segmentBytes ?? segmentBytesDefault);
     try {
       const replay = await replayDir(opts.dir, opts.logger);
       const active = await openActive(opts.dir, replay);
       const segments = replay.segments.length > 0 ? replay.segments : [active.ref];
-      const wal = new Wal({ dir: opts.dir, segmentBytes, beforeWrite: opts.beforeWrite, logger: opts.logger, segments, active, lastIndex: replay.lastIndex });
-      opts.logger.info('wal: opened', { dir: opts.dir, segments: segments.length, entries: replay.entries.length, lastIndex: replay.lastIndex });
-      return { wal, entries: replay.entries };
+      const wal = new Wal({
+        dir: opts.dir,
+        segmentBytes,
+        beforeWrite: opts.beforeWrite,
+        logger: opts.logger,
+        segments,
+        active,
+        bounds: { lastIndex: replay.lastIndex, base: replay.base },
+        written: { last: replay.lastIndex, hardState: replay.hardState },
+      });
+      opts.logger.info('wal: opened', {
+        dir: opts.dir,
+        segments: segments.length,
+        entries: replay.entries.length,
+        firstIndex: replay.entries[0]?.index,
+        lastIndex: replay.lastIndex,
+        snapshotIndex: replay.snapshot?.index,
+      });
+      return { wal, entries: replay.entries, hardState: replay.hardState, snapshot: replay.snapshot };
     } catch (err) {
       if (err instanceof WalCorruptError) throw err;
       throw new WalFatalError(`wal: cannot open ${opts.dir}`, { cause: err });
@@ -92,29 +140,48 @@ export class Wal {
   }
 
   /**
-   * Appends entries; resolves once they are written and fdatasync'ed. entries[0].index must be
-   * lastIndex() + 1 and the rest consecutive. Rejects with WalUsageError on a contract breach,
-   * WalFatalError after any storage fault (then every later append is refused too).
+   * Appends entries, then the hard state if given; resolves once all of them are durable. entries
+   * may be empty only if hardState is given. entries[0].index must lie in (base, lastIndex() + 1],
+   * the rest consecutive: an index <= lastIndex() replaces that entry and every one after it. base
+   * is the last snapshot marker's index (or the first live segment's firstIndex - 1 once earlier
+   * segments were released; else 0). Rejects with WalUsageError on a contract breach (nothing is
+   * written), WalFatalError after any storage fault (then every later call is refused too). Do not
+   * mutate the entries' data until the promise settles.
    */
-  append(entries: readonly WalEntry[]): Promise<void> {
-    const refusal = this.#refusal();
-    if (refusal !== undefined) return Promise.reject(refusal);
-    const problem = appendProblem(entries, this.#lastIndex);
-    if (problem !== undefined) return Promise.reject(new WalUsageError(`wal: cannot append: ${problem}`));
-    if (entries.length === 0) return Promise.resolve();
-    this.#lastIndex = entryAt(entries, entries.length - 1).index;
-    return new Promise<void>((resolve, reject) => {
-      this.#queue.push({ entries, resolve, reject });
-      this.#startFlushing();
+  append(entries: readonly WalEntry[], hardState?: WalHardState): Promise<void> {
+    const problem = appendProblem(entries, hardState, this.#bounds);
+    if (problem !== undefined) return this.#refuse(`cannot append: ${problem}`);
+    const last = entries.at(-1);
+    return this.#enqueue(callRecords(entryRecords(entries), hardState), () => {
+      if (last !== undefined) this.#bounds.lastIndex = last.index;
     });
   }
 
-  /** Index of the last entry accepted by append() (durable or still being flushed); 0 when empty. */
-  lastIndex(): number {
-    return this.#lastIndex;
+  /**
+   * Writes a snapshot marker, then the hard state if given; resolves once durable. Afterwards the
+   * log is empty and ends at snap.index: lastIndex() === snap.index, the base is snap.index, and the
+   * next append must start at snap.index + 1. snap.index may not be below the current base.
+   */
+  appendSnapshot(snap: WalSnapshot, hardState?: WalHardState): Promise<void> {
+    const problem = snapshotProblem(snap, hardState, this.#bounds);
+    if (problem !== undefined) return this.#refuse(`cannot append snapshot marker: ${problem}`);
+    const marker: WalRecord = { kind: 'snapshot', snapshot: { index: snap.index, term: snap.term } };
+    return this.#enqueue(callRecords([marker], hardState), () => {
+      this.#bounds.lastIndex = snap.index;
+      this.#bounds.base = snap.index;
+    });
   }
 
-  /** Deletes whole segments all of whose entries are < index; never the active segment. */
+  /** Where the accepted log ends (calls durable or still being flushed): its last entry, else the last marker's index, else 0. */
+  lastIndex(): number {
+    return this.#bounds.lastIndex;
+  }
+
+  /**
+   * Deletes whole segments, oldest first, whose successor starts at or before index; never the
+   * active segment. The caller promises that every entry below index is committed and durably
+   * applied elsewhere, so it is never replaced: appends must start at index or above afterwards.
+   */
   releaseBefore(index: number): Promise<void> {
     const refusal = this.#refusal();
     if (refusal !== undefined) return Promise.reject(refusal);
@@ -131,6 +198,21 @@ export class Wal {
 
   stats(): WalStats {
     return { ...this.#stats, segments: this.#segments.length };
+  }
+
+  #refuse(problem: string): Promise<void> {
+    return Promise.reject(this.#refusal() ?? new WalUsageError(`wal: ${problem}`));
+  }
+
+  /** Queues one call's records; `accept` updates the accepted bounds (synchronously, in call order). */
+  #enqueue(records: readonly WalRecord[], accept: () => void): Promise<void> {
+    const refusal = this.#refusal();
+    if (refusal !== undefined) return Promise.reject(refusal);
+    accept();
+    return new Promise<void>((resolve, reject) => {
+      this.#queue.push({ records, resolve, reject });
+      this.#startFlushing();
+    });
   }
 
   #refusal(): Error | undefined {
@@ -163,7 +245,7 @@ export class Wal {
       return;
     }
     try {
-      await this.#writeEntries(batch.flatMap((w) => w.entries));
+      await this.#writeRecords(batch.flatMap((w) => w.records));
       this.#stats.flushes++;
       for (const w of batch) w.resolve();
     } catch (err) {
@@ -173,35 +255,41 @@ export class Wal {
     }
   }
 
-  async #writeEntries(entries: readonly WalEntry[]): Promise<void> {
-    for (let start = 0; start < entries.length; ) {
-      if (needsRotation(this.#active.bytes, this.#active.records, this.#segmentBytes)) {
-        await this.#rotate(entryAt(entries, start).index);
-      }
-      const end = chunkEnd(entries, start, this.#active.bytes, this.#segmentBytes);
-      await this.#writeChunk(entries.slice(start, end));
+  async #writeRecords(records: readonly WalRecord[]): Promise<void> {
+    for (let start = 0; start < records.length; ) {
+      if (needsRotation(this.#active.bytes, this.#active.records, this.#segmentBytes)) await this.#rotate();
+      const end = chunkEnd(records, start, this.#active.bytes, this.#segmentBytes);
+      await this.#writeChunk(records.slice(start, end));
       start = end;
     }
   }
 
-  async #writeChunk(chunk: readonly WalEntry[]): Promise<void> {
+  async #writeChunk(chunk: readonly WalRecord[]): Promise<void> {
     const active = this.#active;
-    const { bytes, lastCrc } = encodeEntries(chunk, active.lastCrc);
-    if (verifyEncoding) assertDecodesBack(bytes, chunk.length, active.lastCrc, lastCrc);
+    const { bytes, lastCrc } = encodeRecords(chunk, active.lastCrc);
+    if (verifyEncoding) assertDecodesBack(bytes, chunk, active.lastCrc, lastCrc);
     this.#beforeWrite?.();
     await writeAll(active.fh, bytes, active.bytes); // O_DSYNC: durable when the write returns
     this.#stats.syncs++;
     active.bytes += bytes.length;
     active.lastCrc = lastCrc;
     active.records += chunk.length;
+    this.#written = chunk.reduce(advanceWritten, this.#written);
   }
 
-  async #rotate(firstIndex: number): Promise<void> {
+  /**
+   * Starts the next segment: header firstIndex = the written log's last index + 1, and (created
+   * with it, atomically) a copy of the last hard state as its first record, so that releasing the
+   * older segments never loses the hard state.
+   */
+  async #rotate(): Promise<void> {
     const old = this.#active;
+    const firstIndex = this.#written.last + 1;
     const ref = segmentRef(this.#dir, old.ref.seq + 1, firstIndex);
-    const fh = await createSegmentFile(this.#dir, ref.name, encodeSegmentHeader({ firstIndex, prevCrc: old.lastCrc }));
+    const start = segmentStart(firstIndex, old.lastCrc, this.#written.hardState);
+    const fh = await createSegmentFile(this.#dir, ref.name, start.bytes);
     this.#segments.push(ref);
-    this.#active = { ref, fh, bytes: segmentHeaderBytes, lastCrc: old.lastCrc, records: 0 };
+    this.#active = { ref, fh, bytes: start.bytes.length, lastCrc: start.lastCrc, records: start.records };
     this.#stats.rotations++;
     await old.fh.close();
     this.#logger.info('wal: rotated segment', { file: ref.path, firstIndex, previousBytes: old.bytes });
@@ -211,6 +299,11 @@ export class Wal {
     const count = releasableCount(this.#segments, index);
     if (count === 0) return;
     const victims = this.#segments.splice(0, count);
+    const first = this.#segments[0];
+    if (first !== undefined) {
+      // As replay will see it: entries below the first live segment's start are committed.
+      this.#bounds.base = Math.max(this.#bounds.base, Math.min(first.firstIndex - 1, this.#bounds.lastIndex));
+    }
     try {
       for (const v of victims) await unlink(v.path); // oldest first: a crash leaves a contiguous suffix
       await syncDir(this.#dir);
@@ -245,6 +338,20 @@ function segmentRef(dir: string, seq: number, firstIndex: number): SegmentRef {
   return { seq, firstIndex, name, path: join(dir, name) };
 }
 
+function advanceWritten(w: Written, record: WalRecord): Written {
+  return { last: lastIndexAfter(w.last, record), hardState: record.kind === 'hardState' ? record.hardState : w.hardState };
+}
+
+/** The initial bytes of a new segment: its header, then the carried hard state (if any). */
+function segmentStart(firstIndex: number, prevCrc: number, hardState: WalHardState | undefined): { bytes: Uint8Array; lastCrc: number; records: number } {
+  const header = encodeSegmentHeader({ firstIndex, prevCrc });
+  if (hardState === undefined) return { bytes: header, lastCrc: prevCrc, records: 0 };
+  const carried: WalRecord[] = [{ kind: 'hardState', hardState }];
+  const { bytes, lastCrc } = encodeRecords(carried, prevCrc);
+  if (verifyEncoding) assertDecodesBack(bytes, carried, prevCrc, lastCrc);
+  return { bytes: Buffer.concat([header, bytes]), lastCrc, records: 1 };
+}
+
 /** Opens the last replayed segment for appending, or creates the first segment of an empty WAL. */
 async function openActive(dir: string, replay: Replay): Promise<ActiveSegment> {
   const tail = replay.tail;
@@ -268,11 +375,19 @@ function rejectAll(waiters: readonly Waiter[], err: Error): void {
   for (const w of waiters) w.reject(err);
 }
 
-function assertDecodesBack(bytes: Uint8Array, records: number, seedCrc: number, lastCrc: number): void {
+/** Paired assertion (CAIRN_VERIFY=1): the encoded bytes decode back to exactly the records given. */
+function assertDecodesBack(bytes: Uint8Array, records: readonly WalRecord[], seedCrc: number, lastCrc: number): void {
   const decoder = new RecordDecoder(seedCrc, 0);
   const decoded = decoder.push(bytes);
   const failure = decoder.finish();
-  if (failure !== undefined || decoded.length !== records || decoder.lastCrc !== lastCrc) {
-    throw new Error(`wal: encoded chunk does not decode back (${failure?.detail ?? `${decoded.length} of ${records} records`})`);
+  if (failure !== undefined || decoded.length !== records.length || decoder.lastCrc !== lastCrc) {
+    throw new Error(`wal: encoded chunk does not decode back (${failure?.detail ?? `${decoded.length} of ${records.length} records`})`);
+  }
+  for (const [i, d] of decoded.entries()) {
+    const back = decodePayload(d.type, d.payload);
+    const want = records[i];
+    if (typeof back === 'string' || want === undefined || !sameRecord(back, want)) {
+      throw new Error(`wal: record ${i} of an encoded chunk decodes to something else (${typeof back === 'string' ? back : back.kind})`);
+    }
   }
 }

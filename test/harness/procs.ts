@@ -21,6 +21,8 @@ export interface ServerOpts {
   readyTimeoutMs?: number;
   /** --name; default a unique one. Pass the old name (and dataDir) to restart a server. */
   name?: string;
+  /** Run the server through this command, e.g. ['ip', 'netns', 'exec', 'ns1'] (it must exec the server so the pid stays the server's). */
+  commandPrefix?: string[];
 }
 
 export interface ServerProc {
@@ -197,6 +199,7 @@ interface SpawnSpec {
   port: number;
   dataDir: string;
   env: Record<string, string> | undefined;
+  commandPrefix: string[] | undefined;
   readyTimeoutMs: number;
   readyMsgs: ReadonlySet<string>;
 }
@@ -227,7 +230,8 @@ const CAIRN_READY_MSGS: ReadonlySet<string> = new Set([READY_MSG]);
 
 async function spawnServer(spec: SpawnSpec): Promise<ServerProc> {
   hookExit();
-  const child = spawn(spec.cmd, spec.args, {
+  const prefix = spec.commandPrefix ?? [];
+  const child = spawn(prefix[0] ?? spec.cmd, prefix.length > 0 ? [...prefix.slice(1), spec.cmd, ...spec.args] : spec.args, {
     env: { ...process.env, ...(spec.env ?? {}) },
     stdio: ['ignore', 'pipe', 'pipe'],
   });
@@ -399,6 +403,7 @@ async function startEtcdOnce(opts: ServerOpts): Promise<ServerProc> {
     port: clientPort,
     dataDir,
     env: opts.env,
+    commandPrefix: opts.commandPrefix,
     readyTimeoutMs: opts.readyTimeoutMs ?? READY_TIMEOUT_MS,
     readyMsgs: ETCD_READY_MSGS,
   });
@@ -443,6 +448,7 @@ async function startCairnOnce(opts: ServerOpts): Promise<ServerProc> {
     port: clientPort,
     dataDir,
     env: opts.env,
+    commandPrefix: opts.commandPrefix,
     readyTimeoutMs: opts.readyTimeoutMs ?? READY_TIMEOUT_MS,
     readyMsgs: CAIRN_READY_MSGS,
   });

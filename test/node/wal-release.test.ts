@@ -18,8 +18,15 @@ function config(dataDir: string, lines: string[], fatal: Error[]): NodeConfig {
     requestBytesMax: 1572864,
     snapshotCount: 50,
     walSegmentBytes: 8 * 1024,
+    snapshotCatchupEntries: 10,
+    cluster: { name: 'release', initialCluster: 'release=http://127.0.0.1:0', initialClusterState: 'new', initialClusterToken: 'etcd-cluster', initialAdvertisePeerUrls: ['http://127.0.0.1:0'] },
+    listenPeerUrls: ['http://127.0.0.1:0'],
+    advertiseClientUrls: ['http://127.0.0.1:2379'],
+    heartbeatMs: 100,
+    electionMs: 1000,
     logger: createLogger('info', (l) => lines.push(l)),
     onFatal: (err) => fatal.push(err),
+    onRemoved: (err) => fatal.push(err),
   };
 }
 
@@ -38,6 +45,7 @@ test('WAL segments held by LMDB are released every snapshot-count entries; a res
   const lines: string[] = [];
   const fatal: Error[] = [];
   const node = await Node.open(config(dataDir, lines, fatal));
+  await node.ready();
   for (let i = 0; i < PUTS; i++) {
     const o = await node.propose({ put: { key: Buffer.from(`k${String(i).padStart(4, '0')}`), value: Buffer.alloc(100, i % 256) } });
     assert.ok(o.ok);
@@ -54,6 +62,7 @@ test('WAL segments held by LMDB are released every snapshot-count entries; a res
 
   const lines2: string[] = [];
   const again = await Node.open(config(dataDir, lines2, fatal));
+  await again.ready();
   try {
     assert.equal(revisionOf(again), PUTS + 1, 'every put is there after the restart');
     const all = again.store.beginRead().range({ start: Buffer.from('k'), end: Buffer.from('l'), single: false }, 0, 0, true);

@@ -1,6 +1,7 @@
 // Damaged files on disk, against the real server process: a torn WAL tail is repaired (with a log
 // line and a kept copy) and nothing acknowledged is lost; a flipped byte before the tail stops the
-// start with an error naming the file and offset; a damaged LMDB file stops the start, and a record
+// start with an error naming the file and offset; a WAL in an older on-disk format is refused with a
+// message saying the data dir must be recreated; a damaged LMDB file stops the start, and a record
 // failing its checksum stops the server instead of being served.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -10,6 +11,7 @@ import { join } from 'node:path';
 import { CAIRN_MAIN, freePort, startCairn, tempDir } from '../harness/procs.js';
 import { EtcdClient } from '../harness/client.js';
 import { Wal } from '../../server/wal/index.js';
+import { decodeSegmentHeader, encodeSegmentHeaderVersion, scanSegment } from '../../server/wal/segment.js';
 import { encodeInternalRequest } from '../../proto/gen/cairnpb.js';
 import { Backend } from '../../server/storage/backend/index.js';
 import { META, SCHEMA_VERSION, encodeNum } from '../../server/storage/schema/index.js';
@@ -50,12 +52,28 @@ async function expectAllKeys(dataDir: string): Promise<string[]> {
   }
 }
 
-function walFile(dataDir: string): string {
+function walFiles(dataDir: string): string[] {
   const dir = join(dataDir, 'member', 'wal');
-  const files = readdirSync(dir).filter((f) => f.endsWith('.wal')).sort();
-  const last = files[files.length - 1];
+  return readdirSync(dir)
+    .filter((f) => f.endsWith('.wal'))
+    .sort()
+    .map((f) => join(dir, f));
+}
+
+function walFile(dataDir: string): string {
+  const last = walFiles(dataDir).at(-1);
   assert.ok(last !== undefined, 'a WAL segment exists');
-  return join(dir, last);
+  return last;
+}
+
+/** Offset of the last entry record in a segment (hard-state records may follow it). */
+function lastEntryOffset(path: string): number {
+  const scan = scanSegment(readFileSync(path));
+  assert.ok(!('problem' in scan), 'the segment decodes');
+  assert.equal(scan.failure, undefined);
+  const last = scan.records.filter((r) => r.record.kind === 'entry').at(-1);
+  assert.ok(last !== undefined, 'the last segment holds an entry');
+  return last.offset;
 }
 
 /** Runs the server expecting it to fail at start; returns its exit status and stderr. */
@@ -71,9 +89,9 @@ async function failedStart(dataDir: string): Promise<{ status: number | null; st
 /** Appends one more (never acknowledged, never applied) put entry to the WAL, as a crash mid-write would leave it before the cut. */
 async function appendUnappliedEntry(dataDir: string): Promise<void> {
   const silent = { info: () => undefined, warn: () => undefined, error: () => undefined };
-  const { wal } = await Wal.open({ dir: join(dataDir, 'member', 'wal'), logger: silent });
+  const { wal, entries } = await Wal.open({ dir: join(dataDir, 'member', 'wal'), logger: silent });
   const data = encodeInternalRequest({ header: { ID: 1n }, put: { key: Buffer.from('torn-key'), value: Buffer.from('never acknowledged') } });
-  await wal.append([{ index: wal.lastIndex() + 1, term: 1, data }]);
+  await wal.append([{ index: wal.lastIndex() + 1, term: entries.at(-1)?.term ?? 1, type: 'normal', data }]);
   await wal.close();
 }
 
@@ -92,7 +110,7 @@ test('a WAL that lost a record the backend had applied (durable data gone) refus
   const dataDir = tempDir('cairn-lost');
   await populate(dataDir);
   const wal = walFile(dataDir);
-  truncateSync(wal, statSync(wal).size - 7);
+  truncateSync(wal, lastEntryOffset(wal) + 7); // tears the last entry (and drops any hard state after it)
   const { status, stderr } = await failedStart(dataDir);
   assert.notEqual(status, 0);
   assert.match(stderr, /ends at entry \d+ but the backend has applied up to \d+/);
@@ -122,6 +140,26 @@ test('a flipped byte in the middle of the WAL stops the start, naming the file a
   assert.ok(stderr.includes(wal), 'the error names the WAL file');
   assert.ok(!stderr.includes('ready to serve client requests'));
   assert.deepEqual(readFileSync(wal), bytes, 'the damaged file is left as it was for inspection');
+});
+
+test('a WAL written in an older on-disk format is refused: the data dir must be recreated', async () => {
+  const dataDir = tempDir('cairn-walv1');
+  await populate(dataDir);
+  const segments = walFiles(dataDir);
+  for (const path of segments) {
+    const bytes = readFileSync(path);
+    const header = decodeSegmentHeader(bytes);
+    if ('problem' in header) assert.fail(header.problem);
+    bytes.set(encodeSegmentHeaderVersion(header, 1), 0); // as an older Cairn (WAL format 1) would have written it
+    writeFileSync(path, bytes);
+  }
+  const before = segments.map((p) => readFileSync(p));
+  const { status, stderr } = await failedStart(dataDir);
+  assert.notEqual(status, 0, 'the server refuses to start');
+  assert.match(stderr, /WAL segment format version 1, written by an older Cairn; .*this data dir must be recreated/);
+  assert.ok(stderr.includes(segments[0] ?? '?'), 'the error names the segment');
+  assert.ok(!stderr.includes('ready to serve client requests'));
+  assert.deepEqual(segments.map((p) => readFileSync(p)), before, 'nothing on disk changed');
 });
 
 test('an LMDB file with damaged header pages stops the start with an error naming it', async () => {
