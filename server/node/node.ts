@@ -205,7 +205,14 @@ export class Node implements ClusterPath, MaintenancePath, LeaderView {
     if (first !== undefined && first.index !== applied + 1) {
       throw new StorageFault(`node: WAL in ${walDir} resumes at entry ${first.index} but the backend has applied only up to ${applied}`);
     }
-    if (wal.lastIndex() < applied) await wal.appendSnapshot({ index: applied, term: appliedTerm });
+    if (wal.lastIndex() < applied) {
+      // Only an empty WAL (a data dir made from a snapshot) may start behind the backend; a WAL that
+      // lost entries the backend applied may also have lost votes: refuse rather than guess.
+      if (wal.lastIndex() !== 0 || opened.hardState !== undefined) {
+        throw new StorageFault(`node: the WAL in ${walDir} ends at entry ${wal.lastIndex()} but the backend has applied up to ${applied}: entries that were durable are missing from the WAL (disk damage?); refusing to start`);
+      }
+      await wal.appendSnapshot({ index: applied, term: appliedTerm });
+    }
     const members = new MemberStore(backend);
     const hs0 = identity.bootstrap?.hardState ?? (opened.hardState !== undefined ? { term: opened.hardState.term, vote: opened.hardState.vote, commit: opened.hardState.commit } : { term: 0, vote: 0n, commit: 0 });
     const hardState: HardState = { ...hs0, commit: Math.min(Math.max(hs0.commit, applied), applied + log0.length) };

@@ -33,9 +33,15 @@ export interface RowResult {
   readonly load?: string;
   /** Driver rows: what the rate counts, e.g. "events/s". */
   readonly unit?: string;
+  /**
+   * Cluster rows (their own table, workload names like "put-3m"): members per cluster, the tool
+   * given every member's endpoint; peakRssMiB is then the sum over members. Absent: 1 member.
+   */
+  readonly members?: number;
 }
 
 const SECS_TO_MS = 1000;
+const KIB_PER_MIB = 1024;
 
 function numberAfter(re: RegExp, text: string): number | undefined {
   const m = re.exec(text);
@@ -116,6 +122,31 @@ function latencyCell(side: SideResult): string {
 
 function rssCell(side: SideResult): string {
   return side.peakRssMiB === undefined ? '-' : fixed(side.peakRssMiB, 1);
+}
+
+/**
+ * The peak RSS of a cluster side, MiB: the members' VmHWM summed (each member's own peak, not a
+ * simultaneous one). Undefined when a member has no reading (KiB <= 0) or there are none.
+ */
+export function sumPeakMiB(memberPeaksKb: readonly number[]): number | undefined {
+  if (memberPeaksKb.length === 0 || memberPeaksKb.some((kb) => !(kb > 0))) return undefined;
+  return memberPeaksKb.reduce((a, kb) => a + kb, 0) / KIB_PER_MIB;
+}
+
+/** The workload column of a tool row: "put" for one member, "put-3m" for a 3-member cluster. */
+export function rowName(workload: string, members: number): string {
+  return members > 1 ? `${workload}-${members}m` : workload;
+}
+
+/**
+ * Leader elections seen during a cluster row on one side (Raft term after minus before, from
+ * Maintenance.Status; notes termBefore/termAfter), or undefined when not measured.
+ */
+export function electionsDuring(side: SideResult): number | undefined {
+  const before = side.notes?.['termBefore'];
+  const after = side.notes?.['termAfter'];
+  if (before === undefined || after === undefined || Number.isNaN(before) || Number.isNaN(after)) return undefined;
+  return after - before;
 }
 
 /** cairn req/s over etcd req/s, when both sides measured. */

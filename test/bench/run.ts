@@ -1,11 +1,13 @@
 // Cairn vs etcd: the same load against the reference etcd and against Cairn,
 // one server after the other, each on a fresh data dir on the same disk with
-// default settings. Prints two tables and writes bench-results.json in the cwd.
+// default settings. Prints up to three tables and writes bench-results.json in the cwd.
 // A benchmark, not a test: it asserts nothing about speed, and a row that fails
 // shows its error and the run goes on.
 //
 // Workloads (run in this order on each server):
 //   put, range-lin, range-ser, txn-put   etcd's own `benchmark` tool, at each in-flight count
+//                  (range-lin: linearizable range of one key, range-ser: serializable;
+//                  txn-put: a txn holding one put)
 //   watch          our driver watchload.ts: 1,000 watchers on the prefix /bench/ over 10 Watch
 //                  streams; puts at 200/s and 1,000/s (5 s each), then as fast as acked with 16
 //                  in flight (3 s); events/s delivered over all watchers, put-sent -> event latency
@@ -17,8 +19,20 @@
 // for them (the driver table shows both processes' CPU, in cores, to tell who was saturated).
 // watch + watch-latency + lease take about 70 s for both servers.
 //
+// Cluster rows (their own table, run last): put-3m, range-lin-3m, range-ser-3m, txn-put-3m are the
+// four tool workloads above against a fresh 3-member cluster (test/harness/cluster.ts: loopback,
+// default settings, data dirs on the same disk, started only once a leader is agreed by all
+// members), first a 3-member reference etcd, then a 3-member Cairn, with the same in-flight counts
+// and totals; the tool is given all three endpoints (it spreads its connections over them, so
+// followers forward writes and serve serializable reads). Peak RSS is summed over the members;
+// a Raft term that moved during a row is listed under the table as leader elections, and each
+// member's warn/error log lines are summarised on stderr and kept in the results file.
+// `--only cluster` names the four; they take about 2-3 minutes for both clusters on an idle
+// machine (starting each cluster ~5 s), longer when the 2 CPUs are shared.
+//
 // Run only some workloads (without the npm script's installs):
 //   npx tsc -p tsconfig.json && node dist/test/bench/run.js --only watch,lease
+//   npx tsc -p tsconfig.json && node dist/test/bench/run.js --only cluster     (or put-3m,range-lin-3m)
 //
 // Environment (all optional):
 //   CAIRN_BENCH_TARGET            cairn (default) | etcd: what the "cairn" column runs
@@ -29,18 +43,33 @@
 //   CAIRN_BENCH_TOTAL_CONCURRENT  requests per row at >1 in flight (default 50000)
 //   CAIRN_BENCH_VALUE_BYTES       value size (default 256)
 //   CAIRN_BENCH_ROW_TIMEOUT_S     a row's time limit (default 300)
-//   CAIRN_BENCH_DIR               where the data dirs go (default the OS temp dir)
+//   CAIRN_BENCH_DIR               where the data dirs go (default the OS temp dir; for the
+//                                 cluster rows through TMPDIR, which cluster.ts honours)
+//   CAIRN_BENCH_LOG_DIR           if set, every cluster member's whole stderr is written there
+//                                 as <side>-<member>.log
 //   CAIRN_BENCH_OUT               results file (default ./bench-results.json)
 //   CAIRN_BENCH_TOOL              path of etcd's benchmark binary (default: built by
 //                                 hack/install-bench-tools.sh into ~/.cache/cairn/bin)
 import { spawn, spawnSync } from 'node:child_process';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { startCluster } from '../harness/cluster.js';
+import type { Cluster } from '../harness/cluster.js';
 import { ETCDCTL_BIN, REPO_ROOT, startCairn, startEtcd } from '../harness/procs.js';
-import type { ServerOpts, ServerProc } from '../harness/procs.js';
-import { formatDriverTable, formatTable, parseDriverOutput, parseToolOutput, parseWatchLatencyOutput, ratio } from './report.js';
+import type { ServerOpts, ServerProc, TargetKind } from '../harness/procs.js';
+import {
+  electionsDuring,
+  formatDriverTable,
+  formatTable,
+  parseDriverOutput,
+  parseToolOutput,
+  parseWatchLatencyOutput,
+  ratio,
+  rowName,
+  sumPeakMiB,
+} from './report.js';
 import type { RowResult, SideResult, ToolReport } from './report.js';
 
 // ---- limits and defaults ----
@@ -86,16 +115,33 @@ const LEASE_IN_FLIGHT = 64;
 const LEASE_SECONDS = 10;
 /** A driver run's time limit (its phases' own limits are well inside it). */
 const DRIVER_TIMEOUT_MS = 240_000;
+// cluster rows
+const CLUSTER_SIZE = 3;
+const CLUSTER_STATUS_TIMEOUT_MS = 5_000;
+/** Distinct warn/error messages per member kept in the results file and printed on stderr. */
+const LOG_MESSAGES_MAX = 12;
+const LOG_EXAMPLE_CHARS_MAX = 400;
 
 // ---- configuration (checked once here) ----
 
 type Target = 'cairn' | 'etcd';
 type ToolWorkload = 'put' | 'range-lin' | 'range-ser' | 'txn-put';
 type DriverWorkload = 'watch' | 'watch-latency' | 'lease';
-type WorkloadName = ToolWorkload | DriverWorkload;
+type ClusterWorkload = `${ToolWorkload}-3m`;
+type WorkloadName = ToolWorkload | DriverWorkload | ClusterWorkload;
 const TOOL_WORKLOADS: readonly ToolWorkload[] = ['put', 'range-lin', 'range-ser', 'txn-put'];
 const DRIVER_WORKLOADS: readonly DriverWorkload[] = ['watch', 'watch-latency', 'lease'];
-const WORKLOAD_NAMES: readonly WorkloadName[] = [...TOOL_WORKLOADS, ...DRIVER_WORKLOADS];
+/** Each cluster workload's tool workload (the name is rowName(base, CLUSTER_SIZE)). */
+const CLUSTER_BASE: Readonly<Record<ClusterWorkload, ToolWorkload>> = {
+  'put-3m': 'put',
+  'range-lin-3m': 'range-lin',
+  'range-ser-3m': 'range-ser',
+  'txn-put-3m': 'txn-put',
+};
+const CLUSTER_WORKLOADS = Object.keys(CLUSTER_BASE).filter(isClusterWorkload);
+const WORKLOAD_NAMES: readonly WorkloadName[] = [...TOOL_WORKLOADS, ...DRIVER_WORKLOADS, ...CLUSTER_WORKLOADS];
+/** Names for groups of workloads on --only. */
+const WORKLOAD_GROUPS: Readonly<Record<string, readonly WorkloadName[]>> = { cluster: CLUSTER_WORKLOADS };
 
 interface Config {
   readonly target: Target;
@@ -134,6 +180,10 @@ function isDriverWorkload(w: WorkloadName): w is DriverWorkload {
   return (DRIVER_WORKLOADS as readonly string[]).includes(w);
 }
 
+function isClusterWorkload(w: string): w is ClusterWorkload {
+  return Object.hasOwn(CLUSTER_BASE, w);
+}
+
 /** The value of `--only a,b` (or `--only=a,b`) on the command line; the only argument accepted. */
 function onlyArg(argv: readonly string[]): string | undefined {
   let only: string | undefined;
@@ -141,7 +191,7 @@ function onlyArg(argv: readonly string[]): string | undefined {
     const a = argv[i] ?? '';
     if (a === '--only' && argv[i + 1] !== undefined) only = argv[++i];
     else if (a.startsWith('--only=')) only = a.slice('--only='.length);
-    else throw new Error(`unknown argument ${JSON.stringify(a)}; usage: run.js [--only ${WORKLOAD_NAMES.join(',')}]`);
+    else throw new Error(`unknown argument ${JSON.stringify(a)}; usage: run.js [--only ${[...WORKLOAD_NAMES, ...Object.keys(WORKLOAD_GROUPS)].join(',')}]`);
   }
   return only;
 }
@@ -152,9 +202,11 @@ function readConfig(): Config {
     throw new Error(`CAIRN_BENCH_TARGET must be "cairn" or "etcd", got ${JSON.stringify(target)}`);
   }
   const chosen = onlyArg(process.argv.slice(2)) ?? envString('CAIRN_BENCH_WORKLOADS');
-  const workloads = (chosen?.split(',') ?? [...WORKLOAD_NAMES]).map((s) => s.trim());
+  const workloads = (chosen?.split(',') ?? [...WORKLOAD_NAMES]).map((s) => s.trim()).flatMap((w) => WORKLOAD_GROUPS[w] ?? [w]);
   const bad = workloads.filter((w) => !isWorkloadName(w));
-  if (bad.length > 0) throw new Error(`workloads: unknown ${bad.join(',')}; known: ${WORKLOAD_NAMES.join(',')}`);
+  if (bad.length > 0) {
+    throw new Error(`workloads: unknown ${bad.join(',')}; known: ${[...WORKLOAD_NAMES, ...Object.keys(WORKLOAD_GROUPS)].join(',')}`);
+  }
   const inFlightRaw = envString('CAIRN_BENCH_IN_FLIGHT');
   const inFlight = inFlightRaw === undefined ? IN_FLIGHT_DEFAULT : inFlightRaw.split(',').map((s) => Number(s.trim()));
   if (inFlight.some((n) => !Number.isSafeInteger(n) || n <= 0)) {
@@ -162,7 +214,7 @@ function readConfig(): Config {
   }
   return {
     target,
-    workloads: workloads.filter(isWorkloadName),
+    workloads: [...new Set(workloads.filter(isWorkloadName))],
     inFlight,
     totalSerial: envPositiveInt('CAIRN_BENCH_TOTAL_SERIAL', TOTAL_SERIAL_DEFAULT),
     totalConcurrent: envPositiveInt('CAIRN_BENCH_TOTAL_CONCURRENT', TOTAL_CONCURRENT_DEFAULT),
@@ -177,18 +229,34 @@ function readConfig(): Config {
 
 interface RowSpec {
   readonly workload: ToolWorkload;
+  /** The row's name: the workload, or e.g. "put-3m" on a cluster. */
+  readonly name: string;
+  readonly members: number;
   readonly inFlight: number;
   readonly total: number;
 }
 
-function rowSpecs(cfg: Config): RowSpec[] {
-  return cfg.workloads.filter(isToolWorkload).flatMap((workload) =>
+function specsFor(cfg: Config, workloads: readonly ToolWorkload[], members: number): RowSpec[] {
+  return workloads.flatMap((workload) =>
     cfg.inFlight.map((inFlight) => ({
       workload,
+      name: rowName(workload, members),
+      members,
       inFlight,
       total: inFlight === 1 ? cfg.totalSerial : cfg.totalConcurrent,
     })),
   );
+}
+
+/** The single-member tool rows. */
+function rowSpecs(cfg: Config): RowSpec[] {
+  return specsFor(cfg, cfg.workloads.filter(isToolWorkload), 1);
+}
+
+/** The cluster rows (in the order of CLUSTER_WORKLOADS). */
+function clusterRowSpecs(cfg: Config): RowSpec[] {
+  const chosen = CLUSTER_WORKLOADS.filter((w) => cfg.workloads.includes(w)).map((w) => CLUSTER_BASE[w]);
+  return specsFor(cfg, chosen, CLUSTER_SIZE);
 }
 
 /** One row of a driver workload: a phase of its run. */
@@ -275,10 +343,10 @@ function needsRangeKey(w: ToolWorkload): boolean {
   return w === 'range-lin' || w === 'range-ser';
 }
 
-/** The tool's command line for one row against one endpoint. */
-function toolArgs(row: RowSpec, endpoint: string, valueBytes: number): string[] {
+/** The tool's command line for one row against the given endpoints. */
+function toolArgs(row: RowSpec, endpoints: readonly string[], valueBytes: number): string[] {
   const global = [
-    `--endpoints=${endpoint}`,
+    `--endpoints=${endpoints.join(',')}`,
     `--clients=${row.inFlight}`,
     `--conns=${Math.min(row.inFlight, CONNS_MAX)}`,
     `--dial-timeout=${DIAL_TIMEOUT}`,
@@ -387,7 +455,7 @@ function serverVersion(cmd: string, args: readonly string[]): string {
   return (r.stdout ?? '').split('\n')[0]?.trim() ?? 'unknown';
 }
 
-// ---- one server ----
+// ---- the system under load: one server or a cluster ----
 
 function isAlive(pid: number): boolean {
   try {
@@ -407,11 +475,52 @@ function peakMiB(p: ServerProc): number | undefined {
   return kb > 0 ? kb / KIB_PER_MIB : undefined;
 }
 
-/** Runs one etcdctl command against the server; an error string if it failed. */
-async function etcdctl(p: ServerProc, what: string, args: readonly string[]): Promise<string | undefined> {
+/** What a row runs against: one server, or every member of a cluster. */
+interface Target {
+  /** "host:port" of each member, in member order. */
+  readonly endpoints: readonly string[];
+  /** The (first) server's pid, for the drivers' CPU figures. */
+  readonly pid: number;
+  /** Undefined when every process runs, else what is wrong. */
+  down(): string | undefined;
+  /** VmHWM, MiB (summed over members). */
+  peakRssMiB(): number | undefined;
+  /** Clusters: the highest Raft term any member reports (NaN if none answers). */
+  term?(): Promise<number>;
+}
+
+function serverTarget(proc: ServerProc): Target {
+  return {
+    endpoints: [proc.endpoint],
+    pid: proc.pid,
+    down: () => (isAlive(proc.pid) ? undefined : 'server is not running'),
+    peakRssMiB: () => peakMiB(proc),
+  };
+}
+
+function clusterTarget(c: Cluster): Target {
+  const members = c.members;
+  return {
+    endpoints: members.map((m) => m.endpoint),
+    pid: members[0]?.proc?.pid ?? 0,
+    down: () => {
+      const gone = members.filter((m) => m.proc === undefined || !isAlive(m.proc.pid)).map((m) => m.name);
+      return gone.length === 0 ? undefined : `member(s) ${gone.join(', ')} not running`;
+    },
+    peakRssMiB: () => sumPeakMiB(members.map((m) => m.proc?.peakRssKb() ?? 0)),
+    term: async () => {
+      const sts = await Promise.all(members.map((m) => c.status(m.name, CLUSTER_STATUS_TIMEOUT_MS)));
+      const terms = sts.flatMap((s) => (s === undefined ? [] : [s.raftTerm]));
+      return terms.length === 0 ? Number.NaN : Math.max(...terms);
+    },
+  };
+}
+
+/** Runs one etcdctl command against the target (all its endpoints); an error string if it failed. */
+async function etcdctl(t: Target, what: string, args: readonly string[]): Promise<string | undefined> {
   const o = await runChild(
     ETCDCTL_BIN,
-    [`--endpoints=${p.endpoint}`, `--dial-timeout=${DIAL_TIMEOUT}`, `--command-timeout=${DIAL_TIMEOUT}`, ...args],
+    [`--endpoints=${t.endpoints.join(',')}`, `--dial-timeout=${DIAL_TIMEOUT}`, `--command-timeout=${DIAL_TIMEOUT}`, ...args],
     ETCDCTL_TIMEOUT_MS,
     { ...process.env, ETCDCTL_API: '3' },
   );
@@ -419,43 +528,49 @@ async function etcdctl(p: ServerProc, what: string, args: readonly string[]): Pr
 }
 
 /** A quick get, so a server that stopped answering fails its rows at once (the tool would retry until the row's time limit). */
-function probe(p: ServerProc): Promise<string | undefined> {
-  return etcdctl(p, 'server not answering (etcdctl get)', ['get', RANGE_KEY]);
+function probe(t: Target): Promise<string | undefined> {
+  return etcdctl(t, 'server not answering (etcdctl get)', ['get', RANGE_KEY]);
 }
 
-function populate(p: ServerProc, valueBytes: number): Promise<string | undefined> {
-  return etcdctl(p, 'pre-populating the range key', ['put', RANGE_KEY, '--', 'v'.repeat(valueBytes)]);
+function populate(t: Target, valueBytes: number): Promise<string | undefined> {
+  return etcdctl(t, 'pre-populating the range key', ['put', RANGE_KEY, '--', 'v'.repeat(valueBytes)]);
 }
 
 interface RowContext {
   readonly cfg: Config;
   readonly tool: string;
-  readonly proc: ServerProc;
+  readonly target: Target;
   populated: boolean;
 }
 
 async function runRow(ctx: RowContext, row: RowSpec): Promise<SideResult> {
-  const { proc, cfg } = ctx;
-  if (!isAlive(proc.pid)) return { report: undefined, error: 'server is not running', peakRssMiB: peakMiB(proc) };
-  const down = await probe(proc);
-  if (down !== undefined) return { report: undefined, error: down, peakRssMiB: peakMiB(proc) };
+  const { target, cfg } = ctx;
+  const fail = (error: string): SideResult => ({ report: undefined, error, peakRssMiB: target.peakRssMiB() });
+  const gone = target.down();
+  if (gone !== undefined) return fail(gone);
+  const down = await probe(target);
+  if (down !== undefined) return fail(down);
   if (needsRangeKey(row.workload) && !ctx.populated) {
-    const err = await populate(proc, cfg.valueBytes);
-    if (err !== undefined) return { report: undefined, error: err, peakRssMiB: peakMiB(proc) };
+    const err = await populate(target, cfg.valueBytes);
+    if (err !== undefined) return fail(err);
     ctx.populated = true;
   }
-  const o = await runChild(ctx.tool, toolArgs(row, proc.endpoint, cfg.valueBytes), cfg.rowTimeoutMs, toolEnv);
+  const termBefore = await target.term?.();
+  const o = await runChild(ctx.tool, toolArgs(row, target.endpoints, cfg.valueBytes), cfg.rowTimeoutMs, toolEnv);
+  const termAfter = await target.term?.();
+  const notes = termBefore === undefined || termAfter === undefined ? {} : { notes: { termBefore, termAfter } };
   const parsed: ToolReport | string =
     o.code === 0 && !o.timedOut ? parseToolOutput(o.stdout) : describeFailure('benchmark', o, cfg.rowTimeoutMs);
-  if (typeof parsed === 'string') return { report: undefined, error: parsed, peakRssMiB: peakMiB(proc) };
-  return { report: parsed, error: undefined, peakRssMiB: peakMiB(proc) };
+  if (typeof parsed === 'string') return { ...fail(parsed), ...notes };
+  return { report: parsed, error: undefined, peakRssMiB: target.peakRssMiB(), ...notes };
 }
 
 /** The command line of a driver workload against one server. */
-function driverCommand(w: DriverWorkload, tool: string, proc: ServerProc): { cmd: string; args: string[] } {
+function driverCommand(w: DriverWorkload, tool: string, target: Target): { cmd: string; args: string[] } {
+  const endpoint = target.endpoints[0] ?? '';
   const node = (script: string, args: readonly (string | number)[]): { cmd: string; args: string[] } => ({
     cmd: process.execPath,
-    args: [join(HERE, script), '--endpoint', proc.endpoint, '--server-pid', String(proc.pid), ...args.map(String)],
+    args: [join(HERE, script), '--endpoint', endpoint, '--server-pid', String(target.pid), ...args.map(String)],
   });
   switch (w) {
     case 'watch':
@@ -482,7 +597,7 @@ function driverCommand(w: DriverWorkload, tool: string, proc: ServerProc): { cmd
       return {
         cmd: tool,
         args: [
-          `--endpoints=${proc.endpoint}`,
+          `--endpoints=${endpoint}`,
           `--dial-timeout=${DIAL_TIMEOUT}`,
           '--precise',
           'watch-latency',
@@ -497,27 +612,28 @@ function driverCommand(w: DriverWorkload, tool: string, proc: ServerProc): { cmd
 
 /** Runs one driver workload against the server: one SideResult per phase of spec, in order. */
 async function runDriver(ctx: RowContext, spec: DriverSpec): Promise<SideResult[]> {
-  const { proc } = ctx;
-  const all = (error: string): SideResult[] => spec.phases.map(() => ({ report: undefined, error, peakRssMiB: peakMiB(proc) }));
-  if (!isAlive(proc.pid)) return all('server is not running');
-  const down = await probe(proc);
+  const { target } = ctx;
+  const all = (error: string): SideResult[] => spec.phases.map(() => ({ report: undefined, error, peakRssMiB: target.peakRssMiB() }));
+  const gone = target.down();
+  if (gone !== undefined) return all(gone);
+  const down = await probe(target);
   if (down !== undefined) return all(down);
-  const { cmd, args } = driverCommand(spec.workload, ctx.tool, proc);
+  const { cmd, args } = driverCommand(spec.workload, ctx.tool, target);
   const o = await runChild(cmd, args, DRIVER_TIMEOUT_MS, toolEnv);
   const what = spec.workload === 'watch-latency' ? 'benchmark watch-latency' : spec.workload;
   if (spec.workload === 'watch-latency') {
     const parsed = o.code === 0 && !o.timedOut ? parseWatchLatencyOutput(o.stdout) : describeFailure(what, o, DRIVER_TIMEOUT_MS);
     if (typeof parsed === 'string') return all(parsed);
-    return [{ report: parsed.report, error: undefined, peakRssMiB: peakMiB(proc), notes: parsed.notes }];
+    return [{ report: parsed.report, error: undefined, peakRssMiB: target.peakRssMiB(), notes: parsed.notes }];
   }
   const parsed = o.timedOut || o.spawnError !== undefined ? describeFailure(what, o, DRIVER_TIMEOUT_MS) : parseDriverOutput(o.stdout);
   if (typeof parsed === 'string') return all(o.code === 0 ? parsed : describeFailure(what, o, DRIVER_TIMEOUT_MS));
   return spec.phases.map((ph) => {
     const got = parsed.phases.find((p) => p.name === ph.name);
     if (got === undefined) {
-      return { report: undefined, error: `${what}: ${parsed.error ?? `no phase ${ph.name} in its output`}`, peakRssMiB: peakMiB(proc) };
+      return { report: undefined, error: `${what}: ${parsed.error ?? `no phase ${ph.name} in its output`}`, peakRssMiB: target.peakRssMiB() };
     }
-    return { report: got.report, error: undefined, peakRssMiB: peakMiB(proc), notes: got.notes };
+    return { report: got.report, error: undefined, peakRssMiB: target.peakRssMiB(), notes: got.notes };
   });
 }
 
@@ -539,44 +655,169 @@ function driverProgress(label: string, spec: DriverSpec, results: readonly SideR
 }
 
 function progress(label: string, row: RowSpec, r: SideResult): void {
-  const what = `${label} ${row.workload} x${row.inFlight} (${row.total} req)`;
+  const what = `${label} ${row.name} x${row.inFlight} (${row.total} req)`;
   const rep = r.report;
+  const elections = electionsDuring(r);
+  const terms = elections === undefined ? '' : `, raft term ${r.notes?.['termBefore'] ?? '?'} -> ${r.notes?.['termAfter'] ?? '?'}`;
   const msg =
     rep === undefined
       ? `ERROR ${r.error ?? ''}`
       : `${rep.reqPerSec.toFixed(0)} req/s, p50 ${rep.p50Ms.toFixed(2)} ms, p99 ${rep.p99Ms.toFixed(2)} ms` +
         (rep.errorCount > 0 ? `, ${rep.errorCount} errors (${rep.firstError ?? ''})` : '');
-  process.stderr.write(`bench: ${what}: ${msg}\n`);
+  process.stderr.write(`bench: ${what}: ${msg}${terms}\n`);
 }
 
-type Starter = (opts: ServerOpts) => Promise<ServerProc>;
+/** A started system under load and how to take it down. */
+interface Running {
+  readonly target: Target;
+  readonly describe: string;
+  /** Stops everything and removes the data; returns the members' warn/error log summary (clusters). */
+  stop(): Promise<MemberLogSummary[]>;
+}
+
+type Launcher = () => Promise<Running>;
+
+/** A single server on a fresh data dir under cfg.dir. */
+function serverLauncher(label: string, start: (opts: ServerOpts) => Promise<ServerProc>, cfg: Config): Launcher {
+  return async () => {
+    const dataDir = mkdtempSync(join(cfg.dir, `cairn-bench-${label}-`));
+    let proc: ServerProc;
+    try {
+      proc = await start({ dataDir, readyTimeoutMs: READY_TIMEOUT_MS });
+    } catch (e) {
+      rmSync(dataDir, { recursive: true, force: true });
+      throw e;
+    }
+    return {
+      target: serverTarget(proc),
+      describe: `pid ${proc.pid} on ${proc.endpoint}, data dir ${dataDir}`,
+      stop: async () => {
+        await proc.stop();
+        rmSync(dataDir, { recursive: true, force: true });
+        return [];
+      },
+    };
+  };
+}
+
+/** What one cluster member logged at warn level or above (or outside the JSON log format: crash traces). */
+interface MemberLogSummary {
+  readonly member: string;
+  readonly pid: number;
+  /** The process was gone before the side was stopped. */
+  readonly exitedEarly: boolean;
+  readonly lines: number;
+  readonly warnOrWorse: number;
+  /** Distinct "level: msg", most frequent first, with a count and the first such line. */
+  readonly messages: readonly { readonly key: string; readonly count: number; readonly example: string }[];
+}
+
+const NOISY_LEVELS = new Set(['warn', 'error', 'dpanic', 'panic', 'fatal']);
+
+/** The "level: msg" of a log line at warn or above (non-JSON lines count as "raw"); undefined below warn. */
+function warnKey(line: string): string | undefined {
+  if (line.trim() === '') return undefined;
+  let rec: unknown;
+  try {
+    rec = JSON.parse(line);
+  } catch {
+    return `raw: ${line.trim().slice(0, 120)}`;
+  }
+  if (typeof rec !== 'object' || rec === null) return `raw: ${line.trim().slice(0, 120)}`;
+  const level = 'level' in rec && typeof rec.level === 'string' ? rec.level : '?';
+  const msg = 'msg' in rec && typeof rec.msg === 'string' ? rec.msg : '?';
+  return NOISY_LEVELS.has(level) ? `${level}: ${msg}` : undefined;
+}
+
+function summariseLog(member: string, proc: ServerProc, exitedEarly: boolean): MemberLogSummary {
+  const lines = proc.stderrLines();
+  const byKey = new Map<string, { count: number; example: string }>();
+  let warnOrWorse = 0;
+  for (const l of lines) {
+    const key = warnKey(l);
+    if (key === undefined) continue;
+    warnOrWorse += 1;
+    const hit = byKey.get(key);
+    if (hit === undefined) byKey.set(key, { count: 1, example: l.slice(0, LOG_EXAMPLE_CHARS_MAX) });
+    else hit.count += 1;
+  }
+  const messages = [...byKey]
+    .map(([key, v]) => ({ key, count: v.count, example: v.example }))
+    .sort((a, b) => b.count - a.count)
+    .slice(0, LOG_MESSAGES_MAX);
+  return { member, pid: proc.pid, exitedEarly, lines: lines.length, warnOrWorse, messages };
+}
+
+/** A fresh cluster of CLUSTER_SIZE members (test/harness/cluster.ts), data dirs under cfg.dir. */
+function clusterLauncher(label: string, kind: TargetKind, cfg: Config): Launcher {
+  return async () => {
+    // cluster.ts makes its data dirs under os.tmpdir(), which reads TMPDIR.
+    if (envString('CAIRN_BENCH_DIR') !== undefined) process.env['TMPDIR'] = cfg.dir;
+    const c = await startCluster(kind, { size: CLUSTER_SIZE, readyTimeoutMs: READY_TIMEOUT_MS });
+    const leader = await c.leader();
+    const members = c.members;
+    return {
+      target: clusterTarget(c),
+      describe: `${members.map((m) => `${m.name} pid ${m.proc?.pid ?? '?'} on ${m.endpoint}`).join(', ')}; leader ${leader.name}; data under ${dirname(dirname(members[0]?.dataDir ?? ''))}`,
+      stop: async () => {
+        const logDir = envString('CAIRN_BENCH_LOG_DIR');
+        if (logDir !== undefined) mkdirSync(logDir, { recursive: true });
+        const summaries: MemberLogSummary[] = [];
+        for (const m of members) {
+          const p = m.proc;
+          if (p === undefined) continue;
+          summaries.push(summariseLog(m.name, p, !isAlive(p.pid)));
+          if (logDir !== undefined) writeFileSync(join(logDir, `${label}-${m.name}.log`), `${p.stderrLines().join('\n')}\n`);
+        }
+        await c.close();
+        return summaries;
+      },
+    };
+  };
+}
+
+function printLogSummaries(label: string, logs: readonly MemberLogSummary[]): void {
+  for (const s of logs) {
+    const state = s.exitedEarly ? 'EXITED during the run' : 'ran to the end';
+    process.stderr.write(`bench: ${label} member ${s.member} (pid ${s.pid}, ${state}): ${s.lines} log lines, ${s.warnOrWorse} at warn or above\n`);
+    for (const m of s.messages) process.stderr.write(`bench:   [${m.count}] ${m.key}\n`);
+    if (s.exitedEarly) {
+      // The end of a crashed member's log is where the reason is.
+      process.stderr.write(`bench:   (see CAIRN_BENCH_LOG_DIR for its whole log; last warn/error example: ${s.messages[0]?.example ?? 'none'})\n`);
+    }
+  }
+}
+
+interface SideOutcome {
+  readonly results: SideResult[];
+  readonly logs: MemberLogSummary[];
+}
 
 /**
- * Starts one server on a fresh data dir, runs every tool row and then every driver workload
- * against it, stops it. Results: one per tool row, then one per driver phase, in order.
+ * Starts the system under load fresh, runs every tool row and then every driver workload against
+ * it, stops it. Results: one per tool row, then one per driver phase, in order.
  */
 async function runSide(
   label: string,
-  start: Starter,
+  launch: Launcher,
   cfg: Config,
   tool: string,
   rows: readonly RowSpec[],
   drivers: readonly DriverSpec[],
-): Promise<SideResult[]> {
-  const dataDir = mkdtempSync(join(cfg.dir, `cairn-bench-${label}-`));
-  let proc: ServerProc;
+): Promise<SideOutcome> {
+  let running: Running;
   try {
-    proc = await start({ dataDir, readyTimeoutMs: READY_TIMEOUT_MS });
+    running = await launch();
   } catch (e) {
     const error = `${label} did not start: ${errorText(e)}`;
     process.stderr.write(`bench: ${error}\n`);
-    rmSync(dataDir, { recursive: true, force: true });
     const n = rows.length + drivers.reduce((k, d) => k + d.phases.length, 0);
-    return Array.from({ length: n }, () => ({ report: undefined, error, peakRssMiB: undefined }));
+    return { results: Array.from({ length: n }, () => ({ report: undefined, error: error.split('\n')[0] ?? error, peakRssMiB: undefined })), logs: [] };
   }
-  process.stderr.write(`bench: ${label} pid ${proc.pid} on ${proc.endpoint}, data dir ${dataDir}\n`);
-  const ctx: RowContext = { cfg, tool, proc, populated: false };
+  process.stderr.write(`bench: ${label}: ${running.describe}\n`);
+  const ctx: RowContext = { cfg, tool, target: running.target, populated: false };
   const results: SideResult[] = [];
+  let logs: MemberLogSummary[] = [];
   try {
     for (const row of rows) {
       const r = await runRow(ctx, row);
@@ -589,10 +830,10 @@ async function runSide(
       results.push(...r);
     }
   } finally {
-    await proc.stop();
-    rmSync(dataDir, { recursive: true, force: true });
+    logs = await running.stop();
+    printLogSummaries(label, logs);
   }
-  return results;
+  return { results, logs };
 }
 
 // ---- main ----

@@ -50,7 +50,7 @@ test(
       const prefix = 'lin/';
       const w = await runWorkload(cluster, net, { seed: SEED, seconds: SECONDS, clients: CLIENTS, keys: KEYS, opTimeoutMs: OP_TIMEOUT_MS, prefix, nemesis: true });
       const s = w.stats;
-      t.diagnostic(`nemesis (${w.nemesisLog.length} events):\n  ${w.nemesisLog.join('\n  ')}`);
+      t.diagnostic(`nemesis (${w.nemesisLog.length} events): ${w.nemesisLog.join('; ')}`);
       t.diagnostic(
         `ops: ${s.okReads} reads, ${s.okWrites} writes ok (CAS ${s.casSucceeded} succeeded, ${s.casFailed} failed); ` +
           `${s.unknownWrites} writes with unknown outcome, ${s.definiteFailures} not sent, ${s.failedReads} failed reads; ` +
@@ -86,7 +86,8 @@ test(
 
       const t0 = performance.now();
       const report = checkKvHistory(ops, { timeoutMs: CHECK_TIMEOUT_MS });
-      t.diagnostic(`${summarize(report)}\nchecked in ${((performance.now() - t0) / 1000).toFixed(1)} s`);
+      for (const line of summarize(report).split('\n')) t.diagnostic(line);
+      t.diagnostic(`checked in ${((performance.now() - t0) / 1000).toFixed(1)} s`);
       assert.equal(report.result, 'ok', `${summarize(report)}\n${report.failure ?? ''}`);
     } catch (e) {
       if (history !== '') {

@@ -69,6 +69,7 @@ interface Outstanding {
   readonly rd: Ready;
   readonly readyId: number;
   sent: boolean;
+  readonly leaderCommit: { readonly from: number; readonly to: number; readonly term: number } | undefined;
 }
 
 const EMPTY_CONF: ConfState = { voters: [], learners: [] };
@@ -101,8 +102,13 @@ export class MemberHost {
   private smDurable = 0;
   private smPending: number[] = [];
   private smFlushScheduled = false;
-  /** Members this state machine has seen removed (their messages are refused, and they are told to stop). */
-  removedPeers = new Set<NodeId>();
+  /**
+   * Removed members this host turns away (they then stop): only once the removal is durable in its state
+   * machine and only while it is a voter itself. A learner, or a member whose state machine may still
+   * roll back past the removal, must not: the voters that have not applied the removal yet may still
+   * need the removed member's vote to commit it (found by the simulation, see sim-findings.md).
+   */
+  refusedPeers = new Set<NodeId>();
 
   private outstanding: Outstanding | undefined;
   private readyCounter = 0;
@@ -182,7 +188,7 @@ export class MemberHost {
     this.term = hs.term;
     this.commit = hs.commit;
     this.vote = hs.vote;
-    this.removedPeers = this.removedAt(d);
+    this.refusedPeers = this.refusedAt(d);
     this.env.trace(() => `${nid(this.id)} starts (inc ${this.inc}): applied ${d}/t${meta.term} ${fmtConf(meta.confState)}, hs(${fmtHs(hs)}), log ${d + 1}..${last}`);
     this.env.checker.onRestartLog(this.id, this.storage);
   }
@@ -227,9 +233,10 @@ export class MemberHost {
     this.applied = d;
   }
 
-  private removedAt(i: number): Set<NodeId> {
+  private refusedAt(i: number): Set<NodeId> {
     const now = this.confAt(i);
     const out = new Set<NodeId>();
+    if (!now.voters.includes(this.id)) return out;
     for (const p of this.conf) {
       if (p.index > i) break;
       for (const v of [...p.cs.voters, ...p.cs.learners]) out.add(v);
@@ -354,8 +361,10 @@ export class MemberHost {
     if (rd.hardState !== undefined) this.writeHardState(rd.hardState, storage);
     for (const rs of rd.readStates) this.env.checker.onReadState(this.id, rs);
     if (rd.softState?.role === 'leader') this.env.checker.onLeader(this.id, this.term, storage);
-    if (this.role === 'leader' && this.commit > prevCommit) this.env.checker.onLeaderCommit(this.id, this.term, prevCommit, this.commit, storage);
-    const out: Outstanding = { rd, readyId: ++this.readyCounter, sent: false };
+    // A leader's commit index counts once its Ready is durable (a single voter commits entries of the
+    // same Ready; if it crashes first, nothing was committed: anything it leaked shows up where applied).
+    const leaderCommit = this.role === 'leader' && this.commit > prevCommit ? { from: prevCommit, to: this.commit, term: this.term } : undefined;
+    const out: Outstanding = { rd, readyId: ++this.readyCounter, sent: false, leaderCommit };
     // Thesis 10.2.1: the leader replicates while its own disk writes; everyone else persists first.
     if (this.role === 'leader' || this.env.fault === 'ackBeforePersist') this.sendAll(out);
     if (rd.mustSync) {
@@ -388,7 +397,7 @@ export class MemberHost {
     this.smPending = [];
     this.walBase = meta.index;
     this.walEntries = [];
-    this.removedPeers = this.removedAt(meta.index);
+    this.refusedPeers = this.refusedAt(meta.index);
     this.receivedSnaps.clear();
     this.snapshotsInstalled++;
     this.env.checker.onSnapshotInstalled(this.id, meta, this.keys[meta.index - 1]);
@@ -447,6 +456,8 @@ export class MemberHost {
 
   private finish(out: Outstanding): void {
     const node = this.node as RawNode;
+    const lc = out.leaderCommit;
+    if (lc !== undefined) this.env.checker.onLeaderCommit(this.id, lc.term, lc.from, lc.to, this.storage as MemoryStorage);
     if (!out.sent) this.sendAll(out);
     this.applyEntries(out.rd.committedEntries, node);
     this.raftCall('advance()', () => node.advance(out.rd));
@@ -483,8 +494,7 @@ export class MemberHost {
     this.conf.push({ index: e.index, cs });
     this.env.trace(() => `${nid(this.id)} applies ${e.index}: ${cc.type} ${nid(cc.nodeId)} -> ${fmtConf(cs)}`);
     // A member does not stop when it applies its own removal: the others may not know the removal is
-    // committed yet (a removed leader tells them); it stops when a peer that applied it turns it away.
-    if (cc.type === 'removeNode') this.removedPeers.add(cc.nodeId);
+    // committed yet (a removed leader tells them); it stops when a peer turns it away (refusedPeers).
     this.env.onConfApplied(this, cc, e.index);
   }
 
@@ -495,5 +505,6 @@ export class MemberHost {
     if (this.smPending.length === 0) return;
     this.smDurable = this.smPending[this.smPending.length - 1] as number;
     this.smPending = [];
+    this.refusedPeers = this.refusedAt(this.smDurable);
   }
 }

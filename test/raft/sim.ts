@@ -452,8 +452,8 @@ class Simulation implements HostEnv {
       if (snap !== undefined) this.schedule(this.rng.range(10, 500), { kind: 'snapStatus', id: m.from, inc: fromInc, to: m.to, ok: false });
       return;
     }
-    if (target.removedPeers.has(m.from)) {
-      // As etcd's transport does: a member refuses a removed peer, which then stops.
+    if (target.refusedPeers.has(m.from)) {
+      // As etcd's transport does: a member refuses a removed peer, which then stops (see refusedPeers).
       this.hosts.get(m.from)?.stop(`${nid(m.to)} says it was removed`);
       return;
     }

@@ -520,8 +520,8 @@ async function runModel(ops: readonly Op[]): Promise<void> {
 test('model: random appends, truncations, markers, releases and reopens match an in-memory log', async () => {
   try {
     await fc.assert(
-      fc.asyncProperty(fc.array(arbOp, { minLength: 20, maxLength: 60 }), (ops) => runModel(ops)),
-      { seed: fcSeed, numRuns: 80 },
+      fc.asyncProperty(fc.array(arbOp, { minLength: 20, maxLength: 50 }), (ops) => runModel(ops)),
+      { seed: fcSeed, numRuns: 40 },
     );
   } catch (err) {
     console.error(`wal model test: failed with fast-check seed ${fcSeed}; replay with WAL_FC_SEED=${fcSeed}`);

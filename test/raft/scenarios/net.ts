@@ -333,9 +333,12 @@ export class Net {
             assert.deepEqual(ea, eb, `entries at ${i} differ between ${a.id} and ${b.id}`);
           }
         }
-        const n = Math.min(a.applied.length, b.applied.length);
-        const sameStart = a.applied[0]?.index === b.applied[0]?.index;
-        if (sameStart) assert.deepEqual(a.applied.slice(0, n), b.applied.slice(0, n), `applied sequences of ${a.id} and ${b.id} diverge`);
+        // State machine safety: whatever both applied at an index is the same entry.
+        const byIndex = new Map(b.applied.map((e) => [e.index, e]));
+        for (const e of a.applied) {
+          const other = byIndex.get(e.index);
+          if (other !== undefined) assert.deepEqual(e, other, `${a.id} and ${b.id} applied different entries at ${e.index}`);
+        }
       }
     }
   }
