@@ -98,6 +98,8 @@ interface Effects {
 }
 
 const RESTART_TERM_UNKNOWN = 0;
+/** A lone member trims its in-memory raft log of applied entries this often. */
+const ALONE_TRIM_ENTRIES = 256;
 
 export class Node implements ClusterPath, MaintenancePath, LeaderView {
   readonly watchable: WatchableStore;
@@ -704,6 +706,7 @@ export class Node implements ClusterPath, MaintenancePath, LeaderView {
 
   /** Every snapshot-count applied entries: LMDB flushed, WAL segments released, raft log trimmed. */
   private maybeCompactLog(): void {
+    this.trimLogIfAlone();
     const every = this.cfg.snapshotCount ?? SNAPSHOT_COUNT_DEFAULT;
     if (this.releasing !== undefined || this.appliedIndex - this.lastSnapshotIndex < every) return;
     const through = this.appliedIndex;
@@ -722,6 +725,18 @@ export class Node implements ClusterPath, MaintenancePath, LeaderView {
       .finally(() => {
         this.releasing = undefined;
       });
+  }
+
+  /**
+   * A member that is the only one in the cluster has nobody to catch up from its in-memory raft log:
+   * trim applied entries every ALONE_TRIM_ENTRIES so the log's memory stays bounded between WAL releases.
+   */
+  private trimLogIfAlone(): void {
+    const first = this.raftStorage.firstIndex();
+    if (this.appliedIndex - first < ALONE_TRIM_ENTRIES || this.appliedIndex > this.raftStorage.lastIndex()) return;
+    const all = this.memberStore.all();
+    if (all.length !== 1 || all[0]?.id !== this.memberId) return;
+    this.raftStorage.compact(this.appliedIndex, confStateOf(all));
   }
 
   /** A consistent copy of the database for a follower behind the compacted log. */

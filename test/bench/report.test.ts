@@ -1,7 +1,18 @@
 // The bench's parsers (etcd's `benchmark` output, our load drivers' JSON line) and its table layouts.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { formatDriverTable, formatTable, parseDriverOutput, parseToolOutput, parseWatchLatencyOutput, ratio } from './report.js';
+import {
+  TABLE_HEADER,
+  electionsDuring,
+  formatDriverTable,
+  formatTable,
+  parseDriverOutput,
+  parseToolOutput,
+  parseWatchLatencyOutput,
+  ratio,
+  rowName,
+  sumPeakMiB,
+} from './report.js';
 import type { DriverReport, RowResult, ToolReport } from './report.js';
 
 const SAMPLE = [
@@ -66,6 +77,65 @@ test('table has one line per row plus header and rule, and a ratio', () => {
   assert.equal(lines.length, 4);
   assert.match(lines[2] ?? '', /ERROR: cairn did not start/);
   assert.match(lines[3] ?? '', /\| 0\.50 +\|/);
+});
+
+// ---- cluster rows (put-3m, ...): their own table in the same format ----
+
+test('cluster rows are named <workload>-<members>m; one member keeps the plain name', () => {
+  assert.equal(rowName('put', 3), 'put-3m');
+  assert.equal(rowName('range-lin', 5), 'range-lin-5m');
+  assert.equal(rowName('txn-put', 1), 'txn-put');
+});
+
+test('peak RSS of a cluster side is the members\' VmHWM summed, in MiB; a member without a reading leaves it unknown', () => {
+  assert.equal(sumPeakMiB([1024, 2048, 3072]), 6);
+  assert.equal(sumPeakMiB([1024, 0, 3072]), undefined);
+  assert.equal(sumPeakMiB([]), undefined);
+});
+
+test('elections during a row come from the raft terms noted before and after it', () => {
+  const rep = report(parseToolOutput(SAMPLE));
+  assert.equal(electionsDuring({ report: rep, error: undefined, peakRssMiB: 1, notes: { termBefore: 2, termAfter: 5 } }), 3);
+  assert.equal(electionsDuring({ report: rep, error: undefined, peakRssMiB: 1, notes: { termBefore: 2, termAfter: 2 } }), 0);
+  assert.equal(electionsDuring({ report: rep, error: undefined, peakRssMiB: 1 }), undefined);
+  assert.equal(electionsDuring({ report: rep, error: undefined, peakRssMiB: 1, notes: { termBefore: Number.NaN, termAfter: 2 } }), undefined);
+});
+
+test('cluster table: same columns as the single-member table, rows named put-3m, ratio and summed RSS', () => {
+  const rep = report(parseToolOutput(SAMPLE));
+  const etcd = { report: rep, error: undefined, peakRssMiB: sumPeakMiB([40_960, 40_960, 40_960]), notes: { termBefore: 2, termAfter: 2 } };
+  const rows: RowResult[] = [
+    {
+      workload: rowName('put', 3),
+      inFlight: 256,
+      total: 50_000,
+      members: 3,
+      etcd,
+      cairn: { report: { ...rep, reqPerSec: rep.reqPerSec * 1.5 }, error: undefined, peakRssMiB: 300, notes: { termBefore: 2, termAfter: 3 } },
+    },
+    {
+      workload: rowName('range-lin', 3),
+      inFlight: 1,
+      total: 5000,
+      members: 3,
+      etcd,
+      cairn: { report: undefined, error: 'member(s) m2 not running', peakRssMiB: 200 },
+    },
+  ];
+  const single = formatTable([{ workload: 'put', inFlight: 1, total: 1, etcd, cairn: etcd }]).split('\n');
+  const lines = formatTable(rows).split('\n');
+  assert.equal(lines.length, 4);
+  // The same header cells as the single-member table.
+  const cells = (l: string): string[] => l.split('|').slice(1, -1).map((c) => c.trim());
+  assert.deepEqual(cells(lines[0] ?? ''), [...TABLE_HEADER]);
+  assert.deepEqual(cells(lines[0] ?? ''), cells(single[0] ?? ''));
+  const put = cells(lines[2] ?? '');
+  assert.equal(put[0], 'put-3m');
+  assert.equal(put[4], '1.50');
+  assert.equal(put[7], '120.0');
+  assert.equal(put[8], '300.0');
+  assert.match(lines[3] ?? '', /range-lin-3m .*ERROR: member\(s\) m2 not running/);
+  assert.equal(new Set(lines.map((l) => l.length)).size, 1);
 });
 
 // ---- the load drivers' output and the watch/lease table ----

@@ -202,7 +202,7 @@ function readConfig(): Config {
     throw new Error(`CAIRN_BENCH_TARGET must be "cairn" or "etcd", got ${JSON.stringify(target)}`);
   }
   const chosen = onlyArg(process.argv.slice(2)) ?? envString('CAIRN_BENCH_WORKLOADS');
-  const workloads = (chosen?.split(',') ?? [...WORKLOAD_NAMES]).map((s) => s.trim()).flatMap((w) => WORKLOAD_GROUPS[w] ?? [w]);
+  const workloads = (chosen?.split(',') ?? [...WORKLOAD_NAMES]).map((s) => s.trim()).flatMap((w): string[] => [...(WORKLOAD_GROUPS[w] ?? [w])]);
   const bad = workloads.filter((w) => !isWorkloadName(w));
   if (bad.length > 0) {
     throw new Error(`workloads: unknown ${bad.join(',')}; known: ${[...WORKLOAD_NAMES, ...Object.keys(WORKLOAD_GROUPS)].join(',')}`);
@@ -476,7 +476,7 @@ function peakMiB(p: ServerProc): number | undefined {
 }
 
 /** What a row runs against: one server, or every member of a cluster. */
-interface Target {
+interface LoadTarget {
   /** "host:port" of each member, in member order. */
   readonly endpoints: readonly string[];
   /** The (first) server's pid, for the drivers' CPU figures. */
@@ -489,7 +489,7 @@ interface Target {
   term?(): Promise<number>;
 }
 
-function serverTarget(proc: ServerProc): Target {
+function serverTarget(proc: ServerProc): LoadTarget {
   return {
     endpoints: [proc.endpoint],
     pid: proc.pid,
@@ -498,7 +498,7 @@ function serverTarget(proc: ServerProc): Target {
   };
 }
 
-function clusterTarget(c: Cluster): Target {
+function clusterTarget(c: Cluster): LoadTarget {
   const members = c.members;
   return {
     endpoints: members.map((m) => m.endpoint),
@@ -517,7 +517,7 @@ function clusterTarget(c: Cluster): Target {
 }
 
 /** Runs one etcdctl command against the target (all its endpoints); an error string if it failed. */
-async function etcdctl(t: Target, what: string, args: readonly string[]): Promise<string | undefined> {
+async function etcdctl(t: LoadTarget, what: string, args: readonly string[]): Promise<string | undefined> {
   const o = await runChild(
     ETCDCTL_BIN,
     [`--endpoints=${t.endpoints.join(',')}`, `--dial-timeout=${DIAL_TIMEOUT}`, `--command-timeout=${DIAL_TIMEOUT}`, ...args],
@@ -528,18 +528,18 @@ async function etcdctl(t: Target, what: string, args: readonly string[]): Promis
 }
 
 /** A quick get, so a server that stopped answering fails its rows at once (the tool would retry until the row's time limit). */
-function probe(t: Target): Promise<string | undefined> {
+function probe(t: LoadTarget): Promise<string | undefined> {
   return etcdctl(t, 'server not answering (etcdctl get)', ['get', RANGE_KEY]);
 }
 
-function populate(t: Target, valueBytes: number): Promise<string | undefined> {
+function populate(t: LoadTarget, valueBytes: number): Promise<string | undefined> {
   return etcdctl(t, 'pre-populating the range key', ['put', RANGE_KEY, '--', 'v'.repeat(valueBytes)]);
 }
 
 interface RowContext {
   readonly cfg: Config;
   readonly tool: string;
-  readonly target: Target;
+  readonly target: LoadTarget;
   populated: boolean;
 }
 
@@ -566,7 +566,7 @@ async function runRow(ctx: RowContext, row: RowSpec): Promise<SideResult> {
 }
 
 /** The command line of a driver workload against one server. */
-function driverCommand(w: DriverWorkload, tool: string, target: Target): { cmd: string; args: string[] } {
+function driverCommand(w: DriverWorkload, tool: string, target: LoadTarget): { cmd: string; args: string[] } {
   const endpoint = target.endpoints[0] ?? '';
   const node = (script: string, args: readonly (string | number)[]): { cmd: string; args: string[] } => ({
     cmd: process.execPath,
@@ -669,7 +669,7 @@ function progress(label: string, row: RowSpec, r: SideResult): void {
 
 /** A started system under load and how to take it down. */
 interface Running {
-  readonly target: Target;
+  readonly target: LoadTarget;
   readonly describe: string;
   /** Stops everything and removes the data; returns the members' warn/error log summary (clusters). */
   stop(): Promise<MemberLogSummary[]>;
@@ -849,6 +849,10 @@ function footnotes(rows: readonly RowResult[]): string[] {
   for (const r of rows) {
     for (const [side, s] of [['etcd', r.etcd], ['cairn', r.cairn]] as const) {
       const where = r.load === undefined ? `${r.workload} x${r.inFlight} ${side}` : `${r.workload} ${side}`;
+      const elections = electionsDuring(s);
+      if (elections !== undefined && elections > 0) {
+        add(`leader election(s) during the row: raft term ${s.notes?.['termBefore'] ?? '?'} -> ${s.notes?.['termAfter'] ?? '?'}`, where);
+      }
       if (s.error !== undefined) add(s.error, where);
       else if (s.report !== undefined && s.report.errorCount > 0) {
         add(`${s.report.errorCount} failed requests, most often: ${s.report.firstError ?? ''}`, where);
@@ -864,6 +868,7 @@ async function main(): Promise<void> {
   const rows = rowSpecs(cfg);
   const drivers = driverSpecs(cfg);
   const phases = drivers.flatMap((d) => d.phases);
+  const clusterRows = clusterRowSpecs(cfg);
   const meta = {
     date: new Date().toISOString(),
     tool,
@@ -875,25 +880,32 @@ async function main(): Promise<void> {
     connsMax: CONNS_MAX,
     keySpaceSize: KEY_SPACE_SIZE,
     dataDirParent: cfg.dir,
+    clusterSize: CLUSTER_SIZE,
   };
   process.stderr.write(`bench: ${JSON.stringify(meta)}\n`);
 
-  const etcd = await runSide('etcd', startEtcd, cfg, tool, rows, drivers);
-  const cairn = await runSide(
-    cfg.target === 'cairn' ? 'cairn' : 'etcd-as-target',
-    cfg.target === 'cairn' ? startCairn : startEtcd,
-    cfg,
-    tool,
-    rows,
-    drivers,
-  );
+  const none: SideOutcome = { results: [], logs: [] };
+  const single = rows.length + phases.length > 0;
+  const targetLabel = cfg.target === 'cairn' ? 'cairn' : 'etcd-as-target';
+  const etcd = single ? await runSide('etcd', serverLauncher('etcd', startEtcd, cfg), cfg, tool, rows, drivers) : none;
+  const cairn = single
+    ? await runSide(targetLabel, serverLauncher(targetLabel, cfg.target === 'cairn' ? startCairn : startEtcd, cfg), cfg, tool, rows, drivers)
+    : none;
+  const clustered = clusterRows.length > 0;
+  const etcdLabel3 = `etcd-${CLUSTER_SIZE}m`;
+  const cairnLabel3 = `${targetLabel}-${CLUSTER_SIZE}m`;
+  const etcd3 = clustered ? await runSide(etcdLabel3, clusterLauncher(etcdLabel3, 'etcd', cfg), cfg, tool, clusterRows, []) : none;
+  const cairn3 = clustered
+    ? await runSide(cairnLabel3, clusterLauncher(cairnLabel3, cfg.target === 'cairn' ? 'cairn' : 'etcd', cfg), cfg, tool, clusterRows, [])
+    : none;
+
   const missing: SideResult = { report: undefined, error: 'missing', peakRssMiB: undefined };
   const toolResults: RowResult[] = rows.map((spec, i) => ({
-    workload: spec.workload,
+    workload: spec.name,
     inFlight: spec.inFlight,
     total: spec.total,
-    etcd: etcd[i] ?? missing,
-    cairn: cairn[i] ?? missing,
+    etcd: etcd.results[i] ?? missing,
+    cairn: cairn.results[i] ?? missing,
   }));
   const driverResults: RowResult[] = phases.map((ph, j) => ({
     workload: ph.name,
@@ -901,10 +913,18 @@ async function main(): Promise<void> {
     total: ph.total,
     load: ph.load,
     unit: ph.unit,
-    etcd: etcd[rows.length + j] ?? missing,
-    cairn: cairn[rows.length + j] ?? missing,
+    etcd: etcd.results[rows.length + j] ?? missing,
+    cairn: cairn.results[rows.length + j] ?? missing,
   }));
-  const results = [...toolResults, ...driverResults];
+  const clusterResults: RowResult[] = clusterRows.map((spec, i) => ({
+    workload: spec.name,
+    inFlight: spec.inFlight,
+    total: spec.total,
+    members: spec.members,
+    etcd: etcd3.results[i] ?? missing,
+    cairn: cairn3.results[i] ?? missing,
+  }));
+  const results = [...toolResults, ...driverResults, ...clusterResults];
 
   console.log(`\nCairn vs etcd (${meta.etcdVersion}); cairn column: ${meta.cairnColumn}`);
   if (toolResults.length > 0) {
@@ -918,10 +938,18 @@ async function main(): Promise<void> {
     );
     console.log(formatDriverTable(driverResults));
   }
+  if (clusterResults.length > 0) {
+    console.log(
+      `\n${CLUSTER_SIZE}-member clusters: etcd benchmark ${meta.toolVersion} given all ${CLUSTER_SIZE} endpoints, ` +
+        `${cfg.valueBytes}-byte values; peak RSS summed over the members\n`,
+    );
+    console.log(formatTable(clusterResults));
+  }
   const notes = footnotes(results);
-  if (notes.length > 0) console.log(`\nErrors:\n${notes.map((n) => `  - ${n}`).join('\n')}`);
+  if (notes.length > 0) console.log(`\nErrors and elections:\n${notes.map((n) => `  - ${n}`).join('\n')}`);
 
-  const json = { meta, rows: results.map((r) => ({ ...r, ratioCairnToEtcd: ratio(r) ?? null })) };
+  const memberLogs = clustered ? { [etcdLabel3]: etcd3.logs, [cairnLabel3]: cairn3.logs } : undefined;
+  const json = { meta, rows: results.map((r) => ({ ...r, ratioCairnToEtcd: ratio(r) ?? null })), memberLogs };
   writeFileSync(cfg.out, `${JSON.stringify(json, (_k, v: unknown) => (v === undefined ? null : v), 2)}\n`);
   console.log(`\nwrote ${cfg.out}`);
 }

@@ -53,6 +53,21 @@ async function reconfig(endpoints: () => readonly string[], args: readonly strin
   }
 }
 
+/**
+ * Polls `etcdctl member list` (etcd 3.4 answers it from the local member's state, which may not
+ * have applied the last change yet) until its normalised, sorted lines equal `want`.
+ */
+async function expectMembers(n: Normalizer, endpoints: readonly string[], want: readonly string[]): Promise<void> {
+  let got: string[] = [];
+  const deadline = Date.now() + 10_000;
+  for (;;) {
+    got = memberTable(n, await ctl(endpoints, ['member', 'list']));
+    if (JSON.stringify(got) === JSON.stringify([...want].sort()) || Date.now() > deadline) break;
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  assert.deepEqual(got, [...want].sort(), 'etcdctl member list (normalised, sorted)');
+}
+
 /** The table `etcdctl member list` prints, normalised, lines sorted; also checks etcd's order (ascending id). */
 function memberTable(n: Normalizer, o: CtlOutcome): string[] {
   check(n, o, { exit: 0 });
@@ -89,6 +104,17 @@ function expectedJsonMember(m: ClusterMember, learner = false): JsonMember {
 /** `endpoint status` (table and JSON) on the given members: one leader, the expected learners, one term. */
 async function checkEndpointStatus(c: Cluster, n: Normalizer, members: readonly ClusterMember[], learners: ReadonlySet<string>): Promise<string> {
   const leader = await c.leader();
+  // Every member reports its own view: wait until all applied the last change (same term, the
+  // expected learner flags) before looking through etcdctl.
+  await pollUntil(
+    'members agreeing on term and learner flags',
+    async () => {
+      const sts = await Promise.all(members.map((m) => c.status(m.name)));
+      return sts.every((s, i) => s !== undefined && s.raftTerm === sts[0]?.raftTerm && s.isLearner === learners.has(members[i]?.name ?? ''));
+    },
+    10_000,
+    50,
+  );
   const eps = members.map((m) => m.endpoint);
   const table = await ctl(eps, ['endpoint', 'status']);
   check(n, table, { exit: 0 });
@@ -212,7 +238,7 @@ test(`membership on a 3-member cluster via etcdctl (${TARGET})`, { timeout: 170_
     const all = (): string[] => c.endpoints();
 
     // member list: table and JSON.
-    assert.deepEqual(memberTable(n, await ctl(all(), ['member', 'list'])), [started(m1), started(m2), started(m3)]);
+    await expectMembers(n, all(), [started(m1), started(m2), started(m3)]);
     const listJson = await ctl(all(), ['member', 'list', '-w', 'json']);
     check(n, listJson, { exit: 0 });
     const lj = normJson(n, listJson.stdout) as { header: Record<string, unknown>; members: JsonMember[] };
@@ -229,7 +255,7 @@ test(`membership on a 3-member cluster via etcdctl (${TARGET})`, { timeout: 170_
     const t0 = Date.now();
     const { member: m4, initialCluster } = await memberAdd(c, n, 'm4', true);
     t.diagnostic(`member add --learner accepted after ${String(Date.now() - t0)} ms`);
-    assert.deepEqual(memberTable(n, await ctl(all(), ['member', 'list'])), [started(m1), started(m2), started(m3), `<id:m4>, unstarted, , <peer:m4>, , true`]);
+    await expectMembers(n, all(), [started(m1), started(m2), started(m3), `<id:m4>, unstarted, , <peer:m4>, , true`]);
     check(n, await ctl(all(), ['member', 'promote', hexId(n.idOf('m4'))]), {
       exit: 1,
       errorLine: 'Error: etcdserver: can only promote a learner member which is in sync with leader',
@@ -251,7 +277,7 @@ test(`membership on a 3-member cluster via etcdctl (${TARGET})`, { timeout: 170_
 
     // Promoted through the voters once it caught up.
     await promote(n, 'm4', () => [m1, m2, m3].map((m) => m.endpoint));
-    assert.deepEqual(memberTable(n, await ctl(all(), ['member', 'list'])), [started(m1), started(m2), started(m3), started(m4)]);
+    await expectMembers(n, all(), [started(m1), started(m2), started(m3), started(m4)]);
     await checkEndpointStatus(c, n, [m1, m2, m3, m4], new Set());
 
     // Errors etcd gives.
@@ -266,14 +292,14 @@ test(`membership on a 3-member cluster via etcdctl (${TARGET})`, { timeout: 170_
     check(n, await ctl(all(), ['member', 'update', id1, `--peer-urls=${m2.peerUrl}`]), { exit: 1, errorLine: 'Error: etcdserver: Peer URLs already exists' });
     const localhostUrl = m1.peerUrl.replace('127.0.0.1', 'localhost');
     check(n, await ctl(all(), ['member', 'update', id1, `--peer-urls=${localhostUrl}`]), { exit: 0, stdout: `Member <id:m1> updated in cluster <cluster>\n` });
-    assert.deepEqual(memberTable(n, await ctl(all(), ['member', 'list'])), [
+    await expectMembers(n, all(), [
       started(m1).replace('<peer:m1>', '<peer-localhost:m1>'),
       started(m2),
       started(m3),
       started(m4),
     ]);
     check(n, await ctl(all(), ['member', 'update', id1, `--peer-urls=${m1.peerUrl}`]), { exit: 0, stdout: `Member <id:m1> updated in cluster <cluster>\n` });
-    assert.deepEqual(memberTable(n, await ctl(all(), ['member', 'list'])), [started(m1), started(m2), started(m3), started(m4)]);
+    await expectMembers(n, all(), [started(m1), started(m2), started(m3), started(m4)]);
 
     // move-leader: a bad transferee; only followers given; to a follower.
     const lead = await c.leader();
@@ -294,7 +320,7 @@ test(`membership on a 3-member cluster via etcdctl (${TARGET})`, { timeout: 170_
 
     // member remove: the removed process exits; its old data dir does not bring it back.
     await removeAndCheckGone(c, n, 'm4');
-    assert.deepEqual(memberTable(n, await ctl(c.endpoints(), ['member', 'list'])), [started(m1), started(m2), started(m3)]);
+    await expectMembers(n, c.endpoints(), [started(m1), started(m2), started(m3)]);
     check(n, await ctl(c.endpoints(), ['put', 'k3', 'v3']), { exit: 0, stdout: 'OK\n' });
     await c.waitConverged(30_000);
     for (const m of c.running()) check(n, await ctl([m.endpoint], ['get', 'k', '--prefix', '--consistency=s']), { exit: 0, stdout: 'k1\nv1\nk3\nv3\n' });
@@ -307,7 +333,7 @@ test(`membership on a 5-member cluster via etcdctl (${TARGET})`, { timeout: 170_
     await n.refresh();
     const five = [...c.members];
     const all = (): string[] => c.endpoints();
-    assert.deepEqual(memberTable(n, await ctl(all(), ['member', 'list'])), five.map((m) => started(m)).sort());
+    await expectMembers(n, all(), five.map((m) => started(m)).sort());
     await checkEndpointStatus(c, n, five, new Set());
 
     // A learner joins, catches up and is promoted: six voters.
@@ -333,12 +359,12 @@ test(`membership on a 5-member cluster via etcdctl (${TARGET})`, { timeout: 170_
     // A voter joins directly (not as a learner); a follower is removed.
     const { member: n7, initialCluster: ic7 } = await memberAdd(c, n, 'n7', false);
     await c.startNew('n7', ic7, 'existing');
-    assert.deepEqual(memberTable(n, await ctl(all(), ['member', 'list'])), [...five, n7].map((m) => started(m)).sort());
+    await expectMembers(n, all(), [...five, n7].map((m) => started(m)).sort());
     const victim = five.find((m) => m.name !== after.name);
     assert.ok(victim !== undefined);
     await removeAndCheckGone(c, n, victim.name);
     const remaining = [...five.filter((m) => m !== victim), n7];
-    assert.deepEqual(memberTable(n, await ctl(c.endpoints(), ['member', 'list'])), remaining.map((m) => started(m)).sort());
+    await expectMembers(n, c.endpoints(), remaining.map((m) => started(m)).sort());
     await checkEndpointStatus(c, n, remaining, new Set());
     check(n, await ctl(c.endpoints(), ['put', 'five', 'ok']), { exit: 0, stdout: 'OK\n' });
     await c.waitConverged(30_000);

@@ -358,6 +358,7 @@ export class MemberHost {
     if (rd.snapshot !== undefined) this.installSnapshot(rd.snapshot, storage);
     if (rd.entries.length > 0) this.appendEntries(rd.entries, storage);
     const prevCommit = this.commit;
+    const newTermOrVote = rd.hardState !== undefined && (rd.hardState.term !== this.term || rd.hardState.vote !== this.vote);
     if (rd.hardState !== undefined) this.writeHardState(rd.hardState, storage);
     for (const rs of rd.readStates) this.env.checker.onReadState(this.id, rs);
     if (rd.softState?.role === 'leader') this.env.checker.onLeader(this.id, this.term, storage);
@@ -365,8 +366,9 @@ export class MemberHost {
     // same Ready; if it crashes first, nothing was committed: anything it leaked shows up where applied).
     const leaderCommit = this.role === 'leader' && this.commit > prevCommit ? { from: prevCommit, to: this.commit, term: this.term } : undefined;
     const out: Outstanding = { rd, readyId: ++this.readyCounter, sent: false, leaderCommit };
-    // Thesis 10.2.1: the leader replicates while its own disk writes; everyone else persists first.
-    if (this.role === 'leader' || this.env.fault === 'ackBeforePersist') this.sendAll(out);
+    // Thesis 10.2.1: the leader replicates while its own disk writes; everyone else persists first. Not a
+    // Ready that changes term or vote (a single voter wins at once): see sim-findings.md H3.
+    if ((this.role === 'leader' && !newTermOrVote) || this.env.fault === 'ackBeforePersist') this.sendAll(out);
     if (rd.mustSync) {
       this.outstanding = out;
       this.env.scheduleFsync(this, out.readyId);

@@ -435,6 +435,11 @@ class Simulation implements HostEnv {
       else if (lost && this.rng.chance(0.3)) this.schedule(this.rng.range(10, 200), { kind: 'unreachable', id: from.id, inc: from.inc, to: m.to });
       return;
     }
+    // Aim a crash (and a quick restart) just after an acknowledgement: where a host that acks too early, or
+    // forgets what it acked, loses what it promised.
+    if ((m.type === 'voteResp' || m.type === 'appResp') && !m.reject && this.phase === 'chaos' && this.rng.chance(this.profile.aimedCrashRate / 4)) {
+      this.schedule(this.rng.range(0, 15), { kind: 'crash', id: from.id, restartMs: this.rng.range(5, 150) });
+    }
     const base = { kind: 'deliver' as const, m, toInc: target.inc, fromInc: from.inc, snap };
     this.schedule(snap !== undefined ? this.rng.range(20, 300) : this.netDelay(), { ...base, dup: false });
     // A forwarded proposal is never duplicated: raft does not deduplicate them and the TCP transport cannot duplicate.
@@ -609,7 +614,8 @@ class Simulation implements HostEnv {
       ['addLearner', total < MAX_MEMBERS ? 3 : 0],
       ['addNode', total < MAX_MEMBERS ? (grow ? 4 : 1) : 0],
       ['promote', cs.learners.length > 0 ? (grow ? 6 : 2) : 0],
-      ['removeNode', cs.voters.length > 1 ? (shrink ? 6 : 2) : 0],
+      // Never 2 -> 1 voters: that can deadlock for good under etcd's apply-time membership (sim-findings.md H2).
+      ['removeNode', cs.voters.length > 2 ? (shrink ? 6 : 2) : 0],
       ['removeLearner', cs.learners.length > 0 ? 2 : 0],
       ['updateNode', 1],
     ]);

@@ -104,7 +104,7 @@ export class Net {
   /** When set, committed conf changes are queued here instead of applied (apply with applyDeferred). */
   deferConfChanges = false;
   readonly deferred: { id: NodeId; cc: ConfChange }[] = [];
-  /** What a leader's host reports after a snap message is delivered. */
+  /** What a leader's host reports after a snap message is delivered (a lost one is reported failed). */
   snapshotReport: 'ok' | 'fail' | 'none' = 'ok';
 
   constructor(
@@ -252,9 +252,16 @@ export class Net {
   }
 
   private send(m: Message): void {
-    if (this.cut.has(`${m.from}>${m.to}`)) return;
-    if (this.drop?.(m) === true) return;
+    if (this.cut.has(`${m.from}>${m.to}`) || this.drop?.(m) === true) {
+      this.lost(m);
+      return;
+    }
     this.queue.push(m);
+  }
+
+  /** A snapshot that did not get through is reported as failed, as a host's snapshot sender would. */
+  private lost(m: Message): void {
+    if (m.type === 'snap' && this.snapshotReport !== 'none' && !this.down.has(m.from)) this.node(m.from).rn.reportSnapshot(m.to, false);
   }
 
   /** Delivers the messages queued now (not those they cause). */
@@ -266,8 +273,10 @@ export class Net {
   }
 
   private deliver(m: Message): void {
-    if (this.down.has(m.to) || !this.nodes.has(m.to)) return;
-    if (this.cut.has(`${m.from}>${m.to}`)) return;
+    if (this.down.has(m.to) || !this.nodes.has(m.to) || this.cut.has(`${m.from}>${m.to}`)) {
+      this.lost(m);
+      return;
+    }
     this.delivered.push(m);
     this.node(m.to).rn.step(m);
     if (m.type === 'snap' && this.snapshotReport !== 'none' && !this.down.has(m.from)) {
