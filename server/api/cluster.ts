@@ -2,8 +2,8 @@
 // map the error (server.ts), fill the header. Member lists are sorted by id; a member that has not
 // started yet has no name and no client URLs (node/ reports them empty).
 //
-// Header: cluster id, member id, raft term and the current revision (etcd 3.5+; 3.4 left the
-// revision 0). MemberAdd's `member` carries id, peer URLs and the learner flag only, as etcd's.
+// Header: cluster id, member id and raft term; revision 0, as the reference etcd 3.4 answers
+// (etcd 3.5+ fills the current revision). MemberAdd's `member` carries id, peer URLs and the learner flag only, as etcd's.
 import {
   encodeMemberAddResponse,
   encodeMemberListResponse,
@@ -19,6 +19,10 @@ import {
 } from '../../proto/gen/etcdserverpb.js';
 import type { ClusterPath, MemberInfo } from '../node/index.js';
 import { currentHeader, type HeaderSource } from './header.js';
+
+function clusterHeader(hdr: HeaderSource): ReturnType<typeof currentHeader> {
+  return { ...currentHeader(hdr), revision: 0 };
+}
 import { checkPeerUrls } from './validate.js';
 
 export interface ClusterApi {
@@ -44,27 +48,27 @@ export function clusterApi(cluster: ClusterPath, hdr: HeaderSource): ClusterApi 
       const peerURLs = checkPeerUrls(r.peerURLs);
       const { member, members } = await cluster.addMember(peerURLs, r.isLearner);
       return encodeMemberAddResponse({
-        header: currentHeader(hdr),
+        header: clusterHeader(hdr),
         member: { ID: member.id, peerURLs: member.peerURLs, isLearner: member.isLearner },
         members: toProtoMembers(members),
       });
     },
     memberRemove: async (r) => {
       const members = await cluster.removeMember(r.ID);
-      return encodeMemberRemoveResponse({ header: currentHeader(hdr), members: toProtoMembers(members) });
+      return encodeMemberRemoveResponse({ header: clusterHeader(hdr), members: toProtoMembers(members) });
     },
     memberUpdate: async (r) => {
       // etcd stores the URLs as given, unchecked; Cairn refuses those its peers could never dial
       // (same rule as MemberAdd) but keeps valid ones exactly as sent.
       checkPeerUrls(r.peerURLs);
       const members = await cluster.updateMember(r.ID, r.peerURLs);
-      return encodeMemberUpdateResponse({ header: currentHeader(hdr), members: toProtoMembers(members) });
+      return encodeMemberUpdateResponse({ header: clusterHeader(hdr), members: toProtoMembers(members) });
     },
     // `linearizable` (3.5) is not honoured yet: the list is this member's applied view.
-    memberList: () => encodeMemberListResponse({ header: currentHeader(hdr), members: toProtoMembers(cluster.members()) }),
+    memberList: () => encodeMemberListResponse({ header: clusterHeader(hdr), members: toProtoMembers(cluster.members()) }),
     memberPromote: async (r) => {
       const members = await cluster.promoteMember(r.ID);
-      return encodeMemberPromoteResponse({ header: currentHeader(hdr), members: toProtoMembers(members) });
+      return encodeMemberPromoteResponse({ header: clusterHeader(hdr), members: toProtoMembers(members) });
     },
   };
 }

@@ -122,10 +122,13 @@ export class Node implements ClusterPath, MaintenancePath, LeaderView {
   private processing = false;
   private readonly idle: (() => void)[] = [];
   private stopped = false;
+  private removing = false;
   private failed = false;
   private appliedIndex: number;
   private lastSnapshotIndex: number;
   private currentTerm: number;
+  private persistedTerm: number;
+  private persistedVote: bigint;
   private leaderId = 0n;
   private role: SoftState['role'] = 'follower';
   private leaderlessSince: number | undefined;
@@ -154,6 +157,8 @@ export class Node implements ClusterPath, MaintenancePath, LeaderView {
     this.appliedIndex = decodeNum(backend.table('meta').get(META.appliedIndex), 0);
     this.lastSnapshotIndex = this.appliedIndex;
     this.currentTerm = hardState.term;
+    this.persistedTerm = hardState.term;
+    this.persistedVote = hardState.vote;
     this.ids = new RequestIds(memberId);
     this.leaseStore = new LeaseStore(backend);
     this.memberStore = new MemberStore(backend);
@@ -350,14 +355,21 @@ export class Node implements ClusterPath, MaintenancePath, LeaderView {
     if (rd.softState !== undefined) this.onSoftState(rd.softState);
     if (rd.hardState !== undefined) this.currentTerm = rd.hardState.term;
     if (rd.snapshot !== undefined) await this.installSnapshot(rd.snapshot, rd.hardState);
-    const leader = this.role === 'leader';
-    if (leader) this.send(rd.messages);
+    // A leader may send before its own fsync (thesis 10.2.1) unless this Ready changes its term or
+    // vote: those must be durable before anyone hears of them.
+    const hs = rd.hardState;
+    const early = this.role === 'leader' && (hs === undefined || (hs.term === this.persistedTerm && hs.vote === this.persistedVote));
+    if (early) this.send(rd.messages);
     if (rd.entries.length > 0 || (rd.hardState !== undefined && rd.mustSync)) {
       await this.wal.append(rd.entries.map(toWal), rd.hardState !== undefined ? toWalHardState(rd.hardState) : undefined);
     }
     if (rd.entries.length > 0) this.raftStorage.append(rd.entries);
-    if (rd.hardState !== undefined) this.raftStorage.setHardState(rd.hardState);
-    if (!leader) this.send(rd.messages);
+    if (rd.hardState !== undefined) {
+      this.raftStorage.setHardState(rd.hardState);
+      this.persistedTerm = rd.hardState.term;
+      this.persistedVote = rd.hardState.vote;
+    }
+    if (!early) this.send(rd.messages);
     if (rd.committedEntries.length > 0) this.applyCommitted(rd.committedEntries);
     for (const rs of rd.readStates) this.onReadState(rs.index, rs.context);
     this.raft.advance(rd);
@@ -679,11 +691,18 @@ export class Node implements ClusterPath, MaintenancePath, LeaderView {
     if (change.kind === 'remove' && id === this.memberId) this.removed('this member was removed from the cluster');
   }
 
+  /**
+   * Stops after 10 heartbeats, as etcd's stopWithDelay: a removed leader keeps leading that long so
+   * the others learn that its removal committed (otherwise they may wait for its vote forever).
+   */
   private removed(why: string): void {
-    if (this.stopped) return;
+    if (this.removing) return;
+    this.removing = true;
     this.cfg.logger.warn('the member has been permanently removed from the cluster; stopping', { reason: why });
-    this.stopped = true;
-    this.cfg.onRemoved(new ServerRefusal('removed', `etcdserver: the member has been permanently removed from the cluster`));
+    setTimeout(() => {
+      this.stopped = true;
+      this.cfg.onRemoved(new ServerRefusal('removed', `etcdserver: the member has been permanently removed from the cluster`));
+    }, 10 * this.cfg.heartbeatMs);
   }
 
   private fail(err: unknown): void {
@@ -898,7 +917,9 @@ export class Node implements ClusterPath, MaintenancePath, LeaderView {
     const lead = this.leaderId;
     if (lead === 0n) return Promise.reject(new ServerRefusal('noLeader'));
     return this.transport.request(lead, kind, body, this.reqTimeoutMs).catch((err: unknown) => {
-      throw err instanceof Error && /not leader/.test(err.message) ? new ServerRefusal('leaderChanged') : new ServerRefusal('timeout', undefined, { cause: err });
+      const msg = err instanceof Error ? err.message : String(err);
+      if (msg.includes(FORWARDED_CLIENT_ERROR)) throw err;
+      throw /not leader/.test(msg) ? new ServerRefusal('leaderChanged') : new ServerRefusal('timeout', undefined, { cause: err });
     });
   }
 
@@ -920,8 +941,14 @@ export class Node implements ClusterPath, MaintenancePath, LeaderView {
       }
       case 'promote': {
         if (this.role !== 'leader') throw new Error('not leader');
-        const members = await this.promoteMember(Buffer.from(body).readBigUInt64BE(0));
-        return Buffer.from(JSON.stringify(members.length));
+        try {
+          const members = await this.promoteMember(Buffer.from(body).readBigUInt64BE(0));
+          return Buffer.from(JSON.stringify(members.length));
+        } catch (err) {
+          // The follower relays the leader's refusal as its own: carry the kind across.
+          if (err instanceof ClientError) throw new Error(`${FORWARDED_CLIENT_ERROR}${err.kind}`);
+          throw err;
+        }
       }
       default:
         throw new Error(`unknown request kind ${JSON.stringify(kind)}`);
@@ -1113,12 +1140,16 @@ function computeAddedId(peerURLs: readonly string[], token: string): bigint {
   return computeMemberId(peerURLs, token, Math.floor(Date.now() / 1000));
 }
 
+const FORWARDED_CLIENT_ERROR = 'cairn-client-error:';
+const FORWARDABLE: readonly ClientError['kind'][] = ['learnerNotReady', 'memberNotLearner', 'memberNotFound'];
+
 function mapForwardedError(err: unknown): Error {
   if (err instanceof ServerRefusal || err instanceof ClientError) return err;
+  const cause = err instanceof Error && err.cause instanceof Error ? err.cause : err;
   const msg = err instanceof Error ? err.message : String(err);
-  if (msg.includes('which is in sync')) return new ClientError('learnerNotReady');
-  if (msg.includes('can only promote')) return new ClientError('memberNotLearner');
-  return new ServerRefusal('timeout', undefined, { cause: err });
+  const kind = FORWARDABLE.find((k) => msg.includes(`${FORWARDED_CLIENT_ERROR}${k}`));
+  if (kind !== undefined) return new ClientError(kind);
+  return cause instanceof ServerRefusal ? cause : new ServerRefusal('timeout', undefined, { cause: err });
 }
 
 function dropped(err: unknown): Error {

@@ -27,7 +27,10 @@
 export interface Model<S, I, O> {
   /** Possible initial states. */
   init(): S[];
-  /** Every state the op can lead to from `state` with this output (output undefined: outcome unknown). Empty: illegal. */
+  /**
+   * Every state the op can lead to from `state` with this output (output undefined: outcome unknown).
+   * Empty: illegal. With output undefined it must never be empty (an op of unknown outcome is possible anywhere).
+   */
   step(state: S, input: I, output: O | undefined): S[];
   /** Canonical identity of a state (equal keys = equal states). */
   key(state: S): string;
@@ -103,14 +106,44 @@ function bitsEqual(a: Uint32Array, b: Uint32Array): boolean {
 }
 
 export interface SearchStats {
-  /** Search steps (tries of an entry). */
+  /** Search steps (model steps tried). */
   steps: number;
   /** Distinct (linearized set, state) pairs remembered. */
   cached: number;
+  /** Pairs pruned because a failed pair with fewer free ops linearized dominated them. */
+  dominated: number;
   ms: number;
 }
 
-/** Checks one partition (ops of one key). deadline: performance.now() value after which the result is "unknown". */
+interface CacheRec {
+  readonly bits: Uint32Array;
+  readonly key: string;
+  /** Fully explored without success. */
+  done: boolean;
+}
+
+interface Frame<S> {
+  readonly cands: Entry[];
+  readonly idx: number;
+  readonly states: S[];
+  readonly key: string;
+  readonly hash: number;
+  /** The cache record of the state this frame's step led to. */
+  readonly rec: CacheRec;
+}
+
+/**
+ * Checks one partition (ops of one key). deadline: performance.now() value after which the result is "unknown".
+ *
+ * Beyond Porcupine: "free" ops (outcome unknown and no bound on their return) may be linearized
+ * at any point after their call or never, and linearizing one at the very end is always possible
+ * (the model accepts an unknown outcome in every state). Hence (1) once only free ops remain the
+ * history is linearizable; (2) at each step the candidates that are not free are tried first;
+ * (3) if the pair (B, s) was fully explored without success, so is every (B + some free ops, s),
+ * because a completion of the latter followed by those free ops would complete the former. The
+ * memo therefore prunes a pair dominated by a failed one (same non-free set, same state, a subset
+ * of its free ops). This keeps histories with many timed-out writes tractable.
+ */
 export function checkSingle<S, I, O>(
   model: Model<S, I, O>,
   ops: readonly Operation<I, O>[],
@@ -119,15 +152,21 @@ export function checkSingle<S, I, O>(
 ): CheckResult {
   const t0 = performance.now();
   const n = ops.length;
+  const words = (n + 31) >>> 5;
+  const freeMask = new Uint32Array(words);
   const entries: Entry[] = [];
+  let nonFree = 0;
   for (let id = 0; id < n; id++) {
     const op = ops[id];
     if (op === undefined) continue;
     if (!(op.call <= op.ret)) throw new Error(`operation ${id}: call ${op.call} after return ${op.ret}`);
+    if (op.output === undefined && op.ret === Infinity) freeMask[id >>> 5] = (freeMask[id >>> 5] as number) | (1 << (id & 31));
+    else nonFree += 1;
     const ret: Entry = { isCall: false, id, time: op.ret, match: null, prev: null, next: null };
     const call: Entry = { isCall: true, id, time: op.call, match: ret, prev: null, next: null };
     entries.push(call, ret);
   }
+  const isFree = (id: number): boolean => ((freeMask[id >>> 5] as number) & (1 << (id & 31))) !== 0;
   // By time; at equal times calls first (touching ops count as concurrent, as Porcupine does).
   entries.sort((a, b) => (a.time !== b.time ? a.time - b.time : a.isCall !== b.isCall ? (a.isCall ? -1 : 1) : a.id - b.id));
   const head: Entry = { isCall: false, id: -1, time: -Infinity, match: null, prev: null, next: null };
@@ -139,7 +178,8 @@ export function checkSingle<S, I, O>(
   }
 
   const zob = zobristWords(n);
-  const bits = new Uint32Array((n + 31) >>> 5);
+  const bits = new Uint32Array(words);
+  /** Zobrist hash of the linearized non-free ops only (free ones do not count, for dominance lookups). */
   let hash = 0;
   const dedupe = (states: S[]): { states: S[]; key: string } => {
     if (states.length === 1) {
@@ -151,9 +191,39 @@ export function checkSingle<S, I, O>(
     const keys = [...byKey.keys()].sort();
     return { states: keys.map((k) => byKey.get(k) as S), key: keys.join('\u0001') };
   };
+  /** Calls before the first return entry (the ops that may come next), non-free first. */
+  const candidates = (): Entry[] => {
+    const known: Entry[] = [];
+    const free: Entry[] = [];
+    for (let e = head.next; e !== null && e.isCall; e = e.next) (isFree(e.id) ? free : known).push(e);
+    return free.length === 0 ? known : known.concat(free);
+  };
+  /** Whether (bits, key) was seen, or is dominated by a failed pair. */
+  const pruned = (bucket: CacheRec[] | undefined, key: string): boolean => {
+    if (bucket === undefined) return false;
+    for (const c of bucket) {
+      if (c.key !== key) continue;
+      let same = true;
+      let dominated = c.done;
+      for (let w = 0; w < words && (same || dominated); w++) {
+        const a = c.bits[w] as number;
+        const b = bits[w] as number;
+        const f = freeMask[w] as number;
+        if (a !== b) same = false;
+        if (((a ^ b) & ~f) !== 0 || (a & f & ~b) !== 0) dominated = false;
+      }
+      if (same) return true;
+      if (dominated) {
+        if (stats !== undefined) stats.dominated += 1;
+        return true;
+      }
+    }
+    return false;
+  };
+
   let cur = dedupe(model.init());
-  const cache = new Map<number, { bits: Uint32Array; key: string }[]>();
-  const stack: { entry: Entry; states: S[]; key: string; hash: number }[] = [];
+  const cache = new Map<number, CacheRec[]>();
+  const stack: Frame<S>[] = [];
   let steps = 0;
   const finish = (r: CheckResult): CheckResult => {
     if (stats !== undefined) {
@@ -163,52 +233,60 @@ export function checkSingle<S, I, O>(
     }
     return r;
   };
+  if (nonFree === 0) return finish('ok');
 
-  let entry = head.next;
-  while (head.next !== null) {
-    if (entry === null) throw new Error('checkSingle: ran off the entry list');
-    if ((++steps & 0x3ff) === 0 && performance.now() > deadline) return finish('unknown');
-    if (entry.isCall) {
+  let cands = candidates();
+  let idx = 0;
+  for (;;) {
+    if (idx < cands.length) {
+      const entry = cands[idx] as Entry;
+      if ((++steps & 0x3ff) === 0 && performance.now() > deadline) return finish('unknown');
       const op = ops[entry.id] as Operation<I, O>;
       const nextStates: S[] = [];
       for (const s of cur.states) for (const t of model.step(s, op.input, op.output)) nextStates.push(t);
-      if (nextStates.length > 0) {
-        const next = dedupe(nextStates);
-        const w = entry.id >>> 5;
-        const bit = 1 << (entry.id & 31);
-        bits[w] = (bits[w] as number) | bit;
-        const newHash = hash ^ (zob[entry.id] as number);
-        const h = (newHash ^ fnv1a(next.key)) | 0;
-        const bucket = cache.get(h);
-        const seen = bucket !== undefined && bucket.some((c) => c.key === next.key && bitsEqual(c.bits, bits));
-        if (!seen) {
-          const rec = { bits: bits.slice(), key: next.key };
-          if (bucket === undefined) cache.set(h, [rec]);
-          else bucket.push(rec);
-          stack.push({ entry, states: cur.states, key: cur.key, hash });
-          cur = next;
-          hash = newHash;
-          lift(entry);
-          entry = head.next;
-          continue;
-        }
-        bits[w] = (bits[w] as number) & ~bit;
+      if (nextStates.length === 0) {
+        idx += 1;
+        continue;
       }
-      entry = entry.next;
-    } else {
-      // A return whose call is not linearized: the current prefix cannot be extended; backtrack.
-      const top = stack.pop();
-      if (top === undefined) return finish('illegal');
-      entry = top.entry;
-      cur = { states: top.states, key: top.key };
-      hash = top.hash;
+      const next = dedupe(nextStates);
+      const free = isFree(entry.id);
       const w = entry.id >>> 5;
-      bits[w] = (bits[w] as number) & ~(1 << (entry.id & 31));
-      unlift(entry);
-      entry = entry.next;
+      const bit = 1 << (entry.id & 31);
+      bits[w] = (bits[w] as number) | bit;
+      const newHash = free ? hash : hash ^ (zob[entry.id] as number);
+      const h = (newHash ^ fnv1a(next.key)) | 0;
+      const bucket = cache.get(h);
+      if (pruned(bucket, next.key)) {
+        bits[w] = (bits[w] as number) & ~bit;
+        idx += 1;
+        continue;
+      }
+      if (!free && --nonFree === 0) return finish('ok'); // only free ops left: they go at the end
+      const rec: CacheRec = { bits: bits.slice(), key: next.key, done: false };
+      if (bucket === undefined) cache.set(h, [rec]);
+      else bucket.push(rec);
+      stack.push({ cands, idx, states: cur.states, key: cur.key, hash, rec });
+      cur = next;
+      hash = newHash;
+      lift(entry);
+      cands = candidates();
+      idx = 0;
+      continue;
     }
+    // Every candidate failed: this prefix cannot be extended; backtrack.
+    const top = stack.pop();
+    if (top === undefined) return finish('illegal');
+    top.rec.done = true;
+    const entry = top.cands[top.idx] as Entry;
+    unlift(entry);
+    if (!isFree(entry.id)) nonFree += 1;
+    const w = entry.id >>> 5;
+    bits[w] = (bits[w] as number) & ~(1 << (entry.id & 31));
+    cur = { states: top.states, key: top.key };
+    hash = top.hash;
+    cands = top.cands;
+    idx = top.idx + 1;
   }
-  return finish('ok');
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -395,7 +473,7 @@ export function checkKvHistory(ops: readonly KvOp[], opts: CheckOptions = {}): K
   const illegal: KvOp[][] = [];
   for (const [key, keyOps] of [...partitionByKey(ops)].sort((a, b) => (a[0] < b[0] ? -1 : 1))) {
     const prepared = prepareKeyOps(keyOps);
-    const stats: SearchStats = { steps: 0, cached: 0, ms: 0 };
+    const stats: SearchStats = { steps: 0, cached: 0, dominated: 0, ms: 0 };
     const result = checkSingle(kvModel, prepared, performance.now() + timeoutMs, stats);
     partitions.push({ key, result, ops: prepared.length, unknownOps: prepared.filter((o) => o.output === undefined).length, stats });
     if (result === 'illegal') illegal.push(keyOps);
@@ -528,7 +606,7 @@ export function describeFailure(keyOps: readonly KvOp[], timeoutMs: number): str
 /** A one-paragraph summary of a report (per partition: result, ops, unknown ops, search steps, ms). */
 export function summarize(r: KvCheckReport): string {
   const parts = r.partitions.map(
-    (p) => `${p.key}: ${p.result} (${p.ops} ops, ${p.unknownOps} unknown, ${p.stats.steps} steps, ${p.stats.cached} cached, ${p.stats.ms.toFixed(0)} ms)`,
+    (p) => `${p.key}: ${p.result} (${p.ops} ops, ${p.unknownOps} unknown, ${p.stats.steps} steps, ${p.stats.cached} cached, ${p.stats.dominated} dominated, ${p.stats.ms.toFixed(0)} ms)`,
   );
   return `linearizability: ${r.result}; dropped reads: ${r.droppedReads}\n  ${parts.join('\n  ')}`;
 }
