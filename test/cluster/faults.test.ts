@@ -152,7 +152,7 @@ test(`SIGSTOP of the leader longer than the election timeout, then SIGCONT (${TA
       t.diagnostic(`${old.name} follows ${agreed.name} ${String(Date.now() - tResume)} ms after SIGCONT`);
       // It serves writes again (forwarded to the leader).
       const o = await ctl([old.endpoint], ['put', `${prefix}after-resume`, 'x']);
-      assert.equal(o.exit, 0, `${o.cmd}: exit ${String(o.exit)} ${o.stdout} ${o.stderr}`);
+      assert.equal(o.exit, 0, `${o.cmd}: exit ${String(o.exit)} after ${String(o.ms)} ms (${String(Date.now() - tResume)} ms after SIGCONT) ${o.stdout} ${o.stderr}`);
       assert.equal(o.stdout, 'OK\n');
       load.acked.set(`${prefix}after-resume`, 'x');
       await load.waitProgress(Date.now(), 10, 20_000);
