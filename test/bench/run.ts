@@ -23,12 +23,14 @@
 // four tool workloads above against a fresh 3-member cluster (test/harness/cluster.ts: loopback,
 // default settings, data dirs on the same disk, started only once a leader is agreed by all
 // members), first a 3-member reference etcd, then a 3-member Cairn, with the same in-flight counts
-// and totals; the tool is given all three endpoints (it spreads its connections over them, so
-// followers forward writes and serve serializable reads). Peak RSS is summed over the members;
-// a Raft term that moved during a row is listed under the table as leader elections, and each
-// member's warn/error log lines are summarised on stderr and kept in the results file.
-// `--only cluster` names the four; they take about 2-3 minutes for both clusters on an idle
-// machine (starting each cluster ~5 s), longer when the 2 CPUs are shared.
+// and totals; the tool is given all three endpoints and opens its connections on them
+// round-robin: followers first, the leader last (so at 1 in flight the one connection is always
+// on a follower, which forwards writes; at 256, 16 connections go 6/5/5). Peak RSS is summed
+// over the members; a Raft term that moved during a row is listed under the table as leader
+// elections, and each member's warn/error log lines are summarised on stderr and kept in the
+// results file (memberLogs).
+// `--only cluster` names the four; they took 2 min 20 s - 2 min 30 s for both clusters (8 rows
+// each; starting a cluster ~5 s) with the 2 CPUs shared (load average 8-17).
 //
 // Run only some workloads (without the npm script's installs):
 //   npx tsc -p tsconfig.json && node dist/test/bench/run.js --only watch,lease
@@ -485,8 +487,11 @@ interface LoadTarget {
   down(): string | undefined;
   /** VmHWM, MiB (summed over members). */
   peakRssMiB(): number | undefined;
-  /** Clusters: the highest Raft term any member reports (NaN if none answers). */
-  term?(): Promise<number>;
+  /**
+   * Clusters: the highest Raft term any member reports (NaN if none answers), and the endpoints
+   * ordered followers first, the leader last (all members agreeing on it; else member order).
+   */
+  raft?(): Promise<{ term: number; endpoints: readonly string[]; leader: string | undefined }>;
 }
 
 function serverTarget(proc: ServerProc): LoadTarget {
@@ -508,10 +513,14 @@ function clusterTarget(c: Cluster): LoadTarget {
       return gone.length === 0 ? undefined : `member(s) ${gone.join(', ')} not running`;
     },
     peakRssMiB: () => sumPeakMiB(members.map((m) => m.proc?.peakRssKb() ?? 0)),
-    term: async () => {
+    raft: async () => {
       const sts = await Promise.all(members.map((m) => c.status(m.name, CLUSTER_STATUS_TIMEOUT_MS)));
       const terms = sts.flatMap((s) => (s === undefined ? [] : [s.raftTerm]));
-      return terms.length === 0 ? Number.NaN : Math.max(...terms);
+      const leaders = new Set(sts.map((s) => s?.leader));
+      const leaderId = leaders.size === 1 ? sts[0]?.leader : undefined;
+      const leader = sts.find((s) => s !== undefined && s.id === leaderId)?.name;
+      const ordered = [...members.filter((m) => m.name !== leader), ...members.filter((m) => m.name === leader)];
+      return { term: terms.length === 0 ? Number.NaN : Math.max(...terms), endpoints: ordered.map((m) => m.endpoint), leader };
     },
   };
 }
@@ -555,10 +564,18 @@ async function runRow(ctx: RowContext, row: RowSpec): Promise<SideResult> {
     if (err !== undefined) return fail(err);
     ctx.populated = true;
   }
-  const termBefore = await target.term?.();
-  const o = await runChild(ctx.tool, toolArgs(row, target.endpoints, cfg.valueBytes), cfg.rowTimeoutMs, toolEnv);
-  const termAfter = await target.term?.();
-  const notes = termBefore === undefined || termAfter === undefined ? {} : { notes: { termBefore, termAfter } };
+  // The tool opens its connections on the endpoints round-robin, the first on the first endpoint:
+  // clusters list a follower first (so one in flight always goes through a follower, as most
+  // clients' requests do), the leader last.
+  const before = await target.raft?.();
+  const endpoints = before?.endpoints ?? target.endpoints;
+  if (before !== undefined) {
+    const name = (ep: string | undefined): string => `m${target.endpoints.indexOf(ep ?? '') + 1}`;
+    process.stderr.write(`bench: ${row.name} x${row.inFlight}: endpoints ${endpoints.join(',')}, first ${name(endpoints[0])}, leader ${before.leader ?? 'unknown'}\n`);
+  }
+  const o = await runChild(ctx.tool, toolArgs(row, endpoints, cfg.valueBytes), cfg.rowTimeoutMs, toolEnv);
+  const after = await target.raft?.();
+  const notes = before === undefined || after === undefined ? {} : { notes: { termBefore: before.term, termAfter: after.term } };
   const parsed: ToolReport | string =
     o.code === 0 && !o.timedOut ? parseToolOutput(o.stdout) : describeFailure('benchmark', o, cfg.rowTimeoutMs);
   if (typeof parsed === 'string') return { ...fail(parsed), ...notes };
