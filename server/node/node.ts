@@ -356,9 +356,11 @@ export class Node implements ClusterPath, MaintenancePath, LeaderView {
     if (rd.hardState !== undefined) this.currentTerm = rd.hardState.term;
     if (rd.snapshot !== undefined) await this.installSnapshot(rd.snapshot, rd.hardState);
     // A leader may send before its own fsync (thesis 10.2.1) unless this Ready changes its term or
-    // vote: those must be durable before anyone hears of them.
+    // vote, or commits entries only this Ready persists (a lone voter commits what it appends): those
+    // must be durable before anyone hears of them (sim findings H3, R1).
     const hs = rd.hardState;
-    const early = this.role === 'leader' && (hs === undefined || (hs.term === this.persistedTerm && hs.vote === this.persistedVote));
+    const early =
+      this.role === 'leader' && (hs === undefined || (hs.term === this.persistedTerm && hs.vote === this.persistedVote && hs.commit <= this.raftStorage.lastIndex()));
     if (early) this.send(rd.messages);
     if (rd.entries.length > 0 || (rd.hardState !== undefined && rd.mustSync)) {
       await this.wal.append(rd.entries.map(toWal), rd.hardState !== undefined ? toWalHardState(rd.hardState) : undefined);
