@@ -116,6 +116,8 @@ export class Node implements ClusterPath, MaintenancePath, LeaderView {
   private readQueue: ReadBatch['waiters'] = [];
   private readInFlight: ReadBatch | undefined = undefined;
   private readSeq = 0n;
+  /** Proposals of this turn, handed to raft together by flushProposals. */
+  private proposals: { id: bigint; data: Uint8Array }[] = [];
   private readonly incomingSnapshots = new Map<number, string>();
   private installing: Promise<void> | undefined = undefined;
   private kickScheduled = false;
@@ -362,9 +364,14 @@ export class Node implements ClusterPath, MaintenancePath, LeaderView {
     const early =
       this.role === 'leader' && (hs === undefined || (hs.term === this.persistedTerm && hs.vote === this.persistedVote && hs.commit <= this.raftStorage.lastIndex()));
     if (early) this.send(rd.messages);
-    if (rd.entries.length > 0 || (rd.hardState !== undefined && rd.mustSync)) {
-      await this.wal.append(rd.entries.map(toWal), rd.hardState !== undefined ? toWalHardState(rd.hardState) : undefined);
-    }
+    const write = rd.entries.length > 0 || (rd.hardState !== undefined && rd.mustSync) ? this.wal.append(rd.entries.map(toWal), rd.hardState !== undefined ? toWalHardState(rd.hardState) : undefined) : undefined;
+    // Committed entries this member already holds durably are applied while the WAL writes the new
+    // ones (as etcd applies beside its raft loop); the rest once this Ready is durable.
+    const durable = this.raftStorage.lastIndex();
+    const split = rd.committedEntries.findIndex((e) => e.index > durable);
+    const now = split === -1 ? rd.committedEntries : rd.committedEntries.slice(0, split);
+    if (now.length > 0) this.applyCommitted(now);
+    if (write !== undefined) await write;
     if (rd.entries.length > 0) this.raftStorage.append(rd.entries);
     if (rd.hardState !== undefined) {
       this.raftStorage.setHardState(rd.hardState);
@@ -372,7 +379,7 @@ export class Node implements ClusterPath, MaintenancePath, LeaderView {
       this.persistedVote = rd.hardState.vote;
     }
     if (!early) this.send(rd.messages);
-    if (rd.committedEntries.length > 0) this.applyCommitted(rd.committedEntries);
+    if (split !== -1) this.applyCommitted(rd.committedEntries.slice(split));
     for (const rs of rd.readStates) this.onReadState(rs.index, rs.context);
     this.raft.advance(rd);
     this.dropStaleSnapshots();
@@ -468,19 +475,42 @@ export class Node implements ClusterPath, MaintenancePath, LeaderView {
     const data = encodeInternalRequest({ ...req, header: { ID: id, proposedUnixMs: Date.now() } });
     if (data.length > this.cfg.requestBytesMax) return Promise.reject(new ClientError('requestTooLarge'));
     return new Promise<ApplyOutcome>((resolve, reject) => {
-      try {
-        this.raft.propose(data);
-      } catch (err) {
-        reject(dropped(err));
-        return;
-      }
       const timer = setTimeout(() => {
         this.waiters.delete(id);
         reject(new ServerRefusal('timeout'));
       }, this.reqTimeoutMs);
       this.waiters.set(id, { resolve, reject, timer });
-      this.kick();
+      this.proposals.push({ id, data });
+      if (this.proposals.length === 1) {
+        // Gather every proposal that arrives in this I/O phase (many client requests at once).
+        setImmediate(() => {
+          this.flushProposals();
+          this.kick();
+        });
+      }
     });
+  }
+
+  /**
+   * Hands the proposals of this turn to raft as one message: one append, one app per follower for
+   * the batch (one per proposal would multiply peer messages and acknowledgements).
+   */
+  private flushProposals(): void {
+    const batch = this.proposals;
+    if (batch.length === 0) return;
+    this.proposals = [];
+    try {
+      this.raft.proposeMany(batch.map((p) => p.data));
+    } catch (err) {
+      const e = dropped(err);
+      for (const p of batch) {
+        const w = this.waiters.get(p.id);
+        if (w === undefined) continue;
+        this.waiters.delete(p.id);
+        clearTimeout(w.timer);
+        w.reject(e);
+      }
+    }
   }
 
   // ---------- linearizable reads (ReadIndex, batched) ----------

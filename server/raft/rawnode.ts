@@ -56,6 +56,13 @@ export class RawNode {
     this.raft.checkInvariants();
   }
 
+  /** Several proposals as one message: one append and one broadcast for the batch (throws as propose). */
+  proposeMany(datas: readonly Uint8Array[]): void {
+    if (datas.length === 0) return;
+    this.raft.step(localMessage('prop', { entries: datas.map((data) => ({ index: 0, term: 0, type: 'normal' as const, data })) }));
+    this.raft.checkInvariants();
+  }
+
   proposeConfChange(cc: ConfChange): void {
     const data = encodeConfChange(cc);
     this.raft.step(localMessage('prop', { entries: [{ index: 0, term: 0, type: 'confChange', data }] }));
@@ -87,9 +94,11 @@ export class RawNode {
     if (!Number.isSafeInteger(m.term) || m.term < 0 || !Number.isSafeInteger(m.index) || m.index < 0) return 'bad term or index';
     if ((m.type === 'prop' && m.entries.length === 0) || (m.type === 'snap' && m.snapshot === undefined)) return 'incomplete';
     if (m.type === 'app') {
+      let prevTerm = m.logTerm;
       for (let k = 0; k < m.entries.length; k++) {
         const e = m.entries[k];
-        if (e === undefined || e.index !== m.index + 1 + k || e.term > m.term || e.term < m.logTerm) return 'entries do not follow index/logTerm';
+        if (e === undefined || e.index !== m.index + 1 + k || e.term > m.term || e.term < prevTerm) return 'entries do not follow index/logTerm';
+        prevTerm = e.term;
       }
       if (m.commit < 0) return 'bad commit';
     }
@@ -109,6 +118,7 @@ export class RawNode {
 
   /** Leader: hand leadership to a voter `to`; a follower forwards the request to its leader. */
   transferLeader(to: NodeId): void {
+    if (to === NONE) return;
     this.raft.step(localMessage('transferLeader', { from: to }));
     this.raft.checkInvariants();
   }
