@@ -151,7 +151,10 @@ export class StreamSender {
     this.env.logger.warn('peer stream lost', { peer: this.to.toString(16), remote: conn.remote, reason });
     this.dropQueue();
     this.env.unreachable(this.to);
-    this.retryLater();
+    // A stream that was up is redialled at once (messages queue while dialing): after a pause (e.g.
+    // SIGSTOP) the peer usually is fine and a forwarded proposal should not be dropped in a backoff.
+    // Failed dials back off as usual.
+    void this.connect();
   }
 
   private retryLater(): void {
