@@ -82,6 +82,16 @@ interface ConfWaiter {
   readonly timer: NodeJS.Timeout;
 }
 
+interface PendingWrite {
+  /** Last entry index of the write (undefined: hard state only). */
+  readonly last: number | undefined;
+  /** Messages to send once the write is durable. */
+  readonly late: Message[];
+  /** The write changes term or vote. */
+  readonly termVote: boolean;
+  done: Promise<void>;
+}
+
 interface ReadBatch {
   readonly ctx: Buffer;
   readonly waiters: { resolve: () => void; reject: (e: Error) => void }[];
@@ -100,6 +110,8 @@ interface Effects {
 const RESTART_TERM_UNKNOWN = 0;
 /** A lone member trims its in-memory raft log of applied entries this often. */
 const ALONE_TRIM_ENTRIES = 256;
+/** Ready WAL writes in flight at once (the WAL group-commits them). */
+const PIPELINE_WRITES_MAX = 8;
 
 export class Node implements ClusterPath, MaintenancePath, LeaderView {
   readonly watchable: WatchableStore;
@@ -129,8 +141,16 @@ export class Node implements ClusterPath, MaintenancePath, LeaderView {
   private appliedIndex: number;
   private lastSnapshotIndex: number;
   private currentTerm: number;
-  private persistedTerm: number;
-  private persistedVote: bigint;
+  /** The hard state last handed to the WAL (maybe not durable yet). */
+  private handedTerm: number;
+  private handedVote: bigint;
+  private handedCommit: number;
+  /** Highest log index durable in this member's WAL: committed entries up to it may be applied. */
+  private durableIndex: number;
+  /** Committed entries raft handed out, waiting for their WAL write before they apply. */
+  private readonly applyQueue: Entry[] = [];
+  /** WAL writes started and not finished, oldest first. */
+  private readonly writes: PendingWrite[] = [];
   private leaderId = 0n;
   private role: SoftState['role'] = 'follower';
   private leaderlessSince: number | undefined;
@@ -159,8 +179,10 @@ export class Node implements ClusterPath, MaintenancePath, LeaderView {
     this.appliedIndex = decodeNum(backend.table('meta').get(META.appliedIndex), 0);
     this.lastSnapshotIndex = this.appliedIndex;
     this.currentTerm = hardState.term;
-    this.persistedTerm = hardState.term;
-    this.persistedVote = hardState.vote;
+    this.handedTerm = hardState.term;
+    this.handedVote = hardState.vote;
+    this.handedCommit = hardState.commit;
+    this.durableIndex = raftStorage.lastIndex();
     this.ids = new RequestIds(memberId);
     this.leaseStore = new LeaseStore(backend);
     this.memberStore = new MemberStore(backend);
@@ -344,7 +366,14 @@ export class Node implements ClusterPath, MaintenancePath, LeaderView {
     if (this.processing || this.failed) return;
     this.processing = true;
     try {
-      while (!this.failed && this.raft.hasReady()) await this.handleReady(this.raft.ready());
+      while (!this.failed && this.raft.hasReady()) {
+        const oldest = this.writes[0];
+        if (oldest !== undefined && this.writes.length >= PIPELINE_WRITES_MAX) {
+          await oldest.done;
+          continue;
+        }
+        await this.handleReady(this.raft.ready());
+      }
     } catch (err) {
       this.fail(err);
     } finally {
@@ -353,37 +382,81 @@ export class Node implements ClusterPath, MaintenancePath, LeaderView {
     }
   }
 
+  /**
+   * One Ready, pipelined: its WAL write starts and raft advances at once, so the next Ready can be
+   * taken while this one is being made durable (the WAL group-commits the writes in order). What
+   * must wait for durability waits on the write that covers it: committed entries are applied only
+   * up to the durable index; a follower's messages (acks) go out after its write; a leader's go out
+   * at once unless they carry a term, vote or commit index not yet durable here (sim findings H3,
+   * R1). A Ready holding a snapshot or a committed conf change is handled serially (as etcd waits
+   * for conf changes to apply before it goes on).
+   */
   private async handleReady(rd: Ready): Promise<void> {
     if (rd.softState !== undefined) this.onSoftState(rd.softState);
-    if (rd.hardState !== undefined) this.currentTerm = rd.hardState.term;
-    if (rd.snapshot !== undefined) await this.installSnapshot(rd.snapshot, rd.hardState);
-    // A leader may send before its own fsync (thesis 10.2.1) unless this Ready changes its term or
-    // vote, or commits entries only this Ready persists (a lone voter commits what it appends): those
-    // must be durable before anyone hears of them (sim findings H3, R1).
     const hs = rd.hardState;
-    const early =
-      this.role === 'leader' && (hs === undefined || (hs.term === this.persistedTerm && hs.vote === this.persistedVote && hs.commit <= this.raftStorage.lastIndex()));
-    if (early) this.send(rd.messages);
-    const write = rd.entries.length > 0 || (rd.hardState !== undefined && rd.mustSync) ? this.wal.append(rd.entries.map(toWal), rd.hardState !== undefined ? toWalHardState(rd.hardState) : undefined) : undefined;
-    // Committed entries this member already holds durably are applied while the WAL writes the new
-    // ones (as etcd applies beside its raft loop); the rest once this Ready is durable.
-    const durable = this.raftStorage.lastIndex();
-    const split = rd.committedEntries.findIndex((e) => e.index > durable);
-    const now = split === -1 ? rd.committedEntries : rd.committedEntries.slice(0, split);
-    if (now.length > 0) this.applyCommitted(now);
-    if (write !== undefined) await write;
-    if (rd.entries.length > 0) this.raftStorage.append(rd.entries);
-    if (rd.hardState !== undefined) {
-      this.raftStorage.setHardState(rd.hardState);
-      this.persistedTerm = rd.hardState.term;
-      this.persistedVote = rd.hardState.vote;
+    if (hs !== undefined) this.currentTerm = hs.term;
+    const serial = rd.snapshot !== undefined || rd.committedEntries.some((e) => e.type === 'confChange');
+    if (serial) await this.drainWrites();
+    if (rd.snapshot !== undefined) await this.installSnapshot(rd.snapshot, hs);
+    const termVote = hs !== undefined && (hs.term !== this.handedTerm || hs.vote !== this.handedVote);
+    if (hs !== undefined) {
+      this.handedTerm = hs.term;
+      this.handedVote = hs.vote;
+      this.handedCommit = hs.commit;
     }
-    if (!early) this.send(rd.messages);
-    if (split !== -1) this.applyCommitted(rd.committedEntries.slice(split));
+    const needWrite = rd.entries.length > 0 || (hs !== undefined && rd.mustSync);
+    let write: PendingWrite | undefined;
+    if (needWrite) {
+      const last = rd.entries[rd.entries.length - 1];
+      write = { last: last?.index, late: [], termVote, done: Promise.resolve() };
+      const w = write;
+      w.done = this.wal
+        .append(rd.entries.map(toWal), hs !== undefined ? toWalHardState(hs) : undefined)
+        .then(() => this.writeDone(w))
+        .catch((err: unknown) => this.fail(err));
+    }
+    this.route(rd.messages, write);
+    if (write !== undefined) this.writes.push(write);
+    if (rd.entries.length > 0) this.raftStorage.append(rd.entries);
+    if (hs !== undefined) this.raftStorage.setHardState(hs);
+    for (const e of rd.committedEntries) this.applyQueue.push(e);
+    this.applyDurable();
+    // A conf change must be in effect (applied, raft told) before raft hears that it was applied.
+    if (serial) await this.drainWrites();
     for (const rs of rd.readStates) this.onReadState(rs.index, rs.context);
     this.raft.advance(rd);
     this.dropStaleSnapshots();
     this.maybeCompactLog();
+  }
+
+  /** Sends now, or after the write that makes what the messages say durable. */
+  private route(msgs: readonly Message[], own: PendingWrite | undefined): void {
+    if (msgs.length === 0) return;
+    const pendingTermVote = own?.termVote === true || this.writes.some((w) => w.termVote);
+    let after: PendingWrite | undefined;
+    if (this.role !== 'leader' || pendingTermVote) after = own ?? this.writes[this.writes.length - 1];
+    else if (this.handedCommit > this.durableIndex) after = this.writes.find((w) => w.last !== undefined && w.last >= this.handedCommit) ?? own ?? this.writes[this.writes.length - 1];
+    if (after === undefined) this.send(msgs);
+    else after.late.push(...msgs);
+  }
+
+  private writeDone(w: PendingWrite): void {
+    assert(this.writes[0] === w, 'WAL writes finish in order');
+    this.writes.shift();
+    if (w.last !== undefined) this.durableIndex = w.last;
+    this.send(w.late);
+    this.applyDurable();
+    this.kick();
+  }
+
+  private applyDurable(): void {
+    let n = 0;
+    while (n < this.applyQueue.length && (this.applyQueue[n] as Entry).index <= this.durableIndex) n++;
+    if (n > 0) this.applyCommitted(this.applyQueue.splice(0, n));
+  }
+
+  private async drainWrites(): Promise<void> {
+    while (this.writes.length > 0) await this.writes[this.writes.length - 1]?.done;
   }
 
   private send(msgs: readonly Message[]): void {
@@ -856,6 +929,7 @@ export class Node implements ClusterPath, MaintenancePath, LeaderView {
       if (applied !== meta.index) throw new StorageFault(`node: snapshot ${meta.index} holds applied index ${applied}`);
       this.appliedIndex = applied;
       this.lastSnapshotIndex = applied;
+      this.durableIndex = applied;
       this.store.reload();
       this.memberStore.reload();
       this.lessor = new Lessor();
@@ -1149,6 +1223,7 @@ export class Node implements ClusterPath, MaintenancePath, LeaderView {
     for (const s of this.leaderlessSubs) if (s.timer !== undefined) clearTimeout(s.timer);
     await this.transport.close();
     if (this.processing) await new Promise<void>((done) => this.idle.push(done));
+    await this.drainWrites();
     const refusal = new ServerRefusal('stopped');
     for (const w of this.waiters.values()) {
       clearTimeout(w.timer);
