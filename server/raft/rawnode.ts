@@ -164,7 +164,7 @@ export class RawNode {
       snapshot,
       entries,
       committedEntries,
-      messages: r.msgs,
+      messages: capCommit(r.msgs, r.log.unstable.offset - 1),
       readStates: r.readStates,
       mustSync: entries.length > 0 || snapshot !== undefined || hard.term !== this.prevHard.term || hard.vote !== this.prevHard.vote,
     };
@@ -199,6 +199,20 @@ export class RawNode {
   status(): RaftStatus {
     return this.raft.status();
   }
+}
+
+/**
+ * Caps the commit index that app and heartbeat messages carry at what this member has persisted. A leader
+ * counts its own entries as matched as soon as it appends them (thesis 10.2.1), so a lone voter commits
+ * entries of the very Ready that appends them, and the host may send a leader's messages before that Ready
+ * is persisted: uncapped, a learner could apply an entry the leader then loses in a crash and replaces with
+ * another (found by the simulation: /work/notes/sim-findings.md R1; regression seeds in test/raft/sim.test.ts).
+ * With two or more voters the cap does not bite under the Ready contract: a commit index covering the
+ * leader's unpersisted entries needs acks of those entries, which come back while their Ready is out, so
+ * the messages carrying it leave in a later Ready, after advance().
+ */
+function capCommit(msgs: Message[], persisted: number): Message[] {
+  return msgs.map((m) => ((m.type === 'app' || m.type === 'heartbeat') && m.commit > persisted ? { ...m, commit: persisted } : m));
 }
 
 function softStateEqual(a: SoftState, b: SoftState): boolean {

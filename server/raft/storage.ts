@@ -74,7 +74,8 @@ export class MemoryStorage implements LogStorage {
     if (first.index < firstIndex) ents = ents.slice(firstIndex - first.index);
     const start = ents[0]?.index ?? firstIndex;
     invariant(start <= this.lastIndex() + 1, `MemoryStorage.append: missing entries [${this.lastIndex() + 1}, ${start})`);
-    this.ents = this.ents.slice(0, start - firstIndex).concat(ents);
+    this.ents.length = start - firstIndex; // truncate the replaced suffix (if any), then extend in place
+    for (const e of ents) this.ents.push(e);
   }
 
   /** Installs a newer snapshot: every entry is dropped; the log continues after meta.index. */

@@ -104,7 +104,9 @@ export interface ReadState {
  * 1. if `snapshot`: install it (the host's state machine now holds everything up to snapshot.index);
  * 2. persist `hardState` (if set) and append `entries` (an entry at index i replaces i and everything after it);
  *    durably when `mustSync`;
- * 3. send `messages` (a leader may send before step 2 finishes; see Raft thesis 10.2.1);
+ * 3. send `messages` (a leader may send before step 2 finishes, see Raft thesis 10.2.1, unless `hardState`
+ *    changes term or vote: a lone voter wins in one call, and if it crashes before persisting the new term
+ *    it can win that term again and write different entries at the same index and term as those sent);
  * 4. apply `committedEntries` in order (only after step 2 is durable);
  * 5. call advance(ready).
  */

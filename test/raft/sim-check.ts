@@ -83,7 +83,8 @@ export class Checker {
     const first = log.firstIndex();
     if (top > first) {
       const probe = first + ((top * 7919) % (top - first));
-      if (this.committed[probe] !== undefined && (this.committed[probe] as Committed).commitTermMax < term) this.checkHolds(id, term, log, probe);
+      const c = this.committed[probe];
+      if (c !== undefined && c.commitTermMax < term) this.checkHolds(id, term, log, probe);
     }
   }
 

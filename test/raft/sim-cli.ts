@@ -15,14 +15,15 @@ interface Args {
   checkVotes: boolean;
   trace: boolean;
   maxFailures: number;
+  removal: 'durableVoter' | 'etcd';
 }
 
 const USAGE = `usage: sim-cli [--seeds N] [--from S] [--seed S] [--steps N] [--members 3|5|7|grow]
-               [--intensity calm|normal|harsh] [--fault none|forgetVote|ackBeforePersist] [--no-vote-check]
+               [--intensity calm|normal|harsh] [--fault none|forgetVote|ackBeforePersist] [--no-vote-check] [--removal durableVoter|etcd]
                [--trace] [--max-failures N]`;
 
 function parseArgs(argv: readonly string[]): Args {
-  const a: Args = { seeds: 1000, from: 1, seed: undefined, steps: 3000, shape: undefined, intensity: undefined, fault: 'none', checkVotes: true, trace: false, maxFailures: 20 };
+  const a: Args = { seeds: 1000, from: 1, seed: undefined, steps: 3000, shape: undefined, intensity: undefined, fault: 'none', checkVotes: true, trace: false, maxFailures: 20, removal: 'durableVoter' };
   for (let i = 0; i < argv.length; i++) {
     const flag = argv[i];
     const value = (): string => {
@@ -60,6 +61,12 @@ function parseArgs(argv: readonly string[]): Args {
         break;
       }
       case '--no-vote-check': a.checkVotes = false; break;
+      case '--removal': {
+        const v = value();
+        if (v !== 'durableVoter' && v !== 'etcd') throw new Error(`--removal must be durableVoter or etcd\n${USAGE}`);
+        a.removal = v;
+        break;
+      }
       case '--trace': a.trace = true; break;
       case '--help':
       case '-h':
@@ -74,7 +81,7 @@ function parseArgs(argv: readonly string[]): Args {
 }
 
 function optionsFor(a: Args, seed: number, trace: ((line: string) => void) | undefined): SimOptions {
-  return { seed, steps: a.steps, shape: a.shape, intensity: a.intensity, fault: a.fault, checkVotes: a.checkVotes, trace };
+  return { seed, steps: a.steps, shape: a.shape, intensity: a.intensity, fault: a.fault, checkVotes: a.checkVotes, removal: a.removal, trace };
 }
 
 function printFailure(a: Args, r: SeedResult, withTrace: boolean): void {

@@ -12,6 +12,7 @@
 // RaftConfig.applied = that index.
 import {
   MemoryStorage,
+  NONE,
   ProposalDroppedError,
   RawNode,
   decodeConfChange,
@@ -59,7 +60,8 @@ export interface HostEnv {
   scheduleFsync(host: MemberHost, readyId: number): void;
   /** Call host.smFlushed(inc) after a while (the OS writes back the state machine's pages). */
   scheduleSmFlush(host: MemberHost): void;
-  onConfApplied(host: MemberHost, cc: ConfChange, index: number): void;
+  /** A membership change was applied (`refused`: as a no-op, the membership layer refused it). */
+  onConfApplied(host: MemberHost, cc: ConfChange, index: number, refused: boolean): void;
   onSnapshotInstalled(host: MemberHost): void;
   /** The member's role changed (the simulation may aim a crash at the election that follows). */
   onRoleChange(host: MemberHost): void;
@@ -109,6 +111,8 @@ export class MemberHost {
    * need the removed member's vote to commit it (found by the simulation, see sim-findings.md).
    */
   refusedPeers = new Set<NodeId>();
+  /** Every member this host's state machine has applied the removal of (etcd's transport refuses these). */
+  removedPeers = new Set<NodeId>();
 
   private outstanding: Outstanding | undefined;
   private readyCounter = 0;
@@ -150,11 +154,6 @@ export class MemberHost {
     return this.confAt(this.applied);
   }
 
-  /** The applied sequence (entry keys), for the final comparison. */
-  appliedKeys(): readonly string[] {
-    return this.keys;
-  }
-
   /** What a snapshot of this member holds: its whole state machine at its applied index. */
   snapshotData(): SnapData {
     const a = this.applied;
@@ -189,6 +188,7 @@ export class MemberHost {
     this.commit = hs.commit;
     this.vote = hs.vote;
     this.refusedPeers = this.refusedAt(d);
+    this.removedPeers = this.removedAt(d);
     this.env.trace(() => `${nid(this.id)} starts (inc ${this.inc}): applied ${d}/t${meta.term} ${fmtConf(meta.confState)}, hs(${fmtHs(hs)}), log ${d + 1}..${last}`);
     this.env.checker.onRestartLog(this.id, this.storage);
   }
@@ -234,9 +234,12 @@ export class MemberHost {
   }
 
   private refusedAt(i: number): Set<NodeId> {
+    return this.confAt(i).voters.includes(this.id) ? this.removedAt(i) : new Set<NodeId>();
+  }
+
+  private removedAt(i: number): Set<NodeId> {
     const now = this.confAt(i);
     const out = new Set<NodeId>();
-    if (!now.voters.includes(this.id)) return out;
     for (const p of this.conf) {
       if (p.index > i) break;
       for (const v of [...p.cs.voters, ...p.cs.learners]) out.add(v);
@@ -400,6 +403,7 @@ export class MemberHost {
     this.walBase = meta.index;
     this.walEntries = [];
     this.refusedPeers = this.refusedAt(meta.index);
+    this.removedPeers = this.removedAt(meta.index);
     this.receivedSnaps.clear();
     this.snapshotsInstalled++;
     this.env.checker.onSnapshotInstalled(this.id, meta, this.keys[meta.index - 1]);
@@ -488,16 +492,41 @@ export class MemberHost {
   }
 
   private applyConfChange(e: Entry, node: RawNode): void {
-    const cc = decodeConfChange(e.data);
+    const proposed = decodeConfChange(e.data);
+    const why = this.refusal(proposed);
+    // Like etcd's membership layer: a change it refuses is applied as a no-op (node id 0).
+    const cc = why === undefined ? proposed : { ...proposed, nodeId: NONE };
     let cs: ConfState = EMPTY_CONF;
     this.raftCall(`applyConfChange(${cc.type} ${nid(cc.nodeId)})`, () => {
       cs = node.applyConfChange(cc);
     });
     this.conf.push({ index: e.index, cs });
-    this.env.trace(() => `${nid(this.id)} applies ${e.index}: ${cc.type} ${nid(cc.nodeId)} -> ${fmtConf(cs)}`);
+    this.env.trace(() => `${nid(this.id)} applies ${e.index}: ${proposed.type} ${nid(proposed.nodeId)}${why === undefined ? '' : ` REFUSED (${why})`} -> ${fmtConf(cs)}`);
     // A member does not stop when it applies its own removal: the others may not know the removal is
     // committed yet (a removed leader tells them); it stops when a peer turns it away (refusedPeers).
-    this.env.onConfApplied(this, cc, e.index);
+    if (why === undefined && cc.type === 'removeNode') this.removedPeers.add(cc.nodeId);
+    this.env.onConfApplied(this, proposed, e.index, why !== undefined);
+  }
+
+  /** Why the membership layer refuses a change (etcd's ValidateConfigurationChange), or undefined. */
+  private refusal(cc: ConfChange): string | undefined {
+    const cs = this.confState();
+    const voter = cs.voters.includes(cc.nodeId);
+    const member = voter || cs.learners.includes(cc.nodeId);
+    const removedBefore = !member && this.conf.some((p) => p.cs.voters.includes(cc.nodeId) || p.cs.learners.includes(cc.nodeId));
+    switch (cc.type) {
+      case 'addNode':
+        if (removedBefore) return 'id was removed';
+        return voter ? 'already a voter' : undefined;
+      case 'addLearner':
+        if (removedBefore) return 'id was removed';
+        return member ? 'already a member' : undefined;
+      case 'removeNode':
+        if (!member) return 'not a member';
+        return voter && cs.voters.length === 1 ? 'the last voter' : undefined;
+      case 'updateNode':
+        return member ? undefined : 'not a member';
+    }
   }
 
   /** The OS wrote back the state machine's pages: everything applied so far is durable. */

@@ -38,6 +38,12 @@ export interface SimOptions {
   readonly fault?: HostFault | undefined;
   /** Default true; the sanity test turns it off to see a core invariant catch a vote-forgetting host. */
   readonly checkVotes?: boolean | undefined;
+  /**
+   * How removed members stop. 'durableVoter' (default, sim-findings.md H1): when a voter whose state machine
+   * durably holds the removal turns them away. 'etcd': 10 heartbeats after applying their own removal, or
+   * when any member that applied the removal turns them away.
+   */
+  readonly removal?: 'durableVoter' | 'etcd' | undefined;
   /** Called with every trace line as it happens (replays); failures always carry the last lines. */
   readonly trace?: ((line: string) => void) | undefined;
 }
@@ -75,12 +81,13 @@ export interface SeedResult {
 }
 
 /** The command that replays one seed with a full trace. */
-export function replayCommand(o: Pick<SimOptions, 'seed' | 'steps' | 'shape' | 'intensity' | 'fault' | 'checkVotes'>): string {
+export function replayCommand(o: Pick<SimOptions, 'seed' | 'steps' | 'shape' | 'intensity' | 'fault' | 'checkVotes' | 'removal'>): string {
   const parts = ['node dist/test/raft/sim-cli.js', `--seed ${o.seed}`, `--steps ${o.steps}`];
   if (o.shape !== undefined) parts.push(`--members ${o.shape}`);
   if (o.intensity !== undefined) parts.push(`--intensity ${o.intensity}`);
   if (o.fault !== undefined && o.fault !== 'none') parts.push(`--fault ${o.fault}`);
   if (o.checkVotes === false) parts.push('--no-vote-check');
+  if (o.removal === 'etcd') parts.push('--removal etcd');
   parts.push('--trace');
   return parts.join(' ');
 }
@@ -155,6 +162,7 @@ type SimEvent =
   | { readonly kind: 'smFlush'; readonly id: NodeId; readonly inc: number }
   | { readonly kind: 'start'; readonly id: NodeId }
   | { readonly kind: 'crash'; readonly id: NodeId; readonly restartMs: number | undefined }
+  | { readonly kind: 'stop'; readonly id: NodeId }
   | { readonly kind: 'client' }
   | { readonly kind: 'nemesis' };
 
@@ -166,6 +174,7 @@ function fmtEvent(ev: SimEvent): string {
     case 'smFlush':
     case 'start':
     case 'crash':
+    case 'stop':
       return `${ev.kind} ${nid(ev.id)}`;
     case 'fsync':
       return `fsync done ${nid(ev.id)} ready#${ev.readyId}`;
@@ -369,6 +378,9 @@ class Simulation implements HostEnv {
         if (h !== undefined) this.startHost(h);
         return;
       }
+      case 'stop':
+        this.hosts.get(ev.id)?.stop('applied its own removal 10 heartbeats ago');
+        return;
       case 'crash': {
         const h = this.host(ev.id);
         if (h !== undefined && this.phase === 'chaos') this.crash(h, ev.restartMs);
@@ -437,8 +449,11 @@ class Simulation implements HostEnv {
     }
     // Aim a crash (and a quick restart) just after an acknowledgement: where a host that acks too early, or
     // forgets what it acked, loses what it promised.
-    if ((m.type === 'voteResp' || m.type === 'appResp') && !m.reject && this.phase === 'chaos' && this.rng.chance(this.profile.aimedCrashRate / 4)) {
-      this.schedule(this.rng.range(0, 15), { kind: 'crash', id: from.id, restartMs: this.rng.range(5, 150) });
+    // Likewise a leader that just sent entries it may not have persisted yet (thesis 10.2.1).
+    const acked = (m.type === 'voteResp' || m.type === 'appResp') && !m.reject;
+    const early = m.type === 'app' && m.entries.length > 0 && from.hasUnsyncedWrites();
+    if ((acked || early) && this.phase === 'chaos' && this.rng.chance(this.profile.aimedCrashRate / 4)) {
+      this.schedule(this.rng.range(0, acked ? 15 : 5), { kind: 'crash', id: from.id, restartMs: this.rng.range(5, 150) });
     }
     const base = { kind: 'deliver' as const, m, toInc: target.inc, fromInc: from.inc, snap };
     this.schedule(snap !== undefined ? this.rng.range(20, 300) : this.netDelay(), { ...base, dup: false });
@@ -457,7 +472,7 @@ class Simulation implements HostEnv {
       if (snap !== undefined) this.schedule(this.rng.range(10, 500), { kind: 'snapStatus', id: m.from, inc: fromInc, to: m.to, ok: false });
       return;
     }
-    if (target.refusedPeers.has(m.from)) {
+    if ((this.o.removal === 'etcd' ? target.removedPeers : target.refusedPeers).has(m.from)) {
       // As etcd's transport does: a member refuses a removed peer, which then stops (see refusedPeers).
       this.hosts.get(m.from)?.stop(`${nid(m.to)} says it was removed`);
       return;
@@ -499,10 +514,14 @@ class Simulation implements HostEnv {
     if (restartMs !== undefined) this.schedule(restartMs, { kind: 'start', id: victim.id });
   }
 
-  onConfApplied(_host: MemberHost, cc: ConfChange, _index: number): void {
+  onConfApplied(host: MemberHost, cc: ConfChange, _index: number, refused: boolean): void {
     const ctx = Buffer.from(cc.context).toString('latin1');
-    this.confSeen.add(ctx);
     if (this.ccPending?.ctx === ctx) this.ccPending = undefined;
+    if (refused) return;
+    this.confSeen.add(ctx);
+    if (this.o.removal === 'etcd' && cc.type === 'removeNode' && cc.nodeId === host.id) {
+      this.schedule(10 * this.profile.raft.heartbeatTicks * TICK_MS, { kind: 'stop', id: host.id });
+    }
     if ((cc.type === 'addNode' || cc.type === 'addLearner') && !this.hosts.has(cc.nodeId)) {
       // The operator starts the new member's process once the cluster has added it.
       this.hosts.set(cc.nodeId, MemberHost.joiner(cc.nodeId, this));
@@ -549,7 +568,9 @@ class Simulation implements HostEnv {
     const what = this.rng.weighted([
       ['propose', 60],
       ['read', 10],
-      ['conf', this.ccPending === undefined || this.now - this.ccPending.at > 5000 ? this.profile.confWeight : 0],
+      // Mostly one membership change at a time, as the host serialises them; sometimes not, so that raft's
+      // own guard (one unapplied conf change at a time) is exercised too.
+      ['conf', this.ccPending === undefined || this.now - this.ccPending.at > 5000 ? this.profile.confWeight : this.profile.confWeight / 4],
       ['transfer', 2],
       ['compact', 6],
       ['campaign', 1],
