@@ -611,8 +611,10 @@ export class Node implements ClusterPath, MaintenancePath, LeaderView {
       for (const w of waiters) w.reject(new ServerRefusal('noLeader'));
       return;
     }
-    const ctx = Buffer.alloc(8);
-    ctx.writeBigUInt64BE(++this.readSeq);
+    // The leader keeps pending reads by context: it must be unique across members (a duplicate is dropped).
+    const ctx = Buffer.alloc(16);
+    ctx.writeBigUInt64BE(this.memberId, 0);
+    ctx.writeBigUInt64BE(++this.readSeq, 8);
     const timer = setTimeout(() => this.failReads(new ServerRefusal('timeout')), this.reqTimeoutMs);
     this.readInFlight = { ctx, waiters, timer };
     try {
