@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs the reference peers the tests and the bench compare Cairn against:
-# etcd and etcdctl 3.4 from Debian (etcd-server, etcd-client).
+# etcd and etcdctl 3.4 from Debian (etcd-server, etcd-client), and iproute2 (`ip`: the partition
+# and linearizability tests put members in network namespaces).
 # Idempotent: when both binaries are on PATH it only prints their versions.
 # The package's own etcd service is never left running: service starts are
 # refused during the install, and a package-owned etcd that appeared anyway
@@ -14,7 +15,7 @@ print_versions() {
   echo "install-test-peers: $(command -v etcdctl): $(etcdctl version 2>/dev/null | head -n 1)"
 }
 
-if have etcd && have etcdctl; then
+if have etcd && have etcdctl && have ip; then
   print_versions
   exit 0
 fi
@@ -55,7 +56,7 @@ export DEBIAN_FRONTEND=noninteractive
 "${SUDO[@]}" apt-get update -qq
 "${SUDO[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
   -o Dpkg::Options::=--force-confdef -o Dpkg::Options::=--force-confold \
-  etcd-server etcd-client >/dev/null
+  etcd-server etcd-client iproute2 >/dev/null
 
 # Stop a package etcd that the install started despite the policy.
 after="$(package_etcd_pids)"
