@@ -12,7 +12,9 @@ import {
   checkKvHistory,
   checkSingle,
   kvModel,
+  resolveWithHistory,
   summarize,
+  type KvEvent,
   type KvInput,
   type KvOp,
   type KvOutput,
@@ -245,6 +247,12 @@ const arbGenOp: fc.Arbitrary<GenOp> = fc.record({
 
 /** Runs the ops one after the other on an etcd-like store (global revision, starting at 1); op i takes effect at time 10*i. */
 function execute(gen: readonly GenOp[], withRevs: boolean): KvOp[] {
+  return executeWithEvents(gen, withRevs).ops;
+}
+
+/** execute(), plus the store's history of puts and deletes (what a Watch from revision 1 would show). */
+function executeWithEvents(gen: readonly GenOp[], withRevs: boolean): { ops: KvOp[]; events: KvEvent[] } {
+  const events: KvEvent[] = [];
   let rev = 1;
   const store = new Map<string, { value: string; modRev: number }>();
   const history = new Map<string, { value: string; modRev: number }[]>();
@@ -263,6 +271,7 @@ function execute(gen: readonly GenOp[], withRevs: boolean): KvOp[] {
     const write = (): number => {
       rev += 1;
       store.set(key, { value, modRev: rev });
+      events.push({ key, type: 'put', value, rev });
       past.push({ value, modRev: rev });
       history.set(key, past);
       return rev;
@@ -286,6 +295,7 @@ function execute(gen: readonly GenOp[], withRevs: boolean): KvOp[] {
         if (cur !== undefined && apply) {
           rev += 1;
           store.delete(key);
+          events.push({ key, type: 'delete', value: null, rev });
           output = { f: 'delete', deleted: 1, ...r(rev) };
         } else output = { f: 'delete', deleted: 0, ...r(rev) };
         break;
@@ -312,7 +322,7 @@ function execute(gen: readonly GenOp[], withRevs: boolean): KvOp[] {
     else if (isRead) out.push({ client: g.client, key, call, ret, input, output: undefined }); // a failed read
     else out.push({ client: g.client, key, call, ret: Infinity, input, output: undefined }); // applied or not: unknown
   });
-  return out;
+  return { ops: out, events };
 }
 
 function revOf(o: KvOp): number | undefined {
@@ -493,4 +503,67 @@ test('a large concurrent history (6,000 ops on 3 keys, with unknown outcomes) is
   const bad = mutations(ops, true).find((m) => m.name.includes('stale read'));
   assert.ok(bad !== undefined);
   assert.equal(checkKvHistory(bad.apply(ops), { timeoutMs: 30_000 }).result, 'illegal', bad.name);
+});
+
+// ---------- resolving unknown outcomes from the store's history ----------
+
+test('resolution: unknown writes found in the history get their revision, the others are dropped; inconsistencies are reported', () => {
+  const ops = [
+    op('x', 0, 1, put('a'), ok(2)),
+    op('x', 2, null, put('b')), // took effect at 3
+    op('x', 2, null, put('c')), // never took effect
+    op('x', 4, null, casV('b', 'd')), // took effect at 5
+    op('x', 6, null, del), // no unexplained delete in the history: dropped
+    op('x', 7, 8, get, saw('d', 5, 5)),
+  ];
+  const events: KvEvent[] = [
+    { key: 'x', type: 'put', value: 'a', rev: 2 },
+    { key: 'x', type: 'put', value: 'b', rev: 3 },
+    { key: 'x', type: 'put', value: 'd', rev: 5 },
+  ];
+  const r = resolveWithHistory(ops, events);
+  assert.deepEqual(r.problems, []);
+  assert.deepEqual([r.applied, r.dropped, r.unresolved], [2, 2, 0]);
+  assert.deepEqual(
+    r.ops.map((o) => o.output),
+    [{ f: 'put', rev: 2 }, { f: 'put', rev: 3 }, { f: 'cas', succeeded: true, rev: 5 }, { f: 'get', value: 'd', modRev: 5, headerRev: 5 }],
+  );
+  assert.equal(checkKvHistory(r.ops).result, 'ok');
+
+  const bad = resolveWithHistory(
+    [op('x', 0, 1, put('a'), ok(2)), op('x', 2, 3, put('b'), ok(3)), op('x', 4, 5, del, deleted(1, 4))],
+    [
+      { key: 'x', type: 'put', value: 'a', rev: 2 },
+      { key: 'x', type: 'put', value: 'b', rev: 7 },
+      { key: 'x', type: 'put', value: 'ghost', rev: 8 },
+      { key: 'x', type: 'delete', value: null, rev: 9 },
+    ],
+  );
+  assert.deepEqual(bad.problems, [
+    'acknowledged write at another place in the history (x@7): c' + String(nextClient - 1) + ' x: put("b") → ok rev=3',
+    'acknowledged delete missing from the history: c' + String(nextClient) + ' x: delete() → deleted=1 rev=4',
+    'history: x@8 = "ghost" was written by no op',
+    'history: 1 deletes of x that no op explains',
+  ]);
+});
+
+test('resolution: generated histories resolve without problems and stay linearizable; mutated ones are still caught', () => {
+  checkProperty(
+    'resolve',
+    fc.property(arbHistory, fc.nat(), (gen, which) => {
+      const { ops, events } = executeWithEvents(gen, true);
+      const res = resolveWithHistory(ops, events);
+      if (res.problems.length > 0) throw new Error(`problems: ${res.problems.join('; ')}`);
+      const unknownWrites = ops.filter((o) => o.output === undefined && o.input.f !== 'get').length;
+      if (res.applied + res.dropped + res.unresolved !== unknownWrites) throw new Error('every unknown write is accounted for');
+      const r = checkKvHistory(res.ops, { timeoutMs: 10_000 });
+      if (r.result !== 'ok') throw new Error(`resolved: expected ok, got ${r.result}\n${summarize(r)}\n${r.failure ?? ''}`);
+      const ms = mutations(ops, true);
+      if (ms.length === 0) return;
+      const m = ms[which % ms.length] as Mutation;
+      const mres = resolveWithHistory(m.apply(ops), events);
+      const mr = checkKvHistory(mres.ops, { timeoutMs: 10_000 });
+      if (mres.problems.length === 0 && mr.result !== 'illegal') throw new Error(`mutation "${m.name}" passed after resolution: ${mr.result}`);
+    }),
+  );
 });

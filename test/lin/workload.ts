@@ -5,11 +5,11 @@
 // (performance.now()): call time, return time and output, or an unknown outcome for a write whose
 // fate the client cannot know (timeout, lost connection, server error after sending). Writes that
 // certainly never reached a server (no connection) and failed reads are not recorded.
-import { EtcdClient, statusName } from '../harness/client.js';
+import { EtcdClient, openWatch, statusName } from '../harness/client.js';
 import type { CallResult, Msg } from '../harness/client.js';
 import type { Net } from '../harness/netns.js';
 import { Prng } from '../diff/gen.js';
-import type { KvInput, KvOp, KvOutput } from './checker.js';
+import type { KvEvent, KvInput, KvOp, KvOutput } from './checker.js';
 import type { NetCluster } from './members.js';
 
 export interface WorkloadOptions {
@@ -23,6 +23,8 @@ export interface WorkloadOptions {
   prefix: string;
   /** Whether the nemesis runs (false: a fault-free baseline). */
   nemesis: boolean;
+  /** Serializable (local, possibly stale) reads instead of linearizable ones: to see the checker catch them. */
+  serializableReads?: boolean;
 }
 
 export interface WorkloadStats {
@@ -65,12 +67,12 @@ export function certainlyNotSent(r: { code: number; details: string }): boolean 
   return statusName(r.code) === 'UNAVAILABLE' && /No connection established|ECONNREFUSED|EHOSTUNREACH|ENETUNREACH/.test(r.details);
 }
 
-async function execute(c: EtcdClient, key: string, input: KvInput, timeoutMs: number): Promise<CallResult<KvOutput>> {
+async function execute(c: EtcdClient, key: string, input: KvInput, timeoutMs: number, serializable = false): Promise<CallResult<KvOutput>> {
   const k = Buffer.from(key);
   const o = { timeoutMs };
   switch (input.f) {
     case 'get': {
-      const r = await c.range({ key: k }, o);
+      const r = await c.range({ key: k, serializable }, o);
       if (!r.ok) return r;
       const kvs = Array.isArray(r.value['kvs']) ? (r.value['kvs'] as Msg[]) : [];
       const kv = kvs[0];
@@ -145,7 +147,7 @@ export async function runWorkload(cluster: NetCluster, net: Net, opts: WorkloadO
         else if (p < 0.96) input = { f: 'cas', cmp: 'value', expected: last?.value ?? 'never-written', value };
         else input = { f: 'delete' };
         const call = now();
-        const r = await execute(conn, key, input, opts.opTimeoutMs);
+        const r = await execute(conn, key, input, opts.opTimeoutMs, opts.serializableReads === true);
         const ret = now();
         if (r.ok) {
           ops.push({ client: id, key, call, ret, input, output: r.value });
@@ -282,12 +284,49 @@ export async function finalReads(cluster: NetCluster, keys: readonly string[], c
   return { ops, failures };
 }
 
-/** JSON of a history (Infinity as null), for offline re-checking. */
-export function historyJson(ops: readonly KvOp[]): string {
-  return JSON.stringify(ops.map((o) => ({ ...o, ret: Number.isFinite(o.ret) ? o.ret : null })));
+/** JSON of a history (Infinity as null) and the store's events, for offline re-checking. */
+export function historyJson(ops: readonly KvOp[], events: readonly KvEvent[] = []): string {
+  return JSON.stringify({ ops: ops.map((o) => ({ ...o, ret: Number.isFinite(o.ret) ? o.ret : null })), events });
 }
 
-export function parseHistoryJson(text: string): KvOp[] {
-  const raw = JSON.parse(text) as (Omit<KvOp, 'ret'> & { ret: number | null })[];
-  return raw.map((o) => ({ ...o, ret: o.ret === null ? Infinity : o.ret }));
+export function parseHistoryJson(text: string): { ops: KvOp[]; events: KvEvent[] } {
+  const parsed = JSON.parse(text) as { ops: (Omit<KvOp, 'ret'> & { ret: number | null })[]; events?: KvEvent[] } | (Omit<KvOp, 'ret'> & { ret: number | null })[];
+  const raw = Array.isArray(parsed) ? parsed : parsed.ops;
+  const events = Array.isArray(parsed) ? [] : (parsed.events ?? []);
+  return { ops: raw.map((o) => ({ ...o, ret: o.ret === null ? Infinity : o.ret })), events };
+}
+
+/**
+ * The store's whole history under prefix, read through member i by a Watch from revision 1 (no
+ * compaction happens during the test): a sentinel key is put under the prefix first, and events are
+ * collected until the sentinel's. The sentinel's own event is left out.
+ */
+export async function readHistory(cluster: NetCluster, i: number, prefix: string, timeoutMs = 30_000): Promise<KvEvent[]> {
+  const c = cluster.client(i);
+  const sentinel = `${prefix}~end`;
+  const p = await c.put({ key: Buffer.from(sentinel), value: Buffer.from('end') }, { timeoutMs });
+  if (!p.ok) throw new Error(`readHistory: sentinel put: ${statusName(p.code)} ${p.details}`);
+  const pb = Buffer.from(prefix);
+  const end = Buffer.from(pb);
+  end[end.length - 1] = (end[end.length - 1] ?? 0) + 1;
+  const w = openWatch(c, { timeoutMs });
+  const events: KvEvent[] = [];
+  try {
+    w.send({ create_request: { key: pb, range_end: end, start_revision: '1' } });
+    const deadline = Date.now() + timeoutMs;
+    for (;;) {
+      const m = await w.next(Math.max(1, deadline - Date.now()));
+      if (m['canceled'] === true) throw new Error(`readHistory: watch canceled: ${str(m['cancel_reason'])}`);
+      for (const ev of Array.isArray(m['events']) ? (m['events'] as Msg[]) : []) {
+        const kv = (ev['kv'] ?? {}) as Msg;
+        const key = Buffer.isBuffer(kv['key']) ? kv['key'].toString() : '';
+        if (key === sentinel) return events;
+        const isPut = str(ev['type']) === 'PUT' || ev['type'] === 0;
+        const v = kv['value'];
+        events.push({ key, type: isPut ? 'put' : 'delete', value: isPut && Buffer.isBuffer(v) ? v.toString() : null, rev: Number(str(kv['mod_revision'])) });
+      }
+    }
+  } finally {
+    w.cancel();
+  }
 }
