@@ -130,6 +130,9 @@ export class Node implements ClusterPath, MaintenancePath, LeaderView {
   private readSeq = 0n;
   /** Proposals of this turn, handed to raft together by flushProposals. */
   private proposals: { id: bigint; data: Uint8Array }[] = [];
+  /** Proposals made while no leader was known, proposed again once one is (by id, in order). */
+  private readonly leaderless = new Map<bigint, Uint8Array>();
+  private readWaitTimer: NodeJS.Timeout | undefined = undefined;
   private readonly incomingSnapshots = new Map<number, string>();
   private installing: Promise<void> | undefined = undefined;
   private kickScheduled = false;
@@ -500,7 +503,31 @@ export class Node implements ClusterPath, MaintenancePath, LeaderView {
       if (s.timer !== undefined) clearTimeout(s.timer);
       s.timer = undefined;
     }
+    this.retryLeaderless();
     this.publishAttrs();
+  }
+
+  /** A leader is known again: proposals and reads that waited for one go ahead. */
+  private retryLeaderless(): void {
+    if (this.leaderless.size > 0) {
+      const waiting = [...this.leaderless].map(([id, data]) => ({ id, data }));
+      this.leaderless.clear();
+      const first = this.proposals.length === 0;
+      this.proposals.unshift(...waiting);
+      if (first) {
+        setImmediate(() => {
+          this.flushProposals();
+          this.kick();
+        });
+      }
+    }
+    if (this.readWaitTimer !== undefined) {
+      clearTimeout(this.readWaitTimer);
+      this.readWaitTimer = undefined;
+    }
+    if (this.readInFlight === undefined && this.readQueue.length > 0) queueMicrotask(() => {
+      if (this.readInFlight === undefined) this.startRead();
+    });
   }
 
   /** etcd publishes the member's name and client URLs through the log once a leader exists. */
@@ -550,7 +577,7 @@ export class Node implements ClusterPath, MaintenancePath, LeaderView {
     return new Promise<ApplyOutcome>((resolve, reject) => {
       const timer = setTimeout(() => {
         this.waiters.delete(id);
-        reject(new ServerRefusal('timeout'));
+        reject(new ServerRefusal(this.leaderless.delete(id) ? 'noLeader' : 'timeout'));
       }, this.reqTimeoutMs);
       this.waiters.set(id, { resolve, reject, timer });
       this.proposals.push({ id, data });
@@ -575,6 +602,12 @@ export class Node implements ClusterPath, MaintenancePath, LeaderView {
     try {
       this.raft.proposeMany(batch.map((p) => p.data));
     } catch (err) {
+      if (err instanceof ProposalDroppedError && err.reason === 'noLeader') {
+        // As etcd, a proposal made without a leader waits for one (until the request times out,
+        // then fails with "no leader"); hasleader callers were refused before getting here.
+        for (const p of batch) this.leaderless.set(p.id, p.data);
+        return;
+      }
       const e = dropped(err);
       for (const p of batch) {
         const w = this.waiters.get(p.id);
@@ -608,7 +641,13 @@ export class Node implements ClusterPath, MaintenancePath, LeaderView {
     this.readQueue = [];
     if (waiters.length === 0) return;
     if (this.leaderId === 0n) {
-      for (const w of waiters) w.reject(new ServerRefusal('noLeader'));
+      // Wait for a leader (as etcd's read loop does), failing with "no leader" after the request timeout.
+      this.readQueue = waiters;
+      this.readWaitTimer ??= setTimeout(() => {
+        this.readWaitTimer = undefined;
+        if (this.leaderId !== 0n) return;
+        for (const w of this.readQueue.splice(0)) w.reject(new ServerRefusal('noLeader'));
+      }, this.reqTimeoutMs);
       return;
     }
     // The leader keeps pending reads by context: it must be unique across members (a duplicate is dropped).
