@@ -6,7 +6,7 @@
 // checked by test/lin/checker.ts: zero violations, and enough ops completed that a broken cluster
 // cannot pass vacuously.
 //
-//   CAIRN_LIN_SECONDS=N   workload duration (default 120)
+//   CAIRN_LIN_SECONDS=N   workload duration (default 180: "several minutes" in npm test with setup and the check)
 //   CAIRN_LIN_MEMBERS=N   cluster size (default 5)
 //   CAIRN_LIN_CLIENTS=N   concurrent clients (default 8)
 //   CAIRN_LIN_KEYS=N      keys (default 4)
@@ -27,7 +27,7 @@ import { NetCluster } from './members.js';
 import { finalReads, historyJson, readHistory, runWorkload } from './workload.js';
 
 const kind = targetKind();
-const SECONDS = envInt('CAIRN_LIN_SECONDS', 120);
+const SECONDS = envInt('CAIRN_LIN_SECONDS', 180);
 const MEMBERS = envInt('CAIRN_LIN_MEMBERS', 5);
 const CLIENTS = envInt('CAIRN_LIN_CLIENTS', 8);
 const KEYS = envInt('CAIRN_LIN_KEYS', 4);
