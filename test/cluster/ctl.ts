@@ -1,8 +1,7 @@
 // etcdctl (3.4) against a cluster, and its output made comparable: member ids, the cluster id,
 // URLs and endpoints replaced by placeholders that name the member (<id:m1>, <peer:m1>,
 // <client:m1>, <ep:m1>), so outputs of different runs and servers can be compared exactly.
-import { spawn } from 'node:child_process';
-import { ETCDCTL_BIN } from '../harness/procs.js';
+import { runEtcdctl } from '../harness/procs.js';
 import type { Cluster } from '../harness/cluster.js';
 import { normalizeStderr } from '../etcdctl/normalize.js';
 
@@ -16,34 +15,16 @@ export interface CtlOutcome {
   readonly ms: number;
 }
 
-const CTL_TIMEOUT_MS = 30_000;
-
 /** Runs etcdctl with the given endpoints (default: every running member). */
-export function ctl(endpoints: readonly string[], args: readonly string[], opts: { stdin?: string; commandTimeout?: string } = {}): Promise<CtlOutcome> {
+export async function ctl(endpoints: readonly string[], args: readonly string[], opts: { stdin?: string; commandTimeout?: string } = {}): Promise<CtlOutcome> {
   const full = [`--endpoints=${endpoints.join(',')}`, '--dial-timeout=3s', `--command-timeout=${opts.commandTimeout ?? '10s'}`, ...args];
   const t0 = Date.now();
-  return new Promise((res, rej) => {
-    const child = spawn(ETCDCTL_BIN, full, { env: { ...process.env, ETCDCTL_API: '3' }, stdio: ['pipe', 'pipe', 'pipe'] });
-    let stdout = '';
-    let stderr = '';
-    child.stdout.setEncoding('utf8').on('data', (d: string) => (stdout += d));
-    child.stderr.setEncoding('utf8').on('data', (d: string) => (stderr += d));
-    const timer = setTimeout(() => child.kill('SIGKILL'), CTL_TIMEOUT_MS);
-    child.on('error', (e) => {
-      clearTimeout(timer);
-      rej(e);
-    });
-    child.on('close', (code) => {
-      clearTimeout(timer);
-      const err = normalizeStderr(stderr)
-        .split('\n')
-        .filter((l) => !l.startsWith('[log] retrying of unary invoker failed'))
-        .join('\n');
-      res({ cmd: `etcdctl ${full.join(' ')}`, exit: code, stdout, stderr: err, ms: Date.now() - t0 });
-    });
-    child.stdin.on('error', () => undefined);
-    child.stdin.end(opts.stdin ?? '');
-  });
+  const r = await runEtcdctl(full, opts.stdin === undefined ? {} : { stdin: opts.stdin });
+  const err = normalizeStderr(r.stderr)
+    .split('\n')
+    .filter((l) => !l.startsWith('[log] retrying of unary invoker failed'))
+    .join('\n');
+  return { cmd: `etcdctl ${full.join(' ')}`, exit: r.exit, stdout: r.stdout, stderr: err, ms: Date.now() - t0 };
 }
 
 /** "Member id as etcdctl prints it": lowercase hex without padding. */

@@ -7,8 +7,7 @@
 // CAIRN_ETCDCTL_DUMP=1 prints the reference's output of every step.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
-import { ETCDCTL_BIN, startEtcd, startTarget, targetKind } from '../harness/procs.js';
+import { runEtcdctl, startEtcd, startTarget, targetKind } from '../harness/procs.js';
 import type { ServerProc } from '../harness/procs.js';
 import { normalizeStderr } from './normalize.js';
 
@@ -30,7 +29,6 @@ interface Outcome {
   stderr: string;
 }
 
-const CTL_TIMEOUT_MS = 30_000;
 const TARGET = targetKind();
 
 const COMPACTED = 'Error: etcdserver: mvcc: required revision has been compacted';
@@ -129,27 +127,9 @@ function normalizeStdout(s: string): string {
 }
 
 
-function runCtl(server: ServerProc, step: Step): Promise<Outcome> {
-  return new Promise((res, rej) => {
-    const child = spawn(ETCDCTL_BIN, [`--endpoints=${server.endpoint}`, '--dial-timeout=5s', '--command-timeout=10s', ...step.args], {
-      env: { ...process.env, ETCDCTL_API: '3' },
-      stdio: ['pipe', 'pipe', 'pipe'],
-    });
-    let stdout = '';
-    let stderr = '';
-    child.stdout.setEncoding('utf8').on('data', (d: string) => (stdout += d));
-    child.stderr.setEncoding('utf8').on('data', (d: string) => (stderr += d));
-    const timer = setTimeout(() => child.kill('SIGKILL'), CTL_TIMEOUT_MS);
-    child.on('error', (e) => {
-      clearTimeout(timer);
-      rej(e);
-    });
-    child.on('close', (code) => {
-      clearTimeout(timer);
-      res({ exit: code, stdout: normalizeStdout(stdout), stderr: normalizeStderr(stderr) });
-    });
-    child.stdin.end(step.stdin ?? '');
-  });
+async function runCtl(server: ServerProc, step: Step): Promise<Outcome> {
+  const r = await runEtcdctl([`--endpoints=${server.endpoint}`, '--dial-timeout=5s', '--command-timeout=10s', ...step.args], step.stdin === undefined ? {} : { stdin: step.stdin });
+  return { exit: r.exit, stdout: normalizeStdout(r.stdout), stderr: normalizeStderr(r.stderr) };
 }
 
 async function runScript(server: ServerProc): Promise<Outcome[]> {

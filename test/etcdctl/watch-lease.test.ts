@@ -12,14 +12,13 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import type { ChildProcess } from 'node:child_process';
-import { ETCDCTL_BIN, startEtcd, startTarget, targetKind } from '../harness/procs.js';
+import { ETCDCTL_BIN, runEtcdctl, startEtcd, startTarget, targetKind } from '../harness/procs.js';
 import type { ServerProc } from '../harness/procs.js';
 import { EtcdClient } from '../harness/client.js';
 import { normalizeStderr } from './normalize.js';
 import { pollUntil, quietWindow } from '../harness/poll.js';
 
 const TARGET = targetKind();
-const CTL_TIMEOUT_MS = 30_000;
 /** Every server gets periodic progress notifications every 200 ms (for watchers that ask for them). */
 const SERVER_ARGS = ['--experimental-watch-progress-notify-interval=200ms'];
 /** How long a waiting etcdctl process must stay silent to count as "still waiting". */
@@ -87,30 +86,7 @@ interface Outcome {
 }
 
 function runCtl(endpoint: string, args: readonly string[], stdin?: string): Promise<Outcome> {
-  return new Promise((res, rej) => {
-    const child = spawn(ETCDCTL_BIN, [...globalArgs(endpoint), ...args], {
-      env: { ...process.env, ETCDCTL_API: '3' },
-      stdio: ['pipe', 'pipe', 'pipe'],
-    });
-    liveChildren.add(child);
-    let stdout = '';
-    let stderr = '';
-    child.stdout.setEncoding('utf8').on('data', (d: string) => (stdout += d));
-    child.stderr.setEncoding('utf8').on('data', (d: string) => (stderr += d));
-    const timer = setTimeout(() => child.kill('SIGKILL'), CTL_TIMEOUT_MS);
-    child.on('error', (e) => {
-      clearTimeout(timer);
-      liveChildren.delete(child);
-      rej(e);
-    });
-    child.on('close', (code) => {
-      clearTimeout(timer);
-      liveChildren.delete(child);
-      res({ exit: code, stdout, stderr });
-    });
-    child.stdin.on('error', () => undefined); // EPIPE when etcdctl exits without reading stdin
-    child.stdin.end(stdin ?? '');
-  });
+  return runEtcdctl([...globalArgs(endpoint), ...args], stdin === undefined ? {} : { stdin });
 }
 
 /** A long-running etcdctl whose output is read while it runs. */

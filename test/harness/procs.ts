@@ -409,6 +409,43 @@ async function startEtcdOnce(opts: ServerOpts): Promise<ServerProc> {
   });
 }
 
+export interface EtcdctlRun {
+  readonly exit: number | null;
+  readonly stdout: string;
+  readonly stderr: string;
+}
+
+const ETCDCTL_RUN_TIMEOUT_MS = 30_000;
+
+/**
+ * Runs etcdctl (ETCDCTL_API=3) once with `args` and `stdin`; killed after `timeoutMs`, and when the
+ * test process exits first. Output is returned raw: callers normalise it as their comparison needs.
+ */
+export function runEtcdctl(args: readonly string[], opts: { stdin?: string; timeoutMs?: number } = {}): Promise<EtcdctlRun> {
+  hookExit();
+  return new Promise((res, rej) => {
+    const child = spawn(ETCDCTL_BIN, [...args], { env: { ...process.env, ETCDCTL_API: '3' }, stdio: ['pipe', 'pipe', 'pipe'] });
+    live.add(child);
+    let stdout = '';
+    let stderr = '';
+    child.stdout.setEncoding('utf8').on('data', (d: string) => (stdout += d));
+    child.stderr.setEncoding('utf8').on('data', (d: string) => (stderr += d));
+    const timer = setTimeout(() => child.kill('SIGKILL'), opts.timeoutMs ?? ETCDCTL_RUN_TIMEOUT_MS);
+    child.on('error', (e) => {
+      clearTimeout(timer);
+      live.delete(child);
+      rej(e);
+    });
+    child.on('close', (code) => {
+      clearTimeout(timer);
+      live.delete(child);
+      res({ exit: code, stdout, stderr });
+    });
+    child.stdin.on('error', () => undefined); // EPIPE when etcdctl exits without reading stdin
+    child.stdin.end(opts.stdin ?? '');
+  });
+}
+
 let cairnSeq = 0;
 
 /** Starts Cairn (dist/server/main.js) on a fresh client port. */

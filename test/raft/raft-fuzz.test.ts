@@ -6,19 +6,7 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { ProposalDroppedError, type ConfChange, type NodeId } from '../../server/raft/index.js';
-import { Net, defaultOptions } from './scenarios/net.js';
-
-function rng(seed: number): (n: number) => number {
-  let x = seed >>> 0 || 0x9e3779b9;
-  return (n: number): number => {
-    x ^= x << 13;
-    x >>>= 0;
-    x ^= x >>> 17;
-    x ^= x << 5;
-    x >>>= 0;
-    return x % n;
-  };
-}
+import { Net, defaultOptions, seededRandomInt } from './scenarios/net.js';
 
 function ignoreDropped(f: () => void): void {
   try {
@@ -33,7 +21,7 @@ const cc = (type: ConfChange['type'], nodeId: NodeId): ConfChange => ({ type, no
 const memberSteps: readonly ConfChange[] = [cc('addLearner', 6n), cc('addNode', 6n), cc('removeNode', 6n)];
 
 function runSeed(seed: number, steps: number): void {
-  const r = rng(seed);
+  const r = seededRandomInt(seed);
   const ids: NodeId[] = [1n, 2n, 3n, 4n, 5n, 6n];
   const net = new Net([1n, 2n, 3n, 4n, 5n], { ...defaultOptions, preVote: r(2) === 0, checkQuorum: r(2) === 0, maxSizePerMsg: r(3) * 8, maxInflightMsgs: 1 + r(4) });
   net.addNode(6n, { voters: [1n, 2n, 3n, 4n, 5n], learners: [] });

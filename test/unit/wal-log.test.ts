@@ -1,11 +1,10 @@
 // The WAL as Raft's log: typed entries, hard states, snapshot markers, suffix truncation, release
 // of old segments, and a fast-check model test comparing random call sequences (with reopens) against
 // an in-memory model of the effective log and the last hard state.
-import { after, test } from 'node:test';
+import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { Buffer } from 'node:buffer';
-import { mkdtemp, readFile, readdir, rm, writeFile } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { readFile, readdir, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import process from 'node:process';
 import fc from 'fast-check';
@@ -15,20 +14,15 @@ import type { WalRecord } from '../../server/wal/payload.js';
 import { RecordDecoder, encodeRecords } from '../../server/wal/record.js';
 import { decodePayload } from '../../server/wal/payload.js';
 import { encodeSegmentHeader, parseSegmentFileName, segmentFileName, segmentHeaderBytes } from '../../server/wal/segment.js';
+import { tempDir } from '../harness/procs.js';
 
 // ---------- helpers ----------
 
 const silent: WalLogger = { info: () => undefined, warn: () => undefined, error: () => undefined };
 
-const createdDirs: string[] = [];
-after(async () => {
-  await Promise.all(createdDirs.map((d) => rm(d, { recursive: true, force: true })));
-});
-
-async function freshDir(): Promise<string> {
-  const dir = await mkdtemp(join(tmpdir(), 'cairn-wal-log-'));
-  createdDirs.push(dir);
-  return dir;
+/** A fresh directory, removed when the test process exits (the harness's tempDir). */
+function freshDir(): string {
+  return tempDir('cairn-wal-log-');
 }
 
 /** Entry at index i written in `term`, with data naming both (so a replaced entry is told apart). */
@@ -90,7 +84,7 @@ const hsB: WalHardState = { term: 4, vote: 0x1234_5678_9abc_def0n, commit: 9 };
 // ---------- typed entries and hard states ----------
 
 test('entry types, hard state and 64-bit votes round trip; one call = one flush, hard state after its entries', async () => {
-  const dir = await freshDir();
+  const dir = freshDir();
   const first = await open(dir);
   await first.wal.append(entries(1, 6), hsA);
   assert.equal(first.wal.stats().flushes, 1, 'entries and hard state of one call in one flush');
@@ -110,7 +104,7 @@ test('entry types, hard state and 64-bit votes round trip; one call = one flush,
 });
 
 test('concurrent calls are written in call order within one flush', async () => {
-  const dir = await freshDir();
+  const dir = freshDir();
   const { wal } = await open(dir);
   const calls = [wal.append(entries(1, 5), hsA), wal.append(entries(3, 2, 2)), wal.append([], hsB), wal.appendSnapshot({ index: 2, term: 1 }), wal.append(entries(3, 1, 5))];
   assert.equal(wal.lastIndex(), 3);
@@ -127,7 +121,7 @@ test('concurrent calls are written in call order within one flush', async () => 
 // ---------- truncation ----------
 
 test('truncation in the same segment: an append at index <= lastIndex replaces that suffix', async () => {
-  const dir = await freshDir();
+  const dir = freshDir();
   const { wal } = await open(dir);
   await wal.append(entries(1, 10, 1));
   await wal.append(entries(6, 3, 2));
@@ -143,7 +137,7 @@ test('truncation in the same segment: an append at index <= lastIndex replaces t
 });
 
 test('truncation across a rotation: the new entries go to the active segment; later segments start after them', async () => {
-  const dir = await freshDir();
+  const dir = freshDir();
   const { wal } = await open(dir, 1024);
   await wal.append(entries(1, 60, 1));
   const before = await walFiles(dir);
@@ -169,7 +163,7 @@ test('truncation across a rotation: the new entries go to the active segment; la
 });
 
 test('truncation after a restart, and again after another', async () => {
-  const dir = await freshDir();
+  const dir = freshDir();
   const a = await open(dir);
   await a.wal.append(entries(1, 10, 1), { term: 1, vote: 1n, commit: 3 });
   await a.wal.close();
@@ -190,7 +184,7 @@ test('truncation after a restart, and again after another', async () => {
 // ---------- hard state across rotation and release ----------
 
 test('the hard state is the first record of every new segment and survives the release of old ones', async () => {
-  const dir = await freshDir();
+  const dir = freshDir();
   const { wal } = await open(dir, 1024);
   await wal.append(entries(1, 5), hsA);
   for (let i = 6; i <= 120; i += 5) await wal.append(entries(i, 5));
@@ -213,7 +207,7 @@ test('the hard state is the first record of every new segment and survives the r
 // ---------- snapshot markers ----------
 
 test('a marker then entries then a restart: the log starts after the marker', async () => {
-  const dir = await freshDir();
+  const dir = freshDir();
   const first = await open(dir);
   await first.wal.appendSnapshot({ index: 100, term: 5 }, { term: 5, vote: 0n, commit: 100 });
   assert.equal(first.wal.lastIndex(), 100);
@@ -229,7 +223,7 @@ test('a marker then entries then a restart: the log starts after the marker', as
 
 test('a marker drops every earlier entry and every later one written before it', async () => {
   for (const snap of [{ index: 10, term: 1 }, { index: 20, term: 1 }, { index: 50, term: 4 }] satisfies WalSnapshot[]) {
-    const dir = await freshDir();
+    const dir = freshDir();
     const first = await open(dir);
     await first.wal.append(entries(1, 20));
     await first.wal.appendSnapshot(snap);
@@ -248,7 +242,7 @@ test('a marker drops every earlier entry and every later one written before it',
 });
 
 test('after a marker the next append must start at marker + 1, also after a restart', async () => {
-  const dir = await freshDir();
+  const dir = freshDir();
   const { wal } = await open(dir);
   await wal.append(entries(1, 5));
   await wal.appendSnapshot({ index: 10, term: 2 });
@@ -272,7 +266,7 @@ test('after a marker the next append must start at marker + 1, also after a rest
 });
 
 test('appends may not go to or below the first live segment once older ones are released', async () => {
-  const dir = await freshDir();
+  const dir = freshDir();
   const { wal } = await open(dir, 1024);
   await wal.append(entries(1, 80));
   const files = await walFiles(dir);
@@ -292,7 +286,7 @@ test('appends may not go to or below the first live segment once older ones are 
 });
 
 test('a released marker is gone from the replay; the hard state and later entries are not', async () => {
-  const dir = await freshDir();
+  const dir = freshDir();
   const { wal } = await open(dir, 1024);
   await wal.appendSnapshot({ index: 50, term: 3 }, hsA);
   await wal.append(entries(51, 60, 3));
@@ -309,7 +303,7 @@ test('a released marker is gone from the replay; the hard state and later entrie
 });
 
 test('a first live segment may start with entries below its header index (a truncation written after it was created)', async () => {
-  const dir = await freshDir();
+  const dir = freshDir();
   const { wal } = await open(dir, 1024);
   await wal.append(entries(1, 30, 1));
   const files = await walFiles(dir);
@@ -357,7 +351,7 @@ test('replay refuses records that break the log rules, naming the file and offse
     { name: 'a first live segment starting above its header', segments: [{ seq: 4, firstIndex: 10, records: [e(11)] }], error: /expected entry 10 or lower, found 11/, record: 0 },
   ];
   for (const c of cases) {
-    const dir = await freshDir();
+    const dir = freshDir();
     const [path] = await writeSegments(dir, c.segments);
     const recordOffsets = [segmentHeaderBytes];
     for (const r of c.segments[0]?.records ?? []) recordOffsets.push((recordOffsets.at(-1) ?? 0) + encodeRecords([r], 0).bytes.length);
@@ -369,7 +363,7 @@ test('replay refuses records that break the log rules, naming the file and offse
 });
 
 test('replay: segment starts must follow the effective log (after truncations and markers)', async () => {
-  const ok = await freshDir();
+  const ok = freshDir();
   // segment 2 starts after the truncated log (1..3 then 2' => ends at 2), segment 3 after a marker at 9.
   await writeSegments(ok, [
     { seq: 1, firstIndex: 1, records: [e(1), e(2), e(3), e(2, 2)] },
@@ -381,7 +375,7 @@ test('replay: segment starts must follow the effective log (after truncations an
   assert.deepEqual(opened.snapshot, { index: 9, term: 1 });
   await opened.wal.close();
 
-  const bad = await freshDir();
+  const bad = freshDir();
   const paths = await writeSegments(bad, [
     { seq: 1, firstIndex: 1, records: [e(1), e(2), e(3), e(2, 2)] },
     { seq: 2, firstIndex: 4, records: [e(4, 2)] }, // the log ended at 2: it must start at 3
@@ -470,7 +464,7 @@ async function settle(p: Promise<void>, wait: boolean, pending: Promise<void>[])
 }
 
 async function runModel(ops: readonly Op[]): Promise<void> {
-  const dir = await freshDir();
+  const dir = freshDir();
   let opened = await open(dir, 1024);
   try {
     const model: Model = { log: [], last: 0, base: 0, released: 0, hardState: undefined, marker: undefined, nextTerm: 1 };

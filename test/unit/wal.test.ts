@@ -1,8 +1,7 @@
-import { after, test } from 'node:test';
+import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { Buffer } from 'node:buffer';
-import { appendFile, mkdtemp, readFile, readdir, rm, stat, truncate, writeFile } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { appendFile, readFile, readdir, rm, stat, truncate, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import process from 'node:process';
 import fc from 'fast-check';
@@ -14,6 +13,7 @@ import type { WalRecord } from '../../server/wal/payload.js';
 import { RecordDecoder, encodeRecords, encodedRecordBytes, recordHeaderBytes } from '../../server/wal/record.js';
 import type { DecodedRecord, DecodeFailure } from '../../server/wal/record.js';
 import { encodeSegmentHeader, encodeSegmentHeaderVersion, parseSegmentFileName, segmentFileName, segmentHeaderBytes } from '../../server/wal/segment.js';
+import { tempDir } from '../harness/procs.js';
 
 // ---------- helpers ----------
 
@@ -31,20 +31,14 @@ function captureLogger(): WalLogger & { lines: LogLine[] } {
   return { lines, info: at('info'), warn: at('warn'), error: at('error') };
 }
 
-const createdDirs: string[] = [];
-after(async () => {
-  await Promise.all(createdDirs.map((d) => rm(d, { recursive: true, force: true })));
-});
-
-async function freshDir(): Promise<string> {
-  const dir = await mkdtemp(join(tmpdir(), 'cairn-wal-'));
-  createdDirs.push(dir);
-  return dir;
+/** A fresh directory, removed when the test process exits (the harness's tempDir). */
+function freshDir(): string {
+  return tempDir('cairn-wal-');
 }
 
 /** A fresh WAL dir holding entries 1..n, closed; with the path of its (single) segment file. */
 async function closedWal(n: number): Promise<{ dir: string; path: string }> {
-  const dir = await freshDir();
+  const dir = freshDir();
   const first = await openWal(dir);
   await first.wal.append(entries(1, n));
   await first.wal.close();
@@ -138,7 +132,7 @@ test('segment file names round trip and sort by sequence', () => {
 // ---------- round trip ----------
 
 test('empty dir: open creates it, no entries, lastIndex 0', async () => {
-  const dir = join(await freshDir(), 'nested', 'wal');
+  const dir = join(freshDir(), 'nested', 'wal');
   const { wal, entries: replayed, hardState, snapshot } = await openWal(dir);
   assert.equal(wal.lastIndex(), 0);
   assert.deepEqual(replayed, []);
@@ -149,7 +143,7 @@ test('empty dir: open creates it, no entries, lastIndex 0', async () => {
 });
 
 test('round trip: append, close, reopen, append more, reopen', async () => {
-  const dir = await freshDir();
+  const dir = freshDir();
   const first = await openWal(dir);
   await first.wal.append(entries(1, 5));
   await first.wal.append(entries(6, 1, 0)); // empty data
@@ -174,7 +168,7 @@ test('round trip: append, close, reopen, append more, reopen', async () => {
 });
 
 test('append enforces index continuity and entry and hard-state limits', async () => {
-  const dir = await freshDir();
+  const dir = freshDir();
   const { wal } = await openWal(dir);
   const hs: WalHardState = { term: 1, vote: 0n, commit: 0 };
   await rejectsWith(wal.append([entry(2)]), WalUsageError, /index 2, expected at most 1/);
@@ -203,7 +197,7 @@ test('append enforces index continuity and entry and hard-state limits', async (
 });
 
 test('large entries (2 MiB) round trip', async () => {
-  const dir = await freshDir();
+  const dir = freshDir();
   const size = 2 * 1024 * 1024;
   const { wal } = await openWal(dir);
   await wal.append(entries(1, 3, size));
@@ -216,7 +210,7 @@ test('large entries (2 MiB) round trip', async () => {
 // ---------- group commit ----------
 
 test('group commit: 200 concurrent appends share few fdatasyncs', async () => {
-  const dir = await freshDir();
+  const dir = freshDir();
   const { wal } = await openWal(dir);
   const done: number[] = [];
   const pending = Array.from({ length: 200 }, (_, k) => wal.append([entry(k + 1)]).then(() => done.push(k + 1)));
@@ -233,7 +227,7 @@ test('group commit: 200 concurrent appends share few fdatasyncs', async () => {
 });
 
 test('group commit: appends arriving during a flush go together in the next one', async () => {
-  const dir = await freshDir();
+  const dir = freshDir();
   const { wal } = await openWal(dir);
   const pending: Promise<void>[] = [];
   for (let i = 1; i <= 200; i++) {
@@ -251,7 +245,7 @@ test('group commit: appends arriving during a flush go together in the next one'
 });
 
 test('close waits for in-flight appends; append after close is refused', async () => {
-  const dir = await freshDir();
+  const dir = freshDir();
   const { wal } = await openWal(dir);
   const pending = [wal.append(entries(1, 10)), wal.append(entries(11, 10))];
   const closed = wal.close();
@@ -276,7 +270,7 @@ async function buildRotatedWal(dir: string): Promise<void> {
 }
 
 test('rotation: several segments, bounded size, names and replay', async () => {
-  const dir = await freshDir();
+  const dir = freshDir();
   await buildRotatedWal(dir);
   const files = await walFiles(dir);
   assert.ok(files.length >= 10, `expected many segments, got ${files.length}`);
@@ -301,7 +295,7 @@ test('rotation: several segments, bounded size, names and replay', async () => {
 });
 
 test('releaseBefore deletes only segments wholly below the index, never the active one', async () => {
-  const dir = await freshDir();
+  const dir = freshDir();
   await buildRotatedWal(dir);
   const files = await walFiles(dir);
   const firstOf = (k: number): number => parseSegmentFileName(files[k] ?? '')?.firstIndex ?? NaN;
@@ -334,7 +328,7 @@ test('releaseBefore deletes only segments wholly below the index, never the acti
 // ---------- torn tail ----------
 
 test('torn tail: a record cut mid-way is truncated, warned about and kept as .broken', async () => {
-  const dir = await freshDir();
+  const dir = freshDir();
   const first = await openWal(dir);
   await first.wal.append(entries(1, 10));
   await first.wal.close();
@@ -367,7 +361,7 @@ test('torn tail: a record cut mid-way is truncated, warned about and kept as .br
 
 test('torn tail: zero-filled and garbage tails are repaired without losing good records', async () => {
   for (const tail of [Buffer.alloc(4096), Buffer.from(Array.from({ length: 777 }, (_, k) => (k * 7919 + 13) & 0xff))]) {
-    const dir = await freshDir();
+    const dir = freshDir();
     const first = await openWal(dir);
     await first.wal.append(entries(1, 4));
     await first.wal.close();
@@ -422,7 +416,7 @@ test('corruption: damage in the length field of a middle record is not mistaken 
 });
 
 test('corruption: a flipped byte in a non-last segment throws', async () => {
-  const dir = await freshDir();
+  const dir = freshDir();
   await buildRotatedWal(dir);
   const files = await walFiles(dir);
   const path = join(dir, files[2] ?? '');
@@ -436,7 +430,7 @@ test('corruption: a flipped byte in a non-last segment throws', async () => {
 });
 
 test('corruption: truncating a non-last segment throws instead of repairing', async () => {
-  const dir = await freshDir();
+  const dir = freshDir();
   await buildRotatedWal(dir);
   const files = await walFiles(dir);
   const path = join(dir, files[0] ?? '');
@@ -458,7 +452,7 @@ test('corruption: a duplicated record breaks the crc chain', async () => {
 });
 
 test('corruption: an index gap inside a segment throws, even in the last record', async () => {
-  const dir = await freshDir();
+  const dir = freshDir();
   const header = encodeSegmentHeader({ firstIndex: 1, prevCrc: 0 });
   const { bytes } = encodeEntries([entry(1), entry(2), entry(4)], 0); // valid CRCs, wrong index
   const path = join(dir, segmentFileName(1, 1));
@@ -470,13 +464,13 @@ test('corruption: an index gap inside a segment throws, even in the last record'
 });
 
 test('corruption: a missing middle segment and a mismatched segment start throw', async () => {
-  const dir = await freshDir();
+  const dir = freshDir();
   await buildRotatedWal(dir);
   const files = await walFiles(dir);
   await rm(join(dir, files[3] ?? ''));
   await rejectsWith(Wal.open({ dir, logger: captureLogger(), segmentBytes: 1024 }), WalCorruptError, /segment sequence gap/);
 
-  const other = await freshDir();
+  const other = freshDir();
   const a = encodeEntries(entries(1, 3), 0);
   await writeFile(join(other, segmentFileName(1, 1)), Buffer.concat([encodeSegmentHeader({ firstIndex: 1, prevCrc: 0 }), a.bytes]));
   const b = encodeEntries(entries(5, 2), a.lastCrc); // should have started at 4
@@ -485,7 +479,7 @@ test('corruption: a missing middle segment and a mismatched segment start throw'
 });
 
 test('corruption: a segment whose header does not chain to the previous segment throws', async () => {
-  const dir = await freshDir();
+  const dir = freshDir();
   const a = encodeEntries(entries(1, 3), 0);
   await writeFile(join(dir, segmentFileName(1, 1)), Buffer.concat([encodeSegmentHeader({ firstIndex: 1, prevCrc: 0 }), a.bytes]));
   const wrongSeed = (a.lastCrc ^ 1) >>> 0;
@@ -498,7 +492,7 @@ test('corruption: a segment whose header does not chain to the previous segment 
 });
 
 test('corruption: a damaged segment header throws even in the last segment', async () => {
-  const dir = await freshDir();
+  const dir = freshDir();
   const first = await openWal(dir);
   await first.wal.append(entries(1, 3));
   await first.wal.close();
@@ -519,7 +513,7 @@ function rawRecord(type: number, payload: Uint8Array, prevCrc: number): { bytes:
 }
 
 test('corruption: an intact entry record with an unknown entry type throws, even as the last record', async () => {
-  const dir = await freshDir();
+  const dir = freshDir();
   const a = encodeEntries(entries(1, 2), 0);
   const payload = Buffer.alloc(17 + 3);
   payload.writeUInt32LE(3, 0); // index 3
@@ -537,7 +531,7 @@ test('corruption: an intact entry record with an unknown entry type throws, even
 // ---------- format version ----------
 
 test('a segment in format version 1 (an older Cairn) is refused: the data dir must be recreated', async () => {
-  const dir = await freshDir();
+  const dir = freshDir();
   // What Cairn with WAL format 1 wrote: the same header layout with version 1, then entry records
   // whose payload is index u64 · term u64 · data (no entry type byte).
   const payload = Buffer.alloc(16 + 5);
@@ -556,7 +550,7 @@ test('a segment in format version 1 (an older Cairn) is refused: the data dir mu
   assert.deepEqual(await readFile(path), before, 'nothing on disk changed');
   assert.deepEqual(await readdir(dir), [segmentFileName(1, 1)], 'no copy, no new segment');
 
-  const newer = await freshDir();
+  const newer = freshDir();
   await writeFile(join(newer, segmentFileName(1, 1)), encodeSegmentHeaderVersion({ firstIndex: 1, prevCrc: 0 }, 3));
   await rejectsWith(Wal.open({ dir: newer, logger: captureLogger() }), WalFormatError, /version 3, written by a newer Cairn/);
 });
@@ -575,7 +569,7 @@ const lastCalls: { kind: WalRecord['kind']; bytes: number; call: (wal: Wal) => P
 
 test('torn tail: a damaged last record of every type is dropped; the state before it survives', async () => {
   for (const last of lastCalls) {
-    const dir = await freshDir();
+    const dir = freshDir();
     const first = await openWal(dir);
     await first.wal.append(entries(1, 3), hs1);
     await last.call(first.wal);
@@ -615,7 +609,7 @@ test('torn tail: a damaged last record of every type is dropped; the state befor
 });
 
 test('corruption: a damaged hard-state or marker record followed by intact records throws', async () => {
-  const dir = await freshDir();
+  const dir = freshDir();
   const first = await openWal(dir);
   await first.wal.append(entries(1, 3), hs1);
   await first.wal.appendSnapshot({ index: 3, term: 1 }, hs2);
@@ -639,7 +633,7 @@ test('corruption: a damaged hard-state or marker record followed by intact recor
 });
 
 test('open removes a leftover temp file from an interrupted segment creation', async () => {
-  const dir = await freshDir();
+  const dir = freshDir();
   const first = await openWal(dir);
   await first.wal.append(entries(1, 3));
   await first.wal.close();
@@ -654,7 +648,7 @@ test('open removes a leftover temp file from an interrupted segment creation', a
 // ---------- fail stop ----------
 
 test('a storage fault rejects every waiter with WalFatalError and refuses later appends', async () => {
-  const dir = await freshDir();
+  const dir = freshDir();
   const { wal, logger } = await openWal(dir, 1024);
   await wal.append([entry(1, 2000)]); // the active segment is now full: the next append rotates
   await rm(dir, { recursive: true, force: true }); // creating the next segment will fail

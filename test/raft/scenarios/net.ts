@@ -45,8 +45,8 @@ export const defaultOptions: NodeOptions = {
 export const enc = (s: string): Uint8Array => new TextEncoder().encode(s);
 export const dec = (b: Uint8Array): string => new TextDecoder().decode(b);
 
-/** xorshift32, seeded: the only randomness (election timeouts). */
-function seededRandomInt(seed: number): (n: number) => number {
+/** xorshift32, seeded (seed 0 counts as 1): the scenarios' only randomness, and the fuzz test's. */
+export function seededRandomInt(seed: number): (n: number) => number {
   let x = seed >>> 0 || 1;
   return (n: number): number => {
     x ^= x << 13;
