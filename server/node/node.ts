@@ -624,16 +624,22 @@ export class Node implements ClusterPath, MaintenancePath, LeaderView {
   /** Resolves once this member has applied everything committed before the call (etcd's ReadIndex). */
   linearizableRead(): Promise<void> | undefined {
     if (this.stopped) return Promise.reject(new ServerRefusal('stopped'));
-    const st = this.raft.status();
-    if (st.softState.role === 'leader' && st.confState.voters.length === 1 && this.installing === undefined && this.appliedIndex >= st.hardState.commit) {
+    if (this.role === 'leader' && this.installing === undefined && this.appliedIndex >= this.handedCommit && this.aloneAsVoter()) {
       // A single voter is its own quorum: once it has applied everything committed (after a restart
       // the log may hold committed entries not yet applied: sim finding H4) it may read at once.
+      // (Fields the run loop keeps, not raft.status(), which builds the whole progress map: hot path.)
       return undefined;
     }
     return new Promise<void>((resolve, reject) => {
       this.readQueue.push({ resolve, reject });
       if (this.readInFlight === undefined) this.startRead();
     });
+  }
+
+  /** This member is the cluster's only voter (as applied). */
+  private aloneAsVoter(): boolean {
+    const voters = this.memberStore.all().filter((m) => !m.isLearner);
+    return voters.length === 1 && voters[0]?.id === this.memberId;
   }
 
   private startRead(): void {
