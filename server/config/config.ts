@@ -54,6 +54,28 @@ const FLAGS: Record<string, FlagSpec> = {
   'watch-progress-notify-interval': { kind: 'duration', def: '10m0s', help: 'Duration of periodic watch progress notifications (etcd 3.6 name; the same setting).' },
   'max-watchers-per-stream': { kind: 'int', def: String(WATCHERS_PER_STREAM_MAX), help: 'Cairn only: most watchers one Watch stream may hold (etcd has no limit).' },
   'max-watchers': { kind: 'int', def: String(WATCHERS_MAX), help: 'Cairn only: most watchers the server holds over all streams (etcd has no limit).' },
+  'listen-metrics-urls': { kind: 'string', def: '', help: 'List of URLs to listen on for the metrics and health endpoints.' },
+  metrics: { kind: 'string', def: 'basic', help: 'Set level of detail for exported metrics, specify \'extensive\' to include server side grpc histogram metrics.' },
+  'enable-grpc-gateway': { kind: 'bool', def: 'true', help: 'Enable GRPC gateway (the HTTP/JSON API on the client port).' },
+  'cert-file': { kind: 'string', def: '', help: 'Path to the client server TLS cert file.' },
+  'key-file': { kind: 'string', def: '', help: 'Path to the client server TLS key file.' },
+  'client-cert-auth': { kind: 'bool', def: 'false', help: 'Enable client cert authentication.' },
+  'trusted-ca-file': { kind: 'string', def: '', help: 'Path to the client server TLS trusted CA cert file.' },
+  'peer-cert-file': { kind: 'string', def: '', help: 'Path to the peer server TLS cert file.' },
+  'peer-key-file': { kind: 'string', def: '', help: 'Path to the peer server TLS key file.' },
+  'peer-client-cert-auth': { kind: 'bool', def: 'false', help: 'Enable peer client cert authentication.' },
+  'peer-trusted-ca-file': { kind: 'string', def: '', help: 'Path to the peer server TLS trusted CA file.' },
+  'cipher-suites': { kind: 'string', def: '', help: 'Comma-separated list of supported TLS cipher suites between client/server and peers (empty will be auto-populated by Node).' },
+  'tls-min-version': { kind: 'string', def: 'TLS1.2', help: 'Minimum TLS version supported by etcd. Possible values: TLS1.2, TLS1.3.' },
+  'tls-max-version': { kind: 'string', def: '', help: 'Maximum TLS version supported by etcd. Possible values: TLS1.2, TLS1.3 (empty defers to Node).' },
+  'auth-token': { kind: 'string', def: 'simple', help: 'Specify auth token specific options, e.g. \'simple\' or \'jwt,pub-key=<path>,priv-key=<path>,sign-method=RS256,ttl=5m\'.' },
+  'auth-token-ttl': { kind: 'int', def: '300', help: 'The lifetime in seconds of the auth token.' },
+  'bcrypt-cost': { kind: 'int', def: '10', help: 'Specify bcrypt algorithm cost factor for auth password hashing.' },
+  'auto-compaction-mode': { kind: 'string', def: 'periodic', help: 'Interpret \'auto-compaction-retention\' one of: periodic|revision. \'periodic\' for duration based retention, defaulting to hours if no time unit is provided (e.g. \'5m\'). \'revision\' for revision number based retention.' },
+  'auto-compaction-retention': { kind: 'string', def: '0', help: 'Auto compaction retention for mvcc key value store. 0 means disable auto compaction.' },
+  'experimental-initial-corrupt-check': { kind: 'bool', def: 'false', help: 'Enable to check data corruption before serving any client/peer traffic.' },
+  'experimental-corrupt-check-time': { kind: 'duration', def: '0s', help: 'Duration of time between cluster corruption check passes (etcd 3.4/3.5 name).' },
+  'corrupt-check-time': { kind: 'duration', def: '0s', help: 'Duration of time between cluster corruption check passes (etcd 3.6 name; the same setting).' },
   'log-level': { kind: 'string', def: 'info', help: 'Configures log level. Only supports debug, info, warn, error, panic, or fatal.' },
   logger: { kind: 'string', def: 'zap', help: 'Currently only supports \'zap\' for structured logging.' },
   'log-outputs': { kind: 'string', def: 'default', help: 'Specify \'stdout\' or \'stderr\' to skip journald logging even when running under systemd, or list of comma separated output targets.' },
@@ -62,6 +84,19 @@ const FLAGS: Record<string, FlagSpec> = {
   version: { kind: 'bool', def: 'false', help: 'Print the version and exit.' },
   help: { kind: 'bool', def: 'false', help: 'Show this help and exit.' },
 };
+
+/** Certificate files of one TLS side, as etcd's transport.TLSInfo. */
+export interface TlsFiles {
+  readonly certFile: string;
+  readonly keyFile: string;
+  /** '' = no CA given (clients' certificates are then not verified unless clientCertAuth). */
+  readonly trustedCaFile: string;
+  readonly clientCertAuth: boolean;
+}
+
+export type AuthTokenConfig =
+  | { readonly kind: 'simple' }
+  | { readonly kind: 'jwt'; readonly pubKeyFile: string; readonly privKeyFile: string; readonly signMethod: string; readonly ttlMs: number };
 
 export interface Config {
   readonly name: string;
@@ -85,6 +120,27 @@ export interface Config {
   readonly watchProgressNotifyIntervalMs: number;
   readonly watchersPerStreamMax: number;
   readonly watchersMax: number;
+  readonly listenMetricsUrls: readonly URL[];
+  readonly metricsExtensive: boolean;
+  readonly enableGrpcGateway: boolean;
+  /** Client-facing TLS (--cert-file etc.); undefined when the client URLs are http. */
+  readonly clientTls: TlsFiles | undefined;
+  /** Peer TLS (--peer-cert-file etc.); undefined when the peer URLs are http. */
+  readonly peerTls: TlsFiles | undefined;
+  /** --cipher-suites as given (Go/IANA names, e.g. TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256); empty = Node's defaults. */
+  readonly cipherSuites: readonly string[];
+  readonly tlsMinVersion: 'TLSv1.2' | 'TLSv1.3';
+  readonly tlsMaxVersion: 'TLSv1.2' | 'TLSv1.3' | undefined;
+  /** --auth-token, parsed: simple tokens, or JWT with its options (keys as etcd's: pub-key, priv-key, sign-method, ttl). */
+  readonly authToken: AuthTokenConfig;
+  readonly authTokenTtlSec: number;
+  readonly bcryptCost: number;
+  readonly autoCompactionMode: 'periodic' | 'revision';
+  /** --auto-compaction-retention as given ('0' = off; periodic: a duration, or hours when unitless). */
+  readonly autoCompactionRetention: string;
+  readonly initialCorruptCheck: boolean;
+  /** Cross-member hash check period (0 = off). */
+  readonly corruptCheckTimeMs: number;
   readonly logLevel: Level;
   readonly logOutputs: readonly string[];
   readonly showVersion: boolean;
@@ -179,8 +235,7 @@ function urls(name: string, raw: string): URL[] {
     } catch {
       throw new ConfigError(`invalid value "${raw}" for flag -${name}: "${s}" is not a URL`);
     }
-    if (u.protocol === 'https:') throw new ConfigError(`--${name}: TLS (https) is not supported yet; use http`);
-    if (u.protocol !== 'http:') throw new ConfigError(`--${name}: URL scheme must be http, got "${u.protocol}"`);
+    if (u.protocol !== 'http:' && u.protocol !== 'https:') throw new ConfigError(`--${name}: URL scheme must be http or https, got "${u.protocol}"`);
     if (u.port === '') throw new ConfigError(`--${name}: URL "${s}" needs a port`);
     return u;
   });
@@ -223,6 +278,21 @@ export function loadConfig(argv: readonly string[], env: NodeJS.ProcessEnv): Con
     watchProgressNotifyIntervalMs: progressInterval(given, env, file !== ''),
     watchersPerStreamMax: int('max-watchers-per-stream', raw('max-watchers-per-stream')),
     watchersMax: int('max-watchers', raw('max-watchers')),
+    listenMetricsUrls: raw('listen-metrics-urls') === '' ? [] : urls('listen-metrics-urls', raw('listen-metrics-urls')),
+    metricsExtensive: metricsMode(raw('metrics')),
+    enableGrpcGateway: bool('enable-grpc-gateway', raw('enable-grpc-gateway')),
+    clientTls: tlsFiles('', raw),
+    peerTls: tlsFiles('peer-', raw),
+    cipherSuites: raw('cipher-suites') === '' ? [] : raw('cipher-suites').split(',').map((c) => c.trim()),
+    tlsMinVersion: tlsVersion('tls-min-version', raw('tls-min-version')) ?? 'TLSv1.2',
+    tlsMaxVersion: tlsVersion('tls-max-version', raw('tls-max-version')),
+    authToken: authToken(raw('auth-token')),
+    authTokenTtlSec: int('auth-token-ttl', raw('auth-token-ttl')),
+    bcryptCost: int('bcrypt-cost', raw('bcrypt-cost')),
+    autoCompactionMode: compactionMode(raw('auto-compaction-mode')),
+    autoCompactionRetention: raw('auto-compaction-retention'),
+    initialCorruptCheck: bool('experimental-initial-corrupt-check', raw('experimental-initial-corrupt-check')),
+    corruptCheckTimeMs: corruptCheckTime(given, env, file !== ''),
     logLevel: logLevel === 'panic' ? 'fatal' : logLevel,
     logOutputs: raw('log-outputs').split(','),
     showVersion: bool('version', raw('version')),
@@ -234,8 +304,76 @@ export function loadConfig(argv: readonly string[], env: NodeJS.ProcessEnv): Con
   if (cfg.heartbeatIntervalMs <= 0) throw new ConfigError('--heartbeat-interval must be positive');
   if (cfg.electionTimeoutMs < 5 * cfg.heartbeatIntervalMs) throw new ConfigError(`--election-timeout[${cfg.electionTimeoutMs}ms] should be at least as 5 times as --heartbeat-interval[${cfg.heartbeatIntervalMs}ms]`);
   if (cfg.watchersPerStreamMax <= 0 || cfg.watchersMax <= 0) throw new ConfigError('--max-watchers-per-stream and --max-watchers must be positive');
+  if (cfg.bcryptCost < 4 || cfg.bcryptCost > 31) throw new ConfigError(`invalid --bcrypt-cost ${cfg.bcryptCost}: must be between 4 and 31`);
+  if (cfg.authTokenTtlSec <= 0) throw new ConfigError('--auth-token-ttl must be positive');
+  checkTlsUrls(cfg);
   if (cfg.walSegmentBytes < WAL_SEGMENT_BYTES_MIN) throw new ConfigError(`--wal-segment-bytes must be at least ${WAL_SEGMENT_BYTES_MIN}`);
   return cfg;
+}
+
+function tlsFiles(prefix: '' | 'peer-', raw: (n: string) => string): TlsFiles | undefined {
+  const certFile = raw(`${prefix}cert-file`);
+  const keyFile = raw(`${prefix}key-file`);
+  const trustedCaFile = raw(`${prefix}trusted-ca-file`);
+  const clientCertAuth = bool(`${prefix}client-cert-auth`, raw(`${prefix}client-cert-auth`));
+  if (certFile === '' && keyFile === '') {
+    if (trustedCaFile !== '' || clientCertAuth) throw new ConfigError(`--${prefix}trusted-ca-file and --${prefix}client-cert-auth need --${prefix}cert-file and --${prefix}key-file`);
+    return undefined;
+  }
+  if (certFile === '' || keyFile === '') throw new ConfigError(`--${prefix}cert-file and --${prefix}key-file must be given together`);
+  return { certFile, keyFile, trustedCaFile, clientCertAuth };
+}
+
+/** https URLs need certificates (etcd refuses to start otherwise); certificates with only http URLs are allowed (etcd warns). */
+function checkTlsUrls(cfg: Config): void {
+  const https = (us: readonly URL[]): boolean => us.some((u) => u.protocol === 'https:');
+  if (https(cfg.listenClientUrls) && cfg.clientTls === undefined) throw new ConfigError('--listen-client-urls has an https URL but no --cert-file/--key-file were given');
+  if (https(cfg.listenMetricsUrls) && cfg.clientTls === undefined) throw new ConfigError('--listen-metrics-urls has an https URL but no --cert-file/--key-file were given');
+  if (https(cfg.listenPeerUrls) && cfg.peerTls === undefined) throw new ConfigError('--listen-peer-urls has an https URL but no --peer-cert-file/--peer-key-file were given');
+}
+
+function tlsVersion(flag: string, v: string): 'TLSv1.2' | 'TLSv1.3' | undefined {
+  if (v === '') return undefined;
+  if (v === 'TLS1.2') return 'TLSv1.2';
+  if (v === 'TLS1.3') return 'TLSv1.3';
+  throw new ConfigError(`invalid value "${v}" for flag -${flag}: unsupported TLS version (TLS1.2 or TLS1.3)`);
+}
+
+function metricsMode(v: string): boolean {
+  if (v === 'basic') return false;
+  if (v === 'extensive') return true;
+  throw new ConfigError(`invalid value "${v}" for flag -metrics: 'basic' or 'extensive'`);
+}
+
+function compactionMode(v: string): 'periodic' | 'revision' {
+  if (v === 'periodic' || v === 'revision') return v;
+  throw new ConfigError(`unknown auto-compaction-mode "${v}"`);
+}
+
+/** --auth-token: 'simple', or 'jwt' with comma-separated key=value options (etcd's auth.NewTokenProvider). */
+export function authToken(spec: string): AuthTokenConfig {
+  const [kind, ...opts] = spec.split(',');
+  if (kind === 'simple') return { kind: 'simple' };
+  if (kind !== 'jwt') throw new ConfigError(`unknown token type: ${kind ?? ''}`);
+  const o = new Map<string, string>();
+  for (const kv of opts) {
+    const at = kv.indexOf('=');
+    if (at <= 0) throw new ConfigError(`invalid --auth-token option "${kv}"`);
+    const key = kv.slice(0, at);
+    if (!['pub-key', 'priv-key', 'sign-method', 'ttl'].includes(key)) throw new ConfigError(`unknown token option "${key}"`);
+    o.set(key, kv.slice(at + 1));
+  }
+  const signMethod = o.get('sign-method') ?? '';
+  if (signMethod === '') throw new ConfigError('jwt token: sign-method is required');
+  return { kind: 'jwt', pubKeyFile: o.get('pub-key') ?? '', privKeyFile: o.get('priv-key') ?? '', signMethod, ttlMs: duration('auth-token ttl', o.get('ttl') ?? '5m') };
+}
+
+/** Either spelling of the corruption-check period (the 3.6 name wins when both are given). */
+function corruptCheckTime(given: Map<string, string>, env: NodeJS.ProcessEnv, fromFile: boolean): number {
+  const pick = (name: string): string | undefined => given.get(name) ?? (fromFile ? undefined : env[envName(name)]);
+  const rawNew = pick('corrupt-check-time');
+  const rawOld = pick('experimental-corrupt-check-time');
+  return rawNew !== undefined ? duration('corrupt-check-time', rawNew) : rawOld !== undefined ? duration('experimental-corrupt-check-time', rawOld) : 0;
 }
 
 function clusterState(v: string): 'new' | 'existing' {

@@ -36,7 +36,7 @@ test('bad flags and values are refused with clear messages', () => {
   assert.throws(() => loadConfig(['--no-such-flag'], {}), /flag provided but not defined: -no-such-flag/);
   assert.throws(() => loadConfig(['--max-txn-ops=abc'], {}), /invalid value "abc" for flag -max-txn-ops/);
   assert.throws(() => loadConfig(['--max-txn-ops'], {}), /flag needs an argument/);
-  assert.throws(() => loadConfig(['--listen-client-urls', 'https://127.0.0.1:2379'], {}), /TLS \(https\) is not supported yet/);
+  assert.throws(() => loadConfig(['--listen-client-urls', 'https://127.0.0.1:2379'], {}), /https URL but no --cert-file/);
   assert.throws(() => loadConfig(['--listen-client-urls', 'nonsense'], {}), ConfigError);
   assert.throws(() => loadConfig(['--log-level', 'loud'], {}), /invalid --log-level/);
   assert.throws(() => loadConfig(['--name', 'a', '--name', 'b'], {}), /more than once/);

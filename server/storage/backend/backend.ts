@@ -26,7 +26,7 @@ export interface DupTable {
   keys(start: Uint8Array, end: Uint8Array | undefined): Iterable<Buffer>;
 }
 
-const TABLES = ['meta', 'rev', 'lease', 'members'] as const;
+const TABLES = ['meta', 'rev', 'lease', 'members', 'alarm', 'authUsers', 'authRoles'] as const;
 export type TableName = (typeof TABLES)[number];
 const DUP_TABLES = ['index', 'leaseKeys'] as const;
 export type DupTableName = (typeof DUP_TABLES)[number];
@@ -103,7 +103,7 @@ function openEnv(path: string, mapBytes: number): Env {
   mkdirSync(dirname(path), { recursive: true });
   checkHeader(path);
   try {
-    const root = open({ path, noSync: true, mapSize: mapBytes, maxDbs: 8, keyEncoding: 'binary', encoding: 'binary' });
+    const root = open({ path, noSync: true, mapSize: mapBytes, maxDbs: 16, keyEncoding: 'binary', encoding: 'binary' });
     const dbs = {} as Record<TableName | DupTableName, Database<Buffer, Buffer>>;
     for (const name of TABLES) dbs[name] = root.openDB<Buffer, Buffer>(name, { keyEncoding: 'binary', encoding: 'binary' });
     for (const name of DUP_TABLES) dbs[name] = root.openDB<Buffer, Buffer>(name, { keyEncoding: 'binary', encoding: 'binary', dupSort: true });

@@ -114,6 +114,10 @@ export const META = {
   removed: Buffer.from('removed'),
   /** The snapshot index this database was installed from (a received snapshot), if any. */
   installedSnapshot: Buffer.from('installedSnapshot'),
+  /** 1 while auth is enabled (etcd's authEnabled in the auth bucket). */
+  authEnabled: Buffer.from('authEnabled'),
+  /** The auth store's revision: bumped by every auth change (etcd's authRevision). */
+  authRevision: Buffer.from('authRevision'),
 } as const;
 
 export const SCHEMA_VERSION = 4;
