@@ -90,5 +90,5 @@ function watchLeader(out: ServerStream, ctx: CallContext, gate: StreamGate): { o
       return out.bufferedBytes;
     },
   };
-  return { out: gated, ctx: { path: ctx.path, metadata: ctx.metadata, deadline: ctx.deadline, signal: controller.signal } };
+  return { out: gated, ctx: { path: ctx.path, metadata: ctx.metadata, deadline: ctx.deadline, signal: controller.signal, tlsCommonName: ctx.tlsCommonName } };
 }

@@ -264,7 +264,7 @@ class FakeStream implements ServerStream {
 const NO_INCOMING: IncomingMessages = { onMessage: () => undefined, onEnd: () => undefined, pause: () => undefined, resume: () => undefined };
 
 function callContext(metadata: Record<string, string | string[]>, client = new AbortController()): CallContext {
-  return { path: '/etcdserverpb.Watch/Watch', metadata, deadline: undefined, signal: client.signal };
+  return { path: '/etcdserverpb.Watch/Watch', metadata, deadline: undefined, signal: client.signal, tlsCommonName: undefined };
 }
 
 /** A handler that records the context it got and stays open until told otherwise. */

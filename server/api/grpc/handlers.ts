@@ -19,6 +19,11 @@ export interface CallContext {
    * aborted after the call finished normally.
    */
   readonly signal: AbortSignal;
+  /**
+   * The Common Name of the client's verified TLS certificate (etcd takes it as the user name when
+   * --client-cert-auth is on); undefined on cleartext connections or without a client certificate.
+   */
+  readonly tlsCommonName: string | undefined;
 }
 
 /** The response side of a streaming call. */

@@ -104,6 +104,11 @@ export class GrpcServer implements CallHost {
     this.register(path, { kind: CallKind.BIDI, handler });
   }
 
+  /** The handler registered for a method path (for in-process callers such as the HTTP gateway). */
+  route(path: string): Route | undefined {
+    return this.routes.get(path);
+  }
+
   private register(path: string, route: Route): void {
     const parts = splitPath(path);
     if (parts === undefined) throw new RangeError(`grpc: method path must be /service/method, got ${JSON.stringify(path)}`);
