@@ -3,6 +3,7 @@
 import { createWriteStream } from 'node:fs';
 import { loadConfig, usage, ConfigError, type Config } from './config/index.js';
 import { createLogger, type LogSink, type Logger } from './base/log.js';
+import type { TlsConfig } from './base/tls.js';
 import { BootstrapError, LocalLeases, LocalWriter, Node } from './node/index.js';
 import { clusterApi, kvApi, createGrpcServer, leaseApi, maintenanceApi, watchHandler } from './api/index.js';
 import { CAIRN_VERSION, ETCD_COMPAT_VERSION } from './version.js';
@@ -33,6 +34,12 @@ function fatalExit(log: Logger): (err: Error) => void {
   };
 }
 
+/** One side's certificate files with the process-wide TLS flags (base/tls.ts); undefined = no certificates. */
+function tlsConfig(cfg: Config, files: Config['peerTls']): TlsConfig | undefined {
+  if (files === undefined) return undefined;
+  return { files, settings: { cipherSuites: cfg.cipherSuites, minVersion: cfg.tlsMinVersion, maxVersion: cfg.tlsMaxVersion } };
+}
+
 /** A URL flag as etcd prints it: scheme://host:port without a trailing slash. */
 function urlString(u: URL): string {
   return `${u.protocol}//${u.host}`;
@@ -49,6 +56,7 @@ async function run(cfg: Config, log: Logger): Promise<void> {
     snapshotCount: cfg.snapshotCount,
     snapshotCatchupEntries: cfg.snapshotCatchupEntries,
     walSegmentBytes: cfg.walSegmentBytes,
+    quotaBackendBytes: cfg.quotaBackendBytes,
     cluster: {
       name: cfg.name,
       initialCluster: cfg.initialCluster,
@@ -66,6 +74,7 @@ async function run(cfg: Config, log: Logger): Promise<void> {
       log.error('stopping: this member was removed from the cluster', { error: err });
       process.exit(1);
     },
+    peerTls: tlsConfig(cfg, cfg.peerTls),
   });
   const local = new LocalWriter(node);
   const leases = new LocalLeases(node, local, { electionTimeoutMs: cfg.electionTimeoutMs, heartbeatIntervalMs: cfg.heartbeatIntervalMs });
@@ -88,7 +97,7 @@ async function run(cfg: Config, log: Logger): Promise<void> {
     lease: leaseApi(leases),
     watch,
     cluster: clusterApi(node, hdr),
-    maintenance: maintenanceApi(node, hdr, { version: ETCD_COMPAT_VERSION, backendQuotaBytes: cfg.quotaBackendBytes }),
+    maintenance: maintenanceApi(node, hdr, { version: ETCD_COMPAT_VERSION, backendQuotaBytes: cfg.quotaBackendBytes, writes: local, log: log.child('maintenance') }),
   };
   const server = createGrpcServer(log.child('api'), services, { requestBytesMax: cfg.requestBytesMax, onFatal: fatal, leader: node, electionTimeoutMs: cfg.electionTimeoutMs });
   await node.ready();

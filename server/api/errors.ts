@@ -58,6 +58,7 @@ export const CLIENT_ERRORS: Readonly<Record<ClientErrorKind, GrpcError>> = {
   invalidAuthToken: { code: Status.UNAUTHENTICATED, details: 'etcdserver: invalid auth token' },
   invalidDowngradeTargetFormat: { code: Status.INVALID_ARGUMENT, details: 'etcdserver: wrong downgrade target version format' },
   invalidDowngradeTarget: { code: Status.INVALID_ARGUMENT, details: 'etcdserver: invalid downgrade target version' },
+  noInflightDowngrade: { code: Status.FAILED_PRECONDITION, details: 'etcdserver: no inflight downgrade job' },
   badRequest: { code: Status.INVALID_ARGUMENT, details: '' },
 };
 

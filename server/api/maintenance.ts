@@ -1,16 +1,33 @@
-// The Maintenance service's Status, MoveLeader and HashKV (E v3rpc/maintenance.go). Alarm,
-// Defragment, Hash, Snapshot and Downgrade are not registered yet (they answer UNIMPLEMENTED).
+// The Maintenance service (E v3rpc/maintenance.go, v3_server.go): Status, Alarm, Defragment, Hash,
+// HashKV, Snapshot, MoveLeader and Downgrade.
+//
+// Downgrade: Cairn supports no downgrade target (its storage is not an older etcd's), so it refuses
+// as etcd 3.5 refuses an unsupported target: a malformed version gets 'wrong downgrade target
+// version format', any well-formed one 'invalid downgrade target version'; CANCEL gets 'no inflight
+// downgrade job'. (etcd 3.4, the reference binary here, has no Downgrade RPC at all.)
+import { open } from 'node:fs/promises';
+import { createHash } from 'node:crypto';
 import {
+  AlarmType,
+  DowngradeRequest_DowngradeAction,
+  encodeDefragmentResponse,
   encodeHashKVResponse,
+  encodeHashResponse,
   encodeMoveLeaderResponse,
+  encodeSnapshotResponse,
   encodeStatusResponse,
+  type AlarmRequest,
+  type DowngradeRequest,
   type HashKVRequest,
   type MoveLeaderRequest,
 } from '../../proto/gen/etcdserverpb.js';
-import { ServerRefusal } from '../base/errors.js';
-import { DEFAULT_QUOTA_BYTES } from '../base/limits.js';
-import type { MaintenancePath } from '../node/index.js';
+import { ClientError, ServerRefusal } from '../base/errors.js';
+import { DEFAULT_QUOTA_BYTES, SNAPSHOT_CHUNK_BYTES } from '../base/limits.js';
+import type { Logger } from '../base/log.js';
+import type { MaintenancePath, WritePath } from '../node/index.js';
 import { toGrpcError } from './errors.js';
+import type { ServerStream, ServerStreamHandler } from './grpc/index.js';
+import { GrpcError } from './grpc/index.js';
 import { currentHeader, type HeaderSource } from './header.js';
 
 export interface MaintenanceApiOptions {
@@ -22,12 +39,65 @@ export interface MaintenanceApiOptions {
   readonly version: string;
   /** --quota-backend-bytes (0 = etcd's 2 GiB default), reported as dbSizeQuota. */
   readonly backendQuotaBytes: number;
+  /** Alarm requests go through the log (as etcd's, GET included). */
+  readonly writes?: WritePath;
+  readonly log?: Logger;
 }
 
 export interface MaintenanceApi {
   readonly status: () => Uint8Array;
   readonly moveLeader: (r: MoveLeaderRequest) => Promise<Uint8Array>;
   readonly hashKV: (r: HashKVRequest) => Uint8Array;
+  readonly hash: () => Uint8Array;
+  readonly alarm: (r: AlarmRequest) => Promise<Uint8Array>;
+  readonly defragment: () => Promise<Uint8Array>;
+  readonly downgrade: (r: DowngradeRequest) => Uint8Array;
+  readonly snapshot: ServerStreamHandler;
+}
+
+const ALARM_NAMES: Record<number, string> = { [AlarmType.NONE]: 'NONE', [AlarmType.NOSPACE]: 'NOSPACE', [AlarmType.CORRUPT]: 'CORRUPT' };
+
+/** An alarm as etcd's Status.errors shows it (gogoproto's compact text of AlarmMember). */
+export function alarmText(a: { readonly memberID: bigint; readonly alarm: number }): string {
+  return `memberID:${a.memberID} alarm:${ALARM_NAMES[a.alarm] ?? String(a.alarm)} `;
+}
+
+/** A semantic version as Go's semver.NewVersion accepts it (major.minor.patch[-pre][+build]). */
+const SEMVER = /^v?(0|[1-9]\d*)\.(0|[1-9]\d*)\.(0|[1-9]\d*)(-[0-9A-Za-z.-]+)?(\+[0-9A-Za-z.-]+)?$/;
+
+function downgradeRefusal(r: DowngradeRequest): ClientError {
+  if (r.action === DowngradeRequest_DowngradeAction.CANCEL) return new ClientError('noInflightDowngrade');
+  if (!SEMVER.test(r.version)) return new ClientError('invalidDowngradeTargetFormat');
+  return new ClientError('invalidDowngradeTarget');
+}
+
+/** Streams a file as SnapshotResponse chunks, then its SHA-256 as the last chunk (remaining 0). */
+async function streamSnapshot(path: string, bytes: number, out: ServerStream, signal: AbortSignal): Promise<void> {
+  const fh = await open(path, 'r');
+  try {
+    const sha = createHash('sha256');
+    const buf = Buffer.allocUnsafe(SNAPSHOT_CHUNK_BYTES);
+    let sent = 0;
+    while (sent < bytes) {
+      if (signal.aborted || out.closed) return;
+      const { bytesRead } = await fh.read(buf, 0, Math.min(buf.length, bytes - sent), sent);
+      if (bytesRead === 0) throw new Error(`snapshot copy ${path} ended at ${sent} of ${bytes} bytes`);
+      const chunk = buf.subarray(0, bytesRead);
+      sha.update(chunk);
+      sent += bytesRead;
+      if (!out.send(encodeSnapshotResponse({ remainingBytes: bytes - sent, blob: chunk }))) {
+        if (out.closed) return;
+        await new Promise<void>((resolve) => {
+          out.onDrain(resolve);
+          signal.addEventListener('abort', () => resolve(), { once: true });
+        });
+      }
+    }
+    out.send(encodeSnapshotResponse({ remainingBytes: 0, blob: sha.digest() }));
+    out.end();
+  } finally {
+    await fh.close();
+  }
 }
 
 /** Status.errors entry while the member knows no leader (etcd's ErrNoLeader text). */
@@ -46,7 +116,7 @@ export function maintenanceApi(m: MaintenancePath, hdr: HeaderSource, opts: Main
         raftIndex: s.raftIndex,
         raftTerm: s.raftTerm,
         raftAppliedIndex: s.raftAppliedIndex,
-        errors: s.leader === 0n ? [NO_LEADER] : [],
+        errors: [...(s.leader === 0n ? [NO_LEADER] : []), ...s.alarms.map(alarmText)],
         dbSizeInUse: s.dbSizeInUseBytes,
         isLearner: s.isLearner,
         dbSizeQuota,
@@ -61,6 +131,36 @@ export function maintenanceApi(m: MaintenancePath, hdr: HeaderSource, opts: Main
     hashKV: (r) => {
       const h = m.hashKV(r.revision);
       return encodeHashKVResponse({ header: currentHeader(hdr), hash: h.hash, compactRevision: h.compactRevision, hashRevision: h.hashRevision });
+    },
+    hash: () => {
+      const h = m.hash();
+      return encodeHashResponse({ header: { ...currentHeader(hdr), revision: h.revision }, hash: h.hash });
+    },
+    alarm: (r) => {
+      if (opts.writes === undefined) return Promise.reject(new ServerRefusal('stopped'));
+      return opts.writes.write({ alarm: r });
+    },
+    // etcd answers Defragment with an empty response once the file is rewritten.
+    defragment: async () => {
+      await m.defragment();
+      return encodeDefragmentResponse({});
+    },
+    downgrade: (r) => {
+      throw downgradeRefusal(r);
+    },
+    snapshot: (_req, out, ctx) => {
+      const failed = (err: unknown): void => {
+        opts.log?.warn('snapshot stream failed', { error: err });
+        const e = toGrpcError(err);
+        out.end(new GrpcError(e.code, e.details));
+      };
+      m.snapshotCopy().then(
+        (copy) =>
+          streamSnapshot(copy.path, copy.bytes, out, ctx.signal)
+            .catch(failed)
+            .finally(() => copy.release()),
+        failed,
+      );
     },
   };
 }

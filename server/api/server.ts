@@ -102,5 +102,10 @@ export function createGrpcServer(log: Logger, services: Services, opts: ServerOp
   unary(MaintenanceService.Status, maintenance.status, () => true);
   unary(MaintenanceService.MoveLeader, maintenance.moveLeader);
   unary(MaintenanceService.HashKV, maintenance.hashKV);
+  unary(MaintenanceService.Hash, maintenance.hash);
+  unary(MaintenanceService.Alarm, maintenance.alarm);
+  unary(MaintenanceService.Defragment, maintenance.defragment);
+  unary(MaintenanceService.Downgrade, maintenance.downgrade);
+  server.serverStream(MaintenanceService.Snapshot.path, maintenance.snapshot);
   return server;
 }

@@ -1,7 +1,9 @@
 // Applies one committed log entry to the MVCC store, exactly once and in log order. The caller runs
 // a whole batch inside one LMDB transaction and writes the applied index in that same transaction.
 import { decodeInternalRequest, type InternalRequest } from '../../proto/gen/cairnpb.js';
+import { AlarmType, type RequestOp, type TxnRequest } from '../../proto/gen/etcdserverpb.js';
 import type {
+  AlarmResponseInit,
   CompactionResponseInit,
   DeleteRangeResponseInit,
   LeaseGrantResponseInit,
@@ -14,6 +16,7 @@ import type { KvStore } from '../mvcc/index.js';
 import type { LeaseStore } from '../lease/index.js';
 import { applyCompaction, applyDeleteRange, applyPut, applyTxn, MidTxnError, type LeaseLookup } from './kv.js';
 import { applyLeaseGrant, applyLeaseRevoke, type LeaseChanges } from './lease.js';
+import { applyAlarm, type AlarmStore } from './alarm.js';
 
 export type ApplyResponse =
   | { readonly kind: 'put'; readonly resp: PutResponseInit }
@@ -22,6 +25,7 @@ export type ApplyResponse =
   | { readonly kind: 'compaction'; readonly resp: CompactionResponseInit }
   | { readonly kind: 'leaseGrant'; readonly resp: LeaseGrantResponseInit }
   | { readonly kind: 'leaseRevoke'; readonly resp: LeaseRevokeResponseInit }
+  | { readonly kind: 'alarm'; readonly resp: AlarmResponseInit }
   | { readonly kind: 'memberAttrs' };
 
 export type ApplyOutcome = { readonly ok: true; readonly response: ApplyResponse } | { readonly ok: false; readonly error: ClientError };
@@ -33,10 +37,33 @@ export interface ApplyContext {
   readonly leaseChanges: LeaseChanges;
   /** A started member publishing its name and client URLs (membership lives above apply/). */
   readonly setMemberAttrs: (id: bigint, name: string, clientURLs: readonly string[]) => void;
+  /** Active alarms: NOSPACE caps the store, CORRUPT refuses every change (etcd's capped/corrupt appliers). */
+  readonly alarms: AlarmStore;
+}
+
+function txnHasPut(rt: TxnRequest): boolean {
+  const any = (ops: readonly RequestOp[]): boolean => ops.some((op) => op.requestPut !== undefined || (op.requestTxn !== undefined && txnHasPut(op.requestTxn)));
+  return any(rt.success) || any(rt.failure);
+}
+
+/** What an active alarm refuses before the request runs: etcd's applierV3Capped and applierV3Corrupt. */
+function refusedByAlarm(alarms: AlarmStore, req: InternalRequest): ClientError | undefined {
+  if (alarms.has(AlarmType.CORRUPT)) {
+    if (req.put !== undefined || req.deleteRange !== undefined || req.txn !== undefined || req.compaction !== undefined || req.leaseGrant !== undefined || req.leaseRevoke !== undefined) {
+      return new ClientError('corrupt');
+    }
+  }
+  if (alarms.has(AlarmType.NOSPACE)) {
+    if (req.put !== undefined || req.leaseGrant !== undefined || (req.txn !== undefined && txnHasPut(req.txn))) return new ClientError('noSpace');
+  }
+  return undefined;
 }
 
 function dispatch(ctx: ApplyContext, req: InternalRequest): ApplyResponse {
   const { store } = ctx;
+  const refused = refusedByAlarm(ctx.alarms, req);
+  if (refused !== undefined) throw refused;
+  if (req.alarm !== undefined) return { kind: 'alarm', resp: { header: { revision: store.currentRev }, ...applyAlarm(ctx.alarms, req.alarm) } };
   const leaseExists: LeaseLookup = (id) => ctx.leases.has(id);
   if (req.put !== undefined) {
     const txn = store.beginWrite();

@@ -49,6 +49,7 @@ export type ClientErrorKind =
   | 'invalidAuthToken'
   | 'invalidDowngradeTargetFormat'
   | 'invalidDowngradeTarget'
+  | 'noInflightDowngrade'
   | 'badRequest';
 
 export class ClientError extends Error {

@@ -92,3 +92,18 @@ export const RAFT_MAX_UNCOMMITTED_BYTES = 1 << 30;
 
 /** --snapshot-catchup-entries: entries kept in the raft log after a compaction for slow followers (etcd: 5000). */
 export const SNAPSHOT_CATCHUP_ENTRIES_DEFAULT = 5000;
+
+/** etcd warns above this --quota-backend-bytes (8 GiB); Cairn accepts more but says so in the log. */
+export const QUOTA_BYTES_SUGGESTED_MAX = 8 * 1024 * 1024 * 1024;
+
+/**
+ * Free space below which a member raises NOSPACE on itself (Cairn's guard against a full disk: the
+ * WAL and LMDB keep room for deletes, compaction, alarms and a defragmentation's bookkeeping). The
+ * reserve is the larger of this and two WAL segments, checked every DISK_CHECK_INTERVAL_MS on the
+ * data and WAL directories.
+ */
+export const DISK_RESERVE_MIN_BYTES = 32 * 1024 * 1024;
+export const DISK_CHECK_INTERVAL_MS = 500;
+
+/** Maintenance.Snapshot chunk size (etcd's snapshotSendBufferSize, 32 KiB). */
+export const SNAPSHOT_CHUNK_BYTES = 32 * 1024;

@@ -14,17 +14,19 @@
 //   applied is applied twice; WAL entries above it are handed to raft again.
 // - A received snapshot is installed as: file fsynced -> WAL marker durable -> rename over the
 //   database. A restart finding a marker above LMDB's applied index finishes the rename.
-import { existsSync, mkdirSync, readdirSync, rmSync, renameSync } from 'node:fs';
-import { join } from 'node:path';
+import { closeSync, existsSync, fsyncSync, mkdirSync, openSync, readdirSync, rmSync, renameSync, statSync } from 'node:fs';
+import { statfs } from 'node:fs/promises';
+import { dirname, join } from 'node:path';
+import { AlarmRequest_AlarmAction, AlarmType } from '../../proto/gen/etcdserverpb.js';
 import { decodeInternalRequest, encodeInternalRequest, type InternalRequestInit } from '../../proto/gen/cairnpb.js';
 import { Wal, WalFatalError, type WalEntry } from '../wal/index.js';
 import { Backend } from '../storage/backend/index.js';
 import { META, SCHEMA_VERSION, decodeNum, encodeNum } from '../storage/schema/index.js';
 import { KvStore, WatchableStore, type RevisionEvents } from '../mvcc/index.js';
 import { LeaseStore, Lessor } from '../lease/index.js';
-import { applyRequest, MidTxnError, type ApplyOutcome, type LeaseChanges } from '../apply/index.js';
+import { AlarmStore, applyRequest, MidTxnError, type ActiveAlarm, type ApplyOutcome, type LeaseChanges } from '../apply/index.js';
 import { MemoryStorage, ProposalDroppedError, RawNode, decodeConfChange, type ConfChange, type ConfState, type Entry, type HardState, type Message, type Ready, type SnapshotMeta, type SoftState } from '../raft/index.js';
-import { Transport, type OutgoingSnapshot } from '../transport/index.js';
+import { Transport, type OutgoingSnapshot, type PeerStats } from '../transport/index.js';
 import { MemberStore, computeMemberId, applyChange, checkChange, decodeChange, encodeChange, keepsQuorum, type Member, type MemberChange } from '../membership/index.js';
 import { ClientError, ServerRefusal, StorageFault, assert } from '../base/errors.js';
 import { failpoint } from '../base/failpoints.js';
@@ -32,6 +34,7 @@ import {
   APPLY_BATCH_ENTRIES_MAX,
   BACKEND_MAP_BYTES,
   COMPACTION_BATCH_KEYS,
+  DISK_CHECK_INTERVAL_MS,
   LEASE_REVOKES_PER_CHECK,
   LEASE_REVOKE_CHECK_MS,
   PROPOSALS_PENDING_MAX,
@@ -44,8 +47,11 @@ import {
   WATCH_CATCH_UP,
 } from '../base/limits.js';
 import type { Logger } from '../base/log.js';
+import type { TlsConfig } from '../base/tls.js';
 import { establishIdentity, encodeMembersReply, type ClusterFlags } from './bootstrap.js';
 import { RequestIds } from './ids.js';
+import { HeartbeatGaps, appliedIn, nodeStats, peerRoundTrip, renewed, timeWalWrite, timed } from './stats.js';
+import { diskReserveBytes, effectiveQuotaBytes, quotaCost } from './quota.js';
 import type { ClusterPath, LeaderView, MaintenancePath, MemberInfo, MemberStatus, HashKvResult } from './surface.js';
 
 export interface NodeConfig {
@@ -58,6 +64,8 @@ export interface NodeConfig {
   readonly snapshotCatchupEntries?: number;
   /** WAL segment size (default WAL_SEGMENT_BYTES, 64 MiB); tests use small segments. */
   readonly walSegmentBytes?: number;
+  /** --quota-backend-bytes (0 = etcd's 2 GiB default, negative = none). */
+  readonly quotaBackendBytes?: number;
   readonly cluster: ClusterFlags;
   readonly listenPeerUrls: readonly string[];
   readonly advertiseClientUrls: readonly string[];
@@ -68,6 +76,8 @@ export interface NodeConfig {
   readonly onFatal: (err: Error) => void;
   /** Called once this member learns it was removed from the cluster: the process must stop. */
   readonly onRemoved: (err: Error) => void;
+  /** Peer TLS (--peer-cert-file etc. with --cipher-suites/--tls-*-version); undefined = no peer certificates. */
+  readonly peerTls?: TlsConfig | undefined;
 }
 
 interface Waiter {
@@ -119,6 +129,8 @@ export class Node implements ClusterPath, MaintenancePath, LeaderView {
   lessor = new Lessor();
   readonly leaseStore: LeaseStore;
   readonly memberStore: MemberStore;
+  /** Active alarms (NOSPACE, CORRUPT), replicated through the log. */
+  readonly alarms: AlarmStore;
   private readonly raft: RawNode;
   private transport!: Transport;
   private readonly ids: RequestIds;
@@ -168,6 +180,16 @@ export class Node implements ClusterPath, MaintenancePath, LeaderView {
   private readonly readyWaiters: (() => void)[] = [];
   private isReady = false;
   private readonly reqTimeoutMs: number;
+  private readonly heartbeatGaps = new HeartbeatGaps();
+  private readonly quotaBytes: number;
+  /** The backend file's size, re-read after each apply batch (the quota check is on the hot path). */
+  private dbBytes: number;
+  /** Backend-wide operations that must not overlap (defragmentation, snapshot copies and installs). */
+  private backendOps: Promise<void> = Promise.resolve();
+  /** Set while defragmentation replaces the database: committed entries wait in applyQueue. */
+  private applyPaused = false;
+  private diskTimer: NodeJS.Timeout | undefined = undefined;
+  private diskLow = false;
 
   private constructor(
     private readonly cfg: NodeConfig,
@@ -189,6 +211,9 @@ export class Node implements ClusterPath, MaintenancePath, LeaderView {
     this.ids = new RequestIds(memberId);
     this.leaseStore = new LeaseStore(backend);
     this.memberStore = new MemberStore(backend);
+    this.alarms = new AlarmStore(backend);
+    this.quotaBytes = effectiveQuotaBytes(cfg.quotaBackendBytes ?? 0);
+    this.dbBytes = backend.sizeBytes();
     this.watchable = new WatchableStore(store, WATCH_CATCH_UP, (fn) => setImmediate(fn));
     this.leaderlessSince = monotonicMs();
     this.reqTimeoutMs = 5000 + 2 * cfg.electionMs;
@@ -218,11 +243,11 @@ export class Node implements ClusterPath, MaintenancePath, LeaderView {
     if (decodeNum(backend.table('meta').get(META.removed), 0) === 1) {
       throw new StorageFault(`node: the member in ${cfg.dataDir} has been permanently removed from the cluster; its data cannot rejoin (start with a new data dir and member add)`);
     }
-    const identity = await establishIdentity(backend, cfg.cluster, log);
+    const identity = await establishIdentity(backend, cfg.cluster, log, cfg.peerTls);
     const beforeWrite = failpoint('wal.write');
     if (beforeWrite !== undefined) log.warn('failpoint armed', { failpoint: 'wal.write', spec: process.env['CAIRN_FAILPOINTS'] });
     const walDir = walDirOf(cfg);
-    const opened = await Wal.open({ dir: walDir, logger: log.child('wal'), segmentBytes: cfg.walSegmentBytes ?? WAL_SEGMENT_BYTES, beforeWrite });
+    const opened = await Wal.open({ dir: walDir, logger: log.child('wal'), segmentBytes: cfg.walSegmentBytes ?? WAL_SEGMENT_BYTES, beforeWrite, observeWrite: timeWalWrite });
     const { wal } = opened;
     mkdirSync(snapDirOf(cfg), { recursive: true });
     await finishSnapshotInstall(cfg, backend, opened.snapshot, log);
@@ -276,6 +301,8 @@ export class Node implements ClusterPath, MaintenancePath, LeaderView {
       handleRequest: (from, kind, body) => node.handlePeerRequest(from, kind, body),
       isRemoved: (id) => node.memberStore.isRemoved(id),
       onRemoved: () => node.removed('a peer reports that this member was removed from the cluster'),
+      onRoundTrip: peerRoundTrip,
+      tls: cfg.peerTls,
     });
     for (const m of peers) if (m.id !== identity.memberId) node.transport.addPeer(m.id, [...m.peerURLs]);
     log.info('opened backend and WAL', {
@@ -292,6 +319,8 @@ export class Node implements ClusterPath, MaintenancePath, LeaderView {
       leases: node.lessor.size,
     });
     node.tickTimer = setInterval(() => node.tick(), cfg.heartbeatMs);
+    node.diskTimer = setInterval(() => node.checkDiskSpace(), DISK_CHECK_INTERVAL_MS);
+    node.diskTimer.unref();
     node.kick();
     node.advanceTicksIfAlone();
     return node;
@@ -453,6 +482,7 @@ export class Node implements ClusterPath, MaintenancePath, LeaderView {
   }
 
   private applyDurable(): void {
+    if (this.applyPaused) return;
     let n = 0;
     while (n < this.applyQueue.length && (this.applyQueue[n] as Entry).index <= this.durableIndex) n++;
     if (n > 0) this.applyCommitted(this.applyQueue.splice(0, n));
@@ -463,7 +493,9 @@ export class Node implements ClusterPath, MaintenancePath, LeaderView {
   }
 
   private send(msgs: readonly Message[]): void {
-    if (msgs.length > 0) this.transport.send([...msgs]);
+    if (msgs.length === 0) return;
+    if (this.role === 'leader') this.heartbeatGaps.sent(msgs, this.cfg.heartbeatMs);
+    this.transport.send([...msgs]);
   }
 
   private onPeerMessages(msgs: readonly Message[]): void {
@@ -483,6 +515,8 @@ export class Node implements ClusterPath, MaintenancePath, LeaderView {
     const prevLead = this.leaderId;
     this.role = ss.role;
     this.leaderId = ss.lead;
+    this.heartbeatGaps.reset();
+    if (ss.lead !== 0n && ss.lead !== prevLead) nodeStats.leaderChanges++;
     if (prevLead !== ss.lead) {
       this.cfg.logger.info(ss.lead === 0n ? 'lost the leader' : 'leader elected', { leader: ss.lead.toString(16), term: this.raft.status().hardState.term, role: ss.role });
       if (this.readInFlight !== undefined && prevLead !== 0n) this.failReads(new ServerRefusal('leaderChanged'));
@@ -571,12 +605,15 @@ export class Node implements ClusterPath, MaintenancePath, LeaderView {
   propose(req: InternalRequestInit): Promise<ApplyOutcome> {
     if (this.stopped) return Promise.reject(new ServerRefusal('stopped'));
     if (this.waiters.size >= PROPOSALS_PENDING_MAX) return Promise.reject(new ServerRefusal('tooManyRequests'));
+    const cost = quotaCost(req);
+    if (cost > 0 && this.dbBytes + cost > this.quotaBytes) return this.refuseNoSpace();
     const id = this.ids.next();
     const data = encodeInternalRequest({ ...req, header: { ID: id, proposedUnixMs: Date.now() } });
     if (data.length > this.cfg.requestBytesMax) return Promise.reject(new ClientError('requestTooLarge'));
     return new Promise<ApplyOutcome>((resolve, reject) => {
       const timer = setTimeout(() => {
         this.waiters.delete(id);
+        nodeStats.proposalsFailed++;
         reject(new ServerRefusal(this.leaderless.delete(id) ? 'noLeader' : 'timeout'));
       }, this.reqTimeoutMs);
       this.waiters.set(id, { resolve, reject, timer });
@@ -612,6 +649,7 @@ export class Node implements ClusterPath, MaintenancePath, LeaderView {
       for (const p of batch) {
         const w = this.waiters.get(p.id);
         if (w === undefined) continue;
+        nodeStats.proposalsFailed++;
         this.waiters.delete(p.id);
         clearTimeout(w.timer);
         w.reject(e);
@@ -718,6 +756,7 @@ export class Node implements ClusterPath, MaintenancePath, LeaderView {
       const effects = this.applyChunk(chunk);
       this.afterCommit(effects);
     }
+    this.dbBytes = this.backend.sizeBytes();
     this.wakeApplied();
   }
 
@@ -729,7 +768,9 @@ export class Node implements ClusterPath, MaintenancePath, LeaderView {
       this.store.takeChanges();
       const before = this.appliedIndex;
       try {
+        const started = performance.now();
         this.backend.write(() => this.applyAll(chunk, failed, effects));
+        appliedIn(performance.now() - started);
         effects.revisions = this.store.takeChanges();
         return effects;
       } catch (err) {
@@ -737,6 +778,7 @@ export class Node implements ClusterPath, MaintenancePath, LeaderView {
         if (!(err instanceof MidTxnFailure)) throw err;
         this.store.reload();
         this.memberStore.reload();
+        this.alarms.reload();
         failed.set(err.index, err.error);
       }
     }
@@ -748,6 +790,7 @@ export class Node implements ClusterPath, MaintenancePath, LeaderView {
       leases: this.leaseStore,
       leaseChanges: effects.leaseChanges,
       setMemberAttrs: (id: bigint, name: string, clientURLs: readonly string[]) => this.setMemberAttrs(id, name, clientURLs),
+      alarms: this.alarms,
     };
     for (const e of chunk) {
       assert(e.index === this.appliedIndex + 1, `entries apply in order (${e.index} after ${this.appliedIndex})`);
@@ -809,6 +852,8 @@ export class Node implements ClusterPath, MaintenancePath, LeaderView {
       const now = monotonicMs();
       for (const g of a.leaseChanges.granted) this.lessor.granted(g.id, g.ttlSeconds, now);
       for (const id of a.leaseChanges.revoked) this.lessor.revoked(id);
+      nodeStats.leasesGranted += a.leaseChanges.granted.length;
+      nodeStats.leasesRevoked += a.leaseChanges.revoked.length;
       this.scheduleLeaseCheck();
     }
     for (const { id, outcome } of a.outcomes) {
@@ -914,7 +959,7 @@ export class Node implements ClusterPath, MaintenancePath, LeaderView {
   /** A consistent copy of the database for a follower behind the compacted log. */
   private async openSnapshot(msg: Message): Promise<OutgoingSnapshot> {
     const file = join(snapDirOf(this.cfg), `out-${msg.to.toString(16)}-${process.hrtime.bigint().toString(36)}.mdb`);
-    await this.backend.backup(file);
+    await this.serialBackend(() => timed(nodeStats.backendSnapshot, this.backend.backup(file, false)));
     const copy = Backend.open(file, BACKEND_MAP_BYTES);
     let snapshot: SnapshotMeta;
     try {
@@ -969,10 +1014,12 @@ export class Node implements ClusterPath, MaintenancePath, LeaderView {
     this.cfg.logger.info('installing a snapshot from the leader', { index: meta.index, term: meta.term, 'applied-index': this.appliedIndex });
     let done!: () => void;
     this.installing = new Promise<void>((r) => (done = r));
+    nodeStats.snapshotsInstalling++;
     try {
       await this.wal.appendSnapshot({ index: meta.index, term: meta.term }, hs !== undefined ? toWalHardState(hs) : undefined);
       await this.compacting;
-      await this.backend.replaceWith(final);
+      await this.serialBackend(() => this.backend.replaceWith(final));
+      this.dbBytes = this.backend.sizeBytes();
       const applied = decodeNum(this.backend.table('meta').get(META.appliedIndex), 0);
       if (applied !== meta.index) throw new StorageFault(`node: snapshot ${meta.index} holds applied index ${applied}`);
       this.appliedIndex = applied;
@@ -980,6 +1027,7 @@ export class Node implements ClusterPath, MaintenancePath, LeaderView {
       this.durableIndex = applied;
       this.store.reload();
       this.memberStore.reload();
+      this.alarms.reload();
       this.lessor = new Lessor();
       this.loadLeases();
       this.raftStorage.applySnapshot(meta);
@@ -987,6 +1035,7 @@ export class Node implements ClusterPath, MaintenancePath, LeaderView {
       for (const m of this.memberStore.all()) if (m.id !== this.memberId) this.transport.addPeer(m.id, [...m.peerURLs]);
       this.compactInBackground();
     } finally {
+      nodeStats.snapshotsInstalling--;
       this.installing = undefined;
       done();
     }
@@ -1048,7 +1097,7 @@ export class Node implements ClusterPath, MaintenancePath, LeaderView {
 
   /** KeepAlive: renewed by the leader (forwarded there from a follower). TTL 0 = unknown/expired. */
   async renewLease(id: bigint): Promise<number> {
-    if (this.role === 'leader') return this.lessor.renew(id, monotonicMs()) ?? 0;
+    if (this.role === 'leader') return renewed(this.lessor.renew(id, monotonicMs())) ?? 0;
     const body = Buffer.alloc(8);
     body.writeBigInt64BE(id);
     const reply = Buffer.from(await this.forwardToLeader('leaseRenew', body));
@@ -1085,7 +1134,7 @@ export class Node implements ClusterPath, MaintenancePath, LeaderView {
         if (this.role !== 'leader') throw new Error('not leader');
         const id = Buffer.from(body).readBigInt64BE(0);
         const out = Buffer.alloc(8);
-        out.writeBigInt64BE(BigInt(this.lessor.renew(id, monotonicMs()) ?? 0));
+        out.writeBigInt64BE(BigInt(renewed(this.lessor.renew(id, monotonicMs())) ?? 0));
         return out;
       }
       case 'leaseTTL': {
@@ -1192,18 +1241,151 @@ export class Node implements ClusterPath, MaintenancePath, LeaderView {
 
   // ---------- Maintenance ----------
 
+  /** Client proposals waiting to be applied (etcd_server_proposals_pending). */
+  pendingProposals(): number {
+    return this.waiters.size;
+  }
+
+  /** Bytes and drops on the streams to and from a peer (etcd_network_peer_*). */
+  peerStats(id: bigint): PeerStats | undefined {
+    return this.transport.peerStats(id);
+  }
+
   status(): MemberStatus {
     const st = this.raft.status();
-    const size = this.backend.sizeBytes();
     return {
       leader: st.softState.lead,
       raftIndex: st.hardState.commit,
       raftTerm: st.hardState.term,
       raftAppliedIndex: this.appliedIndex,
       isLearner: this.isLearner(),
-      dbSizeBytes: size,
-      dbSizeInUseBytes: size,
+      dbSizeBytes: this.backend.sizeBytes(),
+      dbSizeInUseBytes: this.backend.sizeInUseBytes(),
+      alarms: this.alarms.get(AlarmType.NONE),
     };
+  }
+
+  /** The active alarms as this member has applied them. */
+  activeAlarms(): ActiveAlarm[] {
+    return this.alarms.get(AlarmType.NONE);
+  }
+
+  /** etcd's quotaAlarmer: raise NOSPACE cluster-wide (once), then refuse the write. */
+  private async refuseNoSpace(): Promise<never> {
+    if (!this.alarms.get(AlarmType.NOSPACE).some((a) => a.memberID === this.memberId)) {
+      this.cfg.logger.warn('backend quota exceeded: raising the NOSPACE alarm', { 'quota-size-bytes': this.quotaBytes, 'db-size-bytes': this.dbBytes });
+      await this.raiseAlarm(AlarmType.NOSPACE).catch(() => undefined);
+    }
+    throw new ClientError('noSpace');
+  }
+
+  private raiseAlarm(alarm: number, memberID = this.memberId): Promise<ApplyOutcome> {
+    return this.propose({ alarm: { action: AlarmRequest_AlarmAction.ACTIVATE, memberID, alarm } });
+  }
+
+  /**
+   * A disk about to fill would fail the WAL (fail-stop) or LMDB: when free space on the data or WAL
+   * directory drops under the reserve, raise NOSPACE on this member so writes stop while deletes,
+   * compaction and defragmentation still have room. (etcd has no such check; its quota is the guard.)
+   */
+  private checkDiskSpace(): void {
+    if (this.stopped || this.diskLow) return;
+    const reserve = diskReserveBytes(this.cfg.walSegmentBytes ?? WAL_SEGMENT_BYTES);
+    const dirs = [this.cfg.dataDir, walDirOf(this.cfg)];
+    Promise.all(dirs.map((d) => statfs(d)))
+      .then((stats) => {
+        const free = Math.min(...stats.map((st) => st.bavail * st.bsize));
+        if (free >= reserve || this.alarms.get(AlarmType.NOSPACE).some((a) => a.memberID === this.memberId)) return;
+        this.diskLow = true;
+        this.cfg.logger.error('disk space low: raising the NOSPACE alarm; writes are refused until space is freed and the alarm disarmed', { 'free-bytes': free, 'reserve-bytes': reserve, dirs });
+        this.raiseAlarm(AlarmType.NOSPACE)
+          .catch((err: unknown) => this.cfg.logger.warn('could not raise the NOSPACE alarm; will retry', { error: err }))
+          .finally(() => (this.diskLow = false));
+      })
+      .catch((err: unknown) => this.cfg.logger.warn('cannot check free disk space', { error: err }));
+  }
+
+  /** Runs fn after every earlier backend-wide operation, alone. */
+  private serialBackend<T>(fn: () => Promise<T>): Promise<T> {
+    const run = this.backendOps.then(fn);
+    this.backendOps = run.then(
+      () => undefined,
+      () => undefined,
+    );
+    return run;
+  }
+
+  /**
+   * A consistent copy of the database for Maintenance.Snapshot, in the member's snapshot directory.
+   * The caller streams it and then calls release().
+   */
+  snapshotCopy(): Promise<{ path: string; bytes: number; release: () => void }> {
+    return this.serialBackend(async () => {
+      const path = join(snapDirOf(this.cfg), `client-${process.hrtime.bigint().toString(36)}.mdb`);
+      const started = Date.now();
+      await timed(nodeStats.backendSnapshot, this.backend.backup(path, false));
+      const bytes = statSync(path).size;
+      this.cfg.logger.info('made a database copy for a client snapshot', { path, 'size-bytes': bytes, 'took-ms': Date.now() - started });
+      return {
+        path,
+        bytes,
+        release: () => {
+          rmSync(path, { force: true });
+          rmSync(`${path}-lock`, { force: true });
+        },
+      };
+    });
+  }
+
+  /**
+   * Defragment (online, as etcd's: reads and applies wait while it runs): a compacting copy of the
+   * database (free pages dropped) replaces the file, which shrinks after deletes and compaction.
+   */
+  defragment(): Promise<{ beforeBytes: number; afterBytes: number; tookMs: number }> {
+    return this.serialBackend(async () => {
+      const log = this.cfg.logger;
+      const started = Date.now();
+      const beforeBytes = this.backend.sizeBytes();
+      log.info('defragmenting the storage backend', { path: this.backend.path, 'current-db-size-bytes': beforeBytes, 'current-db-size-in-use-bytes': this.backend.sizeInUseBytes() });
+      let done!: () => void;
+      this.installing = new Promise<void>((r) => (done = r));
+      this.applyPaused = true;
+      try {
+        await this.compacting;
+        await this.releasing;
+        const tmp = join(dirname(this.backend.path), `defrag-${process.hrtime.bigint().toString(36)}.mdb`);
+        try {
+          await this.backend.backup(tmp, true);
+          const fd = openSync(tmp, 'r');
+          try {
+            fsyncSync(fd);
+          } finally {
+            closeSync(fd);
+          }
+          await this.backend.replaceWith(tmp);
+        } finally {
+          rmSync(tmp, { force: true });
+          rmSync(`${tmp}-lock`, { force: true });
+        }
+      } finally {
+        this.applyPaused = false;
+        this.installing = undefined;
+        done();
+      }
+      this.dbBytes = this.backend.sizeBytes();
+      this.applyDurable();
+      this.kick();
+      this.compactInBackground();
+      const tookMs = Date.now() - started;
+      nodeStats.backendDefrag.observe(tookMs / 1000);
+      log.info('finished defragmenting the storage backend', { 'current-db-size-bytes': this.dbBytes, 'previous-db-size-bytes': beforeBytes, 'took-ms': tookMs });
+      return { beforeBytes, afterBytes: this.dbBytes, tookMs };
+    });
+  }
+
+  /** Maintenance.Hash: CRC-32 over every replicated table (not member-local meta), and the current revision. */
+  hash(): { hash: number; revision: number } {
+    return { hash: this.backend.hash(['rev', 'lease', 'members', 'alarm', 'authUsers', 'authRoles'], ['index', 'leaseKeys']), revision: this.store.currentRev };
   }
 
   async moveLeader(target: bigint): Promise<void> {
@@ -1267,6 +1449,7 @@ export class Node implements ClusterPath, MaintenancePath, LeaderView {
   async close(): Promise<void> {
     this.stopped = true;
     if (this.tickTimer !== undefined) clearInterval(this.tickTimer);
+    if (this.diskTimer !== undefined) clearInterval(this.diskTimer);
     if (this.leaseTimer !== undefined) clearTimeout(this.leaseTimer);
     for (const s of this.leaderlessSubs) if (s.timer !== undefined) clearTimeout(s.timer);
     await this.transport.close();

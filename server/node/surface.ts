@@ -38,6 +38,8 @@ export interface MemberStatus {
   readonly isLearner: boolean;
   readonly dbSizeBytes: number;
   readonly dbSizeInUseBytes: number;
+  /** Active alarms (Status lists them in `errors`). */
+  readonly alarms: readonly { readonly memberID: bigint; readonly alarm: number }[];
 }
 
 export interface HashKvResult {
@@ -53,6 +55,12 @@ export interface MaintenancePath {
   moveLeader(target: bigint): Promise<void>;
   /** HashKV at `revision` (0 = current). Rejects with ClientError compacted / futureRev as etcd. */
   hashKV(revision: number): HashKvResult;
+  /** Maintenance.Hash: a hash of every replicated table, and the current revision. */
+  hash(): { hash: number; revision: number };
+  /** Online defragmentation: resolves once the database file was rewritten without free pages. */
+  defragment(): Promise<{ beforeBytes: number; afterBytes: number; tookMs: number }>;
+  /** A consistent copy of the database for Maintenance.Snapshot; release() removes it. */
+  snapshotCopy(): Promise<{ path: string; bytes: number; release: () => void }>;
 }
 
 /** Leadership facts for the `hasleader` metadata and learner restrictions. */

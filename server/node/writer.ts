@@ -3,6 +3,7 @@
 import type { InternalRequestInit } from '../../proto/gen/cairnpb.js';
 import { randomBytes } from 'node:crypto';
 import {
+  encodeAlarmResponse,
   encodeCompactionResponse,
   encodeDeleteRangeResponse,
   encodeLeaseGrantResponse,
@@ -89,6 +90,8 @@ export function encodeOutcome(id: Identity, o: ApplyOutcome): Uint8Array {
       return encodeLeaseGrantResponse({ ...r.resp, header: h });
     case 'leaseRevoke':
       return encodeLeaseRevokeResponse({ ...r.resp, header: h });
+    case 'alarm':
+      return encodeAlarmResponse({ ...r.resp, header: h });
   }
 }
 

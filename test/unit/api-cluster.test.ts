@@ -416,10 +416,13 @@ function maintenancePath(status: MemberStatus, hash: HashKvResult): MaintenanceP
       return Promise.resolve();
     },
     hashKV: () => hash,
+    hash: () => ({ hash: hash.hash, revision: hash.hashRevision }),
+    defragment: () => Promise.reject(new Error('defragment is not part of these tests')),
+    snapshotCopy: () => Promise.reject(new Error('snapshotCopy is not part of these tests')),
   };
 }
 
-const STATUS: MemberStatus = { leader: 7n, raftIndex: 40, raftTerm: 4, raftAppliedIndex: 39, isLearner: false, dbSizeBytes: 24576, dbSizeInUseBytes: 16384 };
+const STATUS: MemberStatus = { leader: 7n, raftIndex: 40, raftTerm: 4, raftAppliedIndex: 39, isLearner: false, dbSizeBytes: 24576, dbSizeInUseBytes: 16384, alarms: [] };
 const HASH: HashKvResult = { hash: 3305255506, compactRevision: -1, hashRevision: 5 };
 
 test('Status: etcd\'s fields, the configured version, quota (2 GiB when 0), "no leader" in errors while leaderless', () => {

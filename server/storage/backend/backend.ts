@@ -4,6 +4,7 @@
 import { open, type RootDatabase, type Database } from 'lmdb';
 import { closeSync, existsSync, fsyncSync, mkdirSync, openSync, readSync, renameSync, rmSync, statSync } from 'node:fs';
 import { dirname } from 'node:path';
+import { crc32 } from 'node:zlib';
 import { StorageFault } from '../../base/errors.js';
 
 export interface Table {
@@ -94,6 +95,13 @@ function checkHeader(path: string): void {
   }
 }
 
+interface LmdbStats {
+  readonly pageSize: number;
+  readonly treeBranchPageCount: number;
+  readonly treeLeafPageCount: number;
+  readonly overflowPages: number;
+}
+
 interface Env {
   readonly root: RootDatabase;
   readonly dbs: Record<TableName | DupTableName, Database<Buffer, Buffer>>;
@@ -149,9 +157,34 @@ export class Backend {
     this.env = openEnv(this.path, this.mapBytes);
   }
 
-  /** A consistent copy of the database at `to` (one read transaction), without free pages. */
-  backup(to: string): Promise<void> {
-    return this.env.root.backup(to, false);
+  /**
+   * A consistent copy of the database at `to` (one read transaction). `compact` drops free pages and
+   * renumbers the rest (defragmentation); otherwise the copy is page for page, which is faster.
+   */
+  backup(to: string, compact: boolean): Promise<void> {
+    return this.env.root.backup(to, compact);
+  }
+
+  /**
+   * Bytes of pages holding data: the two meta pages plus every page of every table and of LMDB's
+   * free list itself (etcd's size in use: the file's size less its free pages).
+   */
+  sizeInUseBytes(): number {
+    const pages = (st: { treeBranchPageCount: number; treeLeafPageCount: number; overflowPages: number }): number => st.treeBranchPageCount + st.treeLeafPageCount + st.overflowPages;
+    const root = this.env.root.getStats() as LmdbStats & { free?: LmdbStats };
+    let n = 2 + pages(root) + (root.free !== undefined ? pages(root.free) : 0);
+    for (const db of Object.values(this.env.dbs)) n += pages(db.getStats() as LmdbStats);
+    return n * root.pageSize;
+  }
+
+  /** CRC-32 (IEEE) over the names, keys and values of the given tables, in key order. */
+  hash(tables: readonly TableName[], dupTables: readonly DupTableName[]): number {
+    let h = 0;
+    for (const name of [...tables, ...dupTables]) {
+      h = crc32(Buffer.from(name), h);
+      for (const { key, value } of this.env.dbs[name].getRange({})) h = crc32(value, crc32(key, h));
+    }
+    return h >>> 0;
   }
 
   static exists(path: string): boolean {

@@ -12,6 +12,7 @@
 //              or 8-byte big-endian unsigned ids.
 import { crc32 } from 'node:zlib';
 import { decodeKeyValue, encodeKeyValue, type KeyValue, type KeyValueInit } from '../../../proto/gen/mvccpb.js';
+import { decodeRole, decodeUser, encodeRole, encodeUser, type Role, type RoleInit, type User, type UserInit } from '../../../proto/gen/authpb.js';
 import { StorageFault } from '../../base/errors.js';
 
 export interface Rev {
@@ -203,4 +204,53 @@ export function encodeLeaseRecord(ttlSeconds: number): Buffer {
 export function decodeLeaseRecord(b: Buffer, id: bigint): number {
   if (b.length !== 8) throw new StorageFault(`schema: corrupt lease record for lease ${id}: ${b.length} bytes`);
   return b.readDoubleBE(0);
+}
+
+/** alarm table: key = member id (uint64 BE) + alarm type (uint32 BE) -> empty (etcd's alarm bucket holds AlarmMember). */
+export function alarmKey(memberId: bigint, alarm: number): Buffer {
+  const b = Buffer.alloc(12);
+  b.writeBigUInt64BE(memberId, 0);
+  b.writeUInt32BE(alarm, 8);
+  return b;
+}
+
+export function parseAlarmKey(b: Buffer): { memberId: bigint; alarm: number } {
+  if (b.length !== 12) throw new StorageFault(`schema: alarm key of ${b.length} bytes (want 12)`);
+  return { memberId: b.readBigUInt64BE(0), alarm: b.readUInt32BE(8) };
+}
+
+// ---- auth (owned by the auth helper) ----
+// authUsers table: key = user name (UTF-8) -> authpb.User; authRoles table: key = role name (UTF-8)
+// -> authpb.Role (etcd's authUsers / authRoles buckets hold the same messages under the same keys).
+
+export function authNameKey(name: string): Buffer {
+  return Buffer.from(name, 'utf8');
+}
+
+export function parseAuthNameKey(b: Buffer): string {
+  return b.toString('utf8');
+}
+
+export function encodeAuthUserRecord(u: UserInit): Buffer {
+  return encodeUser(u);
+}
+
+export function decodeAuthUserRecord(b: Buffer, name: string): User {
+  try {
+    return decodeUser(b);
+  } catch (err) {
+    throw new StorageFault(`schema: corrupt auth user record for ${JSON.stringify(name)}`, { cause: err });
+  }
+}
+
+export function encodeAuthRoleRecord(r: RoleInit): Buffer {
+  return encodeRole(r);
+}
+
+export function decodeAuthRoleRecord(b: Buffer, name: string): Role {
+  try {
+    return decodeRole(b);
+  } catch (err) {
+    throw new StorageFault(`schema: corrupt auth role record for ${JSON.stringify(name)}`, { cause: err });
+  }
 }
