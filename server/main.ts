@@ -57,6 +57,8 @@ async function run(cfg: Config, log: Logger): Promise<void> {
     snapshotCatchupEntries: cfg.snapshotCatchupEntries,
     walSegmentBytes: cfg.walSegmentBytes,
     quotaBackendBytes: cfg.quotaBackendBytes,
+    autoCompaction: cfg.autoCompaction,
+    corruptCheckMs: cfg.corruptCheckTimeMs,
     cluster: {
       name: cfg.name,
       initialCluster: cfg.initialCluster,
@@ -100,6 +102,7 @@ async function run(cfg: Config, log: Logger): Promise<void> {
     maintenance: maintenanceApi(node, hdr, { version: ETCD_COMPAT_VERSION, backendQuotaBytes: cfg.quotaBackendBytes, writes: local, log: log.child('maintenance') }),
   };
   const server = createGrpcServer(log.child('api'), services, { requestBytesMax: cfg.requestBytesMax, onFatal: fatal, leader: node, electionTimeoutMs: cfg.electionTimeoutMs });
+  if (cfg.initialCorruptCheck) await node.initialCorruptCheck();
   await node.ready();
   await listenAll(cfg, server, log);
   log.info('ready to serve client requests');

@@ -73,6 +73,7 @@ const FLAGS: Record<string, FlagSpec> = {
   'bcrypt-cost': { kind: 'int', def: '10', help: 'Specify bcrypt algorithm cost factor for auth password hashing.' },
   'auto-compaction-mode': { kind: 'string', def: 'periodic', help: 'Interpret \'auto-compaction-retention\' one of: periodic|revision. \'periodic\' for duration based retention, defaulting to hours if no time unit is provided (e.g. \'5m\'). \'revision\' for revision number based retention.' },
   'auto-compaction-retention': { kind: 'string', def: '0', help: 'Auto compaction retention for mvcc key value store. 0 means disable auto compaction.' },
+  'auto-compaction-revision-interval': { kind: 'duration', def: '5m0s', help: 'Cairn only: how often revision-mode auto compaction checks the revision (etcd: fixed 5m).' },
   'experimental-initial-corrupt-check': { kind: 'bool', def: 'false', help: 'Enable to check data corruption before serving any client/peer traffic.' },
   'experimental-corrupt-check-time': { kind: 'duration', def: '0s', help: 'Duration of time between cluster corruption check passes (etcd 3.4/3.5 name).' },
   'corrupt-check-time': { kind: 'duration', def: '0s', help: 'Duration of time between cluster corruption check passes (etcd 3.6 name; the same setting).' },
@@ -97,6 +98,10 @@ export interface TlsFiles {
 export type AuthTokenConfig =
   | { readonly kind: 'simple' }
   | { readonly kind: 'jwt'; readonly pubKeyFile: string; readonly privKeyFile: string; readonly signMethod: string; readonly ttlMs: number };
+
+export type AutoCompaction =
+  | { readonly mode: 'periodic'; readonly periodMs: number }
+  | { readonly mode: 'revision'; readonly retentionRevs: number; readonly checkIntervalMs: number };
 
 export interface Config {
   readonly name: string;
@@ -138,6 +143,8 @@ export interface Config {
   readonly autoCompactionMode: 'periodic' | 'revision';
   /** --auto-compaction-retention as given ('0' = off; periodic: a duration, or hours when unitless). */
   readonly autoCompactionRetention: string;
+  /** The two flags above, parsed; undefined when auto compaction is off. */
+  readonly autoCompaction: AutoCompaction | undefined;
   readonly initialCorruptCheck: boolean;
   /** Cross-member hash check period (0 = off). */
   readonly corruptCheckTimeMs: number;
@@ -291,6 +298,7 @@ export function loadConfig(argv: readonly string[], env: NodeJS.ProcessEnv): Con
     bcryptCost: int('bcrypt-cost', raw('bcrypt-cost')),
     autoCompactionMode: compactionMode(raw('auto-compaction-mode')),
     autoCompactionRetention: raw('auto-compaction-retention'),
+    autoCompaction: autoCompaction(compactionMode(raw('auto-compaction-mode')), raw('auto-compaction-retention'), duration('auto-compaction-revision-interval', raw('auto-compaction-revision-interval'))),
     initialCorruptCheck: bool('experimental-initial-corrupt-check', raw('experimental-initial-corrupt-check')),
     corruptCheckTimeMs: corruptCheckTime(given, env, file !== ''),
     logLevel: logLevel === 'panic' ? 'fatal' : logLevel,
@@ -343,6 +351,18 @@ function metricsMode(v: string): boolean {
   if (v === 'basic') return false;
   if (v === 'extensive') return true;
   throw new ConfigError(`invalid value "${v}" for flag -metrics: 'basic' or 'extensive'`);
+}
+
+/** etcd's parse: periodic = a duration, or whole hours when unitless; revision = a revision count; 0 = off. */
+function autoCompaction(mode: 'periodic' | 'revision', retention: string, checkIntervalMs: number): AutoCompaction | undefined {
+  const r = retention.trim();
+  if (mode === 'revision') {
+    if (!/^\d+$/.test(r)) throw new ConfigError(`invalid value "${retention}" for flag -auto-compaction-retention: revision mode needs a revision count`);
+    const n = Number(r);
+    return n === 0 ? undefined : { mode, retentionRevs: n, checkIntervalMs: Math.max(1, checkIntervalMs) };
+  }
+  const periodMs = /^\d+$/.test(r) ? Number(r) * 3_600_000 : duration('auto-compaction-retention', r);
+  return periodMs <= 0 ? undefined : { mode, periodMs };
 }
 
 function compactionMode(v: string): 'periodic' | 'revision' {

@@ -24,6 +24,7 @@ import { Backend } from '../storage/backend/index.js';
 import { META, SCHEMA_VERSION, decodeNum, encodeNum } from '../storage/schema/index.js';
 import { KvStore, WatchableStore, type RevisionEvents } from '../mvcc/index.js';
 import { LeaseStore, Lessor } from '../lease/index.js';
+import { AuthStore } from '../auth/index.js';
 import { AlarmStore, applyRequest, MidTxnError, type ActiveAlarm, type ApplyOutcome, type LeaseChanges } from '../apply/index.js';
 import { MemoryStorage, ProposalDroppedError, RawNode, decodeConfChange, type ConfChange, type ConfState, type Entry, type HardState, type Message, type Ready, type SnapshotMeta, type SoftState } from '../raft/index.js';
 import { Transport, type OutgoingSnapshot, type PeerStats } from '../transport/index.js';
@@ -52,6 +53,8 @@ import { establishIdentity, encodeMembersReply, type ClusterFlags } from './boot
 import { RequestIds } from './ids.js';
 import { HeartbeatGaps, appliedIn, nodeStats, peerRoundTrip, renewed, timeWalWrite, timed } from './stats.js';
 import { diskReserveBytes, effectiveQuotaBytes, quotaCost } from './quota.js';
+import { AutoCompactor, type AutoCompactionMode } from './compactor.js';
+import { decodeHashReply, decodeHashRequest, encodeHashReply, encodeHashRequest, initialMismatches, periodicMismatches, type LocalHash, type PeerHash } from './corrupt.js';
 import type { ClusterPath, LeaderView, MaintenancePath, MemberInfo, MemberStatus, HashKvResult } from './surface.js';
 
 export interface NodeConfig {
@@ -66,6 +69,10 @@ export interface NodeConfig {
   readonly walSegmentBytes?: number;
   /** --quota-backend-bytes (0 = etcd's 2 GiB default, negative = none). */
   readonly quotaBackendBytes?: number;
+  /** --auto-compaction-mode/--auto-compaction-retention; undefined = off. */
+  readonly autoCompaction?: AutoCompactionMode | undefined;
+  /** --experimental-corrupt-check-time in ms (0 = off). */
+  readonly corruptCheckMs?: number;
   readonly cluster: ClusterFlags;
   readonly listenPeerUrls: readonly string[];
   readonly advertiseClientUrls: readonly string[];
@@ -129,6 +136,8 @@ export class Node implements ClusterPath, MaintenancePath, LeaderView {
   lessor = new Lessor();
   readonly leaseStore: LeaseStore;
   readonly memberStore: MemberStore;
+  /** Users, roles, permissions and simple tokens (auth helper). */
+  readonly auth: AuthStore;
   /** Active alarms (NOSPACE, CORRUPT), replicated through the log. */
   readonly alarms: AlarmStore;
   private readonly raft: RawNode;
@@ -190,6 +199,8 @@ export class Node implements ClusterPath, MaintenancePath, LeaderView {
   private applyPaused = false;
   private diskTimer: NodeJS.Timeout | undefined = undefined;
   private diskLow = false;
+  private compactor: AutoCompactor | undefined = undefined;
+  private corruptTimer: NodeJS.Timeout | undefined = undefined;
 
   private constructor(
     private readonly cfg: NodeConfig,
@@ -211,6 +222,7 @@ export class Node implements ClusterPath, MaintenancePath, LeaderView {
     this.ids = new RequestIds(memberId);
     this.leaseStore = new LeaseStore(backend);
     this.memberStore = new MemberStore(backend);
+    this.auth = new AuthStore(backend, monotonicMs);
     this.alarms = new AlarmStore(backend);
     this.quotaBytes = effectiveQuotaBytes(cfg.quotaBackendBytes ?? 0);
     this.dbBytes = backend.sizeBytes();
@@ -321,6 +333,7 @@ export class Node implements ClusterPath, MaintenancePath, LeaderView {
     node.tickTimer = setInterval(() => node.tick(), cfg.heartbeatMs);
     node.diskTimer = setInterval(() => node.checkDiskSpace(), DISK_CHECK_INTERVAL_MS);
     node.diskTimer.unref();
+    node.startChecks();
     node.kick();
     node.advanceTicksIfAlone();
     return node;
@@ -608,7 +621,7 @@ export class Node implements ClusterPath, MaintenancePath, LeaderView {
     const cost = quotaCost(req);
     if (cost > 0 && this.dbBytes + cost > this.quotaBytes) return this.refuseNoSpace();
     const id = this.ids.next();
-    const data = encodeInternalRequest({ ...req, header: { ID: id, proposedUnixMs: Date.now() } });
+    const data = encodeInternalRequest({ ...req, header: { ...req.header, ID: id, proposedUnixMs: Date.now() } });
     if (data.length > this.cfg.requestBytesMax) return Promise.reject(new ClientError('requestTooLarge'));
     return new Promise<ApplyOutcome>((resolve, reject) => {
       const timer = setTimeout(() => {
@@ -779,6 +792,7 @@ export class Node implements ClusterPath, MaintenancePath, LeaderView {
         this.store.reload();
         this.memberStore.reload();
         this.alarms.reload();
+        this.auth.reload();
         failed.set(err.index, err.error);
       }
     }
@@ -791,9 +805,12 @@ export class Node implements ClusterPath, MaintenancePath, LeaderView {
       leaseChanges: effects.leaseChanges,
       setMemberAttrs: (id: bigint, name: string, clientURLs: readonly string[]) => this.setMemberAttrs(id, name, clientURLs),
       alarms: this.alarms,
+      auth: this.auth,
+      entryIndex: 0,
     };
     for (const e of chunk) {
       assert(e.index === this.appliedIndex + 1, `entries apply in order (${e.index} after ${this.appliedIndex})`);
+      ctx.entryIndex = e.index;
       if (e.type === 'confChange') this.applyConfEntry(e, effects);
       else if (e.data.length > 0) {
         const req = decodeInternalRequest(e.data);
@@ -1028,6 +1045,7 @@ export class Node implements ClusterPath, MaintenancePath, LeaderView {
       this.store.reload();
       this.memberStore.reload();
       this.alarms.reload();
+      this.auth.reload();
       this.lessor = new Lessor();
       this.loadLeases();
       this.raftStorage.applySnapshot(meta);
@@ -1141,6 +1159,10 @@ export class Node implements ClusterPath, MaintenancePath, LeaderView {
         if (this.role !== 'leader') throw new Error('not leader');
         const l = this.lessor.get(Buffer.from(body).readBigInt64BE(0), monotonicMs());
         return Buffer.from(JSON.stringify(l === undefined ? null : { remainingMs: l.remainingMs, ttlSeconds: l.ttlSeconds }));
+      }
+      case 'hashkv': {
+        const h = this.store.hashKV(decodeHashRequest(body));
+        return encodeHashReply({ hash: h.hash, compactRevision: h.compactRevision, revision: this.store.currentRev });
       }
       case 'promote': {
         if (this.role !== 'leader') throw new Error('not leader');
@@ -1406,6 +1428,83 @@ export class Node implements ClusterPath, MaintenancePath, LeaderView {
     return this.store.hashKV(revision);
   }
 
+  // ---------- auto compaction and corruption checks ----------
+
+  private startChecks(): void {
+    const ac = this.cfg.autoCompaction;
+    if (ac !== undefined) {
+      this.compactor = new AutoCompactor(ac, {
+        currentRevision: () => this.store.currentRev,
+        isLeader: () => this.role === 'leader',
+        compact: (revision) =>
+          this.propose({ compaction: { revision } }).then(
+            (o) => o.ok || o.error.kind === 'compacted',
+            () => false,
+          ),
+        logger: this.cfg.logger.child('compactor'),
+      });
+      this.compactor.start();
+    }
+    const every = this.cfg.corruptCheckMs ?? 0;
+    if (every > 0) {
+      this.cfg.logger.info('enabled corruption checking', { interval: `${every}ms` });
+      this.corruptTimer = setInterval(() => {
+        if (this.role !== 'leader' || this.stopped) return;
+        this.checkHashes().catch((err: unknown) => this.cfg.logger.warn('corruption check failed', { error: err }));
+      }, every);
+      this.corruptTimer.unref();
+    }
+  }
+
+  private localHash(revision: number): LocalHash {
+    const h = this.store.hashKV(revision);
+    return { hash: h.hash, compactRevision: h.compactRevision, revision: h.hashRevision };
+  }
+
+  /** Every other member's HashKV at `revision` (unreachable or refusing members answer with an error). */
+  private peerHashes(revision: number): Promise<PeerHash[]> {
+    const others = this.memberStore.all().filter((m) => m.id !== this.memberId);
+    return Promise.all(
+      others.map((m) =>
+        this.transport.request(m.id, 'hashkv', encodeHashRequest(revision), this.reqTimeoutMs).then(
+          (body) => decodeHashReply(m.id, body),
+          (err: unknown): PeerHash => ({ id: m.id, ok: false, error: err instanceof Error ? err.message : String(err) }),
+        ),
+      ),
+    );
+  }
+
+  /**
+   * --experimental-initial-corrupt-check: before serving, this member's data must agree with every
+   * reachable peer's at the same revision and compaction. Rejects (the process must not serve) on a mismatch.
+   */
+  async initialCorruptCheck(): Promise<void> {
+    const log = this.cfg.logger;
+    const local = this.localHash(0);
+    log.info('starting initial corruption check', { revision: local.revision, 'compact-revision': local.compactRevision, hash: local.hash });
+    const peers = await this.peerHashes(local.revision);
+    for (const p of peers) if (!p.ok) log.warn('cannot check the hash of a peer', { peer: p.id.toString(16), error: p.error });
+    const bad = initialMismatches(local, peers);
+    if (bad.length > 0) {
+      for (const id of bad) log.error('found data inconsistency with a peer', { peer: id.toString(16), 'local-hash': local.hash, revision: local.revision, 'compact-revision': local.compactRevision });
+      throw new StorageFault(`${this.memberId.toString(16)} found data inconsistency with peers`);
+    }
+    log.info('initial corruption checking passed; no corruption', { revision: local.revision });
+  }
+
+  /** The leader's periodic check (etcd's checkHashKV); raises CORRUPT for the first member found wrong. */
+  private async checkHashes(): Promise<void> {
+    const before = this.localHash(0);
+    const peers = await this.peerHashes(before.revision);
+    await (this.linearizableRead() ?? Promise.resolve());
+    const after = this.localHash(0);
+    const bad = periodicMismatches(this.memberId, before, after, peers);
+    const first = bad[0];
+    if (first === undefined) return;
+    this.cfg.logger.error('found data inconsistency: raising the CORRUPT alarm', { member: first.toString(16), 'leader-hash': before.hash, revision: before.revision, 'compact-revision': before.compactRevision, peers: peers.map((p) => (p.ok ? { id: p.id.toString(16), hash: p.hash, revision: p.revision, 'compact-revision': p.compactRevision } : { id: p.id.toString(16), error: p.error })) });
+    await this.raiseAlarm(AlarmType.CORRUPT, first);
+  }
+
   // ---------- compaction (physical, in the background) ----------
 
   compactInBackground(): void {
@@ -1450,6 +1549,8 @@ export class Node implements ClusterPath, MaintenancePath, LeaderView {
     this.stopped = true;
     if (this.tickTimer !== undefined) clearInterval(this.tickTimer);
     if (this.diskTimer !== undefined) clearInterval(this.diskTimer);
+    if (this.corruptTimer !== undefined) clearInterval(this.corruptTimer);
+    this.compactor?.stop();
     if (this.leaseTimer !== undefined) clearTimeout(this.leaseTimer);
     for (const s of this.leaderlessSubs) if (s.timer !== undefined) clearTimeout(s.timer);
     await this.transport.close();
