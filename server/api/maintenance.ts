@@ -71,22 +71,31 @@ function downgradeRefusal(r: DowngradeRequest): ClientError {
   return new ClientError('invalidDowngradeTarget');
 }
 
+/** File bytes read at once; sent as SNAPSHOT_CHUNK_BYTES messages in one write. */
+const SNAPSHOT_READ_BYTES = 1024 * 1024;
+/** Output the stream may hold unsent before the sender waits for it to drain. */
+const SNAPSHOT_BUFFER_BYTES = 8 * 1024 * 1024;
+
 /** Streams a file as SnapshotResponse chunks, then its SHA-256 as the last chunk (remaining 0). */
 async function streamSnapshot(path: string, bytes: number, out: ServerStream, signal: AbortSignal): Promise<void> {
   const fh = await open(path, 'r');
   try {
     const sha = createHash('sha256');
-    const buf = Buffer.allocUnsafe(SNAPSHOT_CHUNK_BYTES);
     let sent = 0;
     while (sent < bytes) {
       if (signal.aborted || out.closed) return;
-      const { bytesRead } = await fh.read(buf, 0, Math.min(buf.length, bytes - sent), sent);
+      const buf = Buffer.allocUnsafe(Math.min(SNAPSHOT_READ_BYTES, bytes - sent));
+      const { bytesRead } = await fh.read(buf, 0, buf.length, sent);
       if (bytesRead === 0) throw new Error(`snapshot copy ${path} ended at ${sent} of ${bytes} bytes`);
-      const chunk = buf.subarray(0, bytesRead);
-      sha.update(chunk);
-      sent += bytesRead;
-      if (!out.send(encodeSnapshotResponse({ remainingBytes: bytes - sent, blob: chunk }))) {
-        if (out.closed) return;
+      const messages: Uint8Array[] = [];
+      for (let at = 0; at < bytesRead; at += SNAPSHOT_CHUNK_BYTES) {
+        const chunk = buf.subarray(at, Math.min(at + SNAPSHOT_CHUNK_BYTES, bytesRead));
+        sha.update(chunk);
+        sent += chunk.length;
+        messages.push(encodeSnapshotResponse({ remainingBytes: bytes - sent, blob: chunk }));
+      }
+      out.sendMany(messages);
+      if (out.bufferedBytes > SNAPSHOT_BUFFER_BYTES && !out.closed) {
         await new Promise<void>((resolve) => {
           out.onDrain(resolve);
           signal.addEventListener('abort', () => resolve(), { once: true });

@@ -29,6 +29,9 @@
 // over the members; a Raft term that moved during a row is listed under the table as leader
 // elections, and each member's warn/error log lines are summarised on stderr and kept in the
 // results file (memberLogs).
+// Admin rows (`--only admin`, test/bench/adminload.ts, run after everything else): a single member
+// of each filled with 1 GiB (CAIRN_BENCH_ADMIN_BYTES), then etcdctl snapshot save (MB/s) and defrag
+// (full, and after deleting half) timed; about 3-4 min for both servers.
 // `--only cluster` names the four; they took 2 min 20 s - 2 min 30 s for both clusters (8 rows
 // each; starting a cluster ~5 s) with the 2 CPUs shared (load average 8-17).
 //
@@ -58,6 +61,7 @@ import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { startCluster } from '../harness/cluster.js';
+import { formatAdminTable, runAdmin, type AdminFigures } from './adminload.js';
 import type { Cluster } from '../harness/cluster.js';
 import { ETCDCTL_BIN, REPO_ROOT, startCairn, startEtcd } from '../harness/procs.js';
 import type { ServerOpts, ServerProc, TargetKind } from '../harness/procs.js';
@@ -130,7 +134,7 @@ type Target = 'cairn' | 'etcd';
 type ToolWorkload = 'put' | 'range-lin' | 'range-ser' | 'txn-put';
 type DriverWorkload = 'watch' | 'watch-latency' | 'lease';
 type ClusterWorkload = `${ToolWorkload}-3m`;
-type WorkloadName = ToolWorkload | DriverWorkload | ClusterWorkload;
+type WorkloadName = ToolWorkload | DriverWorkload | ClusterWorkload | 'admin';
 const TOOL_WORKLOADS: readonly ToolWorkload[] = ['put', 'range-lin', 'range-ser', 'txn-put'];
 const DRIVER_WORKLOADS: readonly DriverWorkload[] = ['watch', 'watch-latency', 'lease'];
 /** Each cluster workload's tool workload (the name is rowName(base, CLUSTER_SIZE)). */
@@ -141,7 +145,7 @@ const CLUSTER_BASE: Readonly<Record<ClusterWorkload, ToolWorkload>> = {
   'txn-put-3m': 'txn-put',
 };
 const CLUSTER_WORKLOADS = Object.keys(CLUSTER_BASE).filter(isClusterWorkload);
-const WORKLOAD_NAMES: readonly WorkloadName[] = [...TOOL_WORKLOADS, ...DRIVER_WORKLOADS, ...CLUSTER_WORKLOADS];
+const WORKLOAD_NAMES: readonly WorkloadName[] = [...TOOL_WORKLOADS, ...DRIVER_WORKLOADS, ...CLUSTER_WORKLOADS, 'admin'];
 /** Names for groups of workloads on --only. */
 const WORKLOAD_GROUPS: Readonly<Record<string, readonly WorkloadName[]>> = { cluster: CLUSTER_WORKLOADS };
 
@@ -962,11 +966,25 @@ async function main(): Promise<void> {
     );
     console.log(formatTable(clusterResults));
   }
+  let admin: { etcd: AdminFigures | string; cairn: AdminFigures | string } | undefined;
+  if (cfg.workloads.includes('admin')) {
+    const fillBytes = envPositiveInt('CAIRN_BENCH_ADMIN_BYTES', 2 ** 30);
+    const side = (label: string, start: (o: ServerOpts) => Promise<ServerProc>): Promise<AdminFigures | string> =>
+      runAdmin(label, start, cfg.dir, fillBytes).catch((e: unknown) => {
+        process.stderr.write(`bench: admin ${label} failed: ${errorText(e)}\n`);
+        return `failed: ${errorText(e).split('\n')[0] ?? ''}`;
+      });
+    const etcdAdmin = await side('etcd', startEtcd);
+    const cairnAdmin = await side(targetLabel, cfg.target === 'cairn' ? startCairn : startEtcd);
+    admin = { etcd: etcdAdmin, cairn: cairnAdmin };
+    console.log(`\nAdmin: a single member filled with ${(fillBytes / 2 ** 30).toFixed(2)} GiB (64 KiB values), then etcdctl snapshot save and defrag, timed\n`);
+    console.log(formatAdminTable(etcdAdmin, cairnAdmin));
+  }
   const notes = footnotes(results);
   if (notes.length > 0) console.log(`\nErrors and elections:\n${notes.map((n) => `  - ${n}`).join('\n')}`);
 
   const memberLogs = clustered ? { [etcdLabel3]: etcd3.logs, [cairnLabel3]: cairn3.logs } : undefined;
-  const json = { meta, rows: results.map((r) => ({ ...r, ratioCairnToEtcd: ratio(r) ?? null })), memberLogs };
+  const json = { meta, rows: results.map((r) => ({ ...r, ratioCairnToEtcd: ratio(r) ?? null })), memberLogs, admin };
   writeFileSync(cfg.out, `${JSON.stringify(json, (_k, v: unknown) => (v === undefined ? null : v), 2)}\n`);
   console.log(`\nwrote ${cfg.out}`);
 }
