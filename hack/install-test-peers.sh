@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs the reference peers the tests and the bench compare Cairn against:
 # etcd and etcdctl 3.4 from Debian (etcd-server, etcd-client), and iproute2 (`ip`: the partition
-# and linearizability tests put members in network namespaces).
+# and linearizability tests put members in network namespaces), openssl (the TLS and auth tests make
+# their certificates and keys) and curl (the gateway tests run etcd's curl examples).
 # Idempotent: when both binaries are on PATH it only prints their versions.
 # The package's own etcd service is never left running: service starts are
 # refused during the install, and a package-owned etcd that appeared anyway
@@ -15,7 +16,7 @@ print_versions() {
   echo "install-test-peers: $(command -v etcdctl): $(etcdctl version 2>/dev/null | head -n 1)"
 }
 
-if have etcd && have etcdctl && have ip; then
+if have etcd && have etcdctl && have ip && have openssl && have curl; then
   print_versions
   exit 0
 fi
@@ -25,7 +26,7 @@ if [ "$(id -u)" -ne 0 ]; then
   if have sudo; then
     SUDO=(sudo -n)
   else
-    echo "install-test-peers: etcd/etcdctl missing and not root (no sudo): install etcd-server and etcd-client" >&2
+    echo "install-test-peers: etcd/etcdctl/ip/openssl/curl missing and not root (no sudo): install etcd-server and etcd-client" >&2
     exit 1
   fi
 fi
@@ -56,7 +57,7 @@ export DEBIAN_FRONTEND=noninteractive
 "${SUDO[@]}" apt-get update -qq
 "${SUDO[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
   -o Dpkg::Options::=--force-confdef -o Dpkg::Options::=--force-confold \
-  etcd-server etcd-client iproute2 >/dev/null
+  etcd-server etcd-client iproute2 openssl curl ca-certificates >/dev/null
 
 # Stop a package etcd that the install started despite the policy.
 after="$(package_etcd_pids)"
