@@ -47,8 +47,8 @@ export interface MaintenanceApiOptions {
 export interface MaintenanceApi {
   readonly status: () => Uint8Array;
   readonly moveLeader: (r: MoveLeaderRequest) => Promise<Uint8Array>;
-  readonly hashKV: (r: HashKVRequest) => Uint8Array;
-  readonly hash: () => Uint8Array;
+  readonly hashKV: (r: HashKVRequest) => Promise<Uint8Array>;
+  readonly hash: () => Promise<Uint8Array>;
   readonly alarm: (r: AlarmRequest) => Promise<Uint8Array>;
   readonly defragment: () => Promise<Uint8Array>;
   readonly downgrade: (r: DowngradeRequest) => Uint8Array;
@@ -137,12 +137,12 @@ export function maintenanceApi(m: MaintenancePath, hdr: HeaderSource, opts: Main
       return encodeMoveLeaderResponse({});
     },
     // Header revision = the current revision (etcd's HashByRev returns it), hash_revision = the one hashed.
-    hashKV: (r) => {
-      const h = m.hashKV(r.revision);
+    hashKV: async (r) => {
+      const h = await m.hashKV(r.revision);
       return encodeHashKVResponse({ header: currentHeader(hdr), hash: h.hash, compactRevision: h.compactRevision, hashRevision: h.hashRevision });
     },
-    hash: () => {
-      const h = m.hash();
+    hash: async () => {
+      const h = await m.hash();
       return encodeHashResponse({ header: { ...currentHeader(hdr), revision: h.revision }, hash: h.hash });
     },
     alarm: (r) => {

@@ -199,6 +199,16 @@ export class Node implements ClusterPath, MaintenancePath, LeaderView {
   private applyPaused = false;
   private diskTimer: NodeJS.Timeout | undefined = undefined;
   private diskLow = false;
+  /** Set while the database file is being replaced (defragmentation, snapshot install): nothing may read it. */
+  private swapping = false;
+  /** Watch catch-up work that arrived while swapping, run once the new file is open. */
+  private readonly deferredWatchTasks: (() => void)[] = [];
+  /** Resolves when the swap in progress ends. */
+  private swapped: Promise<void> = Promise.resolve();
+  /** Size in use as last measured (Status during a swap answers with it). */
+  private lastInUseBytes = 0;
+  /** Resolves when the running defragmentation (applyPaused) ends. */
+  private defragDone: Promise<void> = Promise.resolve();
   private compactor: AutoCompactor | undefined = undefined;
   private corruptTimer: NodeJS.Timeout | undefined = undefined;
 
@@ -226,7 +236,7 @@ export class Node implements ClusterPath, MaintenancePath, LeaderView {
     this.alarms = new AlarmStore(backend);
     this.quotaBytes = effectiveQuotaBytes(cfg.quotaBackendBytes ?? 0);
     this.dbBytes = backend.sizeBytes();
-    this.watchable = new WatchableStore(store, WATCH_CATCH_UP, (fn) => setImmediate(fn));
+    this.watchable = new WatchableStore(store, WATCH_CATCH_UP, (fn) => setImmediate(() => this.watchTask(fn)));
     this.leaderlessSince = monotonicMs();
     this.reqTimeoutMs = 5000 + 2 * cfg.electionMs;
     const electionTicks = Math.max(2, Math.round(cfg.electionMs / cfg.heartbeatMs));
@@ -442,6 +452,8 @@ export class Node implements ClusterPath, MaintenancePath, LeaderView {
     if (hs !== undefined) this.currentTerm = hs.term;
     const serial = rd.snapshot !== undefined || rd.committedEntries.some((e) => e.type === 'confChange');
     if (serial) await this.drainWrites();
+    // A conf change applies before raft advances: wait out a defragmentation holding applies back.
+    while (serial && this.applyPaused) await this.defragDone;
     if (rd.snapshot !== undefined) await this.installSnapshot(rd.snapshot, hs);
     const termVote = hs !== undefined && (hs.term !== this.handedTerm || hs.vote !== this.handedVote);
     if (hs !== undefined) {
@@ -1035,7 +1047,7 @@ export class Node implements ClusterPath, MaintenancePath, LeaderView {
     try {
       await this.wal.appendSnapshot({ index: meta.index, term: meta.term }, hs !== undefined ? toWalHardState(hs) : undefined);
       await this.compacting;
-      await this.serialBackend(() => this.backend.replaceWith(final));
+      await this.serialBackend(() => this.swapBackend(final));
       this.dbBytes = this.backend.sizeBytes();
       const applied = decodeNum(this.backend.table('meta').get(META.appliedIndex), 0);
       if (applied !== meta.index) throw new StorageFault(`node: snapshot ${meta.index} holds applied index ${applied}`);
@@ -1282,7 +1294,7 @@ export class Node implements ClusterPath, MaintenancePath, LeaderView {
       raftAppliedIndex: this.appliedIndex,
       isLearner: this.isLearner(),
       dbSizeBytes: this.backend.sizeBytes(),
-      dbSizeInUseBytes: this.backend.sizeInUseBytes(),
+      dbSizeInUseBytes: this.swapping ? this.lastInUseBytes : (this.lastInUseBytes = this.backend.sizeInUseBytes()),
       alarms: this.alarms.get(AlarmType.NONE),
     };
   }
@@ -1325,6 +1337,26 @@ export class Node implements ClusterPath, MaintenancePath, LeaderView {
           .finally(() => (this.diskLow = false));
       })
       .catch((err: unknown) => this.cfg.logger.warn('cannot check free disk space', { error: err }));
+  }
+
+  /** Runs a watch catch-up step now, or after the database file swap in progress. */
+  private watchTask(fn: () => void): void {
+    if (this.swapping) this.deferredWatchTasks.push(fn);
+    else fn();
+  }
+
+  /** Replaces the database file (Backend.replaceWith) with nothing reading it meanwhile. */
+  private async swapBackend(file: string): Promise<void> {
+    this.swapping = true;
+    let done!: () => void;
+    this.swapped = new Promise<void>((r) => (done = r));
+    try {
+      await this.backend.replaceWith(file);
+    } finally {
+      this.swapping = false;
+      done();
+      for (const fn of this.deferredWatchTasks.splice(0)) setImmediate(fn);
+    }
   }
 
   /** Runs fn after every earlier backend-wide operation, alone. */
@@ -1371,6 +1403,7 @@ export class Node implements ClusterPath, MaintenancePath, LeaderView {
       log.info('defragmenting the storage backend', { path: this.backend.path, 'current-db-size-bytes': beforeBytes, 'current-db-size-in-use-bytes': this.backend.sizeInUseBytes() });
       let done!: () => void;
       this.installing = new Promise<void>((r) => (done = r));
+      this.defragDone = this.installing;
       this.applyPaused = true;
       try {
         await this.compacting;
@@ -1384,7 +1417,7 @@ export class Node implements ClusterPath, MaintenancePath, LeaderView {
           } finally {
             closeSync(fd);
           }
-          await this.backend.replaceWith(tmp);
+          await this.swapBackend(tmp);
         } finally {
           rmSync(tmp, { force: true });
           rmSync(`${tmp}-lock`, { force: true });
@@ -1406,7 +1439,8 @@ export class Node implements ClusterPath, MaintenancePath, LeaderView {
   }
 
   /** Maintenance.Hash: CRC-32 over every replicated table (not member-local meta), and the current revision. */
-  hash(): { hash: number; revision: number } {
+  hash(): { hash: number; revision: number } | Promise<{ hash: number; revision: number }> {
+    if (this.swapping) return this.swapped.then(() => this.hash());
     return { hash: this.backend.hash(['rev', 'lease', 'members', 'alarm', 'authUsers', 'authRoles'], ['index', 'leaseKeys']), revision: this.store.currentRev };
   }
 
@@ -1424,7 +1458,8 @@ export class Node implements ClusterPath, MaintenancePath, LeaderView {
     }
   }
 
-  hashKV(revision: number): HashKvResult {
+  hashKV(revision: number): HashKvResult | Promise<HashKvResult> {
+    if (this.swapping) return this.swapped.then(() => this.hashKV(revision));
     return this.store.hashKV(revision);
   }
 

@@ -54,9 +54,9 @@ export interface MaintenancePath {
   /** MoveLeader: this member must be the leader; resolves once `target` leads. */
   moveLeader(target: bigint): Promise<void>;
   /** HashKV at `revision` (0 = current). Rejects with ClientError compacted / futureRev as etcd. */
-  hashKV(revision: number): HashKvResult;
+  hashKV(revision: number): HashKvResult | Promise<HashKvResult>;
   /** Maintenance.Hash: a hash of every replicated table, and the current revision. */
-  hash(): { hash: number; revision: number };
+  hash(): { hash: number; revision: number } | Promise<{ hash: number; revision: number }>;
   /** Online defragmentation: resolves once the database file was rewritten without free pages. */
   defragment(): Promise<{ beforeBytes: number; afterBytes: number; tookMs: number }>;
   /** A consistent copy of the database for Maintenance.Snapshot; release() removes it. */

@@ -173,6 +173,28 @@ const ETCD_RPCTYPES: ReadonlyMap<string, number> = new Map([
   ['etcdserver: request timed out', Status.UNAVAILABLE],
   ['etcdserver: rpc not supported for learner', Status.UNAVAILABLE],
   ['etcdserver: bad leader transferee', Status.FAILED_PRECONDITION],
+  ['etcdserver: mvcc: database space exceeded', Status.RESOURCE_EXHAUSTED],
+  ['etcdserver: corrupt cluster', Status.DATA_LOSS],
+  ['etcdserver: user name is empty', Status.INVALID_ARGUMENT],
+  ['etcdserver: role name is empty', Status.INVALID_ARGUMENT],
+  ['etcdserver: authentication failed, invalid user ID or password', Status.INVALID_ARGUMENT],
+  ['etcdserver: permission not given', Status.INVALID_ARGUMENT],
+  ['etcdserver: invalid auth management', Status.INVALID_ARGUMENT],
+  ['etcdserver: revision of auth store is old', Status.INVALID_ARGUMENT],
+  ['etcdserver: root user does not exist', Status.FAILED_PRECONDITION],
+  ['etcdserver: root user does not have root role', Status.FAILED_PRECONDITION],
+  ['etcdserver: user name already exists', Status.FAILED_PRECONDITION],
+  ['etcdserver: user name not found', Status.FAILED_PRECONDITION],
+  ['etcdserver: role name already exists', Status.FAILED_PRECONDITION],
+  ['etcdserver: role name not found', Status.FAILED_PRECONDITION],
+  ['etcdserver: role is not granted to the user', Status.FAILED_PRECONDITION],
+  ['etcdserver: permission is not granted to the role', Status.FAILED_PRECONDITION],
+  ['etcdserver: authentication is not enabled', Status.FAILED_PRECONDITION],
+  ['etcdserver: permission denied', Status.PERMISSION_DENIED],
+  ['etcdserver: invalid auth token', Status.UNAUTHENTICATED],
+  ['etcdserver: wrong downgrade target version format', Status.INVALID_ARGUMENT],
+  ['etcdserver: invalid downgrade target version', Status.INVALID_ARGUMENT],
+  ['etcdserver: no inflight downgrade job', Status.FAILED_PRECONDITION],
 ]);
 
 // etcdserver errors etcd's togRPCError does not turn into an rpctypes status: they reach the client
@@ -188,6 +210,10 @@ const CLIENT_KINDS: readonly ClientErrorKind[] = [
   'requestTooLarge', 'keyTooLarge', 'compacted', 'futureRev', 'leaseNotFound', 'leaseExists', 'leaseTtlTooLarge',
   'memberNotFound', 'memberIdExists', 'peerUrlExists', 'notEnoughStarted', 'memberNotLearner', 'learnerNotReady',
   'tooManyLearners', 'invalidPeerUrls', 'notLeader', 'badLeaderTransferee', 'learnerNotSupported', 'badRequest',
+  'noSpace', 'corrupt', 'userEmpty', 'roleEmpty', 'authFailed', 'permissionNotGiven', 'invalidAuthMgmt', 'authOldRevision',
+  'rootUserNotExist', 'rootRoleNotExist', 'userAlreadyExist', 'userNotFound', 'roleAlreadyExist', 'roleNotFound',
+  'roleNotGranted', 'permissionNotGranted', 'authNotEnabled', 'permissionDenied', 'invalidAuthToken',
+  'invalidDowngradeTargetFormat', 'invalidDowngradeTarget', 'noInflightDowngrade',
 ];
 const REFUSAL_KINDS: readonly RefusalKind[] = ['stopped', 'tooManyRequests', 'timeout', 'noLeader', 'leaderChanged', 'timeoutLeaderTransfer', 'removed'];
 /** Cairn's own errors (no etcd counterpart): badRequest carries its own text, keyTooLarge is an LMDB limit. */
@@ -443,7 +469,7 @@ test('Status: etcd\'s fields, the configured version, quota (2 GiB when 0), "no 
 test('HashKV: header at the current revision, hash, compact and hashed revisions; MoveLeader answers an empty message', async () => {
   const m = maintenancePath(STATUS, HASH);
   const api = maintenanceApi(m, hdr(9), { version: '3.5.21', backendQuotaBytes: 0 });
-  const h = decodeHashKVResponse(api.hashKV({ revision: 5 }));
+  const h = decodeHashKVResponse(await api.hashKV({ revision: 5 }));
   assert.deepEqual(h, { header: { clusterId: 0xabcn, memberId: 7n, revision: 9, raftTerm: 4 }, hash: 3305255506, compactRevision: -1, hashRevision: 5 });
   const bytes = await api.moveLeader({ targetID: 11n });
   assert.deepEqual(m.moved, [11n]);
@@ -592,7 +618,9 @@ test('on the wire: Cluster and Maintenance answer; hasleader and learner checks 
     assert.ok(ml.ok);
     assert.deepEqual((ml.value['members'] as Msg[]).map((m) => m['ID']), ['4', '9']);
     assert.deepEqual(failed(await c.unary('Cluster', 'MemberAdd', { peerURLs: ['http://h'] })), { code: Status.INVALID_ARGUMENT, details: 'etcdserver: given member URLs are invalid' });
-    assert.equal(failed(await c.unary('Maintenance', 'Alarm', {}))?.code, Status.UNIMPLEMENTED, 'issue 5 methods stay unregistered');
+    assert.deepEqual(failed(await c.unary('Maintenance', 'Downgrade', { action: 'VALIDATE', version: '3.4.0' })), { code: Status.INVALID_ARGUMENT, details: 'etcdserver: invalid downgrade target version' });
+    assert.deepEqual(failed(await c.unary('Maintenance', 'Downgrade', { action: 'VALIDATE', version: '3.4' })), { code: Status.INVALID_ARGUMENT, details: 'etcdserver: wrong downgrade target version format' });
+    assert.deepEqual(failed(await c.unary('Maintenance', 'Downgrade', { action: 'CANCEL' })), { code: Status.FAILED_PRECONDITION, details: 'etcdserver: no inflight downgrade job' });
 
     v.leader = false;
     assert.ok((await c.range({ key: Buffer.from('k') })).ok, 'without hasleader a call is served while leaderless');
