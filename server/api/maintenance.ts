@@ -76,9 +76,15 @@ const SNAPSHOT_READ_BYTES = 1024 * 1024;
 /** Output the stream may hold unsent before the sender waits for it to drain. */
 const SNAPSHOT_BUFFER_BYTES = 8 * 1024 * 1024;
 
+/** A progress line every this many bytes of a snapshot stream. */
+const SNAPSHOT_PROGRESS_BYTES = 256 * 1024 * 1024;
+
 /** Streams a file as SnapshotResponse chunks, then its SHA-256 as the last chunk (remaining 0). */
-async function streamSnapshot(path: string, bytes: number, out: ServerStream, signal: AbortSignal): Promise<void> {
+async function streamSnapshot(path: string, bytes: number, out: ServerStream, signal: AbortSignal, log: Logger | undefined): Promise<void> {
   const fh = await open(path, 'r');
+  const started = Date.now();
+  let nextProgress = SNAPSHOT_PROGRESS_BYTES;
+  log?.info('sending database snapshot to client', { 'total-bytes': bytes });
   try {
     const sha = createHash('sha256');
     let sent = 0;
@@ -95,6 +101,10 @@ async function streamSnapshot(path: string, bytes: number, out: ServerStream, si
         messages.push(encodeSnapshotResponse({ remainingBytes: bytes - sent, blob: chunk }));
       }
       out.sendMany(messages);
+      if (sent >= nextProgress) {
+        nextProgress += SNAPSHOT_PROGRESS_BYTES;
+        log?.info('sending database snapshot to client: progress', { 'sent-bytes': sent, 'total-bytes': bytes, 'percent': Math.floor((100 * sent) / bytes) });
+      }
       if (out.bufferedBytes > SNAPSHOT_BUFFER_BYTES && !out.closed) {
         await new Promise<void>((resolve) => {
           out.onDrain(resolve);
@@ -104,6 +114,8 @@ async function streamSnapshot(path: string, bytes: number, out: ServerStream, si
     }
     out.send(encodeSnapshotResponse({ remainingBytes: 0, blob: sha.digest() }));
     out.end();
+    const tookMs = Date.now() - started;
+    log?.info('sent database snapshot to client', { 'total-bytes': bytes, 'took-ms': tookMs, 'MB/s': Math.round(bytes / 1e3 / Math.max(1, tookMs)) });
   } finally {
     await fh.close();
   }
@@ -165,7 +177,7 @@ export function maintenanceApi(m: MaintenancePath, hdr: HeaderSource, opts: Main
       };
       m.snapshotCopy().then(
         (copy) =>
-          streamSnapshot(copy.path, copy.bytes, out, ctx.signal)
+          streamSnapshot(copy.path, copy.bytes, out, ctx.signal, opts.log)
             .catch(failed)
             .finally(() => copy.release()),
         failed,
