@@ -9,6 +9,7 @@ import { encodeConfChange, type Entry, type HardState } from '../raft/index.js';
 import { Transport } from '../transport/index.js';
 import { StorageFault } from '../base/errors.js';
 import type { Logger } from '../base/log.js';
+import type { TlsConfig } from '../base/tls.js';
 
 export interface ClusterFlags {
   readonly name: string;
@@ -32,13 +33,13 @@ export class BootstrapError extends Error {
   override readonly name = 'BootstrapError';
 }
 
-export async function establishIdentity(backend: Backend, flags: ClusterFlags, log: Logger): Promise<Identity> {
+export async function establishIdentity(backend: Backend, flags: ClusterFlags, log: Logger, peerTls?: TlsConfig): Promise<Identity> {
   const meta = backend.table('meta');
   const cluster = decodeId(meta.get(META.clusterId));
   const member = decodeId(meta.get(META.memberId));
   if (cluster !== undefined && member !== undefined) return { clusterId: cluster, memberId: member, knownPeers: [], bootstrap: undefined };
   if (decodeNum(meta.get(META.appliedIndex), 0) !== 0) throw new StorageFault('node: backend has applied entries but no member id');
-  const id = flags.initialClusterState === 'new' ? newCluster(flags) : await joinCluster(flags, log);
+  const id = flags.initialClusterState === 'new' ? newCluster(flags) : await joinCluster(flags, log, peerTls);
   backend.write(() => {
     meta.put(META.clusterId, encodeId(id.clusterId));
     meta.put(META.memberId, encodeId(id.memberId));
@@ -107,7 +108,7 @@ function decodeMembersReply(b: Uint8Array): { clusterId: bigint; members: Member
 
 const JOIN_FETCH_TIMEOUT_MS = 2000;
 
-async function joinCluster(flags: ClusterFlags, log: Logger): Promise<Identity> {
+async function joinCluster(flags: ClusterFlags, log: Logger, peerTls: TlsConfig | undefined): Promise<Identity> {
   let byName: Map<string, string[]>;
   try {
     byName = parseInitialCluster(flags.initialCluster);
@@ -119,7 +120,7 @@ async function joinCluster(flags: ClusterFlags, log: Logger): Promise<Identity> 
   const errors: string[] = [];
   for (const url of urls) {
     try {
-      const reply = decodeMembersReply(await Transport.requestUrl(url, 'members', new Uint8Array(0), JOIN_FETCH_TIMEOUT_MS));
+      const reply = decodeMembersReply(await Transport.requestUrl(url, 'members', new Uint8Array(0), JOIN_FETCH_TIMEOUT_MS, 0n, peerTls));
       const self = reply.members.find((m) => sameUrls(m.peerURLs, flags.initialAdvertisePeerUrls));
       if (self === undefined) {
         throw new BootstrapError(`member with peer URLs ${flags.initialAdvertisePeerUrls.join(',')} is not in the cluster's member list (add it with member add first)`);

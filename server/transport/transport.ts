@@ -12,7 +12,8 @@ import { type Hello, type Purpose, purposes } from './frame.js';
 import { helloHandler } from './inbound.js';
 import { RequestChannel } from './request.js';
 import { type OutgoingSnapshot, sendSnapshot } from './snapshot.js';
-import { type SocketFactory, formatPeerUrl, parsePeerUrl, plainTcp } from './sockets.js';
+import type { TlsConfig } from '../base/tls.js';
+import { type SocketFactory, formatPeerUrl, parsePeerUrl, plainTcp, tlsSockets } from './sockets.js';
 import { StreamSender } from './stream.js';
 
 export interface TransportOptions {
@@ -39,8 +40,12 @@ export interface TransportOptions {
   isRemoved(id: bigint): boolean;
   /** A peer refused us because we were removed from the cluster (called once). */
   onRemoved(): void;
-  /** Socket creation (default plain TCP; TLS later). */
+  /** A ping's round trip on the stream to peer `to` was measured (ms); for metrics. */
+  onRoundTrip?: ((to: bigint, ms: number) => void) | undefined;
+  /** Socket creation (default: plain TCP, or TLS for https URLs when `tls` is given). */
   readonly sockets?: SocketFactory | undefined;
+  /** Peer certificates (--peer-cert-file etc.): https listen URLs serve TLS, https peer URLs are dialled with TLS. */
+  readonly tls?: TlsConfig | undefined;
 }
 
 export interface PeerStats {
@@ -93,8 +98,8 @@ export class Transport {
 
   private constructor(private readonly opts: TransportOptions) {
     this.clusterIdValue = opts.clusterId;
-    this.sockets = opts.sockets ?? plainTcp;
     this.logger = opts.logger;
+    this.sockets = opts.sockets ?? (opts.tls === undefined ? plainTcp : tlsSockets(opts.tls, opts.logger));
     this.ticker = setInterval(() => this.tick(), PEER_PING_INTERVAL_MS);
     this.ticker.unref();
   }
@@ -117,8 +122,8 @@ export class Transport {
   }
 
   private async bind(url: string): Promise<void> {
-    const { host, port } = parsePeerUrl(url);
-    const server = this.sockets.createServer((socket) => this.accept(socket));
+    const { host, port, secure } = parsePeerUrl(url);
+    const server = this.sockets.createServer((socket) => this.accept(socket), secure);
     this.servers.push(server);
     await new Promise<void>((resolve, reject) => {
       server.once('error', reject);
@@ -129,7 +134,7 @@ export class Transport {
     });
     server.on('error', (err) => this.logger.error('peer listener failed', { url, error: err }));
     const addr = server.address();
-    this.bound.push(typeof addr === 'object' && addr !== null ? formatPeerUrl(host, addr.port) : url);
+    this.bound.push(typeof addr === 'object' && addr !== null ? formatPeerUrl(host, addr.port, secure) : url);
   }
 
   get clusterId(): bigint {
@@ -167,9 +172,17 @@ export class Transport {
    * One request to a peer known only by URL (a joining member fetching the member list): the hello
    * carries `clusterId` (0 = unknown), from = 0 and to = 0; receivers serve only kind 'members' this way.
    */
-  static async requestUrl(url: string, kind: string, body: Uint8Array, timeoutMs: number, clusterId = 0n, sockets: SocketFactory = plainTcp): Promise<Uint8Array> {
+  static async requestUrl(
+    url: string,
+    kind: string,
+    body: Uint8Array,
+    timeoutMs: number,
+    clusterId = 0n,
+    sockets: SocketFactory | TlsConfig | undefined = plainTcp,
+  ): Promise<Uint8Array> {
     const conns = new Set<FramedConn>();
-    const env = { sockets, logger: silentLogger, track: (c: FramedConn) => conns.add(c) };
+    const made = sockets !== undefined && 'files' in sockets ? tlsSockets(sockets, silentLogger) : undefined;
+    const env = { sockets: made ?? (sockets !== undefined && 'connect' in sockets ? sockets : plainTcp), logger: silentLogger, track: (c: FramedConn) => conns.add(c) };
     const hello: Hello = { version: PROTOCOL_VERSION, purpose: purposes.request, clusterId, from: 0n, to: 0n };
     const ch = new RequestChannel(url, [url], {
       logger: silentLogger,
@@ -182,6 +195,7 @@ export class Transport {
     } finally {
       ch.stop('request done');
       await Promise.all([...conns].map((c) => c.done));
+      made?.close?.();
     }
   }
 
@@ -202,6 +216,7 @@ export class Transport {
         dial: (u, h) => this.dial(u, h),
         unreachable: (to) => this.reportUnreachable(to),
         refused: (to, err) => this.refused(to, err),
+        roundTrip: (to, ms) => this.opts.onRoundTrip?.(to, ms),
       }),
       requests: new RequestChannel(`member ${id.toString(16)}`, urls, {
         logger: this.logger,
@@ -274,6 +289,7 @@ export class Transport {
     for (const c of this.conns) c.close('transport closed');
     await Promise.all([...serversClosed, ...[...this.conns].map((c) => c.done)]);
     await Promise.all([...this.cleanups]);
+    if (this.opts.sockets === undefined) this.sockets.close?.();
   }
 
   private hello(purpose: Purpose, to: bigint): Hello | undefined {

@@ -25,6 +25,8 @@ export interface ClusterMember {
   readonly clientUrl: string;
   /** "host:port": what gRPC clients and etcdctl --endpoints take. */
   readonly endpoint: string;
+  /** "https://host:port" of the TLS client listener (ClusterOptions.clientTls only). */
+  readonly tlsEndpoint: string | undefined;
   readonly dataDir: string;
   /** The running process; undefined while the member is down (never started, killed, stopped, removed). */
   proc: ServerProc | undefined;
@@ -45,6 +47,21 @@ export interface ClusterOptions {
   hostFor?: (i: number) => string;
   /** Readiness timeout of one member start; default 30 s. */
   readyTimeoutMs?: number;
+  /** Peer TLS: https peer URLs and etcd's --peer-* settings, each member with its own certificate. */
+  peerTls?: ClusterTls;
+  /**
+   * Client TLS: every member also listens on an https client URL (ClusterMember.tlsEndpoint, the one
+   * advertised) with these settings; the cleartext one (endpoint) stays for the harness's own client.
+   */
+  clientTls?: ClusterTls;
+}
+
+/** TLS settings of one side for every member of a cluster. */
+export interface ClusterTls {
+  readonly caFile: string;
+  /** The member's certificate and key (e.g. issued by test/harness/certs.ts, SAN 127.0.0.1). */
+  certFor(name: string): { readonly certFile: string; readonly keyFile: string };
+  readonly clientCertAuth?: boolean;
 }
 
 export interface MemberStatus {
@@ -203,13 +220,14 @@ export class Cluster {
     if (this.states.some((m) => m.name === name)) throw new Error(`cluster: member ${name} exists already`);
     const index = this.states.length;
     const host = this.opts.hostFor?.(index) ?? '127.0.0.1';
-    const [clientPort, peerPort] = await distinctFreePorts(2);
+    const [clientPort, peerPort, tlsPort] = await distinctFreePorts(this.opts.clientTls !== undefined ? 3 : 2);
     const s: MemberState = {
       name,
       index,
-      peerUrl: `http://${host}:${String(peerPort)}`,
+      peerUrl: `${this.opts.peerTls !== undefined ? 'https' : 'http'}://${host}:${String(peerPort)}`,
       clientUrl: `http://${host}:${String(clientPort)}`,
       endpoint: `${host}:${String(clientPort)}`,
+      tlsEndpoint: tlsPort === undefined ? undefined : `https://${host}:${String(tlsPort)}`,
       dataDir: join(tempDir(`cairn-cluster-${this.kind}-`), name),
       proc: undefined,
       procs: [],
@@ -238,6 +256,11 @@ export class Cluster {
       'initial-cluster-state': state,
       'initial-cluster-token': this.token,
     };
+    if (s.tlsEndpoint !== undefined) {
+      cfg['listen-client-urls'] = `${s.clientUrl},${s.tlsEndpoint}`;
+      cfg['advertise-client-urls'] = s.tlsEndpoint;
+    }
+    Object.assign(cfg, this.tlsConfig(s.name, 'client', this.opts.clientTls), this.tlsConfig(s.name, 'peer', this.opts.peerTls));
     if (this.opts.snapshotCount !== undefined) cfg['snapshot-count'] = this.opts.snapshotCount;
     if (this.opts.heartbeatMs !== undefined) cfg['heartbeat-interval'] = this.opts.heartbeatMs;
     if (this.opts.electionMs !== undefined) cfg['election-timeout'] = this.opts.electionMs;
@@ -250,6 +273,18 @@ export class Cluster {
     // JSON is YAML; both servers read this file.
     writeFileSync(path, `${JSON.stringify(cfg, null, 1)}\n`);
     return path;
+  }
+
+  /** etcd's config file nests TLS under client-/peer-transport-security; Cairn's takes the flag names. */
+  private tlsConfig(name: string, side: 'client' | 'peer', t: ClusterTls | undefined): Record<string, unknown> {
+    if (t === undefined) return {};
+    const { certFile, keyFile } = t.certFor(name);
+    const cca = t.clientCertAuth === true;
+    if (this.kind === 'etcd') {
+      return { [`${side}-transport-security`]: { 'cert-file': certFile, 'key-file': keyFile, 'trusted-ca-file': t.caFile, 'client-cert-auth': cca } };
+    }
+    const p = side === 'peer' ? 'peer-' : '';
+    return { [`${p}cert-file`]: certFile, [`${p}key-file`]: keyFile, [`${p}trusted-ca-file`]: t.caFile, [`${p}client-cert-auth`]: cca };
   }
 
   private async launch(s: MemberState, configPath: string): Promise<ServerProc> {

@@ -23,13 +23,46 @@ export interface ServerOpts {
   name?: string;
   /** Run the server through this command, e.g. ['ip', 'netns', 'exec', 'ns1'] (it must exec the server so the pid stays the server's). */
   commandPrefix?: string[];
+  /** Client TLS: the client URL becomes https:// and --cert-file/--key-file/--trusted-ca-file/--client-cert-auth are passed. */
+  tls?: TlsServerFiles;
+  /** Peer TLS of the single member: its peer URL becomes https:// and the --peer-* equivalents are passed. */
+  peerTls?: TlsServerFiles;
+}
+
+/** A server's certificate files (etcd's --cert-file etc. or their --peer-* equivalents). */
+export interface TlsServerFiles {
+  readonly certFile: string;
+  readonly keyFile: string;
+  /** --trusted-ca-file (etcd 3.4 then requires client certificates, as with clientCertAuth). */
+  readonly caFile?: string;
+  readonly clientCertAuth?: boolean;
+}
+
+/** The flags for one side's TLS files ('' = client side, 'peer-' = peer side). */
+export function tlsFlags(prefix: '' | 'peer-', f: TlsServerFiles | undefined): string[] {
+  if (f === undefined) return [];
+  return [
+    `--${prefix}cert-file`, f.certFile,
+    `--${prefix}key-file`, f.keyFile,
+    ...(f.caFile !== undefined ? [`--${prefix}trusted-ca-file`, f.caFile] : []),
+    ...(f.clientCertAuth === true ? [`--${prefix}client-cert-auth`] : []),
+  ];
+}
+
+/** etcdctl's TLS flags: --cacert, and the client certificate (--cert/--key) when given. */
+export function etcdctlTlsArgs(f: { readonly caFile?: string; readonly certFile?: string; readonly keyFile?: string }): string[] {
+  return [
+    ...(f.caFile !== undefined ? ['--cacert', f.caFile] : []),
+    ...(f.certFile !== undefined ? ['--cert', f.certFile] : []),
+    ...(f.keyFile !== undefined ? ['--key', f.keyFile] : []),
+  ];
 }
 
 export interface ServerProc {
   readonly name: string;
   /** "127.0.0.1:port", what gRPC clients and etcdctl --endpoints take. */
   readonly endpoint: string;
-  /** "http://127.0.0.1:port" */
+  /** "http://127.0.0.1:port" ("https://..." with ServerOpts.tls) */
   readonly clientUrl: string;
   readonly pid: number;
   readonly dataDir: string;
@@ -197,6 +230,8 @@ interface SpawnSpec {
   cmd: string;
   args: string[];
   port: number;
+  /** The client URL uses TLS. */
+  secure: boolean;
   dataDir: string;
   env: Record<string, string> | undefined;
   commandPrefix: string[] | undefined;
@@ -324,7 +359,7 @@ async function spawnServer(spec: SpawnSpec): Promise<ServerProc> {
   const proc: ServerProc = {
     name: spec.name,
     endpoint: `127.0.0.1:${spec.port}`,
-    clientUrl: `http://127.0.0.1:${spec.port}`,
+    clientUrl: `${spec.secure ? 'https' : 'http'}://127.0.0.1:${spec.port}`,
     pid,
     dataDir: spec.dataDir,
     stderrLines: () => [...lines],
@@ -380,8 +415,8 @@ async function startEtcdOnce(opts: ServerOpts): Promise<ServerProc> {
   etcdSeq += 1;
   const name = opts.name ?? `etcd${process.pid}-${etcdSeq}`;
   const dataDir = opts.dataDir ?? tempDir('cairn-test-etcd-');
-  const clientUrl = `http://127.0.0.1:${clientPort}`;
-  const peerUrl = `http://127.0.0.1:${peerPort}`;
+  const clientUrl = `${opts.tls !== undefined ? 'https' : 'http'}://127.0.0.1:${clientPort}`;
+  const peerUrl = `${opts.peerTls !== undefined ? 'https' : 'http'}://127.0.0.1:${peerPort}`;
   const args = [
     '--name', name,
     '--data-dir', dataDir,
@@ -393,6 +428,8 @@ async function startEtcdOnce(opts: ServerOpts): Promise<ServerProc> {
     '--initial-cluster-state', 'new',
     '--logger=zap',
     '--log-outputs=stderr',
+    ...tlsFlags('', opts.tls),
+    ...tlsFlags('peer-', opts.peerTls),
   ];
   if (opts.walDir !== undefined) args.push('--wal-dir', opts.walDir);
   args.push(...(opts.extraArgs ?? []));
@@ -401,6 +438,7 @@ async function startEtcdOnce(opts: ServerOpts): Promise<ServerProc> {
     cmd: ETCD_BIN,
     args,
     port: clientPort,
+    secure: opts.tls !== undefined,
     dataDir,
     env: opts.env,
     commandPrefix: opts.commandPrefix,
@@ -462,7 +500,7 @@ async function startCairnOnce(opts: ServerOpts): Promise<ServerProc> {
   cairnSeq += 1;
   const name = opts.name ?? `cairn${process.pid}-${cairnSeq}`;
   const dataDir = opts.dataDir ?? tempDir('cairn-test-cairn-');
-  const clientUrl = `http://127.0.0.1:${clientPort}`;
+  const clientUrl = `${opts.tls !== undefined ? 'https' : 'http'}://127.0.0.1:${clientPort}`;
   const args = [
     CAIRN_MAIN,
     '--name', name,
@@ -473,9 +511,10 @@ async function startCairnOnce(opts: ServerOpts): Promise<ServerProc> {
   // A single member on its own peer port (etcd's default 2380 would collide between tests); callers
   // that build clusters pass their own peer flags in extraArgs.
   if (!(opts.extraArgs ?? []).some((a) => a.startsWith('--listen-peer-urls'))) {
-    const peerUrl = `http://127.0.0.1:${peerPort}`;
+    const peerUrl = `${opts.peerTls !== undefined ? 'https' : 'http'}://127.0.0.1:${peerPort}`;
     args.push('--listen-peer-urls', peerUrl, '--initial-advertise-peer-urls', peerUrl);
   }
+  args.push(...tlsFlags('', opts.tls), ...tlsFlags('peer-', opts.peerTls));
   if (opts.walDir !== undefined) args.push('--wal-dir', opts.walDir);
   args.push(...(opts.extraArgs ?? []));
   return spawnServer({
@@ -483,6 +522,7 @@ async function startCairnOnce(opts: ServerOpts): Promise<ServerProc> {
     cmd: process.execPath,
     args,
     port: clientPort,
+    secure: opts.tls !== undefined,
     dataDir,
     env: opts.env,
     commandPrefix: opts.commandPrefix,

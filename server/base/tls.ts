@@ -1,0 +1,386 @@
+// TLS settings for the client port and for peer traffic, built from etcd's flags (--cert-file,
+// --key-file, --trusted-ca-file, --client-cert-auth, the --peer-* equivalents, --cipher-suites,
+// --tls-min-version, --tls-max-version), with certificates reloaded from disk when they change.
+//
+// Usage (node builtins only; the caller makes the sockets):
+//
+//   const t = serverTls(cfg.clientTls, { cipherSuites, minVersion, maxVersion }, log);  // throws TlsConfigError
+//   const server = http2.createSecureServer({ ...t.options(), ALPNProtocols: ['h2', 'http/1.1'], allowHTTP1: true });
+//   t.attach(server);        // every later reload calls server.setSecureContext(...)
+//   ...
+//   t.close();               // stops watching the files (servers are closed by their owner)
+//
+//   const c = clientTls(cfg.peerTls, settings, log);   // for dials: tls.connect({ ...c.options(), host, port })
+//
+// Behaviour, as etcd's transport.TLSInfo (client/pkg/transport/listener.go):
+// - Server side: the server presents cert-file/key-file. Client certificates are requested and
+//   required (Go's RequireAndVerifyClientCert: no certificate, or one not signed by trusted-ca-file,
+//   fails the handshake) when client-cert-auth is set or a trusted-ca-file is given; otherwise none is
+//   asked for. (etcd: `ClientAuth = RequireAndVerifyClientCert if TrustedCAFile != "" || ClientCertAuth`.)
+// - Client side (a member dialling a peer): it presents its own cert-file/key-file and verifies the
+//   other side against trusted-ca-file (the system roots when none is given), host name or IP checked
+//   against the certificate's SANs, as Go's tls.Client does.
+// - Reload: etcd re-reads the key pair on every handshake (GetCertificate). We poll the files' inode,
+//   size and mtime every `reloadIntervalMs` (default 2 s) and, on a change, re-read the cert, key and
+//   CA and build a new secure context: servers get setSecureContext (new handshakes use it; open
+//   connections keep theirs), dials use the new options. A file that fails to load (half written,
+//   key not matching the cert, bad PEM) is logged as a warning and the previous certificates stay in
+//   use; the next change is tried again. Unlike etcd 3.4, the CA file is reloaded too.
+// - --cipher-suites takes Go's (= IANA) names, mapped here to OpenSSL's; an unknown name is a startup
+//   error, as in etcd ("unexpected TLS cipher suite"). They restrict TLS 1.2 only: TLS 1.3 suites are
+//   not configurable in Go, so with TLS 1.3 allowed the three TLS 1.3 suites stay enabled (TLS 1.3
+//   names given in the list are accepted and ignored, as Go does). As etcd 3.5, --cipher-suites with
+//   --tls-min-version=TLS1.3 is an error, and min must not exceed max. etcd 3.4 always capped TLS at
+//   1.2; we (like etcd 3.5) allow 1.3 unless --tls-max-version=TLS1.2.
+import { X509Certificate } from 'node:crypto';
+import { type Stats, readFileSync, statSync } from 'node:fs';
+import { stat } from 'node:fs/promises';
+import { isIP } from 'node:net';
+import { lookup } from 'node:dns/promises';
+import tls from 'node:tls';
+import type { Logger } from './log.js';
+
+/** Certificate files of one side (structurally config's TlsFiles). */
+export interface TlsFileSet {
+  readonly certFile: string;
+  readonly keyFile: string;
+  /** '' = none. */
+  readonly trustedCaFile: string;
+  readonly clientCertAuth: boolean;
+}
+
+export type TlsVersion = 'TLSv1.2' | 'TLSv1.3';
+
+export interface TlsSettings {
+  /** Go/IANA cipher suite names (--cipher-suites); empty = OpenSSL's defaults. */
+  readonly cipherSuites: readonly string[];
+  readonly minVersion: TlsVersion;
+  /** undefined = the highest Node supports (TLS 1.3). */
+  readonly maxVersion: TlsVersion | undefined;
+  /** How often the files are checked for changes (default TLS_RELOAD_INTERVAL_MS). */
+  readonly reloadIntervalMs?: number;
+}
+
+export const TLS_RELOAD_INTERVAL_MS = 2000;
+
+/** One side's files and the process-wide TLS flags: what the peer transport and the client listener take. */
+export interface TlsConfig {
+  readonly files: TlsFileSet;
+  readonly settings: TlsSettings;
+}
+
+/** A TLS flag combination or file that cannot be used: a startup error. */
+export class TlsConfigError extends Error {
+  override readonly name = 'TlsConfigError';
+}
+
+/** The server side of one TLS listener set (client port or peer port). */
+export interface ServerTls {
+  /**
+   * Options for tls.createServer / http2.createSecureServer: key, cert, ca, ciphers, versions,
+   * requestCert + rejectUnauthorized when client certificates are required. Add ALPNProtocols yourself.
+   * Always the latest successfully loaded files.
+   */
+  options(): tls.TlsOptions;
+  /** True when clients must present a certificate signed by the trusted CA. */
+  readonly requiresClientCert: boolean;
+  /**
+   * Applies every later reload to this server (server.setSecureContext), and logs its failed
+   * handshakes as etcd does (warning 'rejected connection' with remote-addr and error).
+   */
+  attach(server: tls.Server): void;
+  /** Called after each successful reload, with the new options. */
+  onReload(cb: (options: tls.TlsOptions) => void): void;
+  /** Stops watching the files. */
+  close(): void;
+}
+
+/** The client side (peer dials): present our certificate, verify the server against the CA. */
+export interface ClientTls {
+  /** Options for tls.connect (add host, port, servername). Always the latest successfully loaded files. */
+  options(): tls.ConnectionOptions;
+  onReload(cb: (options: tls.ConnectionOptions) => void): void;
+  close(): void;
+}
+
+/** Go's cipher suite names (crypto/tls constants, as etcd accepts them) → OpenSSL names. */
+const TLS12_SUITES: Readonly<Record<string, string>> = {
+  TLS_RSA_WITH_RC4_128_SHA: 'RC4-SHA',
+  TLS_RSA_WITH_3DES_EDE_CBC_SHA: 'DES-CBC3-SHA',
+  TLS_RSA_WITH_AES_128_CBC_SHA: 'AES128-SHA',
+  TLS_RSA_WITH_AES_256_CBC_SHA: 'AES256-SHA',
+  TLS_RSA_WITH_AES_128_CBC_SHA256: 'AES128-SHA256',
+  TLS_RSA_WITH_AES_128_GCM_SHA256: 'AES128-GCM-SHA256',
+  TLS_RSA_WITH_AES_256_GCM_SHA384: 'AES256-GCM-SHA384',
+  TLS_ECDHE_ECDSA_WITH_RC4_128_SHA: 'ECDHE-ECDSA-RC4-SHA',
+  TLS_ECDHE_ECDSA_WITH_AES_128_CBC_SHA: 'ECDHE-ECDSA-AES128-SHA',
+  TLS_ECDHE_ECDSA_WITH_AES_256_CBC_SHA: 'ECDHE-ECDSA-AES256-SHA',
+  TLS_ECDHE_RSA_WITH_RC4_128_SHA: 'ECDHE-RSA-RC4-SHA',
+  TLS_ECDHE_RSA_WITH_3DES_EDE_CBC_SHA: 'ECDHE-RSA-DES-CBC3-SHA',
+  TLS_ECDHE_RSA_WITH_AES_128_CBC_SHA: 'ECDHE-RSA-AES128-SHA',
+  TLS_ECDHE_RSA_WITH_AES_256_CBC_SHA: 'ECDHE-RSA-AES256-SHA',
+  TLS_ECDHE_ECDSA_WITH_AES_128_CBC_SHA256: 'ECDHE-ECDSA-AES128-SHA256',
+  TLS_ECDHE_RSA_WITH_AES_128_CBC_SHA256: 'ECDHE-RSA-AES128-SHA256',
+  TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256: 'ECDHE-RSA-AES128-GCM-SHA256',
+  TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256: 'ECDHE-ECDSA-AES128-GCM-SHA256',
+  TLS_ECDHE_RSA_WITH_AES_256_GCM_SHA384: 'ECDHE-RSA-AES256-GCM-SHA384',
+  TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384: 'ECDHE-ECDSA-AES256-GCM-SHA384',
+  TLS_ECDHE_RSA_WITH_CHACHA20_POLY1305: 'ECDHE-RSA-CHACHA20-POLY1305',
+  TLS_ECDHE_RSA_WITH_CHACHA20_POLY1305_SHA256: 'ECDHE-RSA-CHACHA20-POLY1305',
+  TLS_ECDHE_ECDSA_WITH_CHACHA20_POLY1305: 'ECDHE-ECDSA-CHACHA20-POLY1305',
+  TLS_ECDHE_ECDSA_WITH_CHACHA20_POLY1305_SHA256: 'ECDHE-ECDSA-CHACHA20-POLY1305',
+};
+
+/** TLS 1.3 suites: OpenSSL uses the IANA names; always enabled when TLS 1.3 is (as in Go). */
+const TLS13_SUITES = ['TLS_AES_128_GCM_SHA256', 'TLS_AES_256_GCM_SHA384', 'TLS_CHACHA20_POLY1305_SHA256'] as const;
+
+/**
+ * The OpenSSL cipher string for --cipher-suites (undefined = defaults). Throws TlsConfigError for a
+ * name Go does not know, or one this OpenSSL build cannot do (e.g. RC4).
+ */
+export function opensslCiphers(names: readonly string[], maxVersion: TlsVersion | undefined): string | undefined {
+  if (names.length === 0) return undefined;
+  const available = new Set(tls.getCiphers().map((c) => c.toUpperCase()));
+  const out: string[] = [];
+  for (const name of names) {
+    if ((TLS13_SUITES as readonly string[]).includes(name)) continue;
+    const openssl = TLS12_SUITES[name];
+    if (openssl === undefined) throw new TlsConfigError(`unexpected TLS cipher suite "${name}"`);
+    if (!available.has(openssl)) throw new TlsConfigError(`TLS cipher suite "${name}" (${openssl}) is not supported by this build's OpenSSL`);
+    if (!out.includes(openssl)) out.push(openssl);
+  }
+  if (maxVersion !== 'TLSv1.2') out.push(...TLS13_SUITES);
+  if (out.length === 0) throw new TlsConfigError(`--cipher-suites ${names.join(',')} leaves no TLS 1.2 suite while TLS 1.3 is disabled`);
+  return out.join(':');
+}
+
+/** Flag combinations etcd 3.5 refuses (embed.Config.Validate). */
+export function checkTlsSettings(s: TlsSettings): void {
+  if (s.maxVersion === 'TLSv1.2' && s.minVersion === 'TLSv1.3') {
+    throw new TlsConfigError('min version (TLS1.3) is greater than max version (TLS1.2)');
+  }
+  if (s.minVersion === 'TLSv1.3' && s.cipherSuites.length > 0) {
+    throw new TlsConfigError(`cipher suites ${s.cipherSuites.join(',')} cannot be configured when only TLS1.3 or greater is supported`);
+  }
+  opensslCiphers(s.cipherSuites, s.maxVersion);
+}
+
+interface Loaded {
+  readonly cert: Buffer;
+  readonly key: Buffer;
+  readonly ca: Buffer | undefined;
+}
+
+type Side = 'server' | 'client';
+
+function filesOf(files: TlsFileSet): string[] {
+  return files.trustedCaFile === '' ? [files.certFile, files.keyFile] : [files.certFile, files.keyFile, files.trustedCaFile];
+}
+
+function readFiles(files: TlsFileSet): Loaded {
+  const read = (what: string, path: string): Buffer => {
+    try {
+      return readFileSync(path);
+    } catch (e) {
+      throw new TlsConfigError(`cannot read ${what} ${path}: ${e instanceof Error ? e.message : String(e)}`);
+    }
+  };
+  return {
+    cert: read('cert file', files.certFile),
+    key: read('key file', files.keyFile),
+    ca: files.trustedCaFile === '' ? undefined : read('trusted CA file', files.trustedCaFile),
+  };
+}
+
+function commonOptions(l: Loaded, s: TlsSettings): tls.SecureContextOptions {
+  const ciphers = opensslCiphers(s.cipherSuites, s.maxVersion);
+  return {
+    cert: l.cert,
+    key: l.key,
+    ...(l.ca === undefined ? {} : { ca: l.ca }),
+    minVersion: s.minVersion,
+    ...(s.maxVersion === undefined ? {} : { maxVersion: s.maxVersion }),
+    ...(ciphers === undefined ? {} : { ciphers }),
+  };
+}
+
+/** Every PEM block of a CA file must be a certificate, and there must be one (etcd's tlsutil.NewCertPool). */
+function checkCaPem(pem: Buffer, path: string): void {
+  const blocks = [...pem.toString('latin1').matchAll(/-----BEGIN ([A-Z0-9 ]+)-----[\s\S]*?-----END \1-----/g)];
+  if (blocks.length === 0) throw new TlsConfigError(`trusted CA file ${path}: no certificates found`);
+  for (const b of blocks) {
+    if (b[1] !== 'CERTIFICATE') throw new TlsConfigError(`trusted CA file ${path}: a ${b[1] ?? '?'} block is not a certificate`);
+    try {
+      new X509Certificate(b[0]);
+    } catch (e) {
+      throw new TlsConfigError(`trusted CA file ${path}: ${e instanceof Error ? e.message : String(e)}`);
+    }
+  }
+}
+
+/** Builds the context once to check the files (bad PEM, key not matching the cert, bad CA). */
+function validate(opts: tls.SecureContextOptions, files: TlsFileSet): void {
+  if (Buffer.isBuffer(opts.ca)) checkCaPem(opts.ca, files.trustedCaFile);
+  try {
+    tls.createSecureContext(opts);
+  } catch (e) {
+    throw new TlsConfigError(`cannot use certificate ${files.certFile} with key ${files.keyFile}${files.trustedCaFile === '' ? '' : ` and CA ${files.trustedCaFile}`}: ${e instanceof Error ? e.message : String(e)}`);
+  }
+}
+
+function signature(stats: readonly Stats[]): string {
+  return stats.map((s) => `${s.ino}:${s.size}:${s.mtimeMs}:${s.ctimeMs}`).join('|');
+}
+
+/** Polls the files and calls `load` when their signature changes (again after a failed load, on the next change). */
+class FileWatch {
+  private last: string;
+  private busy = false;
+  private readonly timer: NodeJS.Timeout;
+
+  constructor(
+    private readonly paths: readonly string[],
+    intervalMs: number,
+    private readonly load: () => void,
+    private readonly log: Logger,
+  ) {
+    this.last = signature(paths.map((p) => statSync(p)));
+    this.timer = setInterval(() => void this.check(), intervalMs);
+    this.timer.unref();
+  }
+
+  private async check(): Promise<void> {
+    if (this.busy) return;
+    this.busy = true;
+    try {
+      const sig = signature(await Promise.all(this.paths.map((p) => stat(p))));
+      if (sig === this.last) return;
+      this.last = sig;
+      this.load();
+    } catch (e) {
+      // A file missing for a moment (replaced by rename, being rewritten): keep the old certificates.
+      this.log.warn('cannot check TLS files for changes; keeping the current certificates', { files: this.paths, error: e });
+    } finally {
+      this.busy = false;
+    }
+  }
+
+  close(): void {
+    clearInterval(this.timer);
+  }
+}
+
+/** Shared by both sides: the current options, reload on change, listeners. */
+function reloading<O extends tls.SecureContextOptions>(
+  files: TlsFileSet,
+  s: TlsSettings,
+  log: Logger,
+  side: Side,
+  build: (common: tls.SecureContextOptions) => O,
+): { current: () => O; listeners: ((o: O) => void)[]; close: () => void } {
+  checkTlsSettings(s);
+  const make = (): O => {
+    const common = commonOptions(readFiles(files), s);
+    validate(common, files);
+    return build(common);
+  };
+  let current = make();
+  const listeners: ((o: O) => void)[] = [];
+  const watch = new FileWatch(
+    filesOf(files),
+    s.reloadIntervalMs ?? TLS_RELOAD_INTERVAL_MS,
+    () => {
+      let next: O;
+      try {
+        next = make();
+      } catch (e) {
+        log.warn('failed to reload TLS certificates; keeping the previous ones', { side, 'cert-file': files.certFile, 'key-file': files.keyFile, 'trusted-ca-file': files.trustedCaFile, error: e });
+        return;
+      }
+      current = next;
+      log.info('reloaded TLS certificates', { side, 'cert-file': files.certFile, 'key-file': files.keyFile, 'trusted-ca-file': files.trustedCaFile });
+      for (const l of listeners) l(next);
+    },
+    log,
+  );
+  return { current: () => current, listeners, close: () => watch.close() };
+}
+
+/** Server-side TLS for a set of listeners; throws TlsConfigError when the files or flags cannot be used. */
+export function serverTls(files: TlsFileSet, settings: TlsSettings, log: Logger): ServerTls {
+  const requiresClientCert = files.clientCertAuth || files.trustedCaFile !== '';
+  const r = reloading(files, settings, log, 'server', (common): tls.TlsOptions => ({
+    ...common,
+    requestCert: requiresClientCert,
+    rejectUnauthorized: requiresClientCert,
+  }));
+  const servers = new Set<tls.Server>();
+  r.listeners.push((o) => {
+    for (const srv of servers) {
+      try {
+        srv.setSecureContext(o);
+      } catch (e) {
+        log.warn('cannot apply reloaded TLS certificates to a listener', { error: e });
+      }
+    }
+  });
+  return {
+    options: r.current,
+    requiresClientCert,
+    attach: (srv) => {
+      servers.add(srv);
+      srv.once('close', () => servers.delete(srv));
+      srv.on('tlsClientError', (err, socket) => {
+        log.warn('rejected connection', { 'remote-addr': `${socket.remoteAddress ?? '?'}:${socket.remotePort ?? '?'}`, 'server-name': socket.servername || '', error: err.message });
+      });
+    },
+    onReload: (cb) => r.listeners.push(cb),
+    close: () => {
+      r.close();
+      servers.clear();
+    },
+  };
+}
+
+/** Client-side TLS (peer dials); throws TlsConfigError when the files or flags cannot be used. */
+export function clientTls(files: TlsFileSet, settings: TlsSettings, log: Logger): ClientTls {
+  const r = reloading(files, settings, log, 'client', (common): tls.ConnectionOptions => ({ ...common, rejectUnauthorized: true }));
+  return { options: r.current, onReload: (cb) => r.listeners.push(cb), close: r.close };
+}
+
+/**
+ * etcd's checkSAN for peer listeners: when the client certificate names IP addresses or DNS names,
+ * the connection's remote address must be one of the IPs or what one of the (non-wildcard) DNS names
+ * resolves to. A certificate without SANs passes. Resolves to undefined (ok) or the reason.
+ */
+export async function checkClientSan(socket: tls.TLSSocket): Promise<string | undefined> {
+  const cert = socket.getPeerCertificate();
+  const remote = socket.remoteAddress;
+  if (cert.subjectaltname === undefined || cert.subjectaltname === '' || remote === undefined) return undefined;
+  const host = remote.startsWith('::ffff:') && isIP(remote.slice(7)) === 4 ? remote.slice(7) : remote;
+  const sans = cert.subjectaltname.split(', ');
+  const ips = sans.filter((s) => s.startsWith('IP Address:')).map((s) => normalizeIp(s.slice('IP Address:'.length)));
+  const names = sans.filter((s) => s.startsWith('DNS:')).map((s) => s.slice(4));
+  if (ips.length === 0 && names.length === 0) return undefined;
+  if (ips.includes(normalizeIp(host))) return undefined;
+  for (const name of names.filter((n) => !n.startsWith('*.'))) {
+    try {
+      const addrs = await lookup(name, { all: true });
+      if (addrs.some((a) => normalizeIp(a.address) === normalizeIp(host))) return undefined;
+    } catch {
+      // unresolvable: try the next name
+    }
+  }
+  return `tls: ${JSON.stringify(host)} does not match any of the certificate's SANs (${cert.subjectaltname})`;
+}
+
+function normalizeIp(ip: string): string {
+  const s = ip.trim();
+  if (isIP(s) !== 6) return s;
+  // Expand so that ::1 and 0:0:0:0:0:0:0:1 compare equal.
+  const [head = '', tail = ''] = s.split('::');
+  const h = head === '' ? [] : head.split(':');
+  const t = s.includes('::') ? (tail === '' ? [] : tail.split(':')) : [];
+  const groups = s.includes('::') ? [...h, ...Array<string>(8 - h.length - t.length).fill('0'), ...t] : h;
+  return groups.map((g) => g.replace(/^0+(?=.)/, '').toLowerCase()).join(':');
+}
