@@ -3,11 +3,21 @@
 import { createWriteStream } from 'node:fs';
 import { loadConfig, usage, ConfigError, type Config } from './config/index.js';
 import { createLogger, type LogSink, type Logger } from './base/log.js';
-import type { TlsConfig } from './base/tls.js';
-import { BootstrapError, LocalLeases, LocalWriter, Node } from './node/index.js';
-import { clusterApi, kvApi, createGrpcServer, leaseApi, maintenanceApi, watchHandler } from './api/index.js';
+import { checkTlsSettings, type TlsConfig } from './base/tls.js';
+import { BootstrapError, LocalAuth, LocalLeases, LocalWriter, Node } from './node/index.js';
+import { authApi, Authorizer, clusterApi, kvApi, createGrpcServer, leaseApi, maintenanceApi, watchHandler } from './api/index.js';
+import { JwtTokens } from './auth/index.js';
 import { CAIRN_VERSION, ETCD_COMPAT_VERSION } from './version.js';
 import type { GrpcServer } from './api/grpc/index.js';
+// client and metrics listeners (gateway helper)
+import { Listeners } from './api/listen.js';
+import { createHttpHandlers, type HealthSource } from './api/http/index.js';
+import { serverTls } from './base/tls.js';
+import type { ReadPath } from './node/index.js';
+import { decodeRangeRequest, encodeRangeRequest } from '../proto/gen/etcdserverpb.js';
+// metrics (metrics helper)
+import { createMetrics } from './api/metrics.js';
+import { nodeStats } from './node/index.js';
 
 function sinkFor(outputs: readonly string[]): LogSink {
   const sinks = outputs.map((o): LogSink => {
@@ -19,12 +29,57 @@ function sinkFor(outputs: readonly string[]): LogSink {
   return (line) => sinks.forEach((s) => s(line));
 }
 
-async function listenAll(cfg: Config, server: GrpcServer, log: Logger): Promise<void> {
+// ---------- client and metrics listeners (gateway helper) ----------
+
+/** The keys-only limit-1 Range etcd's /health, /livez and /readyz make (served as root: no auth). */
+const HEALTH_RANGE = { key: Buffer.from('health'), keysOnly: true, limit: 1 };
+
+/** What /health, /livez and /readyz ask of this member. */
+function healthSource(node: Node, reads: ReadPath): HealthSource {
+  const serializable = decodeRangeRequest(encodeRangeRequest({ ...HEALTH_RANGE, serializable: true }));
+  const linearizable = decodeRangeRequest(encodeRangeRequest(HEALTH_RANGE));
+  return {
+    hasLeader: () => node.hasLeader(),
+    isLearner: () => node.isLearner(),
+    alarms: () => [], // lead: the active alarms (NOSPACE, CORRUPT) once node keeps them
+    serializableRange: async () => void (await reads.range(serializable)),
+    linearizableRange: async () => void (await reads.range(linearizable)),
+  };
+}
+
+/** gRPC and HTTP on every --listen-client-urls port, health and metrics on --listen-metrics-urls. */
+async function listenAll(cfg: Config, server: GrpcServer, node: Node, reads: ReadPath, log: Logger): Promise<Listeners> {
+  const httpLog = log.child('http');
+  const onError = (err: Error, where: string): void => httpLog.warn('http: error while serving', { where, error: err });
+  const clientTls = tlsConfig(cfg, cfg.clientTls);
+  const handlers = createHttpHandlers({
+    grpc: server,
+    source: healthSource(node, reads),
+    versions: () => ({ etcdserver: ETCD_COMPAT_VERSION, etcdcluster: `${ETCD_COMPAT_VERSION.split('.').slice(0, 2).join('.')}.0` }),
+    // metrics (metrics helper): etcd's series; duration observers (WAL fsync, commits, RTT) count from here on.
+    metrics: createMetrics({ node, stats: nodeStats, grpc: server, version: ETCD_COMPAT_VERSION, quotaBackendBytes: cfg.quotaBackendBytes }).handler,
+    requestTimeoutMs: 5000 + 2 * cfg.electionTimeoutMs,
+    onError,
+  });
+  const listeners = new Listeners({
+    grpc: server,
+    clientHttp: handlers.client,
+    metricsHttp: handlers.metrics,
+    tls: clientTls === undefined ? undefined : serverTls(clientTls.files, clientTls.settings, log.child('tls')),
+    onError,
+  });
   for (const u of cfg.listenClientUrls) {
-    const port = await server.listen(u.hostname.replace(/^\[(.*)\]$/, '$1'), Number(u.port));
+    const port = await listeners.listenClient(u);
     log.debug('now serving client', { address: `${u.hostname}:${port}` });
   }
+  for (const u of cfg.listenMetricsUrls) {
+    const port = await listeners.listenMetrics(u);
+    log.info('serving metrics and health', { address: `${u.protocol}//${u.hostname}:${port}` });
+  }
+  return listeners;
 }
+
+// ---------- end of listeners ----------
 
 /** What a storage fault does: log it and stop the process (fail-stop; restart recovers from the WAL). */
 function fatalExit(log: Logger): (err: Error) => void {
@@ -47,6 +102,9 @@ function urlString(u: URL): string {
 
 async function run(cfg: Config, log: Logger): Promise<void> {
   log.info('starting cairn', { version: CAIRN_VERSION, name: cfg.name, 'data-dir': cfg.dataDir, 'node-version': process.version });
+  // TLS flags (cipher suites, versions) are checked before anything touches the data dir (etcd: "unexpected TLS cipher suite").
+  const tls = tlsConfig(cfg, cfg.clientTls ?? cfg.peerTls);
+  if (tls !== undefined) checkTlsSettings(tls.settings);
   const fatal = fatalExit(log);
   const node = await Node.open({
     name: cfg.name,
@@ -79,6 +137,12 @@ async function run(cfg: Config, log: Logger): Promise<void> {
     peerTls: tlsConfig(cfg, cfg.peerTls),
   });
   const local = new LocalWriter(node);
+  // auth (auth helper): tokens as --auth-token / --auth-token-ttl say; the cert CN is the user with --client-cert-auth.
+  node.auth.simpleTokens.ttlMs = cfg.authTokenTtlSec * 1000;
+  const authz = new Authorizer(new LocalAuth(node), {
+    jwt: cfg.authToken.kind === 'jwt' ? new JwtTokens(cfg.authToken, () => Date.now()) : undefined,
+    certCommonNameIsUser: cfg.clientTls?.clientCertAuth === true,
+  });
   const leases = new LocalLeases(node, local, { electionTimeoutMs: cfg.electionTimeoutMs, heartbeatIntervalMs: cfg.heartbeatIntervalMs });
   const watch = watchHandler({
     hub: node.watchable,
@@ -92,19 +156,21 @@ async function run(cfg: Config, log: Logger): Promise<void> {
       return () => clearInterval(t);
     },
     log: log.child('watch'),
+    authz,
   });
   const hdr = { identity: node, currentRevision: () => node.store.currentRev };
   const services = {
-    kv: kvApi(local.reads, local, cfg.txnOpsMax),
-    lease: leaseApi(leases),
+    kv: kvApi(local.reads, local, cfg.txnOpsMax, authz),
+    lease: leaseApi(leases, authz),
+    auth: authApi(authz, { bcryptCost: cfg.bcryptCost }),
     watch,
     cluster: clusterApi(node, hdr),
     maintenance: maintenanceApi(node, hdr, { version: ETCD_COMPAT_VERSION, backendQuotaBytes: cfg.quotaBackendBytes, writes: local, log: log.child('maintenance') }),
   };
-  const server = createGrpcServer(log.child('api'), services, { requestBytesMax: cfg.requestBytesMax, onFatal: fatal, leader: node, electionTimeoutMs: cfg.electionTimeoutMs });
+  const server = createGrpcServer(log.child('api'), services, { requestBytesMax: cfg.requestBytesMax, onFatal: fatal, leader: node, electionTimeoutMs: cfg.electionTimeoutMs, authz });
   if (cfg.initialCorruptCheck) await node.initialCorruptCheck();
   await node.ready();
-  await listenAll(cfg, server, log);
+  const listeners = await listenAll(cfg, server, node, local.reads, log);
   log.info('ready to serve client requests');
   for (const u of cfg.listenClientUrls) log.warn('serving client traffic insecurely; this is strongly discouraged!', { address: u.host });
   let stopping = false;
@@ -112,7 +178,7 @@ async function run(cfg: Config, log: Logger): Promise<void> {
     if (stopping) return;
     stopping = true;
     log.info('received signal; shutting down', { signal });
-    server
+    listeners
       .close()
       .then(() => node.close())
       .then(

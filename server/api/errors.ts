@@ -56,6 +56,8 @@ export const CLIENT_ERRORS: Readonly<Record<ClientErrorKind, GrpcError>> = {
   authNotEnabled: { code: Status.FAILED_PRECONDITION, details: 'etcdserver: authentication is not enabled' },
   permissionDenied: { code: Status.PERMISSION_DENIED, details: 'etcdserver: permission denied' },
   invalidAuthToken: { code: Status.UNAUTHENTICATED, details: 'etcdserver: invalid auth token' },
+  // etcd 3.4's togRPCError does not map auth.ErrNoPasswordUser: it goes out as Unknown with the auth store's text.
+  noPasswordUser: { code: Status.UNKNOWN, details: 'auth: authentication failed, password was given for no password user' },
   invalidDowngradeTargetFormat: { code: Status.INVALID_ARGUMENT, details: 'etcdserver: wrong downgrade target version format' },
   invalidDowngradeTarget: { code: Status.INVALID_ARGUMENT, details: 'etcdserver: invalid downgrade target version' },
   noInflightDowngrade: { code: Status.FAILED_PRECONDITION, details: 'etcdserver: no inflight downgrade job' },

@@ -7,3 +7,6 @@ export { clusterApi, type ClusterApi } from './cluster.js';
 export { maintenanceApi, type MaintenanceApi, type MaintenanceApiOptions } from './maintenance.js';
 export type { HeaderSource } from './header.js';
 export type { Services } from './server.js';
+export { createMetrics, type Metrics, type MetricsNode, type MetricsOptions } from './metrics.js';
+export { authApi, type AuthApi, type AuthApiOptions } from './auth.js';
+export { Authorizer, tokenOf, type AuthorizerOptions } from './authz.js';

@@ -6,27 +6,54 @@ import { decodeLeaseKeepAliveRequest } from '../../proto/gen/etcdserverpb.js';
 import type { LeasePath } from '../node/index.js';
 import { GrpcError, type BidiHandler, type GrpcErrorLike } from './grpc/index.js';
 import { streamDecodeError } from './errors.js';
+import { ClientError } from '../base/errors.js';
+import { checkLeaseKeys } from '../auth/index.js';
+import { then, type Authorizer } from './authz.js';
+import type { CallContext } from './grpc/index.js';
 
 type Encoded = Uint8Array | Promise<Uint8Array>;
 
+type Ctx = Pick<CallContext, 'metadata' | 'tlsCommonName'>;
+
 export interface LeaseApi {
   readonly grant: (r: LeaseGrantRequest) => Encoded;
-  readonly revoke: (r: LeaseRevokeRequest) => Encoded;
+  readonly revoke: (r: LeaseRevokeRequest, ctx: Ctx) => Encoded;
   /** Served by the leader (forwarded from a follower): replies may take a round trip. */
   readonly keepAlive: (r: LeaseKeepAliveRequest) => Promise<Uint8Array>;
-  readonly timeToLive: (r: LeaseTimeToLiveRequest) => Encoded;
+  readonly timeToLive: (r: LeaseTimeToLiveRequest, ctx: Ctx) => Encoded;
   readonly leases: () => Encoded;
 }
 
-export function leaseApi(leases: LeasePath): LeaseApi {
+/**
+ * With auth enabled (etcd): LeaseGrant, LeaseLeases and KeepAlive need nothing; LeaseRevoke needs
+ * WRITE on every key attached to the lease (checked here and again at apply); LeaseTimeToLive needs
+ * a user with READ on every attached key (etcd 3.5.9+ / 3.4.26+; 3.4.23 checks nothing).
+ */
+export function leaseApi(leases: LeasePath, authz?: Authorizer): LeaseApi {
+  const keysOf = (id: bigint): readonly Buffer[] | undefined => authz?.path.keysOfLease(id);
   return {
     grant: (r) => leases.grant(r.TTL, r.ID),
-    revoke: (r) => leases.revoke(r.ID),
+    revoke: (r, ctx) => {
+      if (authz === undefined || !authz.enabled) return leases.revoke(r.ID);
+      return then(authz.who(ctx), (ai) => {
+        checkLeaseKeys(authz.store, ai, r.ID, keysOf);
+        return leases.revoke(r.ID, authz.header(ai));
+      });
+    },
     keepAlive: (r) => leases.keepAlive(r.ID),
-    timeToLive: (r) => leases.timeToLive(r.ID, r.keys),
+    timeToLive: (r, ctx) => {
+      if (authz === undefined || !authz.enabled) return leases.timeToLive(r.ID, r.keys);
+      return then(authz.who(ctx), (ai) => {
+        if (ai.revision === 0) throw new ClientError('userEmpty');
+        for (const k of keysOf(r.ID) ?? []) authz.store.checkRange(ai, k, EMPTY);
+        return leases.timeToLive(r.ID, r.keys);
+      });
+    },
     leases: () => leases.leases(),
   };
 }
+
+const EMPTY = Buffer.alloc(0);
 
 /** Keepalives one stream may have waiting for the leader before it stops reading requests. */
 const KEEPALIVES_IN_FLIGHT_MAX = 128;

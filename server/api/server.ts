@@ -3,13 +3,15 @@
 // UNIMPLEMENTED (`unknown service ...`), as grpc-go does for a service it does not serve.
 // Every call passes gate.ts first (learner and `hasleader` checks, as etcd's interceptors): after
 // decoding for unary calls, before anything for streams.
-import { ClusterService, KVService, LeaseService, MaintenanceService, WatchService } from '../../proto/gen/etcdserverpb.js';
+import { AuthService, ClusterService, KVService, LeaseService, MaintenanceService, WatchService } from '../../proto/gen/etcdserverpb.js';
 import type { MethodDescriptor } from '../../proto/wire.js';
 import type { Logger } from '../base/log.js';
 import { ClientError, ServerRefusal, StorageFault } from '../base/errors.js';
 import { GRPC_OVERHEAD_BYTES } from '../base/limits.js';
 import type { LeaderView } from '../node/index.js';
-import { GrpcError, GrpcServer, type BidiHandler } from './grpc/index.js';
+import { GrpcError, GrpcServer, type BidiHandler, type CallContext, type ServerStreamHandler } from './grpc/index.js';
+import type { AuthApi } from './auth.js';
+import { then, type Authorizer } from './authz.js';
 import { decodeError, toGrpcError } from './errors.js';
 import { callRefusal, gateStream, NO_LEADER_STREAM_ELECTIONS, type StreamGate } from './gate.js';
 import type { ClusterApi } from './cluster.js';
@@ -23,6 +25,8 @@ export interface Services {
   readonly watch: BidiHandler;
   readonly cluster: ClusterApi;
   readonly maintenance: MaintenanceApi;
+  /** The Auth service (unregistered, i.e. UNIMPLEMENTED, when absent). */
+  readonly auth?: AuthApi;
 }
 
 export interface ServerOptions {
@@ -33,7 +37,33 @@ export interface ServerOptions {
   readonly leader: LeaderView;
   /** --election-timeout (ms): a `hasleader` stream is cancelled after 3 of these without a leader. */
   readonly electionTimeoutMs: number;
+  /** Auth: root-only methods (ADMIN_PATHS) are refused to other callers while auth is enabled. */
+  readonly authz?: Authorizer;
 }
+
+/**
+ * Methods only root may call while auth is enabled (etcd's authMaintenanceServer and
+ * checkMembershipOperationPermission). Not here, as in etcd 3.4: Status, Alarm, MemberList, Compact.
+ * The Auth service's own checks are in auth.ts.
+ */
+const ADMIN_PATHS: ReadonlySet<string> = new Set([
+  MaintenanceService.Defragment.path,
+  MaintenanceService.Hash.path,
+  MaintenanceService.HashKV.path,
+  MaintenanceService.MoveLeader.path,
+  MaintenanceService.Snapshot.path,
+  MaintenanceService.Downgrade.path,
+  ClusterService.MemberAdd.path,
+  ClusterService.MemberRemove.path,
+  ClusterService.MemberUpdate.path,
+  ClusterService.MemberPromote.path,
+]);
+
+/**
+ * Methods that need no permission but still refuse a bad token while auth is enabled: etcd sends
+ * them through the log, and every proposal first reads the caller from the token (AuthInfoFromCtx).
+ */
+const TOKEN_CHECKED_PATHS: ReadonlySet<string> = new Set([LeaseService.LeaseGrant.path, MaintenanceService.Alarm.path]);
 
 const SEND_BYTES_MAX = 2 ** 31 - 1;
 
@@ -60,10 +90,16 @@ export function createGrpcServer(log: Logger, services: Services, opts: ServerOp
   };
   const unary = <Req, Res, ReqInit, ResInit>(
     m: MethodDescriptor<Req, Res, ReqInit, ResInit>,
-    fn: (req: Req) => Uint8Array | Promise<Uint8Array>,
+    plain: (req: Req, ctx: CallContext) => Uint8Array | Promise<Uint8Array>,
     learnerServes: LearnerRule<Req> = LEARNER_REFUSED,
   ): void => {
     const onError = (err: unknown): never => fail(m.name, err);
+    const authz = opts.authz;
+    const check = authz === undefined ? undefined : ADMIN_PATHS.has(m.path) ? authz.admin.bind(authz) : TOKEN_CHECKED_PATHS.has(m.path) ? authz.who.bind(authz) : undefined;
+    const fn =
+      authz === undefined || check === undefined
+        ? plain
+        : (req: Req, ctx: CallContext): Uint8Array | Promise<Uint8Array> => (authz.enabled ? then(check(ctx), () => plain(req, ctx)) : plain(req, ctx));
     server.unary(m.path, (bytes, ctx) => {
       let req: Req;
       try {
@@ -75,7 +111,7 @@ export function createGrpcServer(log: Logger, services: Services, opts: ServerOp
       try {
         const refusal = callRefusal(opts.leader, ctx.metadata, learnerServes(req));
         if (refusal !== undefined) throw refusal;
-        const out = fn(req);
+        const out = fn(req, ctx);
         return out instanceof Promise ? out.catch(onError) : out;
       } catch (err) {
         return onError(err);
@@ -106,6 +142,44 @@ export function createGrpcServer(log: Logger, services: Services, opts: ServerOp
   unary(MaintenanceService.Alarm, maintenance.alarm);
   unary(MaintenanceService.Defragment, maintenance.defragment);
   unary(MaintenanceService.Downgrade, maintenance.downgrade);
-  server.serverStream(MaintenanceService.Snapshot.path, maintenance.snapshot);
+  server.serverStream(MaintenanceService.Snapshot.path, adminStream(maintenance.snapshot, opts.authz, (err) => failure(MaintenanceService.Snapshot.name, err)));
+  const auth = services.auth;
+  if (auth !== undefined) {
+    unary(AuthService.AuthEnable, auth.authEnable);
+    unary(AuthService.AuthDisable, auth.authDisable);
+    unary(AuthService.AuthStatus, auth.authStatus);
+    unary(AuthService.Authenticate, auth.authenticate);
+    unary(AuthService.UserAdd, auth.userAdd);
+    unary(AuthService.UserGet, auth.userGet);
+    unary(AuthService.UserList, auth.userList);
+    unary(AuthService.UserDelete, auth.userDelete);
+    unary(AuthService.UserChangePassword, auth.userChangePassword);
+    unary(AuthService.UserGrantRole, auth.userGrantRole);
+    unary(AuthService.UserRevokeRole, auth.userRevokeRole);
+    unary(AuthService.RoleAdd, auth.roleAdd);
+    unary(AuthService.RoleGet, auth.roleGet);
+    unary(AuthService.RoleList, auth.roleList);
+    unary(AuthService.RoleDelete, auth.roleDelete);
+    unary(AuthService.RoleGrantPermission, auth.roleGrantPermission);
+    unary(AuthService.RoleRevokePermission, auth.roleRevokePermission);
+  }
   return server;
+}
+
+/** A root-only server stream (Snapshot): the check runs before the handler sees the call. */
+function adminStream(handler: ServerStreamHandler, authz: Authorizer | undefined, failure: (err: unknown) => GrpcError): ServerStreamHandler {
+  if (authz === undefined) return handler;
+  return (bytes, out, ctx) => {
+    if (!authz.enabled) return handler(bytes, out, ctx);
+    try {
+      const ok = authz.admin(ctx);
+      if (!(ok instanceof Promise)) return handler(bytes, out, ctx);
+      ok.then(
+        () => handler(bytes, out, ctx),
+        (err: unknown) => out.end(failure(err)),
+      );
+    } catch (err) {
+      out.end(failure(err));
+    }
+  };
 }

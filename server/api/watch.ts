@@ -24,7 +24,9 @@ import { WATCH_COALESCE_BYTES, WATCH_STREAM_BUFFER_BYTES } from '../base/limits.
 import { header, Watcher, type Identity, type WatchableStore, type WatchEvent, type WatchSink } from '../node/index.js';
 import type { BidiHandler, CallContext, IncomingMessages, ServerStream } from './grpc/index.js';
 import { GrpcError } from './grpc/index.js';
-import { streamDecodeError } from './errors.js';
+import { streamDecodeError, toGrpcError } from './errors.js';
+import type { Authorizer } from './authz.js';
+import type { AuthInfo } from '../auth/index.js';
 
 export interface WatchApiOptions {
   readonly hub: WatchableStore;
@@ -37,6 +39,17 @@ export interface WatchApiOptions {
   /** Calls fn every ms milliseconds until the returned function is called (the host owns timers). */
   readonly every: (ms: number, fn: () => void) => () => void;
   readonly log: Logger;
+  /** Auth: a watch needs READ on its range while auth is enabled (auth helper). */
+  readonly authz?: Authorizer;
+}
+
+/** grpc-go's code names, as an error's text spells them. */
+const GO_CODE_NAMES = ['OK', 'Canceled', 'Unknown', 'InvalidArgument', 'DeadlineExceeded', 'NotFound', 'AlreadyExists', 'PermissionDenied', 'ResourceExhausted', 'FailedPrecondition', 'Aborted', 'OutOfRange', 'Unimplemented', 'Internal', 'Unavailable', 'DataLoss', 'Unauthenticated'];
+
+/** etcd's cancel_reason for a create the caller may not make: the gRPC error's text (e.g. 'rpc error: code = PermissionDenied desc = etcdserver: permission denied'). */
+export function watchRefusalReason(err: unknown): string {
+  const e = toGrpcError(err);
+  return `rpc error: code = ${GO_CODE_NAMES[e.code] ?? `Code(${e.code})`} desc = ${e.details}`;
 }
 
 const AUTO_WATCH_ID = 0n;
@@ -105,12 +118,14 @@ class WatchStream implements WatchSink {
   private queued: Uint8Array[] = [];
   private queuedBytes = 0;
   private flushScheduled = false;
+  /** Requests wait here, in order, while a create's permission check is under way (auth). */
+  private authChain: Promise<void> | undefined = undefined;
 
   constructor(
     private readonly opts: WatchApiOptions,
     private readonly incoming: IncomingMessages,
     private readonly out: ServerStream,
-    ctx: CallContext,
+    private readonly ctx: CallContext,
   ) {
     this.headers = new HeaderFields(opts.identity);
     ctx.signal.addEventListener('abort', () => this.close());
@@ -130,9 +145,61 @@ class WatchStream implements WatchSink {
       this.out.end(new GrpcError(e.code, e.details));
       return;
     }
+    const authz = this.opts.authz;
+    if (this.authChain !== undefined || (authz !== undefined && authz.enabled && req.createRequest !== undefined)) {
+      this.queueBehindAuth(req);
+      return;
+    }
+    this.handle(req);
+  }
+
+  private handle(req: WatchRequest): void {
     if (req.createRequest !== undefined) this.create(req.createRequest);
     else if (req.cancelRequest !== undefined) this.cancel(req.cancelRequest.watchId);
     else if (req.progressRequest !== undefined) this.requestProgress();
+  }
+
+  // ---------- auth (etcd's isWatchPermitted: READ on the watched range; any failure is 'permission denied') ----------
+
+  /** Undefined when the caller may watch c's range, else etcd's cancel_reason. */
+  private refusal(c: WatchCreateRequest): string | undefined | Promise<string | undefined> {
+    const authz = this.opts.authz;
+    if (authz === undefined || !authz.enabled) return undefined;
+    const check = (ai: AuthInfo): string | undefined => {
+      try {
+        authz.store.checkRange(ai, c.key, c.rangeEnd);
+        return undefined;
+      } catch (err) {
+        return watchRefusalReason(err);
+      }
+    };
+    let who;
+    try {
+      who = authz.who(this.ctx);
+    } catch (err) {
+      return watchRefusalReason(err);
+    }
+    return who instanceof Promise ? who.then(check, watchRefusalReason) : check(who);
+  }
+
+  private queueBehindAuth(req: WatchRequest): void {
+    const run = (): void | Promise<void> => {
+      if (this.closed) return;
+      const c = req.createRequest;
+      if (c === undefined) return this.handle(req);
+      const refused = this.refusal(c);
+      const finish = (reason: string | undefined): void => {
+        if (this.closed) return;
+        if (reason === undefined) this.create(c);
+        else this.send(encodeWatchResponse({ header: header(this.opts.identity, this.opts.hub.rev), watchId: NO_WATCH_ID, created: true, canceled: true, cancelReason: reason }));
+      };
+      return refused instanceof Promise ? refused.then(finish) : finish(refused);
+    };
+    const next = (this.authChain ?? Promise.resolve()).then(run).catch((err: unknown) => this.opts.log.warn('watch: request failed', { error: err }));
+    this.authChain = next;
+    void next.then(() => {
+      if (this.authChain === next) this.authChain = undefined;
+    });
   }
 
   private create(c: WatchCreateRequest): void {

@@ -17,6 +17,9 @@ import type { LeaseStore } from '../lease/index.js';
 import { applyCompaction, applyDeleteRange, applyPut, applyTxn, MidTxnError, type LeaseLookup } from './kv.js';
 import { applyLeaseGrant, applyLeaseRevoke, type LeaseChanges } from './lease.js';
 import { applyAlarm, type AlarmStore } from './alarm.js';
+// auth (auth helper)
+import type { AuthStore } from '../auth/index.js';
+import { applyAuth, checkAtApply, type AuthApplied } from './auth.js';
 
 export type ApplyResponse =
   | { readonly kind: 'put'; readonly resp: PutResponseInit }
@@ -26,6 +29,7 @@ export type ApplyResponse =
   | { readonly kind: 'leaseGrant'; readonly resp: LeaseGrantResponseInit }
   | { readonly kind: 'leaseRevoke'; readonly resp: LeaseRevokeResponseInit }
   | { readonly kind: 'alarm'; readonly resp: AlarmResponseInit }
+  | { readonly kind: 'auth'; readonly resp: AuthApplied }
   | { readonly kind: 'memberAttrs' };
 
 export type ApplyOutcome = { readonly ok: true; readonly response: ApplyResponse } | { readonly ok: false; readonly error: ClientError };
@@ -39,6 +43,10 @@ export interface ApplyContext {
   readonly setMemberAttrs: (id: bigint, name: string, clientURLs: readonly string[]) => void;
   /** Active alarms: NOSPACE caps the store, CORRUPT refuses every change (etcd's capped/corrupt appliers). */
   readonly alarms: AlarmStore;
+  /** Users, roles, the enabled flag (auth helper). */
+  readonly auth: AuthStore;
+  /** Raft index of the entry being applied (the caller sets it per entry; simple auth tokens carry it). */
+  entryIndex: number;
 }
 
 function txnHasPut(rt: TxnRequest): boolean {
@@ -63,6 +71,7 @@ function dispatch(ctx: ApplyContext, req: InternalRequest): ApplyResponse {
   const { store } = ctx;
   const refused = refusedByAlarm(ctx.alarms, req);
   if (refused !== undefined) throw refused;
+  if (ctx.auth.enabled) checkAtApply(ctx.auth, store, (id) => ctx.leases.has(id), req);
   if (req.alarm !== undefined) return { kind: 'alarm', resp: { header: { revision: store.currentRev }, ...applyAlarm(ctx.alarms, req.alarm) } };
   const leaseExists: LeaseLookup = (id) => ctx.leases.has(id);
   if (req.put !== undefined) {
@@ -85,6 +94,8 @@ function dispatch(ctx: ApplyContext, req: InternalRequest): ApplyResponse {
     ctx.setMemberAttrs(req.memberAttrs.memberId, req.memberAttrs.name, req.memberAttrs.clientUrls);
     return { kind: 'memberAttrs' };
   }
+  const authResp = applyAuth(ctx.auth, store.currentRev, ctx.entryIndex, req);
+  if (authResp !== undefined) return { kind: 'auth', resp: authResp };
   throw new AssertionFailure('apply: log entry carries no request');
 }
 

@@ -47,6 +47,7 @@ export type ClientErrorKind =
   | 'authNotEnabled'
   | 'permissionDenied'
   | 'invalidAuthToken'
+  | 'noPasswordUser'
   | 'invalidDowngradeTargetFormat'
   | 'invalidDowngradeTarget'
   | 'noInflightDowngrade'

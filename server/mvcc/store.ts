@@ -75,6 +75,8 @@ function keysOf(index: DupTable, range: KeyRange): Iterable<Buffer> {
 }
 
 const EMPTY = Buffer.alloc(0);
+/** At or below every key (keys are never empty). */
+const FIRST_KEY = Buffer.alloc(1);
 
 export class KvStore {
   private readonly index: DupTable;
@@ -85,6 +87,10 @@ export class KvStore {
   compactRev: number;
   /** Revisions committed by write transactions since the last takeChanges(). */
   private changes: RevisionEvents[] = [];
+  /** Calls on this store's transactions, for metrics (etcd's mvcc range/put/delete/txn totals). */
+  readonly counts = { ranges: 0, puts: 0, deletes: 0, txns: 0 };
+  /** Live keys (not deleted), once counted; undefined until then and after a reload. */
+  private live: number | undefined = undefined;
 
   constructor(private readonly backend: Backend) {
     this.index = backend.dupTable('index');
@@ -100,6 +106,22 @@ export class KvStore {
   reload(): void {
     this.currentRev = decodeNum(this.meta.get(META.currentRev), 1);
     this.compactRev = decodeNum(this.meta.get(META.compactRev), -1);
+    this.live = undefined;
+  }
+
+  /** Keys with a live (not deleted) revision: counted once (a scan), then kept by the writes. */
+  liveKeys(): number {
+    if (this.live === undefined) {
+      let n = 0;
+      for (const key of this.index.keys(FIRST_KEY, undefined)) if (liveAt(this.index, key, Infinity) !== undefined) n++;
+      this.live = n;
+    }
+    return this.live;
+  }
+
+  /** Keys created (+) or deleted (-) by a write transaction. */
+  addLiveKeys(n: number): void {
+    if (this.live !== undefined) this.live += n;
   }
 
   /** Reads [range] as of rev. `limit` <= 0 = all; count is always the full count. */
@@ -296,6 +318,8 @@ export interface RangeSource {
 
 export class ReadTxn implements RangeSource {
   private readonly rev: number;
+  /** Calls so far: a view with more than one counts as a txn (etcd's metricsTxnWrite). */
+  private ops = 0;
 
   constructor(private readonly store: KvStore) {
     this.rev = store.currentRev;
@@ -310,6 +334,8 @@ export class ReadTxn implements RangeSource {
   }
 
   range(range: KeyRange, requestedRev: number, limit: number, countOnly: boolean): RangeResult {
+    this.store.counts.ranges++;
+    if (++this.ops === 2) this.store.counts.txns++;
     const rev = this.store.checkReadRev(requestedRev, this.rev);
     return this.store.rangeAt(range, rev, limit, countOnly, this.rev);
   }
@@ -321,6 +347,8 @@ export class WriteTxn implements RangeSource {
   changes = 0;
 
   private readonly events: MvccEvent[] = [];
+  /** Calls so far: a transaction with more than one counts as a txn (etcd's metricsTxnWrite). */
+  private ops = 0;
 
   constructor(
     private readonly store: KvStore,
@@ -340,6 +368,8 @@ export class WriteTxn implements RangeSource {
   }
 
   range(range: KeyRange, requestedRev: number, limit: number, countOnly: boolean): RangeResult {
+    this.store.counts.ranges++;
+    this.counted();
     const cur = this.readRev();
     const rev = this.store.checkReadRev(requestedRev, cur);
     return this.store.rangeAt(range, rev, limit, countOnly, cur);
@@ -349,6 +379,9 @@ export class WriteTxn implements RangeSource {
     const rev = this.beginRev + 1;
     const sub = this.changes++;
     const last = liveAt(this.index, key, Infinity);
+    this.store.counts.puts++;
+    this.counted();
+    if (last === undefined) this.store.addLiveKeys(1);
     const create = last !== undefined ? last.create : rev;
     const version = last !== undefined ? last.version + 1 : 1;
     const kv: KeyValue = { key, value: Buffer.from(value.buffer, value.byteOffset, value.length), createRevision: create, modRevision: rev, version, lease };
@@ -367,6 +400,9 @@ export class WriteTxn implements RangeSource {
   deleteRange(range: KeyRange): [number, number] {
     const at = this.readRev();
     const live = this.liveKeys(range, at);
+    this.store.counts.deletes++;
+    this.counted();
+    this.store.addLiveKeys(-live.length);
     const rev = this.beginRev + 1;
     for (const { key, entry } of live) {
       const sub = this.changes++;
@@ -386,6 +422,10 @@ export class WriteTxn implements RangeSource {
       if (entry !== undefined) out.push({ key, entry });
     }
     return out;
+  }
+
+  private counted(): void {
+    if (++this.ops === 2) this.store.counts.txns++;
   }
 
   /** Ends the transaction: the store revision advances when anything changed. Returns the new current revision. */

@@ -113,6 +113,11 @@ export class WatchableStore {
     return this.count;
   }
 
+  /** Watchers catching up from history (etcd's slow watchers). */
+  get unsyncedWatchers(): number {
+    return this.unsynced.size;
+  }
+
   /** Adds a watcher whose created reply went out already; it gets events from w.nextRev on. */
   add(w: Watcher): void {
     this.count++;

@@ -1,6 +1,6 @@
 // How the API layer reaches the write path and a read view that sees every acknowledged write.
 // Responses leave here encoded, with the full ResponseHeader filled in.
-import type { InternalRequestInit } from '../../proto/gen/cairnpb.js';
+import type { InternalRequestInit, RequestHeaderInit } from '../../proto/gen/cairnpb.js';
 import { randomBytes } from 'node:crypto';
 import {
   encodeAlarmResponse,
@@ -18,8 +18,9 @@ import {
   type ResponseHeaderInit,
   type TxnRequest,
 } from '../../proto/gen/etcdserverpb.js';
-import { applyRange, applyTxn, NO_LEASES, type ApplyOutcome, type ApplyResponse } from '../apply/index.js';
-import { ClientError } from '../base/errors.js';
+import { applyRange, applyTxn, NO_LEASES, type ApplyOutcome, type ApplyResponse, type AuthApplied } from '../apply/index.js';
+import { AssertionFailure, ClientError } from '../base/errors.js';
+import type { AuthStore } from '../auth/index.js';
 import { ELECTION_TIMEOUT_MS, HEARTBEAT_INTERVAL_MS, LEASE_TTL_MAX_SECONDS } from '../base/limits.js';
 import { monotonicMs, type Node } from './node.js';
 
@@ -92,6 +93,53 @@ export function encodeOutcome(id: Identity, o: ApplyOutcome): Uint8Array {
       return encodeLeaseRevokeResponse({ ...r.resp, header: h });
     case 'alarm':
       return encodeAlarmResponse({ ...r.resp, header: h });
+    case 'auth':
+      return r.resp.encode(h);
+  }
+}
+
+/** The Auth service's view of the node: changes go through the log, reads are local after a read barrier. */
+export interface AuthPath {
+  readonly auth: AuthStore;
+  readonly identity: Identity;
+  /** Proposes an auth request (or Authenticate); resolves once applied here. */
+  propose(req: InternalRequestInit): Promise<AuthApplied>;
+  /** Resolves once this member has applied everything committed before the call. */
+  readBarrier(): Promise<void> | undefined;
+  /** The store's current revision, for response headers. */
+  currentRevision(): number;
+  /** The keys attached to a lease, undefined without such a lease (lease permission checks). */
+  keysOfLease(id: bigint): readonly Buffer[] | undefined;
+}
+
+export class LocalAuth implements AuthPath {
+  constructor(private readonly node: Node) {}
+
+  get auth(): AuthStore {
+    return this.node.auth;
+  }
+
+  get identity(): Identity {
+    return this.node;
+  }
+
+  async propose(req: InternalRequestInit): Promise<AuthApplied> {
+    const o = await this.node.propose(req);
+    if (!o.ok) throw o.error;
+    if (o.response.kind !== 'auth') throw new AssertionFailure(`auth proposal answered with ${o.response.kind}`);
+    return o.response.resp;
+  }
+
+  readBarrier(): Promise<void> | undefined {
+    return this.node.linearizableRead() ?? this.node.whenReadable();
+  }
+
+  currentRevision(): number {
+    return this.node.store.currentRev;
+  }
+
+  keysOfLease(id: bigint): readonly Buffer[] | undefined {
+    return this.node.leaseStore.has(id) ? this.node.store.keysOfLease(id) : undefined;
   }
 }
 
@@ -114,7 +162,8 @@ export class LocalWriter implements WritePath {
 /** The lease service's view of the node: grants and revokes go through the log, the rest is local. */
 export interface LeasePath {
   grant(ttlSeconds: number, id: bigint): Promise<Uint8Array>;
-  revoke(id: bigint): Promise<Uint8Array>;
+  /** `who`: the caller's user and auth revision (checked again at apply while auth is on). */
+  revoke(id: bigint, who?: RequestHeaderInit): Promise<Uint8Array>;
   /** KeepAlive: TTL = granted TTL, or 0 when the lease is unknown or expired (no error, as etcd). Served by the leader. */
   keepAlive(id: bigint): Promise<Uint8Array>;
   /** TTL = whole seconds left, or -1 for an unknown lease (no error, as etcd). Served by the leader. */
@@ -153,8 +202,8 @@ export class LocalLeases implements LeasePath {
     return this.writes.write({ leaseGrant: { ID: id === 0n ? newLeaseId() : id, TTL } });
   }
 
-  revoke(id: bigint): Promise<Uint8Array> {
-    return this.writes.write({ leaseRevoke: { ID: id } });
+  revoke(id: bigint, who?: RequestHeaderInit): Promise<Uint8Array> {
+    return this.writes.write(who === undefined ? { leaseRevoke: { ID: id } } : { leaseRevoke: { ID: id }, header: who });
   }
 
   async keepAlive(id: bigint): Promise<Uint8Array> {

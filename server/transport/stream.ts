@@ -26,6 +26,8 @@ export interface StreamEnv {
   /** Messages to `to` were lost (rate-limited by the caller). */
   unreachable(to: bigint): void;
   refused(to: bigint, err: PeerRefusedError): void;
+  /** A ping's round trip to `to` was measured (ms). */
+  roundTrip?(to: bigint, ms: number): void;
 }
 
 export interface StreamStats {
@@ -175,6 +177,7 @@ export class StreamSender {
     for (const f of frames) {
       if (f.type !== frameTypes.pong) throw new PeerProtocolError(`unexpected frame type ${f.type} on an outgoing stream`);
       this.roundTripMs = Math.max(0, performance.now() - decodeTime(f.payload));
+      this.env.roundTrip?.(this.to, this.roundTripMs);
     }
   }
 

@@ -46,6 +46,11 @@ export interface WalOptions {
    * failpoint for tests: the WAL then fails stop exactly as on a real I/O error).
    */
   beforeWrite?: (() => void) | undefined;
+  /**
+   * Wraps each durable write of appended records (the host times it for metrics); must return a
+   * promise that settles as `write` does. Called with the write already started.
+   */
+  observeWrite?: ((write: Promise<void>) => Promise<void>) | undefined;
 }
 
 /** Counters for tests and metrics. */

@@ -69,6 +69,7 @@ interface WalParts {
   dir: string;
   segmentBytes: number;
   beforeWrite: (() => void) | undefined;
+  observeWrite: ((write: Promise<void>) => Promise<void>) | undefined;
   logger: WalLogger;
   segments: SegmentRef[];
   active: ActiveSegment;
@@ -80,6 +81,7 @@ export class Wal {
   readonly #dir: string;
   readonly #segmentBytes: number;
   readonly #beforeWrite: (() => void) | undefined;
+  readonly #observeWrite: ((write: Promise<void>) => Promise<void>) | undefined;
   readonly #logger: WalLogger;
   readonly #segments: SegmentRef[];
   #active: ActiveSegment;
@@ -97,6 +99,7 @@ export class Wal {
     this.#dir = parts.dir;
     this.#segmentBytes = parts.segmentBytes;
     this.#beforeWrite = parts.beforeWrite;
+    this.#observeWrite = parts.observeWrite;
     this.#logger = parts.logger;
     this.#segments = parts.segments;
     this.#active = parts.active;
@@ -118,6 +121,7 @@ export class Wal {
         dir: opts.dir,
         segmentBytes,
         beforeWrite: opts.beforeWrite,
+        observeWrite: opts.observeWrite,
         logger: opts.logger,
         segments,
         active,
@@ -269,7 +273,8 @@ export class Wal {
     const { bytes, lastCrc } = encodeRecords(chunk, active.lastCrc);
     if (verifyEncoding) assertDecodesBack(bytes, chunk, active.lastCrc, lastCrc);
     this.#beforeWrite?.();
-    await writeAll(active.fh, bytes, active.bytes); // O_DSYNC: durable when the write returns
+    const write = writeAll(active.fh, bytes, active.bytes); // O_DSYNC: durable when the write returns
+    await (this.#observeWrite === undefined ? write : this.#observeWrite(write));
     this.#stats.syncs++;
     active.bytes += bytes.length;
     active.lastCrc = lastCrc;

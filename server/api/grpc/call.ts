@@ -37,10 +37,36 @@ function commonNameOf(socket: unknown): string | undefined {
 
 export const CallKind = { UNARY: 0, SERVER_STREAM: 1, BIDI: 2 } as const;
 
+/**
+ * One method's call counters (go-grpc-prometheus's server metrics), kept by its calls: a few
+ * increments per call, read when metrics are scraped.
+ */
+export interface CallStats {
+  started: number;
+  /** Request messages decoded. */
+  received: number;
+  /** Response messages written. */
+  sent: number;
+  /** Calls finished, by status code (index 0-16). */
+  readonly handled: number[];
+}
+
+/** gRPC status codes 0 (OK) to 16 (UNAUTHENTICATED). */
+const STATUS_CODE_COUNT = 17;
+
+export function newCallStats(): CallStats {
+  return { started: 0, received: 0, sent: 0, handled: new Array<number>(STATUS_CODE_COUNT).fill(0) };
+}
+
+function countHandled(stats: CallStats, code: number): void {
+  const c = wireCode(code);
+  stats.handled[c] = (stats.handled[c] ?? 0) + 1;
+}
+
 export type Route =
-  | { readonly kind: typeof CallKind.UNARY; readonly handler: UnaryHandler }
-  | { readonly kind: typeof CallKind.SERVER_STREAM; readonly handler: ServerStreamHandler }
-  | { readonly kind: typeof CallKind.BIDI; readonly handler: BidiHandler };
+  | { readonly kind: typeof CallKind.UNARY; readonly handler: UnaryHandler; readonly stats: CallStats }
+  | { readonly kind: typeof CallKind.SERVER_STREAM; readonly handler: ServerStreamHandler; readonly stats: CallStats }
+  | { readonly kind: typeof CallKind.BIDI; readonly handler: BidiHandler; readonly stats: CallStats };
 
 /** What a call needs from its server. */
 export interface CallHost {
@@ -155,6 +181,7 @@ export class Call implements CallContext, ServerStream, IncomingMessages, Messag
     timeoutMs: number | undefined,
   ) {
     this.decoder = new MessageDecoder(host.maxReceiveMessageBytes);
+    route.stats.started++;
     stream[kCall] = this;
     stream.on('data', onStreamData);
     stream.on('end', onStreamEnd);
@@ -206,6 +233,7 @@ export class Call implements CallContext, ServerStream, IncomingMessages, Messag
       return false;
     }
     if (!this.startResponse()) return false;
+    this.route.stats.sent++;
     return this.stream.write(frameMessage(message));
   }
 
@@ -218,6 +246,7 @@ export class Call implements CallContext, ServerStream, IncomingMessages, Messag
       }
     }
     if (!this.startResponse()) return false;
+    this.route.stats.sent += messages.length;
     return this.stream.write(frameMessages(messages));
   }
 
@@ -275,6 +304,7 @@ export class Call implements CallContext, ServerStream, IncomingMessages, Messag
   /** Called by the decoder for each complete request message. */
   onDecoded(message: Buffer): void {
     if (this.finished) return;
+    this.route.stats.received++;
     if (this.route.kind !== CallKind.BIDI) {
       if (this.requestCount++ === 0) this.request = message;
       else this.finish(multipleRequestMessages());
@@ -328,6 +358,7 @@ export class Call implements CallContext, ServerStream, IncomingMessages, Messag
     this.drainCb = undefined;
     if (!this.finished) {
       this.finished = true;
+      countHandled(this.route.stats, Status.CANCELLED);
       this.abort(cancelled());
     }
   }
@@ -409,6 +440,8 @@ export class Call implements CallContext, ServerStream, IncomingMessages, Messag
     }
     if (!this.startResponse()) return;
     this.finished = true;
+    this.route.stats.sent++;
+    countHandled(this.route.stats, Status.OK);
     this.clearTimer();
     this.trailers = TRAILERS_OK;
     this.stream.end(frameMessage(response));
@@ -436,6 +469,7 @@ export class Call implements CallContext, ServerStream, IncomingMessages, Messag
   private finish(status: GrpcErrorLike): void {
     if (this.finished) return;
     this.finished = true;
+    countHandled(this.route.stats, status.code);
     this.clearTimer();
     this.drainCb = undefined;
     const stream = this.stream;

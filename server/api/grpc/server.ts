@@ -2,7 +2,7 @@
 // creates (cleartext h2c with prior knowledge, `listen`) or on any existing http2 server, cleartext
 // or TLS (`attach`): session and stream handling do not depend on how the server was made.
 import * as http2 from 'node:http2';
-import { Call, CallKind, GRPC_CONTENT_TYPE, ignoreStreamError, respondTrailersOnly, type CallHost, type Route } from './call.js';
+import { Call, CallKind, GRPC_CONTENT_TYPE, ignoreStreamError, newCallStats, respondTrailersOnly, type CallHost, type CallStats, type Route } from './call.js';
 import type { BidiHandler, GrpcServerOptions, ServerStreamHandler, UnaryHandler } from './handlers.js';
 import {
   badContentType,
@@ -93,20 +93,25 @@ export class GrpcServer implements CallHost {
   // ---------- registration ----------
 
   unary(path: string, handler: UnaryHandler): void {
-    this.register(path, { kind: CallKind.UNARY, handler });
+    this.register(path, { kind: CallKind.UNARY, handler, stats: newCallStats() });
   }
 
   serverStream(path: string, handler: ServerStreamHandler): void {
-    this.register(path, { kind: CallKind.SERVER_STREAM, handler });
+    this.register(path, { kind: CallKind.SERVER_STREAM, handler, stats: newCallStats() });
   }
 
   bidi(path: string, handler: BidiHandler): void {
-    this.register(path, { kind: CallKind.BIDI, handler });
+    this.register(path, { kind: CallKind.BIDI, handler, stats: newCallStats() });
   }
 
   /** The handler registered for a method path (for in-process callers such as the HTTP gateway). */
   route(path: string): Route | undefined {
     return this.routes.get(path);
+  }
+
+  /** Every registered method with its call counters (for metrics; the counters are live). */
+  methodStats(): { readonly path: string; readonly kind: 'unary' | 'server_stream' | 'bidi_stream'; readonly stats: Readonly<CallStats> }[] {
+    return [...this.routes].map(([path, r]) => ({ path, kind: r.kind === CallKind.UNARY ? 'unary' : r.kind === CallKind.SERVER_STREAM ? 'server_stream' : 'bidi_stream', stats: r.stats }));
   }
 
   private register(path: string, route: Route): void {

@@ -1,0 +1,218 @@
+// The client-port listeners: one port serves gRPC (HTTP/2) and HTTP/1.1 (the gateway, /health,
+// /version, /metrics), as etcd does with cmux. Cleartext: the first bytes of each connection are
+// read once — the HTTP/2 client preface means HTTP/2 (prior knowledge, as gRPC clients speak it),
+// anything else HTTP/1.1 — and the socket is handed, with those bytes put back, to an HTTP/2 or an
+// HTTP/1.1 server. TLS: ALPN `h2` or `http/1.1` decides (a client offering no ALPN is sniffed as in
+// cleartext). On HTTP/2, a request whose content-type is not application/grpc goes to the HTTP
+// handler (etcd routes by content-type on TLS the same way), every other stream to the GrpcServer.
+// Per connection the work is the sniff; per request one content-type test: the gRPC hot path is the
+// GrpcServer's own. --listen-metrics-urls get a plain HTTP(S) server with the metrics handler.
+import * as http from 'node:http';
+import * as http2 from 'node:http2';
+import * as https from 'node:https';
+import * as net from 'node:net';
+import * as tls from 'node:tls';
+import type { ServerTls } from '../base/tls.js';
+import { http2ServerOptions, type GrpcServer } from './grpc/index.js';
+import type { HttpListener } from './http/index.js';
+
+/** The HTTP/2 client connection preface (RFC 9113 §3.4). */
+export const HTTP2_PREFACE = Buffer.from('PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n', 'latin1');
+/** A connection that has not shown its protocol within this time is closed. */
+export const SNIFF_TIMEOUT_MS = 30_000;
+/** Go's net/http has no header timeout by default; we bound slow headers (slowloris) nonetheless. */
+export const HTTP_HEADERS_TIMEOUT_MS = 60_000;
+
+export type Protocol = 'h2' | 'http1';
+
+/**
+ * Decides a connection's protocol from its first bytes, fed in any chunking: 'h2' once all 24
+ * bytes of the preface arrived, 'http1' at the first byte that differs, undefined while undecided.
+ */
+export class ProtocolSniffer {
+  private matched = 0;
+  private decided: Protocol | undefined = undefined;
+
+  push(chunk: Uint8Array): Protocol | undefined {
+    for (let i = 0; this.decided === undefined && i < chunk.length; i++) {
+      if (chunk[i] !== HTTP2_PREFACE[this.matched]) this.decided = 'http1';
+      else if (++this.matched === HTTP2_PREFACE.length) this.decided = 'h2';
+    }
+    return this.decided;
+  }
+}
+
+export interface ListenersOptions {
+  readonly grpc: GrpcServer;
+  readonly clientHttp: HttpListener;
+  readonly metricsHttp: HttpListener;
+  /** The client TLS settings (--cert-file etc.), needed when a URL is https. */
+  readonly tls: ServerTls | undefined;
+  readonly onError?: (err: Error, where: string) => void;
+}
+
+type Listening = net.Server | tls.Server | http.Server | https.Server;
+
+function splitHostPort(url: URL): { host: string; port: number } {
+  return { host: url.hostname.replace(/^\[(.*)\]$/, '$1'), port: Number(url.port) };
+}
+
+function boundPort(server: net.Server, fallback: number): number {
+  const a = server.address();
+  return typeof a === 'object' && a !== null ? a.port : fallback;
+}
+
+function isGrpc(headers: http2.IncomingHttpHeaders): boolean {
+  const ct = headers['content-type'];
+  return ct !== undefined && ct.startsWith('application/grpc');
+}
+
+export class Listeners {
+  /** Receives every HTTP/2 connection (cleartext or TLS); its streams are split by content-type. */
+  private readonly h2 = http2.createServer(http2ServerOptions({}));
+  /** Never listens: the GrpcServer is attached here and gets the gRPC streams and all sessions. */
+  private readonly grpcSide = http2.createServer(http2ServerOptions({}));
+  /** Never listens: HTTP/2 requests that are not gRPC, through node's compatibility API. */
+  private readonly httpSide: http2.Http2Server;
+  /** Never listens: HTTP/1.1 connections of the client port. */
+  private readonly http1: http.Server;
+  private readonly servers: Listening[] = [];
+  private readonly pending = new Set<net.Socket>();
+  private closing: Promise<void> | undefined = undefined;
+
+  constructor(private readonly opts: ListenersOptions) {
+    opts.grpc.attach(this.grpcSide);
+    this.httpSide = http2.createServer({}, opts.clientHttp);
+    this.http1 = http.createServer({ requestTimeout: 0, headersTimeout: HTTP_HEADERS_TIMEOUT_MS }, opts.clientHttp);
+    // node starts connection tracking (closeIdleConnections/closeAllConnections) and the headers-timeout
+    // checks on 'listening'; this server never listens itself (sockets are handed to it), so start them.
+    this.http1.emit('listening');
+    this.h2.on('session', (session: http2.ServerHttp2Session) => this.grpcSide.emit('session', session));
+    this.h2.on('stream', (stream: http2.ServerHttp2Stream, headers: http2.IncomingHttpHeaders, ...rest: unknown[]) => {
+      (isGrpc(headers) ? this.grpcSide : this.httpSide).emit('stream', stream, headers, ...rest);
+    });
+    this.h2.on('sessionError', (err: Error) => this.report(err, 'http2 session'));
+    this.http1.on('clientError', (_err: Error, socket: net.Socket) => {
+      if (socket.writable) socket.end('HTTP/1.1 400 Bad Request\r\nContent-Type: text/plain; charset=utf-8\r\nConnection: close\r\n\r\n400 Bad Request');
+      else socket.destroy();
+    });
+  }
+
+  /** Serves the client port at `url` (http: or https:); resolves to the bound port. */
+  async listenClient(url: URL): Promise<number> {
+    const { host, port } = splitHostPort(url);
+    if (url.protocol === 'https:') {
+      const t = this.requireTls(url);
+      const server = tls.createServer({ ...t.options(), ALPNProtocols: ['h2', 'http/1.1'] }, (socket) => this.routeTls(socket));
+      t.attach(server);
+      server.on('tlsClientError', () => undefined); // a failed handshake concerns that client only
+      return this.start(server, host, port);
+    }
+    const server = net.createServer((socket) => this.sniff(socket));
+    return this.start(server, host, port);
+  }
+
+  /** Serves /metrics, /health, /livez, /readyz at `url`. */
+  async listenMetrics(url: URL): Promise<number> {
+    const { host, port } = splitHostPort(url);
+    const server =
+      url.protocol === 'https:'
+        ? https.createServer({ ...this.requireTls(url).options() }, this.opts.metricsHttp)
+        : http.createServer({ requestTimeout: 0, headersTimeout: HTTP_HEADERS_TIMEOUT_MS }, this.opts.metricsHttp);
+    if (server instanceof https.Server) this.requireTls(url).attach(server);
+    return this.start(server, host, port);
+  }
+
+  /** Stops listening, ends gRPC calls (GrpcServer.close, with its grace), then the HTTP requests still open. */
+  close(): Promise<void> {
+    this.closing ??= this.shutdown();
+    return this.closing;
+  }
+
+  private async shutdown(): Promise<void> {
+    const stopped = this.servers.map((s) => new Promise<void>((resolve) => s.close(() => resolve())));
+    for (const s of this.pending) s.destroy();
+    const httpServers = [this.http1, ...this.servers.filter((s): s is http.Server | https.Server => s instanceof http.Server || s instanceof https.Server)];
+    for (const s of httpServers) s.closeIdleConnections();
+    await this.opts.grpc.close(); // GOAWAY, in-flight calls get the GrpcServer's grace
+    for (const s of httpServers) s.closeAllConnections(); // HTTP requests (e.g. watches over HTTP) end here
+    this.http1.close();
+    await Promise.all(stopped);
+  }
+
+  private requireTls(url: URL): ServerTls {
+    if (this.opts.tls === undefined) throw new Error(`${url.href}: https needs --cert-file and --key-file`);
+    return this.opts.tls;
+  }
+
+  private async start(server: Listening, host: string, port: number): Promise<number> {
+    if (this.closing !== undefined) throw new Error('listeners are closed');
+    await new Promise<void>((resolve, reject) => {
+      server.once('error', reject);
+      server.listen(port, host, () => {
+        server.off('error', reject);
+        resolve();
+      });
+    });
+    server.on('error', (err: Error) => this.report(err, 'listener'));
+    this.servers.push(server);
+    return boundPort(server, port);
+  }
+
+  private routeTls(socket: tls.TLSSocket): void {
+    if (socket.alpnProtocol === 'h2') this.hand(socket, 'h2');
+    else if (socket.alpnProtocol === 'http/1.1') this.hand(socket, 'http1');
+    else this.sniff(socket);
+  }
+
+  /** Reads until the protocol is known, puts the bytes back, hands the socket over. */
+  private sniff(socket: net.Socket): void {
+    const sniffer = new ProtocolSniffer();
+    const chunks: Buffer[] = [];
+    this.pending.add(socket);
+    const timer = setTimeout(() => socket.destroy(), SNIFF_TIMEOUT_MS);
+    const done = (): void => {
+      clearTimeout(timer);
+      this.pending.delete(socket);
+      socket.off('data', onData);
+      socket.off('error', onGone);
+      socket.off('close', onGone);
+    };
+    const onGone = (): void => {
+      done();
+      socket.destroy();
+    };
+    const onData = (chunk: Buffer): void => {
+      chunks.push(chunk);
+      const protocol = sniffer.push(chunk);
+      if (protocol === undefined) return;
+      done();
+      socket.pause();
+      socket.unshift(chunks.length === 1 ? chunk : Buffer.concat(chunks));
+      this.hand(socket, protocol);
+    };
+    socket.on('data', onData);
+    socket.on('error', onGone);
+    socket.on('close', onGone);
+  }
+
+  private hand(socket: net.Socket, protocol: Protocol): void {
+    if (this.closing !== undefined) {
+      socket.destroy();
+      return;
+    }
+    if (protocol === 'h2') this.h2.emit('connection', socket);
+    else {
+      this.http1.emit('connection', socket);
+      socket.resume();
+    }
+  }
+
+  private report(err: unknown, where: string): void {
+    try {
+      this.opts.onError?.(err instanceof Error ? err : new Error(String(err)), where);
+    } catch {
+      // the reporter failing must not take the server down
+    }
+  }
+}

@@ -1,0 +1,140 @@
+// Corruption checks on a 3-member Cairn (--experimental-corrupt-check-time 1s): one value changed in
+// a stopped follower's LMDB file (the record kept well-formed: same length, CRC recomputed) makes the
+// leader raise CORRUPT for that member once it is back; then every change is refused with 'etcdserver:
+// corrupt cluster' while reads work. Restarted with --experimental-initial-corrupt-check the
+// corrupted member refuses to start ('found data inconsistency with peers'), a healthy one starts.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { readFileSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { open } from 'lmdb';
+import { decodeRevRecord, encodeRevRecord, parseRevKey } from '../../server/storage/schema/index.js';
+import { withCluster } from '../harness/cluster.js';
+import type { Cluster } from '../harness/cluster.js';
+import { runEtcdctl, startCairn } from '../harness/procs.js';
+import { pollUntil, quietWindow } from '../harness/poll.js';
+import { ctl, ok, outcome } from './helpers.js';
+
+const b = (s: string): Buffer => Buffer.from(s);
+const CORRUPT = 'DATA_LOSS: etcdserver: corrupt cluster';
+
+/** Changes the newest value of `key` in a stopped member's LMDB file to `to` (same length). */
+async function corruptValue(dataDir: string, key: string, from: string, to: string): Promise<number> {
+  assert.equal(from.length, to.length);
+  const root = open({ path: join(dataDir, 'member', 'db.mdb'), keyEncoding: 'binary', encoding: 'binary', maxDbs: 16 });
+  try {
+    const rev = root.openDB<Buffer, Buffer>('rev', { keyEncoding: 'binary', encoding: 'binary' });
+    let hit: { k: Buffer; main: number; record: Buffer } | undefined;
+    for (const { key: k, value } of rev.getRange({})) {
+      const r = decodeRevRecord(value, 'test');
+      if (!r.tombstone && r.kv.key.toString() === key && r.kv.value.toString() === from) {
+        const { main } = parseRevKey(k);
+        if (hit === undefined || main > hit.main) hit = { k: Buffer.from(k), main, record: Buffer.from(value) };
+      }
+    }
+    assert.ok(hit !== undefined, `no record of ${key}=${from} in ${dataDir}`);
+    const r = decodeRevRecord(hit.record, 'test');
+    const changed = encodeRevRecord({ ...r.kv, value: b(to) }, false);
+    assert.equal(changed.length, hit.record.length, 'the record keeps its length');
+    await rev.put(hit.k, changed);
+    // Well-formed: the store's own decoder accepts it.
+    const back = rev.getBinary(hit.k);
+    assert.ok(back !== undefined);
+    assert.equal(decodeRevRecord(back, 'test').kv.value.toString(), to);
+    return hit.main;
+  } finally {
+    await root.close();
+  }
+}
+
+/** Writes a copy of a member's config file with extra settings; returns its path. */
+function configWith(dataDir: string, extra: Record<string, unknown>): string {
+  const cfg = JSON.parse(readFileSync(`${dataDir}.conf.yaml`, 'utf8')) as Record<string, unknown>;
+  const path = `${dataDir}.initial-check.conf.yaml`;
+  writeFileSync(path, `${JSON.stringify({ ...cfg, ...extra }, null, 1)}\n`);
+  return path;
+}
+
+async function alarmList(c: Cluster, name: string): Promise<string> {
+  const r = await runEtcdctl([`--endpoints=${c.member(name).endpoint}`, 'alarm', 'list']);
+  return r.stdout;
+}
+
+test('a follower with a changed value: CORRUPT raised, changes refused, reads served; the initial check refuses it', async () => {
+  await withCluster('cairn', { size: 3, extraArgs: ['--experimental-corrupt-check-time=1s'] }, async (c) => {
+    const leader = await c.leader();
+    const lc = c.client(leader.name);
+    for (let i = 0; i < 20; i++) ok(await lc.put({ key: b(`k${i}`), value: b(`v${i}`) }), 'put');
+    ok(await lc.put({ key: b('victim'), value: b('good-value') }), 'put victim');
+    await c.waitConverged(20_000);
+    const victim = c.members.find((m) => m.name !== leader.name);
+    const healthy = c.members.find((m) => m.name !== leader.name && m.name !== victim?.name);
+    assert.ok(victim !== undefined && healthy !== undefined);
+    const victimId = await c.idOf(victim.name);
+
+    // No alarm while the data agree (a few check periods).
+    await quietWindow(2_500);
+    assert.equal(await alarmList(c, leader.name), '', 'an alarm on a healthy cluster');
+
+    await c.stop(victim.name);
+    const rev = await corruptValue(victim.dataDir, 'victim', 'good-value', 'evil-value');
+    await c.start(victim.name);
+
+    // The leader's periodic check finds the member whose hash differs.
+    await pollUntil('CORRUPT alarm', async () => (await alarmList(c, leader.name)).includes('alarm:CORRUPT'), 15_000, 250);
+    assert.equal(await alarmList(c, leader.name), `memberID:${victimId} alarm:CORRUPT \n`);
+    assert.equal(await alarmList(c, healthy.name), `memberID:${victimId} alarm:CORRUPT \n`);
+    const lines = leader.proc?.stderrLines() ?? [];
+    assert.ok(lines.some((l) => l.includes('found data inconsistency')), 'the leader logs the inconsistency');
+
+    // Every change is refused, on every member; reads work.
+    for (const m of c.members) {
+      const mc = c.client(m.name);
+      assert.equal(outcome(await mc.put({ key: b('after'), value: b('x') })), CORRUPT, `put via ${m.name}`);
+      assert.equal(outcome(await mc.deleteRange({ key: b('k1') })), CORRUPT, `delete via ${m.name}`);
+      assert.equal(outcome(await mc.txn({ success: [{ request_delete_range: { key: b('k2') } }] })), CORRUPT, `txn via ${m.name}`);
+      assert.equal(outcome(await mc.unary('Lease', 'LeaseGrant', { TTL: '60', ID: '0' })), CORRUPT, `lease grant via ${m.name}`);
+      const r = ok(await mc.range({ key: b('k3') }), `range via ${m.name}`);
+      assert.equal(Number(r['count']), 1);
+    }
+    const put = await ctl(leader.endpoint, ['put', 'after', 'x']);
+    assert.deepEqual(put, { exit: 1, stdout: '', errors: 'Error: etcdserver: corrupt cluster' });
+    const get = await ctl(leader.endpoint, ['get', 'victim', '--print-value-only']);
+    assert.deepEqual(get, { exit: 0, stdout: 'good-value\n', errors: '' });
+    // The corrupted member serves what it has (serializable): the changed value.
+    const local = await ctl(victim.endpoint, ['get', 'victim', '--print-value-only', '--consistency=s']);
+    assert.equal(local.stdout, 'evil-value\n');
+    const st = ok(await lc.unary('Maintenance', 'Status', {}), 'Status');
+    assert.deepEqual(st['errors'], [`memberID:${victimId} alarm:CORRUPT `]);
+
+    // --experimental-initial-corrupt-check: the corrupted member refuses to start.
+    await c.stop(victim.name);
+    const bad = await startCairn({
+      name: victim.name,
+      dataDir: victim.dataDir,
+      extraArgs: ['--config-file', configWith(victim.dataDir, { 'experimental-initial-corrupt-check': true })],
+      readyTimeoutMs: 30_000,
+    }).then(
+      () => 'started',
+      (e: unknown) => (e instanceof Error ? e.message : String(e)),
+    );
+    assert.match(bad, /exited before ready \(exit code [1-9]\d*, signal null\)/, bad);
+    assert.match(bad, /found data inconsistency with peers/, bad);
+    // A healthy member with the flag starts and serves.
+    await c.stop(healthy.name);
+    const good = await startCairn({
+      name: healthy.name,
+      dataDir: healthy.dataDir,
+      extraArgs: ['--config-file', configWith(healthy.dataDir, { 'experimental-initial-corrupt-check': true })],
+      readyTimeoutMs: 30_000,
+    });
+    try {
+      assert.ok(good.stderrLines().some((l) => l.includes('initial corruption checking passed')), 'no "initial corruption checking passed" line');
+      const r = await ctl(healthy.endpoint, ['get', 'victim', '--print-value-only']);
+      assert.deepEqual(r, { exit: 0, stdout: 'good-value\n', errors: '' });
+    } finally {
+      await good.stop();
+    }
+    console.log(`corrupted ${victim.name} (${victimId}) at revision ${rev}`);
+  });
+});
