@@ -3,7 +3,7 @@
 import { createWriteStream } from 'node:fs';
 import { loadConfig, usage, ConfigError, type Config } from './config/index.js';
 import { createLogger, type LogSink, type Logger } from './base/log.js';
-import { checkTlsSettings, type TlsConfig } from './base/tls.js';
+import { checkTlsSettings, serverTls, type TlsConfig } from './base/tls.js';
 import { BootstrapError, LocalAuth, LocalLeases, LocalWriter, Node } from './node/index.js';
 import { authApi, Authorizer, clusterApi, kvApi, createGrpcServer, leaseApi, maintenanceApi, watchHandler } from './api/index.js';
 import { JwtTokens } from './auth/index.js';
@@ -11,10 +11,9 @@ import { CAIRN_VERSION, ETCD_COMPAT_VERSION } from './version.js';
 import type { GrpcServer } from './api/grpc/index.js';
 // client and metrics listeners (gateway helper)
 import { Listeners } from './api/listen.js';
-import { createHttpHandlers, type HealthSource } from './api/http/index.js';
-import { serverTls } from './base/tls.js';
+import { createHttpHandlers, type HealthAlarm, type HealthSource } from './api/http/index.js';
 import type { ReadPath } from './node/index.js';
-import { decodeRangeRequest, encodeRangeRequest } from '../proto/gen/etcdserverpb.js';
+import { AlarmType, decodeRangeRequest, encodeRangeRequest } from '../proto/gen/etcdserverpb.js';
 // metrics (metrics helper)
 import { createMetrics } from './api/metrics.js';
 import { nodeStats } from './node/index.js';
@@ -41,7 +40,7 @@ function healthSource(node: Node, reads: ReadPath): HealthSource {
   return {
     hasLeader: () => node.hasLeader(),
     isLearner: () => node.isLearner(),
-    alarms: () => [], // lead: the active alarms (NOSPACE, CORRUPT) once node keeps them
+    alarms: () => node.activeAlarms().flatMap((a): HealthAlarm[] => (a.alarm === AlarmType.NOSPACE ? [{ memberId: a.memberID, alarm: 'NOSPACE' }] : a.alarm === AlarmType.CORRUPT ? [{ memberId: a.memberID, alarm: 'CORRUPT' }] : [])),
     serializableRange: async () => void (await reads.range(serializable)),
     linearizableRange: async () => void (await reads.range(linearizable)),
   };
@@ -172,7 +171,10 @@ async function run(cfg: Config, log: Logger): Promise<void> {
   await node.ready();
   const listeners = await listenAll(cfg, server, node, local.reads, log);
   log.info('ready to serve client requests');
-  for (const u of cfg.listenClientUrls) log.warn('serving client traffic insecurely; this is strongly discouraged!', { address: u.host });
+  for (const u of cfg.listenClientUrls) {
+    if (u.protocol === 'https:') log.info('serving client traffic securely', { address: u.host });
+    else log.warn('serving client traffic insecurely; this is strongly discouraged!', { address: u.host });
+  }
   let stopping = false;
   const stop = (signal: string): void => {
     if (stopping) return;

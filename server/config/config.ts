@@ -184,6 +184,26 @@ export function parseArgs(argv: readonly string[]): Map<string, string> {
   return out;
 }
 
+/** etcd's config file nests TLS settings under these keys (embed.Config's securityConfig). */
+const TRANSPORT_SECURITY_KEYS: Record<string, '' | 'peer-'> = { 'client-transport-security': '', 'peer-transport-security': 'peer-' };
+const SECURITY_FIELDS = ['cert-file', 'key-file', 'trusted-ca-file', 'client-cert-auth'];
+
+/** One nested TLS block as flags (e.g. peer-transport-security.cert-file -> peer-cert-file). */
+function transportSecurity(path: string, key: string, prefix: '' | 'peer-', v: unknown): [string, string][] {
+  if (v === null || v === undefined) return [];
+  if (typeof v !== 'object' || Array.isArray(v)) throw new ConfigError(`config file ${path}: '${key}' must be a mapping`);
+  const out: [string, string][] = [];
+  for (const [field, value] of Object.entries(v)) {
+    if (!SECURITY_FIELDS.includes(field)) {
+      // etcd's other fields (auto-tls, crl-file, allowed-cn ...) are not supported: say so rather than ignore them.
+      if (value === false || value === '' || value === null) continue;
+      throw new ConfigError(`config file ${path}: '${key}.${field}' is not supported by Cairn`);
+    }
+    out.push([`${prefix}${field}`, String(value)]);
+  }
+  return out;
+}
+
 function fromConfigFile(path: string): Map<string, string> {
   let doc: unknown;
   try {
@@ -195,6 +215,11 @@ function fromConfigFile(path: string): Map<string, string> {
   if (typeof doc !== 'object' || Array.isArray(doc)) throw new ConfigError(`config file ${path}: expected a mapping of flag names to values`);
   const out = new Map<string, string>();
   for (const [k, v] of Object.entries(doc)) {
+    const prefix = TRANSPORT_SECURITY_KEYS[k];
+    if (prefix !== undefined) {
+      for (const [flag, value] of transportSecurity(path, k, prefix, v)) out.set(flag, value);
+      continue;
+    }
     if (FLAGS[k] === undefined) throw new ConfigError(`config file ${path}: unknown key '${k}'`);
     out.set(k, Array.isArray(v) ? v.map(String).join(',') : String(v));
   }

@@ -56,6 +56,42 @@ test('a config file replaces flags and environment, as etcd\'s --config-file doe
   assert.throws(() => loadConfig(['--config-file', join(dir, 'missing.yaml')], {}), /cannot read config file/);
 });
 
+test('config file: etcd\'s nested client-/peer-transport-security blocks set the TLS flags', () => {
+  const dir = tempDir('cairn-cfg-tls');
+  const file = join(dir, 'cairn.yaml');
+  writeFileSync(
+    file,
+    [
+      'listen-client-urls: https://127.0.0.1:4001',
+      'listen-peer-urls: https://127.0.0.1:4002',
+      'client-transport-security:',
+      '  cert-file: /c.crt',
+      '  key-file: /c.key',
+      '  trusted-ca-file: /ca.crt',
+      '  client-cert-auth: true',
+      '  auto-tls: false',
+      'peer-transport-security:',
+      '  cert-file: /p.crt',
+      '  key-file: /p.key',
+      '',
+    ].join('\n'),
+  );
+  const c = loadConfig(['--config-file', file], {});
+  assert.deepEqual(c.clientTls, { certFile: '/c.crt', keyFile: '/c.key', trustedCaFile: '/ca.crt', clientCertAuth: true });
+  assert.deepEqual(c.peerTls, { certFile: '/p.crt', keyFile: '/p.key', trustedCaFile: '', clientCertAuth: false });
+  writeFileSync(file, 'peer-transport-security:\n  auto-tls: true\n');
+  assert.throws(() => loadConfig(['--config-file', file], {}), /peer-transport-security.auto-tls' is not supported/);
+});
+
+test('auto compaction: etcd\'s retention forms (hours when unitless, a duration, a revision count)', () => {
+  assert.equal(loadConfig([], {}).autoCompaction, undefined);
+  assert.deepEqual(loadConfig(['--auto-compaction-retention', '1'], {}).autoCompaction, { mode: 'periodic', periodMs: 3_600_000 });
+  assert.deepEqual(loadConfig(['--auto-compaction-retention', '90s'], {}).autoCompaction, { mode: 'periodic', periodMs: 90_000 });
+  assert.deepEqual(loadConfig(['--auto-compaction-mode', 'revision', '--auto-compaction-retention', '1000'], {}).autoCompaction, { mode: 'revision', retentionRevs: 1000, checkIntervalMs: 300_000 });
+  assert.throws(() => loadConfig(['--auto-compaction-mode', 'revision', '--auto-compaction-retention', '5m'], {}), /revision mode needs a revision count/);
+  assert.throws(() => loadConfig(['--auto-compaction-mode', 'hourly'], {}), /unknown auto-compaction-mode/);
+});
+
 test('the server process exits 2 on an unknown flag and prints the flag', () => {
   const r = spawnSync(process.execPath, [CAIRN_MAIN, '--enable-v3-turbo'], { encoding: 'utf8', timeout: 10_000 });
   assert.equal(r.status, 2);
