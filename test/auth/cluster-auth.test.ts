@@ -6,8 +6,9 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
 import { join } from 'node:path';
-import { EtcdClient, type Msg } from '../harness/client.js';
-import { withCluster, type Cluster } from '../harness/cluster.js';
+import type { EtcdClient, Msg } from '../harness/client.js';
+import { withCluster } from '../harness/cluster.js';
+import type { Cluster } from '../harness/cluster.js';
 import { tempDir, type TargetKind } from '../harness/procs.js';
 import { OPENSSL_BIN } from '../harness/certs.js';
 

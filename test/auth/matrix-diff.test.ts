@@ -72,7 +72,7 @@ function requests(caller: string): Req[] {
     { name: 'put a/1', service: 'KV', method: 'Put', req: { key: b('a/1'), value: b(`v-${caller}`) }, project: ok },
     { name: 'put a/1 prev_kv', service: 'KV', method: 'Put', req: { key: b('a/1'), value: b(`w-${caller}`), prev_kv: true }, project: ok },
     { name: 'put b/1', service: 'KV', method: 'Put', req: { key: b('b/1'), value: b(`v-${caller}`) }, project: ok },
-    { name: 'put p/1 prev_kv', service: 'KV', method: 'Put', req: { key: b('p/1'), value: b(`v-${caller}`), prev_kv: true }, project: (v) => String((v['prev_kv'] as Msg | null)?.['key'] ?? '') },
+    { name: 'put p/1 prev_kv', service: 'KV', method: 'Put', req: { key: b('p/1'), value: b(`v-${caller}`), prev_kv: true }, project: (v) => Buffer.from((v['prev_kv'] as Msg | null)?.['key'] as Buffer | undefined ?? []).toString() },
     { name: 'put m/w', service: 'KV', method: 'Put', req: { key: b('m/w'), value: b('1') }, project: ok },
     { name: 'put z/1', service: 'KV', method: 'Put', req: { key: b('z/1'), value: b('1') }, project: ok },
     { name: 'put with lease 1000 (keys a/lease)', service: 'KV', method: 'Put', req: { key: b('p/2'), value: b('1'), lease: '1000' }, project: ok },

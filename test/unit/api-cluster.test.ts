@@ -202,6 +202,8 @@ const ETCD_RPCTYPES: ReadonlyMap<string, number> = new Map([
 const ETCD_UNKNOWN: ReadonlyMap<string, string> = new Map([
   ['notEnoughStarted', 'etcdserver: re-configuration failed due to not enough started members'],
   ['timeoutLeaderTransfer', 'etcdserver: request timed out, leader transfer took too long'],
+  // auth.ErrNoPasswordUser (Authenticate as a --no-password user), observed from etcd 3.4.23.
+  ['noPasswordUser', 'auth: authentication failed, password was given for no password user'],
 ]);
 
 // Every kind, listed so that a new kind fails here until it is checked (the type checks the list).
@@ -214,6 +216,7 @@ const CLIENT_KINDS: readonly ClientErrorKind[] = [
   'rootUserNotExist', 'rootRoleNotExist', 'userAlreadyExist', 'userNotFound', 'roleAlreadyExist', 'roleNotFound',
   'roleNotGranted', 'permissionNotGranted', 'authNotEnabled', 'permissionDenied', 'invalidAuthToken',
   'invalidDowngradeTargetFormat', 'invalidDowngradeTarget', 'noInflightDowngrade',
+  'noPasswordUser',
 ];
 const REFUSAL_KINDS: readonly RefusalKind[] = ['stopped', 'tooManyRequests', 'timeout', 'noLeader', 'leaderChanged', 'timeoutLeaderTransfer', 'removed'];
 /** Cairn's own errors (no etcd counterpart): badRequest carries its own text, keyTooLarge is an LMDB limit. */
