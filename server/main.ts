@@ -58,6 +58,7 @@ async function listenAll(cfg: Config, server: GrpcServer, node: Node, reads: Rea
     // metrics (metrics helper): etcd's series; duration observers (WAL fsync, commits, RTT) count from here on.
     metrics: createMetrics({ node, stats: nodeStats, grpc: server, version: ETCD_COMPAT_VERSION, quotaBackendBytes: cfg.quotaBackendBytes }).handler,
     requestTimeoutMs: 5000 + 2 * cfg.electionTimeoutMs,
+    gateway: cfg.enableGrpcGateway,
     onError,
   });
   const listeners = new Listeners({

@@ -307,3 +307,18 @@ test('bad connections do not hurt the server: garbage HTTP/1.1, half an HTTP/2 p
   await quietWindow(100);
   assert.equal((await curl([`${cairn.clientUrl}/health`])).status, 200, 'still healthy');
 });
+
+test('--enable-grpc-gateway=false: /v3 is not served (404 as etcd), gRPC and /health still are', async () => {
+  const [e, c] = await Promise.all([startEtcd({ extraArgs: ['--enable-grpc-gateway=false'] }), startCairn({ extraArgs: ['--enable-grpc-gateway=false'] })]);
+  try {
+    const [re, rc] = [await post(e, '/v3/kv/put', '{"key":"Zm9v","value":"YmFy"}'), await post(c, '/v3/kv/put', '{"key":"Zm9v","value":"YmFy"}')];
+    assert.equal(re.status, 404);
+    assert.equal(rc.status, 404);
+    assert.equal(rc.body, re.body);
+    assert.equal((await curl([`${c.clientUrl}/health`])).status, 200);
+    const put = await runEtcdctl(['--endpoints', c.endpoint, 'put', 'k', 'v']);
+    assert.equal(put.exit, 0, put.stderr);
+  } finally {
+    await Promise.all([e.stop(), c.stop()]);
+  }
+});

@@ -14,6 +14,8 @@ export interface HttpHandlersOptions extends HealthOptions {
   readonly onError?: (err: Error, where: string) => void;
   /** Defaults to the etcd protos beside the code. */
   readonly codec?: GatewayCodec;
+  /** --enable-grpc-gateway (default true): false leaves /v3/... unserved (404), as etcd. */
+  readonly gateway?: boolean;
 }
 
 export interface HttpHandlers {
@@ -50,7 +52,7 @@ export function createHttpHandlers(opts: HttpHandlersOptions): HttpHandlers {
       return;
     }
     const path = requestPath(req);
-    if (isGatewayPath(path)) return serveGateway(gateway, path, req, res);
+    if (opts.gateway !== false && isGatewayPath(path)) return serveGateway(gateway, path, req, res);
     if (!health.serve(path, req, res, true)) notFound(res);
   };
   const metrics = (req: HttpRequest, res: HttpResponse): void => {
