@@ -62,12 +62,20 @@ export function alarmText(a: { readonly memberID: bigint; readonly alarm: number
   return `memberID:${a.memberID} alarm:${ALARM_NAMES[a.alarm] ?? String(a.alarm)} `;
 }
 
-/** A semantic version as Go's semver.NewVersion accepts it (major.minor.patch[-pre][+build]). */
-const SEMVER = /^v?(0|[1-9]\d*)\.(0|[1-9]\d*)\.(0|[1-9]\d*)(-[0-9A-Za-z.-]+)?(\+[0-9A-Za-z.-]+)?$/;
+/**
+ * A version as etcd 3.5's convertToClusterVersion accepts it: go-semver's NewVersion (dotted-tri
+ * MAJOR.MINOR.PATCH of decimal numbers, leading zeros allowed, no "v"; optional -prerelease and
+ * +metadata), tried as given and then with ".0" appended (so "3.4" passes).
+ */
+const DOTTED_TRI = /^\d+\.\d+\.\d+(-[0-9A-Za-z-]+(\.[0-9A-Za-z-]+)*)?(\+[0-9A-Za-z-]+(\.[0-9A-Za-z-]+)*)?$/;
+
+function isClusterVersion(v: string): boolean {
+  return DOTTED_TRI.test(v) || DOTTED_TRI.test(`${v}.0`);
+}
 
 function downgradeRefusal(r: DowngradeRequest): ClientError {
   if (r.action === DowngradeRequest_DowngradeAction.CANCEL) return new ClientError('noInflightDowngrade');
-  if (!SEMVER.test(r.version)) return new ClientError('invalidDowngradeTargetFormat');
+  if (!isClusterVersion(r.version)) return new ClientError('invalidDowngradeTargetFormat');
   return new ClientError('invalidDowngradeTarget');
 }
 

@@ -39,9 +39,10 @@ export class AlarmStore {
     return this.active.some((a) => a.alarm === alarm);
   }
 
-  /** Raises an alarm; undefined when it was already raised (etcd answers no alarm then). */
-  activate(memberID: bigint, alarm: number): ActiveAlarm | undefined {
-    if (this.active.some((a) => a.memberID === memberID && a.alarm === alarm)) return undefined;
+  /** Raises an alarm; an alarm already raised is answered as it stands (etcd's Activate). */
+  activate(memberID: bigint, alarm: number): ActiveAlarm {
+    const existing = this.active.find((a) => a.memberID === memberID && a.alarm === alarm);
+    if (existing !== undefined) return existing;
     const a = { memberID, alarm };
     this.table.put(alarmKey(memberID, alarm), Buffer.alloc(0));
     this.active.push(a);
@@ -69,8 +70,7 @@ export function applyAlarm(store: AlarmStore, r: AlarmRequest): AlarmResponseIni
     case AlarmRequest_AlarmAction.ACTIVATE: {
       // etcd ignores an ACTIVATE of NONE (an empty response).
       if (r.alarm === AlarmType.NONE) return { alarms: [] };
-      const a = store.activate(r.memberID, r.alarm);
-      return { alarms: a === undefined ? [] : [wire(a)] };
+      return { alarms: [wire(store.activate(r.memberID, r.alarm))] };
     }
     case AlarmRequest_AlarmAction.DEACTIVATE: {
       const a = store.deactivate(r.memberID, r.alarm);

@@ -96,9 +96,10 @@ export class AutoCompactor {
     if (rev <= 0) return;
     const log = this.host.logger;
     log.info('starting auto periodic compaction', { revision: rev, 'compact-period': `${periodMs}ms` });
+    const started = Date.now();
     if (await this.host.compact(rev)) {
       this.lastSuccessMs = Date.now();
-      log.info('completed auto periodic compaction', { revision: rev, 'compact-period': `${periodMs}ms` });
+      log.info('completed auto periodic compaction', { revision: rev, 'compact-period': `${periodMs}ms`, took: `${this.lastSuccessMs - started}ms` });
     } else {
       log.warn('failed auto periodic compaction', { revision: rev, 'retry-interval': `${this.retryMs()}ms` });
     }
@@ -115,9 +116,10 @@ export class AutoCompactor {
     if (rev <= 0 || rev === this.prevRev) return;
     const log = this.host.logger;
     log.info('starting auto revision compaction', { revision: rev, 'revision-compaction-retention': retention });
+    const started = Date.now();
     if (await this.host.compact(rev)) {
       this.prevRev = rev;
-      log.info('completed auto revision compaction', { revision: rev, 'revision-compaction-retention': retention });
+      log.info('completed auto revision compaction', { revision: rev, 'revision-compaction-retention': retention, took: `${Date.now() - started}ms` });
     } else {
       log.warn('failed auto revision compaction', { revision: rev, 'retry-interval': `${this.retryMs()}ms` });
     }

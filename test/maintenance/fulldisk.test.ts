@@ -151,11 +151,15 @@ test('full disk during a write load: NOSPACE before ENOSPC, no acknowledged writ
     // Old WAL segments go once the backend holds what they hold (snapshot-count 200): a few more entries.
     const disarm = await ctl(cairn.endpoint, ['alarm', 'disarm']);
     assert.deepEqual(disarm, { exit: 0, stdout: `memberID:${st.memberId} alarm:NOSPACE \n`, errors: '' });
+    let rearmed = 0;
     await pollUntil(
       'a put accepted after disarm',
       async () => {
         const r = await cl.put({ key: b('after'), value: b('v') });
-        if (!r.ok && outcome(r) === NOSPACE) await ctl(proc.endpoint, ['alarm', 'disarm']);
+        if (!r.ok && outcome(r) === NOSPACE) {
+          rearmed++;
+          await ctl(proc.endpoint, ['alarm', 'disarm']);
+        }
         return r.ok;
       },
       20_000,
@@ -165,7 +169,7 @@ test('full disk during a write load: NOSPACE before ENOSPC, no acknowledged writ
     assert.ok(freeAfter > 64 * 1024 * 1024, `only ${freeAfter} bytes free after delete + compact + defrag`);
     for (let i = 0; i < 20; i++) ok(await cl.put({ key: b(`again/${i}`), value: valueOf(i) }), 'put after recovery');
     assert.equal((await ctl(cairn.endpoint, ['alarm', 'list'])).stdout, '');
-    console.log(`full disk: recovered, ${freeAfter} bytes free after delete + compact + defrag`);
+    console.log(`full disk: recovered, ${freeAfter} bytes free after delete + compact + defrag; NOSPACE raised again ${rearmed} time(s) after the first disarm`);
   } finally {
     c?.close();
     await cairn?.stop();

@@ -37,7 +37,11 @@ const NONZERO = '<nonzero>';
  */
 export function canonMsg(v: unknown, selfId: string, key = '', vary: readonly string[] = []): unknown {
   if (Buffer.isBuffer(v)) return `<${v.length} bytes>`;
-  if (Array.isArray(v)) return v.map((x) => canonMsg(x, selfId, '', vary));
+  if (Array.isArray(v)) {
+    const items = v.map((x) => canonMsg(x, selfId, '', vary));
+    // etcd lists alarms from a Go map: in no particular order.
+    return key === 'alarms' ? items.sort((a, b) => JSON.stringify(a).localeCompare(JSON.stringify(b))) : items;
+  }
   if (typeof v === 'object' && v !== null) {
     const out: Record<string, unknown> = {};
     for (const k of Object.keys(v).sort()) {
@@ -68,6 +72,8 @@ export async function ctl(endpoint: string, args: readonly string[], replace: Re
   const r = await runEtcdctl([`--endpoints=${endpoint}`, '--command-timeout=30s', ...args], { timeoutMs: 60_000 });
   let stdout = r.stdout;
   for (const [from, to] of replace) stdout = stdout.split(from).join(to);
+  // `alarm list` prints etcd's alarms in Go map order: sorted here.
+  if (args[0] === 'alarm') stdout = stdout.split('\n').filter((l) => l !== '').sort().map((l) => `${l}\n`).join('');
   const errors = r.stderr
     .split('\n')
     .filter((l) => l.startsWith('Error:'))

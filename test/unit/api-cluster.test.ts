@@ -622,7 +622,7 @@ test('on the wire: Cluster and Maintenance answer; hasleader and learner checks 
     assert.deepEqual((ml.value['members'] as Msg[]).map((m) => m['ID']), ['4', '9']);
     assert.deepEqual(failed(await c.unary('Cluster', 'MemberAdd', { peerURLs: ['http://h'] })), { code: Status.INVALID_ARGUMENT, details: 'etcdserver: given member URLs are invalid' });
     assert.deepEqual(failed(await c.unary('Maintenance', 'Downgrade', { action: 'VALIDATE', version: '3.4.0' })), { code: Status.INVALID_ARGUMENT, details: 'etcdserver: invalid downgrade target version' });
-    assert.deepEqual(failed(await c.unary('Maintenance', 'Downgrade', { action: 'VALIDATE', version: '3.4' })), { code: Status.INVALID_ARGUMENT, details: 'etcdserver: wrong downgrade target version format' });
+    assert.deepEqual(failed(await c.unary('Maintenance', 'Downgrade', { action: 'VALIDATE', version: 'v3.4.0' })), { code: Status.INVALID_ARGUMENT, details: 'etcdserver: wrong downgrade target version format' });
     assert.deepEqual(failed(await c.unary('Maintenance', 'Downgrade', { action: 'CANCEL' })), { code: Status.FAILED_PRECONDITION, details: 'etcdserver: no inflight downgrade job' });
 
     v.leader = false;
