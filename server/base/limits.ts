@@ -107,3 +107,9 @@ export const DISK_CHECK_INTERVAL_MS = 500;
 
 /** Maintenance.Snapshot chunk size (etcd's snapshotSendBufferSize, 32 KiB). */
 export const SNAPSHOT_CHUNK_BYTES = 32 * 1024;
+
+/**
+ * Client snapshots (Maintenance.Snapshot) streaming at once: each holds a full copy of the database on
+ * the data disk until its client has read it, so more are refused with 'too many requests'.
+ */
+export const CLIENT_SNAPSHOTS_MAX = 2;

@@ -34,6 +34,7 @@ import { failpoint } from '../base/failpoints.js';
 import {
   APPLY_BATCH_ENTRIES_MAX,
   BACKEND_MAP_BYTES,
+  CLIENT_SNAPSHOTS_MAX,
   COMPACTION_BATCH_KEYS,
   DISK_CHECK_INTERVAL_MS,
   LEASE_REVOKES_PER_CHECK,
@@ -199,6 +200,8 @@ export class Node implements ClusterPath, MaintenancePath, LeaderView {
   private applyPaused = false;
   private diskTimer: NodeJS.Timeout | undefined = undefined;
   private diskLow = false;
+  /** Client snapshot copies on disk (CLIENT_SNAPSHOTS_MAX). */
+  private clientSnapshots = 0;
   /** Set while the database file is being replaced (defragmentation, snapshot install): nothing may read it. */
   private swapping = false;
   /** Watch catch-up work that arrived while swapping, run once the new file is open. */
@@ -272,6 +275,7 @@ export class Node implements ClusterPath, MaintenancePath, LeaderView {
     const opened = await Wal.open({ dir: walDir, logger: log.child('wal'), segmentBytes: cfg.walSegmentBytes ?? WAL_SEGMENT_BYTES, beforeWrite, observeWrite: timeWalWrite });
     const { wal } = opened;
     mkdirSync(snapDirOf(cfg), { recursive: true });
+    removeLeftovers(cfg, log);
     await finishSnapshotInstall(cfg, backend, opened.snapshot, log);
     if (identity.bootstrap !== undefined) {
       if (wal.lastIndex() !== 0) throw new StorageFault(`node: WAL in ${walDir} has entries but the backend has no member id; refusing to bootstrap over it`);
@@ -1374,6 +1378,14 @@ export class Node implements ClusterPath, MaintenancePath, LeaderView {
    * The caller streams it and then calls release().
    */
   snapshotCopy(): Promise<{ path: string; bytes: number; release: () => void }> {
+    if (this.clientSnapshots >= CLIENT_SNAPSHOTS_MAX) return Promise.reject(new ServerRefusal('tooManyRequests'));
+    this.clientSnapshots++;
+    let released = false;
+    const done = (): void => {
+      if (released) return;
+      released = true;
+      this.clientSnapshots--;
+    };
     return this.serialBackend(async () => {
       const path = join(snapDirOf(this.cfg), `client-${process.hrtime.bigint().toString(36)}.mdb`);
       const started = Date.now();
@@ -1386,8 +1398,12 @@ export class Node implements ClusterPath, MaintenancePath, LeaderView {
         release: () => {
           rmSync(path, { force: true });
           rmSync(`${path}-lock`, { force: true });
+          done();
         },
       };
+    }).catch((err: unknown) => {
+      done();
+      throw err;
     });
   }
 
@@ -1607,6 +1623,19 @@ export class Node implements ClusterPath, MaintenancePath, LeaderView {
     await this.wal.close();
     await this.backend.close();
   }
+}
+
+/** Client snapshot copies and defragmentation copies a crash left behind (nothing else uses them). */
+function removeLeftovers(cfg: NodeConfig, log: Logger): void {
+  const sweep = (dir: string, pattern: RegExp): void => {
+    for (const f of readdirSync(dir)) {
+      if (!pattern.test(f)) continue;
+      rmSync(join(dir, f), { force: true });
+      log.info('removed a temporary copy left by an interrupted operation', { path: join(dir, f) });
+    }
+  };
+  sweep(snapDirOf(cfg), /^client-[0-9a-z]+\.mdb(-lock)?$/);
+  sweep(dirname(backendPathOf(cfg.dataDir)), /^defrag-[0-9a-z]+\.mdb(-lock)?$/);
 }
 
 /** A member added later gets etcd's id: its peer URLs, the token and the current time hashed. */
