@@ -51,12 +51,14 @@ async function listenAll(cfg: Config, server: GrpcServer, node: Node, reads: Rea
   const httpLog = log.child('http');
   const onError = (err: Error, where: string): void => httpLog.warn('http: error while serving', { where, error: err });
   const clientTls = tlsConfig(cfg, cfg.clientTls);
+  // metrics (metrics helper): etcd's series; duration observers (WAL fsync, commits, RTT) count from here on.
+  const metrics = createMetrics({ node, stats: nodeStats, grpc: server, version: ETCD_COMPAT_VERSION, quotaBackendBytes: cfg.quotaBackendBytes });
   const handlers = createHttpHandlers({
     grpc: server,
     source: healthSource(node, reads),
     versions: () => ({ etcdserver: ETCD_COMPAT_VERSION, etcdcluster: `${ETCD_COMPAT_VERSION.split('.').slice(0, 2).join('.')}.0` }),
-    // metrics (metrics helper): etcd's series; duration observers (WAL fsync, commits, RTT) count from here on.
-    metrics: createMetrics({ node, stats: nodeStats, grpc: server, version: ETCD_COMPAT_VERSION, quotaBackendBytes: cfg.quotaBackendBytes }).handler,
+    metrics: metrics.handler,
+    onHealthChecked: metrics.healthChecked,
     requestTimeoutMs: 5000 + 2 * cfg.electionTimeoutMs,
     gateway: cfg.enableGrpcGateway,
     onError,

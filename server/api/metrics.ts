@@ -1,13 +1,14 @@
 // /metrics: Prometheus text with etcd's names, types, labels and help texts for the series
 // dashboards and alerts use (E etcdserver/metrics.go, mvcc/metrics.go, lease/metrics.go,
 // wal/metrics.go, mvcc/backend/metrics.go, rafthttp/metrics.go, go-grpc-prometheus), plus
-// prom-client's process_* and nodejs_* defaults (etcd has go_* instead).
+// prom-client's process_* and nodejs_* defaults but gc and event loop lag (etcd has go_* instead).
 //
 // Nothing here runs on the request path. Values that exist as state (sizes, revisions, keys,
 // leadership, watchers, pending proposals, counters kept by the store, the gRPC server and node/)
 // are read by collect() callbacks when scraped; only durations are observed as they happen, through
 // the slots of node/stats.ts that createMetrics fills.
-import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
+import { createRequire } from 'node:module';
+import { Counter, Gauge, Histogram, Registry } from 'prom-client';
 import { DEFAULT_QUOTA_BYTES } from '../base/limits.js';
 import type { MemberInfo, MemberStatus, NodeStats } from '../node/index.js';
 
@@ -136,6 +137,40 @@ function infoGauge(registers: Register, name: string, help: string, label: strin
 function histogram(registers: Register, name: string, help: string, buckets: number[], slot: NodeStats['walFsync']): void {
   const h = new Histogram({ name, help, buckets, registers: [...registers] });
   slot.observe = (seconds) => h.observe(seconds);
+}
+
+/**
+ * prom-client's default metrics (collectDefaultMetrics) except the two that cost on the request
+ * path: `gc` (a PerformanceObserver entry and a JS callback per garbage collection) and
+ * `eventLoopLag` (a 10 ms timer sampling the loop). The others read process state when scraped.
+ * They are prom-client's own modules (lib/metrics/<name>.js, each `(registry, config) => void`);
+ * one missing in another prom-client version is skipped rather than stopping the server.
+ */
+const DEFAULT_METRICS = [
+  'processCpuTotal',
+  'processStartTime',
+  'osMemoryHeap',
+  'processOpenFileDescriptors',
+  'processMaxFileDescriptors',
+  'processResources',
+  'processHandles',
+  'processRequests',
+  'heapSizeAndUsed',
+  'heapSpacesSizeAndUsed',
+  'version',
+] as const;
+
+function registerDefaultMetrics(registry: Registry): void {
+  const load = createRequire(import.meta.url);
+  for (const name of DEFAULT_METRICS) {
+    let register: unknown;
+    try {
+      register = load(`prom-client/lib/metrics/${name}`);
+    } catch {
+      continue;
+    }
+    if (typeof register === 'function') (register as (r: Registry, config: object) => void)(registry, {});
+  }
 }
 
 function splitPath(path: string): { service: string; method: string } {
@@ -283,15 +318,15 @@ export function createMetrics(opts: MetricsOptions): Metrics {
   });
 
   // ---- process_* and nodejs_* (etcd has go_* and process_*) ----
-  collectDefaultMetrics({ register: registry });
+  registerDefaultMetrics(registry);
 
   return {
     registry,
     handler: async () => {
       scrape = take();
       try {
-        // prom-client 15 spells NaN "Nan" (e.g. nodejs_eventloop_lag_mean_seconds before a sample):
-        // the text format says NaN, as etcd prints it.
+        // prom-client 15 writes NaN as "Nan" (e.g. an event loop lag mean before any sample); the text
+        // format (and etcd) spell it NaN.
         return { contentType: registry.contentType, body: (await registry.metrics()).replace(/ Nan$/gm, ' NaN') };
       } finally {
         scrape = undefined;

@@ -91,6 +91,7 @@ const MOVERS: readonly Mover[] = [
   plain('grpc_server_msg_received_total', { grpc_method: 'LeaseKeepAlive' }),
   plain('grpc_server_msg_sent_total', { grpc_method: 'Watch' }),
   plain('process_cpu_seconds_total'),
+  plain('etcd_server_health_success'),
 ];
 
 async function scrape(url: string): Promise<Families> {
@@ -166,6 +167,8 @@ async function load(client: EtcdClient, endpoint: string, url: string, dir: stri
   assert.equal(defrag.exit, 0, defrag.stderr);
   const snap = await runEtcdctl(['--endpoints', endpoint, 'snapshot', 'save', join(dir, 'snap.db')]);
   assert.equal(snap.exit, 0, snap.stderr);
+  const health = await fetch(`http://${endpoint}/health`);
+  assert.equal(health.status, 200, 'GET /health');
   return { during };
 }
 
