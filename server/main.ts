@@ -52,7 +52,7 @@ async function listenAll(cfg: Config, server: GrpcServer, node: Node, reads: Rea
   const onError = (err: Error, where: string): void => httpLog.warn('http: error while serving', { where, error: err });
   const clientTls = tlsConfig(cfg, cfg.clientTls);
   // metrics (metrics helper): etcd's series; duration observers (WAL fsync, commits, RTT) count from here on.
-  const metrics = createMetrics({ node, stats: nodeStats, grpc: server, version: ETCD_COMPAT_VERSION, quotaBackendBytes: cfg.quotaBackendBytes });
+  const metrics = createMetrics({ node, stats: nodeStats, grpc: server, version: ETCD_COMPAT_VERSION, quotaBackendBytes: cfg.quotaBackendBytes, extensive: cfg.metricsExtensive });
   const handlers = createHttpHandlers({
     grpc: server,
     source: healthSource(node, reads),

@@ -38,6 +38,7 @@ export interface GrpcMethodStats {
     readonly kind: 'unary' | 'server_stream' | 'bidi_stream';
     readonly stats: { readonly started: number; readonly received: number; readonly sent: number; readonly handled: readonly number[] };
   }[];
+  measureHandlingTime(observer: (path: string, kind: 'unary' | 'server_stream' | 'bidi_stream') => (seconds: number) => void): void;
 }
 
 export interface MetricsOptions {
@@ -48,6 +49,8 @@ export interface MetricsOptions {
   readonly version: string;
   /** --quota-backend-bytes (0 = etcd's 2 GiB default). */
   readonly quotaBackendBytes: number;
+  /** --metrics=extensive: also grpc_server_handling_seconds per method (a clock read per call). */
+  readonly extensive?: boolean;
 }
 
 export interface Metrics {
@@ -316,6 +319,21 @@ export function createMetrics(opts: MetricsOptions): Metrics {
       }
     },
   });
+
+  if (opts.extensive === true) {
+    // go-grpc-prometheus's handling-time histogram, which etcd registers with --metrics=extensive.
+    const handling = new Histogram({
+      name: 'grpc_server_handling_seconds',
+      help: 'Histogram of response latency (seconds) of gRPC that had been application-level handled by the server.',
+      labelNames: ['grpc_method', 'grpc_service', 'grpc_type'],
+      buckets: [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10],
+      registers: [registry],
+    });
+    grpc.measureHandlingTime((path, kind) => {
+      const child = handling.labels(labelsOf(path, kind));
+      return (seconds) => child.observe(seconds);
+    });
+  }
 
   // ---- process_* and nodejs_* (etcd has go_* and process_*) ----
   registerDefaultMetrics(registry);

@@ -49,18 +49,24 @@ export interface CallStats {
   sent: number;
   /** Calls finished, by status code (index 0-16). */
   readonly handled: number[];
+  /**
+   * Handling time of each finished call in seconds (go-grpc-prometheus's handling histogram, etcd's
+   * --metrics=extensive); undefined = not measured (calls then read no clock).
+   */
+  observeSeconds: ((seconds: number) => void) | undefined;
 }
 
 /** gRPC status codes 0 (OK) to 16 (UNAUTHENTICATED). */
 const STATUS_CODE_COUNT = 17;
 
 export function newCallStats(): CallStats {
-  return { started: 0, received: 0, sent: 0, handled: new Array<number>(STATUS_CODE_COUNT).fill(0) };
+  return { started: 0, received: 0, sent: 0, handled: new Array<number>(STATUS_CODE_COUNT).fill(0), observeSeconds: undefined };
 }
 
-function countHandled(stats: CallStats, code: number): void {
+function countHandled(stats: CallStats, code: number, startedNs: bigint): void {
   const c = wireCode(code);
   stats.handled[c] = (stats.handled[c] ?? 0) + 1;
+  if (stats.observeSeconds !== undefined) stats.observeSeconds(Number(process.hrtime.bigint() - startedNs) / 1e9);
 }
 
 export type Route =
@@ -157,6 +163,8 @@ export class Call implements CallContext, ServerStream, IncomingMessages, Messag
   private headersSent = false;
   /** The final status is committed (sent or queued): nothing else goes out. */
   private finished = false;
+  /** When the call started (read only while handling times are measured). */
+  private startedNs = 0n;
   private streamClosed = false;
   private trailers: Record<string, string> = TRAILERS_OK;
   private timer: NodeJS.Timeout | undefined = undefined;
@@ -182,6 +190,7 @@ export class Call implements CallContext, ServerStream, IncomingMessages, Messag
   ) {
     this.decoder = new MessageDecoder(host.maxReceiveMessageBytes);
     route.stats.started++;
+    if (route.stats.observeSeconds !== undefined) this.startedNs = process.hrtime.bigint();
     stream[kCall] = this;
     stream.on('data', onStreamData);
     stream.on('end', onStreamEnd);
@@ -358,7 +367,7 @@ export class Call implements CallContext, ServerStream, IncomingMessages, Messag
     this.drainCb = undefined;
     if (!this.finished) {
       this.finished = true;
-      countHandled(this.route.stats, Status.CANCELLED);
+      countHandled(this.route.stats, Status.CANCELLED, this.startedNs);
       this.abort(cancelled());
     }
   }
@@ -441,7 +450,7 @@ export class Call implements CallContext, ServerStream, IncomingMessages, Messag
     if (!this.startResponse()) return;
     this.finished = true;
     this.route.stats.sent++;
-    countHandled(this.route.stats, Status.OK);
+    countHandled(this.route.stats, Status.OK, this.startedNs);
     this.clearTimer();
     this.trailers = TRAILERS_OK;
     this.stream.end(frameMessage(response));
@@ -469,7 +478,7 @@ export class Call implements CallContext, ServerStream, IncomingMessages, Messag
   private finish(status: GrpcErrorLike): void {
     if (this.finished) return;
     this.finished = true;
-    countHandled(this.route.stats, status.code);
+    countHandled(this.route.stats, status.code, this.startedNs);
     this.clearTimer();
     this.drainCb = undefined;
     const stream = this.stream;
