@@ -5,15 +5,19 @@
 // HTTP/1.1 server. TLS: ALPN `h2` or `http/1.1` decides (a client offering no ALPN is sniffed as in
 // cleartext). On HTTP/2, a request whose content-type is not application/grpc goes to the HTTP
 // handler (etcd routes by content-type on TLS the same way), every other stream to the GrpcServer.
-// Per connection the work is the sniff; per request one content-type test: the gRPC hot path is the
-// GrpcServer's own. --listen-metrics-urls get a plain HTTP(S) server with the metrics handler.
+// HTTP/2 connections (cleartext or TLS) are then held until their first header block (h2authority.ts):
+// a client whose `:authority` has a '/' (etcdctl 3.4's `endpoint status|hashkv|health`, which
+// nghttp2 would reset) is served through a JS stream that rewrites it; every other client gets the
+// raw socket. Per connection the work is the sniff and that probe; per request one content-type
+// test: the gRPC hot path is the GrpcServer's own. --listen-metrics-urls get a plain HTTP(S) server with the metrics handler.
 import * as http from 'node:http';
 import * as http2 from 'node:http2';
 import * as https from 'node:https';
 import * as net from 'node:net';
 import * as tls from 'node:tls';
 import type { ServerTls } from '../base/tls.js';
-import { http2ServerOptions, type GrpcServer } from './grpc/index.js';
+import { http2ServerOptions, setSessionTls, type GrpcServer } from './grpc/index.js';
+import { probeAuthority, type Handover } from './h2authority.js';
 import type { HttpListener } from './http/index.js';
 
 /** The HTTP/2 client connection preface (RFC 9113 §3.4). */
@@ -79,6 +83,8 @@ export class Listeners {
   private readonly servers: Listening[] = [];
   private readonly pending = new Set<net.Socket>();
   private closing: Promise<void> | undefined = undefined;
+  /** Set while a rewritten TLS connection is handed to the HTTP/2 server (its 'session' comes synchronously). */
+  private tlsBeneath: tls.TLSSocket | undefined = undefined;
 
   constructor(private readonly opts: ListenersOptions) {
     opts.grpc.attach(this.grpcSide);
@@ -87,7 +93,10 @@ export class Listeners {
     // node starts connection tracking (closeIdleConnections/closeAllConnections) and the headers-timeout
     // checks on 'listening'; this server never listens itself (sockets are handed to it), so start them.
     this.http1.emit('listening');
-    this.h2.on('session', (session: http2.ServerHttp2Session) => this.grpcSide.emit('session', session));
+    this.h2.on('session', (session: http2.ServerHttp2Session) => {
+      if (this.tlsBeneath !== undefined) setSessionTls(session, this.tlsBeneath);
+      this.grpcSide.emit('session', session);
+    });
     this.h2.on('stream', (stream: http2.ServerHttp2Stream, headers: http2.IncomingHttpHeaders, ...rest: unknown[]) => {
       (isGrpc(headers) ? this.grpcSide : this.httpSide).emit('stream', stream, headers, ...rest);
     });
@@ -160,19 +169,23 @@ export class Listeners {
   }
 
   private routeTls(socket: tls.TLSSocket): void {
-    if (socket.alpnProtocol === 'h2') this.hand(socket, 'h2');
-    else if (socket.alpnProtocol === 'http/1.1') this.hand(socket, 'http1');
-    else this.sniff(socket);
+    if (socket.alpnProtocol === 'http/1.1') this.hand(socket, 'http1');
+    else this.sniff(socket, socket.alpnProtocol === 'h2');
   }
 
-  /** Reads until the protocol is known, puts the bytes back, hands the socket over. */
-  private sniff(socket: net.Socket): void {
+  /**
+   * Reads until the protocol is known; HTTP/1.1 (or, after ALPN h2, anything but the preface, for
+   * nghttp2 to refuse) gets the socket with the bytes put back, HTTP/2 goes through the authority probe.
+   */
+  private sniff(socket: net.Socket, alpnH2 = false): void {
     const sniffer = new ProtocolSniffer();
     const chunks: Buffer[] = [];
     this.pending.add(socket);
     const timer = setTimeout(() => socket.destroy(), SNIFF_TIMEOUT_MS);
+    let abandonProbe = (): void => undefined;
     const done = (): void => {
       clearTimeout(timer);
+      abandonProbe();
       this.pending.delete(socket);
       socket.off('data', onData);
       socket.off('error', onGone);
@@ -186,10 +199,19 @@ export class Listeners {
       chunks.push(chunk);
       const protocol = sniffer.push(chunk);
       if (protocol === undefined) return;
+      socket.off('data', onData);
+      const bytes = chunks.length === 1 ? chunk : Buffer.concat(chunks);
+      if (protocol === 'h2') {
+        abandonProbe = probeAuthority(socket, bytes, (h) => {
+          done();
+          this.handH2(h, socket);
+        });
+        return;
+      }
       done();
       socket.pause();
-      socket.unshift(chunks.length === 1 ? chunk : Buffer.concat(chunks));
-      this.hand(socket, protocol);
+      socket.unshift(bytes);
+      this.hand(socket, alpnH2 ? 'h2' : protocol);
     };
     socket.on('data', onData);
     socket.on('error', onGone);
@@ -205,6 +227,20 @@ export class Listeners {
     else {
       this.http1.emit('connection', socket);
       socket.resume();
+    }
+  }
+
+  private handH2(h: Handover, socket: net.Socket): void {
+    if (h.kind === 'raw') this.hand(h.socket, 'h2');
+    else if (this.closing !== undefined) h.stream.destroy();
+    else {
+      // The session will sit on the rewriting stream: remember the TLS socket beneath for the CN.
+      this.tlsBeneath = socket instanceof tls.TLSSocket ? socket : undefined;
+      try {
+        this.h2.emit('connection', h.stream);
+      } finally {
+        this.tlsBeneath = undefined;
+      }
     }
   }
 

@@ -2,7 +2,7 @@
 // final status and cancellation. One object per call serves as the handler's context, its response
 // stream and (bidi) its request stream; stream listeners are shared functions that find it through
 // a symbol on the stream, so a call allocates no closures of its own on the synchronous path.
-import { TLSSocket } from 'node:tls';
+import { sessionCommonName } from './peer.js';
 import type { IncomingHttpHeaders, ServerHttp2Stream } from 'node:http2';
 import { constants as h2 } from 'node:http2';
 import { frameMessage, frameMessages, MessageDecoder, type MessageSink } from './framing.js';
@@ -27,13 +27,6 @@ import {
   unexpectedEof,
   wireCode,
 } from './status.js';
-
-/** The subject CN of a TLS socket's authorized peer certificate, if any. */
-function commonNameOf(socket: unknown): string | undefined {
-  if (!(socket instanceof TLSSocket) || !socket.authorized) return undefined;
-  const cn = socket.getPeerCertificate().subject?.CN;
-  return typeof cn === 'string' && cn !== '' ? cn : undefined;
-}
 
 export const CallKind = { UNARY: 0, SERVER_STREAM: 1, BIDI: 2 } as const;
 
@@ -214,7 +207,7 @@ export class Call implements CallContext, ServerStream, IncomingMessages, Messag
 
   /** The verified client certificate's CN (TLS sessions only); read lazily, once. */
   get tlsCommonName(): string | undefined {
-    return commonNameOf(this.stream.session?.socket);
+    return sessionCommonName(this.stream.session);
   }
 
   get signal(): AbortSignal {

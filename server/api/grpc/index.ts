@@ -11,3 +11,4 @@ export type {
   ServerStreamHandler,
   UnaryHandler,
 } from './handlers.js';
+export { commonNameOf, sessionCommonName, setSessionTls } from './peer.js';

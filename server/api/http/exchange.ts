@@ -2,13 +2,15 @@
 // ServerResponse) and HTTP/2 compatibility (Http2ServerRequest, Http2ServerResponse) objects have in
 // common, so one handler serves both (etcd serves the gateway on HTTP/2 over TLS too).
 import type { IncomingHttpHeaders } from 'node:http';
-import { TLSSocket } from 'node:tls';
+import { commonNameOf, sessionCommonName } from '../grpc/index.js';
 
 export interface HttpRequest {
   readonly method?: string | undefined;
   readonly url?: string | undefined;
   readonly headers: IncomingHttpHeaders;
   readonly socket: unknown;
+  /** HTTP/2 requests only: the stream, whose session knows the TLS socket beneath. */
+  readonly stream?: { readonly session?: { readonly socket: unknown } | undefined } | undefined;
   on(event: 'data', listener: (chunk: Buffer) => void): unknown;
   on(event: 'end' | 'close', listener: () => void): unknown;
   on(event: 'error', listener: (err: Error) => void): unknown;
@@ -75,8 +77,6 @@ export function sendBody(res: HttpResponse, status: number, contentType: string,
 }
 
 /** The CN of the client's verified TLS certificate (the user under --client-cert-auth), if any. */
-export function tlsCommonName(socket: unknown): string | undefined {
-  if (!(socket instanceof TLSSocket) || !socket.authorized) return undefined;
-  const cn = socket.getPeerCertificate().subject?.CN;
-  return typeof cn === 'string' && cn !== '' ? cn : undefined;
+export function tlsCommonName(req: HttpRequest): string | undefined {
+  return req.stream !== undefined ? sessionCommonName(req.stream.session) : commonNameOf(req.socket);
 }

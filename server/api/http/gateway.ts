@@ -136,7 +136,7 @@ function callContext(path: string, req: HttpRequest, res: HttpResponse): { ctx: 
     metadata: metadataOf(req),
     deadline: undefined,
     signal: controller.signal,
-    tlsCommonName: tlsCommonName(req.socket),
+    tlsCommonName: tlsCommonName(req),
   };
   return { ctx, done: () => (finished = true) };
 }
