@@ -135,6 +135,8 @@ function normalize(s: string, srv: ServerProc): string {
     .replaceAll(srv.name, '<name>')
     .replace(/took = [0-9.]+[µm]?s/g, 'took = <t>')
     .replace(/http:\/\/127\.0\.0\.1:\d+/g, '<url>')
+    // Member ids: 16 hex digits, or fewer when the id has leading zeros (etcd prints %x).
+    .replace(/^[0-9a-f]{1,16}(?=, started, )/gm, '<id>')
     .replace(/\b[0-9a-f]{16}\b/g, '<id>')
     .replace(/"(cluster_id|member_id|raft_term|revision|ID)":\d+/g, '"$1":<n>');
 }

@@ -121,9 +121,11 @@ test('unknown fields are ignored, as protobuf requires', async () => {
   assert.ok(c.ok, brief(c));
 });
 
-test('methods of later issues answer UNIMPLEMENTED, and the KV service is unaffected', async () => {
-  const r = await cc.unary('Maintenance', 'Defragment', {});
-  assert.equal(r.ok ? 'OK' : statusName(r.code), 'UNIMPLEMENTED');
+test('a service Cairn does not serve (etcd\'s v3lock) and an unknown method answer UNIMPLEMENTED, and the KV service is unaffected', async () => {
+  const lock = await cc.unaryRaw('v3lockpb.Lock', 'Lock', Buffer.alloc(0));
+  assert.equal(lock.ok ? 'OK' : `${statusName(lock.code)}: ${lock.details}`, 'UNIMPLEMENTED: unknown service v3lockpb.Lock');
+  const odd = await cc.unaryRaw('Maintenance', 'Frobnicate', Buffer.alloc(0));
+  assert.equal(odd.ok ? 'OK' : `${statusName(odd.code)}: ${odd.details}`, 'UNIMPLEMENTED: unknown method Frobnicate for service etcdserverpb.Maintenance');
   await stillServing();
 });
 
