@@ -1,5 +1,5 @@
 /** File-system leaves: durable creation, positional writes, directory fsync. No policy here. */
-import { constants } from 'node:fs';
+import { constants, writeSync } from 'node:fs';
 import { open, rename, rm } from 'node:fs/promises';
 import type { FileHandle } from 'node:fs/promises';
 import { join } from 'node:path';
@@ -25,6 +25,19 @@ export async function writeAll(fh: FileHandle, bytes: Uint8Array, position: numb
     const { bytesWritten } = await fh.write(bytes, done, bytes.length - done, position + done);
     if (bytesWritten <= 0) throw new Error(`short write: ${done} of ${bytes.length} bytes`);
     done += bytesWritten;
+  }
+}
+
+/**
+ * writeAll on the calling thread: no thread-pool round trip (two thread wake-ups and a promise),
+ * at the price of blocking the event loop for the write. For small O_DSYNC writes only.
+ */
+export function writeAllSync(fh: FileHandle, bytes: Uint8Array, position: number): void {
+  let done = 0;
+  while (done < bytes.length) {
+    const written = writeSync(fh.fd, bytes, done, bytes.length - done, position + done);
+    if (written <= 0) throw new Error(`short write: ${done} of ${bytes.length} bytes`);
+    done += written;
   }
 }
 
