@@ -126,6 +126,9 @@ interface Effects {
 }
 
 const RESTART_TERM_UNKNOWN = 0;
+/** The quota check's file size is re-read at most this often, and after every apply batch near the quota. */
+const DB_SIZE_REFRESH_MS = 20;
+const DB_SIZE_EXACT_BYTES = 16 * 1024 * 1024;
 /** A lone member trims its in-memory raft log of applied entries this often. */
 const ALONE_TRIM_ENTRIES = 256;
 /** Ready WAL writes in flight at once (the WAL group-commits them). */
@@ -194,6 +197,7 @@ export class Node implements ClusterPath, MaintenancePath, LeaderView {
   private readonly quotaBytes: number;
   /** The backend file's size, re-read after each apply batch (the quota check is on the hot path). */
   private dbBytes: number;
+  private dbBytesAtMs = 0;
   /** Backend-wide operations that must not overlap (defragmentation, snapshot copies and installs). */
   private backendOps: Promise<void> = Promise.resolve();
   /** Set while defragmentation replaces the database: committed entries wait in applyQueue. */
@@ -785,7 +789,7 @@ export class Node implements ClusterPath, MaintenancePath, LeaderView {
       const effects = this.applyChunk(chunk);
       this.afterCommit(effects);
     }
-    this.dbBytes = this.backend.sizeBytes();
+    this.refreshDbBytes();
     this.wakeApplied();
   }
 
@@ -1306,6 +1310,17 @@ export class Node implements ClusterPath, MaintenancePath, LeaderView {
   /** The active alarms as this member has applied them. */
   activeAlarms(): ActiveAlarm[] {
     return this.alarms.get(AlarmType.NONE);
+  }
+
+  /**
+   * Re-reads the database file's size for the quota check (a statx): at most every
+   * DB_SIZE_REFRESH_MS, and after every apply batch once within DB_SIZE_EXACT_BYTES of the quota.
+   */
+  private refreshDbBytes(): void {
+    const now = monotonicMs();
+    if (now - this.dbBytesAtMs < DB_SIZE_REFRESH_MS && this.quotaBytes - this.dbBytes > DB_SIZE_EXACT_BYTES) return;
+    this.dbBytesAtMs = now;
+    this.dbBytes = this.backend.sizeBytes();
   }
 
   /** etcd's quotaAlarmer: raise NOSPACE cluster-wide (once), then refuse the write. */

@@ -213,6 +213,8 @@ export class LocalLeases implements LeasePath {
 
   async timeToLive(id: bigint, keys: boolean): Promise<Uint8Array> {
     const l = await this.node.leaseRemaining(id);
+    // The keys are read from LMDB: not while a defragmentation or snapshot install holds the file.
+    await this.node.whenReadable();
     const h = header(this.node, this.node.store.currentRev);
     if (l === undefined) return encodeLeaseTimeToLiveResponse({ header: h, ID: id, TTL: -1 });
     return encodeLeaseTimeToLiveResponse({
