@@ -8,13 +8,13 @@
 // truncated file can crash the process, hence checkLmdbHeader first).
 import { createHash } from 'node:crypto';
 import { closeSync, constants, fstatSync, fsyncSync, openSync, readSync, writeSync } from 'node:fs';
+import { LMDB_PAGE_BYTES, parseLmdbMeta, type LmdbMeta } from '../storage/backend/index.js';
 import { SnapshotError } from './errors.js';
 import type { Progress } from './progress.js';
 
 export const SHA256_BYTES = 32;
 /** etcd's hasChecksum: a snapshot's data is a whole number of these, the trailer makes size % 512 == 32. */
 export const SECTOR_BYTES = 512;
-export const LMDB_PAGE_BYTES = 4096;
 /** Read/write size of the copy and hash passes. */
 const IO_CHUNK_BYTES = 4 * 1024 * 1024;
 
@@ -147,39 +147,14 @@ export function copyData(layout: SnapshotLayout, to: string, progress: Progress)
   }
 }
 
-// LMDB (the mdb.master format lmdb-js builds) meta pages 0 and 1: a 24-byte page header (pgno u64,
-// txnid u64, pad u16, flags u16, lower/upper u16), then MDB_meta: magic u32, version u32, address
-// u64, mapsize u64, two MDB_db records of 48 bytes (FREE_DBI's md_pad holds the page size; md_root
-// is the last u64 of each), then last_pg u64 and txnid u64. All little-endian.
-const PAGE_FLAGS_AT = 18;
-const P_META = 0x08;
-const META_AT = 24;
-const MAGIC_AT = META_AT + 0;
-const LMDB_MAGIC = 0xbeefc0de;
-const PSIZE_AT = META_AT + 24;
-const FREE_ROOT_AT = META_AT + 24 + 40;
-const MAIN_ROOT_AT = META_AT + 24 + 48 + 40;
-const LAST_PG_AT = META_AT + 24 + 96;
-const TXNID_AT = LAST_PG_AT + 8;
 const P_INVALID = 0xffffffffffffffffn;
 /** bbolt's magic (etcd's database format), at offset 16 of its meta pages. */
 const BOLT_MAGIC = 0xed0cdaed;
 
-interface MetaPage {
-  readonly lastPage: bigint;
-  readonly txnId: bigint;
-  readonly roots: readonly bigint[];
-}
-
-function parseMeta(buf: Buffer, page: number): MetaPage | undefined {
-  const b = page * LMDB_PAGE_BYTES;
-  if ((buf.readUInt16LE(b + PAGE_FLAGS_AT) & P_META) === 0 || buf.readUInt32LE(b + MAGIC_AT) !== LMDB_MAGIC) return undefined;
-  if (buf.readUInt32LE(b + PSIZE_AT) !== LMDB_PAGE_BYTES) return undefined;
-  return {
-    lastPage: buf.readBigUInt64LE(b + LAST_PG_AT),
-    txnId: buf.readBigUInt64LE(b + TXNID_AT),
-    roots: [buf.readBigUInt64LE(b + FREE_ROOT_AT), buf.readBigUInt64LE(b + MAIN_ROOT_AT)],
-  };
+/** A meta page LMDB will accept: its magic and flag (parseLmdbMeta), and our page size. */
+function parseMeta(buf: Buffer, page: number): LmdbMeta | undefined {
+  const m = parseLmdbMeta(buf, page);
+  return m !== undefined && m.pageBytes === LMDB_PAGE_BYTES ? m : undefined;
 }
 
 /**
@@ -196,7 +171,7 @@ export function checkLmdbHeader(layout: SnapshotLayout): void {
   } finally {
     closeSync(fd);
   }
-  const metas = [parseMeta(buf, 0), parseMeta(buf, 1)].filter((m): m is MetaPage => m !== undefined);
+  const metas = [parseMeta(buf, 0), parseMeta(buf, 1)].filter((m): m is LmdbMeta => m !== undefined);
   if (metas.length === 0) {
     if (buf.readUInt32LE(16) === BOLT_MAGIC) throw new SnapshotError(`snapshot file ${q(path)} is an etcd (bbolt) snapshot; cairn restores only snapshots taken from Cairn`);
     throw new SnapshotError(`snapshot file ${q(path)} is not a Cairn snapshot: neither of its first two pages is an LMDB meta page (damaged, or not a snapshot)`);

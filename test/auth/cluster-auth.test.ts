@@ -6,7 +6,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
 import { join } from 'node:path';
-import type { EtcdClient, Msg } from '../harness/client.js';
+import { unaryOk } from '../harness/client.js';
 import { withCluster } from '../harness/cluster.js';
 import type { Cluster } from '../harness/cluster.js';
 import { tempDir, type TargetKind } from '../harness/procs.js';
@@ -14,11 +14,7 @@ import { OPENSSL_BIN } from '../harness/certs.js';
 
 const b = (s: string): Buffer => Buffer.from(s);
 
-async function must(c: EtcdClient, service: string, method: string, req: object, md: Record<string, string> = {}): Promise<Msg> {
-  const r = await c.unary(service, method, req, { metadata: md });
-  if (!r.ok) throw new Error(`${service}.${method} on ${c.endpoint}: ${r.details}`);
-  return r.value;
-}
+const must = unaryOk;
 
 async function outcome(p: Promise<{ ok: boolean; code?: number; details?: string }>): Promise<string> {
   const r = await p;

@@ -4,16 +4,12 @@
 // opened before the revoke keep working; anything new is refused.) Also LeaseTimeToLive's check.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { EtcdClient, openKeepAlive, openWatch, type Msg } from '../harness/client.js';
+import { EtcdClient, openKeepAlive, openWatch, unaryOk, type Msg } from '../harness/client.js';
 import { startCairn, startEtcd, type ServerProc } from '../harness/procs.js';
 
 const b = (s: string): Buffer => Buffer.from(s);
 
-async function must(c: EtcdClient, service: string, method: string, req: object, md: Record<string, string> = {}): Promise<Msg> {
-  const r = await c.unary(service, method, req, { metadata: md });
-  if (!r.ok) throw new Error(`${service}.${method}: ${r.details}`);
-  return r.value;
-}
+const must = unaryOk;
 
 /** Next watch message: 'event <keys>' or a summary of a control message; 'nothing' if none within ms. */
 async function nextWatch(w: ReturnType<typeof openWatch>, ms: number): Promise<string> {

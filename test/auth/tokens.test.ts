@@ -9,18 +9,14 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
 import { join } from 'node:path';
-import { EtcdClient, type Msg } from '../harness/client.js';
+import { EtcdClient, unaryOk } from '../harness/client.js';
 import { startCairn, startEtcd, tempDir, type ServerOpts, type ServerProc } from '../harness/procs.js';
 import { OPENSSL_BIN } from '../harness/certs.js';
 
 const b = (s: string): Buffer => Buffer.from(s);
 const wait = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 
-async function must(c: EtcdClient, service: string, method: string, req: object, md: Record<string, string> = {}): Promise<Msg> {
-  const r = await c.unary(service, method, req, { metadata: md });
-  if (!r.ok) throw new Error(`${service}.${method}: ${r.details}`);
-  return r.value;
-}
+const must = unaryOk;
 
 async function setup(c: EtcdClient): Promise<void> {
   await must(c, 'Auth', 'UserAdd', { name: 'root', password: 'r' });

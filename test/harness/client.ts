@@ -154,6 +154,13 @@ export class EtcdClient {
 }
 
 /** The gRPC status code name (e.g. 3 → "INVALID_ARGUMENT") for messages. */
+/** A unary call that must succeed (with optional metadata); throws naming the call and the server's answer. */
+export async function unaryOk(c: EtcdClient, service: string, method: string, req: object, md: Record<string, string> = {}): Promise<Msg> {
+  const r = await c.unary(service, method, req, { metadata: md });
+  if (!r.ok) throw new Error(`${service}.${method} on ${c.endpoint}: ${r.details}`);
+  return r.value;
+}
+
 export function statusName(code: number): string {
   return grpc.status[code] ?? `CODE_${code}`;
 }

@@ -137,15 +137,4 @@ export function diffSteps(ref: ReadonlyArray<readonly [string, unknown]>, got: R
   return out;
 }
 
-/** Runs fn over items with at most `inFlight` calls outstanding. */
-export async function pool<T>(items: readonly T[], inFlight: number, fn: (t: T) => Promise<void>): Promise<void> {
-  let next = 0;
-  const worker = async (): Promise<void> => {
-    while (next < items.length) {
-      const i = next++;
-      const it = items[i];
-      if (it !== undefined) await fn(it);
-    }
-  };
-  await Promise.all(Array.from({ length: inFlight }, () => worker()));
-}
+export { pool } from '../harness/poll.js';

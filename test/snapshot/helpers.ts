@@ -8,6 +8,7 @@ import assert from 'node:assert/strict';
 import { open } from 'lmdb';
 import { REPO_ROOT, runEtcdctl, tempDir } from '../harness/procs.js';
 import type { EtcdClient, Msg } from '../harness/client.js';
+import { pool } from '../harness/poll.js';
 
 export const CAIRN_BIN = join(REPO_ROOT, 'server', 'bin', 'cairn');
 
@@ -62,18 +63,6 @@ export function clusterIdOf(m: Msg): string {
 
 const b = (s: string): Buffer => Buffer.from(s);
 
-/** Runs calls with at most `inFlight` outstanding. */
-async function pool<T>(items: readonly T[], inFlight: number, fn: (t: T) => Promise<void>): Promise<void> {
-  let next = 0;
-  const worker = async (): Promise<void> => {
-    while (next < items.length) {
-      const i = next++;
-      const it = items[i];
-      if (it !== undefined) await fn(it);
-    }
-  };
-  await Promise.all(Array.from({ length: inFlight }, () => worker()));
-}
 
 export interface Workload {
   /** Revision after the workload. */

@@ -69,11 +69,47 @@ function table(get: () => Database<Buffer, Buffer>): Table {
 
 // LMDB's native code trusts its meta pages; a damaged one can crash the process. So before opening we
 // check that at least one of the two meta pages (pages 0 and 1) carries LMDB's magic and meta flag.
-const LMDB_PAGE_BYTES = 4096;
-const LMDB_MAGIC = 0xbeefc0de;
-const META_FLAG_OFFSET = 18;
-const META_MAGIC_OFFSET = 24;
+/** LMDB's page size as lmdb-js builds it here (its meta pages record it; see LmdbMeta.pageBytes). */
+export const LMDB_PAGE_BYTES = 4096;
+
+// Meta pages 0 and 1 of the mdb.master format lmdb-js builds: a 24-byte page header (pgno u64, txnid
+// u64, pad u16, flags u16, lower/upper u16), then MDB_meta: magic u32, version u32, address u64,
+// mapsize u64, two MDB_db records of 48 bytes (FREE_DBI's md_pad holds the page size; md_root is the
+// last u64 of each), then last_pg u64 and txnid u64. All little-endian.
+const PAGE_FLAGS_AT = 18;
 const P_META = 0x08;
+const META_AT = 24;
+const MAGIC_AT = META_AT;
+const LMDB_MAGIC = 0xbeefc0de;
+const PSIZE_AT = META_AT + 24;
+const FREE_ROOT_AT = META_AT + 24 + 40;
+const MAIN_ROOT_AT = META_AT + 24 + 48 + 40;
+const LAST_PG_AT = META_AT + 24 + 96;
+const TXNID_AT = LAST_PG_AT + 8;
+
+/** What an LMDB meta page says about its database. */
+export interface LmdbMeta {
+  readonly pageBytes: number;
+  readonly lastPage: bigint;
+  readonly txnId: bigint;
+  /** Root pages of the free list and the main database (P_INVALID 2^64-1 when empty). */
+  readonly roots: readonly bigint[];
+}
+
+/**
+ * Meta page `page` (0 or 1) of an LMDB file whose first 2 x LMDB_PAGE_BYTES are in `buf`, or
+ * undefined when it lacks LMDB's meta flag or magic.
+ */
+export function parseLmdbMeta(buf: Buffer, page: number): LmdbMeta | undefined {
+  const b = page * LMDB_PAGE_BYTES;
+  if ((buf.readUInt16LE(b + PAGE_FLAGS_AT) & P_META) === 0 || buf.readUInt32LE(b + MAGIC_AT) !== LMDB_MAGIC) return undefined;
+  return {
+    pageBytes: buf.readUInt32LE(b + PSIZE_AT),
+    lastPage: buf.readBigUInt64LE(b + LAST_PG_AT),
+    txnId: buf.readBigUInt64LE(b + TXNID_AT),
+    roots: [buf.readBigUInt64LE(b + FREE_ROOT_AT), buf.readBigUInt64LE(b + MAIN_ROOT_AT)],
+  };
+}
 
 function checkHeader(path: string): void {
   if (!existsSync(path)) return;
@@ -86,11 +122,7 @@ function checkHeader(path: string): void {
   } finally {
     closeSync(fd);
   }
-  const metaOk = (page: number): boolean => {
-    const base = page * LMDB_PAGE_BYTES;
-    return (buf.readUInt16LE(base + META_FLAG_OFFSET) & P_META) !== 0 && buf.readUInt32LE(base + META_MAGIC_OFFSET) === LMDB_MAGIC;
-  };
-  if (size < buf.length || (!metaOk(0) && !metaOk(1))) {
+  if (size < buf.length || (parseLmdbMeta(buf, 0) === undefined && parseLmdbMeta(buf, 1) === undefined)) {
     throw new StorageFault(`backend: cannot open LMDB file ${path}: both meta pages are damaged (no LMDB magic); restore this member from a snapshot or its peers`);
   }
 }
