@@ -126,6 +126,8 @@ interface Effects {
 }
 
 const RESTART_TERM_UNKNOWN = 0;
+/** Disk bytes a write may take per byte of its quota cost: one copy in the WAL, one in LMDB. */
+const DISK_BYTES_PER_COST = 2;
 /** The quota check's file size is re-read at most this often, and after every apply batch near the quota. */
 const DB_SIZE_REFRESH_MS = 20;
 const DB_SIZE_EXACT_BYTES = 16 * 1024 * 1024;
@@ -195,6 +197,7 @@ export class Node implements ClusterPath, MaintenancePath, LeaderView {
   private readonly reqTimeoutMs: number;
   private readonly heartbeatGaps = new HeartbeatGaps();
   private readonly quotaBytes: number;
+  private readonly diskReserve: number;
   /** The backend file's size, re-read after each apply batch (the quota check is on the hot path). */
   private dbBytes: number;
   private dbBytesAtMs = 0;
@@ -204,6 +207,12 @@ export class Node implements ClusterPath, MaintenancePath, LeaderView {
   private applyPaused = false;
   private diskTimer: NodeJS.Timeout | undefined = undefined;
   private diskLow = false;
+  /** Free bytes on the fuller of the data and WAL disks at the last check (Infinity before the first). */
+  private diskFreeBytes = Infinity;
+  /** Bytes writes may have added to those disks since that check (an estimate, see diskBudget). */
+  private diskBytesSince = 0;
+  /** The free-space check in flight, shared by everyone waiting for it. */
+  private diskCheck: Promise<void> | undefined = undefined;
   /** Client snapshot copies on disk (CLIENT_SNAPSHOTS_MAX). */
   private clientSnapshots = 0;
   /** Set while the database file is being replaced (defragmentation, snapshot install): nothing may read it. */
@@ -242,6 +251,7 @@ export class Node implements ClusterPath, MaintenancePath, LeaderView {
     this.auth = new AuthStore(backend, monotonicMs);
     this.alarms = new AlarmStore(backend);
     this.quotaBytes = effectiveQuotaBytes(cfg.quotaBackendBytes ?? 0);
+    this.diskReserve = diskReserveBytes(cfg.walSegmentBytes ?? WAL_SEGMENT_BYTES);
     this.dbBytes = backend.sizeBytes();
     this.watchable = new WatchableStore(store, WATCH_CATCH_UP, (fn) => setImmediate(() => this.watchTask(fn)));
     this.leaderlessSince = monotonicMs();
@@ -349,7 +359,8 @@ export class Node implements ClusterPath, MaintenancePath, LeaderView {
       leases: node.lessor.size,
     });
     node.tickTimer = setInterval(() => node.tick(), cfg.heartbeatMs);
-    node.diskTimer = setInterval(() => node.checkDiskSpace(), DISK_CHECK_INTERVAL_MS);
+    node.diskTimer = setInterval(() => void node.checkDiskSpace(), DISK_CHECK_INTERVAL_MS);
+    void node.checkDiskSpace();
     node.diskTimer.unref();
     node.startChecks();
     node.kick();
@@ -640,6 +651,10 @@ export class Node implements ClusterPath, MaintenancePath, LeaderView {
     if (this.waiters.size >= PROPOSALS_PENDING_MAX) return Promise.reject(new ServerRefusal('tooManyRequests'));
     const cost = quotaCost(req);
     if (cost > 0 && this.dbBytes + cost > this.quotaBytes) return this.refuseNoSpace();
+    if (cost > 0) {
+      const checked = this.diskBudget(cost);
+      if (checked !== undefined) return checked.then(() => this.propose(req));
+    }
     const id = this.ids.next();
     const data = encodeInternalRequest({ ...req, header: { ...req.header, ID: id, proposedUnixMs: Date.now() } });
     if (data.length > this.cfg.requestBytesMax) return Promise.reject(new ClientError('requestTooLarge'));
@@ -1341,21 +1356,43 @@ export class Node implements ClusterPath, MaintenancePath, LeaderView {
    * directory drops under the reserve, raise NOSPACE on this member so writes stop while deletes,
    * compaction and defragmentation still have room. (etcd has no such check; its quota is the guard.)
    */
-  private checkDiskSpace(): void {
-    if (this.stopped || this.diskLow) return;
-    const reserve = diskReserveBytes(this.cfg.walSegmentBytes ?? WAL_SEGMENT_BYTES);
+  private checkDiskSpace(): Promise<void> {
+    if (this.diskCheck !== undefined) return this.diskCheck;
+    if (this.stopped || this.diskLow) return Promise.resolve();
+    const reserve = this.diskReserve;
     const dirs = [this.cfg.dataDir, walDirOf(this.cfg)];
-    Promise.all(dirs.map((d) => statfs(d)))
+    this.diskCheck = Promise.all(dirs.map((d) => statfs(d)))
       .then((stats) => {
         const free = Math.min(...stats.map((st) => st.bavail * st.bsize));
-        if (free >= reserve || this.alarms.get(AlarmType.NOSPACE).some((a) => a.memberID === this.memberId)) return;
+        this.diskFreeBytes = free;
+        this.diskBytesSince = 0;
+        if (free >= reserve || this.noSpaceOnMe()) return;
         this.diskLow = true;
         this.cfg.logger.error('disk space low: raising the NOSPACE alarm; writes are refused until space is freed and the alarm disarmed', { 'free-bytes': free, 'reserve-bytes': reserve, dirs });
         this.raiseAlarm(AlarmType.NOSPACE)
           .catch((err: unknown) => this.cfg.logger.warn('could not raise the NOSPACE alarm; will retry', { error: err }))
           .finally(() => (this.diskLow = false));
       })
-      .catch((err: unknown) => this.cfg.logger.warn('cannot check free disk space', { error: err }));
+      .catch((err: unknown) => this.cfg.logger.warn('cannot check free disk space', { error: err }))
+      .finally(() => (this.diskCheck = undefined));
+    return this.diskCheck;
+  }
+
+  private noSpaceOnMe(): boolean {
+    return this.alarms.get(AlarmType.NOSPACE).some((a) => a.memberID === this.memberId);
+  }
+
+  /**
+   * Between the periodic checks a fast write load can fill a disk by more than the reserve: each
+   * write counts DISK_BYTES_PER_COST x its quota cost (it lands in the WAL and in LMDB) against the
+   * free space last seen. A write that would take the estimate under the reserve waits for a fresh
+   * check first (which raises NOSPACE if the disk really is low). Undefined: go ahead now.
+   */
+  private diskBudget(cost: number): Promise<void> | undefined {
+    if (this.diskLow || this.noSpaceOnMe()) return undefined;
+    if (this.diskFreeBytes - this.diskBytesSince < this.diskReserve) return this.checkDiskSpace();
+    this.diskBytesSince += DISK_BYTES_PER_COST * cost;
+    return undefined;
   }
 
   /** Runs a watch catch-up step now, or after the database file swap in progress. */
