@@ -54,6 +54,8 @@ export interface ClusterOptions {
    * advertised) with these settings; the cleartext one (endpoint) stays for the harness's own client.
    */
   clientTls?: ClusterTls;
+  /** kind 'etcd' only: the etcd binary (default Debian's 3.4; the kube tests use etcd 3.6). */
+  etcdBin?: string;
 }
 
 /** TLS settings of one side for every member of a cluster. */
@@ -293,6 +295,7 @@ export class Cluster {
       name: s.name,
       dataDir: s.dataDir,
       extraArgs: ['--config-file', configPath],
+      ...(this.opts.etcdBin !== undefined ? { etcdBin: this.opts.etcdBin } : {}),
       readyTimeoutMs: this.opts.readyTimeoutMs ?? 30_000,
     });
     s.procs.push(proc);

@@ -27,6 +27,8 @@ export interface ServerOpts {
   tls?: TlsServerFiles;
   /** Peer TLS of the single member: its peer URL becomes https:// and the --peer-* equivalents are passed. */
   peerTls?: TlsServerFiles;
+  /** startEtcd only: the etcd binary (default ETCD_BIN, Debian's 3.4); the kube tests pass etcd 3.6 from hack/install-kube.sh. */
+  etcdBin?: string;
 }
 
 /** A server's certificate files (etcd's --cert-file etc. or their --peer-* equivalents). */
@@ -168,6 +170,13 @@ function removeTempDirs(): void {
     }
   }
   tempDirs.clear();
+}
+
+/** Kills `child` (SIGKILL) when the test process exits, as the servers started here are. */
+export function trackChild(child: ChildProcess): void {
+  hookExit();
+  live.add(child);
+  child.once('exit', () => live.delete(child));
 }
 
 function hookExit(): void {
@@ -435,7 +444,7 @@ async function startEtcdOnce(opts: ServerOpts): Promise<ServerProc> {
   args.push(...(opts.extraArgs ?? []));
   return spawnServer({
     name,
-    cmd: ETCD_BIN,
+    cmd: opts.etcdBin ?? ETCD_BIN,
     args,
     port: clientPort,
     secure: opts.tls !== undefined,
