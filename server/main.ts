@@ -10,7 +10,7 @@ import { JwtTokens } from './auth/index.js';
 import { CAIRN_VERSION, ETCD_COMPAT_VERSION } from './version.js';
 import type { GrpcServer } from './api/grpc/index.js';
 // client and metrics listeners (gateway helper)
-import { Listeners } from './api/listen.js';
+import { clientAddress, Listeners } from './api/listen.js';
 import { createHttpHandlers, type HealthAlarm, type HealthSource } from './api/http/index.js';
 import type { ReadPath } from './node/index.js';
 import { AlarmType, decodeRangeRequest, encodeRangeRequest } from '../proto/gen/etcdserverpb.js';
@@ -72,7 +72,7 @@ async function listenAll(cfg: Config, server: GrpcServer, node: Node, reads: Rea
   });
   for (const u of cfg.listenClientUrls) {
     const port = await listeners.listenClient(u);
-    log.debug('now serving client', { address: `${u.hostname}:${port}` });
+    log.debug('now serving client', { address: clientAddress(u, port) });
   }
   for (const u of cfg.listenMetricsUrls) {
     const port = await listeners.listenMetrics(u);
@@ -175,8 +175,8 @@ async function run(cfg: Config, log: Logger): Promise<void> {
   const listeners = await listenAll(cfg, server, node, local.reads, log);
   log.info('ready to serve client requests');
   for (const u of cfg.listenClientUrls) {
-    if (u.protocol === 'https:') log.info('serving client traffic securely', { address: u.host });
-    else log.warn('serving client traffic insecurely; this is strongly discouraged!', { address: u.host });
+    if (u.protocol === 'https:' || u.protocol === 'unixs:') log.info('serving client traffic securely', { address: clientAddress(u) });
+    else log.warn('serving client traffic insecurely; this is strongly discouraged!', { address: clientAddress(u) });
   }
   let stopping = false;
   const stop = (signal: string): void => {

@@ -10,6 +10,9 @@
 // nghttp2 would reset) is served through a JS stream that rewrites it; every other client gets the
 // raw socket. Per connection the work is the sniff and that probe; per request one content-type
 // test: the gRPC hot path is the GrpcServer's own. --listen-metrics-urls get a plain HTTP(S) server with the metrics handler.
+// A unix:// (unixs://: TLS) client URL is served the same way on a socket file (etcd's unix listener:
+// a stale socket at the path is replaced; the file goes when the listener closes).
+import { lstat, unlink } from 'node:fs/promises';
 import * as http from 'node:http';
 import * as http2 from 'node:http2';
 import * as https from 'node:https';
@@ -56,6 +59,57 @@ export interface ListenersOptions {
 }
 
 type Listening = net.Server | tls.Server | http.Server | https.Server;
+
+/** Linux's sun_path holds 108 bytes with the terminating NUL; libuv would cut a longer path silently. */
+export const UNIX_SOCKET_PATH_MAX = 107;
+
+export function isUnixUrl(url: URL): boolean {
+  return url.protocol === 'unix:' || url.protocol === 'unixs:';
+}
+
+/**
+ * The socket file of a unix:// or unixs:// URL as etcd resolves it: host + path, percent-decoded
+ * (unix:///tmp/a.sock is /tmp/a.sock; unix://localhost:2379 is a file named "localhost:2379" in the
+ * working directory). Throws when the URL names no usable path.
+ */
+export function unixSocketPath(url: URL): string {
+  // 'unix:name' (no '//', no leading '/') is an opaque URL: Go's url.URL has an empty Path for it.
+  const pathPart = url.host === '' && !url.pathname.startsWith('/') ? '' : url.pathname;
+  let path: string;
+  try {
+    path = decodeURIComponent(url.host) + decodeURIComponent(pathPart);
+  } catch {
+    throw new Error(`"${url.href}": malformed percent-encoding in the socket path`);
+  }
+  if (path === '') throw new Error(`"${url.href}" names no socket file (use unix:///absolute/path.sock, or unix://name for a file in the working directory)`);
+  if (path.includes('\0')) throw new Error(`"${url.href}": a socket path cannot contain a NUL byte`);
+  const bytes = Buffer.byteLength(path);
+  if (bytes > UNIX_SOCKET_PATH_MAX) throw new Error(`"${url.href}": the socket path is ${bytes} bytes long, a unix socket address holds at most ${UNIX_SOCKET_PATH_MAX}`);
+  return path;
+}
+
+/** A client URL's address for logs: the socket file, or host:port (with the bound port when given). */
+export function clientAddress(url: URL, port?: number): string {
+  if (isUnixUrl(url)) return unixSocketPath(url);
+  return port === undefined ? url.host : `${url.hostname}:${port}`;
+}
+
+/** etcd removes whatever is at the path before listening; we replace only a socket (a stale one, e.g. after a crash). */
+async function removeStaleSocket(path: string): Promise<void> {
+  let isSocket: boolean;
+  try {
+    isSocket = (await lstat(path)).isSocket();
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return;
+    throw err;
+  }
+  if (!isSocket) throw new Error('the path exists and is not a socket (only a stale socket is replaced)');
+  try {
+    await unlink(path);
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
+  }
+}
 
 function splitHostPort(url: URL): { host: string; port: number } {
   return { host: url.hostname.replace(/^\[(.*)\]$/, '$1'), port: Number(url.port) };
@@ -107,18 +161,32 @@ export class Listeners {
     });
   }
 
-  /** Serves the client port at `url` (http: or https:); resolves to the bound port. */
+  /**
+   * Serves the client port at `url`: http: or https: on host:port, unix: or unixs: (TLS) on the
+   * socket file unixSocketPath(url) names. Resolves to the bound TCP port (0 for a unix socket).
+   */
   async listenClient(url: URL): Promise<number> {
-    const { host, port } = splitHostPort(url);
-    if (url.protocol === 'https:') {
-      const t = this.requireTls(url);
-      const server = tls.createServer({ ...t.options(), ALPNProtocols: ['h2', 'http/1.1'] }, (socket) => this.routeTls(socket));
-      t.attach(server);
-      server.on('tlsClientError', () => undefined); // a failed handshake concerns that client only
-      return this.start(server, host, port);
+    const server = url.protocol === 'https:' || url.protocol === 'unixs:' ? this.tlsClientServer(url) : net.createServer((socket) => this.sniff(socket));
+    if (isUnixUrl(url)) {
+      const path = unixSocketPath(url);
+      try {
+        await removeStaleSocket(path);
+        await this.start(server, { path });
+      } catch (err) {
+        throw new Error(`cannot listen on unix socket ${path}: ${err instanceof Error ? err.message : String(err)}`, { cause: err });
+      }
+      return 0;
     }
-    const server = net.createServer((socket) => this.sniff(socket));
-    return this.start(server, host, port);
+    const { host, port } = splitHostPort(url);
+    return this.start(server, { host, port });
+  }
+
+  private tlsClientServer(url: URL): tls.Server {
+    const t = this.requireTls(url);
+    const server = tls.createServer({ ...t.options(), ALPNProtocols: ['h2', 'http/1.1'] }, (socket) => this.routeTls(socket));
+    t.attach(server);
+    server.on('tlsClientError', () => undefined); // a failed handshake concerns that client only
+    return server;
   }
 
   /** Serves /metrics, /health, /livez, /readyz at `url`. */
@@ -129,7 +197,7 @@ export class Listeners {
         ? https.createServer({ ...this.requireTls(url).options() }, this.opts.metricsHttp)
         : http.createServer({ requestTimeout: 0, headersTimeout: HTTP_HEADERS_TIMEOUT_MS }, this.opts.metricsHttp);
     if (server instanceof https.Server) this.requireTls(url).attach(server);
-    return this.start(server, host, port);
+    return this.start(server, { host, port });
   }
 
   /** Stops listening, ends gRPC calls (GrpcServer.close, with its grace), then the HTTP requests still open. */
@@ -150,22 +218,23 @@ export class Listeners {
   }
 
   private requireTls(url: URL): ServerTls {
-    if (this.opts.tls === undefined) throw new Error(`${url.href}: https needs --cert-file and --key-file`);
+    if (this.opts.tls === undefined) throw new Error(`${url.href}: ${url.protocol.slice(0, -1)} needs --cert-file and --key-file`);
     return this.opts.tls;
   }
 
-  private async start(server: Listening, host: string, port: number): Promise<number> {
+  /** Listens at `where` (host and port, or a socket path: node's net.Server then unlinks the file at close). */
+  private async start(server: Listening, where: { host: string; port: number } | { path: string }): Promise<number> {
     if (this.closing !== undefined) throw new Error('listeners are closed');
     await new Promise<void>((resolve, reject) => {
       server.once('error', reject);
-      server.listen(port, host, () => {
+      server.listen(where, () => {
         server.off('error', reject);
         resolve();
       });
     });
     server.on('error', (err: Error) => this.report(err, 'listener'));
     this.servers.push(server);
-    return boundPort(server, port);
+    return 'port' in where ? boundPort(server, where.port) : 0;
   }
 
   private routeTls(socket: tls.TLSSocket): void {

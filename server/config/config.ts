@@ -17,6 +17,7 @@ import {
   WATCH_PROGRESS_NOTIFY_INTERVAL_MS,
 } from '../base/limits.js';
 import { isLevel, type Level } from '../base/log.js';
+import { isUnixUrl, unixSocketPath } from '../api/listen.js';
 
 export class ConfigError extends Error {
   override readonly name = 'ConfigError';
@@ -259,7 +260,14 @@ function bool(name: string, raw: string): boolean {
   throw new ConfigError(`invalid boolean value "${raw}" for -${name}`);
 }
 
-function urls(name: string, raw: string): URL[] {
+/**
+ * What a unix:// or unixs:// URL may be in a URL flag: 'none' (http or https only: peer and metrics
+ * URLs), 'listen' (a socket file, etcd's listener: host + path), 'advertise' (etcd's checkHostURLs
+ * wants host:port even there: unix://localhost:2379 passes, unix:///tmp/a.sock does not).
+ */
+type UnixUse = 'none' | 'listen' | 'advertise';
+
+function urls(name: string, raw: string, unix: UnixUse = 'none'): URL[] {
   return raw.split(',').map((s) => {
     let u: URL;
     try {
@@ -267,7 +275,19 @@ function urls(name: string, raw: string): URL[] {
     } catch {
       throw new ConfigError(`invalid value "${raw}" for flag -${name}: "${s}" is not a URL`);
     }
-    if (u.protocol !== 'http:' && u.protocol !== 'https:') throw new ConfigError(`--${name}: URL scheme must be http or https, got "${u.protocol}"`);
+    if (unix !== 'none' && isUnixUrl(u)) {
+      if (unix === 'listen') {
+        try {
+          unixSocketPath(u);
+        } catch (err) {
+          throw new ConfigError(`--${name}: ${err instanceof Error ? err.message : String(err)}`);
+        }
+      } else if (u.hostname === '' || u.port === '') {
+        throw new ConfigError(`--${name} "${s.trim()}" must be "host:port" (as in etcd, an advertised unix URL has the form unix://host:port)`);
+      } else if (u.pathname !== '') throw new ConfigError(`--${name}: URL "${s.trim()}" must not contain a path`);
+      return u;
+    }
+    if (u.protocol !== 'http:' && u.protocol !== 'https:') throw new ConfigError(`--${name}: URL scheme must be ${unix === 'none' ? 'http or https' : 'http, https, unix or unixs'}, got "${u.protocol}"`);
     if (u.port === '') throw new ConfigError(`--${name}: URL "${s}" needs a port`);
     return u;
   });
@@ -292,8 +312,8 @@ export function loadConfig(argv: readonly string[], env: NodeJS.ProcessEnv): Con
     name,
     dataDir: raw('data-dir') !== '' ? raw('data-dir') : `${name}.cairn`,
     walDir: raw('wal-dir'),
-    listenClientUrls: urls('listen-client-urls', raw('listen-client-urls')),
-    advertiseClientUrls: urls('advertise-client-urls', raw('advertise-client-urls')),
+    listenClientUrls: urls('listen-client-urls', raw('listen-client-urls'), 'listen'),
+    advertiseClientUrls: urls('advertise-client-urls', raw('advertise-client-urls'), 'advertise'),
     listenPeerUrls: urls('listen-peer-urls', raw('listen-peer-urls')),
     initialAdvertisePeerUrls: urls('initial-advertise-peer-urls', raw('initial-advertise-peer-urls')),
     initialCluster: initialCluster(given, env, file !== '', name, raw),
@@ -357,10 +377,11 @@ function tlsFiles(prefix: '' | 'peer-', raw: (n: string) => string): TlsFiles | 
   return { certFile, keyFile, trustedCaFile, clientCertAuth };
 }
 
-/** https URLs need certificates (etcd refuses to start otherwise); certificates with only http URLs are allowed (etcd warns). */
+/** https (and unixs) URLs need certificates (etcd refuses to start otherwise); certificates with only http URLs are allowed (etcd warns). */
 function checkTlsUrls(cfg: Config): void {
   const https = (us: readonly URL[]): boolean => us.some((u) => u.protocol === 'https:');
   if (https(cfg.listenClientUrls) && cfg.clientTls === undefined) throw new ConfigError('--listen-client-urls has an https URL but no --cert-file/--key-file were given');
+  if (cfg.listenClientUrls.some((u) => u.protocol === 'unixs:') && cfg.clientTls === undefined) throw new ConfigError('--listen-client-urls has a unixs URL (TLS on a unix socket) but no --cert-file/--key-file were given');
   if (https(cfg.listenMetricsUrls) && cfg.clientTls === undefined) throw new ConfigError('--listen-metrics-urls has an https URL but no --cert-file/--key-file were given');
   if (https(cfg.listenPeerUrls) && cfg.peerTls === undefined) throw new ConfigError('--listen-peer-urls has an https URL but no --peer-cert-file/--peer-key-file were given');
 }
