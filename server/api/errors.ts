@@ -68,6 +68,8 @@ export const REFUSALS: Readonly<Record<RefusalKind, GrpcError>> = {
   stopped: { code: Status.UNAVAILABLE, details: 'etcdserver: server stopped' },
   tooManyRequests: { code: Status.RESOURCE_EXHAUSTED, details: 'etcdserver: too many requests' },
   timeout: { code: Status.UNAVAILABLE, details: 'etcdserver: request timed out' },
+  // etcd's parseProposeCtxErr: the request started within two election timeouts before the current leader was elected.
+  timeoutLeaderFail: { code: Status.UNAVAILABLE, details: 'etcdserver: request timed out, possibly due to previous leader failure' },
   noLeader: { code: Status.UNAVAILABLE, details: 'etcdserver: no leader' },
   leaderChanged: { code: Status.UNAVAILABLE, details: 'etcdserver: leader changed' },
   // Not in etcd's togRPCError map: it goes out as Unknown with etcdserver's text.

@@ -184,6 +184,8 @@ export class Node implements ClusterPath, MaintenancePath, LeaderView {
   private leaderId = 0n;
   private role: SoftState['role'] = 'follower';
   private leaderlessSince: number | undefined;
+  /** When this member last saw a leader elected (monotonic ms). */
+  private leadElectedMs: number | undefined;
   private readonly leaderlessSubs = new Set<{ ms: number; fn: () => void; timer: NodeJS.Timeout | undefined }>();
   private tickTimer: NodeJS.Timeout | undefined = undefined;
   private leaseTimer: NodeJS.Timeout | undefined = undefined;
@@ -570,7 +572,18 @@ export class Node implements ClusterPath, MaintenancePath, LeaderView {
     if (ss.role !== 'leader' && wasLeader) this.demoteLeases();
   }
 
+  /**
+   * Which timeout a proposal made at startMs ran into (etcd's parseProposeCtxErr): one that started
+   * within two election timeouts before the current leader was elected most likely died with the
+   * previous leader.
+   */
+  private timeoutKind(startMs: number): 'timeout' | 'timeoutLeaderFail' {
+    const elected = this.leadElectedMs;
+    return elected !== undefined && startMs > elected - 2 * this.cfg.electionMs && startMs < elected ? 'timeoutLeaderFail' : 'timeout';
+  }
+
   private onLeaderChange(lead: bigint): void {
+    if (lead !== 0n) this.leadElectedMs = monotonicMs();
     if (lead === 0n) {
       this.leaderlessSince = monotonicMs();
       for (const s of this.leaderlessSubs) this.armLeaderless(s);
@@ -658,11 +671,12 @@ export class Node implements ClusterPath, MaintenancePath, LeaderView {
     const id = this.ids.next();
     const data = encodeInternalRequest({ ...req, header: { ...req.header, ID: id, proposedUnixMs: Date.now() } });
     if (data.length > this.cfg.requestBytesMax) return Promise.reject(new ClientError('requestTooLarge'));
+    const startMs = monotonicMs();
     return new Promise<ApplyOutcome>((resolve, reject) => {
       const timer = setTimeout(() => {
         this.waiters.delete(id);
         nodeStats.proposalsFailed++;
-        reject(new ServerRefusal(this.leaderless.delete(id) ? 'noLeader' : 'timeout'));
+        reject(new ServerRefusal(this.leaderless.delete(id) ? 'noLeader' : this.timeoutKind(startMs)));
       }, this.reqTimeoutMs);
       this.waiters.set(id, { resolve, reject, timer });
       this.proposals.push({ id, data });
