@@ -352,6 +352,19 @@ function scenario(kind: TargetKind): void {
       assert.deepEqual(bad, []);
     });
 
+    it('consistent lists are served by the watch cache after RequestProgress (no fallback to the store)', async () => {
+      // The feature check read Status.version (Cairn: 3.5.17 >= 3.5.13) and enabled RequestWatchProgress:
+      // a list with resourceVersion="" asks the backend for the current revision, then sends
+      // progress requests on the cache's watch stream until the cache has caught up with it.
+      for (let i = 0; i < 5; i++) ok(await k(['get', 'configmaps', '-A', '-o', 'name']), 'consistent list');
+      const m = await api.request('GET', '/metrics');
+      assert.equal(m.status, 200);
+      const rows = m.body.split('\n').filter((l) => l.startsWith('apiserver_watch_cache_consistent_read_total{'));
+      const count = (pred: (l: string) => boolean): number => rows.filter(pred).reduce((a, l) => a + Number(l.split(' ').pop()), 0);
+      assert.ok(count((l) => l.includes('fallback="false"') && l.includes('resource="configmaps"') && l.includes('success="true"')) >= 5, rows.join('\n'));
+      assert.equal(count((l) => l.includes('fallback="true"') || l.includes('success="false"')), 0, rows.join('\n'));
+    });
+
     it('the apiserver log has no storage errors', () => {
       const errors = api.logLines().filter((l) => /^E/.test(l) && /etcd|storage|watch|cacher|grpc/i.test(l));
       assert.deepEqual(errors, []);
