@@ -1,0 +1,18 @@
+// Kubernetes integration tests (test/kube/integration.test.ts) that pass on the reference etcd 3.6
+// but are known to fail on Cairn, each with its cause. The runner asserts that every test that
+// passed on etcd passed on Cairn except these, and that each of these still fails on Cairn (so the
+// list cannot go stale: a fixed test must leave it).
+//
+// Names are Go test names as `go test -v` prints them (subtests "Parent/child", blanks as "_"). A
+// parent fails with its children: list the parent too when a listed subtest is all that fails it.
+
+export interface ItestException {
+  /** Go package as listed in hack/kube-integration.txt. */
+  readonly pkg: string;
+  /** Exact test names (top-level or subtest). */
+  readonly tests: readonly string[];
+  /** Why Cairn fails them: the server behaviour that differs from etcd's. */
+  readonly cause: string;
+}
+
+export const ITEST_EXCEPTIONS: readonly ItestException[] = [];
