@@ -10,7 +10,7 @@ import { JwtTokens } from './auth/index.js';
 import { CAIRN_VERSION, ETCD_COMPAT_VERSION } from './version.js';
 import type { GrpcServer } from './api/grpc/index.js';
 // client and metrics listeners (gateway helper)
-import { clientAddress, Listeners } from './api/listen.js';
+import { clientAddress, isClientProtocolError, Listeners } from './api/listen.js';
 import { createHttpHandlers, type HealthAlarm, type HealthSource } from './api/http/index.js';
 import type { ReadPath } from './node/index.js';
 import { AlarmType, decodeRangeRequest, encodeRangeRequest } from '../proto/gen/etcdserverpb.js';
@@ -49,7 +49,10 @@ function healthSource(node: Node, reads: ReadPath): HealthSource {
 /** gRPC and HTTP on every --listen-client-urls port, health and metrics on --listen-metrics-urls. */
 async function listenAll(cfg: Config, server: GrpcServer, node: Node, reads: ReadPath, log: Logger): Promise<Listeners> {
   const httpLog = log.child('http');
-  const onError = (err: Error, where: string): void => httpLog.warn('http: error while serving', { where, error: err });
+  const onError = (err: Error, where: string): void => {
+    if (isClientProtocolError(err)) httpLog.debug('http: error while serving', { where, error: err });
+    else httpLog.warn('http: error while serving', { where, error: err });
+  };
   const clientTls = tlsConfig(cfg, cfg.clientTls);
   // metrics (metrics helper): etcd's series; duration observers (WAL fsync, commits, RTT) count from here on.
   const metrics = createMetrics({ node, stats: nodeStats, grpc: server, version: ETCD_COMPAT_VERSION, quotaBackendBytes: cfg.quotaBackendBytes, extensive: cfg.metricsExtensive });

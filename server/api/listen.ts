@@ -321,3 +321,14 @@ export class Listeners {
     }
   }
 }
+
+/**
+ * nghttp2's NGHTTP2_ERR_PROTO on a session: the peer broke HTTP/2's rules. grpc-go (the etcd 3.6 Go
+ * client, kube-apiserver) closes every connection with a GOAWAY whose last-stream-id names its own
+ * stream, which nghttp2 calls a protocol error; etcd accepts it silently. A client's error, not the
+ * server's: logged at debug level.
+ */
+export function isClientProtocolError(err: Error): boolean {
+  const e = err as Error & { code?: unknown; errno?: unknown };
+  return e.code === 'ERR_HTTP2_ERROR' && (e.errno === -505 || /Protocol error/.test(err.message));
+}

@@ -13,6 +13,7 @@ import { GrpcError, GrpcServer, type BidiHandler, type CallContext, type ServerS
 import type { AuthApi } from './auth.js';
 import { then, type Authorizer } from './authz.js';
 import { decodeError, toGrpcError } from './errors.js';
+import { isClientProtocolError } from './listen.js';
 import { callRefusal, gateStream, NO_LEADER_STREAM_ELECTIONS, type StreamGate } from './gate.js';
 import type { ClusterApi } from './cluster.js';
 import type { KvApi } from './kv.js';
@@ -76,7 +77,10 @@ export function createGrpcServer(log: Logger, services: Services, opts: ServerOp
   const server = new GrpcServer({
     maxReceiveMessageBytes: opts.requestBytesMax + GRPC_OVERHEAD_BYTES,
     maxSendMessageBytes: SEND_BYTES_MAX,
-    onError: (err, where) => log.warn('grpc: error while serving', { where, error: err }),
+    onError: (err, where) => {
+      if (isClientProtocolError(err)) log.debug('grpc: error while serving', { where, error: err });
+      else log.warn('grpc: error while serving', { where, error: err });
+    },
   });
   /** What a failed call ends with; a storage fault also stops the process, an unexpected error is logged. */
   const failure = (method: string, err: unknown): GrpcError => {
