@@ -73,7 +73,7 @@ import {
   percentile,
 } from './kube-report.js';
 import type { FigureSpec, Figures } from './kube-report.js';
-import { errorText, ownCpuSeconds, processCpuSeconds, waitFor } from './loadlib.js';
+import { envPositiveInt, envString, errorText, ownCpuSeconds, processCpuSeconds, waitFor } from './loadlib.js';
 
 // ---- limits and defaults ----
 
@@ -114,19 +114,6 @@ interface Config {
   readonly apiserverArgs: readonly string[];
   readonly logDir: string | undefined;
   readonly out: string;
-}
-
-function envString(name: string): string | undefined {
-  const v = process.env[name];
-  return v === undefined || v.trim() === '' ? undefined : v.trim();
-}
-
-function envPositiveInt(name: string, dflt: number): number {
-  const v = envString(name);
-  if (v === undefined) return dflt;
-  const n = Number(v);
-  if (!Number.isSafeInteger(n) || n <= 0) throw new Error(`${name} must be a positive integer, got ${JSON.stringify(v)}`);
-  return n;
 }
 
 function isSide(s: string): s is TargetKind {

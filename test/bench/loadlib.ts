@@ -390,3 +390,18 @@ export function waitFor(cond: () => boolean, timeoutMs: number, what: string, po
 export function errorText(e: unknown): string {
   return e instanceof Error ? e.message : String(e);
 }
+
+/** A bench setting from the environment: trimmed, undefined when unset or blank. */
+export function envString(name: string): string | undefined {
+  const v = process.env[name];
+  return v === undefined || v.trim() === '' ? undefined : v.trim();
+}
+
+/** A positive-integer bench setting from the environment (dflt when unset). */
+export function envPositiveInt(name: string, dflt: number): number {
+  const v = envString(name);
+  if (v === undefined) return dflt;
+  const n = Number(v);
+  if (!Number.isSafeInteger(n) || n <= 0) throw new Error(`${name} must be a positive integer, got ${JSON.stringify(v)}`);
+  return n;
+}

@@ -77,6 +77,7 @@ import {
   sumPeakMiB,
 } from './report.js';
 import type { RowResult, SideResult, ToolReport } from './report.js';
+import { envPositiveInt, envString } from './loadlib.js';
 
 // ---- limits and defaults ----
 
@@ -159,19 +160,6 @@ interface Config {
   readonly rowTimeoutMs: number;
   readonly dir: string;
   readonly out: string;
-}
-
-function envString(name: string): string | undefined {
-  const v = process.env[name];
-  return v === undefined || v.trim() === '' ? undefined : v.trim();
-}
-
-function envPositiveInt(name: string, dflt: number): number {
-  const v = envString(name);
-  if (v === undefined) return dflt;
-  const n = Number(v);
-  if (!Number.isSafeInteger(n) || n <= 0) throw new Error(`${name} must be a positive integer, got ${JSON.stringify(v)}`);
-  return n;
 }
 
 function isWorkloadName(s: string): s is WorkloadName {
