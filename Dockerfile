@@ -1,0 +1,42 @@
+# Cairn: the etcd-compatible server and its Kubernetes operator in one image.
+#   default entrypoint   node dist/server/main.js <etcd flags>   (ETCD_* environment variables work too)
+#   operator             command: ["node", "dist/operator/main.js"]
+# Build with any engine (BuildKit or buildah: the npm cache mount keeps rebuilds fast):
+#   docker build -t cairn:dev .
+#   docker build --build-arg BASE=node:20-bookworm-slim -t cairn:dev .
+# `npm run image` builds this file with buildah on a base assembled from this machine's Node runtime
+# (hack/image.sh) and imports it into the local Kubernetes' containerd.
+ARG BASE=node:20-bookworm-slim
+
+# Production dependencies only: cached until package.json or package-lock.json change. Install
+# scripts are not needed (lmdb and msgpackr-extract load their prebuilt binaries at run time).
+FROM ${BASE} AS deps
+WORKDIR /app
+COPY package.json package-lock.json ./
+RUN --mount=type=cache,target=/root/.npm,sharing=locked \
+    npm ci --omit=dev --ignore-scripts --no-audit --no-fund --prefer-offline
+
+# The compiler and the sources: only the server, the wire types and the operator are compiled.
+FROM ${BASE} AS build
+WORKDIR /app
+COPY package.json package-lock.json ./
+RUN --mount=type=cache,target=/root/.npm,sharing=locked \
+    npm ci --ignore-scripts --no-audit --no-fund --prefer-offline
+COPY tsconfig.json ./
+COPY proto proto
+COPY server server
+COPY operator operator
+RUN node node_modules/typescript/bin/tsc -p tsconfig.json \
+ && test -f dist/server/main.js
+
+FROM ${BASE}
+WORKDIR /app
+ENV NODE_ENV=production
+COPY package.json ./
+COPY --from=deps /app/node_modules node_modules
+COPY --from=build /app/dist dist
+# The gateway reads the etcd API's .proto files at start (proto/etcd above dist/).
+COPY proto/etcd proto/etcd
+# etcd's client and peer ports.
+EXPOSE 2379 2380
+ENTRYPOINT ["node", "dist/server/main.js"]
