@@ -1,0 +1,140 @@
+// The EtcdCluster CRD (crds/cairn.dev_etcdclusters.yaml) on a real kube-apiserver 1.34 backed by a
+// 1-member Cairn: defaults are filled in, and bad manifests are refused at admission with the
+// messages of operator/api/rules.ts (even replicas, malformed versions, shrinking a volume, changing
+// a storage class, bad or operator-owned extraArgs, inconsistent timeouts), through kubectl, the
+// status and the scale subresources. The TypeScript gate (problemsOf) must agree with every verdict.
+import { describe, it, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { join } from 'node:path';
+import type { Cluster } from '../harness/cluster.js';
+import { startBackend, startKubeApiserver, type KubeApiserver, type KubectlRun } from '../harness/kube.js';
+import { pollUntil } from '../harness/poll.js';
+import { REPO_ROOT } from '../harness/procs.js';
+import { MESSAGES, problemsOf, withDefaults } from '../../operator/api/index.js';
+
+const CRD_FILE = join(REPO_ROOT, 'crds', 'cairn.dev_etcdclusters.yaml');
+
+function manifest(name: string, spec: Record<string, unknown>): string {
+  return JSON.stringify({ apiVersion: 'cairn.dev/v1alpha1', kind: 'EtcdCluster', metadata: { name, namespace: 'default' }, spec });
+}
+
+describe('EtcdCluster CRD admission on kube-apiserver 1.34 (Cairn backend)', () => {
+  let backend: Cluster;
+  let api: KubeApiserver;
+  const k = (args: readonly string[], stdin?: string): Promise<KubectlRun> => api.kubectl(args, stdin !== undefined ? { stdin } : {});
+  const apply = (name: string, spec: Record<string, unknown>): Promise<KubectlRun> => k(['apply', '--server-side', '-f', '-'], manifest(name, spec));
+  const get = async (name: string): Promise<Record<string, unknown>> => {
+    const r = await k(['get', 'etcdcluster', name, '-o', 'json']);
+    assert.equal(r.code, 0, r.stderr);
+    return JSON.parse(r.stdout) as Record<string, unknown>;
+  };
+
+  before(async () => {
+    backend = await startBackend('cairn', 1);
+    api = await startKubeApiserver({ etcdServers: backend.members.map((x) => x.clientUrl) });
+    const r = await k(['apply', '--server-side', '-f', CRD_FILE]);
+    assert.equal(r.code, 0, `CRD apply: ${r.stderr}`);
+    await pollUntil(
+      'EtcdCluster CRD established',
+      async () => (await k(['wait', '--for=condition=Established', '--timeout=5s', 'crd/etcdclusters.cairn.dev'])).code === 0,
+      60_000,
+      250,
+    );
+  });
+
+  after(async () => {
+    await api.stop();
+    await backend.close();
+  });
+
+  it('fills in the defaults the operator also applies (withDefaults)', async () => {
+    const r = await apply('defaults', {});
+    assert.equal(r.code, 0, r.stderr);
+    const o = await get('defaults');
+    assert.deepEqual(withDefaults(o['spec']), o['spec'], 'the apiserver and withDefaults fill in the same values');
+    const spec = o['spec'] as Record<string, unknown>;
+    assert.equal(spec['replicas'], 3);
+    assert.deepEqual(spec['storage'], { data: { size: '1Gi' }, wal: { size: '1Gi' }, reclaimPolicy: 'Retain' });
+  });
+
+  const refusals: Array<{ what: string; spec: Record<string, unknown>; message: string }> = [
+    { what: 'even replicas', spec: { replicas: 4 }, message: MESSAGES.replicas },
+    { what: 'zero replicas', spec: { replicas: 0 }, message: MESSAGES.replicas },
+    { what: 'nine replicas', spec: { replicas: 9 }, message: MESSAGES.replicas },
+    { what: 'a malformed version', spec: { version: 'latest' }, message: MESSAGES.version },
+    { what: 'a version with a leading zero', spec: { version: '1.02.3' }, message: MESSAGES.version },
+    { what: 'an extra arg that is no flag', spec: { extraArgs: ['max-txn-ops=10'] }, message: MESSAGES.extraArgFormat },
+    { what: 'an extra arg the operator owns', spec: { extraArgs: ['--data-dir=/tmp/x'] }, message: MESSAGES.extraArgOwned },
+    { what: 'an owned flag without a value', spec: { extraArgs: ['--max-txn-ops=256', '--initial-cluster-state'] }, message: MESSAGES.extraArgOwned },
+    { what: 'an election timeout under 5 heartbeats', spec: { server: { heartbeatIntervalMs: 300, electionTimeoutMs: 1000 } }, message: MESSAGES.timeouts },
+    { what: 'a size that is no quantity', spec: { storage: { data: { size: 'big' } } }, message: MESSAGES.quantity },
+  ];
+
+  for (const c of refusals) {
+    it(`refuses ${c.what} at creation with the reason`, async () => {
+      const r = await apply(`bad-${String(refusals.indexOf(c))}`, c.spec);
+      assert.notEqual(r.code, 0, `accepted: ${r.stdout}`);
+      assert.ok(r.stderr.includes(c.message), `stderr lacks "${c.message}":\n${r.stderr}`);
+      assert.ok(problemsOf(withDefaults(c.spec)).includes(c.message), 'the TypeScript gate agrees');
+    });
+  }
+
+  it('accepts a full valid spec, and the TypeScript gate agrees', async () => {
+    const spec = {
+      replicas: 5,
+      version: 'v0.1.0',
+      storage: { data: { size: '2Gi', storageClassName: 'fast' }, wal: { size: '512Mi', storageClassName: 'nvme' }, reclaimPolicy: 'Delete' },
+      extraArgs: ['--max-txn-ops=256', '--experimental-initial-corrupt-check'],
+      server: { heartbeatIntervalMs: 200, electionTimeoutMs: 2000 },
+      tolerations: [{ key: 'k', operator: 'Exists' }],
+      nodeSelector: { disk: 'nvme' },
+    };
+    const r = await apply('good', spec);
+    assert.equal(r.code, 0, r.stderr);
+    assert.deepEqual(problemsOf(withDefaults(spec)), []);
+  });
+
+  it('refuses shrinking a volume and changing a storage class on update; growing is accepted', async () => {
+    const base = { replicas: 3, storage: { data: { size: '2Gi', storageClassName: 'fast' }, wal: { size: '1Gi' } } };
+    assert.equal((await apply('immutable', base)).code, 0);
+    const shrink = { ...base, storage: { data: { size: '1Gi', storageClassName: 'fast' }, wal: { size: '1Gi' } } };
+    let r = await apply('immutable', shrink);
+    assert.notEqual(r.code, 0);
+    assert.ok(r.stderr.includes(MESSAGES.shrink), r.stderr);
+    assert.ok(problemsOf(withDefaults(shrink), withDefaults(base)).includes(MESSAGES.shrink));
+    const klass = { ...base, storage: { data: { size: '2Gi', storageClassName: 'slow' }, wal: { size: '1Gi' } } };
+    r = await apply('immutable', klass);
+    assert.notEqual(r.code, 0);
+    assert.ok(r.stderr.includes(MESSAGES.storageClass), r.stderr);
+    assert.ok(problemsOf(withDefaults(klass), withDefaults(base)).includes(MESSAGES.storageClass));
+    const walClass = { ...base, storage: { data: { size: '2Gi', storageClassName: 'fast' }, wal: { size: '1Gi', storageClassName: 'nvme' } } };
+    r = await apply('immutable', walClass);
+    assert.notEqual(r.code, 0, 'setting a class where none was is a change of class');
+    assert.ok(r.stderr.includes(MESSAGES.storageClass), r.stderr);
+    const grow = { ...base, storage: { data: { size: '4Gi', storageClassName: 'fast' }, wal: { size: '2048Mi' } } };
+    r = await apply('immutable', grow);
+    assert.equal(r.code, 0, r.stderr);
+    assert.deepEqual(problemsOf(withDefaults(grow), withDefaults(base)), []);
+  });
+
+  it('the scale subresource refuses an even count and takes an odd one', async () => {
+    assert.equal((await apply('scaled', { replicas: 3 })).code, 0);
+    let r = await k(['scale', 'etcdcluster/scaled', '--replicas=4']);
+    assert.notEqual(r.code, 0);
+    assert.ok(r.stderr.includes(MESSAGES.replicas), r.stderr);
+    r = await k(['scale', 'etcdcluster/scaled', '--replicas=5']);
+    assert.equal(r.code, 0, r.stderr);
+    assert.equal((await get('scaled'))['spec'] !== undefined && ((await get('scaled'))['spec'] as Record<string, unknown>)['replicas'], 5);
+  });
+
+  it('printer columns and the status subresource work', async () => {
+    assert.equal((await apply('printed', { replicas: 1 })).code, 0);
+    const status = { status: { phase: 'Running', readyMembers: '1/1', currentVersion: '0.1.0', replicas: 1, selector: 'app=x' } };
+    const r = await k(['patch', 'etcdcluster', 'printed', '--subresource=status', '--type=merge', '-p', JSON.stringify(status)]);
+    assert.equal(r.code, 0, r.stderr);
+    const g = await k(['get', 'etcdcluster', 'printed']);
+    assert.equal(g.code, 0, g.stderr);
+    assert.match(g.stdout, /NAME\s+REPLICAS\s+READY\s+PHASE\s+VERSION\s+OPERATION\s+AGE/);
+    assert.match(g.stdout, /printed\s+1\s+1\/1\s+Running\s+0\.1\.0/);
+  });
+});
