@@ -75,6 +75,8 @@ export const REFUSALS: Readonly<Record<RefusalKind, GrpcError>> = {
   // Not in etcd's togRPCError map: it goes out as Unknown with etcdserver's text.
   timeoutLeaderTransfer: { code: Status.UNKNOWN, details: 'etcdserver: request timed out, leader transfer took too long' },
   removed: { code: Status.UNAVAILABLE, details: 'etcdserver: server stopped' },
+  // The strict reconfiguration check: a voter's peer connection is down or younger than 5 s.
+  unhealthy: { code: Status.UNAVAILABLE, details: 'etcdserver: unhealthy cluster' },
 };
 
 /** Maps any error to what the client sees. Unknown errors keep their text, as etcd's Unknown code does. */

@@ -65,7 +65,7 @@ export class ClientError extends Error {
 }
 
 /** The server cannot serve now (stopping, overloaded); the client may retry. */
-export type RefusalKind = 'stopped' | 'tooManyRequests' | 'timeout' | 'timeoutLeaderFail' | 'noLeader' | 'leaderChanged' | 'timeoutLeaderTransfer' | 'removed';
+export type RefusalKind = 'stopped' | 'tooManyRequests' | 'timeout' | 'timeoutLeaderFail' | 'noLeader' | 'leaderChanged' | 'timeoutLeaderTransfer' | 'removed' | 'unhealthy';
 
 export class ServerRefusal extends Error {
   override readonly name = 'ServerRefusal';

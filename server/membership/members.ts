@@ -103,12 +103,77 @@ export function sortMembers(ms: Member[]): Member[] {
 }
 
 /**
- * etcd's strict reconfiguration check: after the change, the members known to be started must still
- * form a quorum of the voters. `isStarted(id)` says whether a voter is reachable now.
+ * etcd's HealthInterval: a peer counts as connected for the strict reconfiguration check only once
+ * its connection is at least this old (etcd's isConnectedSince(transport, now - HealthInterval)).
  */
-export function keepsQuorum(members: readonly Member[], c: MemberChange, isStarted: (id: bigint) => boolean): boolean {
-  const after = applyChange(members, c).filter((m) => !m.isLearner);
-  if (after.length === 0) return false;
-  const started = after.filter((m) => isStarted(m.id)).length;
-  return started >= Math.floor(after.length / 2) + 1;
+export const HEALTH_INTERVAL_MS = 5_000;
+
+/** What the strict reconfiguration check looks at (etcd's --strict-reconfig-check, on by default). */
+export interface ReconfigView {
+  readonly members: readonly Member[];
+  readonly self: bigint;
+  /** When the connection to a peer came up (ms since the epoch); undefined while it is down. */
+  readonly activeSince: (id: bigint) => number | undefined;
+  readonly nowMs: number;
+}
+
+/** 'ok', or the refusal etcd answers: ErrNotEnoughStartedMembers or ErrUnhealthy. */
+export type ReconfigVerdict = 'ok' | 'notEnoughStarted' | 'unhealthy';
+
+/** etcd's Member.IsStarted: the member has published its name (bootstrap members are named from the start). */
+function isStarted(m: Member): boolean {
+  return m.name !== '';
+}
+
+function voters(members: readonly Member[]): Member[] {
+  return members.filter((m) => !m.isLearner);
+}
+
+/** etcd's numConnectedSince: voters (self included) whose connection is older than HEALTH_INTERVAL_MS. */
+function connectedVoters(v: ReconfigView): number {
+  const since = v.nowMs - HEALTH_INTERVAL_MS;
+  return voters(v.members).filter((m) => {
+    if (m.id === v.self) return true;
+    const t = v.activeSince(m.id);
+    return t !== undefined && t < since;
+  }).length;
+}
+
+/**
+ * etcd's mayAddMember: a voter only if the started voters stay a quorum once it is added (etcd's
+ * IsReadyToAddVotingMember, which accepts a second voter beside one started member: growing a
+ * one-member cluster); then, voter or learner, every voter connected for HEALTH_INTERVAL_MS.
+ */
+export function mayAdd(v: ReconfigView, isLearner: boolean): ReconfigVerdict {
+  if (!isLearner) {
+    const vs = voters(v.members);
+    const nmembers = vs.length + 1;
+    const nstarted = vs.filter(isStarted).length;
+    const oneToTwo = nstarted === 1 && nmembers === 2;
+    if (!oneToTwo && nstarted < Math.floor(nmembers / 2) + 1) return 'notEnoughStarted';
+  }
+  return connectedVoters(v) === voters(v.members).length ? 'ok' : 'unhealthy';
+}
+
+/**
+ * etcd's mayRemoveMember: a learner always; a voter only if the other started voters stay a quorum
+ * of the other voters (IsReadyToRemoveVotingMember); a peer that is down may go; otherwise the
+ * connected voters without the removed one must still be a quorum of the voters after the removal.
+ */
+export function mayRemove(v: ReconfigView, id: bigint): ReconfigVerdict {
+  const target = v.members.find((m) => m.id === id);
+  if (target?.isLearner === true) return 'ok';
+  const others = voters(v.members).filter((m) => m.id !== id);
+  if (others.filter(isStarted).length < Math.floor(others.length / 2) + 1) return 'notEnoughStarted';
+  if (id !== v.self && v.activeSince(id) === undefined) return 'ok';
+  const n = voters(v.members).length;
+  return connectedVoters(v) - 1 < 1 + Math.floor((n - 1) / 2) ? 'unhealthy' : 'ok';
+}
+
+/** etcd's IsReadyToPromoteMember: the learner counts as started; the started voters plus it must be a quorum. */
+export function mayPromote(v: ReconfigView): ReconfigVerdict {
+  const vs = voters(v.members);
+  const nmembers = vs.length + 1;
+  const nstarted = vs.filter(isStarted).length + 1;
+  return nstarted < Math.floor(nmembers / 2) + 1 ? 'notEnoughStarted' : 'ok';
 }

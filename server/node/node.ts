@@ -28,7 +28,7 @@ import { AuthStore } from '../auth/index.js';
 import { AlarmStore, applyRequest, MidTxnError, type ActiveAlarm, type ApplyOutcome, type LeaseChanges } from '../apply/index.js';
 import { MemoryStorage, ProposalDroppedError, RawNode, decodeConfChange, type ConfChange, type ConfState, type Entry, type HardState, type Message, type Ready, type SnapshotMeta, type SoftState } from '../raft/index.js';
 import { Transport, type OutgoingSnapshot, type PeerStats } from '../transport/index.js';
-import { MemberStore, computeMemberId, applyChange, checkChange, decodeChange, encodeChange, keepsQuorum, type Member, type MemberChange } from '../membership/index.js';
+import { MemberStore, computeMemberId, applyChange, checkChange, decodeChange, encodeChange, mayAdd, mayPromote, mayRemove, type Member, type MemberChange, type ReconfigVerdict, type ReconfigView } from '../membership/index.js';
 import { ClientError, ServerRefusal, StorageFault, assert } from '../base/errors.js';
 import { failpoint } from '../base/failpoints.js';
 import {
@@ -86,6 +86,14 @@ export interface NodeConfig {
   readonly onRemoved: (err: Error) => void;
   /** Peer TLS (--peer-cert-file etc. with --cipher-suites/--tls-*-version); undefined = no peer certificates. */
   readonly peerTls?: TlsConfig | undefined;
+  /** etcd's --strict-reconfig-check: refuse membership changes that could lose quorum (default true). */
+  readonly strictReconfigCheck?: boolean;
+}
+
+/** Throws etcd's refusal for a failed strict reconfiguration check. */
+function refuseReconfig(v: ReconfigVerdict): void {
+  if (v === 'notEnoughStarted') throw new ClientError('notEnoughStarted');
+  if (v === 'unhealthy') throw new ServerRefusal('unhealthy');
 }
 
 interface Waiter {
@@ -1269,6 +1277,7 @@ export class Node implements ClusterPath, MaintenancePath, LeaderView {
       return this.memberStore.all();
     }
     if (!this.learnerReady(id)) throw new ClientError('learnerNotReady');
+    if (this.strictReconfig()) refuseReconfig(mayPromote(this.reconfigView()));
     return this.proposeChange({ kind: 'promote', requestId: this.ids.next(), member: cur }, 'addNode');
   }
 
@@ -1281,6 +1290,15 @@ export class Node implements ClusterPath, MaintenancePath, LeaderView {
     return p.match >= mine.match * 0.9;
   }
 
+  /** etcd's --strict-reconfig-check (default on). */
+  private strictReconfig(): boolean {
+    return this.cfg.strictReconfigCheck !== false;
+  }
+
+  private reconfigView(): ReconfigView {
+    return { members: this.memberStore.all(), self: this.memberId, activeSince: (id) => this.transport.activeSince(id), nowMs: Date.now() };
+  }
+
   private waitApplied(index: number): Promise<void> {
     if (this.appliedIndex >= index) return Promise.resolve();
     return new Promise((resolve) => this.appliedWaiters.push({ index, resolve }));
@@ -1288,11 +1306,13 @@ export class Node implements ClusterPath, MaintenancePath, LeaderView {
 
   private proposeChange(change: MemberChange, type: ConfChange['type']): Promise<Member[]> {
     if (this.stopped) return Promise.reject(new ServerRefusal('stopped'));
-    checkChange(this.memberStore.all(), (id) => this.memberStore.isRemoved(id), change);
-    if (change.kind !== 'update' && change.kind !== 'addLearner') {
-      const started = (id: bigint): boolean => id === this.memberId || this.transport.activeSince(id) !== undefined;
-      if (!keepsQuorum(this.memberStore.all(), change, started)) return Promise.reject(new ClientError('notEnoughStarted'));
+    if (this.strictReconfig()) {
+      // etcd checks these before the change is proposed, and validates it only when applied.
+      const view = this.reconfigView();
+      if (change.kind === 'add' || change.kind === 'addLearner') refuseReconfig(mayAdd(view, change.kind === 'addLearner'));
+      else if (change.kind === 'remove') refuseReconfig(mayRemove(view, change.member.id));
     }
+    checkChange(this.memberStore.all(), (id) => this.memberStore.isRemoved(id), change);
     const cc: ConfChange = { type, nodeId: change.member.id, context: encodeChange(change) };
     return new Promise<Member[]>((resolve, reject) => {
       try {

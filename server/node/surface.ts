@@ -5,7 +5,7 @@
 // Errors: methods reject with ClientError (kinds memberNotFound, memberIdExists, peerUrlExists,
 // notEnoughStarted, memberNotLearner, learnerNotReady, tooManyLearners, invalidPeerUrls, notLeader,
 // badLeaderTransferee) or ServerRefusal (noLeader, leaderChanged, timeout, timeoutLeaderTransfer,
-// stopped); api/errors.ts maps them to etcd's codes and strings.
+// stopped, unhealthy); api/errors.ts maps them to etcd's codes and strings.
 
 export interface MemberInfo {
   readonly id: bigint;

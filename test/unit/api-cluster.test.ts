@@ -173,6 +173,7 @@ const ETCD_RPCTYPES: ReadonlyMap<string, number> = new Map([
   ['etcdserver: request timed out', Status.UNAVAILABLE],
   ['etcdserver: request timed out, possibly due to previous leader failure', Status.UNAVAILABLE],
   ['etcdserver: rpc not supported for learner', Status.UNAVAILABLE],
+  ['etcdserver: unhealthy cluster', Status.UNAVAILABLE],
   ['etcdserver: bad leader transferee', Status.FAILED_PRECONDITION],
   ['etcdserver: mvcc: database space exceeded', Status.RESOURCE_EXHAUSTED],
   ['etcdserver: corrupt cluster', Status.DATA_LOSS],
@@ -219,7 +220,7 @@ const CLIENT_KINDS: readonly ClientErrorKind[] = [
   'invalidDowngradeTargetFormat', 'invalidDowngradeTarget', 'noInflightDowngrade',
   'noPasswordUser',
 ];
-const REFUSAL_KINDS: readonly RefusalKind[] = ['stopped', 'tooManyRequests', 'timeout', 'timeoutLeaderFail', 'noLeader', 'leaderChanged', 'timeoutLeaderTransfer', 'removed'];
+const REFUSAL_KINDS: readonly RefusalKind[] = ['stopped', 'tooManyRequests', 'timeout', 'timeoutLeaderFail', 'noLeader', 'leaderChanged', 'timeoutLeaderTransfer', 'removed', 'unhealthy'];
 /** Cairn's own errors (no etcd counterpart): badRequest carries its own text, keyTooLarge is an LMDB limit. */
 const CAIRN_ONLY = new Set(['badRequest', 'keyTooLarge']);
 
