@@ -32,6 +32,16 @@ missing=0
 for f in "${want[@]}"; do [ -x "$f" ] || missing=1; done
 if [ "$missing" -eq 0 ]; then echo "$out"; exit 0; fi
 
+# One build at a time: a second caller (a test harness, another terminal) waits for the first and then
+# finds the binaries built; two concurrent builds would race on the same .tmp outputs.
+mkdir -p "$cache"
+exec 9>"$cache/.install-kube.lock"
+log "waiting for the build lock $cache/.install-kube.lock"
+flock 9
+missing=0
+for f in "${want[@]}"; do [ -x "$f" ] || missing=1; done
+if [ "$missing" -eq 0 ]; then echo "$out"; exit 0; fi
+
 mkdir -p "$src" "$out/bin" "$out/itest"
 cd "$src"
 if [ ! -f go.mod ] || ! grep -q "k8s.io/kubernetes $kver" go.mod; then
