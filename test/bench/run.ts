@@ -63,7 +63,8 @@ import { fileURLToPath } from 'node:url';
 import { startCluster } from '../harness/cluster.js';
 import { formatAdminTable, runAdmin, type AdminFigures } from './adminload.js';
 import type { Cluster } from '../harness/cluster.js';
-import { ETCDCTL_BIN, REPO_ROOT, startCairn, startEtcd } from '../harness/procs.js';
+import { etcdBin, etcdctlBin, refBin } from '../harness/bins.js';
+import { REPO_ROOT, startCairn, startEtcd } from '../harness/procs.js';
 import type { ServerOpts, ServerProc, TargetKind } from '../harness/procs.js';
 import {
   electionsDuring,
@@ -444,11 +445,6 @@ function toolVersion(tool: string): string {
   return m?.[1] ?? 'unknown';
 }
 
-function serverVersion(cmd: string, args: readonly string[]): string {
-  const r = spawnSync(cmd, args, { encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] });
-  return (r.stdout ?? '').split('\n')[0]?.trim() ?? 'unknown';
-}
-
 // ---- the system under load: one server or a cluster ----
 
 function isAlive(pid: number): boolean {
@@ -520,7 +516,7 @@ function clusterTarget(c: Cluster): LoadTarget {
 /** Runs one etcdctl command against the target (all its endpoints); an error string if it failed. */
 async function etcdctl(t: LoadTarget, what: string, args: readonly string[]): Promise<string | undefined> {
   const o = await runChild(
-    ETCDCTL_BIN,
+    etcdctlBin(),
     [`--endpoints=${t.endpoints.join(',')}`, `--dial-timeout=${DIAL_TIMEOUT}`, `--command-timeout=${DIAL_TIMEOUT}`, ...args],
     ETCDCTL_TIMEOUT_MS,
     { ...process.env, ETCDCTL_API: '3' },
@@ -882,7 +878,7 @@ async function main(): Promise<void> {
     date: new Date().toISOString(),
     tool,
     toolVersion: toolVersion(tool),
-    etcdVersion: serverVersion(process.env['ETCD_BIN'] ?? '/usr/bin/etcd', ['--version']),
+    etcdVersion: `etcd Version: ${refBin('etcd').version} (${etcdBin()})`,
     cairnColumn: cfg.target === 'cairn' ? 'cairn' : 'etcd (CAIRN_BENCH_TARGET=etcd: etcd against itself)',
     node: process.version,
     valueBytes: cfg.valueBytes,

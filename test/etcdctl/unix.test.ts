@@ -14,7 +14,8 @@ import { request } from 'node:http';
 import * as http2 from 'node:http2';
 import { connect } from 'node:net';
 import { join } from 'node:path';
-import { CAIRN_MAIN, ETCDCTL_BIN, ETCD_BIN, freePort, tempDir, trackChild } from '../harness/procs.js';
+import { etcdBin, etcdctlBin } from '../harness/bins.js';
+import { CAIRN_MAIN, freePort, tempDir, trackChild } from '../harness/procs.js';
 import { makeCa } from '../harness/certs.js';
 import { pollUntil } from '../harness/poll.js';
 import { loadConfig } from '../../server/config/index.js';
@@ -142,7 +143,7 @@ function run(cmd: string, args: readonly string[], opts: { cwd?: string; timeout
 
 /** etcdctl against one endpoint; the run must succeed. */
 async function ctl(endpoint: string, args: readonly string[], opts: { cwd?: string; tls?: readonly string[] } = {}): Promise<string> {
-  const r = await run(ETCDCTL_BIN, [`--endpoints=${endpoint}`, '--dial-timeout=5s', '--command-timeout=10s', ...(opts.tls ?? []), ...args], opts);
+  const r = await run(etcdctlBin(), [`--endpoints=${endpoint}`, '--dial-timeout=5s', '--command-timeout=10s', ...(opts.tls ?? []), ...args], opts);
   assert.equal(r.code, 0, `etcdctl ${args.join(' ')} on ${endpoint} failed: ${r.stderr}`);
   return r.stdout;
 }
@@ -229,7 +230,7 @@ test('the exact RunCustomEtcd command line: etcdctl put/get/watch/endpoint statu
     assert.equal(await ctl(ep, ['get', 'k']), 'k\nv2\n');
 
     // A watch from revision 1 replays both puts, then gets a live one.
-    const watch = launch(ETCDCTL_BIN, [`--endpoints=${ep}`, '--dial-timeout=5s', 'watch', 'k', '--rev=1']);
+    const watch = launch(etcdctlBin(), [`--endpoints=${ep}`, '--dial-timeout=5s', 'watch', 'k', '--rev=1']);
     try {
       await pollUntil('the replayed watch events', () => Promise.resolve(watch.stdout() === 'PUT\nk\nv1\nPUT\nk\nv2\n'), 15_000);
       assert.equal(await ctl(ep, ['put', 'k', 'v3']), 'OK\n');
@@ -316,7 +317,7 @@ test('unixs: TLS on the socket file (etcdctl with --cacert, HTTPS /health)', asy
     assert.equal(await ctl(`unixs://${sock}`, ['put', 'sk', 'sv'], { tls }), 'OK\n');
     assert.equal(await ctl(`unixs://${sock}`, ['get', 'sk', '--print-value-only'], { tls }), 'sv\n');
     // Cleartext on a unixs socket gets nowhere.
-    const plain = await run(ETCDCTL_BIN, [`--endpoints=unix://${sock}`, '--dial-timeout=2s', '--command-timeout=3s', 'get', 'sk']);
+    const plain = await run(etcdctlBin(), [`--endpoints=unix://${sock}`, '--dial-timeout=2s', '--command-timeout=3s', 'get', 'sk']);
     assert.notEqual(plain.code, 0);
     const curl = await run('curl', ['-sS', '--cacert', ca.caFile, '--unix-socket', sock, 'https://localhost/health']);
     assert.equal(curl.code, 0, curl.stderr);
@@ -335,7 +336,7 @@ test('unix://localhost:N is a socket file "localhost:N" in the working directory
     const cwd = tempDir(`cairn-unix-cwd-${kind}-`);
     mkdirSync(join(cwd, 'data'));
     const args = ['--data-dir', join(cwd, 'data', kind), '--listen-client-urls', ep, '--advertise-client-urls', ep, '--listen-peer-urls', 'http://127.0.0.1:0', '--log-level', 'warn'];
-    const p = kind === 'etcd' ? launch(ETCD_BIN, [...args, '--logger=zap'], cwd) : cairn(args, cwd);
+    const p = kind === 'etcd' ? launch(etcdBin(), [...args, '--logger=zap'], cwd) : cairn(args, cwd);
     const sock = join(cwd, name);
     const seen: string[] = [];
     try {
@@ -343,7 +344,7 @@ test('unix://localhost:N is a socket file "localhost:N" in the working directory
       seen.push(await ctl(ep, ['put', 'a', '1'], { cwd }));
       seen.push(await ctl(ep, ['get', 'a'], { cwd }));
       seen.push(await ctl(ep, ['member', 'list', '-w', 'json'], { cwd }));
-      const health = await run(ETCDCTL_BIN, [`--endpoints=${ep}`, '--dial-timeout=5s', 'endpoint', 'health'], { cwd }); // etcdctl 3.4 reports on stderr
+      const health = await run(etcdctlBin(), [`--endpoints=${ep}`, '--dial-timeout=5s', 'endpoint', 'health'], { cwd }); // etcdctl 3.4 reports on stderr
       seen.push(`${String(health.code)} ${health.stderr.replace(/took = \S+/, 'took = <t>')}`);
       const status = JSON.parse(await ctl(ep, ['endpoint', 'status', '-w', 'json'], { cwd })) as { Endpoint: string }[];
       seen.push(JSON.stringify(status.map((s) => s.Endpoint)));

@@ -12,7 +12,8 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import type { ChildProcess } from 'node:child_process';
-import { ETCDCTL_BIN, runEtcdctl, startEtcd, startTarget, targetKind } from '../harness/procs.js';
+import { etcdctlBin } from '../harness/bins.js';
+import { runEtcdctl, startEtcd, startTarget, targetKind } from '../harness/procs.js';
 import type { ServerProc } from '../harness/procs.js';
 import { EtcdClient } from '../harness/client.js';
 import { normalizeStderr } from './normalize.js';
@@ -106,7 +107,7 @@ class Bg {
     args: readonly string[],
     interactive = false,
   ) {
-    const child = spawn(ETCDCTL_BIN, [...globalArgs(endpoint), ...args], {
+    const child = spawn(etcdctlBin(), [...globalArgs(endpoint), ...args], {
       env: { ...process.env, ETCDCTL_API: '3' },
       stdio: [interactive ? 'pipe' : 'ignore', 'pipe', 'pipe'],
     });

@@ -6,14 +6,15 @@
 // Everything an apiserver needs is generated per start: a CA and a serving certificate (openssl),
 // service-account signing keys (node:crypto), a static admin token (group system:masters, so RBAC
 // allows everything) and a kubeconfig for kubectl.
-import { execFileSync, spawn } from 'node:child_process';
+import { spawn } from 'node:child_process';
 import { generateKeyPairSync, randomBytes } from 'node:crypto';
 import { createWriteStream, existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { Agent, request as httpsRequest } from 'node:https';
 import { join } from 'node:path';
+import { etcd36Bin, kubeDir } from './bins.js';
 import { makeCa } from './certs.js';
 import { startCluster, type Cluster } from './cluster.js';
-import { freePort, REPO_ROOT, tempDir, trackChild, type TargetKind } from './procs.js';
+import { freePort, tempDir, trackChild, type TargetKind } from './procs.js';
 import { pollUntil } from './poll.js';
 
 export interface KubeBins {
@@ -30,20 +31,12 @@ export interface KubeBins {
 let bins: KubeBins | undefined;
 
 /**
- * The Kubernetes binaries: CAIRN_KUBE_DIR if set, else what hack/install-kube.sh prints (it builds
- * what is missing: minutes the first time, nothing once cached).
+ * The Kubernetes binaries: in CAIRN_KUBE_DIR if set, else in what hack/install-kube.sh prints (it
+ * builds what is missing: minutes the first time, nothing once cached); see bins.ts kubeDir().
  */
 export function kubeBins(): KubeBins {
   if (bins !== undefined) return bins;
-  let dir = process.env['CAIRN_KUBE_DIR'];
-  if (dir === undefined || dir === '') {
-    const out = execFileSync('bash', [join(REPO_ROOT, 'hack', 'install-kube.sh')], {
-      encoding: 'utf8',
-      stdio: ['ignore', 'pipe', 'inherit'],
-      maxBuffer: 16 << 20,
-    });
-    dir = out.trim().split('\n').pop() ?? '';
-  }
+  const dir = kubeDir();
   const b: KubeBins = {
     dir,
     apiserver: join(dir, 'bin', 'kube-apiserver'),
@@ -62,15 +55,10 @@ export async function startBackend(kind: TargetKind, size: number, extraArgs: st
     size,
     name: kind === 'etcd' ? 'etcd' : 'cairn',
     extraArgs,
-    ...(kind === 'etcd' ? { etcdBin: etcd36() } : {}),
+    ...(kind === 'etcd' ? { etcdBin: etcd36Bin() } : {}),
   });
 }
 
-function etcd36(): string {
-  const f = kubeBins().etcd;
-  if (!existsSync(f)) throw new Error(`kube harness: ${f} missing (run hack/install-kube.sh)`);
-  return f;
-}
 
 export interface KubectlRun {
   readonly code: number;

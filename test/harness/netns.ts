@@ -14,7 +14,8 @@
 // dropped; heal() deletes those entries and ARP resolves the real addresses again. The kernel
 // updates the cached hardware headers of established connections, so they stall at once too.
 //
-// Mode "proxy" (fallback when namespaces cannot be created, or CAIRN_NET_MODE=proxy): members run
+// Mode "proxy" (fallback when namespaces cannot be created, or CAIRN_NET_MODE=proxy; never under
+// CI=true, where a missing namespace is a failure naming the reason): members run
 // on loopback; each member's advertised peer URL is a TCP proxy in the test process forwarding to
 // its real peer listener. The proxy identifies the connecting member by looking up the owner of the
 // connection's source port (/proc/net/tcp inode → /proc/<pid>/fd), and while the two members are
@@ -29,6 +30,7 @@ import { createServer, connect } from 'node:net';
 import type { Server, Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { ciMode, MissingPrerequisite } from './prereq.js';
 import { freePort } from './procs.js';
 
 export type NetMode = 'netns' | 'proxy';
@@ -70,7 +72,7 @@ export interface Net {
 
 export interface NetOptions {
   size: number;
-  /** Default: CAIRN_NET_MODE if set, else "netns" with the proxy as fallback. */
+  /** Default: CAIRN_NET_MODE if set, else "netns" with the proxy as fallback outside CI. "netns" given here: no fallback. */
   mode?: NetMode;
 }
 
@@ -572,12 +574,22 @@ async function createProxyNet(size: number, why: string): Promise<ProxyNet> {
   return net;
 }
 
-/** Creates the network for `size` members: namespaces if possible, else the loopback proxy. */
+const NETNS_NEEDS = 'network namespaces for the partition tests: root (CAP_NET_ADMIN) and iproute2\'s `ip`';
+const NETNS_INSTALL = 'run the tests as root; apt-get install iproute2 (or bash hack/install-test-peers.sh)';
+
+/**
+ * Creates the network for `size` members: namespaces, else (outside CI only, with a message naming
+ * what is missing) the loopback proxy. Under CI=true a net that cannot have namespaces is an error,
+ * and so is CAIRN_NET_MODE=proxy: the proxy cuts only peer traffic, a weaker test.
+ */
 export async function createNet(opts: NetOptions): Promise<Net> {
   hookExit();
   const envMode = process.env['CAIRN_NET_MODE'];
   if (envMode !== undefined && envMode !== '' && envMode !== 'netns' && envMode !== 'proxy') {
     throw new Error(`CAIRN_NET_MODE must be "netns" or "proxy", got ${JSON.stringify(envMode)}`);
+  }
+  if (opts.mode === undefined && envMode === 'proxy' && ciMode()) {
+    throw new Error('CAIRN_NET_MODE=proxy is refused under CI=true: CI tests partitions with network namespaces');
   }
   const mode = opts.mode ?? (envMode === 'proxy' ? 'proxy' : 'netns');
   if (mode === 'proxy') {
@@ -595,7 +607,12 @@ export async function createNet(opts: NetOptions): Promise<Net> {
     return n;
   } catch (e) {
     n.cleanupSync();
-    const why = `network namespaces unavailable: ${e instanceof Error ? e.message : String(e)}`;
+    const what = `${NETNS_NEEDS}: ${e instanceof Error ? e.message.trim() : String(e)}`;
+    const missing = new MissingPrerequisite(what, NETNS_INSTALL, { cause: e });
+    if (ciMode()) throw new MissingPrerequisite(`${what} (CI=true: no loopback-proxy fallback)`, NETNS_INSTALL, { cause: e });
+    if (opts.mode === 'netns') throw missing;
+    const why = `network namespaces unavailable: ${missing.message}`;
+    process.stderr.write(`netns: FALLBACK to the loopback proxy (partitions cut peer traffic only): missing ${missing.message}\n`);
     const p = await createProxyNet(opts.size, why);
     liveNets.add(p);
     return p;

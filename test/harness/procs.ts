@@ -8,6 +8,7 @@ import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join, resolve, dirname } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { etcdBin, etcdctlBin, identifyEtcd, onPath } from './bins.js';
 
 export interface ServerOpts {
   /** Data directory; default a fresh temp dir. */
@@ -27,7 +28,7 @@ export interface ServerOpts {
   tls?: TlsServerFiles;
   /** Peer TLS of the single member: its peer URL becomes https:// and the --peer-* equivalents are passed. */
   peerTls?: TlsServerFiles;
-  /** startEtcd only: the etcd binary (default ETCD_BIN, Debian's 3.4); the kube tests pass etcd 3.6 from hack/install-kube.sh. */
+  /** startEtcd only: the etcd binary (default: the reference etcd 3.4 from bins.ts); the kube tests pass etcd 3.6 (bins.ts etcd36Bin). */
   etcdBin?: string;
 }
 
@@ -89,8 +90,11 @@ const here = dirname(fileURLToPath(import.meta.url));
 /** Repo root: this file runs from dist/test/harness/. */
 export const REPO_ROOT = resolve(here, '..', '..', '..');
 export const CAIRN_MAIN = join(REPO_ROOT, 'dist', 'server', 'main.js');
-export const ETCD_BIN = process.env['ETCD_BIN'] ?? '/usr/bin/etcd';
-export const ETCDCTL_BIN = process.env['ETCDCTL_BIN'] ?? '/usr/bin/etcdctl';
+/**
+ * @deprecated The path etcdBin() (bins.ts) would take, without its version check: for code that
+ * needs a string before any test runs. Prefer etcdBin(), or leave ServerOpts.etcdBin unset.
+ */
+export const ETCD_BIN = process.env['ETCD_BIN'] ?? onPath('etcd') ?? 'etcd';
 
 /** A TCP port that was free a moment ago (bound to 127.0.0.1:0, then released). */
 export function freePort(): Promise<number> {
@@ -444,7 +448,7 @@ async function startEtcdOnce(opts: ServerOpts): Promise<ServerProc> {
   args.push(...(opts.extraArgs ?? []));
   return spawnServer({
     name,
-    cmd: opts.etcdBin ?? ETCD_BIN,
+    cmd: opts.etcdBin !== undefined ? identifyEtcd(opts.etcdBin, 'chosen by the test').path : etcdBin(),
     args,
     port: clientPort,
     secure: opts.tls !== undefined,
@@ -471,7 +475,7 @@ const ETCDCTL_RUN_TIMEOUT_MS = 30_000;
 export function runEtcdctl(args: readonly string[], opts: { stdin?: string; timeoutMs?: number } = {}): Promise<EtcdctlRun> {
   hookExit();
   return new Promise((res, rej) => {
-    const child = spawn(ETCDCTL_BIN, [...args], { env: { ...process.env, ETCDCTL_API: '3' }, stdio: ['pipe', 'pipe', 'pipe'] });
+    const child = spawn(etcdctlBin(), [...args], { env: { ...process.env, ETCDCTL_API: '3' }, stdio: ['pipe', 'pipe', 'pipe'] });
     live.add(child);
     let stdout = '';
     let stderr = '';

@@ -9,7 +9,8 @@ import { EtcdClient, statusName } from '../harness/client.js';
 import type { Msg } from '../harness/client.js';
 import type { Net } from '../harness/netns.js';
 import { pollUntil } from '../harness/poll.js';
-import { CAIRN_MAIN, ETCD_BIN, READY_MSG, tempDir } from '../harness/procs.js';
+import { etcdBin } from '../harness/bins.js';
+import { CAIRN_MAIN, READY_MSG, tempDir } from '../harness/procs.js';
 import type { TargetKind } from '../harness/procs.js';
 
 const READY_MSGS: ReadonlySet<string> = new Set([
@@ -127,7 +128,7 @@ export class NetCluster {
     ];
     if (this.opts.snapshotCount !== undefined) flags.push('--snapshot-count', String(this.opts.snapshotCount));
     flags.push(...(this.opts.extraArgs ?? []));
-    if (this.kind === 'etcd') return { cmd: ETCD_BIN, args: [...flags, '--logger=zap', '--log-outputs=stderr'] };
+    if (this.kind === 'etcd') return { cmd: etcdBin(), args: [...flags, '--logger=zap', '--log-outputs=stderr'] };
     return { cmd: process.execPath, args: [CAIRN_MAIN, ...flags] };
   }
 

@@ -6,7 +6,7 @@ import assert from 'node:assert/strict';
 import { Buffer } from 'node:buffer';
 import { execFile, spawnSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import * as http2 from 'node:http2';
 import * as net from 'node:net';
 import { tmpdir } from 'node:os';
@@ -20,6 +20,9 @@ import type { CallContext } from '../../server/api/grpc/index.js';
 import { frameMessage, MessageDecoder, PREFIX_BYTES } from '../../server/api/grpc/framing.js';
 import { encodeGrpcMessage, goQuote } from '../../server/api/grpc/status.js';
 import { describeBadTimeout, parseGrpcTimeoutMs } from '../../server/api/grpc/timeout.js';
+import { etcdctlBin } from '../harness/bins.js';
+import { OPENSSL_BIN } from '../harness/certs.js';
+import { missingPrerequisite, MissingPrerequisite, skipOrFail } from '../harness/prereq.js';
 
 // ---------- fixtures ----------
 
@@ -654,16 +657,22 @@ describe('GrpcServer with malformed input', () => {
   });
 });
 
-/** A throwaway self-signed certificate for localhost, or undefined without openssl. */
-function makeSelfSignedCert(): { key: Buffer; cert: Buffer } | undefined {
+/**
+ * A throwaway self-signed certificate for localhost, made by openssl. Throws MissingPrerequisite when
+ * there is no openssl to run, and a plain Error (a failure, never a skip) when openssl fails.
+ */
+function makeSelfSignedCert(): { key: Buffer; cert: Buffer } {
   const dir = mkdtempSync(join(tmpdir(), 'cairn-grpc-tls-'));
   try {
     const r = spawnSync(
-      'openssl',
+      OPENSSL_BIN,
       ['req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1', '-nodes', '-days', '1', '-subj', '/CN=localhost', '-addext', 'subjectAltName=DNS:localhost', '-keyout', join(dir, 'key.pem'), '-out', join(dir, 'cert.pem')],
-      { stdio: 'ignore' },
+      { encoding: 'utf8', stdio: ['ignore', 'ignore', 'pipe'] },
     );
-    if (r.status !== 0) return undefined;
+    if (r.error !== undefined && (r.error as NodeJS.ErrnoException).code === 'ENOENT') {
+      throw new MissingPrerequisite(`openssl: cannot run ${OPENSSL_BIN} (${r.error.message})`, 'apt-get install openssl (or bash hack/install-test-peers.sh)');
+    }
+    if (r.error !== undefined || r.status !== 0) throw new Error(`openssl req failed (${r.error?.message ?? `exit ${String(r.status)}`}): ${r.stderr.trim()}`);
     return { key: readFileSync(join(dir, 'key.pem')), cert: readFileSync(join(dir, 'cert.pem')) };
   } finally {
     rmSync(dir, { recursive: true, force: true });
@@ -687,7 +696,7 @@ function sendRaw(port: number, bytes: Buffer): Promise<void> {
 // ---------- a grpc-go client: etcdctl ----------
 
 describe('GrpcServer with etcdctl (grpc-go) as the client', () => {
-  const etcdctl = process.env['ETCDCTL_BIN'] ?? '/usr/bin/etcdctl';
+  let etcdctl = '';
   const server = new GrpcServer({ maxReceiveMessageBytes: 1024, maxSendMessageBytes: 1024 });
   const signals: AbortSignal[] = [];
   server.unary(`${KV}/Range`, () => Buffer.alloc(0)); // an empty RangeResponse
@@ -714,8 +723,9 @@ describe('GrpcServer with etcdctl (grpc-go) as the client', () => {
   }
 
   test('OK, an etcd error text, UNIMPLEMENTED, RESOURCE_EXHAUSTED and a deadline reach etcdctl', async (t) => {
-    if (!existsSync(etcdctl)) {
-      t.skip(`no etcdctl at ${etcdctl}`);
+    const missing = missingPrerequisite(() => (etcdctl = etcdctlBin()));
+    if (missing !== undefined) {
+      skipOrFail(t, missing);
       return;
     }
     const get = await run('get', 'k');
@@ -757,9 +767,10 @@ describe('GrpcServer lifecycle', () => {
   });
 
   test('attach() serves over TLS (ALPN h2) on an http2 secure server', async (t) => {
-    const tls = makeSelfSignedCert();
-    if (tls === undefined) {
-      t.skip('openssl is not available');
+    let tls: { key: Buffer; cert: Buffer } = { key: Buffer.alloc(0), cert: Buffer.alloc(0) };
+    const missing = missingPrerequisite(() => (tls = makeSelfSignedCert()));
+    if (missing !== undefined) {
+      skipOrFail(t, missing);
       return;
     }
     const h2 = http2.createSecureServer({ ...http2ServerOptions({}), key: tls.key, cert: tls.cert, ALPNProtocols: ['h2'] });
