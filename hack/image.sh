@@ -9,7 +9,9 @@
 #   --dir D        the localkube state dir to import into (default ./.localkube, or $CAIRN_LOCALKUBE_DIR)
 #   --no-import    build and save only
 #   --base-only    only the base image (node runtime + busybox; also the helper image of
-#                  local-path-provisioner); prints its name
+#                  local-path-provisioner): prints its name, then its archive
+#   --pause BIN    only the pod sandbox image (localhost/cairn/pause:3.10, BIN as its entrypoint):
+#                  prints its archive
 # Prints the docker-archive path as the last line of stdout. Everything buildah keeps lives under
 # $CAIRN_CACHE/buildah (default ~/.cache/cairn): layers are cached, so a rebuild after a source
 # change recompiles the TypeScript and nothing else.
@@ -20,6 +22,7 @@ tag="localhost/cairn:dev"
 broken=0
 do_import=1
 base_only=0
+pause_bin=""
 dir="${CAIRN_LOCALKUBE_DIR:-$repo/.localkube}"
 while [ $# -gt 0 ]; do
   case "$1" in
@@ -30,6 +33,7 @@ while [ $# -gt 0 ]; do
     --dir=*) dir="${1#--dir=}"; shift ;;
     --no-import) do_import=0; shift ;;
     --base-only) base_only=1; shift ;;
+    --pause) pause_bin="$2"; shift 2 ;;
     *) echo "image: unknown argument $1 (usage: image.sh [--tag T] [--broken] [--dir D] [--no-import] [--base-only])" >&2; exit 2 ;;
   esac
 done
@@ -40,6 +44,26 @@ mkdir -p "$cache/buildah" "$cache/localkube-images"
 # Storage under the cache: layers survive localkube down; /run holds only buildah's locks.
 B=(buildah --root "$cache/buildah/storage" --runroot /run/cairn-buildah --storage-driver overlay)
 t0=$SECONDS
+# Saves an image as a docker-archive under the cache (what ctr imports), replaced atomically.
+save() { # $1 image, $2 archive
+  rm -f "$2.tmp"
+  "${B[@]}" push "$1" "docker-archive:$2.tmp:$1" >&2
+  mv "$2.tmp" "$2"
+}
+
+if [ -n "$pause_bin" ]; then
+  pause_img="localhost/cairn/pause:3.10"
+  archive="$cache/localkube-images/pause-$(sha256sum "$pause_bin" | cut -c1-12).tar"
+  if [ ! -f "$archive" ]; then
+    c="$("${B[@]}" from scratch)"
+    "${B[@]}" copy "$c" "$pause_bin" /pause >/dev/null
+    "${B[@]}" config --entrypoint '["/pause"]' --cmd '[]' "$c"
+    "${B[@]}" commit --rm "$c" "$pause_img" >/dev/null
+    save "$pause_img" "$archive"
+  fi
+  echo "$archive"
+  exit 0
+fi
 
 # ---- the base: node + its shared libraries + npm + busybox (sh and the usual tools) + CA certs ----
 node_ver="$(node --version)"
@@ -78,7 +102,13 @@ if ! "${B[@]}" inspect --type image "$base" >/dev/null 2>&1; then
   trap - EXIT
 fi
 # ---- end of base ----
-if [ "$base_only" -eq 1 ]; then echo "$base"; exit 0; fi
+if [ "$base_only" -eq 1 ]; then
+  archive="$cache/localkube-images/base-${base##*:}.tar"
+  [ -f "$archive" ] || save "$base" "$archive"
+  echo "$base"
+  echo "$archive"
+  exit 0
+fi
 
 safe="$(echo "$tag" | tr '/:' '__')"
 archive="$cache/localkube-images/$safe.tar"
@@ -95,9 +125,7 @@ if [ "$broken" -eq 1 ]; then
   "${B[@]}" config --entrypoint '["node", "-e", "console.error(\"cairn: this image is deliberately broken (npm run image -- --broken)\"); process.exit(1)"]' --cmd '[]' "$c"
   "${B[@]}" commit --rm "$c" "$tag" >/dev/null
 fi
-rm -f "$archive.tmp"
-"${B[@]}" push "$tag" "docker-archive:$archive.tmp:$tag" >&2
-mv "$archive.tmp" "$archive"
+save "$tag" "$archive"
 log "built $tag in $((SECONDS - t0)) s ($(du -m "$archive" | cut -f1) MiB archive)"
 sock="$dir/run/containerd.sock"
 if [ "$do_import" -eq 1 ] && [ -S "$sock" ]; then
