@@ -3,22 +3,32 @@
 # etcd and etcdctl 3.4 from Debian (etcd-server, etcd-client), and iproute2 (`ip`: the partition
 # and linearizability tests put members in network namespaces), openssl (the TLS and auth tests make
 # their certificates and keys) and curl (the gateway tests run etcd's curl examples).
-# Idempotent: when both binaries are on PATH it only prints their versions.
+# etcd and etcdctl are found as the tests find them: by test/harness/bins.ts (ETCD_BIN/ETCDCTL_BIN,
+# else PATH; version 3.4.x), run here as a command, which prints the binaries and versions used.
+# Idempotent: when everything is there it only prints them.
 # The package's own etcd service is never left running: service starts are
 # refused during the install, and a package-owned etcd that appeared anyway
 # is stopped and disabled.
 set -euo pipefail
+root="$(cd "$(dirname "$0")/.." && pwd)"
 
 have() { command -v "$1" >/dev/null 2>&1; }
 
-print_versions() {
-  echo "install-test-peers: $(command -v etcd): $(etcd --version 2>/dev/null | head -n 1)"
-  echo "install-test-peers: $(command -v etcdctl): $(etcdctl version 2>/dev/null | head -n 1)"
-}
+# The resolver is TypeScript: compile it when dist/ lacks it or is older than its sources.
+resolver="$root/dist/test/harness/bins.js"
+if [ ! -f "$resolver" ] || [ "$root/test/harness/bins.ts" -nt "$resolver" ] || [ "$root/test/harness/prereq.ts" -nt "$resolver" ]; then
+  (cd "$root" && npx tsc -p tsconfig.json >/dev/null) ||
+    echo "install-test-peers: tsc reported errors (npm run lint shows them); using what it emitted" >&2
+fi
+resolve_bins() { node "$resolver" etcd etcdctl | sed 's/^/install-test-peers: /'; }
 
-if have etcd && have etcdctl && have ip && have openssl && have curl; then
-  print_versions
+if have ip && have openssl && have curl && resolve_bins 2>/dev/null; then
   exit 0
+fi
+if ! have apt-get; then
+  resolve_bins || true
+  echo "install-test-peers: missing prerequisites and no apt-get: install etcd 3.4 (etcd-server, etcd-client), iproute2, openssl and curl" >&2
+  exit 1
 fi
 
 SUDO=()
@@ -86,8 +96,7 @@ if [ -n "$started" ]; then
   for pid in ${alive:-}; do "${SUDO[@]}" kill -9 "$pid" 2>/dev/null || true; done
 fi
 
-if ! have etcd || ! have etcdctl; then
-  echo "install-test-peers: etcd/etcdctl still missing after install" >&2
+if ! resolve_bins; then
+  echo "install-test-peers: the reference etcd/etcdctl 3.4 are still not usable after the install (see above)" >&2
   exit 1
 fi
-print_versions

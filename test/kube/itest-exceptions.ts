@@ -1,7 +1,9 @@
 // Kubernetes integration tests (test/kube/integration.test.ts) that pass on the reference etcd 3.6
 // but are known to fail on Cairn, each with its cause. The runner asserts that every test that
 // passed on etcd passed on Cairn except these, and that each of these still fails on Cairn (so the
-// list cannot go stale: a fixed test must leave it).
+// list cannot go stale: a fixed test must leave it). There is no retry: a test that fails on Cairn
+// only sometimes is listed here too, with `flaky: true` and the cause found; its result is then
+// printed but not judged. A flake is a bug to fix or to list, never a silent pass.
 //
 // Names are Go test names as `go test -v` prints them (subtests "Parent/child", blanks as "_"). A
 // parent fails with its children: list the parent too when a listed subtest is all that fails it.
@@ -13,6 +15,8 @@ export interface ItestException {
   readonly tests: readonly string[];
   /** Why Cairn fails them: the server behaviour that differs from etcd's. */
   readonly cause: string;
+  /** Fails on Cairn only sometimes (the cause says why): neither a pass nor a failure fails the suite. */
+  readonly flaky?: true;
 }
 
 export const ITEST_EXCEPTIONS: readonly ItestException[] = [];
