@@ -8,21 +8,25 @@
 # (hack/image.sh) and imports it into the local Kubernetes' containerd.
 ARG BASE=node:20-bookworm-slim
 
-# Production dependencies only: cached until package.json or package-lock.json change. Install
-# scripts are not needed (lmdb and msgpackr-extract load their prebuilt binaries at run time).
+# Production dependencies only, installed from package-lock.json alone (the package.json npm ci wants
+# is rebuilt from the lock's root entry), so an edit of package.json's scripts keeps this layer
+# cached. Install scripts are not needed (lmdb and msgpackr-extract load prebuilt binaries).
 FROM ${BASE} AS deps
 WORKDIR /app
-COPY package.json package-lock.json ./
+COPY package-lock.json ./
+RUN node -e "const r=require('./package-lock.json').packages['']; require('fs').writeFileSync('package.json', JSON.stringify({name:r.name,version:r.version,dependencies:r.dependencies,devDependencies:r.devDependencies}))"
 RUN --mount=type=cache,target=/root/.npm,sharing=locked \
     npm ci --omit=dev --ignore-scripts --no-audit --no-fund --prefer-offline
 
 # The compiler and the sources: only the server, the wire types and the operator are compiled.
 FROM ${BASE} AS build
 WORKDIR /app
-COPY package.json package-lock.json ./
+COPY package-lock.json ./
+RUN node -e "const r=require('./package-lock.json').packages['']; require('fs').writeFileSync('package.json', JSON.stringify({name:r.name,version:r.version,dependencies:r.dependencies,devDependencies:r.devDependencies}))"
 RUN --mount=type=cache,target=/root/.npm,sharing=locked \
     npm ci --ignore-scripts --no-audit --no-fund --prefer-offline
-COPY tsconfig.json ./
+# The real package.json ("type": "module" decides how tsc emits).
+COPY package.json tsconfig.json ./
 COPY proto proto
 COPY server server
 COPY operator operator

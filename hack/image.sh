@@ -125,7 +125,12 @@ if [ "$broken" -eq 1 ]; then
   "${B[@]}" config --entrypoint '["node", "-e", "console.error(\"cairn: this image is deliberately broken (npm run image -- --broken)\"); process.exit(1)"]' --cmd '[]' "$c"
   "${B[@]}" commit --rm "$c" "$tag" >/dev/null
 fi
-save "$tag" "$archive"
+# The archive is rewritten only when the image changed (pushing 200 MiB takes seconds).
+id="$("${B[@]}" inspect --type image --format '{{.FromImageID}}' "$tag")"
+if [ ! -f "$archive" ] || [ "$(cat "$archive.id" 2>/dev/null)" != "$id" ]; then
+  save "$tag" "$archive"
+  echo "$id" > "$archive.id"
+fi
 log "built $tag in $((SECONDS - t0)) s ($(du -m "$archive" | cut -f1) MiB archive)"
 sock="$dir/run/containerd.sock"
 if [ "$do_import" -eq 1 ] && [ -S "$sock" ]; then

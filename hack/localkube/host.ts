@@ -154,6 +154,39 @@ export function teardownNetwork(): void {
   }
 }
 
+/** nftables tables as "family name". */
+export function nftTables(): string[] {
+  try {
+    return run('nft', ['list', 'tables'])
+      .split('\n')
+      .map((l) => l.replace(/^table /, '').trim())
+      .filter((l) => l !== '');
+  } catch {
+    return [];
+  }
+}
+
+/** Deletes the tables not in `before` that hold no rule (iptables-nft leaves its emptied tables). */
+export function removeEmptyNewNftTables(before: readonly string[]): void {
+  for (const t of nftTables()) {
+    if (before.includes(t)) continue;
+    const [family, name] = t.split(' ');
+    if (family === undefined || name === undefined) continue;
+    let text = '';
+    try {
+      text = run('nft', ['list', 'table', family, name]);
+    } catch {
+      continue;
+    }
+    // Only base chain declarations (type/hook/policy lines), braces and blank lines: no rules.
+    const rules = text.split('\n').filter((l) => {
+      const x = l.trim();
+      return x !== '' && x !== '}' && !x.startsWith('table ') && !x.startsWith('chain ') && !x.startsWith('type ');
+    });
+    if (rules.length === 0) tryRun('nft', ['delete', 'table', family, name]);
+  }
+}
+
 const CHAIN_PREFIXES = /^(KUBE-|CNI-)/;
 
 /** The iptables-save text of one table with every KUBE-* and CNI-* chain and every rule jumping to

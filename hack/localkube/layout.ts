@@ -66,6 +66,8 @@ export interface State {
   readonly sysctls: Record<string, string>;
   /** HOST_PATHS that did not exist before up. */
   readonly createdPaths: string[];
+  /** nftables tables ("family name") before up: tables created since are removed at down once empty. */
+  readonly nftTables?: string[];
   /** Daemons by component name. */
   procs: Record<string, ProcRecord>;
   kubeconfig: string;

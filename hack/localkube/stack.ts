@@ -287,6 +287,7 @@ export async function up(opts: UpOpts): Promise<string> {
     startedAtMs: Date.now(),
     sysctls: host.readSysctls(),
     createdPaths: HOST_PATHS.filter((x) => !existsSync(x)),
+    nftTables: host.nftTables(),
     procs: {},
     kubeconfig: p.kubeconfig,
     ready: false,
@@ -461,7 +462,17 @@ async function applyProjectManifests(s: Stack, timeoutMs: number): Promise<void>
   const crds = yamlFiles(join(REPO_ROOT, 'crds'));
   for (const f of crds) await s.kubectlOk(['apply', '--server-side', '--force-conflicts', '-f', f]);
   if (crds.length > 0) {
-    await s.kubectlOk(['wait', '--for=condition=Established', 'crd', '--all', '--timeout=60s'], undefined, 70_000);
+    // (kubectl wait fails at once on a CRD whose status has no conditions yet: poll instead.)
+    await pollUntil(
+      'every CRD Established',
+      async () => {
+        const r = await s.kubectl(['get', 'crd', '-o', 'jsonpath={range .items[*]}{.status.conditions[?(@.type=="Established")].status}{"\\n"}{end}']);
+        const st = r.stdout.split('\n').filter((l) => l !== '');
+        return r.code === 0 && st.length > 0 && st.every((x) => x === 'True');
+      },
+      60_000,
+      200,
+    );
     progress('CRDs established', { files: crds.length });
   }
   const manifests = yamlFiles(join(REPO_ROOT, 'operator', 'manifests'));
@@ -518,6 +529,7 @@ export async function down(opts: DownOpts): Promise<DownReport> {
   host.removeKubeChains();
   const mounted = host.unmountUnder(opts.dir);
   host.teardownNetwork();
+  if (state?.nftTables !== undefined) host.removeEmptyNewNftTables(state.nftTables);
   const cgroups = host.removeCgroups();
   host.removeContainerLogLinks(p.podLogs);
   // Host paths the components created (none of them existed before up).
