@@ -9,7 +9,9 @@
 //     ({ skip: cond ? '...' : false });
 //   - an early exit guarded by the environment: an `if` whose condition reads the environment
 //     (process.env, CI, existsSync/accessSync, getuid, process.platform, a net's .mode, PATH
-//     lookups: see ENV_RE) and whose then-branch returns, continues, breaks or calls process.exit.
+//     lookups: see ENV_RE) and whose then-branch returns without a value (`return;`), continues,
+//     breaks or calls process.exit. A return with a value is a probe's answer (e.g. "why this machine
+//     cannot run it"), not an exit from a test.
 // Not counted: an if-branch that calls skipOrFail() (test/harness/prereq.ts): it fails under CI=true
 // and skips with the reason elsewhere, which is the sanctioned way to handle a missing prerequisite.
 import { readFileSync, readdirSync } from 'node:fs';
@@ -102,7 +104,7 @@ function isProcessExit(n: ts.Node): boolean {
 }
 
 function exitsEarly(n: ts.Node): boolean {
-  return ts.isReturnStatement(n) || ts.isContinueStatement(n) || ts.isBreakStatement(n) || isProcessExit(n);
+  return (ts.isReturnStatement(n) && n.expression === undefined) || ts.isContinueStatement(n) || ts.isBreakStatement(n) || isProcessExit(n);
 }
 
 /** The findings in one test file. */

@@ -37,7 +37,8 @@ test('an early exit guarded by the environment is found; one through skipOrFail(
     '  if (x === 1) return;', // 6: the test's own state
     "  if (process.env['DEBUG'] === '1') console.log('x');", // 7: no exit
     "  for (const f of fs) { if (existsSync(f)) continue; }", // 8
-    "  if (existsSync(f)) { const g = () => { return 1; }; g(); }", // 9: the return is in a nested function
+    "  if (existsSync(f)) { const g = () => { return; }; g(); }", // 9: the return is in a nested function
+    "  if (process.platform !== 'linux') return 'needs Linux';", // 10: a probe's answer, not an exit
     '});',
   ].join('\n');
   assert.deepEqual(kinds(src), ['2 env-guarded exit', '3 env-guarded exit', '4 env-guarded exit', '8 env-guarded exit']);
