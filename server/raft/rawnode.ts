@@ -206,7 +206,7 @@ export class RawNode {
  * counts its own entries as matched as soon as it appends them (thesis 10.2.1), so a lone voter commits
  * entries of the very Ready that appends them, and the host may send a leader's messages before that Ready
  * is persisted: uncapped, a learner could apply an entry the leader then loses in a crash and replaces with
- * another (found by the simulation: /work/notes/sim-findings.md R1; regression seeds in test/raft/sim.test.ts).
+ * another (found by the simulation, finding R1; its regression seeds are in test/raft/sim.test.ts).
  * With two or more voters the cap does not bite under the Ready contract: a commit index covering the
  * leader's unpersisted entries needs acks of those entries, which come back while their Ready is out, so
  * the messages carrying it leave in a later Ready, after advance().

@@ -1,8 +1,8 @@
 // A minimal multi-member cluster (reference etcd or Cairn) whose members run inside the network of
 // test/harness/netns.ts (one namespace per member, or the loopback proxy fallback), so tests can
 // partition them. Members are configured by etcd's flags on the command line. Restarts keep the
-// data dir and flags. test/harness/cluster.ts has no hook to spawn members inside a namespace yet
-// (see /work/notes/lin-needs.md); once it has, this file can shrink to a thin adapter.
+// data dir and flags. test/harness/cluster.ts has no hook to spawn members inside a namespace yet;
+// once it has, this file can shrink to a thin adapter.
 import type { ChildProcess } from 'node:child_process';
 import { join } from 'node:path';
 import { EtcdClient, statusName } from '../harness/client.js';

@@ -57,7 +57,7 @@ for (const g of GROUPS) {
   });
 }
 
-/** Seeds that failed before a fix (/work/notes/sim-findings.md); each must pass now. */
+/** Seeds that failed before a fix, each with its cause; each must pass now. */
 const R1 = 'R1: a lone voter told its learners a commit index covering entries it had not persisted (rawnode.ts capCommit)';
 const REGRESSIONS: readonly (SimOptions & { readonly why: string })[] = [
   ...[884, 1032, 1086, 1761].map((seed): SimOptions & { why: string } => ({ seed, steps: 3000, shape: 'grow', why: R1 })),
