@@ -1,0 +1,48 @@
+// The member entrypoint's start decision (pure): from what the pod finds (data on its volume, the
+// marker of an earlier start, the operator's bootstrap grant on its Pod, the member list) to one of
+// start-with-data, bootstrap-alone, join, or wait. Pod 0 with a wiped volume cannot bootstrap a second
+// cluster: bootstrapping needs the grant (set by the operator only while creating, before any member
+// answered, and revoked after) AND a volume that never held a member (no marker).
+
+export interface Facts {
+  podName: string;
+  peerURL: string;
+  token: string;
+  /** The data dir holds a member's data. */
+  hasData: boolean;
+  /** The volume was used by a started member before (the marker file exists). */
+  marker: boolean;
+  /** The bootstrap grant annotation's value on this Pod. */
+  grant: string | undefined;
+  /** The member list from the client Service; undefined when none answered. */
+  members: ReadonlyArray<{ id: string; name: string; peerURLs: readonly string[] }> | undefined;
+}
+
+export type Decision =
+  | { kind: 'start'; why: string }
+  | { kind: 'bootstrap'; initialCluster: string; why: string }
+  | { kind: 'join'; initialCluster: string; memberId: string; why: string }
+  | { kind: 'wait'; why: string };
+
+export function decide(f: Facts): Decision {
+  if (f.hasData) return { kind: 'start', why: 'the data dir holds this member' };
+  const self = f.members?.find((m) => m.peerURLs.includes(f.peerURL));
+  if (self !== undefined) {
+    if (self.name !== '' && self.name === f.podName) {
+      return { kind: 'wait', why: `member ${self.id} was started before but its data is gone; waiting for the operator to replace it` };
+    }
+    const initialCluster = (f.members ?? [])
+      .flatMap((m) => m.peerURLs.map((u) => `${m.peerURLs.includes(f.peerURL) ? f.podName : m.name}=${u}`))
+      .join(',');
+    return { kind: 'join', initialCluster, memberId: self.id, why: `listed as ${self.id}: joining` };
+  }
+  if (f.grant === f.token && !f.marker && (f.members === undefined || f.members.length === 0)) {
+    return { kind: 'bootstrap', initialCluster: `${f.podName}=${f.peerURL}`, why: 'granted by the operator: bootstrapping a new one-member cluster' };
+  }
+  return { kind: 'wait', why: 'waiting to be added' };
+}
+
+/** A server log line saying this member's data belongs to a removed member. */
+export function isRemovedMessage(line: string): boolean {
+  return line.includes('permanently removed from the cluster') || line.includes('this member was removed from the cluster');
+}
