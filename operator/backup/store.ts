@@ -1,0 +1,72 @@
+// The S3 client for a backup destination: custom endpoint, region, path-style or virtual-hosted
+// addressing, a custom CA bundle, static credentials. Checksums are computed only where S3 requires
+// them (WHEN_REQUIRED): S3-compatible stores differ in their support of the SDK's default CRC32
+// trailers; the backup's integrity is its own SHA-256, checked end to end.
+import { S3Client, type S3ClientConfig } from '@aws-sdk/client-s3';
+import { Agent as HttpsAgent } from 'node:https';
+import { Agent as HttpAgent } from 'node:http';
+
+/** Connect timeout of one request to the object store. */
+export const S3_CONNECT_TIMEOUT_MS = 5_000;
+/** A request whose socket is idle this long fails (an upload part streams continuously). */
+export const S3_SOCKET_TIMEOUT_MS = 60_000;
+/** Attempts of one S3 request (the SDK retries throttling and network errors with backoff). */
+export const S3_MAX_ATTEMPTS = 3;
+/** Sockets per destination: the multipart queue plus a few control calls. */
+export const S3_MAX_SOCKETS = 8;
+
+export interface S3Destination {
+  readonly bucket: string;
+  /** Key prefix, e.g. "prod/etcd/"; a missing trailing slash is added. */
+  readonly prefix?: string;
+  /** e.g. "https://s3.example.com:9000"; default AWS's regional endpoint. */
+  readonly endpoint?: string;
+  /** Default "us-east-1" (most S3-compatible stores ignore it but the signature needs one). */
+  readonly region?: string;
+  /** Path-style URLs (endpoint/bucket/key) instead of virtual-hosted (bucket.endpoint/key). */
+  readonly forcePathStyle?: boolean;
+  /** PEM bundle trusted for the endpoint's certificate (in addition to Node's roots). */
+  readonly caBundlePem?: string;
+}
+
+export interface S3Credentials {
+  readonly accessKeyId: string;
+  readonly secretAccessKey: string;
+  readonly sessionToken?: string;
+}
+
+export function normalizePrefix(prefix: string | undefined): string {
+  if (prefix === undefined || prefix === '') return '';
+  const p = prefix.replace(/^\/+/, '');
+  return p.endsWith('/') ? p : `${p}/`;
+}
+
+export function s3Client(d: S3Destination, creds: S3Credentials | undefined): S3Client {
+  const cfg: S3ClientConfig = {
+    region: d.region ?? 'us-east-1',
+    forcePathStyle: d.forcePathStyle ?? false,
+    maxAttempts: S3_MAX_ATTEMPTS,
+    requestChecksumCalculation: 'WHEN_REQUIRED',
+    responseChecksumValidation: 'WHEN_REQUIRED',
+    requestHandler: {
+      connectionTimeout: S3_CONNECT_TIMEOUT_MS,
+      socketTimeout: S3_SOCKET_TIMEOUT_MS,
+      httpAgent: new HttpAgent({ keepAlive: true, maxSockets: S3_MAX_SOCKETS }),
+      httpsAgent: new HttpsAgent({ keepAlive: true, maxSockets: S3_MAX_SOCKETS, ...(d.caBundlePem !== undefined ? { ca: d.caBundlePem } : {}) }),
+    },
+  };
+  if (d.endpoint !== undefined) cfg.endpoint = d.endpoint;
+  if (creds !== undefined) {
+    cfg.credentials = {
+      accessKeyId: creds.accessKeyId,
+      secretAccessKey: creds.secretAccessKey,
+      ...(creds.sessionToken !== undefined ? { sessionToken: creds.sessionToken } : {}),
+    };
+  }
+  return new S3Client(cfg);
+}
+
+/** "s3://bucket/key" */
+export function objectUri(bucket: string, key: string): string {
+  return `s3://${bucket}/${key}`;
+}
