@@ -153,11 +153,11 @@ describe('member entrypoint (real servers, grant from a real kube-apiserver)', (
     assert.ok(m0 !== undefined && m1 !== undefined);
     start(m0);
     start(m1);
-    await poll('both waiting to be added', async () => logged(m0, 'waiting to be added') && logged(m1, 'waiting to be added'), 20_000, 100);
+    await poll('both waiting to be added', () => Promise.resolve(logged(m0, 'waiting to be added') && logged(m1, 'waiting to be added')), 20_000, 100);
     const live = await fetch(`http://127.0.0.1:${String(m1.agentPort)}/livez`);
     assert.equal(live.status, 200, 'a waiting member stays live');
     await annotate('c-0', 'some-other-token');
-    await poll('a grant for another token ignored (no start)', async () => logged(m0, 'waiting to be added'), 2000, 100);
+    await poll('a grant for another token ignored (no start)', () => Promise.resolve(logged(m0, 'waiting to be added')), 2000, 100);
     assert.ok(!logged(m0, 'bootstrapping'));
     await annotate('c-0', TOKEN);
     await poll('pod 0 bootstraps and answers', async () => (await list()).length === 1, 30_000, 200);
@@ -202,7 +202,7 @@ describe('member entrypoint (real servers, grant from a real kube-apiserver)', (
     assert.ok(old !== undefined);
     // The leader refuses to remove a voter until the rest count as active ("unhealthy cluster").
     await poll('removal accepted', async () => admin((c) => c.memberRemove(old.id)).then(() => true, () => false), 20_000, 250);
-    await poll('pod 1 moved its data aside and waits', async () => logged(m1, 'moved the data of a removed member aside') && m1.out.filter((l) => l.includes('waiting to be added')).length >= 2, 30_000, 200);
+    await poll('pod 1 moved its data aside and waits', () => Promise.resolve(logged(m1, 'moved the data of a removed member aside') && m1.out.filter((l) => l.includes('waiting to be added')).length >= 2), 30_000, 200);
     assert.equal(m1.proc?.exitCode, null, 'the entrypoint did not exit (no crash-loop)');
     assert.ok(readdirSync(m1.dataMount).some((n) => n.startsWith('removed-')));
     const id = await admin((c) => c.memberAddLearner(peerURL(m1)));
@@ -237,7 +237,7 @@ describe('member entrypoint (real servers, grant from a real kube-apiserver)', (
     rmSync(m0.dataMount, { recursive: true, force: true });
     rmSync(m0.walMount, { recursive: true, force: true });
     start(m0);
-    await poll('pod 0 says its data is gone and waits', async () => logged(m0, 'its data is gone; waiting for the operator to replace it'), 30_000, 200).catch((e: unknown) => {
+    await poll('pod 0 says its data is gone and waits', () => Promise.resolve(logged(m0, 'its data is gone; waiting for the operator to replace it')), 30_000, 200).catch((e: unknown) => {
       throw new Error(`${String(e)}\npod 0 log:\n${m0.out.slice(-20).join("\n")}\npod 1 log:\n${m1.out.slice(-30).join("\n")}`);
     });
     assert.ok(!logged(m0, 'bootstrapping'));
