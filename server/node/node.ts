@@ -24,7 +24,7 @@ import { Backend } from '../storage/backend/index.js';
 import { META, SCHEMA_VERSION, decodeNum, encodeNum } from '../storage/schema/index.js';
 import { KvStore, WatchableStore, type RevisionEvents } from '../mvcc/index.js';
 import { LeaseStore, Lessor } from '../lease/index.js';
-import { AuthStore } from '../auth/index.js';
+import { AuthStore, ROOT_USER } from '../auth/index.js';
 import { AlarmStore, applyRequest, MidTxnError, type ActiveAlarm, type ApplyOutcome, type LeaseChanges } from '../apply/index.js';
 import { MemoryStorage, ProposalDroppedError, RawNode, decodeConfChange, type ConfChange, type ConfState, type Entry, type HardState, type Message, type Ready, type SnapshotMeta, type SoftState } from '../raft/index.js';
 import { Transport, type OutgoingSnapshot, type PeerStats } from '../transport/index.js';
@@ -106,6 +106,9 @@ interface ConfWaiter {
   readonly resolve: (members: Member[]) => void;
   readonly reject: (e: Error) => void;
   readonly timer: NodeJS.Timeout;
+  /** The proposal, proposed again until it is applied (see reproposeConfChanges). */
+  readonly cc: ConfChange;
+  readonly retry: NodeJS.Timeout;
 }
 
 interface PendingWrite {
@@ -604,6 +607,7 @@ export class Node implements ClusterPath, MaintenancePath, LeaderView {
     }
     this.retryLeaderless();
     this.publishAttrs();
+    setImmediate(() => this.reproposeConfChanges());
   }
 
   /** A leader is known again: proposals and reads that waited for one go ahead. */
@@ -946,6 +950,7 @@ export class Node implements ClusterPath, MaintenancePath, LeaderView {
     if (w !== undefined) {
       this.confWaiters.delete(change.requestId);
       clearTimeout(w.timer);
+      clearInterval(w.retry);
     }
     if (error !== undefined) {
       w?.reject(error);
@@ -1158,10 +1163,14 @@ export class Node implements ClusterPath, MaintenancePath, LeaderView {
     if (this.stopped || this.role !== 'leader') return;
     const now = monotonicMs();
     const ids = this.lessor.expired(now, LEASE_REVOKES_PER_CHECK);
+    // etcd revokes expired leases as root (authStore.WithRoot): with auth enabled, an entry without a
+    // user fails the permission check at apply time and the lease would never go.
+    const header = this.auth.enabled ? { username: ROOT_USER, authRevision: this.auth.revision } : undefined;
     for (const id of ids) {
-      this.propose({ leaseRevoke: { ID: id } }).then(
+      this.propose({ leaseRevoke: { ID: id }, ...(header !== undefined ? { header } : {}) }).then(
         (o) => {
           if (o.ok) this.cfg.logger.debug('lease expired and revoked', { 'lease-id': id.toString(16) });
+          else this.cfg.logger.warn('revoking an expired lease was refused; will retry', { 'lease-id': id.toString(16), error: o.error });
         },
         (err: unknown) => this.cfg.logger.warn('failed to revoke an expired lease; will retry', { 'lease-id': id.toString(16), error: err }),
       );
@@ -1321,13 +1330,34 @@ export class Node implements ClusterPath, MaintenancePath, LeaderView {
         reject(dropped(err));
         return;
       }
+      const retry = setInterval(() => this.reproposeConfChanges(), CONF_REPROPOSE_ELECTIONS * this.cfg.electionMs);
       const timer = setTimeout(() => {
         this.confWaiters.delete(change.requestId);
+        clearInterval(retry);
         reject(new ServerRefusal('timeout'));
       }, this.reqTimeoutMs);
-      this.confWaiters.set(change.requestId, { resolve, reject, timer });
+      this.confWaiters.set(change.requestId, { resolve, reject, timer, cc, retry });
       this.kick();
     });
+  }
+
+  /**
+   * Proposes the membership changes still waiting to be applied once more. A proposal forwarded to a
+   * leader that is gone (removed, killed) or that had another change pending is lost without a word,
+   * and etcd's caller then times out ("request timed out"); a change is safe to propose twice because
+   * the second copy fails checkChange when applied (the member exists, is gone, or is no learner) and
+   * changes nothing, so Cairn proposes again at every new leader and every few election timeouts.
+   */
+  private reproposeConfChanges(): void {
+    if (this.stopped || this.confWaiters.size === 0 || this.raft.status().softState.lead === 0n) return;
+    for (const w of this.confWaiters.values()) {
+      try {
+        this.raft.proposeConfChange(w.cc);
+      } catch {
+        // No leader or a change pending at the leader: the next leader or the next interval retries.
+      }
+    }
+    this.kick();
   }
 
   // ---------- Maintenance ----------
@@ -1700,6 +1730,7 @@ export class Node implements ClusterPath, MaintenancePath, LeaderView {
     }
     for (const w of this.confWaiters.values()) {
       clearTimeout(w.timer);
+      clearInterval(w.retry);
       w.reject(refusal);
     }
     this.failReads(refusal);
@@ -1740,6 +1771,9 @@ function mapForwardedError(err: unknown): Error {
   if (kind !== undefined) return new ClientError(kind);
   return cause instanceof ServerRefusal ? cause : new ServerRefusal('timeout', undefined, { cause: err });
 }
+
+/** A membership change not applied after this many election timeouts is proposed again. */
+const CONF_REPROPOSE_ELECTIONS = 2;
 
 function dropped(err: unknown): Error {
   if (err instanceof ProposalDroppedError) {

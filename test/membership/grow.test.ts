@@ -22,7 +22,8 @@ import {
   outcome,
   promoteWhenReady,
   expectRoster,
-  targets,
+  TARGETS,
+  clusterOpts,
   writeAndReadEverywhere,
 } from './lib.js';
 
@@ -35,10 +36,12 @@ async function unusedPeerUrl(c: Cluster, name: string): Promise<string> {
   return m.peerUrl;
 }
 
-for (const t of targets()) {
-  const opts = { size: 1, ...(t.etcdBin !== undefined ? { etcdBin: t.etcdBin } : {}) };
+for (const t of TARGETS) {
+  const size = 1;
 
-  test(`${t.label}: a one-member cluster takes a second voter, which starts with --initial-cluster-state existing; then a third`, { timeout: TIMEOUT_MS }, async () => {
+  test(`${t.label}: a one-member cluster takes a second voter, which starts with --initial-cluster-state existing; then a third`, { timeout: TIMEOUT_MS }, async (tc) => {
+    const opts = clusterOpts(tc, t, { size });
+    if (opts === undefined) return;
     await withCluster(t.kind, opts, async (c) => {
       await writeAndReadEverywhere(c, 'm1', 'before', 'one');
       const m2 = await c.reserve('m2');
@@ -70,7 +73,9 @@ for (const t of targets()) {
     });
   });
 
-  test(`${t.label}: one member → learner → promote → learner → promote: three voters`, { timeout: TIMEOUT_MS }, async () => {
+  test(`${t.label}: one member → learner → promote → learner → promote: three voters`, { timeout: TIMEOUT_MS }, async (tc) => {
+    const opts = clusterOpts(tc, t, { size });
+    if (opts === undefined) return;
     await withCluster(t.kind, opts, async (c) => {
       const m2 = await c.reserve('m2');
       const add = await memberAdd(c, 'm1', m2.peerUrl, true);

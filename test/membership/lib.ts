@@ -1,13 +1,13 @@
 // Shared by the membership tests: the targets every scenario runs on (Cairn, and the references
 // etcd 3.4 (Debian's) and etcd 3.6 (built by hack/install-kube.sh), whose answers are the oracle),
 // Cluster API calls reduced to comparable outcomes, and the grow/shrink steps an operator takes.
-import { existsSync } from 'node:fs';
-import { homedir } from 'node:os';
-import { join } from 'node:path';
 import assert from 'node:assert/strict';
+import type { TestContext } from 'node:test';
 import { statusName } from '../harness/client.js';
 import type { CallResult, Msg } from '../harness/client.js';
-import type { Cluster, ClusterMember } from '../harness/cluster.js';
+import type { Cluster, ClusterMember, ClusterOptions } from '../harness/cluster.js';
+import { etcd36Bin, etcdBin } from '../harness/bins.js';
+import { missingPrerequisite, skipOrFail } from '../harness/prereq.js';
 import type { TargetKind } from '../harness/procs.js';
 import { pollUntil } from '../harness/poll.js';
 
@@ -15,31 +15,31 @@ export interface Target {
   /** 'cairn', 'etcd-3.4' or 'etcd-3.6'. */
   readonly label: string;
   readonly kind: TargetKind;
-  /** etcd only; undefined = the harness's reference etcd 3.4. */
-  readonly etcdBin?: string;
+  /** etcd only: resolves the binary (throws MissingPrerequisite when it is not installed). */
+  readonly bin?: () => string;
 }
 
-/** etcd 3.6.8 as hack/install-kube.sh builds it: $CAIRN_ETCD36_BIN, else the kube cache's bin/etcd. */
-export function etcd36Path(): string {
-  const env = process.env['CAIRN_ETCD36_BIN'];
-  if (env !== undefined && env !== '') return env;
-  const dir = process.env['CAIRN_KUBE_DIR'] ?? join(homedir(), '.cache', 'cairn', 'kube-v1.34.4');
-  return join(dir, 'bin', 'etcd');
-}
+/** The targets of a differential test: Cairn and the references etcd 3.4 (Debian's) and etcd 3.6 (hack/install-kube.sh). */
+export const TARGETS: readonly Target[] = [
+  { label: 'cairn', kind: 'cairn' },
+  { label: 'etcd-3.4', kind: 'etcd', bin: etcdBin },
+  { label: 'etcd-3.6', kind: 'etcd', bin: etcd36Bin },
+];
 
 /**
- * The targets of a differential test: Cairn, etcd 3.4 and etcd 3.6 (left out, with a note on
- * stderr, when it has not been built). CAIRN_MEMBERSHIP_TARGETS=cairn,etcd-3.4 picks a subset.
+ * The cluster options of a target, or undefined when its binary is missing (the test is then
+ * skipped with the reason, or fails under CI=true: test/harness/prereq.ts).
  */
-export function targets(): Target[] {
-  const all: Target[] = [{ label: 'cairn', kind: 'cairn' }, { label: 'etcd-3.4', kind: 'etcd' }];
-  const e36 = etcd36Path();
-  if (existsSync(e36)) all.push({ label: 'etcd-3.6', kind: 'etcd', etcdBin: e36 });
-  else process.stderr.write(`membership tests: ${e36} missing (bash hack/install-kube.sh builds it); etcd 3.6 left out\n`);
-  const pick = process.env['CAIRN_MEMBERSHIP_TARGETS'];
-  if (pick === undefined || pick === '') return all;
-  const want = new Set(pick.split(','));
-  return all.filter((t) => want.has(t.label));
+export function clusterOpts(tc: TestContext, t: Target, opts: ClusterOptions): ClusterOptions | undefined {
+  const bin = t.bin;
+  if (bin === undefined) return opts;
+  let path = '';
+  const missing = missingPrerequisite(() => (path = bin()));
+  if (missing !== undefined) {
+    skipOrFail(tc, missing);
+    return undefined;
+  }
+  return { ...opts, etcdBin: path };
 }
 
 /** A Cluster API answer as one comparable string: "ok" or "<CODE> <details>". */
