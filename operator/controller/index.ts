@@ -1,0 +1,5 @@
+// The operator's loop and its machinery: reconcile queue, leader election, metrics, JSON logs.
+export { AFTER_ACTION_MS, Controller, MANAGED_SELECTOR, RESYNC_MS, type ControllerOptions } from './controller.js';
+export { LeaderElector, LEASE_DURATION_S, RENEW_MS } from './leader.js';
+export { jsonLogger, type Level, type Logger } from './log.js';
+export { OperatorMetrics } from './metrics.js';
