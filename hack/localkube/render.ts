@@ -93,7 +93,6 @@ export function cniConflist(p: Paths): string {
             type: 'host-local',
             dataDir: p.cniDataDir,
             ranges: [[{ subnet: NODE_POD_CIDR, gateway: '10.244.0.1' }]],
-            routes: [{ dst: '0.0.0.0/0' }],
           },
         },
         { type: 'portmap', capabilities: { portMappings: true } },
@@ -207,8 +206,9 @@ export function nftRules(): string {
 }
 
 /** Objects the host-side add-ons need: the kube-dns Service pointing at CoreDNS on the node, the two
- * storage classes and local-path-provisioner's ConfigMap and ServiceAccount. */
-export function bootstrapYaml(p: Paths): string {
+ * storage classes and local-path-provisioner's ConfigMap and ServiceAccount (its helper pods, which
+ * make and remove the volume directories, run `helperImage`: a local image with a shell). */
+export function bootstrapYaml(p: Paths, helperImage: string): string {
   const lppConfig = JSON.stringify({
     storageClassConfigs: {
       'local-path': { nodePathMap: [{ node: 'DEFAULT_PATH_FOR_NON_LISTED_NODES', paths: [`${p.volumes}/local-path`] }] },
@@ -227,7 +227,7 @@ export function bootstrapYaml(p: Paths): string {
     '  - {key: node.kubernetes.io/disk-pressure, operator: Exists, effect: NoSchedule}',
     '  containers:',
     '  - name: helper-pod',
-    '    image: helper',
+    `    image: ${helperImage}`,
     '    imagePullPolicy: IfNotPresent',
   ].join('\n');
   return `apiVersion: v1

@@ -174,7 +174,6 @@ function writeConfigs(p: Paths, t: Tokens): void {
   writeFileSync(join(p.conf, 'kube-proxy.yaml'), render.kubeProxyYaml(p));
   writeFileSync(join(p.conf, 'Corefile'), render.corefile(p));
   writeFileSync(join(p.conf, 'resolv.conf'), '# pods get the cluster DNS only (kubelet clusterDNS)\n');
-  writeFileSync(join(p.conf, 'bootstrap.yaml'), render.bootstrapYaml(p));
 }
 
 // ---------- readiness probes ----------
@@ -367,6 +366,7 @@ export async function up(opts: UpOpts): Promise<string> {
     s.ctr(['images', 'import', baseLines[baseLines.length - 1] ?? '']);
     progress('containerd ready', { pause: pauseArchive, helper: baseName });
 
+    writeFileSync(join(p.conf, 'bootstrap.yaml'), render.bootstrapYaml(p, baseName));
     await s.kubectlOk(['apply', '-f', join(p.conf, 'bootstrap.yaml')]);
     const conf = (f: string): string => join(p.conf, f);
     s.start('kube-controller-manager', bins.bin('kube-controller-manager'), [
