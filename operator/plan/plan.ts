@@ -277,7 +277,7 @@ function decide(v: View): Decision {
 
 function verdictOf(v: View, d: Decision): Verdict {
   const op = d.status.operation;
-  const moving = op !== undefined || (d.step.kind !== 'none' && d.step.kind !== 'wait');
+  const moving = !v.spec.paused && (op !== undefined || (d.step.kind !== 'none' && d.step.kind !== 'wait'));
   const progressing = moving
     ? { status: true, reason: op?.type ?? 'Reconciling', message: d.reason }
     : { status: false, reason: v.spec.paused ? 'Paused' : 'Converged', message: d.reason };
