@@ -1,10 +1,10 @@
 // Process entry: configuration, logging, storage, the gRPC server, signals. The only place (with
 // node/) that touches process-wide state. One process serves clients and owns the WAL.
 import { createWriteStream } from 'node:fs';
-import { loadConfig, usage, ConfigError, type Config } from './config/index.js';
+import { EXIT_BAD_FLAGS, EXIT_FAILURE, EXIT_MEMBER_REMOVED, loadConfig, usage, ConfigError, type Config } from './config/index.js';
 import { createLogger, type LogSink, type Logger } from './base/log.js';
 import { checkTlsSettings, serverTls, type TlsConfig } from './base/tls.js';
-import { BootstrapError, LocalAuth, LocalLeases, LocalWriter, Node } from './node/index.js';
+import { BootstrapError, LocalAuth, LocalLeases, LocalWriter, Node, RemovedMemberError } from './node/index.js';
 import { authApi, Authorizer, clusterApi, kvApi, createGrpcServer, leaseApi, maintenanceApi, watchHandler } from './api/index.js';
 import { JwtTokens } from './auth/index.js';
 import { CAIRN_VERSION, ETCD_COMPAT_VERSION } from './version.js';
@@ -90,8 +90,24 @@ async function listenAll(cfg: Config, server: GrpcServer, node: Node, reads: Rea
 function fatalExit(log: Logger): (err: Error) => void {
   return (err) => {
     log.error('fatal storage error; stopping', { error: err });
-    process.exit(1);
+    process.exit(EXIT_FAILURE);
   };
+}
+
+/** How long a removed member may take to close its storage before it exits anyway. */
+const REMOVED_CLOSE_MS = 5_000;
+
+/**
+ * The one line a supervisor looks for when this member was removed (found while running, or at start
+ * on a removed member's data dir), then exit status EXIT_MEMBER_REMOVED.
+ */
+function exitRemoved(log: Logger, cfg: Config, err: Error): never {
+  log.error('the member has been permanently removed from the cluster; exiting: never restart it on this data dir (remove the data dir and add the member again)', {
+    'data-dir': cfg.dataDir,
+    'exit-code': EXIT_MEMBER_REMOVED,
+    reason: err.message,
+  });
+  process.exit(EXIT_MEMBER_REMOVED);
 }
 
 /** One side's certificate files with the process-wide TLS flags (base/tls.ts); undefined = no certificates. */
@@ -111,6 +127,8 @@ async function run(cfg: Config, log: Logger): Promise<void> {
   const tls = tlsConfig(cfg, cfg.clientTls ?? cfg.peerTls);
   if (tls !== undefined) checkTlsSettings(tls.settings);
   const fatal = fatalExit(log);
+  // Set once they exist (a removal can be learned only after both).
+  const late: { listeners?: Listeners; node?: Node } = {};
   const node = await Node.open({
     name: cfg.name,
     dataDir: cfg.dataDir,
@@ -136,11 +154,16 @@ async function run(cfg: Config, log: Logger): Promise<void> {
     logger: log.child('node'),
     onFatal: fatal,
     onRemoved: (err) => {
-      log.error('stopping: this member was removed from the cluster', { error: err });
-      process.exit(1);
+      // Close the storage first (bounded), so a restart on this data dir finds the removal on disk.
+      const closing = (late.listeners?.close() ?? Promise.resolve()).then(() => late.node?.close());
+      const deadline = new Promise<void>((r) => setTimeout(r, REMOVED_CLOSE_MS).unref());
+      void Promise.race([closing, deadline])
+        .catch(() => undefined)
+        .then(() => exitRemoved(log, cfg, err));
     },
     peerTls: tlsConfig(cfg, cfg.peerTls),
   });
+  late.node = node;
   const local = new LocalWriter(node);
   // auth (auth helper): tokens as --auth-token / --auth-token-ttl say; the cert CN is the user with --client-cert-auth.
   node.auth.simpleTokens.ttlMs = cfg.authTokenTtlSec * 1000;
@@ -175,28 +198,34 @@ async function run(cfg: Config, log: Logger): Promise<void> {
   const server = createGrpcServer(log.child('api'), services, { requestBytesMax: cfg.requestBytesMax, onFatal: fatal, leader: node, electionTimeoutMs: cfg.electionTimeoutMs, authz });
   if (cfg.initialCorruptCheck) await node.initialCorruptCheck();
   await node.ready();
-  const listeners = await listenAll(cfg, server, node, local.reads, log);
+  const serving = await listenAll(cfg, server, node, local.reads, log);
+  late.listeners = serving;
   log.info('ready to serve client requests');
   for (const u of cfg.listenClientUrls) {
     if (u.protocol === 'https:' || u.protocol === 'unixs:') log.info('serving client traffic securely', { address: clientAddress(u) });
     else log.warn('serving client traffic insecurely; this is strongly discouraged!', { address: clientAddress(u) });
   }
   let stopping = false;
-  const stop = (signal: string): void => {
+  // As etcd: stop serving clients, hand leadership to a caught-up voter (bounded by the request
+  // timeout), close the storage, then end by the same signal (etcd's osutil.HandleInterrupts
+  // re-raises it: shells see 143 for SIGTERM, 130 for SIGINT).
+  const stop = (signal: NodeJS.Signals): void => {
     if (stopping) return;
     stopping = true;
     log.info('received signal; shutting down', { signal });
-    listeners
+    serving
       .close()
+      .then(() => node.transferLeadershipForStop())
       .then(() => node.close())
       .then(
         () => {
-          log.info('stopped');
-          process.exit(0);
+          log.info('stopped', { signal });
+          process.removeAllListeners(signal);
+          process.kill(process.pid, signal);
         },
         (err: unknown) => {
           log.error('error while stopping', { error: err });
-          process.exit(1);
+          process.exit(EXIT_FAILURE);
         },
       );
   };
@@ -211,7 +240,7 @@ function main(): void {
   } catch (err) {
     if (err instanceof ConfigError) {
       process.stderr.write(`cairn-server: error verifying flags, ${err.message}. See 'cairn-server --help'.\n`);
-      process.exit(2);
+      process.exit(EXIT_BAD_FLAGS);
     }
     throw err;
   }
@@ -225,9 +254,10 @@ function main(): void {
   }
   const log = createLogger(cfg.logLevel, sinkFor(cfg.logOutputs));
   run(cfg, log).catch((err: unknown) => {
+    if (err instanceof RemovedMemberError) exitRemoved(log, cfg, err);
     log.error('failed to start', { error: err });
     if (err instanceof BootstrapError) process.stderr.write(`cairn-server: ${err.message}\n`);
-    process.exit(1);
+    process.exit(EXIT_FAILURE);
   });
 }
 

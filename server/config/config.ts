@@ -1,6 +1,7 @@
 // Command-line flags, ETCD_* environment variables and --config-file, with etcd's names and defaults
 // (E server/etcdmain/config.go, help.go). Precedence as etcd: a config file, when given, replaces
 // flags and environment; otherwise a flag beats its ETCD_<NAME> variable, which beats the default.
+import { exitStatusHelp } from './exit.js';
 import { readFileSync } from 'node:fs';
 import yaml from 'js-yaml';
 import {
@@ -468,5 +469,5 @@ function progressInterval(given: Map<string, string>, env: NodeJS.ProcessEnv, fr
 
 export function usage(): string {
   const lines = Object.entries(FLAGS).map(([k, s]) => `  --${k}${s.kind === 'bool' ? '' : ` '${s.def}'`}\n        ${s.help} (env ${envName(k)})`);
-  return `Usage:\n\n  cairn-server [flags]\n\nFlags:\n${lines.join('\n')}\n`;
+  return `Usage:\n\n  cairn-server [flags]\n\nFlags:\n${lines.join('\n')}\n\n${exitStatusHelp()}`;
 }

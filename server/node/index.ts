@@ -1,4 +1,4 @@
-export { Node, backendPathOf, monotonicMs, type NodeConfig } from './node.js';
+export { Node, RemovedMemberError, backendPathOf, monotonicMs, type NodeConfig } from './node.js';
 export { BootstrapError, type ClusterFlags } from './bootstrap.js';
 export { nodeStats, newNodeStats, type NodeStats, type DurationSlot, type LabelledDurationSlot } from './stats.js';
 export { LocalAuth, type AuthPath } from './writer.js';

@@ -90,6 +90,14 @@ export interface NodeConfig {
   readonly strictReconfigCheck?: boolean;
 }
 
+/**
+ * This member was removed from the cluster: found at start on its old data dir (Node.open throws
+ * it) or while running (NodeConfig.onRemoved gets it). The data dir can never serve again.
+ */
+export class RemovedMemberError extends Error {
+  override readonly name = 'RemovedMemberError';
+}
+
 /** Throws etcd's refusal for a failed strict reconfiguration check. */
 function refuseReconfig(v: ReconfigVerdict): void {
   if (v === 'notEnoughStarted') throw new ClientError('notEnoughStarted');
@@ -293,7 +301,8 @@ export class Node implements ClusterPath, MaintenancePath, LeaderView {
     const backend = Backend.open(backendPathOf(cfg.dataDir), BACKEND_MAP_BYTES);
     checkSchema(backend);
     if (decodeNum(backend.table('meta').get(META.removed), 0) === 1) {
-      throw new StorageFault(`node: the member in ${cfg.dataDir} has been permanently removed from the cluster; its data cannot rejoin (start with a new data dir and member add)`);
+      await backend.close();
+      throw new RemovedMemberError(`node: the member in ${cfg.dataDir} has been permanently removed from the cluster; its data cannot rejoin (start with a new data dir and member add)`);
     }
     const identity = await establishIdentity(backend, cfg.cluster, log, cfg.peerTls);
     const beforeWrite = failpoint('wal.write');
@@ -978,7 +987,7 @@ export class Node implements ClusterPath, MaintenancePath, LeaderView {
     this.cfg.logger.warn('the member has been permanently removed from the cluster; stopping', { reason: why });
     setTimeout(() => {
       this.stopped = true;
-      this.cfg.onRemoved(new ServerRefusal('removed', `etcdserver: the member has been permanently removed from the cluster`));
+      this.cfg.onRemoved(new RemovedMemberError(`etcdserver: the member has been permanently removed from the cluster (${why})`));
     }, 10 * this.cfg.heartbeatMs);
   }
 
@@ -1574,6 +1583,39 @@ export class Node implements ClusterPath, MaintenancePath, LeaderView {
   hash(): { hash: number; revision: number } | Promise<{ hash: number; revision: number }> {
     if (this.swapping) return this.swapped.then(() => this.hash());
     return { hash: this.backend.hash(['rev', 'lease', 'members', 'alarm', 'authUsers', 'authRoles'], ['index', 'leaseKeys']), revision: this.store.currentRev };
+  }
+
+  /**
+   * etcd's TransferLeadership when a member stops: a leader with other voters hands leadership to
+   * the voter whose peer connection is the oldest among those caught up with its log (else the oldest
+   * connected), and waits for it within the request timeout, so the others need not wait out an
+   * election timeout. Failures are logged, never thrown: the member stops anyway.
+   */
+  async transferLeadershipForStop(): Promise<void> {
+    if (this.role !== 'leader' || this.stopped) return;
+    const others = this.memberStore.all().filter((m) => !m.isLearner && m.id !== this.memberId);
+    if (others.length === 0) {
+      this.cfg.logger.info('skipped leadership transfer for single voting member cluster');
+      return;
+    }
+    const st = this.raft.status();
+    const mine = st.progress.get(this.memberId)?.match ?? 0;
+    const connected = others
+      .map((m) => ({ id: m.id, since: this.transport.activeSince(m.id), caughtUp: (st.progress.get(m.id)?.match ?? -1) >= mine }))
+      .filter((c): c is { id: bigint; since: number; caughtUp: boolean } => c.since !== undefined)
+      .sort((a, b) => Number(b.caughtUp) - Number(a.caughtUp) || a.since - b.since);
+    const target = connected[0];
+    if (target === undefined) {
+      this.cfg.logger.warn('failed to transfer leadership before stopping: no voter is connected');
+      return;
+    }
+    const started = monotonicMs();
+    try {
+      await this.moveLeader(target.id);
+      this.cfg.logger.info('leadership transferred before stopping', { transferee: target.id.toString(16), took: `${String(monotonicMs() - started)}ms` });
+    } catch (err) {
+      this.cfg.logger.warn('failed to transfer leadership before stopping', { transferee: target.id.toString(16), error: err });
+    }
   }
 
   async moveLeader(target: bigint): Promise<void> {
