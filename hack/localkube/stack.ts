@@ -243,8 +243,15 @@ class Stack {
     return r.stdout;
   }
 
-  ctr(args: readonly string[]): string {
-    return host.run('ctr', ['--address', this.p.containerdSock, '-n', 'k8s.io', ...args]);
+  /** ctr images import, off the event loop (a 200 MiB image takes seconds to unpack). */
+  ctrImport(archive: string): Promise<void> {
+    return new Promise((resolve, reject) => {
+      const child = spawn('ctr', ['--address', this.p.containerdSock, '-n', 'k8s.io', 'images', 'import', archive], { stdio: ['ignore', 'ignore', 'pipe'] });
+      let err = '';
+      child.stderr.setEncoding('utf8').on('data', (c: string) => (err += c));
+      child.on('error', reject);
+      child.on('close', (code) => (code === 0 ? resolve() : reject(new Error(`ctr images import ${archive}: exit ${String(code)}\n${err}`))));
+    });
   }
 }
 
@@ -359,12 +366,20 @@ export async function up(opts: UpOpts): Promise<string> {
     progress('kube-apiserver ready');
 
     await s.waitFor('containerd', 'containerd', () => Promise.resolve(host.tryRun('ctr', ['--address', p.containerdSock, 'version'])), 30_000);
-    const pauseArchive = (await pauseImage).pop() ?? '';
-    s.ctr(['images', 'import', pauseArchive]);
+    // Imports run while the node starts: the pause image before any pod, the helper (base) image
+    // before any volume, the Cairn image before the operator.
+    const pauseImport = pauseImage.then((l) => s.ctrImport(l[l.length - 1] ?? ''));
+    pauseImport.catch(() => undefined);
     const baseLines = await baseImage;
     const baseName = baseLines[baseLines.length - 2] ?? '';
-    s.ctr(['images', 'import', baseLines[baseLines.length - 1] ?? '']);
-    progress('containerd ready', { pause: pauseArchive, helper: baseName });
+    const baseImport = s.ctrImport(baseLines[baseLines.length - 1] ?? '');
+    baseImport.catch(() => undefined);
+    const cairnImport = imageBuild?.then(async (l) => {
+      await s.ctrImport(l[l.length - 1] ?? '');
+      progress('image imported', { image: CAIRN_IMAGE });
+    });
+    cairnImport?.catch(() => undefined);
+    progress('containerd ready', { helper: baseName });
 
     writeFileSync(join(p.conf, 'bootstrap.yaml'), render.bootstrapYaml(p, baseName));
     await s.kubectlOk(['apply', '-f', join(p.conf, 'bootstrap.yaml')]);
@@ -433,11 +448,9 @@ export async function up(opts: UpOpts): Promise<string> {
     );
     progress('cluster DNS and controllers ready');
 
-    if (imageBuild !== undefined) {
-      const archive = (await imageBuild).pop() ?? '';
-      s.ctr(['images', 'import', archive]);
-      progress('image imported', { image: CAIRN_IMAGE, archive });
-    }
+    await pauseImport;
+    await baseImport;
+    await cairnImport;
     await applyProjectManifests(s, readyTimeoutMs);
     state.ready = true;
     writeState(state);
