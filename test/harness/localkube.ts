@@ -7,12 +7,14 @@
 // (localkubeDown() here does the same).
 //
 // localkubeMissing() says what this machine lacks (root, cgroups, a Go toolchain to build the
-// binaries the first time); tests skip with that reason outside CI and fail under CI=true.
+// binaries the first time); tests hand it to skipOrFail() (test/harness/prereq.ts): skipped with the
+// reason outside CI, failed under CI=true.
 import { execFileSync, spawn } from 'node:child_process';
 import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { kubeBins, runKubectl, type KubectlRun } from './kube.js';
 import { pollUntil } from './poll.js';
+import { MissingPrerequisite } from './prereq.js';
 import { REPO_ROOT } from './procs.js';
 
 export function localkubeDir(): string {
@@ -22,15 +24,15 @@ export function localkubeDir(): string {
 
 const LOCALKUBE_JS = join(REPO_ROOT, 'dist', 'hack', 'localkube.js');
 
-/** Why localkube cannot run here, or undefined when it can. */
-export function localkubeMissing(): string | undefined {
-  if (process.platform !== 'linux') return 'localkube needs Linux';
-  if (process.getuid?.() !== 0) return 'localkube needs root (network interfaces, mounts, cgroups, containerd): run the tests as root';
-  if (!existsSync('/sys/fs/cgroup')) return 'localkube needs cgroups mounted at /sys/fs/cgroup';
-  if (!existsSync(LOCALKUBE_JS)) return `${LOCALKUBE_JS} missing: build with npx tsc -p tsconfig.json`;
+/** What this machine lacks to run localkube, or undefined when it can (tests pass it to skipOrFail). */
+export function localkubeMissing(): MissingPrerequisite | undefined {
+  if (process.platform !== 'linux') return new MissingPrerequisite('Linux (localkube runs Kubernetes as processes)', 'run the tests on Linux');
+  if (process.getuid?.() !== 0) return new MissingPrerequisite('root (localkube makes network interfaces, mounts and cgroups)', 'run the tests as root');
+  if (!existsSync('/sys/fs/cgroup')) return new MissingPrerequisite('cgroups at /sys/fs/cgroup', 'mount the cgroup hierarchies (cgroup v1 or v2)');
+  if (!existsSync(LOCALKUBE_JS)) return new MissingPrerequisite(LOCALKUBE_JS, 'npx tsc -p tsconfig.json');
   const cached = join(process.env['CAIRN_CACHE'] ?? join(process.env['HOME'] ?? '/root', '.cache', 'cairn'), 'localkube-v1.34.4', 'bin', 'kubelet');
   const hasGo = existsSync('/usr/local/go/bin/go') || spawnOk('go', ['version']);
-  if (!existsSync(cached) && !hasGo) return 'localkube builds Kubernetes from Go modules the first time: install a Go toolchain (>= 1.24), then run bash hack/install-localkube.sh';
+  if (!existsSync(cached) && !hasGo) return new MissingPrerequisite('a Go toolchain >= 1.24 (localkube builds Kubernetes from Go modules the first time)', 'install Go, then bash hack/install-localkube.sh');
   return undefined;
 }
 
@@ -41,17 +43,6 @@ function spawnOk(cmd: string, args: readonly string[]): boolean {
   } catch {
     return false;
   }
-}
-
-/**
- * For node:test: undefined when localkube can run; else the skip reason outside CI. Under CI=true a
- * missing prerequisite throws (the test fails with the reason, it is never skipped).
- */
-export function localkubeSkip(): string | undefined {
-  const missing = localkubeMissing();
-  if (missing === undefined) return undefined;
-  if (process.env['CI'] === 'true') throw new Error(`localkube tests cannot run: ${missing}`);
-  return missing;
 }
 
 export interface LocalKube {

@@ -4,7 +4,8 @@
 // members' names; etcdctl on the host writes and reads through a ClusterIP Service (kube-proxy);
 // down leaves no trace (processes, mounts, cni0, iptables chains, cgroups, sysctls).
 //
-// Needs root. Outside CI a machine that cannot run it skips with the reason; under CI=true it fails.
+// Needs root. Outside CI a machine that cannot run it skips with the reason (skipOrFail); under
+// CI=true it fails.
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
@@ -12,10 +13,9 @@ import { existsSync, readdirSync, readFileSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { test } from 'node:test';
 import { localkube, localkubeDir, localkubeDown, localkubeMissing, type LocalKube } from '../harness/localkube.js';
+import { skipOrFail } from '../harness/prereq.js';
 import { runEtcdctl } from '../harness/procs.js';
 
-const missing = localkubeMissing();
-const inCi = process.env['CI'] === 'true';
 
 function statefulSet(ns: string): string {
   const peer = (i: number): string => `cairn-${String(i)}=http://cairn-${String(i)}.cairn.${ns}.svc.cluster.local:2380`;
@@ -107,8 +107,12 @@ function stackProcesses(dir: string): string[] {
   return found;
 }
 
-test('localkube: a Cairn StatefulSet on a real one-node Kubernetes, and down leaves no trace', { skip: !inCi && missing !== undefined ? missing : false, timeout: 40 * 60_000 }, async (t) => {
-  if (missing !== undefined) throw new Error(`localkube cannot run here: ${missing}`);
+test('localkube: a Cairn StatefulSet on a real one-node Kubernetes, and down leaves no trace', { timeout: 40 * 60_000 }, async (t) => {
+  const missing = localkubeMissing();
+  if (missing !== undefined) {
+    skipOrFail(t, missing);
+    return;
+  }
   const forwardBefore = readFileSync('/proc/sys/net/ipv4/ip_forward', 'utf8').trim();
   const t0 = Date.now();
   const lk: LocalKube = await localkube();
