@@ -22,14 +22,14 @@ export type Decision =
   | { kind: 'start'; why: string }
   | { kind: 'bootstrap'; initialCluster: string; why: string }
   | { kind: 'join'; initialCluster: string; memberId: string; why: string }
-  | { kind: 'wait'; why: string };
+  | { kind: 'wait'; why: string; dataLost?: boolean };
 
 export function decide(f: Facts): Decision {
   if (f.hasData) return { kind: 'start', why: 'the data dir holds this member' };
   const self = f.members?.find((m) => m.peerURLs.includes(f.peerURL));
   if (self !== undefined) {
     if (self.name !== '' && self.name === f.podName) {
-      return { kind: 'wait', why: `member ${self.id} was started before but its data is gone; waiting for the operator to replace it` };
+      return { kind: 'wait', why: `member ${self.id} was started before but its data is gone; waiting for the operator to replace it`, dataLost: true };
     }
     const initialCluster = (f.members ?? [])
       .flatMap((m) => m.peerURLs.map((u) => `${m.peerURLs.includes(f.peerURL) ? f.podName : m.name}=${u}`))

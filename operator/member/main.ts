@@ -132,6 +132,8 @@ function kubeClient(): k8s.CoreV1Api | undefined {
   }
 }
 
+let agentState: AgentState = 'waiting';
+
 async function decideWithBackoff(e: Env, core: k8s.CoreV1Api | undefined, stopping: () => boolean): Promise<Decision | undefined> {
   let delay = WAIT_BACKOFF_MIN_MS;
   let lastWhy = '';
@@ -146,6 +148,7 @@ async function decideWithBackoff(e: Env, core: k8s.CoreV1Api | undefined, stoppi
       members: hasData(e) ? undefined : await memberList(e),
     });
     if (d.kind !== 'wait') return d;
+    agentState = d.dataLost === true ? 'dataLost' : 'waiting';
     if (d.why !== lastWhy) log('info', d.why, { peerURL: e.peerURL });
     lastWhy = d.why;
     await new Promise((r) => setTimeout(r, delay));
@@ -204,8 +207,15 @@ function runServer(args: string[], onChild: (c: ChildProcess | undefined) => voi
   });
 }
 
-function agent(e: Env, serverRunning: () => boolean): Server {
+/** What the agent's /state says: the planner reads it (operator/plan MemberState). */
+type AgentState = 'waiting' | 'dataLost' | 'running';
+
+function agent(e: Env, serverRunning: () => boolean, state: () => AgentState): Server {
   const srv = createServer((req, res) => {
+    if (req.url === '/state') {
+      res.writeHead(200, { 'content-type': 'application/json' }).end(`${JSON.stringify({ state: state() })}\n`);
+      return;
+    }
     if (req.url !== '/livez') {
       res.writeHead(404).end();
       return;
@@ -233,7 +243,7 @@ async function main(): Promise<number> {
   const core = kubeClient();
   let child: ChildProcess | undefined;
   let stopping = false;
-  const agentServer = agent(e, () => child !== undefined);
+  const agentServer = agent(e, () => child !== undefined, () => (child !== undefined ? 'running' : agentState));
   const onTerm = (sig: NodeJS.Signals): void => {
     stopping = true;
     log('info', `${sig}: stopping the server`);

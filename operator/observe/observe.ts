@@ -5,12 +5,14 @@ import { API_VERSION, KIND, parseQuantity, withDefaults, type EtcdCluster, type 
 import { EtcdAdmin } from '../etcd/index.js';
 import type { KindInformer } from '../kube/index.js';
 import {
+  AGENT_PORT,
   BOOTSTRAP_ANNOTATION,
   CLIENT_PORT,
   HASH_ANNOTATION,
   ordinalOfName,
   ordinalOfPeerUrl,
   type Observed,
+  type MemberState,
   type ObservedMember,
   type ObservedPod,
   type ObservedPvc,
@@ -207,10 +209,30 @@ export async function memberView(k: KubeView): Promise<{ members?: ObservedMembe
   return { members, clusterId: listed.clusterId };
 }
 
+export const AGENT_CALL_TIMEOUT_MS = 1500;
+
+/** The member entrypoint's state from its agent port (undefined: no answer). */
+async function agentState(ip: string): Promise<MemberState | undefined> {
+  try {
+    const r = await fetch(`http://${ip}:${String(AGENT_PORT)}/state`, { signal: AbortSignal.timeout(AGENT_CALL_TIMEOUT_MS) });
+    const j = (await r.json()) as { state?: unknown };
+    return j.state === 'waiting' || j.state === 'dataLost' || j.state === 'running' ? j.state : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
 /** One full observation. */
 export async function observe(caches: Caches, raw: JsonObject, now: string, defaultImage: string, settings: PlanSettings): Promise<Observed> {
   const k = kubeView(caches, raw);
-  const mv = await memberView(k);
+  const [mv] = await Promise.all([
+    memberView(k),
+    ...k.pods.map(async (p) => {
+      if (p.ip === undefined || p.deleting) return;
+      const st = await agentState(p.ip);
+      if (st !== undefined) p.memberState = st;
+    }),
+  ]);
   const o: Observed = { now, cluster: k.cluster, objects: k.objects, pods: k.pods, pvcs: k.pvcs, defaultImage, settings };
   if (k.statefulSet !== undefined) o.statefulSet = k.statefulSet;
   if (mv.members !== undefined) o.members = mv.members;

@@ -1,7 +1,7 @@
 // Pure planners: an observation of an EtcdCluster's world -> one next step, its reason, and the
 // status to report. No I/O, no clock (the time is part of the observation), imports only api/.
 export { plan } from './plan.js';
-export { DEFAULT_SETTINGS, type Observed, type ObservedMember, type ObservedPod, type ObservedPvc, type ObservedStatefulSet, type Plan, type PlanSettings, type Step, type StepKind } from './types.js';
+export { DEFAULT_SETTINGS, type MemberState, type Observed, type ObservedMember, type ObservedPod, type ObservedPvc, type ObservedStatefulSet, type Plan, type PlanSettings, type Step, type StepKind } from './types.js';
 export {
   AGENT_PORT,
   BOOTSTRAP_ANNOTATION,

@@ -63,6 +63,12 @@ function guarded(v: View, s: EtcdClusterStatus, step: Step, reason: string): Dec
   return waiting(v, s, `not safe now: ${reason}`, { reason: 'QuorumAtRisk', message: `${reason}: would lose quorum or is not possible yet; waiting` });
 }
 
+/** How long the member has been reported unhealthy (0 when healthy or never reported). */
+function unhealthyForMs(v: View, member: string): number {
+  const since = v.o.cluster.status?.members?.find((p) => p.name === member)?.unhealthySince;
+  return since === undefined ? 0 : v.nowMs - Date.parse(since);
+}
+
 function olderThan(createdAt: string, startedAt: string): boolean {
   return Date.parse(createdAt) < Date.parse(startedAt);
 }
@@ -105,10 +111,15 @@ function addOrPromote(v: View, s: EtcdClusterStatus, op: Operation): Decision {
   if (v.stsReplicas < i + 1) return guarded(v, s, { kind: 'scaleStatefulSet', replicas: i + 1 }, `start the pod of ${op.member}`);
   if (m.learner) {
     if (caughtUp(v, m)) return guarded(v, s, { kind: 'memberPromote', member: op.member, id: m.id }, `promote ${op.member}: caught up`);
+    // A learner that started once and then stayed down too long (its volume lost, say) is removed
+    // and added again: removing a learner never touches quorum.
+    if (m.name !== '' && unhealthyForMs(v, op.member) > v.o.settings.replaceAfterMs) {
+      return guarded(v, s, { kind: 'memberRemove', member: op.member, id: m.id }, `learner ${op.member} down for over ${String(v.o.settings.replaceAfterMs / 1000)} s: remove it and add it again`);
+    }
     return waiting(v, s, `waiting for learner ${op.member} to start and catch up`);
   }
-  if (m.healthy) return end(s, `${op.member} is a healthy voter`);
-  return waiting(v, s, `waiting for ${op.member} to become healthy`);
+  // A voter now: its health from here on is the Replace check's business.
+  return end(s, `${op.member} is a voter${m.healthy ? ' and healthy' : ''}`);
 }
 
 function continueScaleUp(v: View, s: EtcdClusterStatus, op: Operation): Decision {
@@ -121,8 +132,12 @@ function continueScaleDown(v: View, s: EtcdClusterStatus, op: Operation): Decisi
   const i = op.ordinal;
   const m = memberAt(v, i);
   if (m !== undefined) {
+    const remove: Step = { kind: 'memberRemove', member: op.member, id: m.id };
+    // Nothing is done yet and removing it now would lose quorum: give the operation up (a failed
+    // member is replaced first; the scale-down is planned again when it is safe).
+    if (!isSafe(v, remove)) return end(s, `removing ${op.member} would lose quorum now: scale-down postponed`);
     if (m.id === v.leaderId && v.voters > 1) return moveLeaderOff(v, s, m, `${op.member} leads`);
-    return guarded(v, s, { kind: 'memberRemove', member: op.member, id: m.id }, `remove ${op.member} from the cluster`);
+    return { step: remove, reason: `remove ${op.member} from the cluster`, status: s };
   }
   if (v.stsReplicas > i) return guarded(v, s, { kind: 'scaleStatefulSet', replicas: i }, `shrink the StatefulSet to ${String(i)}`);
   if (podAt(v, i) !== undefined) return waiting(v, s, `waiting for pod ${op.member} to go`);
@@ -156,6 +171,7 @@ function continueUpgrade(v: View, s: EtcdClusterStatus, op: Operation): Decision
     return guarded(v, s, { kind: 'deletePod', pod: pod.name }, `restart ${pod.name} on ${v.image}`);
   }
   if (m !== undefined && m.healthy && caughtUp(v, m)) return end(s, `${op.member} runs ${v.image} and is healthy`);
+  if (pod.memberState === 'dataLost') return end(s, `${op.member} lost its data (not the image's fault): Replace takes over`);
   if (v.nowMs - Date.parse(op.startedAt) > v.o.settings.upgradeHealthyTimeoutMs) {
     return end(s, `${op.member} did not become healthy on ${v.image}: rollout stopped`, { stoppedRollout: v.image });
   }
@@ -180,14 +196,19 @@ function continueOperation(v: View, s: EtcdClusterStatus, op: Operation): Decisi
 // ---------- choosing the next operation ----------
 
 function replaceCandidate(v: View): MemberView | undefined {
-  if (v.members === undefined || v.voters < 2 || v.o.cluster.status?.stoppedRollout !== undefined) return undefined;
+  if (v.members === undefined || v.voters < 2) return undefined;
   const prev = v.o.cluster.status?.members ?? [];
+  const stopped = v.o.cluster.status?.stoppedRollout !== undefined;
   return v.members.find((m) => {
     if (m.healthy || m.ordinal === undefined || m.ordinal >= v.stsReplicas) return false;
+    // The pod says its member's data is gone: replace now, whatever the rollout state.
+    if (podAt(v, m.ordinal)?.memberState === 'dataLost') return isSafe(v, { kind: 'memberRemove', member: m.name, id: m.id });
+    if (stopped) return false;
     const since = prev.find((p) => p.name === names.pod(v.name, m.ordinal ?? 0))?.unhealthySince;
     if (since === undefined || v.nowMs - Date.parse(since) < v.o.settings.replaceAfterMs) return false;
-    const pod = podAt(v, m.ordinal);
-    if (pod === undefined || pod.image !== v.image || pod.revision !== v.o.statefulSet?.updateRevision) return false;
+    // A member broken by a new image is the rollout's business (it stops, Degraded), not Replace's:
+    // no Replace while a rollout is stopped (checked above) or in progress (an operation runs).
+    if (podAt(v, m.ordinal) === undefined) return false;
     return isSafe(v, { kind: 'memberRemove', member: m.name, id: m.id });
   });
 }
@@ -211,11 +232,14 @@ function nextOperation(v: View, s: EtcdClusterStatus): Decision {
   const degradedForeign = foreign.length > 0 ? { reason: 'ForeignMember', message: `members not of this cluster's pods: ${foreign.map((m) => m.id).join(', ')}` } : undefined;
   const ordinals = v.members.flatMap((m) => (m.ordinal === undefined ? [] : [m.ordinal]));
   const top = Math.max(v.stsReplicas - 1, ...ordinals);
-  if (top >= v.spec.replicas) return journal(v, s, 'ScaleDown', top, `replicas ${String(v.spec.replicas)}`, memberAt(v, top) !== undefined ? { memberId: memberAt(v, top)?.id ?? '' } : {});
+  const topMember = memberAt(v, top);
+  const scaleDownSafe = topMember === undefined || isSafe(v, { kind: 'memberRemove', member: topMember.name, id: topMember.id });
+  if (top >= v.spec.replicas && scaleDownSafe) return journal(v, s, 'ScaleDown', top, `replicas ${String(v.spec.replicas)}`, topMember !== undefined ? { memberId: topMember.id } : {});
   const learner = v.members.find((m) => m.learner && m.ordinal !== undefined);
-  if (learner?.ordinal !== undefined) return journal(v, s, 'ScaleUp', learner.ordinal, `learner ${names.pod(v.name, learner.ordinal)} is to be promoted`);
+  if (learner?.ordinal !== undefined && learner.ordinal < v.spec.replicas) return journal(v, s, 'ScaleUp', learner.ordinal, `learner ${names.pod(v.name, learner.ordinal)} is to be promoted`);
   const failed = replaceCandidate(v);
   if (failed?.ordinal !== undefined) return journal(v, s, 'Replace', failed.ordinal, `unhealthy for over ${String(v.o.settings.replaceAfterMs / 1000)} s`, { memberId: failed.id, image: v.image });
+  if (top >= v.spec.replicas) return waiting(v, s, `scale-down waits: removing ${names.pod(v.name, top)} would lose quorum`, { reason: 'QuorumAtRisk', message: `removing ${names.pod(v.name, top)} now would lose quorum; a failed member is replaced first` });
   for (let i = 0; i <= top; i++) {
     if (memberAt(v, i) === undefined && hasQuorum(v)) return journal(v, s, 'ScaleUp', i, `member ${names.pod(v.name, i)} is missing`);
   }

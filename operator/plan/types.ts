@@ -19,7 +19,12 @@ export interface ObservedPod {
   bootstrapGrant?: string;
   /** RFC 3339. */
   createdAt: string;
+  /** What the member entrypoint says (its agent's /state), when it answered. */
+  memberState?: MemberState;
 }
+
+/** The member entrypoint's state: waiting to be added, its started member's data gone, or running. */
+export type MemberState = 'waiting' | 'dataLost' | 'running';
 
 export interface ObservedPvc {
   name: string;

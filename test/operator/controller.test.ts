@@ -137,7 +137,7 @@ describe('operator process on a real kube-apiserver (no kubelet), under its own 
     await stopOperator('SIGKILL');
     startOperator();
     await pollUntil('operator back', async () => (await fetch(`http://127.0.0.1:${String(port)}/readyz`).catch(() => undefined))?.status === 200 && out.filter((l) => l.includes('informers synced')).length >= 2, 60_000, 200);
-    await pollUntil('a reconcile after the restart', async () => out.filter((l) => l.includes('"cluster":"default/demo"')).length > 0, 30_000, 200);
+    await pollUntil('a reconcile after the restart', () => Promise.resolve(out.filter((l) => l.includes('"cluster":"default/demo"')).length > 0), 30_000, 200);
     const after = o(o(await cluster('demo'))['status']);
     assert.deepEqual(after['operation'], before['operation']);
     assert.equal(after['clusterToken'], before['clusterToken']);

@@ -241,6 +241,8 @@ describe('member entrypoint (real servers, grant from a real kube-apiserver)', (
       throw new Error(`${String(e)}\npod 0 log:\n${m0.out.slice(-20).join("\n")}\npod 1 log:\n${m1.out.slice(-30).join("\n")}`);
     });
     assert.ok(!logged(m0, 'bootstrapping'));
+    const state = (await (await fetch(`http://127.0.0.1:${String(m0.agentPort)}/state`)).json()) as { state: string };
+    assert.equal(state.state, 'dataLost', 'the agent tells the operator the data is gone');
     assert.ok(!existsSync(join(m0.dataMount, 'member-data', 'member')), 'no server started on the wiped volume');
   });
 });

@@ -33,8 +33,8 @@ interface Pod {
   createdAt: number;
   deleting: boolean;
   grant?: string;
-  /** 'waiting': the entrypoint waits to be added; 'running': the server runs. */
-  state: 'waiting' | 'running';
+  /** 'waiting': the entrypoint waits to be added; 'dataLost': its started member's data is gone. */
+  state: 'waiting' | 'running' | 'dataLost';
 }
 
 interface Pvc {
@@ -154,6 +154,7 @@ export class World {
         restarts: 0,
         deleting: p.deleting,
         createdAt: this.iso(p.createdAt),
+        memberState: p.state,
         ...(p.grant !== undefined ? { bootstrapGrant: p.grant } : {}),
       })),
       pvcs: [...this.pvcs.values()].map((p) => ({ name: p.name, ordinal: p.ordinal, volume: p.volume, requestBytes: p.requestBytes, deleting: p.deleting, createdAt: this.iso(p.createdAt) })),
@@ -348,6 +349,6 @@ export class World {
       p.state = 'running';
       return;
     }
-    p.state = 'waiting';
+    p.state = listed !== undefined && listed.name !== '' ? 'dataLost' : 'waiting';
   }
 }
