@@ -7,6 +7,7 @@
 import { S3Client, CreateBucketCommand, PutObjectCommand, DeleteObjectCommand } from '@aws-sdk/client-s3';
 import { spawn, type ChildProcess } from 'node:child_process';
 import { accessSync, constants as fsConstants, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { Socket } from 'node:net';
 import { homedir } from 'node:os';
 import { join } from 'node:path';
 import { MissingPrerequisite } from './prereq.js';
@@ -124,7 +125,7 @@ class WeedServer implements S3Server {
     trackChild(child);
     // A test that fails before stop() must still end: the child and its pipes do not hold the loop.
     child.unref();
-    for (const s of [child.stdout, child.stderr]) if (s !== null && 'unref' in s && typeof s.unref === 'function') s.unref();
+    for (const s of [child.stdout, child.stderr]) if (s instanceof Socket) s.unref();
     this.child = child;
     const keep = (b: Buffer): void => {
       for (const l of b.toString('utf8').split('\n')) if (l !== '') this.lines.push(l);
