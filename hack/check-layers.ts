@@ -1,6 +1,6 @@
 // Checks the import rules between the folders of server/ (shared/DESIGN.md section 1, "Layers") as
 // written in hack/layers.json. Every import, export-from, dynamic import() and import type in
-// server/**/*.ts is read with TypeScript's own import scanner (so comments and strings never count)
+// server/**/*.ts (and, with hack/operator-layers.json, operator/**/*.ts) is read with TypeScript's own import scanner (so comments and strings never count)
 // and judged: a relative import must land in the importer's layer, a layer it may import, or a
 // shared folder (proto/); a bare import must be a node builtin or a package listed for the layer.
 // Run after building: `node dist/hack/check-layers.js`. Exit 0: clean; 1: violations; 2: bad rules.
@@ -194,9 +194,11 @@ function tsFilesUnder(repo: string, dir: string): string[] {
   return out.sort();
 }
 
-function main(): number {
-  const repo = resolve(dirname(fileURLToPath(import.meta.url)), '..', '..');
-  const rulesPath = join(repo, 'hack', 'layers.json');
+/** The rule files checked, each with its own root: the server's and the operator's. */
+export const RULE_FILES: readonly string[] = ['hack/layers.json', 'hack/operator-layers.json'];
+
+function checkRules(repo: string, rulesFile: string): number {
+  const rulesPath = join(repo, rulesFile);
   let rules: LayerRules;
   try {
     rules = parseRules(JSON.parse(readFileSync(rulesPath, 'utf8')) as unknown);
@@ -208,13 +210,18 @@ function main(): number {
   const imports = files.reduce((n, f) => n + importsOf(f.text).length, 0);
   const violations = files.flatMap((f) => checkFile(rules, f));
   for (const v of violations) console.error(formatViolation(v));
-  const counts = `${files.length} files, ${imports} imports, ${rules.layers.length} layers (hack/layers.json)`;
+  const counts = `${files.length} files, ${imports} imports, ${rules.layers.length} layers (${rulesFile})`;
   if (violations.length === 0) {
     console.log(`check-layers: ok: ${counts}`);
     return 0;
   }
   console.error(`check-layers: ${violations.length} violation${violations.length === 1 ? '' : 's'} in ${counts}`);
   return 1;
+}
+
+function main(): number {
+  const repo = resolve(dirname(fileURLToPath(import.meta.url)), '..', '..');
+  return RULE_FILES.map((f) => checkRules(repo, f)).reduce((worst, code) => Math.max(worst, code), 0);
 }
 
 const entry = process.argv[1];
