@@ -19,6 +19,11 @@ export function tryRun(cmd: string, args: readonly string[], input?: string): bo
 
 // ---------- daemons ----------
 
+/** A process's start time (field 22 of /proc/<pid>/stat), undefined when it is gone. */
+export function startOf(pid: number): string | undefined {
+  return procStart(pid);
+}
+
 function procStart(pid: number): string | undefined {
   try {
     const stat = readFileSync(`/proc/${String(pid)}/stat`, 'utf8');
@@ -87,7 +92,24 @@ export function pidsWithCmdline(parts: readonly string[]): number[] {
       // gone
     }
   }
-  return out.filter((p) => p !== process.pid);
+  const mine = ancestors();
+  return out.filter((p) => !mine.has(p));
+}
+
+/** This process and its ancestors (whose command lines may name the same paths: npm run ... --dir D). */
+function ancestors(): Set<number> {
+  const out = new Set<number>();
+  let pid = process.pid;
+  while (pid > 1 && !out.has(pid)) {
+    out.add(pid);
+    try {
+      const stat = readFileSync(`/proc/${String(pid)}/stat`, 'utf8');
+      pid = Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1]);
+    } catch {
+      break;
+    }
+  }
+  return out;
 }
 
 // ---------- sysctls ----------

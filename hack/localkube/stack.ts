@@ -451,7 +451,7 @@ export async function up(opts: UpOpts): Promise<string> {
     await pauseImport;
     await baseImport;
     await cairnImport;
-    await applyProjectManifests(s, readyTimeoutMs);
+    await applyProjectManifests(s, readyTimeoutMs, opts.image !== false);
     state.ready = true;
     writeState(state);
     progress('up', { kubeconfig: p.kubeconfig, kubectl: kb.kubectl, ms: Date.now() - state.startedAtMs });
@@ -470,8 +470,9 @@ function yamlFiles(dir: string): string[] {
     .map((f) => join(dir, f));
 }
 
-/** crds/*.yaml, then operator/manifests/*.yaml; waits for the operator Deployment to be Available. */
-async function applyProjectManifests(s: Stack, timeoutMs: number): Promise<void> {
+/** crds/*.yaml, then operator/manifests/*.yaml (unless withOperator is false); waits for the
+ * operator Deployment to be Available. */
+async function applyProjectManifests(s: Stack, timeoutMs: number, withOperator: boolean): Promise<void> {
   const crds = yamlFiles(join(REPO_ROOT, 'crds'));
   for (const f of crds) await s.kubectlOk(['apply', '--server-side', '--force-conflicts', '-f', f]);
   if (crds.length > 0) {
@@ -488,7 +489,8 @@ async function applyProjectManifests(s: Stack, timeoutMs: number): Promise<void>
     );
     progress('CRDs established', { files: crds.length });
   }
-  const manifests = yamlFiles(join(REPO_ROOT, 'operator', 'manifests'));
+  // The operator runs the Cairn image: without it (--no-image) only the CRDs are applied.
+  const manifests = withOperator ? yamlFiles(join(REPO_ROOT, 'operator', 'manifests')) : [];
   if (manifests.length === 0) return;
   for (const f of manifests) await s.kubectlOk(['apply', '--server-side', '--force-conflicts', '-f', f]);
   progress('operator manifests applied', { files: manifests.length });
@@ -536,6 +538,9 @@ export async function down(opts: DownOpts): Promise<DownReport> {
     if (rec !== undefined) await host.stopDaemon(rec, name === 'kube-apiserver' ? 15_000 : 8_000);
   }
   for (const [name, rec] of Object.entries(procs)) if (!(STOP_ORDER as readonly string[]).includes(name)) await host.stopDaemon(rec, 5_000);
+  // Daemons the state file does not know (it was lost, or up died before recording them): every one
+  // names the state dir on its command line.
+  for (const pid of host.pidsWithCmdline([opts.dir])) await host.stopDaemon({ pid, start: host.startOf(pid) ?? '' }, 5_000);
   progress('processes stopped');
   const proxyBin = join(installedDir(), 'bin', 'kube-proxy');
   if (existsSync(proxyBin)) host.tryRun(proxyBin, ['--cleanup']);
