@@ -19,4 +19,15 @@ export interface ItestException {
   readonly flaky?: true;
 }
 
-export const ITEST_EXCEPTIONS: readonly ItestException[] = [];
+export const ITEST_EXCEPTIONS: readonly ItestException[] = [
+  {
+    pkg: 'k8s.io/kubernetes/test/integration/apiserver',
+    tests: ['TestCustomResourceValidatorsWithSchemaConversion'],
+    cause:
+      'a race in the test on either store (kubernetes/kubernetes#135540, fixed upstream after 1.34 by polling, #139637): it updates a CRD ' +
+      'and at once updates a CR, expecting the new schema; the apiserver learns the new schema from its CRD informer (a watch), ' +
+      'and when that event arrives after the CR update the old schema is used. Seen on Cairn once under load average 10 ' +
+      '(fresh-clone run beside four other jobs on 2 cores), passing on etcd in the same run',
+    flaky: true,
+  },
+];
