@@ -121,6 +121,33 @@ export async function localkubeDown(): Promise<{ code: number; stdout: string; s
   return runLocalkubeCli(['down', '--dir', localkubeDir()], 300_000);
 }
 
+/**
+ * Builds the repo's Dockerfile as `tag` (hack/image.sh: buildah, layers cached) and imports it into
+ * the running localkube's containerd; `broken` makes an image whose entrypoint exits 1 at once (for
+ * failed-upgrade tests). Resolves with the build's seconds.
+ */
+export async function localkubeImage(tag: string, opts: { broken?: boolean; timeoutMs?: number } = {}): Promise<number> {
+  const t0 = Date.now();
+  const args = [join(REPO_ROOT, 'hack', 'image.sh'), '--tag', tag, '--dir', localkubeDir(), ...(opts.broken === true ? ['--broken'] : [])];
+  await new Promise<void>((resolve, reject) => {
+    const child = spawn('bash', args, { stdio: ['ignore', 'ignore', 'pipe'] });
+    let stderr = '';
+    child.stderr.setEncoding('utf8').on('data', (c: string) => (stderr += c));
+    const t = setTimeout(() => {
+      child.kill('SIGTERM');
+      reject(new Error(`hack/image.sh --tag ${tag}: no exit in ${String(opts.timeoutMs ?? 600_000)} ms`));
+    }, opts.timeoutMs ?? 600_000);
+    child.on('error', reject);
+    child.on('close', (code) => {
+      clearTimeout(t);
+      if (code !== 0) reject(new Error(`hack/image.sh --tag ${tag} failed (exit ${String(code)}):\n${stderr.slice(-4000)}`));
+      else if (!stderr.includes('image: imported')) reject(new Error(`hack/image.sh --tag ${tag}: built but not imported (is localkube up in ${localkubeDir()}?)`));
+      else resolve();
+    });
+  });
+  return (Date.now() - t0) / 1000;
+}
+
 function makeHandle(dir: string, kubeconfig: string, upMs: number): LocalKube {
   const kubectl = (args: readonly string[], o: { stdin?: string; timeoutMs?: number } = {}): Promise<KubectlRun> => runKubectl(kubeconfig, args, o);
   const kubectlOk = async (args: readonly string[], o: { stdin?: string; timeoutMs?: number } = {}): Promise<string> => {
