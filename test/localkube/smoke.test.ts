@@ -113,7 +113,6 @@ test('localkube: a Cairn StatefulSet on a real one-node Kubernetes, and down lea
     skipOrFail(t, missing);
     return;
   }
-  const forwardBefore = readFileSync('/proc/sys/net/ipv4/ip_forward', 'utf8').trim();
   const t0 = Date.now();
   const lk: LocalKube = await localkube();
   t.diagnostic(`localkube up in ${String(Date.now() - t0)} ms (${lk.upMs === 0 ? 'already up' : 'started here'}); kubeconfig ${lk.kubeconfig}`);
@@ -174,6 +173,7 @@ test('localkube: a Cairn StatefulSet on a real one-node Kubernetes, and down lea
 
   // down: nothing left behind.
   const dir = localkubeDir();
+  const recorded = (JSON.parse(readFileSync(join(dir, 'state.json'), 'utf8')) as { sysctls: Record<string, string> }).sysctls;
   const tDown = Date.now();
   const d = await localkubeDown();
   t.diagnostic(`localkube down in ${String(Date.now() - tDown)} ms`);
@@ -190,6 +190,6 @@ test('localkube: a Cairn StatefulSet on a real one-node Kubernetes, and down lea
     const chains = execFileSync(tool, [], { encoding: 'utf8' }).split('\n').filter((l) => /^:(KUBE-|CNI-)/.test(l));
     assert.deepEqual(chains, [], `no kube or CNI chain left (${tool})`);
   }
-  // Sysctls put back (known here when this test started the stack: the value seen before up).
-  if (lk.upMs > 0) assert.equal(readFileSync('/proc/sys/net/ipv4/ip_forward', 'utf8').trim(), forwardBefore, 'net.ipv4.ip_forward put back');
+  // Sysctls put back to what up recorded (kubelet changes vm.overcommit_memory, kernel.panic, ...).
+  for (const [k, v] of Object.entries(recorded)) assert.equal(readFileSync(`/proc/sys/${k}`, 'utf8').trim(), v, `sysctl ${k} put back`);
 });
