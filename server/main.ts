@@ -162,6 +162,7 @@ async function run(cfg: Config, log: Logger): Promise<void> {
         .then(() => exitRemoved(log, cfg, err));
     },
     peerTls: tlsConfig(cfg, cfg.peerTls),
+    strictReconfigCheck: cfg.strictReconfigCheck,
   });
   late.node = node;
   const local = new LocalWriter(node);

@@ -59,6 +59,7 @@ const FLAGS: Record<string, FlagSpec> = {
   'listen-metrics-urls': { kind: 'string', def: '', help: 'List of URLs to listen on for the metrics and health endpoints.' },
   metrics: { kind: 'string', def: 'basic', help: 'Set level of detail for exported metrics, specify \'extensive\' to include server side grpc histogram metrics.' },
   'enable-grpc-gateway': { kind: 'bool', def: 'true', help: 'Enable GRPC gateway (the HTTP/JSON API on the client port).' },
+  'strict-reconfig-check': { kind: 'bool', def: 'true', help: 'Reject reconfiguration requests that would cause quorum loss.' },
   'cert-file': { kind: 'string', def: '', help: 'Path to the client server TLS cert file.' },
   'key-file': { kind: 'string', def: '', help: 'Path to the client server TLS key file.' },
   'client-cert-auth': { kind: 'bool', def: 'false', help: 'Enable client cert authentication.' },
@@ -130,6 +131,8 @@ export interface Config {
   readonly listenMetricsUrls: readonly URL[];
   readonly metricsExtensive: boolean;
   readonly enableGrpcGateway: boolean;
+  /** --strict-reconfig-check: refuse membership changes that could lose quorum (etcd's default: on). */
+  readonly strictReconfigCheck: boolean;
   /** Client-facing TLS (--cert-file etc.); undefined when the client URLs are http. */
   readonly clientTls: TlsFiles | undefined;
   /** Peer TLS (--peer-cert-file etc.); undefined when the peer URLs are http. */
@@ -334,6 +337,7 @@ export function loadConfig(argv: readonly string[], env: NodeJS.ProcessEnv): Con
     listenMetricsUrls: raw('listen-metrics-urls') === '' ? [] : urls('listen-metrics-urls', raw('listen-metrics-urls')),
     metricsExtensive: metricsMode(raw('metrics')),
     enableGrpcGateway: bool('enable-grpc-gateway', raw('enable-grpc-gateway')),
+    strictReconfigCheck: bool('strict-reconfig-check', raw('strict-reconfig-check')),
     clientTls: tlsFiles('', raw),
     peerTls: tlsFiles('peer-', raw),
     cipherSuites: raw('cipher-suites') === '' ? [] : raw('cipher-suites').split(',').map((c) => c.trim()),

@@ -101,3 +101,17 @@ for (const t of TARGETS) {
     });
   });
 }
+
+// --strict-reconfig-check=false (Cairn only: the harness writes flag values into the config file as
+// strings, which etcd's config file does not take for a bool): with a voter down, a learner is
+// added (it commits with the two others); with the check on (the default) it is refused.
+test('cairn: --strict-reconfig-check=false lets a learner in while a voter is down; the default refuses', { timeout: TIMEOUT_MS }, async () => {
+  for (const strict of [true, false]) {
+    await withCluster('cairn', { size: 3, extraArgs: strict ? [] : ['--strict-reconfig-check=false'] }, async (c) => {
+      await c.stop('m3');
+      const probe = await unusedPeerUrl(c, 'probe');
+      const r = await memberAdd(c, 'm1', probe, true);
+      assert.equal(outcome(r), strict ? UNHEALTHY : 'ok', `strict-reconfig-check=${String(strict)}: MemberAdd --learner with m3 down`);
+    });
+  }
+});
