@@ -9,6 +9,7 @@
 //   npm run localkube -- status [--dir D]
 // State (configs, certificates, logs of each component in logs/) in ./.localkube unless --dir or
 // CAIRN_LOCALKUBE_DIR. Progress as JSON lines on stderr.
+import { closeSync, openSync, readFileSync, rmSync, writeSync } from 'node:fs';
 import { resolve } from 'node:path';
 import { kubeBins } from '../test/harness/kube.js';
 import { down, isUp, progress, readState, up } from './localkube/stack.js';
@@ -51,8 +52,50 @@ function parse(argv: readonly string[]): Args {
   return a;
 }
 
+/** One up or down at a time on this machine (the stack's interfaces, ports and chains are
+ * machine-wide): an exclusive lock file holding the owner's pid; a dead owner's lock is taken over. */
+const LOCK = '/run/cairn-localkube.lock';
+const LOCK_WAIT_MS = 30 * 60_000;
+
+async function lock(): Promise<void> {
+  const deadline = Date.now() + LOCK_WAIT_MS;
+  let said = false;
+  for (;;) {
+    try {
+      const fd = openSync(LOCK, 'wx');
+      writeSync(fd, String(process.pid));
+      closeSync(fd);
+      process.once('exit', () => rmSync(LOCK, { force: true }));
+      return;
+    } catch {
+      let owner = NaN;
+      try {
+        owner = Number(readFileSync(LOCK, 'utf8'));
+      } catch {
+        continue; // released meanwhile
+      }
+      let alive = false;
+      try {
+        process.kill(owner, 0);
+        alive = true;
+      } catch {
+        alive = false;
+      }
+      if (!alive) {
+        rmSync(LOCK, { force: true });
+        continue;
+      }
+      if (Date.now() > deadline) throw new Error(`${LOCK}: held by pid ${String(owner)} for ${String(LOCK_WAIT_MS)} ms`);
+      if (!said) progress('waiting for another localkube up/down to finish', { pid: owner });
+      said = true;
+      await new Promise((r) => setTimeout(r, 500));
+    }
+  }
+}
+
 async function main(): Promise<void> {
   const a = parse(process.argv.slice(2));
+  if (a.cmd !== 'status') await lock();
   if (a.cmd === 'up') {
     const kubeconfig = await up({ dir: a.dir, store: a.store, image: a.image });
     process.stdout.write(`kubectl: ${kubeBins().kubectl}\n${kubeconfig}\n`);
