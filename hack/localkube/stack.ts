@@ -529,18 +529,19 @@ export async function down(opts: DownOpts): Promise<DownReport> {
   const state = readState(opts.dir);
   const procs = state?.procs ?? {};
   const kubelet = procs['kubelet'];
-  if (kubelet !== undefined) await host.stopDaemon(kubelet, 10_000);
+  // Everything is thrown away after this, so nothing gets long to drain: 3 s, then SIGKILL.
+  if (kubelet !== undefined) await host.stopDaemon(kubelet, 3_000);
   // Container processes (their cgroups are under CGROUP_ROOT), then the shims of our containerd.
   for (const pid of host.podPids()) process.kill(pid, 'SIGKILL');
   for (const pid of host.pidsWithCmdline(['containerd-shim', p.containerdSock])) process.kill(pid, 'SIGKILL');
   for (const name of STOP_ORDER) {
     const rec = procs[name];
-    if (rec !== undefined) await host.stopDaemon(rec, name === 'kube-apiserver' ? 15_000 : 8_000);
+    if (rec !== undefined) await host.stopDaemon(rec, 3_000);
   }
-  for (const [name, rec] of Object.entries(procs)) if (!(STOP_ORDER as readonly string[]).includes(name)) await host.stopDaemon(rec, 5_000);
+  for (const [name, rec] of Object.entries(procs)) if (!(STOP_ORDER as readonly string[]).includes(name)) await host.stopDaemon(rec, 3_000);
   // Daemons the state file does not know (it was lost, or up died before recording them): every one
   // names the state dir on its command line.
-  for (const pid of host.pidsWithCmdline([opts.dir])) await host.stopDaemon({ pid, start: host.startOf(pid) ?? '' }, 5_000);
+  for (const pid of host.pidsWithCmdline([opts.dir])) await host.stopDaemon({ pid, start: host.startOf(pid) ?? '' }, 3_000);
   progress('processes stopped');
   const proxyBin = join(installedDir(), 'bin', 'kube-proxy');
   if (existsSync(proxyBin)) host.tryRun(proxyBin, ['--cleanup']);
