@@ -332,4 +332,27 @@ export async function runBackup(o: BackupOptions): Promise<BackupRecord> {
   }
 }
 
+/**
+ * One backup at a time per cluster (two schedules due at once, or a scheduled and an on-demand
+ * backup): tryAcquire returns a release function, or undefined while a backup of that cluster runs.
+ */
+export class BackupSlots {
+  private readonly busy = new Set<string>();
+
+  tryAcquire(cluster: string): (() => void) | undefined {
+    if (this.busy.has(cluster)) return undefined;
+    this.busy.add(cluster);
+    let released = false;
+    return () => {
+      if (released) return;
+      released = true;
+      this.busy.delete(cluster);
+    };
+  }
+
+  running(cluster: string): boolean {
+    return this.busy.has(cluster);
+  }
+}
+
 export { SnapshotSource };

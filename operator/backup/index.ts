@@ -6,6 +6,7 @@ export { SnapshotSource, SnapshotVerifier, verifiedSnapshotStream, SHA256_BYTES,
 export { s3Client, normalizePrefix, objectUri, type S3Credentials, type S3Destination } from './store.js';
 export {
   runBackup,
+  BackupSlots,
   checkBucket,
   sweepIncomplete,
   listBackups,

@@ -194,6 +194,11 @@ export function verifiedSnapshotStream(src: SnapshotSource, idleTimeoutMs = SNAP
   const arm = (): void => {
     clearTimeout(idle);
     idle = setTimeout(() => {
+      // Waiting on the consumer (the object store is slow), not on the member: keep waiting.
+      if (v.writableLength >= v.writableHighWaterMark || v.readableLength >= v.readableHighWaterMark) {
+        arm();
+        return;
+      }
       call.cancel();
       v.destroy(new BackupError('SnapshotFailed', `snapshot from ${src.endpoint}: no data for ${idleTimeoutMs} ms`));
     }, idleTimeoutMs);

@@ -2,6 +2,7 @@
 // policies), schedules (croner), the snapshot stream verifier fed real SnapshotResponse messages
 // (good, truncated, corrupt, gaps), error classification and source choice.
 // Property tests print their seed; replay with BACKUP_FC_SEED=<seed>.
+// test-tier: unit
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { createHash, randomBytes } from 'node:crypto';
@@ -10,6 +11,7 @@ import { pipeline } from 'node:stream/promises';
 import fc from 'fast-check';
 import {
   BackupError,
+  BackupSlots,
   SnapshotVerifier,
   classifyS3Error,
   nextRun,
@@ -218,4 +220,16 @@ test('source: healthy followers first (most caught up first), then the leader, n
     order.map((c) => c.endpoint),
     ['e3', 'e2', 'e1'],
   );
+});
+
+test('one backup at a time per cluster', () => {
+  const slots = new BackupSlots();
+  const release = slots.tryAcquire('a');
+  assert.ok(release !== undefined);
+  assert.equal(slots.tryAcquire('a'), undefined, 'a second backup of the same cluster waits');
+  const other = slots.tryAcquire('b');
+  assert.ok(other !== undefined, 'another cluster is independent');
+  release();
+  release();
+  assert.ok(slots.tryAcquire('a') !== undefined);
 });
