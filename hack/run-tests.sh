@@ -67,6 +67,17 @@ file_limit_min() {
 }
 
 export CAIRN_VERIFY=1
+# Test files that need a local Kubernetes share one (test/harness/localkube.ts starts it when none is
+# up, and reuses it across files); whatever state the run ends in, it is taken down here, so a run
+# never leaves kubelet, containerd, cni0 or iptables chains behind.
+lk_dir="${CAIRN_LOCALKUBE_DIR:-$PWD/.localkube}"
+localkube_down() {
+  if [ -e "$lk_dir/state.json" ] && [ -f dist/hack/localkube.js ]; then
+    echo "run-tests: taking the local Kubernetes in $lk_dir down"
+    node dist/hack/localkube.js down --dir "$lk_dir" || echo "run-tests: localkube down failed (see above)" >&2
+  fi
+}
+trap localkube_down EXIT
 start=$SECONDS
 failed=()
 times=()
