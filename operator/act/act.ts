@@ -126,7 +126,7 @@ export async function recordEvent(ctx: ActContext, type: 'Normal' | 'Warning', r
   const ev = {
     apiVersion: 'events.k8s.io/v1',
     kind: 'Event',
-    metadata: { generateName: `${c.name}.`, namespace: c.namespace },
+    metadata: { generateName: `${c.name}-`, namespace: c.namespace },
     eventTime: microTime(new Date()),
     reportingController: 'cairn.dev/operator',
     reportingInstance: ctx.instance,
@@ -151,8 +151,8 @@ export async function act(ctx: ActContext, step: Step, reason: string): Promise<
   try {
     const done = await perform(ctx, step);
     // Applying unchanged support objects is routine: only membership and volume changes are events.
-    if (step.kind !== 'apply') await recordEvent(ctx, 'Normal', r, step.kind, `${done} (${reason})`);
-    return done;
+    const failed = step.kind === 'apply' ? undefined : await recordEvent(ctx, 'Normal', r, step.kind, `${done} (${reason})`);
+    return failed === undefined ? done : `${done} (the Event was not recorded: ${failed instanceof Error ? failed.message : JSON.stringify(failed)})`;
   } catch (e) {
     const msg = e instanceof Error ? e.message : String(e);
     await recordEvent(ctx, 'Warning', `${r}Failed`, step.kind, `${step.kind} failed: ${msg} (${reason})`);

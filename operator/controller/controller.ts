@@ -4,6 +4,7 @@
 // action, after the planner's wait, or after the resync period. Failures back off per cluster.
 import { PLURAL, VERSION, GROUP, type JsonObject } from '../api/index.js';
 import { act, isAction, type ActContext } from '../act/index.js';
+import { EtcdCallError } from '../etcd/index.js';
 import { KubeError, makeKindInformer, resourcePath, type KindInformer, type KubeRest } from '../kube/index.js';
 import { metaOf, observe, type Caches } from '../observe/index.js';
 import { hashOf, names, plan, text, type Observed, type PlanSettings } from '../plan/index.js';
@@ -16,6 +17,12 @@ export const AFTER_CONFLICT_MS = 100;
 export const BACKOFF_MIN_MS = 1000;
 export const BACKOFF_MAX_MS = 30_000;
 export const STALE_CACHE_RETRY_MS = 50;
+export const TRANSIENT_RETRY_MS = 1000;
+
+/** etcd's refusals that only mean "not yet" (the step is retried as planned again). */
+function isTransientRefusal(e: unknown): boolean {
+  return e instanceof EtcdCallError && /unhealthy cluster|not enough started members|in sync with leader|leader changed/.test(e.details);
+}
 
 export interface ControllerOptions {
   rest: KubeRest;
@@ -139,6 +146,14 @@ export class Controller {
       this.o.metrics.reconciles.inc({ result: 'ok' });
       if (requeueMs !== undefined) this.enqueue(key, requeueMs);
     } catch (e) {
+      if (isTransientRefusal(e)) {
+        // The leader refuses membership changes until every member has been active a while
+        // ("unhealthy cluster"): expected right after a promotion; retry soon, without backoff.
+        this.o.metrics.reconciles.inc({ result: 'retry' });
+        this.o.log.log('info', 'the cluster refused a step for now; retrying', { cluster: key, error: e instanceof Error ? e.message : String(e) });
+        this.enqueue(key, TRANSIENT_RETRY_MS);
+        return;
+      }
       const n = (this.failures.get(key) ?? 0) + 1;
       this.failures.set(key, n);
       const delay = Math.min(BACKOFF_MAX_MS, BACKOFF_MIN_MS * 2 ** (n - 1));
