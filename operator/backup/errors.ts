@@ -9,7 +9,6 @@ export const BACKUP_REASONS = [
   'AccessDenied',
   'EndpointUnreachable',
   'SnapshotFailed',
-  'ChecksumMismatch',
   'UploadFailed',
   'InvalidSchedule',
   'InvalidDestination',
@@ -39,6 +38,9 @@ function str(v: unknown): string {
 /** The Node network error codes that mean "nobody answered at that address". */
 const UNREACHABLE_CODES = new Set(['ECONNREFUSED', 'ECONNRESET', 'EHOSTUNREACH', 'ENETUNREACH', 'ENOTFOUND', 'EAI_AGAIN', 'ETIMEDOUT', 'EPIPE', 'ECONNABORTED', 'TimeoutError', 'RequestTimeout']);
 
+/** Node's TLS verification error codes (UNABLE_TO_VERIFY_LEAF_SIGNATURE, SELF_SIGNED_CERT_IN_CHAIN, ...). */
+const TLS_CODES = /^(UNABLE_TO_|SELF_SIGNED_CERT|DEPTH_ZERO_SELF_SIGNED|CERT_|ERR_TLS_CERT_ALTNAME_INVALID|HOSTNAME_MISMATCH)/;
+
 /** The error codes of an error and its causes (AggregateError's members too), outermost first. */
 function codesOf(e: unknown, depth = 0): string[] {
   if (depth > 5 || typeof e !== 'object' || e === null) return [];
@@ -66,6 +68,10 @@ export function classifyS3Error(e: unknown, what: string, bucket: string): Backu
   if (has('NoSuchBucket')) return new BackupError('BucketMissing', `${what}: bucket "${bucket}" does not exist`, { cause: e });
   if (has('AccessDenied', 'InvalidAccessKeyId', 'SignatureDoesNotMatch', 'Forbidden', 'AllAccessDisabled', 'InvalidToken', 'ExpiredToken') || status === 403) {
     return new BackupError('AccessDenied', `${what}: access denied (${codes[0] ?? `HTTP ${String(status)}`}: ${msg}); check the credentials and their permissions on bucket "${bucket}"`, { cause: e });
+  }
+  const tls = codes.find((c) => TLS_CODES.test(c));
+  if (tls !== undefined) {
+    return new BackupError('EndpointUnreachable', `${what}: the object store's TLS certificate was refused (${tls}: ${msg}); give the CA bundle that signed it`, { cause: e });
   }
   if (codes.some((c) => UNREACHABLE_CODES.has(c)) || /socket hang up|connect ECONNREFUSED|getaddrinfo/i.test(msg)) {
     return new BackupError('EndpointUnreachable', `${what}: the object store did not answer (${codes.find((c) => UNREACHABLE_CODES.has(c)) ?? msg})`, { cause: e });

@@ -70,3 +70,30 @@ export function s3Client(d: S3Destination, creds: S3Credentials | undefined): S3
 export function objectUri(bucket: string, key: string): string {
   return `s3://${bucket}/${key}`;
 }
+
+/** Checks a destination at the gate (admission); returns the problems (empty: valid). */
+export function destinationProblems(d: S3Destination): string[] {
+  const out: string[] = [];
+  if (!/^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$/.test(d.bucket) || d.bucket.includes('..')) {
+    out.push(`destination.s3.bucket "${d.bucket}" is not an S3 bucket name (3-63 characters: lower-case letters, digits, dots and hyphens, starting and ending with a letter or digit)`);
+  }
+  if (d.endpoint !== undefined) {
+    let u: URL | undefined;
+    try {
+      u = new URL(d.endpoint);
+    } catch {
+      u = undefined;
+    }
+    if (u === undefined || (u.protocol !== 'http:' && u.protocol !== 'https:') || u.hostname === '') {
+      out.push(`destination.s3.endpoint "${d.endpoint}" is not an http(s) URL such as "https://s3.example.com:9000"`);
+    } else if (u.pathname !== '/' && u.pathname !== '') {
+      out.push(`destination.s3.endpoint "${d.endpoint}" has a path: give the bucket in destination.s3.bucket and the folder in destination.s3.prefix`);
+    }
+  }
+  if (d.region !== undefined && !/^[a-z0-9-]+$/.test(d.region)) out.push(`destination.s3.region "${d.region}" is not a region name such as "us-east-1"`);
+  if (d.prefix !== undefined && (d.prefix.length > 512 || d.prefix.includes('//') || d.prefix.includes('..'))) {
+    out.push(`destination.s3.prefix "${d.prefix}" must be at most 512 characters without "//" or ".."`);
+  }
+  if (d.caBundlePem !== undefined && !d.caBundlePem.includes('-----BEGIN CERTIFICATE-----')) out.push('the CA bundle holds no PEM certificate');
+  return out;
+}

@@ -12,6 +12,7 @@ import fc from 'fast-check';
 import {
   BackupError,
   BackupSlots,
+  destinationProblems,
   SnapshotVerifier,
   classifyS3Error,
   nextRun,
@@ -232,4 +233,13 @@ test('one backup at a time per cluster', () => {
   release();
   release();
   assert.ok(slots.tryAcquire('a') !== undefined);
+});
+
+test('destination: bucket names, endpoints, regions and prefixes checked at the gate', () => {
+  assert.deepEqual(destinationProblems({ bucket: 'etcd-backups', endpoint: 'https://s3.example.com:9000', region: 'eu-west-1', prefix: 'prod/' }), []);
+  assert.equal(destinationProblems({ bucket: 'Bad_Bucket' }).length, 1);
+  assert.equal(destinationProblems({ bucket: 'ok-bucket', endpoint: 'ftp://x' }).length, 1);
+  assert.match(destinationProblems({ bucket: 'ok-bucket', endpoint: 'https://s3.example.com/bucket' })[0] ?? '', /has a path/);
+  assert.equal(destinationProblems({ bucket: 'ok-bucket', region: 'US East' }).length, 1);
+  assert.equal(destinationProblems({ bucket: 'ok-bucket', prefix: 'a/../b' }).length, 1);
 });

@@ -48,9 +48,19 @@ export function weedBin(): string {
   return path;
 }
 
+export interface S3Options {
+  readonly buckets?: readonly string[];
+  /** Also serve S3 over TLS (httpsEndpoint) with this certificate. */
+  readonly tls?: { readonly certFile: string; readonly keyFile: string };
+  /** Accept virtual-hosted requests for <bucket>.<domainName> (e.g. "localhost"). */
+  readonly domainName?: string;
+}
+
 export interface S3Server {
   /** "http://127.0.0.1:<port>" */
   readonly endpoint: string;
+  /** "https://127.0.0.1:<port>" with S3Options.tls, else undefined. */
+  readonly httpsEndpoint: string | undefined;
   readonly port: number;
   readonly dataDir: string;
   /** An S3 client (path-style) with these keys (default the admin's). */
@@ -88,6 +98,7 @@ function s3ClientFor(endpoint: string, keys: S3Keys): S3Client {
 
 class WeedServer implements S3Server {
   readonly endpoint: string;
+  readonly httpsEndpoint: string | undefined;
   readonly port: number;
   private child: ChildProcess | undefined;
   private readonly lines: string[] = [];
@@ -97,9 +108,11 @@ class WeedServer implements S3Server {
     private readonly ports: number[],
     readonly dataDir: string,
     private readonly configPath: string,
+    private readonly opts: S3Options,
   ) {
     this.port = ports[6] ?? 0;
     this.endpoint = `http://127.0.0.1:${String(this.port)}`;
+    this.httpsEndpoint = opts.tls !== undefined ? `https://127.0.0.1:${String(ports[8] ?? 0)}` : undefined;
   }
 
   private args(): string[] {
@@ -116,6 +129,8 @@ class WeedServer implements S3Server {
       `-s3.config=${this.configPath}`,
       `-filer.localSocket=${join(this.dataDir, 'filer.sock')}`,
       '-master.volumeSizeLimitMB=1024', '-volume.max=0', '-volume.preStopSeconds=0',
+      ...(this.opts.tls !== undefined ? [`-s3.port.https=${String(this.ports[8] ?? 0)}`, `-s3.cert.file=${this.opts.tls.certFile}`, `-s3.key.file=${this.opts.tls.keyFile}`] : []),
+      ...(this.opts.domainName !== undefined ? [`-s3.domainName=${this.opts.domainName}`] : []),
     ];
   }
 
@@ -212,7 +227,7 @@ class WeedServer implements S3Server {
 }
 
 /** Starts SeaweedFS with S3 on fresh loopback ports; creates `buckets` once it accepts writes. */
-export async function startS3(opts: { buckets?: readonly string[] } = {}): Promise<S3Server> {
+export async function startS3(opts: S3Options = {}): Promise<S3Server> {
   const bin = weedBin();
   const dir = tempDir('cairn-s3-');
   const configPath = join(dir, 'identities.json');
@@ -225,7 +240,7 @@ export async function startS3(opts: { buckets?: readonly string[] } = {}): Promi
       ],
     }),
   );
-  const s = new WeedServer(bin, await distinctPorts(8), dir, configPath);
+  const s = new WeedServer(bin, await distinctPorts(9), dir, configPath, opts);
   await s.start();
   try {
     for (const b of opts.buckets ?? []) await s.createBucket(b);
