@@ -14,7 +14,8 @@
 // Nothing is written until the file and the flags are checked; on any failure everything this call
 // created is removed. The database file appears under its final name last (after its fsync and the
 // WAL's), so an interrupted restore is never mistaken for a restored member.
-import { existsSync, fsyncSync, mkdirSync, openSync, closeSync, readdirSync, renameSync, rmSync, statSync } from 'node:fs';
+import { createHash } from 'node:crypto';
+import { existsSync, fsyncSync, mkdirSync, openSync, closeSync, readdirSync, readFileSync, readSync, renameSync, rmSync, statSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 import { BACKEND_MAP_BYTES } from '../base/limits.js';
 import type { Logger } from '../base/log.js';
@@ -24,7 +25,9 @@ import { KvStore } from '../mvcc/index.js';
 import { computeClusterId, computeMemberId, parseInitialCluster, sortMembers, type Member } from '../membership/index.js';
 import { Wal, type WalLogger } from '../wal/index.js';
 import { SnapshotError } from './errors.js';
-import { checkLmdbHeader, copyData, inspectLayout, verifyHash } from './file.js';
+import { checkLmdbHeader, copyData, inspectLayout, verifyHash, type SnapshotLayout } from './file.js';
+import { looksLikeBolt, parseEtcdSnapshot, writeEtcdData } from './frombolt.js';
+import type { EtcdData } from './bbolt/index.js';
 import { Progress, type NowMs } from './progress.js';
 
 export interface RestoreOptions {
@@ -175,6 +178,28 @@ function quietWalLogger(log: Logger): WalLogger {
   return { info: (m, f) => log.debug(m, f), warn: (m, f) => log.warn(m, f), error: (m, f) => log.error(m, f) };
 }
 
+/**
+ * An etcd (bbolt) snapshot's data, parsed (before anything is written), or undefined for a file that
+ * is not bbolt. The bytes are read once into memory and hashed again against the trailer (the file
+ * may have changed since verifyHash).
+ */
+function readEtcdIfBolt(layout: SnapshotLayout): EtcdData | undefined {
+  const head = Buffer.alloc(64);
+  const fd = openSync(layout.path, 'r');
+  try {
+    readSync(fd, head, 0, head.length, 0);
+  } finally {
+    closeSync(fd);
+  }
+  if (!looksLikeBolt(head)) return undefined;
+  const data = readFileSync(layout.path).subarray(0, layout.dataBytes);
+  if (layout.trailer !== undefined) {
+    const got = createHash('sha256').update(data).digest();
+    if (!got.equals(layout.trailer)) throw new SnapshotError(`snapshot file ${q(layout.path)} has a SHA-256 mismatch (expected ${layout.trailer.toString('hex')}, got ${got.toString('hex')}): the file changed while it was being restored`);
+  }
+  return parseEtcdSnapshot(data, layout.path);
+}
+
 export async function restoreSnapshot(o: RestoreOptions, deps: RestoreDeps): Promise<RestoreResult> {
   const log = deps.logger;
   if (o.markCompacted && o.bumpRevision === 0) throw new SnapshotError('--mark-compacted required if --revision-bump > 0');
@@ -192,7 +217,9 @@ export async function restoreSnapshot(o: RestoreOptions, deps: RestoreDeps): Pro
     verifyHash(layout, p);
     p.finish();
   }
-  checkLmdbHeader(layout);
+  const etcd = readEtcdIfBolt(layout);
+  if (etcd === undefined) checkLmdbHeader(layout);
+  else log.info('restoring an etcd (bbolt) snapshot', { path: o.snapshotPath, revisions: etcd.revisions.length, leases: etcd.leases.length, users: etcd.users.length, roles: etcd.roles.length, 'storage-version': etcd.storageVersion ?? '3.4/3.5' });
 
   const created: string[] = [];
   const memberDir = join(dataDir, 'member');
@@ -201,9 +228,13 @@ export async function restoreSnapshot(o: RestoreOptions, deps: RestoreDeps): Pro
   try {
     const madeData = makeDir(memberDir);
     if (madeData !== undefined) created.push(madeData);
-    const copy = new Progress(log, deps.nowMs, 'copying snapshot', o.snapshotPath, layout.dataBytes);
-    copyData(layout, workDb, copy);
-    copy.finish();
+    if (etcd !== undefined) {
+      await writeEtcdData(etcd, workDb);
+    } else {
+      const copy = new Progress(log, deps.nowMs, 'copying snapshot', o.snapshotPath, layout.dataBytes);
+      copyData(layout, workDb, copy);
+      copy.finish();
+    }
     const backend = Backend.open(workDb, BACKEND_MAP_BYTES);
     let revs: { revision: number; compactRevision: number };
     try {
