@@ -4,6 +4,8 @@
 //                   the first on PATH. Another version is refused: the tests encode 3.4's answers.
 //   etcd-3.6        the kube tests' reference: bin/etcd of the Kubernetes cache that
 //                   hack/install-kube.sh builds ($CAIRN_KUBE_DIR if set, else what the script prints).
+//   etcdutl-3.6,    the snapshot tests' oracles, in the same bin dir: hack/install-etcd36-tools.sh
+//   etcdctl-3.6     builds them when missing (under flock /tmp/cairn-go.lock) and prints the dir.
 // Each binary is resolved once per process and reported on stderr with its path and version. A
 // missing or wrong binary is a MissingPrerequisite naming the fix.
 //
@@ -17,8 +19,8 @@ import { delimiter, dirname, join, resolve } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import { MissingPrerequisite } from './prereq.js';
 
-export type RefBinName = 'etcd' | 'etcdctl' | 'etcd-3.6';
-export const REF_BIN_NAMES: readonly RefBinName[] = ['etcd', 'etcdctl', 'etcd-3.6'];
+export type RefBinName = 'etcd' | 'etcdctl' | 'etcd-3.6' | 'etcdutl-3.6' | 'etcdctl-3.6';
+export const REF_BIN_NAMES: readonly RefBinName[] = ['etcd', 'etcdctl', 'etcd-3.6', 'etcdutl-3.6', 'etcdctl-3.6'];
 
 export interface RefBin {
   readonly name: RefBinName;
@@ -122,13 +124,40 @@ function resolveEtcd36(dir = kubeDir()): RefBin {
   return checked('etcd-3.6', spec, path, `kube cache ${dir}`);
 }
 
+const TOOLS36_INSTALL = 'bash hack/install-etcd36-tools.sh (needs Go; builds etcdutl and etcdctl 3.6.8 into the kube cache)';
+
+/** The bin dir of etcdutl/etcdctl 3.6: what hack/install-etcd36-tools.sh prints (it builds what is missing). */
+function tools36Dir(build: boolean): string {
+  if (!build) return join(kubeDirNoBuild(), 'bin');
+  try {
+    const out = execFileSync('bash', [join(REPO_ROOT, 'hack', 'install-etcd36-tools.sh')], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'inherit'], maxBuffer: 16 << 20 });
+    return out.trim().split('\n').pop() ?? '';
+  } catch (e) {
+    throw new MissingPrerequisite(`etcdutl/etcdctl 3.6: hack/install-etcd36-tools.sh failed (${e instanceof Error ? e.message : String(e)})`, TOOLS36_INSTALL, { cause: e });
+  }
+}
+
+function resolveTool36(name: 'etcdutl-3.6' | 'etcdctl-3.6', dir: string): RefBin {
+  const file = name === 'etcdutl-3.6' ? 'etcdutl' : 'etcdctl';
+  const spec: Spec = { env: 'CAIRN_CACHE', file, versionArgs: ['version'], versionPrefix: new RegExp(`^${file} version:`), want: /^3\.6\./, wantText: '3.6.x', install: TOOLS36_INSTALL };
+  const path = join(dir, file);
+  if (!existsSync(path)) throw new MissingPrerequisite(`${name}: ${path} missing`, TOOLS36_INSTALL);
+  return checked(name, spec, path, `cache ${dir}`);
+}
+
+function resolveAny(name: RefBinName, build: boolean): RefBin {
+  if (name === 'etcd-3.6') return resolveEtcd36(build ? kubeDir() : kubeDirNoBuild());
+  if (name === 'etcdutl-3.6' || name === 'etcdctl-3.6') return resolveTool36(name, tools36Dir(build));
+  return resolveDebian(name);
+}
+
 const resolved = new Map<RefBinName, RefBin>();
 
 /** Resolves a reference binary (once per process; reported on stderr); throws MissingPrerequisite. */
 export function refBin(name: RefBinName): RefBin {
   const had = resolved.get(name);
   if (had !== undefined) return had;
-  const b = name === 'etcd-3.6' ? resolveEtcd36() : resolveDebian(name);
+  const b = resolveAny(name, true);
   resolved.set(name, b);
   process.stderr.write(`reference ${describeBin(b)}\n`);
   return b;
@@ -171,6 +200,16 @@ export function etcdctlBin(): string {
   return refBin('etcdctl').path;
 }
 
+/** etcdutl 3.6 (built by hack/install-etcd36-tools.sh when missing). */
+export function etcdutl36Bin(): string {
+  return refBin('etcdutl-3.6').path;
+}
+
+/** etcdctl 3.6 (built by hack/install-etcd36-tools.sh when missing). */
+export function etcdctl36Bin(): string {
+  return refBin('etcdctl-3.6').path;
+}
+
 /** etcd 3.6 from the Kubernetes cache (the kube tests' reference). */
 export function etcd36Bin(): string {
   return refBin('etcd-3.6').path;
@@ -186,7 +225,7 @@ function main(args: readonly string[]): number {
       continue;
     }
     try {
-      const b = n === 'etcd-3.6' ? resolveEtcd36(kubeDirNoBuild()) : resolveDebian(n as 'etcd' | 'etcdctl');
+      const b = resolveAny(n as RefBinName, false);
       process.stdout.write(`${describeBin(b)}\n`);
     } catch (e) {
       process.stderr.write(`bins: ${e instanceof Error ? e.message : String(e)}\n`);

@@ -119,6 +119,7 @@ export function readEtcd(db: BoltDb): EtcdData {
     last = r.main;
     lastSub = r.sub;
     const kv = wrap(name, `revision ${r.main}_${r.sub}`, () => decodeKeyValue(e.value));
+    if (kv.key.length === 0) throw new BoltError(`${name}: revision ${r.main}_${r.sub} holds a KeyValue without a key`);
     return { ...r, kv };
   });
   const leases = leaves(db.bucket('lease')).map((e) => wrap(name, `lease 0x${e.key.toString('hex')}`, () => decodeLease(e.value)));

@@ -1,0 +1,211 @@
+// Migration into Cairn: a real etcd (3.4 and 3.6) with history (fillWorkload: overwrites, deletes, a
+// compaction, leases with keys) and auth (users with passwords, roles with permissions, auth enabled)
+// → `etcdctl snapshot save` (the etcdctl of the same version) → `cairn snapshot restore` ×3 → a new
+// 3-member Cairn cluster that serves what etcd served: every key (value, create/mod revision,
+// version, lease) at the latest revision and at a revision after the compaction, the compaction
+// itself, leases (TimeToLive with keys), users, roles and permissions, the auth flag, and the
+// passwords (bcrypt hashes carried: root logs in with its etcd password). Then --bump-revision
+// --mark-compacted on the same snapshot.
+import { test, type TestContext } from 'node:test';
+import assert from 'node:assert/strict';
+import { execFile } from 'node:child_process';
+import { join } from 'node:path';
+import { freePort, startCairn, startEtcd, tempDir, type ServerProc } from '../harness/procs.js';
+import { EtcdClient, type Msg } from '../harness/client.js';
+import { Cluster } from '../harness/cluster.js';
+import { etcd36Bin, etcdctl36Bin, etcdctlBin } from '../harness/bins.js';
+import { missingPrerequisite, skipOrFail } from '../harness/prereq.js';
+import { fillWorkload, headerRev, logLines, ok, runCairn, type Workload } from './helpers.js';
+
+const KEYS = 1500;
+const ROOT_PW = 'root-secret';
+const b = (s: string): Buffer => Buffer.from(s);
+
+function run(bin: string, args: readonly string[]): Promise<{ exit: number; stdout: string; stderr: string }> {
+  return new Promise((res) => {
+    execFile(bin, [...args], { env: { ...process.env, ETCDCTL_API: '3' }, timeout: 90_000, maxBuffer: 64 << 20 }, (err, stdout, stderr) => {
+      const code = err === null ? 0 : typeof (err as { code?: unknown }).code === 'number' ? ((err as { code: number }).code) : 1;
+      res({ exit: code, stdout, stderr });
+    });
+  });
+}
+
+async function login(c: EtcdClient): Promise<Record<string, string>> {
+  const r = ok(await c.unary('Auth', 'Authenticate', { name: 'root', password: ROOT_PW }), `Authenticate on ${c.endpoint}`);
+  return { token: String(r['token']) };
+}
+
+/** Users, roles with permissions, then auth enabled (root has the root role, as etcd requires). */
+async function addAuth(c: EtcdClient): Promise<void> {
+  ok(await c.unary('Auth', 'UserAdd', { name: 'root', password: ROOT_PW }), 'UserAdd root');
+  ok(await c.unary('Auth', 'RoleAdd', { name: 'root' }), 'RoleAdd root');
+  ok(await c.unary('Auth', 'UserGrantRole', { user: 'root', role: 'root' }), 'UserGrantRole root');
+  ok(await c.unary('Auth', 'UserAdd', { name: 'alice', password: 'alice-pw' }), 'UserAdd alice');
+  ok(await c.unary('Auth', 'UserAdd', { name: 'bob', password: 'bob-pw' }), 'UserAdd bob');
+  ok(await c.unary('Auth', 'RoleAdd', { name: 'reader' }), 'RoleAdd reader');
+  ok(await c.unary('Auth', 'RoleAdd', { name: 'writer' }), 'RoleAdd writer');
+  ok(await c.unary('Auth', 'RoleGrantPermission', { name: 'reader', perm: { permType: 'READ', key: b('key/'), range_end: b('key0') } }), 'grant reader');
+  ok(await c.unary('Auth', 'RoleGrantPermission', { name: 'writer', perm: { permType: 'READWRITE', key: b('after/'), range_end: b('after0') } }), 'grant writer 1');
+  ok(await c.unary('Auth', 'RoleGrantPermission', { name: 'writer', perm: { permType: 'WRITE', key: b('single') } }), 'grant writer 2');
+  ok(await c.unary('Auth', 'UserGrantRole', { user: 'alice', role: 'reader' }), 'alice reader');
+  ok(await c.unary('Auth', 'UserGrantRole', { user: 'bob', role: 'reader' }), 'bob reader');
+  ok(await c.unary('Auth', 'UserGrantRole', { user: 'bob', role: 'writer' }), 'bob writer');
+  ok(await c.unary('Auth', 'AuthEnable', {}), 'AuthEnable');
+}
+
+async function kvs(c: EtcdClient, md: Record<string, string>, rev: number): Promise<{ kvs: string[]; revision: number }> {
+  const r = ok(await c.range({ key: b('\0'), range_end: b('\0'), revision: String(rev) }, { timeoutMs: 30_000, metadata: md }), `Range all at ${rev}`);
+  const list = ((r['kvs'] as Msg[] | undefined) ?? []).map((kv) =>
+    JSON.stringify([(kv['key'] as Buffer).toString('latin1'), (kv['value'] as Buffer).toString('latin1'), kv['create_revision'], kv['mod_revision'], kv['version'], kv['lease']]),
+  );
+  return { kvs: list, revision: headerRev(r) };
+}
+
+interface Served {
+  latest: { kvs: string[]; revision: number };
+  historical: string[];
+  leases: { id: string; granted: number; keys: string[] }[];
+  users: { name: string; roles: unknown }[];
+  roles: { name: string; perms: string[] }[];
+  authEnabled: unknown;
+}
+
+/** Everything a client sees that the snapshot must carry. */
+async function served(c: EtcdClient, w: Workload): Promise<Served> {
+  const md = await login(c);
+  const latest = await kvs(c, md, 0);
+  const historical = (await kvs(c, md, w.compactRevision + 25)).kvs;
+  const listed = ok(await c.unary('Lease', 'LeaseLeases', {}, { metadata: md }), 'LeaseLeases');
+  const ids = ((listed['leases'] as Msg[] | undefined) ?? []).map((l) => String(l['ID'])).sort();
+  const leases = [];
+  for (const id of ids) {
+    const t = ok(await c.unary('Lease', 'LeaseTimeToLive', { ID: id, keys: true }, { metadata: md }), 'LeaseTimeToLive');
+    assert.ok(Number(t['TTL']) > 0, `lease ${id} alive`);
+    leases.push({ id, granted: Number(t['grantedTTL']), keys: ((t['keys'] as Buffer[] | undefined) ?? []).map((k) => k.toString()).sort() });
+  }
+  const userNames = (ok(await c.unary('Auth', 'UserList', {}, { metadata: md }), 'UserList')['users'] as string[] | undefined) ?? [];
+  const users = [];
+  for (const name of userNames) users.push({ name, roles: ok(await c.unary('Auth', 'UserGet', { name }, { metadata: md }), 'UserGet')['roles'] });
+  const roleNames = (ok(await c.unary('Auth', 'RoleList', {}, { metadata: md }), 'RoleList')['roles'] as string[] | undefined) ?? [];
+  const roles = [];
+  for (const name of roleNames) {
+    const perm = (ok(await c.unary('Auth', 'RoleGet', { role: name }, { metadata: md }), 'RoleGet')['perm'] as Msg[] | undefined) ?? [];
+    roles.push({ name, perms: perm.map((p) => JSON.stringify([p['permType'], (p['key'] as Buffer).toString(), (p['range_end'] as Buffer).toString()])) });
+  }
+  const st = ok(await c.unary('Auth', 'AuthStatus', {}, { metadata: md }), 'AuthStatus');
+  return { latest, historical, leases, users, roles, authEnabled: st['enabled'] };
+}
+
+interface Source {
+  readonly file: string;
+  readonly w: Workload;
+  readonly want: Served;
+}
+
+const sources = new Map<string, Source>();
+
+async function makeEtcdSnapshot(t: TestContext, ver: '3.4' | '3.6'): Promise<Source | undefined> {
+  let etcdPath: string | undefined;
+  let etcdctl = '';
+  const missing = missingPrerequisite(() => {
+    if (ver === '3.6') {
+      etcdPath = etcd36Bin();
+      etcdctl = etcdctl36Bin();
+    } else etcdctl = etcdctlBin();
+  });
+  if (missing !== undefined) {
+    skipOrFail(t, missing);
+    return undefined;
+  }
+  const dir = tempDir(`cairn-etcd${ver}-import-`);
+  const etcd: ServerProc = await startEtcd(etcdPath !== undefined ? { etcdBin: etcdPath } : {});
+  const c = new EtcdClient(etcd.endpoint);
+  try {
+    const w = await fillWorkload(c, KEYS);
+    await addAuth(c);
+    const want = await served(c, w);
+    assert.equal(want.latest.revision, w.revision);
+    assert.equal(want.authEnabled, true);
+    assert.equal(want.leases.length, 2);
+    const file = join(dir, `etcd${ver}.db`);
+    const r = await run(etcdctl, [`--endpoints=${etcd.endpoint}`, '--user', `root:${ROOT_PW}`, 'snapshot', 'save', file]);
+    assert.equal(r.exit, 0, `etcdctl ${ver} snapshot save: ${r.stderr}`);
+    return { file, w, want };
+  } finally {
+    c.close();
+    await etcd.stop();
+  }
+}
+
+for (const ver of ['3.4', '3.6'] as const) {
+  test(`etcd ${ver} snapshot → cairn snapshot restore ×3 → a 3-member Cairn cluster serving the same data`, { timeout: 240_000 }, async (t) => {
+    const src = await makeEtcdSnapshot(t, ver);
+    if (src === undefined) return;
+    sources.set(ver, src);
+    const cluster = new Cluster('cairn', { size: 3 });
+    try {
+      for (const n of ['m1', 'm2', 'm3']) await cluster.reserve(n);
+      const ic = cluster.initialCluster();
+      for (const m of cluster.members) {
+        const r = await runCairn(['snapshot', 'restore', src.file, '--name', m.name, '--initial-cluster', ic, '--initial-cluster-token', cluster.token, '--initial-advertise-peer-urls', m.peerUrl, '--data-dir', m.dataDir]);
+        assert.equal(r.exit, 0, r.stderr);
+        const done = logLines(r.stderr).find((l) => l['msg'] === 'restored snapshot');
+        assert.equal(done?.['revision'], src.w.revision);
+        assert.equal(done?.['compact-revision'], src.w.compactRevision);
+      }
+      await Promise.all(cluster.members.map((m) => cluster.startNew(m.name, ic, 'new')));
+      await cluster.leader();
+      for (const m of cluster.members) {
+        const c = cluster.client(m.name);
+        const got = await served(c, src.w);
+        assert.deepEqual(got.latest, src.want.latest, `every key of ${m.name} at the latest revision`);
+        assert.deepEqual(got.historical, src.want.historical, `every key of ${m.name} at ${src.w.compactRevision + 25}`);
+        assert.deepEqual(got.leases, src.want.leases, `leases of ${m.name}`);
+        assert.deepEqual(got.users, src.want.users, `users of ${m.name}`);
+        assert.deepEqual(got.roles, src.want.roles, `roles of ${m.name}`);
+        assert.equal(got.authEnabled, true);
+        const md = await login(c);
+        const below = await c.range({ key: b('key/'), revision: String(src.w.compactRevision - 1) }, { metadata: md });
+        assert.ok(!below.ok && /compacted/.test(below.details), `${m.name}: a read below etcd's compaction is refused`);
+      }
+      // alice (reader of key/) may read key/ and not write it: the permissions are enforced, her password works
+      const c1 = cluster.client('m1');
+      const alice = { token: String(ok(await c1.unary('Auth', 'Authenticate', { name: 'alice', password: 'alice-pw' }), 'Authenticate alice')['token']) };
+      ok(await c1.range({ key: b('key/00001') }, { metadata: alice }), 'alice reads key/');
+      const denied = await c1.put({ key: b('key/00001'), value: b('x') }, { metadata: alice });
+      assert.ok(!denied.ok && /permission denied/.test(denied.details));
+      const md = await login(c1);
+      const put = ok(await c1.put({ key: b('new'), value: b('x') }, { metadata: md }), 'Put');
+      assert.equal(headerRev(put), src.w.revision + 1, 'the new cluster continues at the next revision');
+    } catch (e) {
+      console.error(`etcd ${ver} import failed; member logs:\n${cluster.logTails()}`);
+      throw e;
+    } finally {
+      await cluster.close();
+    }
+  });
+
+  test(`etcd ${ver} snapshot restored with --bump-revision --mark-compacted`, { timeout: 60_000 }, async (t) => {
+    const src = sources.get(ver) ?? (await makeEtcdSnapshot(t, ver));
+    if (src === undefined) return;
+    const dir = tempDir('cairn-etcd-bump-');
+    const peerUrl = `http://127.0.0.1:${await freePort()}`;
+    const dataDir = join(dir, 'data');
+    const r = await runCairn(['snapshot', 'restore', src.file, '--name', 'solo', '--initial-cluster', `solo=${peerUrl}`, '--initial-advertise-peer-urls', peerUrl, '--data-dir', dataDir, '--bump-revision', '1000', '--mark-compacted']);
+    assert.equal(r.exit, 0, r.stderr);
+    const solo = await startCairn({ name: 'solo', dataDir, extraArgs: ['--listen-peer-urls', peerUrl, '--initial-advertise-peer-urls', peerUrl, '--initial-cluster', `solo=${peerUrl}`] });
+    const c = new EtcdClient(solo.endpoint);
+    try {
+      const md = await login(c);
+      const now = await kvs(c, md, 0);
+      assert.equal(now.revision, src.w.revision + 1000);
+      assert.deepEqual(now.kvs, src.want.latest.kvs, 'the keys are unchanged');
+      const old = await c.range({ key: b('key/'), revision: String(src.w.revision) }, { metadata: md });
+      assert.ok(!old.ok && /compacted/.test(old.details), 'the bumped revision is compacted');
+      assert.equal(headerRev(ok(await c.put({ key: b('k'), value: b('v') }, { metadata: md }), 'Put')), src.w.revision + 1001);
+    } finally {
+      c.close();
+      await solo.stop();
+    }
+  });
+}
