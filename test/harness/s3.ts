@@ -24,7 +24,7 @@ export const S3_READ_ONLY: S3Keys = { accessKeyId: 'CAIRNTESTREADER', secretAcce
 export const S3_REGION = 'us-east-1';
 
 const READY_TIMEOUT_MS = 60_000;
-const STOP_TIMEOUT_MS = 5_000;
+const STOP_TIMEOUT_MS = 2_000;
 const LOG_LINES = 200;
 const PROBE_BUCKET = 'cairn-probe';
 
@@ -128,7 +128,7 @@ class WeedServer implements S3Server {
       '-s3.port.iceberg=0', '-s3.port.lance=0',
       `-s3.config=${this.configPath}`,
       `-filer.localSocket=${join(this.dataDir, 'filer.sock')}`,
-      '-master.volumeSizeLimitMB=1024', '-volume.max=0', '-volume.preStopSeconds=0',
+      '-master.volumeSizeLimitMB=1024', '-volume.max=0', '-volume.preStopSeconds=0', '-master.electionTimeout=1s',
       ...(this.opts.tls !== undefined ? [`-s3.port.https=${String(this.ports[8] ?? 0)}`, `-s3.cert.file=${this.opts.tls.certFile}`, `-s3.key.file=${this.opts.tls.keyFile}`] : []),
       ...(this.opts.domainName !== undefined ? [`-s3.domainName=${this.opts.domainName}`] : []),
     ];
