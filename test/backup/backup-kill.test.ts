@@ -2,11 +2,11 @@
 // the object store killed -9 mid-upload (the backup fails, no object under its final name; the
 // leftovers are swept by the next backup, which succeeds), and the member streaming the snapshot
 // killed -9 mid-snapshot (the backup fails with SnapshotFailed, its multipart upload is aborted, a
-// retry from another member works).
+// retry from another member works; backupCluster does that retry itself and prunes).
 // test-file-timeout: 5 min
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { BackupError, listBackups, runBackup, type BackupOptions } from '../../operator/backup/index.js';
+import { BackupError, backupCluster, listBackups, runBackup, type BackupOptions } from '../../operator/backup/index.js';
 import { startCluster } from '../harness/cluster.js';
 import { MissingPrerequisite, missingPrerequisite, skipOrFail } from '../harness/prereq.js';
 import { startS3, weedBin } from '../harness/s3.js';
@@ -98,6 +98,33 @@ test('killed mid-backup: the object store, then the member streaming the snapsho
       assert.equal(rec.memberId, retryFrom.memberId);
       assert.ok(rec.sizeBytes > 64 * MiB);
       assert.deepEqual((await listBackups(s3, BUCKET, 'm/', 'c3')).map((b) => b.key), [rec.key]);
+      await cluster.start(victim.name);
+    });
+
+    await t.test('backupCluster: the first member dies mid-snapshot, the next one is used; retention prunes', async () => {
+      const before = (await listBackups(s3, BUCKET, 'm/', 'c3')).map((b) => b.key);
+      const members = await candidates(cluster);
+      assert.equal(members.length, 3);
+      const first = members[0];
+      const victim = cluster.members.find((m) => m.endpoint === first?.endpoint);
+      assert.ok(first !== undefined && victim !== undefined);
+      let killed: Promise<void> | undefined;
+      const { log } = logSink();
+      const r = await backupCluster({
+        s3, bucket: BUCKET, prefix: 'm/', cluster: 'c3', members, now: () => new Date(), ...slow, retention: { keepLast: 1 },
+        log: (l) => {
+          log(l);
+          if (l['msg'] === 'backup: progress' && killed === undefined) killed = cluster.kill9(victim.name);
+        },
+      });
+      await killed;
+      assert.equal(r.attempts.length, 2);
+      assert.equal(r.attempts[0]?.error?.reason, 'SnapshotFailed');
+      assert.equal(r.attempts[1]?.error, undefined);
+      assert.equal(r.record.memberId, members[1]?.memberId);
+      assert.deepEqual(r.pruned, before, 'keepLast 1: the older backup was pruned');
+      assert.deepEqual((await listBackups(s3, BUCKET, 'm/', 'c3')).map((b) => b.key), [r.record.key]);
+      assert.deepEqual(await incomplete(s3, BUCKET, 'm/'), { uploads: 0, objects: 0 });
     });
   } finally {
     s3.destroy();
