@@ -1,7 +1,9 @@
 // Process entry: configuration, logging, storage, the gRPC server, signals. The only place (with
 // node/) that touches process-wide state. One process serves clients and owns the WAL.
 import { createWriteStream } from 'node:fs';
-import { EXIT_BAD_FLAGS, EXIT_FAILURE, EXIT_MEMBER_REMOVED, loadConfig, usage, ConfigError, type Config } from './config/index.js';
+import { EXIT_BAD_FLAGS, EXIT_FAILURE, EXIT_MEMBER_REMOVED, loadConfig, usage, ConfigError, type Config, type TlsFiles } from './config/index.js';
+import { join } from 'node:path';
+import { selfCert } from './base/selfcert.js';
 import { createLogger, type LogSink, type Logger } from './base/log.js';
 import { checkTlsSettings, serverTls, type TlsConfig } from './base/tls.js';
 import { BootstrapError, LocalAuth, LocalLeases, LocalWriter, Node, RemovedMemberError } from './node/index.js';
@@ -71,6 +73,7 @@ async function listenAll(cfg: Config, server: GrpcServer, node: Node, reads: Rea
     clientHttp: handlers.client,
     metricsHttp: handlers.metrics,
     tls: clientTls === undefined ? undefined : serverTls(clientTls.files, clientTls.settings, log.child('tls')),
+    maxConcurrentStreams: cfg.maxConcurrentStreams,
     onError,
   });
   for (const u of cfg.listenClientUrls) {
@@ -121,8 +124,26 @@ function urlString(u: URL): string {
   return `${u.protocol}//${u.host}`;
 }
 
-async function run(cfg: Config, log: Logger): Promise<void> {
-  log.info('starting cairn', { version: CAIRN_VERSION, name: cfg.name, 'data-dir': cfg.dataDir, 'node-version': process.version });
+/** The host of each URL, for the SANs of an auto TLS certificate. */
+function hostsOf(urls: readonly URL[]): string[] {
+  return urls.map((u) => u.hostname);
+}
+
+/** --auto-tls / --peer-auto-tls without certificate files: self-signed certificates under <data-dir>/fixtures, as etcd. */
+function withAutoTls(cfg: Config, log: Logger): Config {
+  const gen = (files: TlsFiles | undefined, side: 'client' | 'peer', urls: readonly URL[]): TlsFiles | undefined => {
+    if (files === undefined || !files.autoTls || files.certFile !== '') return files;
+    const made = selfCert(join(cfg.dataDir, 'fixtures', side), hostsOf(urls), cfg.selfSignedCertValidityYears, new Date(), side === 'peer');
+    log.info(`automatically generated ${side} TLS certificate`, { 'cert-file': made.certFile, 'key-file': made.keyFile, hosts: hostsOf(urls) });
+    return { ...files, ...made, insecureSkipVerify: true };
+  };
+  return { ...cfg, clientTls: gen(cfg.clientTls, 'client', cfg.listenClientUrls), peerTls: gen(cfg.peerTls, 'peer', cfg.listenPeerUrls) };
+}
+
+async function run(given: Config, log: Logger): Promise<void> {
+  log.info('starting cairn', { version: CAIRN_VERSION, name: given.name, 'data-dir': given.dataDir, 'node-version': process.version });
+  for (const f of given.noEffect) log.warn(`flag --${f.flag} has no effect in Cairn`, { value: f.value, reason: f.reason });
+  const cfg = withAutoTls(given, log);
   // TLS flags (cipher suites, versions) are checked before anything touches the data dir (etcd: "unexpected TLS cipher suite").
   const tls = tlsConfig(cfg, cfg.clientTls ?? cfg.peerTls);
   if (tls !== undefined) checkTlsSettings(tls.settings);

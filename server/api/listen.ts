@@ -55,6 +55,8 @@ export interface ListenersOptions {
   readonly metricsHttp: HttpListener;
   /** The client TLS settings (--cert-file etc.), needed when a URL is https. */
   readonly tls: ServerTls | undefined;
+  /** --max-concurrent-streams: HTTP/2 streams one client connection may have open (default: gRPC's limit). */
+  readonly maxConcurrentStreams?: number;
   readonly onError?: (err: Error, where: string) => void;
 }
 
@@ -127,7 +129,7 @@ function isGrpc(headers: http2.IncomingHttpHeaders): boolean {
 
 export class Listeners {
   /** Receives every HTTP/2 connection (cleartext or TLS); its streams are split by content-type. */
-  private readonly h2 = http2.createServer(http2ServerOptions({}));
+  private readonly h2: http2.Http2Server;
   /** Never listens: the GrpcServer is attached here and gets the gRPC streams and all sessions. */
   private readonly grpcSide = http2.createServer(http2ServerOptions({}));
   /** Never listens: HTTP/2 requests that are not gRPC, through node's compatibility API. */
@@ -141,6 +143,7 @@ export class Listeners {
   private tlsBeneath: tls.TLSSocket | undefined = undefined;
 
   constructor(private readonly opts: ListenersOptions) {
+    this.h2 = http2.createServer(http2ServerOptions(opts.maxConcurrentStreams === undefined ? {} : { maxConcurrentStreams: opts.maxConcurrentStreams }));
     opts.grpc.attach(this.grpcSide);
     this.httpSide = http2.createServer({}, opts.clientHttp);
     this.http1 = http.createServer({ requestTimeout: 0, headersTimeout: HTTP_HEADERS_TIMEOUT_MS }, opts.clientHttp);

@@ -47,6 +47,19 @@ export interface TlsFileSet {
   /** '' = none. */
   readonly trustedCaFile: string;
   readonly clientCertAuth: boolean;
+  /** Certificate revocation list (--client-crl-file / --peer-crl-file); '' or absent = none. */
+  readonly crlFile?: string;
+  /** --peer-cert-allowed-cn: the other side's certificate must have one of these CNs (or an allowed hostname). */
+  readonly allowedCns?: readonly string[];
+  /** --client-cert-allowed-hostname / --peer-cert-allowed-hostname: ... or be valid for one of these names. */
+  readonly allowedHostnames?: readonly string[];
+  /** --peer-client-cert-file / --peer-client-key-file: presented when dialling instead of certFile/keyFile. */
+  readonly clientCertFile?: string;
+  readonly clientKeyFile?: string;
+  /** --peer-skip-client-san-verification. */
+  readonly skipClientSanVerify?: boolean;
+  /** Auto TLS (self-signed): dials do not verify the other side's certificate, as etcd's InsecureSkipVerify. */
+  readonly insecureSkipVerify?: boolean;
 }
 
 export type TlsVersion = 'TLSv1.2' | 'TLSv1.3';
@@ -169,12 +182,13 @@ interface Loaded {
   readonly cert: Buffer;
   readonly key: Buffer;
   readonly ca: Buffer | undefined;
+  readonly crl: Buffer | undefined;
 }
 
 type Side = 'server' | 'client';
 
 function filesOf(files: TlsFileSet): string[] {
-  return files.trustedCaFile === '' ? [files.certFile, files.keyFile] : [files.certFile, files.keyFile, files.trustedCaFile];
+  return [files.certFile, files.keyFile, files.trustedCaFile, files.crlFile ?? ''].filter((f) => f !== '');
 }
 
 function readFiles(files: TlsFileSet): Loaded {
@@ -189,6 +203,7 @@ function readFiles(files: TlsFileSet): Loaded {
     cert: read('cert file', files.certFile),
     key: read('key file', files.keyFile),
     ca: files.trustedCaFile === '' ? undefined : read('trusted CA file', files.trustedCaFile),
+    crl: (files.crlFile ?? '') === '' ? undefined : read('CRL file', files.crlFile ?? ''),
   };
 }
 
@@ -198,6 +213,7 @@ function commonOptions(l: Loaded, s: TlsSettings): tls.SecureContextOptions {
     cert: l.cert,
     key: l.key,
     ...(l.ca === undefined ? {} : { ca: l.ca }),
+    ...(l.crl === undefined ? {} : { crl: l.crl }),
     minVersion: s.minVersion,
     ...(s.maxVersion === undefined ? {} : { maxVersion: s.maxVersion }),
     ...(ciphers === undefined ? {} : { ciphers }),
@@ -330,6 +346,15 @@ export function serverTls(files: TlsFileSet, settings: TlsSettings, log: Logger)
     attach: (srv) => {
       servers.add(srv);
       srv.once('close', () => servers.delete(srv));
+      if ((files.allowedCns?.length ?? 0) > 0 || (files.allowedHostnames?.length ?? 0) > 0) {
+        // etcd's VerifyPeerCertificate: fails the connection unless the certificate is allowed.
+        srv.on('secureConnection', (socket: tls.TLSSocket) => {
+          const why = allowedIdentity(socket.getPeerCertificate(), files);
+          if (why === undefined) return;
+          log.warn('rejected connection', { 'remote-addr': `${socket.remoteAddress ?? '?'}:${socket.remotePort ?? '?'}`, error: why });
+          socket.destroy();
+        });
+      }
       srv.on('tlsClientError', (err, socket) => {
         log.warn('rejected connection', { 'remote-addr': `${socket.remoteAddress ?? '?'}:${socket.remotePort ?? '?'}`, 'server-name': socket.servername || '', error: err.message });
       });
@@ -344,8 +369,41 @@ export function serverTls(files: TlsFileSet, settings: TlsSettings, log: Logger)
 
 /** Client-side TLS (peer dials); throws TlsConfigError when the files or flags cannot be used. */
 export function clientTls(files: TlsFileSet, settings: TlsSettings, log: Logger): ClientTls {
-  const r = reloading(files, settings, log, 'client', (common): tls.ConnectionOptions => ({ ...common, rejectUnauthorized: true }));
+  const own = files.clientCertFile !== undefined && files.clientCertFile !== '' && files.clientKeyFile !== undefined ? { ...files, certFile: files.clientCertFile, keyFile: files.clientKeyFile } : files;
+  const restricted = (files.allowedCns?.length ?? 0) > 0 || (files.allowedHostnames?.length ?? 0) > 0;
+  const r = reloading(own, settings, log, 'client', (common): tls.ConnectionOptions => ({
+    ...common,
+    rejectUnauthorized: files.insecureSkipVerify !== true,
+    ...(restricted
+      ? {
+          checkServerIdentity: (host: string, cert: tls.PeerCertificate): Error | undefined => {
+            const err = tls.checkServerIdentity(host, cert);
+            if (err !== undefined) return err;
+            const why = allowedIdentity(cert, files);
+            return why === undefined ? undefined : new Error(why);
+          },
+        }
+      : {}),
+  }));
   return { options: r.current, onReload: (cb) => r.listeners.push(cb), close: r.close };
+}
+
+/**
+ * etcd's AllowedCNs / AllowedHostnames check (client/pkg/transport TLSInfo.baseConfig's
+ * VerifyPeerCertificate): the certificate passes when its subject CN is one of `allowedCns` or it is
+ * valid for one of `allowedHostnames` (x509 VerifyHostname: SAN DNS names with wildcards, or SAN IPs).
+ * Resolves to undefined (ok, or no restriction) or etcd's error text.
+ */
+export function allowedIdentity(cert: tls.PeerCertificate, files: TlsFileSet): string | undefined {
+  const cns = files.allowedCns ?? [];
+  const hosts = files.allowedHostnames ?? [];
+  if (cns.length === 0 && hosts.length === 0) return undefined;
+  const cn = cert.subject === undefined ? undefined : cert.subject.CN;
+  const cnList = Array.isArray(cn) ? cn : cn === undefined ? [] : [cn];
+  if (cnList.some((c) => cns.includes(c))) return undefined;
+  // Go's VerifyHostname ignores the CN; a certificate without SANs matches no host name.
+  if (cert.subjectaltname !== undefined && cert.subjectaltname !== '' && hosts.some((h) => tls.checkServerIdentity(h, cert) === undefined)) return undefined;
+  return 'client certificate authentication failed';
 }
 
 /**

@@ -19,6 +19,7 @@ import {
 } from '../base/limits.js';
 import { isLevel, type Level } from '../base/log.js';
 import { isUnixUrl, unixSocketPath } from '../api/listen.js';
+import { ALIASES, FEATURE_GATES, GATE_FLAGS, GATES_REFUSED_ON, GateError, NO_EFFECT, REFUSED, SUBCOMMANDS_REFUSED, V2_DEPRECATION_LEVELS, parseFeatureGates } from './compat.js';
 
 export class ConfigError extends Error {
   override readonly name = 'ConfigError';
@@ -84,6 +85,96 @@ const FLAGS: Record<string, FlagSpec> = {
   logger: { kind: 'string', def: 'zap', help: 'Currently only supports \'zap\' for structured logging.' },
   'log-outputs': { kind: 'string', def: 'default', help: 'Specify \'stdout\' or \'stderr\' to skip journald logging even when running under systemd, or list of comma separated output targets.' },
   'log-format': { kind: 'string', def: 'json', help: 'Configures log format. Only supports json.' },
+  // etcd 3.6 flags below: honoured, refused at values Cairn cannot honour, or accepted with no effect (see compat.ts).
+  'feature-gates': { kind: 'string', def: '', help: 'Comma-separated Gate=true|false pairs (etcd 3.6\'s gates: CompactHashCheck, InitialCorruptCheck, LeaseCheckpoint, LeaseCheckpointPersist, SetMemberLocalAddr, StopGRPCServiceOnDefrag, TxnModeWriteWithSharedBuffer, AllAlpha, AllBeta).' },
+  'experimental-compact-hash-check-enabled': { kind: 'bool', def: 'false', help: 'etcd 3.5 name of --feature-gates=CompactHashCheck (refused when true).' },
+  'compact-hash-check-time': { kind: 'duration', def: '1m', help: 'Period of the compaction hash check (no effect: that check is refused).' },
+  'experimental-compact-hash-check-time': { kind: 'duration', def: '1m', help: 'etcd 3.5 name of --compact-hash-check-time.' },
+  'experimental-enable-lease-checkpoint': { kind: 'bool', def: 'false', help: 'etcd 3.5 name of --feature-gates=LeaseCheckpoint.' },
+  'experimental-enable-lease-checkpoint-persist': { kind: 'bool', def: 'false', help: 'etcd 3.5 name of --feature-gates=LeaseCheckpointPersist.' },
+  'experimental-stop-grpc-service-on-defrag': { kind: 'bool', def: 'false', help: 'etcd 3.5 name of --feature-gates=StopGRPCServiceOnDefrag (refused when true).' },
+  'experimental-txn-mode-write-with-shared-buffer': { kind: 'bool', def: 'true', help: 'etcd 3.5 name of --feature-gates=TxnModeWriteWithSharedBuffer (no effect).' },
+  'compaction-batch-limit': { kind: 'int', def: '1000', help: 'Revisions deleted per compaction batch (no effect: fixed at 1000).' },
+  'experimental-compaction-batch-limit': { kind: 'int', def: '1000', help: 'etcd 3.5 name of --compaction-batch-limit.' },
+  'compaction-sleep-interval': { kind: 'duration', def: '10ms', help: 'Pause between compaction batches (no effect).' },
+  'experimental-compaction-sleep-interval': { kind: 'duration', def: '10ms', help: 'etcd 3.5 name of --compaction-sleep-interval.' },
+  'warning-apply-duration': { kind: 'duration', def: '100ms', help: 'Slow-apply warning threshold (no effect).' },
+  'experimental-warning-apply-duration': { kind: 'duration', def: '100ms', help: 'etcd 3.5 name of --warning-apply-duration.' },
+  'warning-unary-request-duration': { kind: 'duration', def: '300ms', help: 'Slow-request warning threshold (no effect).' },
+  'experimental-warning-unary-request-duration': { kind: 'duration', def: '300ms', help: 'etcd 3.5 name of --warning-unary-request-duration.' },
+  'bootstrap-defrag-threshold-megabytes': { kind: 'int', def: '0', help: 'Defragment at start when it frees this much (refused unless 0).' },
+  'experimental-bootstrap-defrag-threshold-megabytes': { kind: 'int', def: '0', help: 'etcd 3.5 name of --bootstrap-defrag-threshold-megabytes.' },
+  'downgrade-check-time': { kind: 'duration', def: '5s', help: 'Period of downgrade status checks (no effect).' },
+  'experimental-downgrade-check-time': { kind: 'duration', def: '5s', help: 'etcd 3.5 name of --downgrade-check-time.' },
+  'memory-mlock': { kind: 'bool', def: 'false', help: 'Keep the database pages in RAM (refused when true).' },
+  'experimental-memory-mlock': { kind: 'bool', def: 'false', help: 'etcd 3.5 name of --memory-mlock.' },
+  'peer-skip-client-san-verification': { kind: 'bool', def: 'false', help: 'Skip the check of peer client certificates\' SANs against the remote address.' },
+  'experimental-peer-skip-client-san-verification': { kind: 'bool', def: 'false', help: 'etcd 3.5 name of --peer-skip-client-san-verification.' },
+  'enable-distributed-tracing': { kind: 'bool', def: 'false', help: 'OpenTelemetry tracing (refused when true).' },
+  'experimental-enable-distributed-tracing': { kind: 'bool', def: 'false', help: 'etcd 3.5 name of --enable-distributed-tracing.' },
+  'distributed-tracing-address': { kind: 'string', def: 'localhost:4317', help: 'Tracing collector (no effect: tracing is refused).' },
+  'experimental-distributed-tracing-address': { kind: 'string', def: 'localhost:4317', help: 'etcd 3.5 name of --distributed-tracing-address.' },
+  'distributed-tracing-service-name': { kind: 'string', def: 'etcd', help: 'Tracing service name (no effect).' },
+  'experimental-distributed-tracing-service-name': { kind: 'string', def: 'etcd', help: 'etcd 3.5 name of --distributed-tracing-service-name.' },
+  'distributed-tracing-instance-id': { kind: 'string', def: '', help: 'Tracing instance id (no effect).' },
+  'experimental-distributed-tracing-instance-id': { kind: 'string', def: '', help: 'etcd 3.5 name of --distributed-tracing-instance-id.' },
+  'distributed-tracing-sampling-rate': { kind: 'int', def: '0', help: 'Tracing samples per million (no effect).' },
+  'experimental-distributed-tracing-sampling-rate': { kind: 'int', def: '0', help: 'etcd 3.5 name of --distributed-tracing-sampling-rate.' },
+  'initial-election-tick-advance': { kind: 'bool', def: 'true', help: 'Fast-forward the first election timeout at boot (refused when false).' },
+  'listen-client-http-urls': { kind: 'string', def: '', help: 'HTTP-only client URLs (refused when set: not implemented yet).' },
+  'max-snapshots': { kind: 'int', def: '5', help: 'Snapshot files kept (no effect: Cairn keeps none).' },
+  'max-wals': { kind: 'int', def: '5', help: 'WAL files kept (no effect: segments are released when the backend holds them).' },
+  'backend-bbolt-freelist-type': { kind: 'string', def: 'map', help: 'bbolt free list type, map or array (no effect on LMDB).' },
+  'backend-batch-interval': { kind: 'duration', def: '0', help: 'bbolt commit interval (no effect).' },
+  'backend-batch-limit': { kind: 'int', def: '0', help: 'bbolt commit batch size (no effect).' },
+  'max-concurrent-streams': { kind: 'string', def: 'math.MaxUint32', help: 'Maximum concurrent HTTP/2 streams each client connection may open.' },
+  'grpc-keepalive-min-time': { kind: 'duration', def: '5s', help: 'Minimum client ping interval (no effect: pings are accepted at any rate).' },
+  'grpc-keepalive-interval': { kind: 'duration', def: '2h', help: 'Server-to-client ping period (no effect).' },
+  'grpc-keepalive-timeout': { kind: 'duration', def: '20s', help: 'Server-to-client ping timeout (no effect).' },
+  'socket-reuse-port': { kind: 'bool', def: 'false', help: 'SO_REUSEPORT on listeners (refused when true).' },
+  'socket-reuse-address': { kind: 'bool', def: 'false', help: 'SO_REUSEADDR on listeners (Node always sets it).' },
+  'raft-read-timeout': { kind: 'duration', def: '5s', help: 'Peer connection read timeout (no effect).' },
+  'raft-write-timeout': { kind: 'duration', def: '5s', help: 'Peer connection write timeout (no effect).' },
+  discovery: { kind: 'string', def: '', help: 'v2 discovery URL (refused when set).' },
+  'discovery-token': { kind: 'string', def: '', help: 'v3 discovery token (no effect: discovery is refused).' },
+  'discovery-endpoints': { kind: 'string', def: '', help: 'v3 discovery endpoints (refused when set).' },
+  'discovery-dial-timeout': { kind: 'duration', def: '2s', help: 'v3 discovery option (no effect).' },
+  'discovery-request-timeout': { kind: 'duration', def: '5s', help: 'v3 discovery option (no effect).' },
+  'discovery-keepalive-time': { kind: 'duration', def: '2s', help: 'v3 discovery option (no effect).' },
+  'discovery-keepalive-timeout': { kind: 'duration', def: '6s', help: 'v3 discovery option (no effect).' },
+  'discovery-insecure-transport': { kind: 'bool', def: 'true', help: 'v3 discovery option (no effect).' },
+  'discovery-insecure-skip-tls-verify': { kind: 'bool', def: 'false', help: 'v3 discovery option (no effect).' },
+  'discovery-cert': { kind: 'string', def: '', help: 'v3 discovery option (no effect).' },
+  'discovery-key': { kind: 'string', def: '', help: 'v3 discovery option (no effect).' },
+  'discovery-cacert': { kind: 'string', def: '', help: 'v3 discovery option (no effect).' },
+  'discovery-user': { kind: 'string', def: '', help: 'v3 discovery option (no effect).' },
+  'discovery-password': { kind: 'string', def: '', help: 'v3 discovery option (no effect).' },
+  'discovery-fallback': { kind: 'string', def: 'exit', help: 'Discovery failure behaviour (only \'exit\').' },
+  'discovery-proxy': { kind: 'string', def: '', help: 'v2 discovery option (no effect).' },
+  'discovery-srv': { kind: 'string', def: '', help: 'DNS SRV discovery domain (refused when set).' },
+  'discovery-srv-name': { kind: 'string', def: '', help: 'DNS SRV discovery option (no effect).' },
+  'pre-vote': { kind: 'bool', def: 'true', help: 'Raft Pre-Vote (always on; refused when false).' },
+  'v2-deprecation': { kind: 'string', def: 'write-only', help: 'Phase of v2store deprecation: write-only, write-only-drop-data or gone (Cairn has no v2 store).' },
+  'max-learners': { kind: 'int', def: '1', help: 'Maximum learner members (refused unless 1).' },
+  'client-cert-file': { kind: 'string', def: '', help: 'Certificate to present when dialling the client port (refused when set: Cairn never does).' },
+  'client-key-file': { kind: 'string', def: '', help: 'Key of --client-cert-file (refused when set).' },
+  'client-crl-file': { kind: 'string', def: '', help: 'Path to the client certificate revocation list file.' },
+  'client-cert-allowed-hostname': { kind: 'string', def: '', help: 'Comma-separated SAN hostnames; a client certificate must be valid for one of them.' },
+  'auto-tls': { kind: 'bool', def: 'false', help: 'Client TLS using a generated self-signed certificate (in <data-dir>/fixtures/client) when --cert-file/--key-file are not given.' },
+  'peer-client-cert-file': { kind: 'string', def: '', help: 'Certificate presented when dialling peers (default: --peer-cert-file).' },
+  'peer-client-key-file': { kind: 'string', def: '', help: 'Key of --peer-client-cert-file (default: --peer-key-file).' },
+  'peer-cert-allowed-cn': { kind: 'string', def: '', help: 'Comma-separated list of allowed CNs for inter-peer TLS authentication.' },
+  'peer-cert-allowed-hostname': { kind: 'string', def: '', help: 'Comma-separated list of allowed SAN hostnames for inter-peer TLS authentication.' },
+  'peer-auto-tls': { kind: 'bool', def: 'false', help: 'Peer TLS using generated self-signed certificates (in <data-dir>/fixtures/peer) when --peer-cert-file/--peer-key-file are not given.' },
+  'self-signed-cert-validity': { kind: 'int', def: '1', help: 'Validity in years of the certificates --auto-tls and --peer-auto-tls generate.' },
+  'peer-crl-file': { kind: 'string', def: '', help: 'Path to the peer certificate revocation list file.' },
+  cors: { kind: 'string', def: '*', help: 'CORS origins of the gateway (only \'*\', every origin).' },
+  'host-whitelist': { kind: 'string', def: '*', help: 'Acceptable Host headers (only \'*\').' },
+  'enable-pprof': { kind: 'bool', def: 'false', help: 'Go profiling endpoints (refused when true).' },
+  'enable-log-rotation': { kind: 'bool', def: 'false', help: 'Log file rotation (refused when true).' },
+  'log-rotation-config-json': { kind: 'string', def: '{"maxsize": 100, "maxage": 0, "maxbackups": 0, "localtime": false, "compress": false}', help: 'Log rotation settings (no effect).' },
+  'force-new-cluster': { kind: 'bool', def: 'false', help: 'Force a new one-member cluster (refused when true).' },
+  'unsafe-no-fsync': { kind: 'bool', def: 'false', help: 'Disable fsync (refused when true).' },
   'config-file': { kind: 'string', def: '', help: 'Path to the server configuration file (YAML; keys are flag names).' },
   version: { kind: 'bool', def: 'false', help: 'Print the version and exit.' },
   help: { kind: 'bool', def: 'false', help: 'Show this help and exit.' },
@@ -96,6 +187,28 @@ export interface TlsFiles {
   /** '' = no CA given (clients' certificates are then not verified unless clientCertAuth). */
   readonly trustedCaFile: string;
   readonly clientCertAuth: boolean;
+  /** --client-crl-file / --peer-crl-file ('' = none). */
+  readonly crlFile: string;
+  /** --peer-cert-allowed-cn (peer side only). */
+  readonly allowedCns: readonly string[];
+  /** --client-cert-allowed-hostname / --peer-cert-allowed-hostname. */
+  readonly allowedHostnames: readonly string[];
+  /** --auto-tls / --peer-auto-tls with no certificate files given: main generates them (certFile/keyFile are '' until then). */
+  readonly autoTls: boolean;
+  /** Peer side: --peer-client-cert-file / --peer-client-key-file ('' = present certFile/keyFile when dialling). */
+  readonly clientCertFile: string;
+  readonly clientKeyFile: string;
+  /** Peer side: --peer-skip-client-san-verification. */
+  readonly skipClientSanVerify: boolean;
+  /** Set by main for generated (auto TLS) certificates: dials do not verify the other side. */
+  readonly insecureSkipVerify?: boolean;
+}
+
+/** A flag accepted although it changes nothing in Cairn (main logs one warning naming each). */
+export interface NoEffectFlag {
+  readonly flag: string;
+  readonly value: string;
+  readonly reason: string;
 }
 
 export type AuthTokenConfig =
@@ -155,6 +268,14 @@ export interface Config {
   readonly corruptCheckTimeMs: number;
   readonly logLevel: Level;
   readonly logOutputs: readonly string[];
+  /** --max-concurrent-streams per client connection. */
+  readonly maxConcurrentStreams: number;
+  /** --self-signed-cert-validity, in years (for --auto-tls / --peer-auto-tls). */
+  readonly selfSignedCertValidityYears: number;
+  /** --feature-gates resolved (with the --experimental-* booleans that set the same gates). */
+  readonly featureGates: ReadonlyMap<string, boolean>;
+  /** Flags given at a value other than the default that have no effect in Cairn. */
+  readonly noEffect: readonly NoEffectFlag[];
   readonly showVersion: boolean;
   readonly showHelp: boolean;
 }
@@ -173,7 +294,7 @@ export function parseArgs(argv: readonly string[]): Map<string, string> {
     const name = m[1] as string;
     const spec = FLAGS[name];
     if (spec === undefined) throw new ConfigError(`flag provided but not defined: -${name}`);
-    if (out.has(name)) throw new ConfigError(`flag --${name} given more than once`);
+    // Given twice: the last one wins, as Go's flag package (etcd accepts it).
     let value = m[2];
     if (value === undefined) {
       if (spec.kind === 'bool') value = 'true';
@@ -193,12 +314,32 @@ export function parseArgs(argv: readonly string[]): Map<string, string> {
 const TRANSPORT_SECURITY_KEYS: Record<string, '' | 'peer-'> = { 'client-transport-security': '', 'peer-transport-security': 'peer-' };
 const SECURITY_FIELDS = ['cert-file', 'key-file', 'trusted-ca-file', 'client-cert-auth'];
 
+/** etcd's other securityConfig fields, as the flag each stands for (undefined: not one of them). */
+function nestedTlsFlag(prefix: '' | 'peer-', field: string): string | undefined {
+  const peer = prefix === 'peer-';
+  const m: Record<string, string | undefined> = {
+    'auto-tls': `${prefix}auto-tls`,
+    'crl-file': peer ? 'peer-crl-file' : 'client-crl-file',
+    'allowed-cn': peer ? 'peer-cert-allowed-cn' : undefined,
+    'allowed-hostname': peer ? 'peer-cert-allowed-hostname' : 'client-cert-allowed-hostname',
+    'client-cert-file': `${prefix}client-cert-file`,
+    'client-key-file': `${prefix}client-key-file`,
+    'skip-client-san-verification': peer ? 'peer-skip-client-san-verification' : undefined,
+  };
+  return m[field];
+}
+
 /** One nested TLS block as flags (e.g. peer-transport-security.cert-file -> peer-cert-file). */
 function transportSecurity(path: string, key: string, prefix: '' | 'peer-', v: unknown): [string, string][] {
   if (v === null || v === undefined) return [];
   if (typeof v !== 'object' || Array.isArray(v)) throw new ConfigError(`config file ${path}: '${key}' must be a mapping`);
   const out: [string, string][] = [];
   for (const [field, value] of Object.entries(v)) {
+    const mapped = nestedTlsFlag(prefix, field);
+    if (mapped !== undefined) {
+      out.push([mapped, String(value)]);
+      continue;
+    }
     if (!SECURITY_FIELDS.includes(field)) {
       // etcd's other fields (auto-tls, crl-file, allowed-cn ...) are not supported: say so rather than ignore them.
       if (value === false || value === '' || value === null) continue;
@@ -298,15 +439,21 @@ function urls(name: string, raw: string, unix: UnixUse = 'none'): URL[] {
 }
 
 export function loadConfig(argv: readonly string[], env: NodeJS.ProcessEnv): Config {
+  const sub = argv[0] === undefined ? undefined : SUBCOMMANDS_REFUSED[argv[0]];
+  if (sub !== undefined) throw new ConfigError(`subcommand '${argv[0] ?? ''}' is not supported: ${sub}`);
   const flags = parseArgs(argv);
   const file = flags.get('config-file') ?? env[envName('config-file')] ?? '';
   const given = file !== '' ? fromConfigFile(file) : flags;
+  /** The value given for `name` itself (flag or file, else its environment variable), if any. */
+  const set = (name: string): string | undefined => given.get(name) ?? (file === '' ? env[envName(name)] : undefined);
   const raw = (name: string): string => {
     const spec = FLAGS[name];
     if (spec === undefined) throw new ConfigError(`internal: no flag ${name}`);
-    const v = given.get(name) ?? (file === '' ? env[envName(name)] : undefined);
-    return v ?? spec.def;
+    const alias = ALIASES[name];
+    return set(name) ?? (alias === undefined ? undefined : set(alias)) ?? spec.def;
   };
+  const noEffect = checkAll(set);
+  const featureGates = gates(raw, set);
   const name = raw('name');
   const logLevel = raw('log-level');
   if (!isLevel(logLevel) && logLevel !== 'panic') throw new ConfigError(`invalid --log-level "${logLevel}"`);
@@ -349,10 +496,14 @@ export function loadConfig(argv: readonly string[], env: NodeJS.ProcessEnv): Con
     autoCompactionMode: compactionMode(raw('auto-compaction-mode')),
     autoCompactionRetention: raw('auto-compaction-retention'),
     autoCompaction: autoCompaction(compactionMode(raw('auto-compaction-mode')), raw('auto-compaction-retention'), duration('auto-compaction-revision-interval', raw('auto-compaction-revision-interval'))),
-    initialCorruptCheck: bool('experimental-initial-corrupt-check', raw('experimental-initial-corrupt-check')),
+    initialCorruptCheck: featureGates.get('InitialCorruptCheck') === true,
     corruptCheckTimeMs: corruptCheckTime(given, env, file !== ''),
     logLevel: logLevel === 'panic' ? 'fatal' : logLevel,
     logOutputs: raw('log-outputs').split(','),
+    maxConcurrentStreams: concurrentStreams(raw('max-concurrent-streams')),
+    selfSignedCertValidityYears: int('self-signed-cert-validity', raw('self-signed-cert-validity')),
+    featureGates,
+    noEffect,
     showVersion: bool('version', raw('version')),
     showHelp: bool('help', raw('help')),
   };
@@ -364,9 +515,14 @@ export function loadConfig(argv: readonly string[], env: NodeJS.ProcessEnv): Con
   if (cfg.watchersPerStreamMax <= 0 || cfg.watchersMax <= 0) throw new ConfigError('--max-watchers-per-stream and --max-watchers must be positive');
   if (cfg.bcryptCost < 4 || cfg.bcryptCost > 31) throw new ConfigError(`invalid --bcrypt-cost ${cfg.bcryptCost}: must be between 4 and 31`);
   if (cfg.authTokenTtlSec <= 0) throw new ConfigError('--auth-token-ttl must be positive');
+  if (cfg.selfSignedCertValidityYears <= 0) throw new ConfigError('--self-signed-cert-validity must be positive');
   checkTlsUrls(cfg);
   if (cfg.walSegmentBytes < WAL_SEGMENT_BYTES_MIN) throw new ConfigError(`--wal-segment-bytes must be at least ${WAL_SEGMENT_BYTES_MIN}`);
   return cfg;
+}
+
+function list(v: string): string[] {
+  return v.split(',').map((x) => x.trim()).filter((x) => x !== '');
 }
 
 function tlsFiles(prefix: '' | 'peer-', raw: (n: string) => string): TlsFiles | undefined {
@@ -374,12 +530,77 @@ function tlsFiles(prefix: '' | 'peer-', raw: (n: string) => string): TlsFiles | 
   const keyFile = raw(`${prefix}key-file`);
   const trustedCaFile = raw(`${prefix}trusted-ca-file`);
   const clientCertAuth = bool(`${prefix}client-cert-auth`, raw(`${prefix}client-cert-auth`));
+  const autoTls = bool(`${prefix}auto-tls`, raw(`${prefix}auto-tls`));
+  const rest = {
+    crlFile: raw(prefix === 'peer-' ? 'peer-crl-file' : 'client-crl-file'),
+    allowedCns: prefix === 'peer-' ? list(raw('peer-cert-allowed-cn')) : [],
+    allowedHostnames: list(raw(prefix === 'peer-' ? 'peer-cert-allowed-hostname' : 'client-cert-allowed-hostname')),
+    clientCertFile: prefix === 'peer-' ? raw('peer-client-cert-file') : '',
+    clientKeyFile: prefix === 'peer-' ? raw('peer-client-key-file') : '',
+    skipClientSanVerify: prefix === 'peer-' && bool('peer-skip-client-san-verification', raw('peer-skip-client-san-verification')),
+  };
+  if ((rest.clientCertFile === '') !== (rest.clientKeyFile === '')) throw new ConfigError('--peer-client-cert-file and --peer-client-key-file must be given together');
   if (certFile === '' && keyFile === '') {
+    // etcd: auto TLS only when no certificate files are given (otherwise it warns and uses the files).
+    if (autoTls) return { certFile, keyFile, trustedCaFile: '', clientCertAuth, autoTls: true, ...rest };
     if (trustedCaFile !== '' || clientCertAuth) throw new ConfigError(`--${prefix}trusted-ca-file and --${prefix}client-cert-auth need --${prefix}cert-file and --${prefix}key-file`);
     return undefined;
   }
   if (certFile === '' || keyFile === '') throw new ConfigError(`--${prefix}cert-file and --${prefix}key-file must be given together`);
-  return { certFile, keyFile, trustedCaFile, clientCertAuth };
+  return { certFile, keyFile, trustedCaFile, clientCertAuth, autoTls: false, ...rest };
+}
+
+/**
+ * Every flag given (on the command line, in the file or as ETCD_*): its value checked by kind, refused
+ * at a value Cairn cannot honour (compat.ts REFUSED, naming the flag and why), and listed when it has
+ * no effect in Cairn and differs from the default.
+ */
+function checkAll(set: (name: string) => string | undefined): NoEffectFlag[] {
+  const out: NoEffectFlag[] = [];
+  for (const [name, spec] of Object.entries(FLAGS)) {
+    const v = set(name);
+    if (v === undefined) continue;
+    if (spec.kind === 'bool') bool(name, v);
+    else if (spec.kind === 'int') int(name, v);
+    else if (spec.kind === 'duration' && v.trim() !== '') duration(name, v);
+    const refusal = REFUSED[name];
+    if (refusal !== undefined && !refusal.ok(v)) throw new ConfigError(`--${name}=${v} is not supported by Cairn: ${refusal.reason}`);
+    const why = NO_EFFECT[name];
+    if (why !== undefined && v !== spec.def) out.push({ flag: name, value: v, reason: why });
+  }
+  const v2 = set('v2-deprecation');
+  if (v2 !== undefined && !V2_DEPRECATION_LEVELS.includes(v2)) throw new ConfigError(`invalid value "${v2}" for flag -v2-deprecation: invalid value "${v2}"`);
+  return out;
+}
+
+/** --feature-gates with etcd's errors, merged with the --experimental-* booleans naming the same gates; gates Cairn cannot honour refused. */
+function gates(raw: (n: string) => string, set: (name: string) => string | undefined): Map<string, boolean> {
+  let out: Map<string, boolean>;
+  try {
+    out = parseFeatureGates(raw('feature-gates'));
+  } catch (err) {
+    if (err instanceof GateError) throw new ConfigError(`invalid value "${raw('feature-gates')}" for flag -feature-gates: ${err.message}`);
+    throw err;
+  }
+  for (const [flag, gate] of Object.entries(GATE_FLAGS)) {
+    const v = set(flag);
+    // etcd 3.6: the gate wins when both are given; else the old flag sets it.
+    if (v !== undefined && !new RegExp(`(^|,)\\s*${gate}\\s*=`).test(raw('feature-gates'))) out.set(gate, bool(flag, v));
+  }
+  for (const [gate, on] of out) {
+    const why = GATES_REFUSED_ON[gate];
+    if (on && why !== undefined) throw new ConfigError(`--feature-gates ${gate}=true is not supported by Cairn: ${why}`);
+    if (FEATURE_GATES[gate] === undefined) throw new ConfigError(`internal: gate ${gate}`);
+  }
+  return out;
+}
+
+/** --max-concurrent-streams: a uint32 (etcd's default math.MaxUint32 is printed by name). */
+function concurrentStreams(v: string): number {
+  if (v === 'math.MaxUint32') return 2 ** 32 - 1;
+  const n = int('max-concurrent-streams', v);
+  if (n < 0 || n > 2 ** 32 - 1) throw new ConfigError(`invalid value "${v}" for flag -max-concurrent-streams: value out of range`);
+  return n;
 }
 
 /** https (and unixs) URLs need certificates (etcd refuses to start otherwise); certificates with only http URLs are allowed (etcd warns). */

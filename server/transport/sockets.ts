@@ -3,7 +3,7 @@
 import net from 'node:net';
 import tls from 'node:tls';
 import { type Logger } from '../base/index.js';
-import { type ClientTls, type ServerTls, type TlsConfig, checkClientSan, clientTls, serverTls } from '../base/tls.js';
+import { type ClientTls, type ServerTls, type TlsConfig, allowedIdentity, checkClientSan, clientTls, serverTls } from '../base/tls.js';
 
 export interface SocketFactory {
   /**
@@ -68,7 +68,9 @@ export function tlsSockets(config: TlsConfig, logger: Logger): SocketFactory {
           return;
         }
         socket.pause();
-        void checkClientSan(socket).then((why) => {
+        const allowed = allowedIdentity(socket.getPeerCertificate(), config.files);
+        const san = config.files.skipClientSanVerify === true ? Promise.resolve(undefined) : checkClientSan(socket);
+        void san.then((sanWhy) => allowed ?? sanWhy).then((why) => {
           if (why === undefined) {
             socket.resume();
             onConnection(socket);

@@ -39,7 +39,7 @@ test('bad flags and values are refused with clear messages', () => {
   assert.throws(() => loadConfig(['--listen-client-urls', 'https://127.0.0.1:2379'], {}), /https URL but no --cert-file/);
   assert.throws(() => loadConfig(['--listen-client-urls', 'nonsense'], {}), ConfigError);
   assert.throws(() => loadConfig(['--log-level', 'loud'], {}), /invalid --log-level/);
-  assert.throws(() => loadConfig(['--name', 'a', '--name', 'b'], {}), /more than once/);
+  assert.equal(loadConfig(['--name', 'a', '--name', 'b'], {}).name, 'b', 'a flag given twice: the last one wins, as etcd (Go flag package)');
   assert.throws(() => loadConfig(['--wal-segment-bytes', '100'], {}), /--wal-segment-bytes must be at least 4096/);
 });
 
@@ -77,10 +77,15 @@ test('config file: etcd\'s nested client-/peer-transport-security blocks set the
     ].join('\n'),
   );
   const c = loadConfig(['--config-file', file], {});
-  assert.deepEqual(c.clientTls, { certFile: '/c.crt', keyFile: '/c.key', trustedCaFile: '/ca.crt', clientCertAuth: true });
-  assert.deepEqual(c.peerTls, { certFile: '/p.crt', keyFile: '/p.key', trustedCaFile: '', clientCertAuth: false });
-  writeFileSync(file, 'peer-transport-security:\n  auto-tls: true\n');
-  assert.throws(() => loadConfig(['--config-file', file], {}), /peer-transport-security.auto-tls' is not supported/);
+  const none = { crlFile: '', allowedCns: [], allowedHostnames: [], autoTls: false, clientCertFile: '', clientKeyFile: '', skipClientSanVerify: false };
+  assert.deepEqual(c.clientTls, { certFile: '/c.crt', keyFile: '/c.key', trustedCaFile: '/ca.crt', clientCertAuth: true, ...none });
+  assert.deepEqual(c.peerTls, { certFile: '/p.crt', keyFile: '/p.key', trustedCaFile: '', clientCertAuth: false, ...none });
+  writeFileSync(file, 'peer-transport-security:\n  auto-tls: true\n  allowed-cn: a,b\n');
+  const auto = loadConfig(['--config-file', file], {});
+  assert.equal(auto.peerTls?.autoTls, true, 'etcd\'s nested auto-tls is --peer-auto-tls');
+  assert.deepEqual(auto.peerTls?.allowedCns, ['a', 'b']);
+  writeFileSync(file, 'peer-transport-security:\n  bogus: 1\n');
+  assert.throws(() => loadConfig(['--config-file', file], {}), /peer-transport-security.bogus' is not supported/);
 });
 
 test('auto compaction: etcd\'s retention forms (hours when unitless, a duration, a revision count)', () => {
