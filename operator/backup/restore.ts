@@ -10,7 +10,7 @@ import { spawn } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { createWriteStream, rmSync } from 'node:fs';
 import { open } from 'node:fs/promises';
-import { Readable, Transform, type TransformCallback } from 'node:stream';
+import { Readable, Transform, Writable, type TransformCallback } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { META } from './backup.js';
 import { BackupError, classifyS3Error } from './errors.js';
@@ -107,8 +107,8 @@ class DownloadHasher extends Transform {
   }
 }
 
-/** Downloads the object to `path` (created, fsynced) and checks it; removes the file and throws if it does not verify. */
-export async function downloadVerified(o: Pick<RestoreOptions, 's3' | 'bucket' | 'key' | 'expect' | 'downloadPath'>): Promise<DownloadCheck> {
+/** HeadObject checks (size, metadata SHA-256 vs the record), then the object's body stream. */
+async function openChecked(o: Pick<RestoreOptions, 's3' | 'bucket' | 'key' | 'expect'>): Promise<Readable> {
   const uri = objectUri(o.bucket, o.key);
   const head = await o.s3.send(new HeadObjectCommand({ Bucket: o.bucket, Key: o.key })).catch((e: unknown) => {
     throw classifyS3Error(e, `read ${uri}`, o.bucket);
@@ -120,21 +120,52 @@ export async function downloadVerified(o: Pick<RestoreOptions, 's3' | 'bucket' |
     throw classifyS3Error(e, `read ${uri}`, o.bucket);
   });
   if (!(got.Body instanceof Readable)) throw refuse(uri, 'the object store answered without a body stream');
+  return got.Body;
+}
+
+function checkOutcome(uri: string, r: DownloadCheck | undefined, expect: RestoreOptions['expect']): DownloadCheck {
+  if (r === undefined) throw refuse(uri, 'the download ended without a result');
+  if (r.sizeBytes !== expect.sizeBytes) throw refuse(uri, `downloaded ${r.sizeBytes} bytes, the backup record says ${expect.sizeBytes} (truncated)`);
+  if (r.sha256 !== expect.sha256) throw refuse(uri, `its SHA-256 is ${r.sha256}, the backup record says ${expect.sha256}: corrupt`);
+  if (!r.trailerOk) throw refuse(uri, r.trailerProblem ?? 'bad trailer');
+  return r;
+}
+
+/**
+ * Reads the whole object and checks it (size, SHA-256, trailer) without writing it anywhere: what the
+ * operator runs before it creates any member of a cluster restored from this backup.
+ */
+export async function verifyObject(o: Pick<RestoreOptions, 's3' | 'bucket' | 'key' | 'expect'>): Promise<DownloadCheck> {
+  const uri = objectUri(o.bucket, o.key);
+  const body = await openChecked(o);
+  const hasher = new DownloadHasher();
+  const sink = new Writable({
+    write(_c: Buffer, _e, cb): void {
+      cb();
+    },
+  });
+  try {
+    await pipeline(body, hasher, sink);
+  } catch (e) {
+    throw e instanceof BackupError ? e : refuse(uri, `reading it failed: ${e instanceof Error ? e.message : String(e)}`, e);
+  }
+  return checkOutcome(uri, hasher.result(), o.expect);
+}
+
+/** Downloads the object to `path` (created, fsynced) and checks it; removes the file and throws if it does not verify. */
+export async function downloadVerified(o: Pick<RestoreOptions, 's3' | 'bucket' | 'key' | 'expect' | 'downloadPath'>): Promise<DownloadCheck> {
+  const uri = objectUri(o.bucket, o.key);
+  const body = await openChecked(o);
   const hasher = new DownloadHasher();
   try {
-    await pipeline(got.Body, hasher, createWriteStream(o.downloadPath, { flags: 'wx', highWaterMark: STREAM_BUFFER_BYTES }));
+    await pipeline(body, hasher, createWriteStream(o.downloadPath, { flags: 'wx', highWaterMark: STREAM_BUFFER_BYTES }));
     const fh = await open(o.downloadPath, 'r');
     try {
       await fh.sync();
     } finally {
       await fh.close();
     }
-    const r = hasher.result();
-    if (r === undefined) throw refuse(uri, 'the download ended without a result');
-    if (r.sizeBytes !== o.expect.sizeBytes) throw refuse(uri, `downloaded ${r.sizeBytes} bytes, the backup record says ${o.expect.sizeBytes} (truncated)`);
-    if (r.sha256 !== o.expect.sha256) throw refuse(uri, `its SHA-256 is ${r.sha256}, the backup record says ${o.expect.sha256}: corrupt`);
-    if (!r.trailerOk) throw refuse(uri, r.trailerProblem ?? 'bad trailer');
-    return r;
+    return checkOutcome(uri, hasher.result(), o.expect);
   } catch (e) {
     rmSync(o.downloadPath, { force: true });
     if (e instanceof BackupError) throw e;

@@ -9,7 +9,7 @@ import { GetObjectCommand, HeadObjectCommand, PutObjectCommand } from '@aws-sdk/
 import { createHash } from 'node:crypto';
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
-import { BackupError, META, deleteBackup, listBackups, restoreMember, runBackup, toDelete, type BackupOptions, type BackupRecord } from '../../operator/backup/index.js';
+import { BackupError, META, deleteBackup, listBackups, restoreMember, runBackup, toDelete, verifyObject, type BackupOptions, type BackupRecord } from '../../operator/backup/index.js';
 import { startCluster } from '../harness/cluster.js';
 import { EtcdClient } from '../harness/client.js';
 import { MissingPrerequisite, missingPrerequisite, skipOrFail } from '../harness/prereq.js';
@@ -129,7 +129,11 @@ test('backup and restore faults on a 1-member cluster', async (t) => {
         );
         assert.ok(!existsSync(target.dataDir), `${name}: no data dir was created`);
         assert.ok(!existsSync(downloadPath), `${name}: the download was removed`);
+        // The operator's check before it creates any member: the same refusal, nothing written.
+        await assert.rejects(verifyObject({ s3, bucket: BUCKET, key, expect }), isBackupError('RestoreRefused', re), `${name} (verifyObject)`);
       }
+      const ok = await verifyObject({ s3, bucket: BUCKET, key: rec.key, expect: { sizeBytes: rec.sizeBytes, sha256: rec.sha256 } });
+      assert.equal(ok.sha256, rec.sha256);
     });
 
     await t.test('retention prunes the real bucket: oldest first, never the newest good one', async () => {
