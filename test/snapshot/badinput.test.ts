@@ -1,4 +1,4 @@
-// Snapshot files that must be refused (cut short, altered, trailer removed, not LMDB, etcd's bbolt)
+// Snapshot files that must be refused (cut short, altered, trailer removed, not LMDB, damaged bbolt)
 // with a clear error and nothing written; restore targets that exist; command lines the tool does not
 // understand; --skip-hash-check and --wal-dir on a good file; `snapshot status` printed exactly as
 // etcdctl 3.4 prints a DBStatus; progress lines.
@@ -109,7 +109,14 @@ test('a snapshot without its trailer is refused unless --skip-hash-check', async
 });
 
 test('files that are not Cairn snapshots are refused', async () => {
-  await refused(etcdFile, /is an etcd \(bbolt\) snapshot; cairn restores only snapshots taken from Cairn/);
+  // etcd's bbolt snapshots are restored (test/snapshot/etcd-import.test.ts); one whose two bbolt meta
+  // pages are damaged (checksums broken, SHA-256 trailer recomputed) is refused with the reason
+  const bolt = readFileSync(etcdFile).subarray(0, -32);
+  const broken = Buffer.from(bolt);
+  for (const page of [0, 1]) broken[page * 4096 + 16 + 60] = (broken[page * 4096 + 16 + 60] ?? 0) ^ 0xff;
+  const brokenFile = join(dir, 'etcd-broken.db');
+  writeFileSync(brokenFile, Buffer.concat([broken, createHash('sha256').update(broken).digest()]));
+  await refused(brokenFile, /etcd snapshot file ".*etcd-broken\.db": not a valid bbolt database: meta page 0 has a bad checksum .*; meta page 1 has a bad checksum/);
   const junk = Buffer.alloc(16 * 1024, 0x5a);
   const junkFile = join(dir, 'junk.db');
   writeFileSync(junkFile, Buffer.concat([junk, createHash('sha256').update(junk).digest()]));
