@@ -696,3 +696,8 @@ export function usage(): string {
   const lines = Object.entries(FLAGS).map(([k, s]) => `  --${k}${s.kind === 'bool' ? '' : ` '${s.def}'`}\n        ${s.help} (env ${envName(k)})`);
   return `Usage:\n\n  cairn-server [flags]\n\nFlags:\n${lines.join('\n')}\n\n${exitStatusHelp()}`;
 }
+
+/** Every flag name Cairn accepts (without the dashes), with its kind and default as --help prints them. */
+export function flagTable(): ReadonlyMap<string, { readonly kind: string; readonly def: string }> {
+  return new Map(Object.entries(FLAGS).map(([k, s]) => [k, { kind: s.kind, def: s.def }]));
+}
