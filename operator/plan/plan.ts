@@ -64,8 +64,8 @@ function guarded(v: View, s: EtcdClusterStatus, step: Step, reason: string): Dec
 }
 
 /** How long the member has been reported unhealthy (0 when healthy or never reported). */
-function unhealthyForMs(v: View, member: string): number {
-  const since = v.o.cluster.status?.members?.find((p) => p.name === member)?.unhealthySince;
+function unhealthyForMs(v: View, member: string, id: string): number {
+  const since = v.o.cluster.status?.members?.find((p) => p.name === member && p.id === id)?.unhealthySince;
   return since === undefined ? 0 : v.nowMs - Date.parse(since);
 }
 
@@ -113,7 +113,7 @@ function addOrPromote(v: View, s: EtcdClusterStatus, op: Operation): Decision {
     if (caughtUp(v, m)) return guarded(v, s, { kind: 'memberPromote', member: op.member, id: m.id }, `promote ${op.member}: caught up`);
     // A learner that started once and then stayed down too long (its volume lost, say) is removed
     // and added again: removing a learner never touches quorum.
-    if (m.name !== '' && unhealthyForMs(v, op.member) > v.o.settings.replaceAfterMs) {
+    if (m.name !== '' && unhealthyForMs(v, op.member, m.id) > v.o.settings.replaceAfterMs) {
       return guarded(v, s, { kind: 'memberRemove', member: op.member, id: m.id }, `learner ${op.member} down for over ${String(v.o.settings.replaceAfterMs / 1000)} s: remove it and add it again`);
     }
     return waiting(v, s, `waiting for learner ${op.member} to start and catch up`);
@@ -204,11 +204,13 @@ function replaceCandidate(v: View): MemberView | undefined {
     // The pod says its member's data is gone: replace now, whatever the rollout state.
     if (podAt(v, m.ordinal)?.memberState === 'dataLost') return isSafe(v, { kind: 'memberRemove', member: m.name, id: m.id });
     if (stopped) return false;
-    const since = prev.find((p) => p.name === names.pod(v.name, m.ordinal ?? 0))?.unhealthySince;
+    const since = prev.find((p) => p.name === names.pod(v.name, m.ordinal ?? 0) && p.id === m.id)?.unhealthySince;
     if (since === undefined || v.nowMs - Date.parse(since) < v.o.settings.replaceAfterMs) return false;
-    // A member broken by a new image is the rollout's business (it stops, Degraded), not Replace's:
-    // no Replace while a rollout is stopped (checked above) or in progress (an operation runs).
-    if (podAt(v, m.ordinal) === undefined) return false;
+    // A member broken by an image is the rollout's business, not Replace's: no Replace while a
+    // rollout is stopped (checked above) or in progress (an operation runs), and an outdated pod is
+    // restarted on the current template (a rollback) before anything is removed.
+    const pod = podAt(v, m.ordinal);
+    if (pod === undefined || pod.revision !== v.o.statefulSet?.updateRevision) return false;
     return isSafe(v, { kind: 'memberRemove', member: m.name, id: m.id });
   });
 }

@@ -16,7 +16,8 @@ function members(v: View): MemberStatus[] {
       out.dbSize = m.status.dbSize;
       out.revision = m.status.revision;
     }
-    if (!m.healthy) out.unhealthySince = prev.find((p) => p.name === name)?.unhealthySince ?? v.o.now;
+    // Carried only for the same member id: a replaced member starts its own clock.
+    if (!m.healthy) out.unhealthySince = prev.find((p) => p.name === name && p.id === m.id)?.unhealthySince ?? v.o.now;
     return out;
   });
 }

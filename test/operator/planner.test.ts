@@ -71,7 +71,7 @@ function observedOf(s: Shape): Observed {
     deleting: p.deleting,
     createdAt: EARLIER,
   }));
-  const status = { ...w.status, clusterId: 'c1', members: s.members.map((m, i) => ({ name: names.pod('c', i), learner: m.learner, leader: false, healthy: m.healthy, ...(m.healthy ? {} : { unhealthySince: s.unhealthyLong ? EARLIER : NOW }) })) };
+  const status = { ...w.status, clusterId: 'c1', members: s.members.map((m, i) => ({ name: names.pod('c', i), id: (i + 1).toString(16), learner: m.learner, leader: false, healthy: m.healthy, ...(m.healthy ? {} : { unhealthySince: s.unhealthyLong ? EARLIER : NOW }) })) };
   if (s.op === null) delete status.operation;
   else {
     const op: Operation = { type: s.op.type, member: names.pod('c', s.op.ordinal), ordinal: s.op.ordinal, startedAt: EARLIER, reason: 'test', image: s.image };
