@@ -4,7 +4,7 @@
 import { tmpdir } from 'node:os';
 import { performance } from 'node:perf_hooks';
 import { createLogger, stderrSink, type Logger } from '../base/log.js';
-import { SnapshotError, restoreSnapshot, snapshotStatus } from '../snap/index.js';
+import { SnapshotError, exportBolt, restoreSnapshot, snapshotStatus } from '../snap/index.js';
 import { CAIRN_VERSION, ETCD_COMPAT_VERSION } from '../version.js';
 import { UsageError, flagUsage, parseArgs, type FlagSpecs } from './args.js';
 import { formatStatus, isWriteOut, WRITE_OUT_FORMATS } from './print.js';
@@ -38,6 +38,22 @@ const STATUS_FLAGS: FlagSpecs = {
   help: { kind: 'bool', def: 'false', help: 'help for status', short: 'h' },
 };
 
+const EXPORT_FLAGS: FlagSpecs = {
+  format: { kind: 'string', def: 'bbolt', help: 'Output format: bbolt (an etcd 3.6 snapshot file, for etcdutl snapshot status|restore)' },
+  help: { kind: 'bool', def: 'false', help: 'help for export', short: 'h' },
+};
+
+const EXPORT_USAGE = `Exports a Cairn snapshot file (or a stopped member's data dir) as an etcd snapshot file: an etcd 3.6
+bbolt database with the SHA-256 trailer \`etcdctl snapshot save\` writes, which \`etcdutl snapshot status\`
+and \`etcdutl snapshot restore\` accept (keys with their history, compaction, leases, auth).
+
+Usage:
+  cairn snapshot export --format bbolt <cairn-snapshot-or-data-dir> <out.db>
+
+Flags:
+${flagUsage(EXPORT_FLAGS)}
+`;
+
 const HELP_FLAGS: FlagSpecs = {
   help: { kind: 'bool', def: 'false', help: 'help', short: 'h' },
   version: { kind: 'bool', def: 'false', help: 'print the version and exit' },
@@ -49,10 +65,13 @@ Usage:
   cairn snapshot restore <filename> [flags]   Restores a snapshot into a data dir for a new cluster member
   cairn snapshot status <filename> [-w simple|table|json|fields]
                                               Prints a snapshot file's hash, revision, total keys and size
+  cairn snapshot export --format bbolt <snapshot-or-data-dir> <out.db>
+                                              Writes an etcd (bbolt) snapshot file of Cairn's data
   cairn version                               Prints the version
   cairn help                                  Prints this help
 
-Take a snapshot with \`etcdctl snapshot save <filename>\` against a Cairn member.
+Take a snapshot with \`etcdctl snapshot save <filename>\` against a Cairn member. \`snapshot restore\`
+also takes etcd's own (bbolt) snapshots, from etcd 3.4 to 3.6.
 Run \`cairn snapshot restore --help\` for the restore flags.
 `;
 
@@ -122,6 +141,19 @@ async function statusCmd(argv: readonly string[], io: Io): Promise<number> {
   return EXIT_OK;
 }
 
+async function exportCmd(argv: readonly string[], io: Io): Promise<number> {
+  const p = parseArgs(argv, EXPORT_FLAGS);
+  if (str(p.flags, 'help') === 'true') {
+    io.out(EXPORT_USAGE);
+    return EXIT_OK;
+  }
+  if (str(p.flags, 'format') !== 'bbolt') throw new UsageError(`unsupported export format ${JSON.stringify(str(p.flags, 'format'))} (want bbolt)`);
+  if (p.args.length !== 2) throw new UsageError('snapshot export requires two arguments: <cairn-snapshot-or-data-dir> <out.db>');
+  const r = await exportBolt(p.args[0] ?? '', p.args[1] ?? '', { logger: io.logger, nowMs: () => performance.now(), tmpDir: tmpdir() });
+  io.out(`Exported revision ${r.revision} (${r.revisions} stored revisions, compacted at ${r.compactRevision}) to ${p.args[1] ?? ''}\n`);
+  return EXIT_OK;
+}
+
 function versionText(): string {
   return `cairn version: ${CAIRN_VERSION}\netcd version (compatible): ${ETCD_COMPAT_VERSION}\nAPI version: 3.5\n`;
 }
@@ -131,6 +163,7 @@ async function dispatch(argv: readonly string[], io: Io): Promise<number> {
   if (cmd === 'snapshot') {
     if (sub === 'restore') return restoreCmd(rest, io);
     if (sub === 'status') return statusCmd(rest, io);
+    if (sub === 'export') return exportCmd(rest, io);
     if (sub === 'save') throw new UsageError('In order to download snapshot use: `etcdctl snapshot save ...`');
     if (sub === undefined || sub === 'help' || sub === '--help' || sub === '-h') {
       io.out(USAGE);

@@ -4,3 +4,4 @@ export { SECTOR_BYTES, SHA256_BYTES, checkLmdbHeader, copyData, inspectLayout, v
 export { backendDigest, snapshotStatus, type SnapshotStatus, type StatusDeps } from './status.js';
 export { backendPathIn, dataDirOf, planMembers, restoreSnapshot, walDirOf, type RestoreDeps, type RestoreOptions, type RestoreResult } from './restore.js';
 export { LMDB_PAGE_BYTES } from '../storage/backend/index.js';
+export { exportBolt, etcdBuckets, ETCD_STORAGE_VERSION, type ExportDeps, type ExportResult } from './tobolt.js';
