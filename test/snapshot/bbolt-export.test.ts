@@ -1,9 +1,10 @@
 // Leaving Cairn: etcd 3.6 data (fillWorkload history, a compaction, leases, auth) → etcdctl 3.6
 // snapshot save → cairn snapshot restore → Cairn serves it → etcdctl snapshot save against Cairn →
 // `cairn snapshot export --format bbolt` → `etcdutl snapshot status` (3.6.8) accepts it with the
-// revision and total key count etcdutl prints for etcd's own snapshot → `etcdutl snapshot restore` →
-// etcd 3.6 serves it: HashKV at the same revision equals the original etcd's (the key bucket is
-// byte-equal where it counts), every key, the compaction, leases and auth as the original etcd served.
+// revision and total key count etcdutl prints for etcd's own snapshot; after `etcdutl snapshot
+// restore` of both files with the same flags, etcdutl prints the SAME hash for both (every bucket
+// byte-equal) → etcd 3.6 serves the export: HashKV at the same revision equals the original etcd's,
+// every key, the compaction, leases and auth as the original etcd served.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
@@ -69,8 +70,10 @@ test('a Cairn snapshot exported as bbolt: etcdutl 3.6 status and restore take it
   }
   const dir = tempDir('cairn-bbolt-export-');
 
-  // 1. the original: etcd 3.6 with history and auth
-  const src = await startEtcd({ etcdBin: etcd36 });
+  // 1. the original: etcd 3.6 with history and auth. Cairn is restored below with the same name, peer
+  // URL and token, so its member id (computed as etcd computes it) is the original's: the data is the same
+  const peer = `http://127.0.0.1:${await freePort()}`;
+  const src = await startEtcd({ etcdBin: etcd36, name: 'orig', extraArgs: ['--listen-peer-urls', peer, '--initial-advertise-peer-urls', peer, '--initial-cluster', `orig=${peer}`] });
   const sc = new EtcdClient(src.endpoint);
   let want: unknown;
   let wantHash: { hash: number; compactRevision: number };
@@ -99,11 +102,10 @@ test('a Cairn snapshot exported as bbolt: etcdutl 3.6 status and restore take it
   }
 
   // 2. into Cairn, and a snapshot of Cairn's data
-  const peer = `http://127.0.0.1:${await freePort()}`;
   const cairnDir = join(dir, 'cairn');
-  const r = await runCairn(['snapshot', 'restore', etcdSnap, '--name', 'c', '--initial-cluster', `c=${peer}`, '--initial-advertise-peer-urls', peer, '--data-dir', cairnDir]);
+  const r = await runCairn(['snapshot', 'restore', etcdSnap, '--name', 'orig', '--initial-cluster', `orig=${peer}`, '--initial-advertise-peer-urls', peer, '--data-dir', cairnDir]);
   assert.equal(r.exit, 0, r.stderr);
-  const cairn = await startCairn({ name: 'c', dataDir: cairnDir, extraArgs: ['--listen-peer-urls', peer, '--initial-advertise-peer-urls', peer, '--initial-cluster', `c=${peer}`] });
+  const cairn = await startCairn({ name: 'orig', dataDir: cairnDir, extraArgs: ['--listen-peer-urls', peer, '--initial-advertise-peer-urls', peer, '--initial-cluster', `orig=${peer}`] });
   const cairnSnap = join(dir, 'cairn.db');
   try {
     const c = new EtcdClient(cairn.endpoint);
@@ -125,7 +127,7 @@ test('a Cairn snapshot exported as bbolt: etcdutl 3.6 status and restore take it
   assert.match(e.stdout, new RegExp(`^Exported revision ${revision} `));
   const fromDir = join(dir, 'export-from-dir.db');
   assert.equal((await runCairn(['snapshot', 'export', '--format', 'bbolt', cairnDir, fromDir])).exit, 0, 'a stopped member\'s data dir exports too');
-  type Status = { hash: number; revision: number; totalKey: number; version: string };
+  type Status = { hash: number; revision: number; totalKey: number; totalSize: number; version: string };
   const status = async (f: string): Promise<Status> => {
     const s = await run(etcdutl, ['snapshot', 'status', f, '-w', 'json']);
     assert.equal(s.exit, 0, `etcdutl snapshot status ${f}: ${s.stderr}`);
@@ -133,14 +135,26 @@ test('a Cairn snapshot exported as bbolt: etcdutl 3.6 status and restore take it
   };
   const ours = await status(exported);
   const theirs = await status(etcdSnap);
-  // the hash covers every bucket, members and meta (raft index, term) included: those are the new
-  // cluster's, so it differs from etcd's own snapshot; the key bucket is compared by HashKV below
+  // the hash covers every bucket, the raft index and term in meta and the members' client URLs
+  // included: those are the serving cluster's, so the files' hashes differ until etcdutl restore
+  // rewrites them (3b)
   t.diagnostic(`etcdutl snapshot status: export ${JSON.stringify(ours)}, etcd's own ${JSON.stringify(theirs)}`);
   assert.equal(ours.revision, theirs.revision);
   assert.equal(ours.revision, revision);
   assert.equal(ours.totalKey, theirs.totalKey);
   assert.equal(ours.version, '3.6.0');
   assert.equal((await status(fromDir)).revision, revision);
+
+  // 3b. both files restored by etcdutl with the same flags (which rewrites members, raft index and term)
+  const same = async (f: string, d: string): Promise<Status> => {
+    const x = await run(etcdutl, ['snapshot', 'restore', f, '--name', 'cmp', '--initial-cluster', `cmp=${peer}`, '--initial-advertise-peer-urls', peer, '--data-dir', d]);
+    assert.equal(x.exit, 0, x.stderr);
+    return status(join(d, 'member', 'snap', 'db'));
+  };
+  const ourDb = await same(exported, join(dir, 'cmp-ours'));
+  const theirDb = await same(etcdSnap, join(dir, 'cmp-theirs'));
+  t.diagnostic(`etcdutl snapshot status after etcdutl restore: export ${JSON.stringify(ourDb)}, etcd's own ${JSON.stringify(theirDb)}`);
+  assert.deepEqual({ ...ourDb, totalSize: 0 }, { ...theirDb, totalSize: 0 }, 'same hash, revision, total keys and version as etcd\'s own snapshot of the same data');
 
   // 4. etcdutl restore → etcd 3.6 serves the same data, HashKV equal to the original's
   const name = 'back';
