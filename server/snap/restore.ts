@@ -15,7 +15,7 @@
 // created is removed. The database file appears under its final name last (after its fsync and the
 // WAL's), so an interrupted restore is never mistaken for a restored member.
 import { createHash } from 'node:crypto';
-import { existsSync, fsyncSync, mkdirSync, openSync, closeSync, readdirSync, readFileSync, readSync, renameSync, rmSync, statSync } from 'node:fs';
+import { existsSync, fsyncSync, mkdirSync, openSync, closeSync, readdirSync, readSync, renameSync, rmSync, statSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 import { BACKEND_MAP_BYTES } from '../base/limits.js';
 import type { Logger } from '../base/log.js';
@@ -62,6 +62,9 @@ export interface RestoreDeps {
   readonly logger: Logger;
   readonly nowMs: NowMs;
 }
+
+/** An etcd snapshot is parsed in memory: the largest one taken (etcd's --quota-backend-bytes maximum is 8 GiB; Node's Buffer limit 4 GiB). */
+const BOLT_IN_MEMORY_BYTES_MAX = 4 * 1024 * 1024 * 1024 - 1;
 
 /** The term of the restored log (etcd writes its bootstrap entries and snapshot at term 1). */
 const RESTORE_TERM = 1;
@@ -192,7 +195,20 @@ function readEtcdIfBolt(layout: SnapshotLayout): EtcdData | undefined {
     closeSync(fd);
   }
   if (!looksLikeBolt(head)) return undefined;
-  const data = readFileSync(layout.path).subarray(0, layout.dataBytes);
+  if (layout.dataBytes > BOLT_IN_MEMORY_BYTES_MAX) {
+    throw new SnapshotError(`etcd snapshot file ${q(layout.path)} has ${layout.dataBytes} bytes of data; this cairn reads etcd snapshots of up to ${BOLT_IN_MEMORY_BYTES_MAX} bytes (they are read into memory)`);
+  }
+  const data = Buffer.allocUnsafe(layout.dataBytes);
+  const rfd = openSync(layout.path, 'r');
+  try {
+    for (let got = 0; got < data.length; ) {
+      const n = readSync(rfd, data, got, data.length - got, got);
+      if (n === 0) throw new SnapshotError(`snapshot file ${q(layout.path)} is truncated: it ended while being read (at byte ${got})`);
+      got += n;
+    }
+  } finally {
+    closeSync(rfd);
+  }
   if (layout.trailer !== undefined) {
     const got = createHash('sha256').update(data).digest();
     if (!got.equals(layout.trailer)) throw new SnapshotError(`snapshot file ${q(layout.path)} has a SHA-256 mismatch (expected ${layout.trailer.toString('hex')}, got ${got.toString('hex')}): the file changed while it was being restored`);
