@@ -1,7 +1,7 @@
 // Process entry: configuration, logging, storage, the gRPC server, signals. The only place (with
 // node/) that touches process-wide state. One process serves clients and owns the WAL.
 import { createWriteStream } from 'node:fs';
-import { EXIT_BAD_FLAGS, EXIT_FAILURE, EXIT_MEMBER_REMOVED, loadConfig, usage, ConfigError, type Config, type TlsFiles } from './config/index.js';
+import { FEATURE_GATES, EXIT_BAD_FLAGS, EXIT_FAILURE, EXIT_MEMBER_REMOVED, loadConfig, usage, ConfigError, type Config, type TlsFiles } from './config/index.js';
 import { join } from 'node:path';
 import { selfCert } from './base/selfcert.js';
 import { createLogger, type LogSink, type Logger } from './base/log.js';
@@ -35,6 +35,12 @@ function sinkFor(outputs: readonly string[]): LogSink {
 /** The keys-only limit-1 Range etcd's /health, /livez and /readyz make (served as root: no auth). */
 const HEALTH_RANGE = { key: Buffer.from('health'), keysOnly: true, limit: 1 };
 
+/** etcd_server_feature_enabled's series: every gate (AllAlpha/AllBeta first, as etcd lists them) with its stage and value. */
+function featureGateMetrics(cfg: Config): { name: string; stage: string; enabled: boolean }[] {
+  const stages = Object.entries(FEATURE_GATES).map(([name, [stage]]) => ({ name, stage, enabled: cfg.featureGates.get(name) === true }));
+  return [{ name: 'AllAlpha', stage: 'ALPHA', enabled: false }, { name: 'AllBeta', stage: 'BETA', enabled: false }, ...stages];
+}
+
 /** What /health, /livez and /readyz ask of this member. */
 function healthSource(node: Node, reads: ReadPath): HealthSource {
   const serializable = decodeRangeRequest(encodeRangeRequest({ ...HEALTH_RANGE, serializable: true }));
@@ -57,7 +63,7 @@ async function listenAll(cfg: Config, server: GrpcServer, node: Node, reads: Rea
   };
   const clientTls = tlsConfig(cfg, cfg.clientTls);
   // metrics (metrics helper): etcd's series; duration observers (WAL fsync, commits, RTT) count from here on.
-  const metrics = createMetrics({ node, stats: nodeStats, grpc: server, version: ETCD_COMPAT_VERSION, quotaBackendBytes: cfg.quotaBackendBytes, extensive: cfg.metricsExtensive });
+  const metrics = createMetrics({ node, stats: nodeStats, grpc: server, version: ETCD_COMPAT_VERSION, quotaBackendBytes: cfg.quotaBackendBytes, extensive: cfg.metricsExtensive, featureGates: featureGateMetrics(cfg) });
   const handlers = createHttpHandlers({
     grpc: server,
     source: healthSource(node, reads),

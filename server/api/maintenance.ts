@@ -132,6 +132,15 @@ async function streamSnapshot(path: string, bytes: number, out: ServerStream, si
 /** Status.errors entry while the member knows no leader (etcd's ErrNoLeader text). */
 const NO_LEADER = toGrpcError(new ServerRefusal('noLeader')).details;
 
+/**
+ * Status.storageVersion (field 11): etcd 3.6 reports its storage schema version, "<major>.<minor>.0"
+ * of the server (3.6.8 -> "3.6.0"); etcd 3.5 leaves it empty. Cairn follows the etcd version it reports.
+ */
+export function storageVersionOf(version: string): string {
+  const [major = 0, minor = 0] = version.split('.').map(Number);
+  return major > 3 || (major === 3 && minor >= 6) ? `${major}.${minor}.0` : '';
+}
+
 export function maintenanceApi(m: MaintenancePath, hdr: HeaderSource, opts: MaintenanceApiOptions): MaintenanceApi {
   const dbSizeQuota = opts.backendQuotaBytes > 0 ? opts.backendQuotaBytes : DEFAULT_QUOTA_BYTES;
   return {
@@ -148,6 +157,7 @@ export function maintenanceApi(m: MaintenancePath, hdr: HeaderSource, opts: Main
         errors: [...(s.leader === 0n ? [NO_LEADER] : []), ...s.alarms.map(alarmText)],
         dbSizeInUse: s.dbSizeInUseBytes,
         isLearner: s.isLearner,
+        storageVersion: storageVersionOf(opts.version),
         dbSizeQuota,
       });
     },

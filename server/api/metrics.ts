@@ -7,6 +7,7 @@
 // leadership, watchers, pending proposals, counters kept by the store, the gRPC server and node/)
 // are read by collect() callbacks when scraped; only durations are observed as they happen, through
 // the slots of node/stats.ts that createMetrics fills.
+import { readdirSync, readFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { Counter, Gauge, Histogram, Registry } from 'prom-client';
 import { DEFAULT_QUOTA_BYTES } from '../base/limits.js';
@@ -51,6 +52,8 @@ export interface MetricsOptions {
   readonly quotaBackendBytes: number;
   /** --metrics=extensive: also grpc_server_handling_seconds per method (a clock read per call). */
   readonly extensive?: boolean;
+  /** etcd 3.6's feature gates with their stage and resolved value: etcd_server_feature_enabled{name,stage}. */
+  readonly featureGates?: readonly { readonly name: string; readonly stage: string; readonly enabled: boolean }[];
 }
 
 export interface Metrics {
@@ -121,6 +124,25 @@ function counter(registers: Register, name: string, help: string, read: () => nu
       this.inc(read());
     },
   });
+}
+
+/** Open file descriptors of this process (Linux /proc; 0 elsewhere). */
+function fdUsed(): number {
+  try {
+    return readdirSync('/proc/self/fd').length;
+  } catch {
+    return 0;
+  }
+}
+
+/** The soft limit on open files (Linux /proc/self/limits; 0 when unknown). */
+function fdLimit(): number {
+  try {
+    const m = /^Max open files\s+(\d+)/m.exec(readFileSync('/proc/self/limits', 'utf8'));
+    return m === null ? 0 : Number(m[1]);
+  } catch {
+    return 0;
+  }
 }
 
 /** A gauge of 1 with one label carrying the value (etcd's version and id gauges). */
@@ -214,6 +236,30 @@ export function createMetrics(opts: MetricsOptions): Metrics {
   gauge(regs, 'etcd_server_snapshot_apply_in_progress_total', '1 if the server is applying the incoming snapshot. 0 if none.', () => (stats.snapshotsInstalling > 0 ? 1 : 0));
   const quota = opts.quotaBackendBytes > 0 ? opts.quotaBackendBytes : DEFAULT_QUOTA_BYTES;
   gauge(regs, 'etcd_server_quota_backend_bytes', 'Current backend storage quota size in bytes.', () => quota);
+  const gates = opts.featureGates ?? [];
+  new Gauge({
+    name: 'etcd_server_feature_enabled',
+    help: 'Whether or not a feature is enabled. 1 is enabled, 0 is not.',
+    labelNames: ['name', 'stage'],
+    registers: [...regs],
+    collect() {
+      this.reset();
+      for (const g of gates) this.set({ name: g.name, stage: g.stage }, g.enabled ? 1 : 0);
+    },
+  });
+  new Gauge({
+    name: 'etcd_network_known_peers',
+    help: 'The current number of known peers.',
+    labelNames: ['Local', 'Remote'],
+    registers: [...regs],
+    collect() {
+      this.reset();
+      const local = node.memberId.toString(16);
+      for (const m of node.members()) this.set({ Local: local, Remote: m.id.toString(16) }, 1);
+    },
+  });
+  gauge(regs, 'os_fd_used', 'The number of used file descriptors.', () => fdUsed());
+  gauge(regs, 'os_fd_limit', 'The file descriptor limit.', () => fdLimit());
   infoGauge(regs, 'etcd_server_version', "Which version is running. 1 for 'server_version' label with current version.", 'server_version', () => opts.version);
   const clusterVersion = opts.version.split('.').slice(0, 2).join('.');
   infoGauge(regs, 'etcd_cluster_version', "Which version is running. 1 for 'cluster_version' label with current cluster version", 'cluster_version', () => clusterVersion);
