@@ -191,6 +191,15 @@ function filesOf(files: TlsFileSet): string[] {
   return [files.certFile, files.keyFile, files.trustedCaFile, files.crlFile ?? ''].filter((f) => f !== '');
 }
 
+/**
+ * A CRL file as OpenSSL takes it (PEM). etcd 3.6 reads the file as DER (x509.ParseRevocationList; a
+ * PEM file makes it refuse every connection, "x509: malformed crl"); Cairn takes DER and PEM.
+ */
+function crlPem(b: Buffer): Buffer {
+  if (b.subarray(0, 11).toString('latin1') === '-----BEGIN ') return b;
+  return Buffer.from(`-----BEGIN X509 CRL-----\n${b.toString('base64').replace(/.{64}/g, '$&\n').replace(/\n?$/, '\n')}-----END X509 CRL-----\n`, 'latin1');
+}
+
 function readFiles(files: TlsFileSet): Loaded {
   const read = (what: string, path: string): Buffer => {
     try {
@@ -203,7 +212,7 @@ function readFiles(files: TlsFileSet): Loaded {
     cert: read('cert file', files.certFile),
     key: read('key file', files.keyFile),
     ca: files.trustedCaFile === '' ? undefined : read('trusted CA file', files.trustedCaFile),
-    crl: (files.crlFile ?? '') === '' ? undefined : read('CRL file', files.crlFile ?? ''),
+    crl: (files.crlFile ?? '') === '' ? undefined : crlPem(read('CRL file', files.crlFile ?? '')),
   };
 }
 
