@@ -80,11 +80,16 @@ async function listenAll(cfg: Config, server: GrpcServer, node: Node, reads: Rea
     metricsHttp: handlers.metrics,
     tls: clientTls === undefined ? undefined : serverTls(clientTls.files, clientTls.settings, log.child('tls')),
     maxConcurrentStreams: cfg.maxConcurrentStreams,
+    httpSplit: cfg.listenClientHttpUrls.length > 0,
     onError,
   });
   for (const u of cfg.listenClientUrls) {
     const port = await listeners.listenClient(u);
     log.debug('now serving client', { address: clientAddress(u, port) });
+  }
+  for (const u of cfg.listenClientHttpUrls) {
+    const port = await listeners.listenClientHttp(u);
+    log.info('serving client http traffic', { address: `${u.protocol}//${u.hostname}:${port}` });
   }
   for (const u of cfg.listenMetricsUrls) {
     const port = await listeners.listenMetrics(u);

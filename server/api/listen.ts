@@ -57,6 +57,11 @@ export interface ListenersOptions {
   readonly tls: ServerTls | undefined;
   /** --max-concurrent-streams: HTTP/2 streams one client connection may have open (default: gRPC's limit). */
   readonly maxConcurrentStreams?: number;
+  /**
+   * --listen-client-http-urls given: HTTP is served there (listenClientHttp) and no longer on the
+   * client URLs, where HTTP/1.1 connections are closed (etcd's cmux then matches nothing).
+   */
+  readonly httpSplit?: boolean;
   readonly onError?: (err: Error, where: string) => void;
 }
 
@@ -192,6 +197,17 @@ export class Listeners {
     return server;
   }
 
+  /** --listen-client-http-urls: the gateway, /health, /version ... (HTTP/1.1, https with the client TLS) at `url`, no gRPC. */
+  async listenClientHttp(url: URL): Promise<number> {
+    const { host, port } = splitHostPort(url);
+    const server =
+      url.protocol === 'https:'
+        ? https.createServer({ ...this.requireTls(url).options() }, this.opts.clientHttp)
+        : http.createServer({ requestTimeout: 0, headersTimeout: HTTP_HEADERS_TIMEOUT_MS }, this.opts.clientHttp);
+    if (server instanceof https.Server) this.requireTls(url).attach(server);
+    return this.start(server, { host, port });
+  }
+
   /** Serves /metrics, /health, /livez, /readyz at `url`. */
   async listenMetrics(url: URL): Promise<number> {
     const { host, port } = splitHostPort(url);
@@ -296,6 +312,7 @@ export class Listeners {
       return;
     }
     if (protocol === 'h2') this.h2.emit('connection', socket);
+    else if (this.opts.httpSplit === true) socket.destroy();
     else {
       this.http1.emit('connection', socket);
       socket.resume();

@@ -128,7 +128,6 @@ export const REFUSED: Readonly<Record<string, Refusal>> = {
   'discovery-endpoints': { ok: empty, reason: 'v3 discovery is not implemented; give --initial-cluster' },
   'bootstrap-defrag-threshold-megabytes': { ok: zero, reason: 'Cairn does not defragment at start (its LMDB file reuses free pages; run a Defragment instead)' },
   'experimental-bootstrap-defrag-threshold-megabytes': { ok: zero, reason: 'Cairn does not defragment at start (its LMDB file reuses free pages; run a Defragment instead)' },
-  'listen-client-http-urls': { ok: empty, reason: 'not implemented yet: HTTP is served on --listen-client-urls beside gRPC (and on --listen-metrics-urls for health and metrics)' },
   'client-cert-file': { ok: empty, reason: 'Cairn never dials its own client port (the gateway is served in process), so there is nothing to present it to' },
   'client-key-file': { ok: empty, reason: 'Cairn never dials its own client port (the gateway is served in process), so there is nothing to present it to' },
   cors: { ok: (v) => ['', '*'].includes(v.trim()), reason: 'the gateway allows every origin (etcd\'s default \'*\'); no other list is implemented' },

@@ -121,7 +121,7 @@ const FLAGS: Record<string, FlagSpec> = {
   'distributed-tracing-sampling-rate': { kind: 'int', def: '0', help: 'Tracing samples per million (no effect).' },
   'experimental-distributed-tracing-sampling-rate': { kind: 'int', def: '0', help: 'etcd 3.5 name of --distributed-tracing-sampling-rate.' },
   'initial-election-tick-advance': { kind: 'bool', def: 'true', help: 'Fast-forward the first election timeout at boot (refused when false).' },
-  'listen-client-http-urls': { kind: 'string', def: '', help: 'HTTP-only client URLs (refused when set: not implemented yet).' },
+  'listen-client-http-urls': { kind: 'string', def: '', help: 'List of URLs to listen on for http only client traffic (the gateway, /health, /version ...); HTTP/1.1 is then no longer served on --listen-client-urls.' },
   'max-snapshots': { kind: 'int', def: '5', help: 'Snapshot files kept (no effect: Cairn keeps none).' },
   'max-wals': { kind: 'int', def: '5', help: 'WAL files kept (no effect: segments are released when the backend holds them).' },
   'backend-bbolt-freelist-type': { kind: 'string', def: 'map', help: 'bbolt free list type, map or array (no effect on LMDB).' },
@@ -242,6 +242,8 @@ export interface Config {
   readonly watchersPerStreamMax: number;
   readonly watchersMax: number;
   readonly listenMetricsUrls: readonly URL[];
+  /** --listen-client-http-urls (empty: HTTP shares the client URLs). */
+  readonly listenClientHttpUrls: readonly URL[];
   readonly metricsExtensive: boolean;
   readonly enableGrpcGateway: boolean;
   /** --strict-reconfig-check: refuse membership changes that could lose quorum (etcd's default: on). */
@@ -482,6 +484,7 @@ export function loadConfig(argv: readonly string[], env: NodeJS.ProcessEnv): Con
     watchersPerStreamMax: int('max-watchers-per-stream', raw('max-watchers-per-stream')),
     watchersMax: int('max-watchers', raw('max-watchers')),
     listenMetricsUrls: raw('listen-metrics-urls') === '' ? [] : urls('listen-metrics-urls', raw('listen-metrics-urls')),
+    listenClientHttpUrls: raw('listen-client-http-urls') === '' ? [] : urls('listen-client-http-urls', raw('listen-client-http-urls')),
     metricsExtensive: metricsMode(raw('metrics')),
     enableGrpcGateway: bool('enable-grpc-gateway', raw('enable-grpc-gateway')),
     strictReconfigCheck: bool('strict-reconfig-check', raw('strict-reconfig-check')),
@@ -608,6 +611,7 @@ function checkTlsUrls(cfg: Config): void {
   const https = (us: readonly URL[]): boolean => us.some((u) => u.protocol === 'https:');
   if (https(cfg.listenClientUrls) && cfg.clientTls === undefined) throw new ConfigError('--listen-client-urls has an https URL but no --cert-file/--key-file were given');
   if (cfg.listenClientUrls.some((u) => u.protocol === 'unixs:') && cfg.clientTls === undefined) throw new ConfigError('--listen-client-urls has a unixs URL (TLS on a unix socket) but no --cert-file/--key-file were given');
+  if (https(cfg.listenClientHttpUrls) && cfg.clientTls === undefined) throw new ConfigError('--listen-client-http-urls has an https URL but no --cert-file/--key-file were given');
   if (https(cfg.listenMetricsUrls) && cfg.clientTls === undefined) throw new ConfigError('--listen-metrics-urls has an https URL but no --cert-file/--key-file were given');
   if (https(cfg.listenPeerUrls) && cfg.peerTls === undefined) throw new ConfigError('--listen-peer-urls has an https URL but no --peer-cert-file/--peer-key-file were given');
 }
