@@ -115,7 +115,10 @@ export function isSafe(v: View, step: Step): boolean {
       if (v.members === undefined) return v.spec.replicas === 1 && v.stsReplicas === 1;
       const m = memberAt(v, pod.ordinal);
       if (m === undefined || m.learner || !m.healthy) return true;
-      if (v.voters === 1 && v.spec.replicas === 1) return true;
+      // A lone voter has no quorum to keep: restarting it (an upgrade) costs the same brief outage
+      // whatever replicas the spec asks for next; refusing it would deadlock an upgrade that began
+      // at 1 member against a scale-up that waits for the operation to end.
+      if (v.voters === 1) return true;
       return v.healthyVoters - 1 >= quorum(v.voters);
     }
     case 'scaleStatefulSet':

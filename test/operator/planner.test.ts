@@ -124,7 +124,8 @@ function judge(o: Observed, step: Step, op: Operation | undefined): string | und
       const pod = o.pods.find((p) => p.name === step.pod);
       if (pod === undefined) return 'delete of an unknown pod';
       const m = at(pod.ordinal);
-      const single = voters.length === 1 && withDefaults(o.cluster.spec).replicas === 1;
+      // A lone voter may be restarted whatever the spec asks next: it has no quorum to keep.
+      const single = voters.length === 1;
       if (m !== undefined && !m.learner && healthy(m) && hv - 1 < quorum(voters.length) && !single) return 'pod delete loses quorum';
       return pod.ordinal === op?.ordinal ? undefined : 'pod delete of a member the journal does not name';
     }
@@ -313,6 +314,19 @@ describe('planner in a simulated world', () => {
     }
     assert.deepEqual(w.quorumLosses, []);
     assert.deepEqual(trace.refused, []);
+  });
+
+  it('a 1-member upgrade under way when replicas goes to 3 finishes, then scales (fast-check seed 453379887)', () => {
+    const w = new World({ replicas: 1 }, { replaceAfterMs: 15_000, upgradeHealthyTimeoutMs: 60_000 });
+    const trace: Trace = { steps: [], refused: [] };
+    for (let i = 0; i < 9; i++) reconcile(w, trace, false);
+    const image = 'localhost/cairn:v3';
+    w.setSpec({ image });
+    for (let i = 0; i < 2; i++) reconcile(w, trace, false);
+    w.setSpec({ replicas: 3, image });
+    settle(w, trace, image, 1500);
+    assert.equal(w.voters().length, 3);
+    assert.deepEqual(w.quorumLosses, []);
   });
 
   it('random histories: never loses quorum, resumes after lost steps, converges once faults stop', () => {
