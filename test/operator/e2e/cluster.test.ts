@@ -214,6 +214,33 @@ test('operator e2e on localkube', { timeout: 60 * 60_000 }, async (t) => {
     assert.equal(after?.['id'], before['id'], 'same member id');
   });
 
+  await t.test("a member whose claims and pod are deleted is replaced (new member id), the cluster healthy", async () => {
+    const before = ((statusOf(await clusterObj(lk, ns, 'three'))['members'] ?? []) as Obj[]).find((m) => m['name'] === 'three-2');
+    assert.ok(before !== undefined);
+    const t0 = Date.now();
+    await lk.kubectlOk(['delete', 'pvc', '-n', ns, 'data-three-2', 'wal-three-2', '--wait=false']);
+    await lk.kubectlOk(['delete', 'pod', '-n', ns, 'three-2', '--wait=false']);
+    await pollUntil(
+      'three-2 replaced by a new member',
+      async () => {
+        const ms = (statusOf(await clusterObj(lk, ns, 'three'))['members'] ?? []) as Obj[];
+        const m = ms.find((x) => x['name'] === 'three-2');
+        return m !== undefined && m['id'] !== before['id'];
+      },
+      AVAILABLE_TIMEOUT_MS,
+      500,
+    );
+    await waitAvailable(lk, ns, 'three', 3);
+    t.diagnostic(`lost volume -> replaced and Available: ${String(Date.now() - t0)} ms`);
+    const ip = await clusterIp(lk, ns, 'three-client');
+    const c = new EtcdAdmin(`${ip}:2379`);
+    try {
+      assert.equal(await c.get('from-pod'), 'p', 'data written before is still there');
+    } finally {
+      c.close();
+    }
+  });
+
   await t.test('an operator killed mid-scale resumes from the journal', async () => {
     await lk.kubectlOk(['scale', 'etcdcluster', '-n', ns, 'three', '--replicas=5']);
     await pollUntil('a ScaleUp journaled', async () => o(statusOf(await clusterObj(lk, ns, 'three'))['operation'])['type'] === 'ScaleUp', 60_000, 200);
