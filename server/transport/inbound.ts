@@ -59,8 +59,11 @@ export function checkHello(h: Hello, memberId: bigint, clusterId: bigint, isRemo
   if (h.clusterId !== clusterId) {
     return { ok: false, code: 'clusterMismatch', text: `cluster ID mismatch (local=${hex(clusterId)}, remote=${hex(h.clusterId)})` };
   }
-  if (h.to !== memberId) return { ok: false, code: 'memberMismatch', text: `member ID mismatch (local=${hex(memberId)}, remote expected=${hex(h.to)})` };
+  // A removed sender hears that it was removed whatever member it meant to reach: a member restarted on
+  // a removed member's data may dial a peer URL that now belongs to a member with another id, and must
+  // learn of its removal (and stop, exit 78) rather than retry a member-ID mismatch forever.
   if (isRemoved(h.from)) return { ok: false, code: 'removed', text: `removed: member ${hex(h.from)} was removed from the cluster` };
+  if (h.to !== memberId) return { ok: false, code: 'memberMismatch', text: `member ID mismatch (local=${hex(memberId)}, remote expected=${hex(h.to)})` };
   return { ok: true, purpose, anonymous: false };
 }
 

@@ -180,6 +180,9 @@ test('hello: accepted and refused as specified', () => {
   );
   const rem = checkHello({ ...hello, from: 9n }, 2n, 0xabcn, isRemoved);
   assert.ok(!rem.ok && rem.code === 'removed' && rem.text.startsWith('removed'));
+  // A removed sender dialling a URL that now belongs to another member hears 'removed', not a mismatch.
+  const remElsewhere = checkHello({ ...hello, from: 9n, to: 3n }, 2n, 0xabcn, isRemoved);
+  assert.ok(!remElsewhere.ok && remElsewhere.code === 'removed', JSON.stringify(remElsewhere));
   const v = checkHello({ ...hello, version: 2 }, 2n, 0xabcn, isRemoved);
   assert.ok(!v.ok && v.code === 'version');
   const p = checkHello({ ...hello, purpose: 9 }, 2n, 0xabcn, isRemoved);
