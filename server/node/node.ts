@@ -21,7 +21,7 @@ import { AlarmRequest_AlarmAction, AlarmType } from '../../proto/gen/etcdserverp
 import { decodeInternalRequest, encodeInternalRequest, type InternalRequestInit } from '../../proto/gen/cairnpb.js';
 import { Wal, WalFatalError, type WalEntry } from '../wal/index.js';
 import { Backend } from '../storage/backend/index.js';
-import { META, SCHEMA_VERSION, decodeNum, encodeNum } from '../storage/schema/index.js';
+import { META, SCHEMA_VERSION, decodeNum, encodeId, encodeNum } from '../storage/schema/index.js';
 import { KvStore, WatchableStore, type RevisionEvents } from '../mvcc/index.js';
 import { LeaseStore, Lessor } from '../lease/index.js';
 import { AuthStore, ROOT_USER } from '../auth/index.js';
@@ -645,9 +645,8 @@ export class Node implements ClusterPath, MaintenancePath, LeaderView {
   /** etcd publishes the member's name and client URLs through the log once a leader exists. */
   private publishAttrs(): void {
     if (this.attrsPublished) return;
-    const me = this.memberStore.get(this.memberId);
     const urls = this.cfg.advertiseClientUrls;
-    if (me !== undefined && me.name === this.cfg.name && me.clientURLs.length === urls.length && me.clientURLs.every((u, i) => u === urls[i])) {
+    if (this.attrsInStore()) {
       this.attrsPublished = true;
       this.becomeReady();
       return;
@@ -660,9 +659,19 @@ export class Node implements ClusterPath, MaintenancePath, LeaderView {
       },
       (err: unknown) => {
         this.attrsPublished = false;
-        this.cfg.logger.warn('failed to publish member attributes; will retry at the next leader change', { error: err });
+        // The entry may have been applied all the same, inside a snapshot installed from the leader
+        // (which resolves no waiter): the retry finds it in the member store. etcd retries in a loop too.
+        this.cfg.logger.warn('failed to publish member attributes; will retry', { error: err });
+        if (!this.stopped) setTimeout(() => this.publishAttrs(), this.cfg.electionMs).unref();
       },
     );
+  }
+
+  /** Whether the member store already holds this member's name and client URLs as configured. */
+  private attrsInStore(): boolean {
+    const me = this.memberStore.get(this.memberId);
+    const urls = this.cfg.advertiseClientUrls;
+    return me !== undefined && me.name === this.cfg.name && me.clientURLs.length === urls.length && me.clientURLs.every((u, i) => u === urls[i]);
   }
 
   private becomeReady(): void {
@@ -1106,7 +1115,14 @@ export class Node implements ClusterPath, MaintenancePath, LeaderView {
     try {
       await this.wal.appendSnapshot({ index: meta.index, term: meta.term }, hs !== undefined ? toWalHardState(hs) : undefined);
       await this.compacting;
-      await this.serialBackend(() => this.swapBackend(final));
+      // The leader's copy carries the leader's identity in its meta table: this member's own id goes in
+      // before the file replaces ours (a restart after an install must come back as this member).
+      await this.serialBackend(() =>
+        this.swapBackend(final, (t) => {
+          t('meta').put(META.memberId, encodeId(this.memberId));
+          t('meta').del(META.removed);
+        }),
+      );
       this.dbBytes = this.backend.sizeBytes();
       const applied = decodeNum(this.backend.table('meta').get(META.appliedIndex), 0);
       if (applied !== meta.index) throw new StorageFault(`node: snapshot ${meta.index} holds applied index ${applied}`);
@@ -1115,6 +1131,9 @@ export class Node implements ClusterPath, MaintenancePath, LeaderView {
       this.durableIndex = applied;
       this.store.reload();
       this.memberStore.reload();
+      // A snapshot may carry this member's own published attributes (its publish proposal applied
+      // on the leader before the snapshot was cut): then it is ready now, its waiter never resolves.
+      if (!this.isReady && this.attrsInStore()) this.becomeReady();
       this.alarms.reload();
       this.auth.reload();
       this.lessor = new Lessor();
@@ -1475,12 +1494,12 @@ export class Node implements ClusterPath, MaintenancePath, LeaderView {
   }
 
   /** Replaces the database file (Backend.replaceWith) with nothing reading it meanwhile. */
-  private async swapBackend(file: string): Promise<void> {
+  private async swapBackend(file: string, keep?: Parameters<Backend['replaceWith']>[1]): Promise<void> {
     this.swapping = true;
     let done!: () => void;
     this.swapped = new Promise<void>((r) => (done = r));
     try {
-      await this.backend.replaceWith(file);
+      await this.backend.replaceWith(file, keep);
     } finally {
       this.swapping = false;
       done();

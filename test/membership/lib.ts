@@ -90,7 +90,10 @@ export function addedId(r: CallResult<Msg>): string {
  * still nameless, under `name`) with its peer URLs.
  */
 export async function initialClusterAfterAdd(c: Cluster, name: string, peerUrl: string): Promise<string> {
-  const list = await c.memberList();
+  // MemberList answers from the member asked (not linearizable): one that has not applied the add yet
+  // leaves the new member out, and etcd then refuses to start it ("couldn't find local name").
+  let list = await c.memberList();
+  await pollUntil(`the member list naming ${peerUrl}`, async () => (list = await c.memberList()).some((m) => m.peerURLs.includes(peerUrl)), 10_000, 50);
   return list.flatMap((m) => m.peerURLs.map((p) => `${p === peerUrl ? name : m.name}=${p}`)).join(',');
 }
 

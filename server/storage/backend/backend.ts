@@ -153,6 +153,26 @@ function openEnv(path: string, mapBytes: number): Env {
   }
 }
 
+/**
+ * Writes into the LMDB file at `path` (not open elsewhere) and makes it durable before returning: a
+ * received snapshot gets this member's own records (its identity) before it replaces the database, so
+ * no crash can leave the sender's identity in place.
+ */
+async function rewriteFile(path: string, mapBytes: number, fn: (t: (name: TableName) => Table) => void): Promise<void> {
+  const env = openEnv(path, mapBytes);
+  try {
+    env.root.transactionSync(() => fn((name) => table(() => env.dbs[name])));
+    await new Promise<void>((resolve, reject) => {
+      (env.root as unknown as { sync(cb: (err: unknown) => void): void }).sync((err: unknown) => {
+        if (err) reject(new StorageFault(`backend: fsync of ${path} failed`, { cause: err }));
+        else resolve();
+      });
+    });
+  } finally {
+    await env.root.close();
+  }
+}
+
 export class Backend {
   private env: Env;
   private readonly tables = {} as Record<TableName, Table>;
@@ -176,7 +196,8 @@ export class Backend {
    * closes the environment, renames the file over ours (atomic), syncs the directory and reopens.
    * Table handles stay valid. Nothing may read or write in between (the caller holds them off).
    */
-  async replaceWith(from: string): Promise<void> {
+  async replaceWith(from: string, keep?: (incoming: (name: TableName) => Table) => void): Promise<void> {
+    if (keep !== undefined) await rewriteFile(from, this.mapBytes, keep);
     await this.env.root.close();
     renameSync(from, this.path);
     rmSync(`${this.path}-lock`, { force: true });
