@@ -2,7 +2,8 @@
 // operator running as the Deployment cairn-operator inside it, as users run it:
 //   create 1 and 3 members -> Available (apply -> Available timed); writes through the client
 //   Service from a pod and from the host; scale 3 -> 5 -> 3 under a write load, every acknowledged
-//   write read back after (time per step); delete a pod (the same member returns); kill the operator
+//   write read back after (time per step); delete a pod (the same member returns); kill -9 the
+//   leader's container under a write load (the same member returns, nothing acknowledged lost); kill the operator
 //   mid-scale (it resumes from the journal); pause; delete (everything collected, volumes per
 //   reclaimPolicy). Operator memory and CPU, idle and while reconciling, in the diagnostics.
 // Under CI=true a missing localkube prerequisite fails the test with the reason (skipOrFail).
@@ -80,8 +81,24 @@ function operatorUsage(): { rssMiB: number; cpuS: number } | undefined {
   return undefined;
 }
 
+/** The host pid of a member pod's entrypoint (containers are host processes): found by its POD_NAME/POD_NAMESPACE. */
+function memberEntrypointPid(ns: string, pod: string): number | undefined {
+  for (const e of readdirSync('/proc')) {
+    if (!/^\d+$/.test(e)) continue;
+    try {
+      const cmd = readFileSync(`/proc/${e}/cmdline`, 'utf8');
+      if (!cmd.includes('dist/operator/member/main.js')) continue;
+      const env = readFileSync(`/proc/${e}/environ`, 'utf8').split('\0');
+      if (env.includes(`POD_NAME=${pod}`) && env.includes(`POD_NAMESPACE=${ns}`)) return Number(e);
+    } catch {
+      // gone
+    }
+  }
+  return undefined;
+}
+
 /** Sequential writes through one endpoint until stopped; returns the acknowledged keys. */
-function writeLoad(endpoint: string, prefix: string): { stop: () => Promise<Map<string, string>>; errors: () => number } {
+function writeLoad(endpoint: string, prefix: string): { stop: () => Promise<Map<string, string>>; errors: () => number; acked: () => number } {
   const acked = new Map<string, string>();
   let errors = 0;
   let running = true;
@@ -109,6 +126,7 @@ function writeLoad(endpoint: string, prefix: string): { stop: () => Promise<Map<
       return acked;
     },
     errors: () => errors,
+    acked: () => acked.size,
   };
 }
 
@@ -272,6 +290,31 @@ test('operator e2e on localkube', { timeout: 60 * 60_000 }, async (t) => {
       180_000,
       1000,
     );
+  });
+
+  await t.test("kill -9 of the leader's container (5 members) under a write load: the member returns, nothing acknowledged is lost", async () => {
+    const st0 = statusOf(await clusterObj(lk, ns, 'three'));
+    const leader = ((st0['members'] ?? []) as Obj[]).find((m) => m['leader'] === true);
+    assert.ok(leader !== undefined, `a leader in ${JSON.stringify(st0['members'])}`);
+    const name = String(leader['name']);
+    const restarts = async (): Promise<number> => Number((await lk.kubectlOk(['get', 'pod', '-n', ns, name, '-o', 'jsonpath={.status.containerStatuses[0].restartCount}'])).trim() || '0');
+    const restarts0 = await restarts();
+    const pid = memberEntrypointPid(ns, name);
+    assert.ok(pid !== undefined, `the entrypoint process of ${ns}/${name} on this host`);
+    const ip = await clusterIp(lk, ns, 'three-client');
+    const load = writeLoad(`${ip}:2379`, 'kill9');
+    await pollUntil('20 writes acknowledged before the kill', () => Promise.resolve(load.acked() >= 20), 30_000, 100);
+    const t0 = Date.now();
+    process.kill(pid, 'SIGKILL');
+    await pollUntil(`${name}'s container restarted`, async () => (await restarts()) > restarts0, 120_000, 500);
+    await waitAvailable(lk, ns, 'three', 5);
+    t.diagnostic(`kill -9 of the leader's container -> restarted and Available: ${String(Date.now() - t0)} ms`);
+    const acked = await load.stop();
+    const after = ((statusOf(await clusterObj(lk, ns, 'three'))['members'] ?? []) as Obj[]).find((m) => m['name'] === name);
+    assert.equal(after?.['id'], leader['id'], `${name} is the same member after the restart`);
+    t.diagnostic(`writes acknowledged around the kill: ${String(acked.size)}, failed (not acknowledged): ${String(load.errors())}`);
+    assert.ok(acked.size > 0);
+    assert.deepEqual(await readBack(`${ip}:2379`, acked), [], 'every acknowledged write is readable');
   });
 
   t.diagnostic(`operator at the end: ${JSON.stringify(operatorUsage())}`);
