@@ -3,19 +3,11 @@
 import { test, type TestContext } from 'node:test';
 import assert from 'node:assert/strict';
 import http from 'node:http';
-import { refBin } from '../harness/bins.js';
-import { missingPrerequisite, skipOrFail } from '../harness/prereq.js';
+import { refBinOrSkip } from '../harness/bins.js';
 import { freePort, runEtcdctl, startCairn, startEtcd, type ServerProc } from '../harness/procs.js';
 
-function etcd36(t: TestContext): string | undefined {
-  let path = '';
-  const missing = missingPrerequisite(() => (path = refBin('etcd-3.6').path));
-  if (missing !== undefined) {
-    skipOrFail(t, missing);
-    return undefined;
-  }
-  return path;
-}
+/** etcd 3.6.8's path, or undefined after skipOrFail. */
+const etcd36 = (t: TestContext): string | undefined => refBinOrSkip(t, 'etcd-3.6');
 
 /** POST (or GET without a body) over HTTP/1.1: the status and body, or 'no answer' when the connection fails. */
 function request(url: string, body?: string): Promise<string> {

@@ -16,20 +16,11 @@ import { readFileSync } from 'node:fs';
 import https from 'node:https';
 import { join } from 'node:path';
 import { ConfigError, flagTable, loadConfig, NO_EFFECT, REFUSED, FEATURE_GATES } from '../../server/config/index.js';
-import { refBin } from '../harness/bins.js';
-import { missingPrerequisite, skipOrFail } from '../harness/prereq.js';
+import { refBinOrSkip } from '../harness/bins.js';
 import { CAIRN_MAIN, startCairn, startEtcd, tempDir, type ServerProc } from '../harness/procs.js';
 
 /** etcd 3.6.8's path, or undefined after skipOrFail. */
-function etcd36(t: TestContext): string | undefined {
-  let path = '';
-  const missing = missingPrerequisite(() => (path = refBin('etcd-3.6').path));
-  if (missing !== undefined) {
-    skipOrFail(t, missing);
-    return undefined;
-  }
-  return path;
-}
+const etcd36 = (t: TestContext): string | undefined => refBinOrSkip(t, 'etcd-3.6');
 
 /** The flags of `etcd --help`: name -> default as printed ('' when none is printed). */
 function etcdFlags(bin: string): Map<string, string> {

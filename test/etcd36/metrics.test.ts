@@ -5,19 +5,11 @@
 import { test, type TestContext } from 'node:test';
 import assert from 'node:assert/strict';
 import { storageVersionOf } from '../../server/api/maintenance.js';
-import { refBin } from '../harness/bins.js';
-import { missingPrerequisite, skipOrFail } from '../harness/prereq.js';
+import { refBinOrSkip } from '../harness/bins.js';
 import { startCairn, startEtcd, type ServerProc } from '../harness/procs.js';
 
-function etcd36(t: TestContext): string | undefined {
-  let path = '';
-  const missing = missingPrerequisite(() => (path = refBin('etcd-3.6').path));
-  if (missing !== undefined) {
-    skipOrFail(t, missing);
-    return undefined;
-  }
-  return path;
-}
+/** etcd 3.6.8's path, or undefined after skipOrFail. */
+const etcd36 = (t: TestContext): string | undefined => refBinOrSkip(t, 'etcd-3.6');
 
 async function series(s: ServerProc, name: string): Promise<string[]> {
   const body = await (await fetch(`${s.clientUrl}/metrics`)).text();

@@ -9,19 +9,11 @@ import { readFileSync, writeFileSync } from 'node:fs';
 import https from 'node:https';
 import { join } from 'node:path';
 import { makeCa, OPENSSL_BIN, type CertFiles, type TestCa } from '../harness/certs.js';
-import { refBin } from '../harness/bins.js';
-import { missingPrerequisite, skipOrFail } from '../harness/prereq.js';
+import { refBinOrSkip } from '../harness/bins.js';
 import { startCairn, startEtcd, type ServerProc } from '../harness/procs.js';
 
-function etcd36(t: TestContext): string | undefined {
-  let path = '';
-  const missing = missingPrerequisite(() => (path = refBin('etcd-3.6').path));
-  if (missing !== undefined) {
-    skipOrFail(t, missing);
-    return undefined;
-  }
-  return path;
-}
+/** etcd 3.6.8's path, or undefined after skipOrFail. */
+const etcd36 = (t: TestContext): string | undefined => refBinOrSkip(t, 'etcd-3.6');
 
 /** A v2 CRL (DER) signed by `ca` revoking `revoked` (openssl ca -gencrl over a one-line index). */
 function crl(ca: TestCa, caName: string, revoked: CertFiles): string {

@@ -17,7 +17,8 @@ import { accessSync, constants as fsConstants, existsSync, realpathSync } from '
 import { homedir } from 'node:os';
 import { delimiter, dirname, join, resolve } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
-import { MissingPrerequisite } from './prereq.js';
+import type { TestContext } from 'node:test';
+import { MissingPrerequisite, missingPrerequisite, skipOrFail } from './prereq.js';
 
 export type RefBinName = 'etcd' | 'etcdctl' | 'etcd-3.6' | 'etcdutl-3.6' | 'etcdctl-3.6';
 export const REF_BIN_NAMES: readonly RefBinName[] = ['etcd', 'etcdctl', 'etcd-3.6', 'etcdutl-3.6', 'etcdctl-3.6'];
@@ -236,3 +237,14 @@ function main(args: readonly string[]): number {
 }
 
 if (process.argv[1] !== undefined && import.meta.url === pathToFileURL(process.argv[1]).href) process.exitCode = main(process.argv.slice(2));
+
+/** A reference binary's path for a test, or undefined once skipOrFail has skipped it (fails under CI=true). */
+export function refBinOrSkip(t: TestContext, name: RefBinName): string | undefined {
+  let path = '';
+  const missing = missingPrerequisite(() => (path = refBin(name).path));
+  if (missing !== undefined) {
+    skipOrFail(t, missing);
+    return undefined;
+  }
+  return path;
+}
