@@ -6,7 +6,7 @@
 // TimeToLive then answers TTL -1 (lease not found).
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { EtcdClient, unaryOk } from '../harness/client.js';
+import { EtcdClient, authRootAndUser, unaryOk } from '../harness/client.js';
 import { startCairn, startEtcd, type ServerProc } from '../harness/procs.js';
 import { pollUntil } from '../harness/poll.js';
 import { TARGETS, clusterOpts } from '../membership/lib.js';
@@ -26,16 +26,7 @@ interface Observed {
 async function scenario(srv: ServerProc): Promise<{ obs: Observed; goneAfterMs: number }> {
   const c = new EtcdClient(srv.endpoint);
   try {
-    await must(c, 'Auth', 'UserAdd', { name: 'root', password: 'r' });
-    await must(c, 'Auth', 'RoleAdd', { name: 'root' });
-    await must(c, 'Auth', 'UserGrantRole', { user: 'root', role: 'root' });
-    await must(c, 'Auth', 'RoleAdd', { name: 'w' });
-    await must(c, 'Auth', 'RoleGrantPermission', { name: 'w', perm: { permType: 'READWRITE', key: b('e/'), range_end: b('e0') } });
-    await must(c, 'Auth', 'UserAdd', { name: 'u', password: 'p' });
-    await must(c, 'Auth', 'UserGrantRole', { user: 'u', role: 'w' });
-    await must(c, 'Auth', 'AuthEnable', {});
-    const rootMd = { token: String((await must(c, 'Auth', 'Authenticate', { name: 'root', password: 'r' }))['token']) };
-    const uMd = { token: String((await must(c, 'Auth', 'Authenticate', { name: 'u', password: 'p' }))['token']) };
+    const { rootMd, uMd } = await authRootAndUser(c, b('e/'), b('e0'));
 
     const granted = Date.now();
     const lease = await must(c, 'Lease', 'LeaseGrant', { TTL: String(LEASE_TTL_S) }, uMd);

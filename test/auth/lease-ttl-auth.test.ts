@@ -4,7 +4,7 @@
 // keys it is refused ("permission denied") by etcd 3.6 and Cairn, while etcd 3.4.23 checks nothing.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { EtcdClient, unaryOk } from '../harness/client.js';
+import { EtcdClient, authRootAndUser, unaryOk } from '../harness/client.js';
 import { startCairn, startEtcd } from '../harness/procs.js';
 import { TARGETS, clusterOpts } from '../membership/lib.js';
 
@@ -18,16 +18,7 @@ for (const t of TARGETS) {
     const srv = t.kind === 'cairn' ? await startCairn() : await startEtcd(opts.etcdBin !== undefined ? { etcdBin: opts.etcdBin } : {});
     const c = new EtcdClient(srv.endpoint);
     try {
-      await must(c, 'Auth', 'UserAdd', { name: 'root', password: 'r' });
-      await must(c, 'Auth', 'RoleAdd', { name: 'root' });
-      await must(c, 'Auth', 'UserGrantRole', { user: 'root', role: 'root' });
-      await must(c, 'Auth', 'RoleAdd', { name: 'w' });
-      await must(c, 'Auth', 'RoleGrantPermission', { name: 'w', perm: { permType: 'READWRITE', key: b('foo'), range_end: b('') } });
-      await must(c, 'Auth', 'UserAdd', { name: 'u', password: 'p' });
-      await must(c, 'Auth', 'UserGrantRole', { user: 'u', role: 'w' });
-      await must(c, 'Auth', 'AuthEnable', {});
-      const rootMd = { token: String((await must(c, 'Auth', 'Authenticate', { name: 'root', password: 'r' }))['token']) };
-      const uMd = { token: String((await must(c, 'Auth', 'Authenticate', { name: 'u', password: 'p' }))['token']) };
+      const { rootMd, uMd } = await authRootAndUser(c, b('foo'), b(''));
       const id = String((await must(c, 'Lease', 'LeaseGrant', { TTL: '60' }, uMd))['ID']);
       await must(c, 'KV', 'Put', { key: b('foo'), value: b('bar'), lease: id }, uMd);
       const ttl = async (keys: boolean): Promise<string> => {

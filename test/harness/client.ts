@@ -153,7 +153,6 @@ export class EtcdClient {
   }
 }
 
-/** The gRPC status code name (e.g. 3 → "INVALID_ARGUMENT") for messages. */
 /** A unary call that must succeed (with optional metadata); throws naming the call and the server's answer. */
 export async function unaryOk(c: EtcdClient, service: string, method: string, req: object, md: Record<string, string> = {}): Promise<Msg> {
   const r = await c.unary(service, method, req, { metadata: md });
@@ -161,6 +160,25 @@ export async function unaryOk(c: EtcdClient, service: string, method: string, re
   return r.value;
 }
 
+/**
+ * Auth on with two users: root (password "r", role root) and u (password "p", role w with READWRITE on
+ * [key, rangeEnd)); returns the token metadata of each.
+ */
+export async function authRootAndUser(c: EtcdClient, key: Buffer, rangeEnd: Buffer): Promise<{ rootMd: Record<string, string>; uMd: Record<string, string> }> {
+  await unaryOk(c, 'Auth', 'UserAdd', { name: 'root', password: 'r' });
+  await unaryOk(c, 'Auth', 'RoleAdd', { name: 'root' });
+  await unaryOk(c, 'Auth', 'UserGrantRole', { user: 'root', role: 'root' });
+  await unaryOk(c, 'Auth', 'RoleAdd', { name: 'w' });
+  await unaryOk(c, 'Auth', 'RoleGrantPermission', { name: 'w', perm: { permType: 'READWRITE', key, range_end: rangeEnd } });
+  await unaryOk(c, 'Auth', 'UserAdd', { name: 'u', password: 'p' });
+  await unaryOk(c, 'Auth', 'UserGrantRole', { user: 'u', role: 'w' });
+  await unaryOk(c, 'Auth', 'AuthEnable', {});
+  const rootMd = { token: String((await unaryOk(c, 'Auth', 'Authenticate', { name: 'root', password: 'r' }))['token']) };
+  const uMd = { token: String((await unaryOk(c, 'Auth', 'Authenticate', { name: 'u', password: 'p' }))['token']) };
+  return { rootMd, uMd };
+}
+
+/** The gRPC status code name (e.g. 3 → "INVALID_ARGUMENT") for messages. */
 export function statusName(code: number): string {
   return grpc.status[code] ?? `CODE_${code}`;
 }
