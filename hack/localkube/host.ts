@@ -235,9 +235,8 @@ export function stripKubeChains(saved: string): string | undefined {
   return touched ? kept.join('\n') : undefined;
 }
 
-/** Chains named KUBE-* or CNI-* in iptables and ip6tables (what down must leave at zero). */
-export function kubeChains(): string[] {
-  const found: string[] = [];
+/** `<tool>-save -t <table>` of every iptables/ip6tables table this machine can save (others are passed over). */
+function* savedTables(): Generator<{ tool: string; table: string; saved: string }> {
   for (const tool of ['iptables', 'ip6tables']) {
     for (const table of ['filter', 'nat', 'mangle', 'raw']) {
       let saved = '';
@@ -246,24 +245,24 @@ export function kubeChains(): string[] {
       } catch {
         continue;
       }
-      for (const m of saved.matchAll(/^:((?:KUBE-|CNI-)\S*)/gm)) found.push(`${tool}/${table}/${m[1] ?? ''}`);
+      yield { tool, table, saved };
     }
+  }
+}
+
+/** Chains named KUBE-* or CNI-* in iptables and ip6tables (what down must leave at zero). */
+export function kubeChains(): string[] {
+  const found: string[] = [];
+  for (const { tool, table, saved } of savedTables()) {
+    for (const m of saved.matchAll(/^:((?:KUBE-|CNI-)\S*)/gm)) found.push(`${tool}/${table}/${m[1] ?? ''}`);
   }
   return found;
 }
 
 export function removeKubeChains(): void {
-  for (const tool of ['iptables', 'ip6tables']) {
-    for (const table of ['filter', 'nat', 'mangle', 'raw']) {
-      let saved = '';
-      try {
-        saved = run(`${tool}-save`, ['-t', table]);
-      } catch {
-        continue;
-      }
-      const stripped = stripKubeChains(saved);
-      if (stripped !== undefined) run(`${tool}-restore`, ['-w', '5'], stripped);
-    }
+  for (const { tool, saved } of savedTables()) {
+    const stripped = stripKubeChains(saved);
+    if (stripped !== undefined) run(`${tool}-restore`, ['-w', '5'], stripped);
   }
 }
 
