@@ -1,13 +1,14 @@
 // Process entry: configuration, logging, storage, the gRPC server, signals. The only place (with
 // node/) that touches process-wide state. One process serves clients and owns the WAL.
 import { createWriteStream } from 'node:fs';
-import { FEATURE_GATES, EXIT_BAD_FLAGS, EXIT_FAILURE, EXIT_MEMBER_REMOVED, loadConfig, usage, ConfigError, type Config, type TlsFiles } from './config/index.js';
+import { FEATURE_GATES, EXIT_BAD_FLAGS, EXIT_BUG, EXIT_FAILURE, EXIT_MEMBER_REMOVED, loadConfig, usage, ConfigError, type Config, type TlsFiles } from './config/index.js';
 import { join } from 'node:path';
 import { selfCert } from './base/selfcert.js';
 import { createLogger, type LogSink, type Logger } from './base/log.js';
+import { AssertionFailure } from './base/errors.js';
 import { checkTlsSettings, serverTls, type TlsConfig } from './base/tls.js';
-import { BootstrapError, LocalAuth, LocalLeases, LocalWriter, Node, RemovedMemberError } from './node/index.js';
 import { authApi, Authorizer, clusterApi, kvApi, createGrpcServer, leaseApi, maintenanceApi, watchHandler } from './api/index.js';
+import { BootstrapError, LocalAuth, LocalLeases, LocalWriter, Node, RemovedMemberError, fatalCause } from './node/index.js';
 import { JwtTokens } from './auth/index.js';
 import { CAIRN_VERSION, ETCD_COMPAT_VERSION } from './version.js';
 import type { GrpcServer } from './api/grpc/index.js';
@@ -100,10 +101,17 @@ async function listenAll(cfg: Config, server: GrpcServer, node: Node, reads: Rea
 
 // ---------- end of listeners ----------
 
-/** What a storage fault does: log it and stop the process (fail-stop; restart recovers from the WAL). */
+/**
+ * What a fatal error does (fail-stop; a restart recovers from the WAL): a bug (AssertionFailure: a raft
+ * invariant, an unexpected exception) exits EXIT_BUG, a storage fault EXIT_FAILURE; the cause is logged.
+ */
 function fatalExit(log: Logger): (err: Error) => void {
   return (err) => {
-    log.error('fatal storage error; stopping', { error: err });
+    if (err instanceof AssertionFailure) {
+      log.error('internal error (a bug); stopping', { error: err, stack: err.stack, 'cause-stack': err.cause instanceof Error ? err.cause.stack : undefined, 'exit-code': EXIT_BUG });
+      process.exit(EXIT_BUG);
+    }
+    log.error('fatal storage error; stopping', { error: err, 'exit-code': EXIT_FAILURE });
     process.exit(EXIT_FAILURE);
   };
 }
@@ -159,6 +167,8 @@ async function run(given: Config, log: Logger): Promise<void> {
   const tls = tlsConfig(cfg, cfg.clientTls ?? cfg.peerTls);
   if (tls !== undefined) checkTlsSettings(tls.settings);
   const fatal = fatalExit(log);
+  // An exception nothing handled is a bug (or an I/O error nobody expected): fail-stop with its cause.
+  process.on('uncaughtException', (err) => fatal(fatalCause(err)));
   // Set once they exist (a removal can be learned only after both).
   const late: { listeners?: Listeners; node?: Node } = {};
   const node = await Node.open({

@@ -19,7 +19,7 @@ import { statfs } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import { AlarmRequest_AlarmAction, AlarmType } from '../../proto/gen/etcdserverpb.js';
 import { decodeInternalRequest, encodeInternalRequest, type InternalRequestInit } from '../../proto/gen/cairnpb.js';
-import { Wal, WalFatalError, type WalEntry } from '../wal/index.js';
+import { Wal, type WalEntry } from '../wal/index.js';
 import { Backend } from '../storage/backend/index.js';
 import { META, SCHEMA_VERSION, decodeNum, encodeId, encodeNum } from '../storage/schema/index.js';
 import { KvStore, WatchableStore, type RevisionEvents } from '../mvcc/index.js';
@@ -29,8 +29,9 @@ import { AlarmStore, applyRequest, MidTxnError, type ActiveAlarm, type ApplyOutc
 import { MemoryStorage, ProposalDroppedError, RawNode, decodeConfChange, type ConfChange, type ConfState, type Entry, type HardState, type Message, type Ready, type SnapshotMeta, type SoftState } from '../raft/index.js';
 import { Transport, type OutgoingSnapshot, type PeerStats } from '../transport/index.js';
 import { MemberStore, computeMemberId, applyChange, checkChange, decodeChange, encodeChange, mayAdd, mayPromote, mayRemove, type Member, type MemberChange, type ReconfigVerdict, type ReconfigView } from '../membership/index.js';
-import { ClientError, ServerRefusal, StorageFault, assert } from '../base/errors.js';
-import { failpoint } from '../base/failpoints.js';
+import { AssertionFailure, ClientError, ServerRefusal, StorageFault, assert } from '../base/errors.js';
+import { failpoint, type FailpointName } from '../base/failpoints.js';
+import { fatalCause, isBenignStepRefusal } from './failstop.js';
 import {
   APPLY_BATCH_ENTRIES_MAX,
   BACKEND_MAP_BYTES,
@@ -80,7 +81,11 @@ export interface NodeConfig {
   readonly heartbeatMs: number;
   readonly electionMs: number;
   readonly logger: Logger;
-  /** Called when storage fails (fsync error, corruption): the process must stop. */
+  /**
+   * Called when the member must stop: a storage fault (StorageFault, WalFatalError: fsync error,
+   * corruption) or a bug (AssertionFailure: a raft invariant violation, an unexpected exception in the
+   * pipeline). The process must exit (config/exit.ts: 1 for storage, 70 for a bug).
+   */
   readonly onFatal: (err: Error) => void;
   /** Called once this member learns it was removed from the cluster: the process must stop. */
   readonly onRemoved: (err: Error) => void;
@@ -248,6 +253,9 @@ export class Node implements ClusterPath, MaintenancePath, LeaderView {
   private defragDone: Promise<void> = Promise.resolve();
   private compactor: AutoCompactor | undefined = undefined;
   private corruptTimer: NodeJS.Timeout | undefined = undefined;
+  /** Test-only fault hooks (CAIRN_FAILPOINTS raft.ready / raft.step, refused outside test runs). */
+  private readonly readyHook: (() => void) | undefined;
+  private readonly stepHook: (() => void) | undefined;
 
   private constructor(
     private readonly cfg: NodeConfig,
@@ -277,6 +285,8 @@ export class Node implements ClusterPath, MaintenancePath, LeaderView {
     this.watchable = new WatchableStore(store, WATCH_CATCH_UP, (fn) => setImmediate(() => this.watchTask(fn)));
     this.leaderlessSince = monotonicMs();
     this.reqTimeoutMs = 5000 + 2 * cfg.electionMs;
+    this.readyHook = armed('raft.ready', cfg.logger);
+    this.stepHook = armed('raft.step', cfg.logger);
     const electionTicks = Math.max(2, Math.round(cfg.electionMs / cfg.heartbeatMs));
     this.raft = new RawNode(
       {
@@ -353,11 +363,11 @@ export class Node implements ClusterPath, MaintenancePath, LeaderView {
       onSnapshot: (msg, file) => node.onPeerSnapshot(msg, file),
       openSnapshot: (msg) => node.openSnapshot(msg),
       onSnapshotSent: (to, ok) => {
-        node.raft.reportSnapshot(to, ok);
+        node.guard(() => node.raft.reportSnapshot(to, ok));
         node.kick();
       },
       onUnreachable: (to) => {
-        node.raft.reportUnreachable(to);
+        node.guard(() => node.raft.reportUnreachable(to));
         node.kick();
       },
       handleRequest: (from, kind, body) => node.handlePeerRequest(from, kind, body),
@@ -399,7 +409,9 @@ export class Node implements ClusterPath, MaintenancePath, LeaderView {
       const st = this.raft.status();
       if (this.stopped || st.confState.voters.length !== 1 || st.confState.voters[0] !== this.memberId) return;
       const ticks = Math.max(2, Math.round(this.cfg.electionMs / this.cfg.heartbeatMs)) - 1;
-      for (let i = 0; i < ticks; i++) this.raft.tick();
+      this.guard(() => {
+        for (let i = 0; i < ticks; i++) this.raft.tick();
+      });
       this.kick();
     });
   }
@@ -445,8 +457,17 @@ export class Node implements ClusterPath, MaintenancePath, LeaderView {
 
   private tick(): void {
     if (this.stopped) return;
-    this.raft.tick();
+    this.guard(() => this.raft.tick());
     this.kick();
+  }
+
+  /** Runs a step of the pipeline outside the run loop; anything it throws stops the member. */
+  private guard(fn: () => void): void {
+    try {
+      fn();
+    } catch (err) {
+      this.fail(err);
+    }
   }
 
   private kick(): void {
@@ -468,6 +489,7 @@ export class Node implements ClusterPath, MaintenancePath, LeaderView {
           await oldest.done;
           continue;
         }
+        this.readyHook?.();
         await this.handleReady(this.raft.ready());
       }
     } catch (err) {
@@ -568,8 +590,13 @@ export class Node implements ClusterPath, MaintenancePath, LeaderView {
     if (this.stopped) return;
     for (const m of msgs) {
       try {
+        this.stepHook?.();
         this.raft.step(m);
       } catch (err) {
+        if (!isBenignStepRefusal(err)) {
+          this.fail(err);
+          return;
+        }
         this.cfg.logger.warn('dropped a peer message raft refused', { type: m.type, from: m.from.toString(16), error: err });
       }
     }
@@ -731,7 +758,11 @@ export class Node implements ClusterPath, MaintenancePath, LeaderView {
     try {
       this.raft.proposeMany(batch.map((p) => p.data));
     } catch (err) {
-      if (err instanceof ProposalDroppedError && err.reason === 'noLeader') {
+      if (!(err instanceof ProposalDroppedError)) {
+        this.fail(err);
+        return;
+      }
+      if (err.reason === 'noLeader') {
         // As etcd, a proposal made without a leader waits for one (until the request times out,
         // then fails with "no leader"); hasleader callers were refused before getting here.
         for (const p of batch) this.leaderless.set(p.id, p.data);
@@ -795,7 +826,8 @@ export class Node implements ClusterPath, MaintenancePath, LeaderView {
     try {
       this.raft.readIndex(ctx);
     } catch (err) {
-      this.failReads(dropped(err));
+      if (err instanceof ProposalDroppedError) this.failReads(dropped(err));
+      else this.fail(err);
       return;
     }
     this.kick();
@@ -1000,9 +1032,9 @@ export class Node implements ClusterPath, MaintenancePath, LeaderView {
     }, 10 * this.cfg.heartbeatMs);
   }
 
+  /** Fail-stop: storage faults and bugs alike stop the member (failstop.ts says which it was). */
   private fail(err: unknown): void {
-    const e = err instanceof Error ? err : new Error(String(err));
-    const fatal = e instanceof WalFatalError || e instanceof StorageFault ? e : new StorageFault(`node: ${e.message}`, { cause: e });
+    const fatal = fatalCause(err);
     if (this.failed) return;
     this.failed = true;
     this.stopped = true;
@@ -1012,6 +1044,12 @@ export class Node implements ClusterPath, MaintenancePath, LeaderView {
       w.reject(refusal);
     }
     this.waiters.clear();
+    for (const w of this.confWaiters.values()) {
+      clearTimeout(w.timer);
+      clearInterval(w.retry);
+      w.reject(refusal);
+    }
+    this.confWaiters.clear();
     this.failReads(refusal);
     this.cfg.onFatal(fatal);
   }
@@ -1104,7 +1142,7 @@ export class Node implements ClusterPath, MaintenancePath, LeaderView {
 
   private async installSnapshot(meta: SnapshotMeta, hs: HardState | undefined): Promise<void> {
     const file = this.incomingSnapshots.get(meta.index);
-    if (file === undefined) throw new StorageFault(`node: raft asked to install snapshot ${meta.index}, which was never received`);
+    if (file === undefined) throw new AssertionFailure(`node: raft asked to install snapshot ${meta.index}, which was never received`);
     this.incomingSnapshots.delete(meta.index);
     const final = join(snapDirOf(this.cfg), snapFileName(meta.index));
     renameSync(file, final);
@@ -1355,6 +1393,7 @@ export class Node implements ClusterPath, MaintenancePath, LeaderView {
       try {
         this.raft.proposeConfChange(cc);
       } catch (err) {
+        if (!(err instanceof ProposalDroppedError)) this.fail(err);
         reject(dropped(err));
         return;
       }
@@ -1381,8 +1420,9 @@ export class Node implements ClusterPath, MaintenancePath, LeaderView {
     for (const w of this.confWaiters.values()) {
       try {
         this.raft.proposeConfChange(w.cc);
-      } catch {
+      } catch (err) {
         // No leader or a change pending at the leader: the next leader or the next interval retries.
+        if (!(err instanceof ProposalDroppedError)) this.fail(err);
       }
     }
     this.kick();
@@ -1588,7 +1628,7 @@ export class Node implements ClusterPath, MaintenancePath, LeaderView {
         done();
       }
       this.dbBytes = this.backend.sizeBytes();
-      this.applyDurable();
+      this.guard(() => this.applyDurable());
       this.kick();
       this.compactInBackground();
       const tookMs = Date.now() - started;
@@ -1642,7 +1682,7 @@ export class Node implements ClusterPath, MaintenancePath, LeaderView {
     const t = this.memberStore.get(target);
     if (t === undefined || t.isLearner) throw new ClientError('badLeaderTransferee');
     if (target === this.memberId) return;
-    this.raft.transferLeader(target);
+    this.guard(() => this.raft.transferLeader(target));
     this.kick();
     const deadline = monotonicMs() + this.reqTimeoutMs;
     while (this.leaderId !== target) {
@@ -1922,4 +1962,11 @@ function checkSchema(backend: Backend): void {
     throw new StorageFault(`node: backend ${backend.path} has storage schema version ${version}; this Cairn reads version ${SCHEMA_VERSION} (no migration exists: restore into a new data dir)`);
   }
   backend.write(() => meta.put(META.schemaVersion, encodeNum(SCHEMA_VERSION)));
+}
+
+/** A test-only fault hook, logged when armed (CAIRN_FAILPOINTS; bug points need CAIRN_VERIFY=1). */
+function armed(name: FailpointName, log: Logger): (() => void) | undefined {
+  const hook = failpoint(name);
+  if (hook !== undefined) log.warn('failpoint armed', { failpoint: name, spec: process.env['CAIRN_FAILPOINTS'] });
+  return hook;
 }

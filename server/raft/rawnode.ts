@@ -8,6 +8,7 @@ import { Raft, localMessage } from './raft.js';
 import {
   NONE,
   ProposalDroppedError,
+  StepRefusedError,
   type ConfChange,
   type ConfState,
   type HardState,
@@ -71,7 +72,7 @@ export class RawNode {
 
   /** A message from a peer. Local message types throw; malformed or misrouted messages are ignored. */
   step(m: Message): void {
-    if (LOCAL_TYPES.has(m.type)) throw new Error(`raft: step() refuses the local message type '${m.type}'`);
+    if (LOCAL_TYPES.has(m.type)) throw new StepRefusedError(`raft: step() refuses the local message type '${m.type}'`);
     const why = this.whyIgnored(m);
     if (why !== undefined) {
       this.raft.cfg.logger?.warn('ignored message', { id: this.raft.id, why, type: m.type, from: m.from, to: m.to, term: m.term });

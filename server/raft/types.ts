@@ -208,6 +208,11 @@ export class UnavailableError extends Error {
   }
 }
 
+/** step() was handed a message type only the local host may step (hup, beat, ...): a peer's bug, refused. */
+export class StepRefusedError extends Error {
+  override readonly name = 'StepRefusedError';
+}
+
 /** A proposal raft could not take (no leader, transfer in progress, too many uncommitted bytes, not a member). */
 export class ProposalDroppedError extends Error {
   constructor(readonly reason: 'noLeader' | 'transferring' | 'uncommittedBytes' | 'notMember' | 'confChangePending') {

@@ -77,6 +77,8 @@ export interface ServerProc {
   exited(timeoutMs: number): Promise<void>;
   /** SIGKILL, then wait for exit. */
   kill9(): Promise<void>;
+  /** The exit status once the process has exited (null if a signal ended it); undefined while it runs. */
+  exitCode(): number | null | undefined;
   /** VmHWM of the process in KiB (last value read while it was alive). */
   peakRssKb(): number;
 }
@@ -289,6 +291,7 @@ async function spawnServer(spec: SpawnSpec): Promise<ServerProc> {
   let peakKb = 0;
   let exited = false;
   let exitInfo = '';
+  let exitStatus: number | null | undefined;
   const exitWaiters: Array<() => void> = [];
   const readyWaiters: Array<() => void> = [];
   let ready = false;
@@ -327,6 +330,7 @@ async function spawnServer(spec: SpawnSpec): Promise<ServerProc> {
   child.on('exit', (code, signal) => {
     exited = true;
     exitInfo = `exit code ${String(code)}, signal ${String(signal)}`;
+    exitStatus = code;
     if (partial !== '') {
       onLine(partial);
       partial = '';
@@ -376,6 +380,7 @@ async function spawnServer(spec: SpawnSpec): Promise<ServerProc> {
     pid,
     dataDir: spec.dataDir,
     stderrLines: () => [...lines],
+    exitCode: () => exitStatus,
     stop: async () => {
       if (exited) return;
       samplePeak();
