@@ -15,8 +15,16 @@ export const API_VERSION = `${GROUP}/${VERSION}`;
 export type Json = null | boolean | number | string | Json[] | { [k: string]: Json };
 export type JsonObject = { [k: string]: Json };
 
+export const BACKUP_KIND = 'EtcdBackup';
+export const BACKUP_PLURAL = 'etcdbackups';
+export const BACKUP_SINGULAR = 'etcdbackup';
+export const BACKUP_SHORT_NAMES: readonly string[] = ['eb'];
+/** Labels of the EtcdBackups a schedule creates. */
+export const BACKUP_CLUSTER_LABEL = 'cairn.dev/cluster';
+export const BACKUP_SCHEDULED_LABEL = 'cairn.dev/scheduled';
+
 export type ReclaimPolicy = 'Retain' | 'Delete';
-export type AutoCompactionMode = 'periodic' | 'revision';
+export type CompactionMode = 'periodic' | 'revision';
 
 export interface VolumeSpec {
   /** A Kubernetes quantity, e.g. "8Gi". May grow, never shrink. */
@@ -35,13 +43,92 @@ export interface StorageSpec {
 
 /** Typed server options: each maps to one etcd flag of the server. */
 export interface ServerOptions {
-  quotaBackendBytes: number;
   snapshotCount: number;
   heartbeatIntervalMs: number;
   electionTimeoutMs: number;
-  autoCompactionMode: AutoCompactionMode;
-  /** etcd's --auto-compaction-retention: "0" (off), "1h", "5m", or a revision count. */
-  autoCompactionRetention: string;
+}
+
+/** A key of a Secret in the object's namespace. */
+export interface SecretKeyRef {
+  name: string;
+  key: string;
+}
+
+/** The Secret holding the S3 access key pair (keys default to the AWS environment names). */
+export interface S3CredentialsRef {
+  name: string;
+  accessKeyIdKey: string;
+  secretAccessKeyKey: string;
+}
+
+/** An S3-compatible bucket (AWS, SeaweedFS, Ceph RGW, MinIO, ...). */
+export interface S3Location {
+  bucket: string;
+  /** Key prefix ("backups/"); objects land under <prefix><cluster>/. */
+  prefix?: string;
+  /** http(s) URL of an S3-compatible endpoint; absent: AWS S3 of the region. */
+  endpoint?: string;
+  region: string;
+  /** Path-style URLs (endpoint/bucket/key) instead of virtual-hosted (bucket.endpoint/key). */
+  forcePathStyle: boolean;
+  /** Absent: the operator's own environment / instance credentials. */
+  credentialsSecretRef?: S3CredentialsRef;
+  /** PEM CA bundle the endpoint's certificate chains to. */
+  caBundleSecretRef?: SecretKeyRef;
+}
+
+export interface BackupDestination {
+  s3: S3Location;
+}
+
+export interface RetentionSpec {
+  keepLast?: number;
+  keepDaily?: number;
+  /** A duration such as "720h" or "30d": good backups older than this are deleted. */
+  maxAge?: string;
+}
+
+/** Scheduled backups of the cluster. */
+export interface BackupSpec {
+  /** Cron (5 fields, or @hourly/@daily/@weekly/@monthly/@yearly). */
+  schedule: string;
+  /** IANA time zone of the schedule; absent: UTC. */
+  timeZone?: string;
+  /** No new scheduled backup while true (running ones finish; on-demand ones still run). */
+  suspend: boolean;
+  destination: BackupDestination;
+  retention: RetentionSpec;
+}
+
+/** Auto-compaction (--auto-compaction-mode / --auto-compaction-retention). */
+export interface CompactionSpec {
+  mode: CompactionMode;
+  /** periodic: a duration ("5m", "1h"); revision: a revision count ("1000"). */
+  retention: string;
+}
+
+/** Scheduled defragmentation, one member at a time. */
+export interface DefragSpec {
+  schedule: string;
+  timeZone?: string;
+  /** Defragment a member only if at least this % of its database file is free. */
+  minFragmentation: number;
+}
+
+/** A backup object named directly. */
+export interface S3Object extends S3Location {
+  key: string;
+}
+
+/** Exactly one of backupRef and s3. */
+export interface FromBackup {
+  backupRef?: { name: string };
+  s3?: S3Object;
+}
+
+/** How a new cluster starts; read only at creation, immutable. */
+export interface BootstrapSpec {
+  fromBackup: FromBackup;
 }
 
 export interface EtcdClusterSpec {
@@ -59,13 +146,24 @@ export interface EtcdClusterSpec {
   tolerations?: JsonObject[];
   priorityClassName?: string;
   server: ServerOptions;
+  /** Absent: quotaFor(spec) of defaults.ts (a share of the data volume). */
+  quotaBackendBytes?: number;
+  compaction: CompactionSpec;
+  backup?: BackupSpec;
+  defrag?: DefragSpec;
+  bootstrap?: BootstrapSpec;
   /** Further server flags ("--flag=value"); the flags the operator owns are refused. */
   extraArgs: string[];
   /** No action while true (said in status). */
   paused: boolean;
 }
 
-export type ConditionType = 'Available' | 'Progressing' | 'Degraded';
+/**
+ * Each condition has one writer: Available/Progressing/Degraded and Maintenance/Restored the cluster
+ * planner, BackupHealthy the backup runner (controller/backups.ts). The planner carries the
+ * conditions it does not write from the previous status.
+ */
+export type ConditionType = 'Available' | 'Progressing' | 'Degraded' | 'BackupHealthy' | 'Maintenance' | 'Restored';
 export type ConditionStatus = 'True' | 'False' | 'Unknown';
 
 /** metav1.Condition. */
@@ -118,6 +216,66 @@ export interface Operation {
   reason: string;
 }
 
+export interface BackupRef {
+  /** The EtcdBackup's name. */
+  name: string;
+  /** s3://bucket/key */
+  uri: string;
+  /** RFC 3339 completion time. */
+  time: string;
+  revision: number;
+  size: number;
+}
+
+/** Written by the backup runner only. */
+export interface ClusterBackupStatus {
+  lastSuccessfulBackup?: BackupRef;
+  /** RFC 3339: when the schedule last created an EtcdBackup. */
+  lastScheduleTime?: string;
+  nextScheduleTime?: string;
+}
+
+/**
+ * A defragmentation round in progress (written by the planner before each of its steps, so a
+ * restarted operator resumes it): scheduled, or the NOSPACE remediation (compact, defragment every
+ * member, disarm).
+ */
+export interface MaintenanceRound {
+  kind: 'Scheduled' | 'NoSpace';
+  startedAt: string;
+  /** NoSpace: the revision compacted at (absent: not yet). */
+  compactRevision?: number;
+  /** Member ids whose defragmentation was started in this round (each at most once). */
+  attempted: string[];
+}
+
+export interface MaintenanceStatus {
+  lastDefragTime?: string;
+  /** RFC 3339: when the NOSPACE alarm was first seen (absent: not raised). */
+  nospaceSince?: string;
+  round?: MaintenanceRound;
+}
+
+export interface RestoreStatus {
+  uri: string;
+  sha256: string;
+  size: number;
+  revision: number;
+  finishedAt?: string;
+  /** Where the object is (resolved from backupRef or spec.bootstrap.fromBackup.s3): what pod 0 downloads. */
+  source?: S3Object;
+  /** RFC 3339: the operator began reading the object to verify it. */
+  verifyStartedAt?: string;
+  /** RFC 3339: the object was read whole and matched its size and SHA-256. */
+  verifiedAt?: string;
+  /** Why the object was refused (a corrupt or truncated object; a store that could not be read). */
+  refusal?: string;
+  /** RFC 3339 of the refusal. */
+  refusedAt?: string;
+  /** The refusal was the store's (unreachable, denied), not the object's: verified again later. */
+  retryable?: boolean;
+}
+
 export interface EtcdClusterStatus {
   phase?: Phase;
   conditions?: Condition[];
@@ -138,6 +296,9 @@ export interface EtcdClusterStatus {
   replicas?: number;
   /** The pods' label selector (the scale subresource's selector). */
   selector?: string;
+  backup?: ClusterBackupStatus;
+  maintenance?: MaintenanceStatus;
+  restore?: RestoreStatus;
 }
 
 export interface ObjectMeta {
@@ -157,4 +318,49 @@ export interface EtcdCluster {
   metadata: ObjectMeta;
   spec: EtcdClusterSpec;
   status?: EtcdClusterStatus;
+}
+
+export type BackupPhase = 'Pending' | 'Running' | 'Succeeded' | 'Failed';
+
+export interface EtcdBackupSpec {
+  /** The EtcdCluster in the same namespace; immutable. */
+  clusterName: string;
+  /** Absent: the cluster's spec.backup.destination. */
+  destination?: BackupDestination;
+}
+
+export interface BackupCondition {
+  type: 'Complete' | 'Failed';
+  status: ConditionStatus;
+  reason: string;
+  message: string;
+  observedGeneration: number;
+  lastTransitionTime: string;
+}
+
+export interface EtcdBackupStatus {
+  phase?: BackupPhase;
+  observedGeneration?: number;
+  conditions?: BackupCondition[];
+  uri?: string;
+  key?: string;
+  size?: number;
+  sha256?: string;
+  revision?: number;
+  /** The member the snapshot came from. */
+  member?: string;
+  serverVersion?: string;
+  startTime?: string;
+  completionTime?: string;
+  /** Members tried. */
+  attempts?: number;
+  message?: string;
+}
+
+export interface EtcdBackup {
+  apiVersion: typeof API_VERSION;
+  kind: typeof BACKUP_KIND;
+  metadata: ObjectMeta & { creationTimestamp?: string };
+  spec: EtcdBackupSpec;
+  status?: EtcdBackupStatus;
 }

@@ -2,7 +2,7 @@
 // and RoleBinding, the headless peer Service, the client Service, the PodDisruptionBudget and the
 // StatefulSet. Each carries a spec-hash annotation of its own content, so "is it up to date" is one
 // string comparison; the StatefulSet's replicas are left out of its hash (scaling is a step of its own).
-import { API_VERSION, KIND, parseQuantity, type EtcdCluster, type EtcdClusterSpec, type Json, type JsonObject } from '../api/index.js';
+import { API_VERSION, KIND, parseQuantity, quotaFor, type EtcdCluster, type EtcdClusterSpec, type Json, type JsonObject } from '../api/index.js';
 
 export const FIELD_MANAGER = 'cairn-operator';
 export const HASH_ANNOTATION = 'cairn.dev/spec-hash';
@@ -134,12 +134,12 @@ function hashed(o: JsonObject, hashInput: unknown = o): JsonObject {
 export function serverArgs(spec: EtcdClusterSpec): string[] {
   const s = spec.server;
   return [
-    `--quota-backend-bytes=${String(s.quotaBackendBytes)}`,
+    `--quota-backend-bytes=${String(quotaFor(spec))}`,
     `--snapshot-count=${String(s.snapshotCount)}`,
     `--heartbeat-interval=${String(s.heartbeatIntervalMs)}`,
     `--election-timeout=${String(s.electionTimeoutMs)}`,
-    `--auto-compaction-mode=${s.autoCompactionMode}`,
-    `--auto-compaction-retention=${s.autoCompactionRetention}`,
+    `--auto-compaction-mode=${spec.compaction.mode}`,
+    `--auto-compaction-retention=${spec.compaction.retention}`,
     ...spec.extraArgs,
   ];
 }

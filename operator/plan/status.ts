@@ -27,7 +27,7 @@ export interface Verdict {
   degraded: { status: boolean; reason: string; message: string };
 }
 
-function condition(v: View, type: ConditionType, status: boolean | 'Unknown', reason: string, message: string): Condition {
+export function condition(v: View, type: ConditionType, status: boolean | 'Unknown', reason: string, message: string): Condition {
   const s: ConditionStatus = status === 'Unknown' ? 'Unknown' : status ? 'True' : 'False';
   const prev = v.o.cluster.status?.conditions?.find((c) => c.type === type);
   return {
@@ -58,6 +58,20 @@ function phaseOf(v: View, status: EtcdClusterStatus, verdict: Verdict): Phase {
   return 'Running';
 }
 
+/** Conditions the cluster planner writes; any other type (BackupHealthy) is carried from the previous status. */
+export const PLANNER_CONDITIONS: readonly ConditionType[] = ['Available', 'Progressing', 'Degraded', 'Maintenance', 'Restored'];
+
+/**
+ * What another writer owns, carried unchanged from the previous status: BackupHealthy and
+ * status.backup (written by the backup runner, controller/backups.ts, with its own resourceVersion-
+ * guarded status writes). The planner never computes them, so dropping them here would erase them.
+ */
+function foreign(v: View, planned: readonly Condition[]): Pick<EtcdClusterStatus, 'backup'> & { conditions: Condition[] } {
+  const prev = v.o.cluster.status;
+  const conditions = (prev?.conditions ?? []).filter((c) => !PLANNER_CONDITIONS.includes(c.type) && !planned.some((p) => p.type === c.type));
+  return prev?.backup !== undefined ? { conditions, backup: prev.backup } : { conditions };
+}
+
 /** Fills the observation-derived fields into `status` (which carries the planner's decisions). */
 export function reportStatus(v: View, status: EtcdClusterStatus, verdict: Verdict): EtcdClusterStatus {
   const ms = members(v);
@@ -74,11 +88,15 @@ export function reportStatus(v: View, status: EtcdClusterStatus, verdict: Verdic
   out.readyMembers = `${String(ms.filter((m) => m.healthy && !m.learner).length)}/${String(v.spec.replicas)}`;
   out.replicas = v.voters;
   out.selector = labelSelector(v.o.cluster);
-  out.conditions = [
+  const planned = [
     available(v),
     condition(v, 'Progressing', verdict.progressing.status, verdict.progressing.reason, verdict.progressing.message),
     condition(v, 'Degraded', verdict.degraded.status, verdict.degraded.reason, verdict.degraded.message),
+    ...(status.conditions ?? []).filter((c) => c.type === 'Maintenance' || c.type === 'Restored'),
   ];
+  const carried = foreign(v, planned);
+  out.conditions = [...planned, ...carried.conditions];
+  if (carried.backup !== undefined) out.backup = carried.backup;
   out.phase = phaseOf(v, out, verdict);
   return out;
 }

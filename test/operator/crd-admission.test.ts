@@ -2,7 +2,8 @@
 // 1-member Cairn: defaults are filled in, and bad manifests are refused at admission with the
 // messages of operator/api/rules.ts (even replicas, malformed versions, shrinking a volume, changing
 // a storage class, bad or operator-owned extraArgs, inconsistent timeouts), through kubectl, the
-// status and the scale subresources. The TypeScript gate (problemsOf) must agree with every verdict.
+// status and the scale subresources; backup schedules, destinations, bootstrap and the EtcdBackup CRD.
+// The TypeScript gate (problemsOf) must agree with every verdict.
 import { describe, it, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { join } from 'node:path';
@@ -10,9 +11,11 @@ import type { Cluster } from '../harness/cluster.js';
 import { startBackend, startKubeApiserver, type KubeApiserver, type KubectlRun } from '../harness/kube.js';
 import { pollUntil } from '../harness/poll.js';
 import { REPO_ROOT } from '../harness/procs.js';
-import { MESSAGES, problemsOf, withDefaults } from '../../operator/api/index.js';
+import { backupSpecWithDefaults, MESSAGES, problemsOf, withDefaults } from '../../operator/api/index.js';
 
 const CRD_FILE = join(REPO_ROOT, 'crds', 'cairn.dev_etcdclusters.yaml');
+const BACKUP_CRD_FILE = join(REPO_ROOT, 'crds', 'cairn.dev_etcdbackups.yaml');
+const dest = { s3: { bucket: 'backups', endpoint: 'http://10.200.0.1:8333', forcePathStyle: true, credentialsSecretRef: { name: 's3-creds' } } };
 
 function manifest(name: string, spec: Record<string, unknown>): string {
   return JSON.stringify({ apiVersion: 'cairn.dev/v1alpha1', kind: 'EtcdCluster', metadata: { name, namespace: 'default' }, spec });
@@ -32,11 +35,13 @@ describe('EtcdCluster CRD admission on kube-apiserver 1.34 (Cairn backend)', () 
   before(async () => {
     backend = await startBackend('cairn', 1);
     api = await startKubeApiserver({ etcdServers: backend.members.map((x) => x.clientUrl) });
-    const r = await k(['apply', '--server-side', '-f', CRD_FILE]);
-    assert.equal(r.code, 0, `CRD apply: ${r.stderr}`);
+    for (const f of [CRD_FILE, BACKUP_CRD_FILE]) {
+      const r = await k(['apply', '--server-side', '-f', f]);
+      assert.equal(r.code, 0, `CRD apply: ${r.stderr}`);
+    }
     await pollUntil(
-      'EtcdCluster CRD established',
-      async () => (await k(['wait', '--for=condition=Established', '--timeout=5s', 'crd/etcdclusters.cairn.dev'])).code === 0,
+      'EtcdCluster and EtcdBackup CRDs established',
+      async () => (await k(['wait', '--for=condition=Established', '--timeout=5s', 'crd/etcdclusters.cairn.dev', 'crd/etcdbackups.cairn.dev'])).code === 0,
       60_000,
       250,
     );
@@ -68,6 +73,17 @@ describe('EtcdCluster CRD admission on kube-apiserver 1.34 (Cairn backend)', () 
     { what: 'an owned flag without a value', spec: { extraArgs: ['--max-txn-ops=256', '--initial-cluster-state'] }, message: MESSAGES.extraArgOwned },
     { what: 'an election timeout under 5 heartbeats', spec: { server: { heartbeatIntervalMs: 300, electionTimeoutMs: 1000 } }, message: MESSAGES.timeouts },
     { what: 'a size that is no quantity', spec: { storage: { data: { size: 'big' } } }, message: MESSAGES.quantity },
+    { what: 'a backup schedule that does not parse', spec: { backup: { schedule: 'every minute', destination: dest } }, message: MESSAGES.schedule },
+    { what: 'a backup schedule with six fields', spec: { backup: { schedule: '0 * * * * *', destination: dest } }, message: MESSAGES.schedule },
+    { what: 'a minute out of range', spec: { backup: { schedule: '60 3 * * *', destination: dest } }, message: MESSAGES.schedule },
+    { what: 'a defrag schedule that does not parse', spec: { defrag: { schedule: '@reboot' } }, message: MESSAGES.schedule },
+    { what: 'a time zone that is no name', spec: { backup: { schedule: '@daily', timeZone: 'UTC plus 2', destination: dest } }, message: MESSAGES.timeZone },
+    { what: 'a bucket name with capitals', spec: { backup: { schedule: '@daily', destination: { s3: { bucket: 'My_Bucket' } } } }, message: MESSAGES.bucket },
+    { what: 'an endpoint that is no http(s) URL', spec: { backup: { schedule: '@daily', destination: { s3: { bucket: 'b12', endpoint: 's3.example.com' } } } }, message: MESSAGES.endpoint },
+    { what: 'a maxAge that is no duration', spec: { backup: { schedule: '@daily', destination: dest, retention: { maxAge: '1 month' } } }, message: MESSAGES.maxAge },
+    { what: 'a revision compaction with a duration', spec: { compaction: { mode: 'revision', retention: '5m' } }, message: MESSAGES.compactionRetention },
+    { what: 'fromBackup with both sources', spec: { bootstrap: { fromBackup: { backupRef: { name: 'b' }, s3: { bucket: 'bkp', key: 'k' } } } }, message: MESSAGES.fromBackupOne },
+    { what: 'fromBackup with no source', spec: { bootstrap: { fromBackup: {} } }, message: MESSAGES.fromBackupOne },
   ];
 
   for (const c of refusals) {
@@ -115,6 +131,62 @@ describe('EtcdCluster CRD admission on kube-apiserver 1.34 (Cairn backend)', () 
     r = await apply('immutable', grow);
     assert.equal(r.code, 0, r.stderr);
     assert.deepEqual(problemsOf(withDefaults(grow), withDefaults(base)), []);
+  });
+
+  it('accepts backup, compaction, quota and defrag settings; fills their defaults as withDefaults does', async () => {
+    const spec = {
+      backup: { schedule: '*/5 * * * *', timeZone: 'Europe/Berlin', destination: dest },
+      compaction: { mode: 'revision', retention: '1000' },
+      quotaBackendBytes: 1_000_000_000,
+      defrag: { schedule: '0 4 * * SUN' },
+    };
+    const r = await apply('with-backup', spec);
+    assert.equal(r.code, 0, r.stderr);
+    const o = await get('with-backup');
+    assert.deepEqual(withDefaults(o['spec']), o['spec']);
+    const got = o['spec'] as { backup: { retention: unknown; suspend: boolean; destination: { s3: Record<string, unknown> } }; defrag: { minFragmentation: number } };
+    assert.deepEqual(got.backup.retention, { keepLast: 7 });
+    assert.equal(got.backup.suspend, false);
+    assert.equal(got.backup.destination.s3['region'], 'us-east-1');
+    assert.deepEqual(got.backup.destination.s3['credentialsSecretRef'], { name: 's3-creds', accessKeyIdKey: 'AWS_ACCESS_KEY_ID', secretAccessKeyKey: 'AWS_SECRET_ACCESS_KEY' });
+    assert.equal(got.defrag.minFragmentation, 20);
+    assert.deepEqual(problemsOf(withDefaults(spec)), []);
+  });
+
+  it('spec.bootstrap cannot be changed, removed or added after creation', async () => {
+    const from = { replicas: 1, bootstrap: { fromBackup: { s3: { bucket: 'bkp', key: 'a/b.snapshot' } } } };
+    assert.equal((await apply('restored', from)).code, 0);
+    for (const next of [{ replicas: 1, bootstrap: { fromBackup: { s3: { bucket: 'bkp', key: 'other' } } } }, { replicas: 1 }]) {
+      const r = await apply('restored', next);
+      assert.notEqual(r.code, 0, `accepted: ${JSON.stringify(next)}`);
+      assert.ok(r.stderr.includes(MESSAGES.bootstrapImmutable), r.stderr);
+      assert.ok(problemsOf(withDefaults(next), withDefaults(from)).includes(MESSAGES.bootstrapImmutable));
+    }
+    assert.equal((await apply('plain', { replicas: 1 })).code, 0);
+    const r = await apply('plain', from);
+    assert.notEqual(r.code, 0);
+    assert.ok(r.stderr.includes(MESSAGES.bootstrapImmutable), r.stderr);
+  });
+
+  it('EtcdBackup: defaults, clusterName immutable, a bad destination refused, printer columns', async () => {
+    const eb = (spec: Record<string, unknown>): string => JSON.stringify({ apiVersion: 'cairn.dev/v1alpha1', kind: 'EtcdBackup', metadata: { name: 'one', namespace: 'default' }, spec });
+    let r = await k(['apply', '--server-side', '-f', '-'], eb({ clusterName: 'a', destination: dest }));
+    assert.equal(r.code, 0, r.stderr);
+    r = await k(['get', 'eb', 'one', '-o', 'json']);
+    const got = (JSON.parse(r.stdout) as { spec: unknown }).spec;
+    assert.deepEqual(backupSpecWithDefaults(got), got, 'the apiserver and backupSpecWithDefaults agree');
+    r = await k(['apply', '--server-side', '-f', '-'], eb({ clusterName: 'b', destination: dest }));
+    assert.notEqual(r.code, 0);
+    assert.ok(r.stderr.includes(MESSAGES.clusterNameImmutable), r.stderr);
+    r = await k(['apply', '--server-side', '-f', '-'], eb({ clusterName: 'a', destination: { s3: { bucket: 'NO' } } }));
+    assert.notEqual(r.code, 0);
+    assert.ok(r.stderr.includes(MESSAGES.bucket), r.stderr);
+    const status = { status: { phase: 'Succeeded', size: 4096, revision: 17 } };
+    r = await k(['patch', 'etcdbackup', 'one', '--subresource=status', '--type=merge', '-p', JSON.stringify(status)]);
+    assert.equal(r.code, 0, r.stderr);
+    const g = await k(['get', 'etcdbackups']);
+    assert.match(g.stdout, /NAME\s+CLUSTER\s+PHASE\s+SIZE\s+REVISION\s+AGE/);
+    assert.match(g.stdout, /one\s+a\s+Succeeded\s+4096\s+17/);
   });
 
   it('the scale subresource refuses an even count and takes an odd one', async () => {
