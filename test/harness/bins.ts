@@ -6,6 +6,8 @@
 //                   hack/install-kube.sh builds ($CAIRN_KUBE_DIR if set, else what the script prints).
 //   etcdutl-3.6,    the snapshot tests' oracles, in the same bin dir: hack/install-etcd36-tools.sh
 //   etcdctl-3.6     builds them when missing (under flock /tmp/cairn-go.lock) and prints the dir.
+//   helm            Helm 4 for the chart tests (helmBin()): $CAIRN_HELM, else what
+//                   hack/install-helm.sh prints (it builds Helm from Go modules when missing).
 // Each binary is resolved once per process and reported on stderr with its path and version. A
 // missing or wrong binary is a MissingPrerequisite naming the fix.
 //
@@ -214,6 +216,32 @@ export function etcdctl36Bin(): string {
 /** etcd 3.6 from the Kubernetes cache (the kube tests' reference). */
 export function etcd36Bin(): string {
   return refBin('etcd-3.6').path;
+}
+
+const HELM_INSTALL = 'bash hack/install-helm.sh (needs Go; builds Helm 4 into ~/.cache/cairn, a few minutes the first time)';
+let helmResolved: string | undefined;
+
+/**
+ * Helm 4 for the chart tests: $CAIRN_HELM if set, else what hack/install-helm.sh prints (it builds
+ * Helm when missing). Resolved once per process and reported on stderr; a MissingPrerequisite when
+ * it cannot be had or is not Helm 4.
+ */
+export function helmBin(): string {
+  if (helmResolved !== undefined) return helmResolved;
+  const given = process.env['CAIRN_HELM'];
+  let path = given ?? '';
+  if (given === undefined || given === '') {
+    try {
+      path = execFileSync('bash', [join(REPO_ROOT, 'hack', 'install-helm.sh')], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'inherit'] }).trim().split('\n').pop() ?? '';
+    } catch (e) {
+      throw new MissingPrerequisite(`helm: hack/install-helm.sh failed (${e instanceof Error ? e.message : String(e)})`, HELM_INSTALL, { cause: e });
+    }
+  }
+  const version = versionOf(path, ['version', '--short'], /^v?/);
+  if (version === undefined || !version.startsWith('4.')) throw new MissingPrerequisite(`helm: ${path} is not Helm 4 (version ${String(version)})`, HELM_INSTALL);
+  process.stderr.write(`reference helm ${version} ${path} (${given !== undefined && given !== '' ? 'CAIRN_HELM' : 'install-helm.sh cache'})\n`);
+  helmResolved = path;
+  return path;
 }
 
 function main(args: readonly string[]): number {
