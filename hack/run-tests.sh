@@ -71,8 +71,11 @@ export CAIRN_VERIFY=1
 # up, and reuses it across files); whatever state the run ends in, it is taken down here, so a run
 # never leaves kubelet, containerd, cni0 or iptables chains behind.
 lk_dir="${CAIRN_LOCALKUBE_DIR:-$PWD/.localkube}"
+# One that was already up when the run began is someone else's (shared on this machine): left up.
+lk_was_up=0
+[ -e "$lk_dir/state.json" ] && lk_was_up=1
 localkube_down() {
-  if [ -e "$lk_dir/state.json" ] && [ -f dist/hack/localkube.js ]; then
+  if [ "$lk_was_up" = 0 ] && [ -e "$lk_dir/state.json" ] && [ -f dist/hack/localkube.js ]; then
     echo "run-tests: taking the local Kubernetes in $lk_dir down"
     node dist/hack/localkube.js down --dir "$lk_dir" || echo "run-tests: localkube down failed (see above)" >&2
   fi
