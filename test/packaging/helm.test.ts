@@ -21,7 +21,7 @@
 // rbac.createMemberClusterRole=false, and the dry run checks the chart's own copy.
 // Under CI=true a missing localkube prerequisite fails the test with the reason (skipOrFail).
 // test-file-timeout: 12 min
-import { test, type TestContext } from 'node:test';
+import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
@@ -91,17 +91,12 @@ async function operatorMetrics(lk: LocalKube, ns: string, service: string): Prom
   return lk.kubectlOk(['get', '--raw', `/api/v1/namespaces/${ns}/services/http:${service}:8080/proxy/metrics`]);
 }
 
-function setup(t: TestContext): boolean {
+test('the Helm chart, the one-file install and the examples on localkube', { timeout: 12 * 60_000 }, async (t) => {
   const missing = localkubeMissing();
   if (missing !== undefined) {
     skipOrFail(t, missing);
-    return false;
+    return;
   }
-  return true;
-}
-
-test('the Helm chart, the one-file install and the examples on localkube', { timeout: 12 * 60_000 }, async (t) => {
-  if (!setup(t)) return;
   const lk = await localkube();
   const id = randomBytes(3).toString('hex');
   const ns = `pk-${id}`;
