@@ -2,9 +2,10 @@
 // Kubernetes Event for it (Normal when done, Warning when it failed). Steps that only change the
 // status (journal, endOperation, wait, none) have nothing to do here: the controller writes status.
 import type { EtcdCluster, JsonObject } from '../api/index.js';
-import { EtcdAdmin } from '../etcd/index.js';
+import { DEFRAG_TIMEOUT_MS, EtcdAdmin, EtcdCallError } from '../etcd/index.js';
 import { pathOf, type KubeRest } from '../kube/index.js';
 import { BOOTSTRAP_ANNOTATION, FIELD_MANAGER, text, type Step } from '../plan/index.js';
+import { verifyBackup } from './verify.js';
 
 export const ADMIN_CALL_TIMEOUT_MS = 10_000;
 export const EVENT_NOTE_BYTES_MAX = 1024;
@@ -50,7 +51,55 @@ async function withMembers<T>(ctx: ActContext, fn: (c: EtcdAdmin) => Promise<T>,
   throw last;
 }
 
-async function perform(ctx: ActContext, step: Step): Promise<string> {
+/** A step's outcome: what the Event says; `refused`: the step ran but its answer is a refusal (Warning). */
+interface Done {
+  note: string;
+  refused?: boolean;
+}
+
+/** A compaction at a revision already compacted (by auto-compaction, say) has nothing left to do. */
+function alreadyCompacted(e: unknown): boolean {
+  return e instanceof EtcdCallError && /required revision has been compacted/.test(e.details);
+}
+
+async function upkeep(ctx: ActContext, step: Extract<Step, { kind: 'compact' | 'defragment' | 'disarmAlarm' }>): Promise<string> {
+  switch (step.kind) {
+    case 'compact':
+      try {
+        await withMembers(ctx, (c) => c.compact(step.revision, true));
+        return `compacted the key history at revision ${String(step.revision)} (${step.why})`;
+      } catch (e) {
+        if (alreadyCompacted(e)) return `revision ${String(step.revision)} was already compacted (${step.why})`;
+        throw e;
+      }
+    case 'defragment': {
+      const ep = ctx.endpoints.get(step.id);
+      if (ep === undefined) throw new StepFailed(`no endpoint for ${step.member} (${step.id})`);
+      const c = new EtcdAdmin(ep, ADMIN_CALL_TIMEOUT_MS);
+      const t0 = Date.now();
+      try {
+        await c.defragment(DEFRAG_TIMEOUT_MS);
+      } finally {
+        c.close();
+      }
+      return `defragmented ${step.member} (${step.id}) in ${String(Date.now() - t0)} ms (${step.why})`;
+    }
+    case 'disarmAlarm':
+      await withMembers(ctx, (c) => c.alarmDisarm({ memberId: step.memberId, alarm: step.alarm }));
+      return `disarmed the ${step.alarm} alarm of member ${step.memberId}`;
+  }
+}
+
+async function perform(ctx: ActContext, step: Step): Promise<Done> {
+  if (step.kind === 'compact' || step.kind === 'defragment' || step.kind === 'disarmAlarm') return { note: await upkeep(ctx, step) };
+  if (step.kind === 'verifyBackup') {
+    const r = await verifyBackup(ctx.rest, ctx.cluster.metadata.namespace, ctx.cluster.metadata.name, step);
+    return { note: r.note, refused: !r.ok };
+  }
+  return { note: await change(ctx, step) };
+}
+
+async function change(ctx: ActContext, step: Exclude<Step, { kind: 'compact' | 'defragment' | 'disarmAlarm' | 'verifyBackup' }>): Promise<string> {
   const ns = ctx.cluster.metadata.namespace;
   const { rest } = ctx;
   switch (step.kind) {
@@ -114,6 +163,10 @@ const REASONS: Readonly<Record<string, string>> = {
   deletePod: 'PodDeleted',
   deletePvc: 'VolumeDeleted',
   resizePvc: 'VolumeResized',
+  compact: 'Compacted',
+  defragment: 'Defragmented',
+  disarmAlarm: 'AlarmDisarmed',
+  verifyBackup: 'BackupVerified',
 };
 
 function microTime(d: Date): string {
@@ -149,9 +202,10 @@ export async function act(ctx: ActContext, step: Step, reason: string): Promise<
   if (!isAction(step)) return '';
   const r = REASONS[step.kind] ?? step.kind;
   try {
-    const done = await perform(ctx, step);
+    const d = await perform(ctx, step);
+    const done = d.note;
     // Applying unchanged support objects is routine: only membership and volume changes are events.
-    const failed = step.kind === 'apply' ? undefined : await recordEvent(ctx, 'Normal', r, step.kind, `${done} (${reason})`);
+    const failed = step.kind === 'apply' ? undefined : d.refused === true ? await recordEvent(ctx, 'Warning', 'RestoreRefused', step.kind, `${done} (${reason})`) : await recordEvent(ctx, 'Normal', r, step.kind, `${done} (${reason})`);
     return failed === undefined ? done : `${done} (the Event was not recorded: ${failed instanceof Error ? failed.message : JSON.stringify(failed)})`;
   } catch (e) {
     const msg = e instanceof Error ? e.message : String(e);

@@ -2,9 +2,24 @@
 // proto/gen as serializers. Member ids are hex strings at this surface (as etcdctl prints them);
 // every call has a deadline; gRPC failures become EtcdCallError with the code and etcd's message.
 import * as grpc from '@grpc/grpc-js';
-import { ClusterService, KVService, MaintenanceService } from '../../proto/gen/etcdserverpb.js';
+import { AlarmRequest_AlarmAction, AlarmType, ClusterService, KVService, MaintenanceService } from '../../proto/gen/etcdserverpb.js';
 
 export const CALL_TIMEOUT_MS = 5000;
+/**
+ * Deadline of one Defragment call: the member rewrites its whole database file (seconds per GiB on
+ * a local disk) and pauses its applies meanwhile. The operator's loop waits at most this long for one
+ * member; a call past it fails (the Event says so) and the round moves on.
+ */
+export const DEFRAG_TIMEOUT_MS = 120_000;
+
+/** An alarm as etcdctl names it. */
+export type AlarmName = 'NOSPACE' | 'CORRUPT';
+
+export interface RaisedAlarm {
+  /** Hex id of the member that raised it. */
+  memberId: string;
+  alarm: AlarmName;
+}
 
 /** The part of a generated method descriptor a unary client call needs. */
 interface Unary<ReqInit, Res> {
@@ -40,6 +55,7 @@ export interface MemberStatusReply {
   raftIndex: number;
   raftAppliedIndex: number;
   dbSize: number;
+  dbSizeInUse: number;
   revision: number;
   isLearner: boolean;
   errors: string[];
@@ -64,7 +80,7 @@ export class EtcdAdmin {
     });
   }
 
-  private call<ReqInit, Res>(m: Unary<ReqInit, Res>, req: ReqInit): Promise<Res> {
+  private call<ReqInit, Res>(m: Unary<ReqInit, Res>, req: ReqInit, timeoutMs = this.timeoutMs): Promise<Res> {
     return new Promise((resolve, reject) => {
       this.client.makeUnaryRequest(
         m.path,
@@ -72,7 +88,7 @@ export class EtcdAdmin {
         (b: Buffer) => m.decodeResponse(b),
         req,
         new grpc.Metadata(),
-        { deadline: Date.now() + this.timeoutMs },
+        { deadline: Date.now() + timeoutMs },
         (err, res) => {
           if (err !== null) reject(new EtcdCallError(m.name, this.endpoint, err.code, err.details));
           else if (res === undefined) reject(new EtcdCallError(m.name, this.endpoint, grpc.status.INTERNAL, 'empty response'));
@@ -117,6 +133,7 @@ export class EtcdAdmin {
       raftIndex: r.raftIndex,
       raftAppliedIndex: r.raftAppliedIndex,
       dbSize: r.dbSize,
+      dbSizeInUse: r.dbSizeInUse,
       revision: r.header?.revision ?? 0,
       isLearner: r.isLearner,
       errors: r.errors,
@@ -132,6 +149,31 @@ export class EtcdAdmin {
   async get(key: string): Promise<string | undefined> {
     const r = await this.call(KVService.Range, { key: Buffer.from(key) });
     return r.kvs[0]?.value.toString('utf8');
+  }
+
+  /** Compacts the key history up to `revision` (physical: answers once the compaction is done). */
+  async compact(revision: number, physical = true): Promise<void> {
+    await this.call(KVService.Compact, { revision, physical });
+  }
+
+  /** Defragments this member's database (a long call: DEFRAG_TIMEOUT_MS unless given). */
+  async defragment(timeoutMs = DEFRAG_TIMEOUT_MS): Promise<void> {
+    await this.call(MaintenanceService.Defragment, {}, timeoutMs);
+  }
+
+  /** The cluster's raised alarms. */
+  async alarmList(): Promise<RaisedAlarm[]> {
+    const r = await this.call(MaintenanceService.Alarm, { action: AlarmRequest_AlarmAction.GET, memberID: 0n, alarm: AlarmType.NONE });
+    return r.alarms.flatMap((a): RaisedAlarm[] => {
+      const alarm = a.alarm === AlarmType.NOSPACE ? 'NOSPACE' : a.alarm === AlarmType.CORRUPT ? 'CORRUPT' : undefined;
+      return alarm === undefined ? [] : [{ memberId: hex(a.memberID), alarm }];
+    });
+  }
+
+  /** Disarms one member's alarm (etcdctl alarm disarm does this for each raised one). */
+  async alarmDisarm(a: RaisedAlarm): Promise<void> {
+    const alarm = a.alarm === 'NOSPACE' ? AlarmType.NOSPACE : AlarmType.CORRUPT;
+    await this.call(MaintenanceService.Alarm, { action: AlarmRequest_AlarmAction.DEACTIVATE, memberID: fromHex(a.memberId), alarm });
   }
 
   close(): void {

@@ -2,7 +2,9 @@
 // marker of an earlier start, the operator's bootstrap grant on its Pod, the member list) to one of
 // start-with-data, bootstrap-alone, join, or wait. Pod 0 with a wiped volume cannot bootstrap a second
 // cluster: bootstrapping needs the grant (set by the operator only while creating, before any member
-// answered, and revoked after) AND a volume that never held a member (no marker).
+// answered, and revoked after) AND a volume that never held a member (no marker). A cluster restored
+// from a backup restores instead of bootstrapping, and moves another cluster's data (a retained
+// volume of a deleted cluster of the same name: its marker names another cluster token) aside first.
 
 export interface Facts {
   podName: string;
@@ -16,15 +18,24 @@ export interface Facts {
   grant: string | undefined;
   /** The member list from the client Service; undefined when none answered. */
   members: ReadonlyArray<{ id: string; name: string; peerURLs: readonly string[] }> | undefined;
+  /** The cluster restores from a backup (CAIRN_RESTORE is set): pod 0 restores instead of bootstrapping. */
+  restore?: boolean;
+  /** The volume holds a member's data or marker of another cluster (another token, or none recorded). */
+  foreign?: boolean;
 }
 
 export type Decision =
   | { kind: 'start'; why: string }
   | { kind: 'bootstrap'; initialCluster: string; why: string }
+  /** Restore the backup into the (empty) data dir, then start as a one-member cluster. */
+  | { kind: 'restore'; initialCluster: string; why: string }
+  /** Move another cluster's data and marker aside first (a restored cluster never starts on them). */
+  | { kind: 'moveAside'; why: string }
   | { kind: 'join'; initialCluster: string; memberId: string; why: string }
   | { kind: 'wait'; why: string; dataLost?: boolean };
 
 export function decide(f: Facts): Decision {
+  if (f.restore === true && f.foreign === true) return { kind: 'moveAside', why: 'the volume holds data of another cluster (a retained volume of a deleted cluster of this name): moving it aside before restoring' };
   if (f.hasData) return { kind: 'start', why: 'the data dir holds this member' };
   const self = f.members?.find((m) => m.peerURLs.includes(f.peerURL));
   if (self !== undefined) {
@@ -37,6 +48,7 @@ export function decide(f: Facts): Decision {
     return { kind: 'join', initialCluster, memberId: self.id, why: `listed as ${self.id}: joining` };
   }
   if (f.grant === f.token && !f.marker && (f.members === undefined || f.members.length === 0)) {
+    if (f.restore === true) return { kind: 'restore', initialCluster: `${f.podName}=${f.peerURL}`, why: 'granted by the operator: restoring the backup into a new one-member cluster' };
     return { kind: 'bootstrap', initialCluster: `${f.podName}=${f.peerURL}`, why: 'granted by the operator: bootstrapping a new one-member cluster' };
   }
   return { kind: 'wait', why: 'waiting to be added' };

@@ -9,11 +9,13 @@
 //     backoff until the member list (through the client Service) lists this pod's peer URL unstarted.
 // Environment (set by the StatefulSet template): POD_NAME, POD_NAMESPACE, CAIRN_CLUSTER,
 // CAIRN_PEER_SERVICE, CAIRN_CLIENT_SERVICE, CAIRN_CLUSTER_TOKEN, CAIRN_DATA_DIR, CAIRN_WAL_DIR,
-// CAIRN_AGENT_PORT, CAIRN_SERVER_ARGS (JSON list). For runs outside Kubernetes (tests):
+// CAIRN_AGENT_PORT, CAIRN_SERVER_ARGS (JSON list), and for a cluster restored from a backup
+// CAIRN_RESTORE (JSON: the object) with AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY (and
+// CAIRN_RESTORE_CA_PEM) from the destination's Secrets. For runs outside Kubernetes (tests):
 // CAIRN_PEER_URL, CAIRN_CLIENT_URL, CAIRN_LISTEN_PEER_URL, CAIRN_LISTEN_CLIENT_URL,
 // CAIRN_MEMBERS_ENDPOINTS (host:port,...), KUBECONFIG.
 import { spawn, type ChildProcess } from 'node:child_process';
-import { existsSync, mkdirSync, readdirSync, renameSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readdirSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import { createServer, get as httpGet, type Server } from 'node:http';
 import { dirname, join, resolve } from 'node:path';
 import process from 'node:process';
@@ -21,6 +23,7 @@ import { fileURLToPath } from 'node:url';
 import * as k8s from '@kubernetes/client-node';
 import { EtcdAdmin, type ListedMember } from '../etcd/index.js';
 import { decide, isRemovedMessage, type Decision } from './decide.js';
+import { readRestoreOrder, restoreFromBackup, type RestoreOrder } from './restore.js';
 
 const BOOTSTRAP_ANNOTATION = 'cairn.dev/bootstrap-token';
 const WAIT_BACKOFF_MIN_MS = 500;
@@ -40,6 +43,8 @@ interface Env {
   listenPeer: string;
   listenClient: string;
   membersEndpoints: string[];
+  /** The backup pod 0 restores (CAIRN_RESTORE), when the cluster is restored from one. */
+  restore: RestoreOrder | undefined;
 }
 
 function need(name: string): string {
@@ -69,6 +74,7 @@ function readEnv(): Env {
     listenPeer: opt('CAIRN_LISTEN_PEER_URL', 'http://0.0.0.0:2380'),
     listenClient: opt('CAIRN_LISTEN_CLIENT_URL', 'http://0.0.0.0:2379'),
     membersEndpoints: opt('CAIRN_MEMBERS_ENDPOINTS', `${need('CAIRN_CLIENT_SERVICE')}.${namespace}.svc:2379`).split(','),
+    restore: readRestoreOrder(process.env),
   };
 }
 
@@ -84,17 +90,42 @@ function hasData(e: Env): boolean {
   return existsSync(join(dataDirOf(e), 'member'));
 }
 
-/** Moves a removed member's data and WAL aside (keeping only the latest such copy). */
-function moveAside(e: Env): void {
+/**
+ * Moves a member's data and WAL aside as `<kind>-<time>` on the same volumes (keeping only the
+ * latest such copy of each kind): a removed member's, or another cluster's (with its marker).
+ */
+function moveAside(e: Env, kind: 'removed' | 'foreign'): void {
   const stamp = new Date().toISOString().replace(/[:.]/g, '-');
   for (const [dir, mount] of [
     [dataDirOf(e), e.dataMount],
     [walDirOf(e), e.walMount],
   ] as const) {
-    for (const old of readdirSync(mount).filter((n) => n.startsWith('removed-'))) rmSync(join(mount, old), { recursive: true, force: true });
-    if (existsSync(dir)) renameSync(dir, join(mount, `removed-${stamp}`));
+    for (const old of readdirSync(mount).filter((n) => n.startsWith(`${kind}-`))) rmSync(join(mount, old), { recursive: true, force: true });
+    if (existsSync(dir)) renameSync(dir, join(mount, `${kind}-${stamp}`));
   }
-  log('warn', 'moved the data of a removed member aside; joining anew', { stamp });
+  if (kind === 'foreign' && existsSync(markerOf(e))) {
+    mkdirSync(join(e.dataMount, `${kind}-${stamp}`), { recursive: true });
+    renameSync(markerOf(e), join(e.dataMount, `${kind}-${stamp}`, '.cairn-member'));
+  }
+  if (kind === 'removed') log('warn', 'moved the data of a removed member aside; joining anew', { stamp });
+  else log('warn', `moved another cluster's data aside (not deleted): ${join(e.dataMount, `${kind}-${stamp}`)} and ${join(e.walMount, `${kind}-${stamp}`)}; older such copies were deleted`, { stamp });
+}
+
+/** The cluster token the volume's marker records ('' for a marker of a version without one). */
+function markerToken(e: Env): string | undefined {
+  if (!existsSync(markerOf(e))) return undefined;
+  try {
+    const m = JSON.parse(readFileSync(markerOf(e), 'utf8')) as { token?: unknown };
+    return typeof m.token === 'string' ? m.token : '';
+  } catch {
+    return '';
+  }
+}
+
+/** The volume holds a member (data or marker) that is not of this cluster. */
+function foreign(e: Env): boolean {
+  const token = markerToken(e);
+  return (token !== undefined && token !== e.token) || (token === undefined && (hasData(e) || existsSync(walDirOf(e))));
 }
 
 async function readGrant(e: Env, core: k8s.CoreV1Api | undefined): Promise<string | undefined> {
@@ -144,6 +175,8 @@ async function decideWithBackoff(e: Env, core: k8s.CoreV1Api | undefined, stoppi
       token: e.token,
       hasData: hasData(e),
       marker: existsSync(markerOf(e)),
+      restore: e.restore !== undefined,
+      foreign: e.restore !== undefined && foreign(e),
       grant: hasData(e) ? undefined : await readGrant(e, core),
       members: hasData(e) ? undefined : await memberList(e),
     });
@@ -157,7 +190,7 @@ async function decideWithBackoff(e: Env, core: k8s.CoreV1Api | undefined, stoppi
   return undefined;
 }
 
-function serverFlags(e: Env, d: Exclude<Decision, { kind: 'wait' }>): string[] {
+function serverFlags(e: Env, d: Extract<Decision, { kind: 'start' | 'bootstrap' | 'join' | 'restore' }>): string[] {
   const initialCluster = d.kind === 'start' ? `${e.pod}=${e.peerURL}` : d.initialCluster;
   return [
     `--name=${e.pod}`,
@@ -168,7 +201,7 @@ function serverFlags(e: Env, d: Exclude<Decision, { kind: 'wait' }>): string[] {
     `--listen-peer-urls=${e.listenPeer}`,
     `--initial-advertise-peer-urls=${e.peerURL}`,
     `--initial-cluster=${initialCluster}`,
-    `--initial-cluster-state=${d.kind === 'bootstrap' ? 'new' : 'existing'}`,
+    `--initial-cluster-state=${d.kind === 'bootstrap' || d.kind === 'restore' ? 'new' : 'existing'}`,
     `--initial-cluster-token=${e.token}`,
     ...e.serverArgs,
   ];
@@ -256,11 +289,19 @@ async function main(): Promise<number> {
       const d = await decideWithBackoff(e, core, () => stopping);
       if (d === undefined || d.kind === 'wait') return 0;
       log('info', d.why, { decision: d.kind });
-      writeFileSync(markerOf(e), `${JSON.stringify({ pod: e.pod, peerURL: e.peerURL, decision: d.kind, at: new Date().toISOString() })}\n`);
+      if (d.kind === 'moveAside') {
+        moveAside(e, 'foreign');
+        continue;
+      }
+      if (d.kind === 'restore' && e.restore !== undefined) {
+        const r = await restoreFromBackup(e.restore, { name: e.pod, initialCluster: d.initialCluster, initialClusterToken: e.token, initialAdvertisePeerUrls: e.peerURL, dataDir: dataDirOf(e), walDir: walDirOf(e) }, e.dataMount);
+        log('info', 'restored the backup into this member', { uri: e.restore.uri, snapshotRevision: r.snapshotRevision, startRevision: r.startRevision, sizeBytes: r.sizeBytes, sha256: r.sha256, tookMs: r.tookMs });
+      }
+      writeFileSync(markerOf(e), `${JSON.stringify({ pod: e.pod, peerURL: e.peerURL, token: e.token, decision: d.kind, at: new Date().toISOString() })}\n`);
       const run = await runServer(serverFlags(e, d), (c) => (child = c));
       if (stopping) return run.code ?? 0;
       if (run.removed) {
-        moveAside(e);
+        moveAside(e, 'removed');
         continue;
       }
       log('error', 'the server exited', { code: run.code, signal: run.signal });

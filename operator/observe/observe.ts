@@ -13,12 +13,15 @@ import {
   ordinalOfPeerUrl,
   type Observed,
   type MemberState,
+  type ObservedAlarm,
   type ObservedMember,
   type ObservedPod,
   type ObservedPvc,
   type ObservedStatefulSet,
   type PlanSettings,
 } from '../plan/index.js';
+
+import { defragDue, restoreSource } from './upkeep.js';
 
 export const MEMBER_CALL_TIMEOUT_MS = 3000;
 
@@ -31,6 +34,8 @@ export interface Caches {
   pdbs: KindInformer;
   serviceAccounts: KindInformer;
   roleBindings: KindInformer;
+  /** EtcdBackups (a restore's backupRef names one). */
+  backups?: KindInformer;
 }
 
 const obj = (v: Json | undefined): JsonObject => (typeof v === 'object' && v !== null && !Array.isArray(v) ? v : {});
@@ -181,7 +186,7 @@ async function withAdmin<T>(endpoint: string, fn: (c: EtcdAdmin) => Promise<T>):
 }
 
 /** The members as the cluster reports them, each with its own Status (undefined: no answer). */
-export async function memberView(k: KubeView): Promise<{ members?: ObservedMember[]; clusterId?: string }> {
+export async function memberView(k: KubeView): Promise<{ members?: ObservedMember[]; clusterId?: string; alarms?: ObservedAlarm[] }> {
   const { name, namespace } = k.cluster.metadata;
   const endpointOf = (ordinal: number): string | undefined => {
     const ip = k.pods.find((p) => p.ordinal === ordinal && !p.deleting)?.ip;
@@ -189,11 +194,14 @@ export async function memberView(k: KubeView): Promise<{ members?: ObservedMembe
   };
   const candidates = k.pods.filter((p) => p.ready && p.ip !== undefined).concat(k.pods.filter((p) => !p.ready && p.ip !== undefined));
   let listed: Awaited<ReturnType<EtcdAdmin['memberList']>> | undefined;
+  let via = '';
   for (const p of candidates) {
-    listed = await withAdmin(`${p.ip ?? ''}:${String(CLIENT_PORT)}`, (c) => c.memberList(true));
+    via = `${p.ip ?? ''}:${String(CLIENT_PORT)}`;
+    listed = await withAdmin(via, (c) => c.memberList(true));
     if (listed !== undefined) break;
   }
   if (listed === undefined) return {};
+  const alarms = await withAdmin(via, (c) => c.alarmList());
   const members = await Promise.all(
     listed.members.map(async (m): Promise<ObservedMember> => {
       const peerURL = m.peerURLs[0] ?? '';
@@ -203,10 +211,10 @@ export async function memberView(k: KubeView): Promise<{ members?: ObservedMembe
       if (ep === undefined || m.name === '') return base;
       const s = await withAdmin(ep, (c) => c.status());
       if (s === undefined || s.memberId !== m.id) return base;
-      return { ...base, status: { leader: s.leader, raftIndex: s.raftIndex, raftAppliedIndex: s.raftAppliedIndex, dbSize: s.dbSize, revision: s.revision, errors: s.errors } };
+      return { ...base, status: { leader: s.leader, raftIndex: s.raftIndex, raftAppliedIndex: s.raftAppliedIndex, dbSize: s.dbSize, dbSizeInUse: s.dbSizeInUse, revision: s.revision, errors: s.errors } };
     }),
   );
-  return { members, clusterId: listed.clusterId };
+  return { members, clusterId: listed.clusterId, ...(alarms !== undefined ? { alarms } : {}) };
 }
 
 export const AGENT_CALL_TIMEOUT_MS = 1500;
@@ -237,5 +245,9 @@ export async function observe(caches: Caches, raw: JsonObject, now: string, defa
   if (k.statefulSet !== undefined) o.statefulSet = k.statefulSet;
   if (mv.members !== undefined) o.members = mv.members;
   if (mv.clusterId !== undefined) o.clusterId = mv.clusterId;
+  if (mv.alarms !== undefined) o.alarms = mv.alarms;
+  o.defragDue = defragDue(k.cluster, str(metaOf(raw)['creationTimestamp']), now);
+  const source = restoreSource(k.cluster, caches.backups?.list(), caches.clusters.list().map(parseCluster));
+  if (source !== undefined) o.restoreSource = source;
   return o;
 }

@@ -218,7 +218,30 @@ function env(c: EtcdCluster, spec: EtcdClusterSpec): Json[] {
     value('CAIRN_WAL_DIR', WAL_MOUNT),
     value('CAIRN_AGENT_PORT', String(AGENT_PORT)),
     value('CAIRN_SERVER_ARGS', JSON.stringify(serverArgs(spec))),
+    ...restoreEnv(c, spec),
   ];
+}
+
+export const RESTORE_ENV = { order: 'CAIRN_RESTORE', accessKeyId: 'AWS_ACCESS_KEY_ID', secretAccessKey: 'AWS_SECRET_ACCESS_KEY', caBundle: 'CAIRN_RESTORE_CA_PEM' } as const;
+
+/**
+ * The restore's environment, once the planner verified the object (status.restore.verifiedAt): the
+ * object (CAIRN_RESTORE) and its credentials as secretKeyRef env from the location's Secrets (never
+ * in the spec or the arguments). Every pod gets it: a pod that finds another cluster's data on its
+ * volume moves it aside; only pod 0, granted, restores.
+ */
+function restoreEnv(c: EtcdCluster, spec: EtcdClusterSpec): JsonObject[] {
+  const r = c.status?.restore;
+  if (spec.bootstrap === undefined || r?.verifiedAt === undefined || r.source === undefined) return [];
+  const loc = r.source;
+  // member/restore.ts RestoreOrder reads this (member/ does not import plan/).
+  const order = { uri: r.uri, bucket: loc.bucket, key: loc.key, region: loc.region, forcePathStyle: loc.forcePathStyle, sha256: r.sha256, sizeBytes: r.size, ...(loc.endpoint !== undefined ? { endpoint: loc.endpoint } : {}) };
+  const secret = (name: string, secretName: string, key: string): JsonObject => ({ name, valueFrom: { secretKeyRef: { name: secretName, key } } });
+  const out: JsonObject[] = [{ name: RESTORE_ENV.order, value: JSON.stringify(order) }];
+  const cred = loc.credentialsSecretRef;
+  if (cred !== undefined) out.push(secret(RESTORE_ENV.accessKeyId, cred.name, cred.accessKeyIdKey), secret(RESTORE_ENV.secretAccessKey, cred.name, cred.secretAccessKeyKey));
+  if (loc.caBundleSecretRef !== undefined) out.push(secret(RESTORE_ENV.caBundle, loc.caBundleSecretRef.name, loc.caBundleSecretRef.key));
+  return out;
 }
 
 function claim(c: EtcdCluster, volume: 'data' | 'wal', size: string, storageClassName: string | undefined): JsonObject {

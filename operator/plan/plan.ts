@@ -2,7 +2,7 @@
 // Ordered checks; the first that applies decides. A multi-step operation is journaled in status
 // (a `journal` step: the controller writes the status before acting) and then continued from what
 // is observed, so every step is idempotent and a restarted operator resumes the operation.
-import { problemsOf, type EtcdClusterStatus, type Operation, type OperationType } from '../api/index.js';
+import { problemsOf, type Condition, type ConditionType, type EtcdClusterStatus, type Operation, type OperationType } from '../api/index.js';
 import {
   clusterToken,
   names,
@@ -13,17 +13,12 @@ import {
   statefulSet,
   supportObjects,
 } from './desired.js';
-import { reportStatus, type Verdict } from './status.js';
+import { guarded, moveLeaderOff, waiting, type Decision } from './decision.js';
+import { restoredCondition, restoreFinished, restoreGate } from './restore.js';
+import { condition, reportStatus, type Verdict } from './status.js';
 import type { Observed, Plan, Step } from './types.js';
+import { upkeep, maintenanceCondition } from './upkeep.js';
 import { caughtUp, hasQuorum, isSafe, memberAt, memberById, podAt, viewOf, type MemberView, type View } from './view.js';
-
-interface Decision {
-  step: Step;
-  reason: string;
-  /** The planner-owned status fields after this step. */
-  status: EtcdClusterStatus;
-  degraded?: { reason: string; message: string };
-}
 
 /** The planner-owned part of the previous status (token, cluster id, journal, stopped rollout). */
 function carried(v: View): EtcdClusterStatus {
@@ -33,6 +28,8 @@ function carried(v: View): EtcdClusterStatus {
   if (s.clusterId !== undefined) out.clusterId = s.clusterId;
   if (s.operation !== undefined) out.operation = s.operation;
   if (s.stoppedRollout !== undefined) out.stoppedRollout = s.stoppedRollout;
+  if (s.maintenance !== undefined) out.maintenance = s.maintenance;
+  if (s.restore !== undefined) out.restore = s.restore;
   return out;
 }
 
@@ -41,8 +38,6 @@ function without(s: EtcdClusterStatus, key: 'operation' | 'stoppedRollout'): Etc
   delete out[key];
   return out;
 }
-
-const wait = (v: View): Step => ({ kind: 'wait', requeueMs: v.o.settings.waitMs });
 
 function journal(v: View, s: EtcdClusterStatus, type: OperationType, ordinal: number, reason: string, extra: Partial<Operation> = {}): Decision {
   const operation: Operation = { type, member: names.pod(v.name, ordinal), ordinal, startedAt: v.o.now, reason, ...extra };
@@ -53,16 +48,6 @@ function end(s: EtcdClusterStatus, reason: string, extra: EtcdClusterStatus = {}
   return { step: { kind: 'endOperation' }, reason, status: { ...without(s, 'operation'), ...extra } };
 }
 
-function waiting(v: View, s: EtcdClusterStatus, reason: string, degraded?: { reason: string; message: string }): Decision {
-  return { step: wait(v), reason, status: s, ...(degraded !== undefined ? { degraded } : {}) };
-}
-
-/** A step that must pass isSafe; otherwise wait and say why (Degraded). */
-function guarded(v: View, s: EtcdClusterStatus, step: Step, reason: string): Decision {
-  if (isSafe(v, step)) return { step, reason, status: s };
-  return waiting(v, s, `not safe now: ${reason}`, { reason: 'QuorumAtRisk', message: `${reason}: would lose quorum or is not possible yet; waiting` });
-}
-
 /** How long the member has been reported unhealthy (0 when healthy or never reported). */
 function unhealthyForMs(v: View, member: string, id: string): number {
   const since = v.o.cluster.status?.members?.find((p) => p.name === member && p.id === id)?.unhealthySince;
@@ -71,20 +56,6 @@ function unhealthyForMs(v: View, member: string, id: string): number {
 
 function olderThan(createdAt: string, startedAt: string): boolean {
   return Date.parse(createdAt) < Date.parse(startedAt);
-}
-
-/** A healthy, caught-up voter other than `not`, preferring one whose pod is on the current revision. */
-function transferTarget(v: View, not: string): MemberView | undefined {
-  const rev = v.o.statefulSet?.updateRevision;
-  const ok = (v.members ?? []).filter((m) => m.id !== not && !m.learner && caughtUp(v, m));
-  const updated = ok.filter((m) => m.ordinal !== undefined && podAt(v, m.ordinal)?.revision === rev);
-  return updated[0] ?? ok[0];
-}
-
-function moveLeaderOff(v: View, s: EtcdClusterStatus, m: MemberView, why: string): Decision {
-  const to = transferTarget(v, m.id);
-  if (to === undefined) return waiting(v, s, `${why}: no healthy voter to take leadership`, { reason: 'NoTransferTarget', message: 'no healthy caught-up voter to move leadership to' });
-  return guarded(v, s, { kind: 'moveLeader', from: m.id, to: to.id, toMember: names.pod(v.name, to.ordinal ?? 0) }, `${why}: move leadership from ${m.name || m.id} to ${to.id}`);
 }
 
 // ---------- the operations ----------
@@ -264,7 +235,9 @@ function nextOperation(v: View, s: EtcdClusterStatus): Decision {
     const bad = v.members.filter((m) => !m.healthy).map((m) => m.name || m.id);
     return waiting(v, s, 'members unhealthy', { reason: 'MembersUnhealthy', message: `unhealthy: ${bad.join(', ')}` });
   }
-  return { step: { kind: 'none' }, reason: 'converged', status: s, ...(degradedForeign !== undefined ? { degraded: degradedForeign } : {}) };
+  const converged: Decision = { step: { kind: 'none' }, reason: 'converged', status: s, ...(degradedForeign !== undefined ? { degraded: degradedForeign } : {}) };
+  const chores = upkeep(v, s);
+  return chores === undefined ? converged : { ...chores, ...(degradedForeign !== undefined ? { degraded: degradedForeign } : {}) };
 }
 
 // ---------- the ordered checks ----------
@@ -294,6 +267,8 @@ function decide(v: View): Decision {
     if (v.o.statefulSet === undefined && (v.members === undefined || v.members.length === 0)) return journal(v, s, 'Create', 0, 'new cluster: one member first, then grow by learners');
     return waiting(v, s, 'record the cluster token');
   }
+  const gate = restoreGate(v, s);
+  if (gate !== undefined) return gate;
   const objects = objectsStep(v, s);
   if (objects !== undefined) return objects;
   if (s.operation !== undefined) return continueOperation(v, s, s.operation);
@@ -314,5 +289,18 @@ function verdictOf(v: View, d: Decision): Verdict {
 export function plan(o: Observed): Plan {
   const v = viewOf(o);
   const d = decide(v);
-  return { step: d.step, reason: d.reason, status: reportStatus(v, d.status, verdictOf(v, d)) };
+  const status = restoreFinished(v, d.status);
+  const out = reportStatus(v, status, verdictOf(v, d));
+  return { step: d.step, reason: d.reason, status: { ...out, conditions: conditions(v, status, out.conditions ?? []) } };
+}
+
+/** reportStatus's conditions (with the carried ones of other writers) and Maintenance and Restored. */
+function conditions(v: View, s: EtcdClusterStatus, base: readonly Condition[]): Condition[] {
+  const mine: Array<[ConditionType, Pick<Condition, 'status' | 'reason' | 'message'> | undefined]> = [
+    ['Maintenance', maintenanceCondition(v, s)],
+    ['Restored', restoredCondition(v, s)],
+  ];
+  const out = base.filter((c) => !mine.some(([t]) => t === c.type));
+  for (const [type, c] of mine) if (c !== undefined) out.push(condition(v, type, c.status === 'Unknown' ? 'Unknown' : c.status === 'True', c.reason, c.message));
+  return out;
 }

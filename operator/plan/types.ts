@@ -1,6 +1,6 @@
 // What the planner sees (Observed: one snapshot of the world, gathered by observe/) and what it
 // answers (Plan: one Step, its reason, the status to report). Plain data, no classes, no I/O.
-import type { EtcdCluster, EtcdClusterStatus, JsonObject, Operation } from '../api/index.js';
+import type { EtcdCluster, EtcdClusterStatus, JsonObject, Operation, S3Object } from '../api/index.js';
 
 export interface ObservedPod {
   name: string;
@@ -61,10 +61,35 @@ export interface ObservedMember {
     raftIndex: number;
     raftAppliedIndex: number;
     dbSize: number;
+    /** Bytes of the database file in use (the rest is free pages a defragmentation drops). */
+    dbSizeInUse: number;
     revision: number;
     errors: string[];
   };
 }
+
+/** A raised alarm as AlarmList reports it. */
+export interface ObservedAlarm {
+  /** Hex id of the member that raised it. */
+  memberId: string;
+  alarm: 'NOSPACE' | 'CORRUPT';
+}
+
+/**
+ * The bootstrap source of a cluster restored from a backup, as observe/ resolved it (backupRef: the
+ * EtcdBackup's status and destination; s3: the spec), or why it cannot be used yet.
+ */
+export type RestoreSource =
+  | {
+      ok: true;
+      /** s3://bucket/key */
+      uri: string;
+      /** Where the object is: the S3 location fields of the API and the key. */
+      location: S3Object;
+      /** What the backup's record says (backupRef); absent: the object's own metadata decides. */
+      expect?: { sizeBytes: number; sha256: string; revision: number };
+    }
+  | { ok: false; why: string };
 
 export interface Observed {
   /** RFC 3339 time of the observation. */
@@ -79,6 +104,12 @@ export interface Observed {
   members?: readonly ObservedMember[];
   /** The cluster id (hex) from the member list's response header. */
   clusterId?: string;
+  /** Raised alarms; undefined when no member answered AlarmList. */
+  alarms?: readonly ObservedAlarm[];
+  /** spec.defrag's schedule has come due since the last defragmentation round (observe/ evaluates the cron). */
+  defragDue?: boolean;
+  /** spec.bootstrap.fromBackup resolved; absent without one. */
+  restoreSource?: RestoreSource;
   /** Operator configuration: the image when the spec names neither image nor version. */
   defaultImage: string;
   settings: PlanSettings;
@@ -119,7 +150,14 @@ export type Step =
   | { kind: 'scaleStatefulSet'; replicas: number }
   | { kind: 'deletePod'; pod: string }
   | { kind: 'deletePvc'; pvc: string }
-  | { kind: 'resizePvc'; pvc: string; size: string };
+  | { kind: 'resizePvc'; pvc: string; size: string }
+  /** Compact the key history at `revision` (NOSPACE remediation). */
+  | { kind: 'compact'; revision: number; why: string }
+  /** Defragment one member (never the leader of a multi-member cluster: leadership is moved first). */
+  | { kind: 'defragment'; member: string; id: string; why: string }
+  | { kind: 'disarmAlarm'; memberId: string; alarm: 'NOSPACE' | 'CORRUPT' }
+  /** Read the backup object whole and check it (size, SHA-256, trailer); act records the outcome in status.restore. */
+  | { kind: 'verifyBackup'; source: Extract<RestoreSource, { ok: true }> };
 
 export type StepKind = Step['kind'];
 

@@ -58,7 +58,7 @@ function observedOf(s: Shape): Observed {
   const leaderId = s.leader >= 0 && s.leader < s.members.length ? (s.leader + 1).toString(16) : '0';
   const members: ObservedMember[] = s.members.map((m, i) => {
     const base: ObservedMember = { id: (i + 1).toString(16), name: m.started ? names.pod('c', i) : '', peerURL: peerUrl('c', 'ns', i), learner: m.learner };
-    return m.healthy ? { ...base, status: { leader: leaderId, raftIndex: 100, raftAppliedIndex: 100, dbSize: 1, revision: 1, errors: [] } } : base;
+    return m.healthy ? { ...base, status: { leader: leaderId, raftIndex: 100, raftAppliedIndex: 100, dbSize: 1, dbSizeInUse: 1, revision: 1, errors: [] } } : base;
   });
   const pods: ObservedPod[] = s.pods.map((p, i) => ({
     name: names.pod('c', i),
@@ -160,7 +160,7 @@ describe('planner over random observations', () => {
       fc.property(shapeArb, (s) => {
         const p = plan(observedOf(s));
         const types = (p.status.conditions ?? []).map((c) => c.type).sort();
-        assert.deepEqual(types, ['Available', 'Degraded', 'Progressing']);
+        assert.deepEqual(types, ['Available', 'Degraded', 'Maintenance', 'Progressing']);
         assert.equal(p.status.observedGeneration, 1);
         assert.equal(p.status.members?.length, s.members.length);
         assert.ok(p.reason.length > 0);
@@ -354,5 +354,227 @@ describe('planner in a simulated world', () => {
       }),
       { numRuns: 150 },
     );
+  });
+});
+
+// ---------- storage upkeep and restore gating ----------
+
+/** A settled World plus what the upkeep steps act on: each member's file and in-use bytes, alarms. */
+class Upkeep {
+  readonly w: World;
+  readonly sizes = new Map<string, { db: number; inUse: number }>();
+  alarms: Array<{ memberId: string; alarm: 'NOSPACE' | 'CORRUPT' }> = [];
+  due = false;
+  compactedAt: number | undefined;
+  readonly log: string[] = [];
+
+  constructor(replicas: number, spec: Record<string, unknown> = {}) {
+    this.w = new World({ replicas, ...spec });
+    settle(this.w, { steps: [], refused: [] }, DEFAULT_IMAGE, 400);
+    for (const m of this.w.members) this.sizes.set(m.id, { db: 100_000, inUse: 40_000 });
+  }
+
+  observe(): Observed {
+    const o = this.w.observe();
+    const members = o.members?.map((m) => (m.status === undefined ? m : { ...m, status: { ...m.status, dbSize: this.sizes.get(m.id)?.db ?? 0, dbSizeInUse: this.sizes.get(m.id)?.inUse ?? 0 } }));
+    return { ...o, ...(members !== undefined ? { members } : {}), alarms: this.alarms, defragDue: this.due };
+  }
+
+  /** One reconcile; returns the plan. Upkeep steps act here, the rest in the World. */
+  step(): ReturnType<typeof plan> {
+    const o = this.observe();
+    const p = plan(o);
+    this.w.writeStatus(p.status);
+    const s = p.step;
+    if (s.kind === 'defragment') {
+      if (this.w.members.length > 1) assert.notEqual(s.id, this.w.leaderId, `the leader ${s.id} is never defragmented in a ${String(this.w.members.length)}-member cluster`);
+      const z = this.sizes.get(s.id);
+      if (z !== undefined) z.db = z.inUse;
+      this.log.push(`defrag ${s.member}`);
+    } else if (s.kind === 'compact') {
+      this.compactedAt = s.revision;
+      this.log.push(`compact ${String(s.revision)}`);
+    } else if (s.kind === 'disarmAlarm') {
+      this.alarms = this.alarms.filter((a) => !(a.memberId === s.memberId && a.alarm === s.alarm));
+      this.log.push(`disarm ${s.memberId}`);
+    } else {
+      if (s.kind === 'moveLeader') this.log.push(`moveLeader ${s.toMember}`);
+      this.w.apply(s);
+    }
+    this.w.tick(1000);
+    return p;
+  }
+
+  run(n: number): ReturnType<typeof plan> {
+    let p = this.step();
+    for (let i = 1; i < n && (p.step.kind !== 'none' || p.status.maintenance?.round !== undefined); i++) p = this.step();
+    return p;
+  }
+
+  leaderName(): string {
+    return this.w.members.find((m) => m.id === this.w.leaderId)?.name ?? '';
+  }
+}
+
+const cond = (p: ReturnType<typeof plan>, type: string): { status: string; reason: string; message: string } | undefined => p.status.conditions?.find((c) => c.type === type);
+
+describe('planner: storage upkeep', () => {
+  it('NOSPACE: compacts at the current revision, defragments every member followers first, the leader last after moving leadership, then disarms', () => {
+    const u = new Upkeep(3);
+    const leader = u.leaderName();
+    u.alarms = [{ memberId: u.w.leaderId ?? '', alarm: 'NOSPACE' }];
+    const first = u.step();
+    assert.equal(cond(first, 'Maintenance')?.status, 'True');
+    assert.equal(cond(first, 'Maintenance')?.reason, 'NoSpaceAlarm');
+    assert.ok(first.status.maintenance?.nospaceSince !== undefined);
+    const last = u.run(40);
+    const revision = Math.max(...(u.observe().members ?? []).map((m) => m.status?.revision ?? 0));
+    assert.ok(u.compactedAt !== undefined && u.compactedAt > 0 && u.compactedAt <= revision, `compacted at a revision the members reached (${String(u.compactedAt)})`);
+    assert.match(u.log[0] ?? '', /^compact \d+$/, 'compaction first');
+    const defrags = u.log.filter((l) => l.startsWith('defrag'));
+    assert.equal(defrags.length, 3, u.log.join('\n'));
+    assert.equal(defrags.at(-1), `defrag ${leader}`, `the old leader last: ${u.log.join(', ')}`);
+    const move = u.log.findIndex((l) => l.startsWith('moveLeader'));
+    assert.ok(move > 0 && move < u.log.indexOf(`defrag ${leader}`), `leadership moved before the leader's defragmentation: ${u.log.join(', ')}`);
+    assert.ok(u.log.indexOf(`defrag ${leader}`) < u.log.findIndex((l) => l.startsWith('disarm')), 'disarm after every defragmentation');
+    assert.deepEqual(u.alarms, []);
+    assert.equal(last.status.maintenance?.round, undefined);
+    assert.equal(last.status.maintenance?.nospaceSince, undefined);
+    assert.ok(last.status.maintenance?.lastDefragTime !== undefined);
+    assert.equal(cond(last, 'Maintenance')?.reason, 'Idle');
+    assert.equal(cond(last, 'Maintenance')?.status, 'False');
+    assert.deepEqual(u.w.quorumLosses, []);
+  });
+
+  it('a round resumes after an operator restart: attempted members are not defragmented twice', () => {
+    const u = new Upkeep(3);
+    u.alarms = [{ memberId: '1', alarm: 'NOSPACE' }];
+    for (let i = 0; i < 3; i++) u.step(); // start, compact, first defrag
+    assert.deepEqual(u.log.filter((l) => l.startsWith('defrag')).length, 1);
+    // The "restarted operator" sees only the status written so far.
+    u.run(40);
+    const defrags = u.log.filter((l) => l.startsWith('defrag'));
+    assert.equal(new Set(defrags).size, defrags.length, `each member once: ${defrags.join(', ')}`);
+    assert.equal(defrags.length, 3);
+  });
+
+  it('scheduled defragmentation skips members under minFragmentation and moves leadership before the leader', () => {
+    const u = new Upkeep(3, { defrag: { schedule: '0 3 * * *', minFragmentation: 30 } });
+    const leaderId = u.w.leaderId ?? '';
+    const follower = u.w.members.find((m) => m.id !== leaderId);
+    assert.ok(follower !== undefined);
+    u.sizes.set(follower.id, { db: 100_000, inUse: 90_000 }); // 10% free: skipped
+    const idle = u.step();
+    assert.equal(idle.step.kind, 'none', 'nothing while not due');
+    assert.equal(cond(idle, 'Maintenance')?.reason, 'Idle');
+    u.due = true;
+    const start = u.step();
+    assert.equal(cond(start, 'Maintenance')?.reason, 'Defragmenting');
+    u.due = false;
+    u.run(40);
+    const defrags = u.log.filter((l) => l.startsWith('defrag'));
+    assert.equal(defrags.length, 2, u.log.join(', '));
+    assert.ok(!defrags.includes(`defrag ${follower.name}`), 'the 10% member is skipped');
+    assert.ok(u.log.some((l) => l.startsWith('moveLeader')), u.log.join(', '));
+    assert.equal(u.log.filter((l) => l.startsWith('compact')).length, 0, 'no compaction in a scheduled round');
+  });
+
+  it('no upkeep while a member is unhealthy: the round waits', () => {
+    const u = new Upkeep(3);
+    u.w.killPod(1);
+    u.alarms = [{ memberId: '1', alarm: 'NOSPACE' }];
+    const p = u.step();
+    assert.notEqual(p.step.kind, 'defragment');
+    assert.notEqual(p.step.kind, 'compact');
+    assert.equal(p.status.maintenance?.round, undefined);
+  });
+
+  it('a one-member cluster defragments its only member without moving leadership', () => {
+    const u = new Upkeep(1);
+    u.alarms = [{ memberId: u.w.leaderId ?? '', alarm: 'NOSPACE' }];
+    u.run(20);
+    assert.deepEqual(u.log.filter((l) => !l.startsWith('compact')), [`defrag ${names.pod('c', 0)}`, `disarm ${u.w.leaderId ?? ''}`]);
+    assert.equal(u.log.filter((l) => l.startsWith('moveLeader')).length, 0);
+  });
+});
+
+describe('planner: restore gating', () => {
+  const fromS3 = { fromBackup: { s3: { bucket: 'backups', key: 'c/backup.snap', endpoint: 'http://10.0.0.1:8333', forcePathStyle: true, credentialsSecretRef: { name: 's3-creds' } } } };
+
+  function restoreWorld(): World {
+    return new World({ replicas: 3, bootstrap: fromS3 });
+  }
+
+  function verifyFirst(w: World): ReturnType<typeof plan> {
+    let p = plan(w.observe());
+    for (let i = 0; i < 5 && p.step.kind !== 'verifyBackup'; i++) {
+      w.writeStatus(p.status);
+      assert.notEqual(p.step.kind, 'apply', 'nothing is created before the backup is verified');
+      p = plan(w.observe());
+    }
+    return p;
+  }
+
+  it('verifies the object before creating anything; a refused object: no StatefulSet, Restored=False RestoreRefused, no retry', () => {
+    const w = restoreWorld();
+    w.observe = ((orig) => () => ({ ...orig(), restoreSource: { ok: true as const, uri: 's3://backups/c/backup.snap', location: withDefaults({ bootstrap: fromS3 }).bootstrap?.fromBackup.s3 ?? { bucket: '', key: '', region: '', forcePathStyle: false } } }))(w.observe.bind(w));
+    const p = verifyFirst(w);
+    assert.equal(p.step.kind, 'verifyBackup');
+    assert.ok(p.status.restore?.verifyStartedAt !== undefined);
+    w.writeStatus(p.status);
+    // While the verification runs (its outcome not in status yet): wait, never a second one.
+    const inFlight = plan(w.observe());
+    assert.equal(inFlight.step.kind, 'wait');
+    // act/ records the refusal.
+    w.writeStatus({ ...inFlight.status, restore: { uri: 's3://backups/c/backup.snap', sha256: '', size: 0, revision: 0, refusal: 'downloaded 100 bytes, the backup record says 4128 (truncated)', refusedAt: w.observe().now, retryable: false } });
+    for (let i = 0; i < 20; i++) {
+      const q = plan(w.observe());
+      w.writeStatus(q.status);
+      assert.ok(q.step.kind === 'none', `refused: nothing more (${q.step.kind})`);
+      assert.equal(cond(q, 'Restored')?.status, 'False');
+      assert.equal(cond(q, 'Restored')?.reason, 'RestoreRefused');
+      assert.match(cond(q, 'Restored')?.message ?? '', /truncated/);
+      assert.equal(cond(q, 'Degraded')?.reason, 'RestoreRefused');
+      w.tick(60_000);
+    }
+    assert.equal(w.sts, undefined);
+  });
+
+  it('a store that could not be read is tried again after RESTORE_RETRY_MS, not before', () => {
+    const w = restoreWorld();
+    w.observe = ((orig) => () => ({ ...orig(), restoreSource: { ok: true as const, uri: 's3://backups/k', location: { bucket: 'backups', key: 'k', region: 'us-east-1', forcePathStyle: true } } }))(w.observe.bind(w));
+    const p = verifyFirst(w);
+    w.writeStatus({ ...p.status, restore: { uri: 's3://backups/k', sha256: '', size: 0, revision: 0, refusal: 'endpoint unreachable', refusedAt: w.observe().now, retryable: true } });
+    const soon = plan(w.observe());
+    assert.equal(soon.step.kind, 'wait');
+    w.writeStatus(soon.status);
+    w.tick(61_000);
+    assert.equal(plan(w.observe()).step.kind, 'verifyBackup');
+  });
+
+  it('once verified: pod 0 gets the object and its credentials as secretKeyRef env; Restored=True when the first member answers', () => {
+    const w = restoreWorld();
+    const loc = { bucket: 'backups', key: 'c/backup.snap', region: 'us-east-1', forcePathStyle: true, endpoint: 'http://10.0.0.1:8333', credentialsSecretRef: { name: 's3-creds', accessKeyIdKey: 'AWS_ACCESS_KEY_ID', secretAccessKeyKey: 'AWS_SECRET_ACCESS_KEY' } };
+    w.observe = ((orig) => () => ({ ...orig(), restoreSource: { ok: true as const, uri: 's3://backups/c/backup.snap', location: loc } }))(w.observe.bind(w));
+    const p = verifyFirst(w);
+    w.writeStatus({ ...p.status, restore: { uri: 's3://backups/c/backup.snap', sha256: 'ab'.repeat(32), size: 4128, revision: 42, source: loc, verifiedAt: w.observe().now } });
+    const trace: Trace = { steps: [], refused: [] };
+    let sts: Record<string, unknown> | undefined;
+    for (let i = 0; i < 400 && !converged(w, DEFAULT_IMAGE); i++) {
+      const q = plan(w.observe());
+      if (q.step.kind === 'apply' && q.step.object['kind'] === 'StatefulSet') sts = q.step.object;
+      reconcile(w, trace, false);
+    }
+    assert.ok(converged(w, DEFAULT_IMAGE), trace.steps.slice(-20).join('\n'));
+    const spec = (sts?.['spec'] ?? {}) as { template: { spec: { containers: Array<{ env: Array<{ name: string; value?: string; valueFrom?: unknown }> }> } } };
+    const env = spec.template.spec.containers[0]?.env ?? [];
+    const order = JSON.parse(env.find((e) => e.name === 'CAIRN_RESTORE')?.value ?? '{}') as Record<string, unknown>;
+    assert.deepEqual(order, { uri: 's3://backups/c/backup.snap', bucket: 'backups', key: 'c/backup.snap', region: 'us-east-1', forcePathStyle: true, endpoint: 'http://10.0.0.1:8333', sha256: 'ab'.repeat(32), sizeBytes: 4128 });
+    assert.deepEqual(env.find((e) => e.name === 'AWS_SECRET_ACCESS_KEY')?.valueFrom, { secretKeyRef: { name: 's3-creds', key: 'AWS_SECRET_ACCESS_KEY' } });
+    assert.deepEqual(env.find((e) => e.name === 'AWS_ACCESS_KEY_ID')?.valueFrom, { secretKeyRef: { name: 's3-creds', key: 'AWS_ACCESS_KEY_ID' } });
+    const done = plan(w.observe());
+    assert.equal(cond(done, 'Restored')?.status, 'True');
+    assert.equal(cond(done, 'Restored')?.reason, 'RestoredFromBackup');
+    assert.ok(done.status.restore?.finishedAt !== undefined);
   });
 });

@@ -138,7 +138,7 @@ export class World {
         : this.members.map((m) => {
             const base: ObservedMember = { id: m.id, name: m.name, peerURL: m.peerURL, learner: m.learner };
             if (!up.has(m.id)) return base;
-            return { ...base, status: { leader: q ? (this.leaderId ?? '0') : '0', raftIndex: this.raftIndex, raftAppliedIndex: m.applied, dbSize: 4096, revision: this.raftIndex, errors: [] } };
+            return { ...base, status: { leader: q ? (this.leaderId ?? '0') : '0', raftIndex: this.raftIndex, raftAppliedIndex: m.applied, dbSize: 4096, dbSizeInUse: 4096, revision: this.raftIndex, errors: [] } };
           });
     const o: Observed = {
       now: this.iso(this.nowMs),
