@@ -22,7 +22,7 @@ import {
   type MoveLeaderRequest,
 } from '../../proto/gen/etcdserverpb.js';
 import { ClientError, ServerRefusal } from '../base/errors.js';
-import { DEFAULT_QUOTA_BYTES, SNAPSHOT_CHUNK_BYTES } from '../base/limits.js';
+import { CLIENT_SNAPSHOT_STALL_MS, DEFAULT_QUOTA_BYTES, SNAPSHOT_CHUNK_BYTES } from '../base/limits.js';
 import type { Logger } from '../base/log.js';
 import type { MaintenancePath, WritePath } from '../node/index.js';
 import { toGrpcError } from './errors.js';
@@ -114,10 +114,13 @@ async function streamSnapshot(path: string, bytes: number, out: ServerStream, si
         log?.info('sending database snapshot to client: progress', { 'sent-bytes': sent, 'total-bytes': bytes, 'percent': Math.floor((100 * sent) / bytes) });
       }
       if (out.bufferedBytes > SNAPSHOT_BUFFER_BYTES && !out.closed) {
-        await new Promise<void>((resolve) => {
+        // A client that stopped reading must not hold the copy (and its CLIENT_SNAPSHOTS_MAX slot) forever.
+        let stalled: NodeJS.Timeout | undefined;
+        await new Promise<void>((resolve, reject) => {
           out.onDrain(resolve);
           signal.addEventListener('abort', () => resolve(), { once: true });
-        });
+          stalled = setTimeout(() => reject(new ServerRefusal('timeout', `snapshot stream: the client read nothing for ${CLIENT_SNAPSHOT_STALL_MS} ms`)), CLIENT_SNAPSHOT_STALL_MS);
+        }).finally(() => clearTimeout(stalled));
       }
     }
     out.send(encodeSnapshotResponse({ remainingBytes: 0, blob: sha.digest() }));

@@ -113,3 +113,31 @@ export const SNAPSHOT_CHUNK_BYTES = 32 * 1024;
  * the data disk until its client has read it, so more are refused with 'too many requests'.
  */
 export const CLIENT_SNAPSHOTS_MAX = 2;
+
+/**
+ * Queues that grow with clients, each with a bound and a refusal past it (ServerRefusal
+ * 'tooManyRequests': gRPC RESOURCE_EXHAUSTED "etcdserver: too many requests", etcd's answer when
+ * it is overloaded). etcd has no such bounds (its queues are bounded only by memory).
+ */
+/** Linearizable reads waiting in one member: queued for a ReadIndex, in flight, or waiting for the apply. */
+export const READS_PENDING_MAX = 10_000;
+/** Waits for the apply loop to reach an index (one per ReadIndex round, one per forwarded MemberPromote). */
+export const APPLIED_WAITERS_MAX = 1024;
+/** Compact requests with physical=true waiting for the physical compaction to finish. */
+export const COMPACTION_WAITERS_MAX = 1024;
+/** Membership changes (MemberAdd/Remove/Update/Promote) proposed by this member and not applied yet. */
+export const CONF_CHANGES_PENDING_MAX = 64;
+/**
+ * Watch catch-up tasks held while the database file is swapped: the watchable store schedules at most
+ * one flush and one sync step at a time, so more is a bug (asserted, not refused).
+ */
+export const WATCH_DEFERRED_TASKS_MAX = 2;
+
+/** Deadlines of waits that no request timeout covers. */
+/** Node.close(): the run loop, WAL writes, log release, compaction and the final flush together. */
+export const SHUTDOWN_TIMEOUT_MS = 30_000;
+/**
+ * A client snapshot (Maintenance.Snapshot) whose client stopped reading: the stream is ended with an
+ * error once nothing drained for this long, releasing its copy and its CLIENT_SNAPSHOTS_MAX slot.
+ */
+export const CLIENT_SNAPSHOT_STALL_MS = 30_000;

@@ -33,10 +33,13 @@ import { AssertionFailure, ClientError, ServerRefusal, StorageFault, assert } fr
 import { failpoint, type FailpointName } from '../base/failpoints.js';
 import { fatalCause, isBenignStepRefusal } from './failstop.js';
 import {
+  APPLIED_WAITERS_MAX,
   APPLY_BATCH_ENTRIES_MAX,
   BACKEND_MAP_BYTES,
   CLIENT_SNAPSHOTS_MAX,
   COMPACTION_BATCH_KEYS,
+  COMPACTION_WAITERS_MAX,
+  CONF_CHANGES_PENDING_MAX,
   DISK_CHECK_INTERVAL_MS,
   LEASE_REVOKES_PER_CHECK,
   LEASE_REVOKE_CHECK_MS,
@@ -44,10 +47,13 @@ import {
   RAFT_MAX_INFLIGHT_MSGS,
   RAFT_MAX_SIZE_PER_MSG,
   RAFT_MAX_UNCOMMITTED_BYTES,
+  READS_PENDING_MAX,
+  SHUTDOWN_TIMEOUT_MS,
   SNAPSHOT_CATCHUP_ENTRIES_DEFAULT,
   SNAPSHOT_COUNT_DEFAULT,
   WAL_SEGMENT_BYTES,
   WATCH_CATCH_UP,
+  WATCH_DEFERRED_TASKS_MAX,
 } from '../base/limits.js';
 import type { Logger } from '../base/log.js';
 import type { TlsConfig } from '../base/tls.js';
@@ -134,6 +140,13 @@ interface PendingWrite {
   done: Promise<void>;
 }
 
+interface AppliedWaiter {
+  readonly index: number;
+  readonly resolve: () => void;
+  readonly reject: (e: Error) => void;
+  readonly timer: NodeJS.Timeout;
+}
+
 interface ReadBatch {
   readonly ctx: Buffer;
   readonly waiters: { resolve: () => void; reject: (e: Error) => void }[];
@@ -175,8 +188,10 @@ export class Node implements ClusterPath, MaintenancePath, LeaderView {
   private readonly ids: RequestIds;
   private readonly waiters = new Map<bigint, Waiter>();
   private readonly confWaiters = new Map<bigint, ConfWaiter>();
-  private readonly appliedWaiters: { index: number; resolve: () => void }[] = [];
+  private readonly appliedWaiters: AppliedWaiter[] = [];
   private readQueue: ReadBatch['waiters'] = [];
+  /** Linearizable reads not answered yet (queued, in flight, or waiting for the apply): READS_PENDING_MAX. */
+  private readsPending = 0;
   private readInFlight: ReadBatch | undefined = undefined;
   private readSeq = 0n;
   /** Proposals of this turn, handed to raft together by flushProposals. */
@@ -791,8 +806,19 @@ export class Node implements ClusterPath, MaintenancePath, LeaderView {
       // (Fields the run loop keeps, not raft.status(), which builds the whole progress map: hot path.)
       return undefined;
     }
+    if (this.readsPending >= READS_PENDING_MAX) return Promise.reject(new ServerRefusal('tooManyRequests'));
+    this.readsPending++;
     return new Promise<void>((resolve, reject) => {
-      this.readQueue.push({ resolve, reject });
+      this.readQueue.push({
+        resolve: () => {
+          this.readsPending--;
+          resolve();
+        },
+        reject: (e) => {
+          this.readsPending--;
+          reject(e);
+        },
+      });
       if (this.readInFlight === undefined) this.startRead();
     });
   }
@@ -848,23 +874,62 @@ export class Node implements ClusterPath, MaintenancePath, LeaderView {
     if (b === undefined || !b.ctx.equals(ctx)) return;
     clearTimeout(b.timer);
     this.readInFlight = undefined;
-    const done = (): void => {
-      for (const w of b.waiters) w.resolve();
-    };
-    if (this.appliedIndex >= index) done();
-    else this.appliedWaiters.push({ index, resolve: done });
+    if (this.appliedIndex >= index) for (const w of b.waiters) w.resolve();
+    else {
+      this.waitApplied(index).then(
+        () => {
+          for (const w of b.waiters) w.resolve();
+        },
+        (err: unknown) => {
+          for (const w of b.waiters) w.reject(err instanceof Error ? err : new Error(String(err)));
+        },
+      );
+    }
     if (this.readQueue.length > 0) this.startRead();
+  }
+
+  /**
+   * Resolves once this member has applied up to index: refused past APPLIED_WAITERS_MAX waiters, and
+   * timed out ('timeout') after the request timeout.
+   */
+  private waitApplied(index: number): Promise<void> {
+    if (this.appliedIndex >= index) return Promise.resolve();
+    if (this.stopped) return Promise.reject(new ServerRefusal('stopped'));
+    if (this.appliedWaiters.length >= APPLIED_WAITERS_MAX) return Promise.reject(new ServerRefusal('tooManyRequests'));
+    return new Promise<void>((resolve, reject) => {
+      const w: AppliedWaiter = {
+        index,
+        resolve,
+        reject,
+        timer: setTimeout(() => {
+          const at = this.appliedWaiters.indexOf(w);
+          if (at >= 0) this.appliedWaiters.splice(at, 1);
+          reject(new ServerRefusal('timeout'));
+        }, this.reqTimeoutMs),
+      };
+      this.appliedWaiters.push(w);
+    });
   }
 
   private wakeApplied(): void {
     if (this.appliedWaiters.length === 0) return;
-    const keep: typeof this.appliedWaiters = [];
+    const keep: AppliedWaiter[] = [];
     for (const w of this.appliedWaiters) {
-      if (w.index <= this.appliedIndex) w.resolve();
-      else keep.push(w);
+      if (w.index <= this.appliedIndex) {
+        clearTimeout(w.timer);
+        w.resolve();
+      } else keep.push(w);
     }
     this.appliedWaiters.length = 0;
     this.appliedWaiters.push(...keep);
+  }
+
+  /** Every wait for the apply loop ends with err (stopping). */
+  private failAppliedWaiters(err: Error): void {
+    for (const w of this.appliedWaiters.splice(0)) {
+      clearTimeout(w.timer);
+      w.reject(err);
+    }
   }
 
   /** Undefined when reads may go ahead now; otherwise resolves once a snapshot install finished. */
@@ -1051,6 +1116,7 @@ export class Node implements ClusterPath, MaintenancePath, LeaderView {
     }
     this.confWaiters.clear();
     this.failReads(refusal);
+    this.failAppliedWaiters(refusal);
     this.cfg.onFatal(fatal);
   }
 
@@ -1374,13 +1440,9 @@ export class Node implements ClusterPath, MaintenancePath, LeaderView {
     return { members: this.memberStore.all(), self: this.memberId, activeSince: (id) => this.transport.activeSince(id), nowMs: Date.now() };
   }
 
-  private waitApplied(index: number): Promise<void> {
-    if (this.appliedIndex >= index) return Promise.resolve();
-    return new Promise((resolve) => this.appliedWaiters.push({ index, resolve }));
-  }
-
   private proposeChange(change: MemberChange, type: ConfChange['type']): Promise<Member[]> {
     if (this.stopped) return Promise.reject(new ServerRefusal('stopped'));
+    if (this.confWaiters.size >= CONF_CHANGES_PENDING_MAX) return Promise.reject(new ServerRefusal('tooManyRequests'));
     if (this.strictReconfig()) {
       // etcd checks these before the change is proposed, and validates it only when applied.
       const view = this.reconfigView();
@@ -1529,8 +1591,12 @@ export class Node implements ClusterPath, MaintenancePath, LeaderView {
 
   /** Runs a watch catch-up step now, or after the database file swap in progress. */
   private watchTask(fn: () => void): void {
-    if (this.swapping) this.deferredWatchTasks.push(fn);
-    else fn();
+    if (!this.swapping) {
+      fn();
+      return;
+    }
+    assert(this.deferredWatchTasks.length < WATCH_DEFERRED_TASKS_MAX, 'the watchable store schedules one flush and one sync step at a time');
+    this.deferredWatchTasks.push(fn);
   }
 
   /** Replaces the database file (Backend.replaceWith) with nothing reading it meanwhile. */
@@ -1808,12 +1874,29 @@ export class Node implements ClusterPath, MaintenancePath, LeaderView {
   /** Resolves once no physical compaction is left to do (for Compact with physical=true). */
   compacted(): Promise<void> {
     if (this.compacting === undefined && this.store.pendingCompaction() === undefined) return Promise.resolve();
+    if (this.compactedWaiters.length >= COMPACTION_WAITERS_MAX) return Promise.reject(new ServerRefusal('tooManyRequests'));
     this.compactInBackground();
     return new Promise<void>((resolve) => this.compactedWaiters.push(resolve));
   }
 
-  /** Stops taking proposals, lets the run loop finish its Ready, and closes storage durably. */
+  /**
+   * Stops taking proposals, lets the run loop finish its Ready, and closes storage durably; rejects
+   * (the process then exits with a failure) if that takes longer than SHUTDOWN_TIMEOUT_MS. Everything
+   * acknowledged is in the WAL either way.
+   */
   async close(): Promise<void> {
+    let timer: NodeJS.Timeout | undefined;
+    const deadline = new Promise<never>((_, reject) => {
+      timer = setTimeout(() => reject(new ServerRefusal('timeout', `node: shutdown did not finish within ${SHUTDOWN_TIMEOUT_MS} ms`)), SHUTDOWN_TIMEOUT_MS);
+    });
+    try {
+      await Promise.race([this.closeSteps(), deadline]);
+    } finally {
+      clearTimeout(timer);
+    }
+  }
+
+  private async closeSteps(): Promise<void> {
     this.stopped = true;
     if (this.tickTimer !== undefined) clearInterval(this.tickTimer);
     if (this.diskTimer !== undefined) clearInterval(this.diskTimer);
@@ -1835,6 +1918,7 @@ export class Node implements ClusterPath, MaintenancePath, LeaderView {
       w.reject(refusal);
     }
     this.failReads(refusal);
+    this.failAppliedWaiters(refusal);
     await this.releasing;
     await this.compacting;
     await this.backend.flush();
