@@ -12,7 +12,7 @@ import { hostname } from 'node:os';
 import process from 'node:process';
 import { parseArgs } from 'node:util';
 import { KubeConfig } from '@kubernetes/client-node';
-import { Controller, jsonLogger, LeaderElector, OperatorMetrics } from './controller/index.js';
+import { BackupRunner, Controller, jsonLogger, LeaderElector, OperatorMetrics } from './controller/index.js';
 import { KubeRest } from './kube/index.js';
 import { DEFAULT_SETTINGS } from './plan/index.js';
 
@@ -65,7 +65,10 @@ async function main(): Promise<void> {
   kc.loadFromDefault();
   const rest = new KubeRest(kc);
   const identity = process.env['POD_NAME'] ?? `${hostname()}-${String(process.pid)}`;
+  // Backups run beside the reconcile loop, on the leader only (started after the election below).
+  const late: { backups?: BackupRunner } = {};
   const controller = new Controller({
+    onClusterChange: () => late.backups?.wake(),
     rest,
     namespace: opts.namespace,
     defaultImage: opts.defaultImage,
@@ -91,7 +94,7 @@ async function main(): Promise<void> {
   log.log('info', 'cairn operator starting', { identity, namespace: opts.namespace ?? '(all)', defaultImage: opts.defaultImage, leaderElect: opts.leaderElect, healthPort: opts.healthPort });
   const stop = (sig: string): void => {
     log.log('info', `${sig}: stopping`);
-    void controller.stop().finally(() => process.exit(0));
+    void Promise.allSettled([controller.stop(), late.backups?.stop()]).finally(() => process.exit(0));
   };
   process.on('SIGTERM', () => stop('SIGTERM'));
   process.on('SIGINT', () => stop('SIGINT'));
@@ -105,6 +108,9 @@ async function main(): Promise<void> {
   }
   phase = 'starting';
   await controller.start();
+  const runner = new BackupRunner({ rest, namespace: opts.namespace, instance: identity, log, metrics, clusters: () => controller.caches.clusters.list(), observe: (raw) => controller.observeCluster(raw) });
+  await runner.start();
+  late.backups = runner;
   phase = 'running';
   log.log('info', 'informers synced; reconciling');
 }

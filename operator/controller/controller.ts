@@ -35,6 +35,8 @@ export interface ControllerOptions {
   log: Logger;
   metrics: OperatorMetrics;
   resyncMs?: number;
+  /** Called on every EtcdCluster change (the backup runner's wake-up). */
+  onClusterChange?: () => void;
 }
 
 const keyOf = (ns: string, name: string): string => `${ns}/${name}`;
@@ -78,6 +80,7 @@ export class Controller {
     const m = metaOf(obj);
     const ns = typeof m['namespace'] === 'string' ? m['namespace'] : '';
     if (kind === 'EtcdCluster') {
+      this.o.onClusterChange?.();
       this.enqueue(keyOf(ns, typeof m['name'] === 'string' ? m['name'] : ''), 0);
       return;
     }
@@ -206,6 +209,11 @@ export class Controller {
     }
     if (step.kind === 'wait') return step.requeueMs;
     return this.o.resyncMs ?? RESYNC_MS;
+  }
+
+  /** One observation of a cluster from the caches (the backup runner's view of the members). */
+  observeCluster(raw: JsonObject): Promise<Observed> {
+    return observe(this.caches, raw, new Date().toISOString(), this.o.defaultImage, this.o.settings);
   }
 
   private record(ns: string, name: string, obs: Observed, available: boolean): void {

@@ -18,11 +18,24 @@ export class OperatorMetrics {
   readonly voters = new Gauge({ name: 'cairn_operator_cluster_voters', help: 'Voting members.', labelNames: ['namespace', 'name'], registers: [this.registry] });
   readonly available = new Gauge({ name: 'cairn_operator_cluster_available', help: '1 when the Available condition is True.', labelNames: ['namespace', 'name'], registers: [this.registry] });
 
+  // Backups (controller/backups.ts): an alert on backup age is one rule,
+  //   time() - cairn_operator_backup_last_success_timestamp_seconds > 2 * 3600
+  readonly backupLastSuccess = new Gauge({
+    name: 'cairn_operator_backup_last_success_timestamp_seconds',
+    help: 'Unix time the last backup of the cluster completed and verified.',
+    labelNames: ['namespace', 'name'],
+    registers: [this.registry],
+  });
+  readonly backupDuration = new Gauge({ name: 'cairn_operator_backup_last_duration_seconds', help: 'Duration of the last successful backup.', labelNames: ['namespace', 'name'], registers: [this.registry] });
+  readonly backupSize = new Gauge({ name: 'cairn_operator_backup_last_size_bytes', help: 'Size of the last successful backup object.', labelNames: ['namespace', 'name'], registers: [this.registry] });
+  readonly backupFailures = new Counter({ name: 'cairn_operator_backup_failures_total', help: 'Failed backups by reason.', labelNames: ['namespace', 'name', 'reason'], registers: [this.registry] });
+  readonly backups = new Counter({ name: 'cairn_operator_backups_total', help: 'Successful backups.', labelNames: ['namespace', 'name'], registers: [this.registry] });
+
   constructor() {
     collectDefaultMetrics({ register: this.registry, prefix: 'cairn_operator_' });
   }
 
   forget(namespace: string, name: string): void {
-    for (const g of [this.members, this.healthy, this.voters, this.available]) g.remove({ namespace, name });
+    for (const g of [this.members, this.healthy, this.voters, this.available, this.backupLastSuccess, this.backupDuration, this.backupSize]) g.remove({ namespace, name });
   }
 }

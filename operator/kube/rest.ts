@@ -128,6 +128,8 @@ export const RESOURCES: Readonly<Record<string, readonly [string, string]>> = {
   Pod: ['v1', 'pods'],
   PersistentVolumeClaim: ['v1', 'persistentvolumeclaims'],
   EtcdCluster: ['cairn.dev/v1alpha1', 'etcdclusters'],
+  EtcdBackup: ['cairn.dev/v1alpha1', 'etcdbackups'],
+  Secret: ['v1', 'secrets'],
   Lease: ['coordination.k8s.io/v1', 'leases'],
   Event: ['events.k8s.io/v1', 'events'],
 };
