@@ -14,19 +14,19 @@
 //   applied is applied twice; WAL entries above it are handed to raft again.
 // - A received snapshot is installed as: file fsynced -> WAL marker durable -> rename over the
 //   database. A restart finding a marker above LMDB's applied index finishes the rename.
-import { closeSync, existsSync, fsyncSync, mkdirSync, openSync, readdirSync, rmSync, renameSync, statSync } from 'node:fs';
+import { closeSync, fsyncSync, openSync, rmSync, renameSync, statSync } from 'node:fs';
 import { statfs } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import { AlarmRequest_AlarmAction, AlarmType } from '../../proto/gen/etcdserverpb.js';
 import { decodeInternalRequest, encodeInternalRequest, type InternalRequestInit } from '../../proto/gen/cairnpb.js';
-import { Wal, type WalEntry } from '../wal/index.js';
+import type { Wal } from '../wal/index.js';
 import { Backend } from '../storage/backend/index.js';
-import { META, SCHEMA_VERSION, decodeNum, encodeId, encodeNum } from '../storage/schema/index.js';
+import { META, decodeNum, encodeId, encodeNum } from '../storage/schema/index.js';
 import { KvStore, WatchableStore, type RevisionEvents } from '../mvcc/index.js';
 import { LeaseStore, Lessor } from '../lease/index.js';
 import { AuthStore, ROOT_USER } from '../auth/index.js';
 import { AlarmStore, applyRequest, MidTxnError, type ActiveAlarm, type ApplyOutcome, type LeaseChanges } from '../apply/index.js';
-import { MemoryStorage, ProposalDroppedError, RawNode, decodeConfChange, type ConfChange, type ConfState, type Entry, type HardState, type Message, type Ready, type SnapshotMeta, type SoftState } from '../raft/index.js';
+import { ProposalDroppedError, RawNode, decodeConfChange, type MemoryStorage, type ConfChange, type Entry, type HardState, type Message, type Ready, type SnapshotMeta, type SoftState } from '../raft/index.js';
 import { Transport, type OutgoingSnapshot, type PeerStats } from '../transport/index.js';
 import { MemberStore, computeMemberId, applyChange, checkChange, decodeChange, encodeChange, mayAdd, mayPromote, mayRemove, type Member, type MemberChange, type ReconfigVerdict, type ReconfigView } from '../membership/index.js';
 import { AssertionFailure, ClientError, ServerRefusal, StorageFault, assert } from '../base/errors.js';
@@ -57,9 +57,12 @@ import {
 } from '../base/limits.js';
 import type { Logger } from '../base/log.js';
 import type { TlsConfig } from '../base/tls.js';
-import { establishIdentity, encodeMembersReply, type ClusterFlags } from './bootstrap.js';
+import { encodeMembersReply, type ClusterFlags } from './bootstrap.js';
+import { RemovedMemberError, backendPathOf, confStateOf, recover, snapDirOf, snapFileName, toWal, toWalHardState, walDirOf } from './recovery.js';
+
+export { RemovedMemberError, backendPathOf, confStateOf };
 import { RequestIds } from './ids.js';
-import { HeartbeatGaps, appliedIn, nodeStats, peerRoundTrip, renewed, timeWalWrite, timed } from './stats.js';
+import { HeartbeatGaps, appliedIn, nodeStats, peerRoundTrip, renewed, timed } from './stats.js';
 import { diskReserveBytes, effectiveQuotaBytes, quotaCost } from './quota.js';
 import { AutoCompactor, type AutoCompactionMode } from './compactor.js';
 import { decodeHashReply, decodeHashRequest, encodeHashReply, encodeHashRequest, initialMismatches, periodicMismatches, type LocalHash, type PeerHash } from './corrupt.js';
@@ -99,14 +102,6 @@ export interface NodeConfig {
   readonly peerTls?: TlsConfig | undefined;
   /** etcd's --strict-reconfig-check: refuse membership changes that could lose quorum (default true). */
   readonly strictReconfigCheck?: boolean;
-}
-
-/**
- * This member was removed from the cluster: found at start on its old data dir (Node.open throws
- * it) or while running (NodeConfig.onRemoved gets it). The data dir can never serve again.
- */
-export class RemovedMemberError extends Error {
-  override readonly name = 'RemovedMemberError';
 }
 
 /** Throws etcd's refusal for a failed strict reconfiguration check. */
@@ -162,7 +157,6 @@ interface Effects {
   compacted: boolean;
 }
 
-const RESTART_TERM_UNKNOWN = 0;
 /** Disk bytes a write may take per byte of its quota cost: one copy in the WAL, one in LMDB. */
 const DISK_BYTES_PER_COST = 2;
 /** The quota check's file size is re-read at most this often, and after every apply batch near the quota. */
@@ -323,46 +317,7 @@ export class Node implements ClusterPath, MaintenancePath, LeaderView {
 
   static async open(cfg: NodeConfig): Promise<Node> {
     const log = cfg.logger;
-    const backend = Backend.open(backendPathOf(cfg.dataDir), BACKEND_MAP_BYTES);
-    checkSchema(backend);
-    if (decodeNum(backend.table('meta').get(META.removed), 0) === 1) {
-      await backend.close();
-      throw new RemovedMemberError(`node: the member in ${cfg.dataDir} has been permanently removed from the cluster; its data cannot rejoin (start with a new data dir and member add)`);
-    }
-    const identity = await establishIdentity(backend, cfg.cluster, log, cfg.peerTls);
-    const beforeWrite = failpoint('wal.write');
-    if (beforeWrite !== undefined) log.warn('failpoint armed', { failpoint: 'wal.write', spec: process.env['CAIRN_FAILPOINTS'] });
-    const walDir = walDirOf(cfg);
-    const opened = await Wal.open({ dir: walDir, logger: log.child('wal'), segmentBytes: cfg.walSegmentBytes ?? WAL_SEGMENT_BYTES, beforeWrite, observeWrite: timeWalWrite });
-    const { wal } = opened;
-    mkdirSync(snapDirOf(cfg), { recursive: true });
-    removeLeftovers(cfg, log);
-    await finishSnapshotInstall(cfg, backend, opened.snapshot, log);
-    if (identity.bootstrap !== undefined) {
-      if (wal.lastIndex() !== 0) throw new StorageFault(`node: WAL in ${walDir} has entries but the backend has no member id; refusing to bootstrap over it`);
-      await wal.append(identity.bootstrap.entries.map(toWal), toWalHardState(identity.bootstrap.hardState));
-      opened.entries.push(...identity.bootstrap.entries.map(toWal));
-    }
-    const meta = backend.table('meta');
-    const applied = decodeNum(meta.get(META.appliedIndex), 0);
-    const appliedTerm = decodeNum(meta.get(META.appliedTerm), RESTART_TERM_UNKNOWN);
-    const log0 = opened.entries.filter((e) => e.index > applied).map(fromWal);
-    const first = log0[0];
-    if (first !== undefined && first.index !== applied + 1) {
-      throw new StorageFault(`node: WAL in ${walDir} resumes at entry ${first.index} but the backend has applied only up to ${applied}`);
-    }
-    if (wal.lastIndex() < applied) {
-      // Only an empty WAL (a data dir made from a snapshot) may start behind the backend; a WAL that
-      // lost entries the backend applied may also have lost votes: refuse rather than guess.
-      if (wal.lastIndex() !== 0 || opened.hardState !== undefined) {
-        throw new StorageFault(`node: the WAL in ${walDir} ends at entry ${wal.lastIndex()} but the backend has applied up to ${applied}: entries that were durable are missing from the WAL (disk damage?); refusing to start`);
-      }
-      await wal.appendSnapshot({ index: applied, term: appliedTerm });
-    }
-    const members = new MemberStore(backend);
-    const hs0 = identity.bootstrap?.hardState ?? (opened.hardState !== undefined ? { term: opened.hardState.term, vote: opened.hardState.vote, commit: opened.hardState.commit } : { term: 0, vote: 0n, commit: 0 });
-    const hardState: HardState = { ...hs0, commit: Math.min(Math.max(hs0.commit, applied), applied + log0.length) };
-    const storage = new MemoryStorage({ index: applied, term: appliedTerm, confState: confStateOf(members.all()) }, hardState, log0);
+    const { backend, wal, storage, hardState, identity, applied, walEntries, members } = await recover(cfg);
     const store = new KvStore(backend);
     const node = new Node(cfg, backend, store, wal, storage, identity.clusterId, identity.memberId, hardState);
     node.loadLeases();
@@ -394,13 +349,13 @@ export class Node implements ClusterPath, MaintenancePath, LeaderView {
     for (const m of peers) if (m.id !== identity.memberId) node.transport.addPeer(m.id, [...m.peerURLs]);
     log.info('opened backend and WAL', {
       'data-dir': cfg.dataDir,
-      'wal-dir': walDir,
+      'wal-dir': walDirOf(cfg),
       'cluster-id': identity.clusterId.toString(16),
       'member-id': identity.memberId.toString(16),
       'applied-index': applied,
       'raft-term': hardState.term,
       'raft-commit': hardState.commit,
-      'wal-entries': log0.length,
+      'wal-entries': walEntries,
       'current-revision': store.currentRev,
       members: peers.length,
       leases: node.lessor.size,
@@ -1927,19 +1882,6 @@ export class Node implements ClusterPath, MaintenancePath, LeaderView {
   }
 }
 
-/** Client snapshot copies and defragmentation copies a crash left behind (nothing else uses them). */
-function removeLeftovers(cfg: NodeConfig, log: Logger): void {
-  const sweep = (dir: string, pattern: RegExp): void => {
-    for (const f of readdirSync(dir)) {
-      if (!pattern.test(f)) continue;
-      rmSync(join(dir, f), { force: true });
-      log.info('removed a temporary copy left by an interrupted operation', { path: join(dir, f) });
-    }
-  };
-  sweep(snapDirOf(cfg), /^client-[0-9a-z]+\.mdb(-lock)?$/);
-  sweep(dirname(backendPathOf(cfg.dataDir)), /^defrag-[0-9a-z]+\.mdb(-lock)?$/);
-}
-
 /** A member added later gets etcd's id: its peer URLs, the token and the current time hashed. */
 function computeAddedId(peerURLs: readonly string[], token: string): bigint {
   return computeMemberId(peerURLs, token, Math.floor(Date.now() / 1000));
@@ -1976,51 +1918,6 @@ function dropped(err: unknown): Error {
   return err instanceof Error ? err : new Error(String(err));
 }
 
-export function confStateOf(members: readonly Member[]): ConfState {
-  return { voters: members.filter((m) => !m.isLearner).map((m) => m.id), learners: members.filter((m) => m.isLearner).map((m) => m.id) };
-}
-
-function toWal(e: Entry): WalEntry {
-  return { index: e.index, term: e.term, type: e.type, data: e.data };
-}
-
-function fromWal(e: WalEntry): Entry {
-  return { index: e.index, term: e.term, type: e.type, data: e.data };
-}
-
-function toWalHardState(hs: HardState): { term: number; vote: bigint; commit: number } {
-  return { term: hs.term, vote: hs.vote, commit: hs.commit };
-}
-
-export function backendPathOf(dataDir: string): string {
-  return join(dataDir, 'member', 'db.mdb');
-}
-
-function walDirOf(cfg: NodeConfig): string {
-  return cfg.walDir !== '' ? cfg.walDir : join(cfg.dataDir, 'member', 'wal');
-}
-
-function snapDirOf(cfg: NodeConfig): string {
-  return join(cfg.dataDir, 'member', 'snap');
-}
-
-function snapFileName(index: number): string {
-  return `${index.toString(16).padStart(16, '0')}.mdb`;
-}
-
-/** A WAL snapshot marker above LMDB's applied index means the install was cut short: finish it. */
-async function finishSnapshotInstall(cfg: NodeConfig, backend: Backend, marker: { index: number; term: number } | undefined, log: Logger): Promise<void> {
-  const dir = snapDirOf(cfg);
-  const applied = decodeNum(backend.table('meta').get(META.appliedIndex), 0);
-  if (marker !== undefined && marker.index > applied) {
-    const file = join(dir, snapFileName(marker.index));
-    if (!existsSync(file)) throw new StorageFault(`node: WAL records snapshot ${marker.index} but ${file} is missing (applied index ${applied})`);
-    log.warn('finishing an interrupted snapshot install', { index: marker.index, file });
-    await backend.replaceWith(file);
-  }
-  for (const f of readdirSync(dir)) rmSync(join(dir, f), { force: true });
-}
-
 /** Monotonic milliseconds (lease expiry must not follow wall-clock jumps). */
 export function monotonicMs(): number {
   return performance.now();
@@ -2033,19 +1930,6 @@ class MidTxnFailure extends Error {
   ) {
     super(`entry ${index}: ${error.message}`);
   }
-}
-
-/** Refuses a backend written in another layout; stamps a new one with ours. */
-function checkSchema(backend: Backend): void {
-  const meta = backend.table('meta');
-  const stamped = meta.get(META.schemaVersion);
-  const hasData = meta.get(META.currentRev) !== undefined || meta.get(META.clusterId) !== undefined;
-  const version = stamped !== undefined ? decodeNum(stamped, 0) : hasData ? 1 : undefined;
-  if (version === SCHEMA_VERSION) return;
-  if (version !== undefined) {
-    throw new StorageFault(`node: backend ${backend.path} has storage schema version ${version}; this Cairn reads version ${SCHEMA_VERSION} (no migration exists: restore into a new data dir)`);
-  }
-  backend.write(() => meta.put(META.schemaVersion, encodeNum(SCHEMA_VERSION)));
 }
 
 /** A test-only fault hook, logged when armed (CAIRN_FAILPOINTS; bug points need CAIRN_VERIFY=1). */
