@@ -2,17 +2,20 @@
 //   npm run localkube -- up [--store cairn|etcd] [--dir D] [--no-image]
 //       starts it (kube-apiserver on a 1-member Cairn, or on etcd 3.6 with --store etcd), builds and
 //       imports the Cairn image (localhost/cairn:dev), applies crds/ and operator/manifests/, waits
-//       for the node and the operator; the kubeconfig path is the last line of stdout
+//       for the node and the operator, starts SeaweedFS (S3 on http://10.200.0.1:8333, bucket
+//       cairn-backups, Secret default/cairn-backup-s3; `up` on a running one adds it if missing);
+//       the kubeconfig path is the last line of stdout
 //   npm run localkube -- down [--dir D] [--keep-logs]
 //       stops everything and removes every trace (processes, mounts, cni0, iptables chains,
 //       cgroups, sysctls put back, the state dir)
-//   npm run localkube -- status [--dir D]
+//   npm run localkube -- status [--dir D]   (also prints the S3 endpoint, bucket and keys)
 // State (configs, certificates, logs of each component in logs/) in ./.localkube unless --dir or
 // CAIRN_LOCALKUBE_DIR. Progress as JSON lines on stderr.
 import { closeSync, openSync, readFileSync, rmSync, writeSync } from 'node:fs';
 import { resolve } from 'node:path';
 import { kubeBins } from '../test/harness/kube.js';
 import { down, isUp, progress, readState, up } from './localkube/stack.js';
+import { s3Summary } from './localkube/s3.js';
 import type { Store } from './localkube/layout.js';
 
 interface Args {
@@ -109,7 +112,7 @@ async function main(): Promise<void> {
   } else {
     const s = readState(a.dir);
     if (s === undefined) process.stdout.write(`not up (no state in ${a.dir})\n`);
-    else process.stdout.write(`${isUp(a.dir) ? 'up' : 'not fully up'} (store ${s.store}); processes: ${JSON.stringify(s.procs)}\n${s.kubeconfig}\n`);
+    else process.stdout.write(`${isUp(a.dir) ? 'up' : 'not fully up'} (store ${s.store}); processes: ${JSON.stringify(s.procs)}\n${s3Summary()}\n${s.kubeconfig}\n`);
   }
 }
 

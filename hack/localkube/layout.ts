@@ -97,3 +97,16 @@ export function paths(dir: string) {
 }
 
 export type Paths = ReturnType<typeof paths>;
+
+// SeaweedFS (S3 for backups): started by `up` from hack/install-s3.sh's weed, data in <dir>/s3.
+// The S3 gateway listens on the node IP (a host address: reachable from the host and from pods);
+// master, volume and filer on loopback only.
+export const S3_PORT = 8333;
+export const S3_ENDPOINT = `http://${NODE_IP}:${String(S3_PORT)}`;
+/** Internal SeaweedFS ports (loopback); gRPC ports are these + 10000. */
+export const S3_INTERNAL_PORTS = { master: 29333, volume: 28081, filer: 28888 } as const;
+export const S3_BUCKET = 'cairn-backups';
+/** Development credentials of the local S3 (not a secret: printed by `status`). */
+export const S3_KEYS = { accessKeyId: 'localkube', secretAccessKey: 'localkube-secret' } as const;
+/** The Secret `up` makes in namespace default with S3_KEYS (examples/backup.yaml names it). */
+export const S3_SECRET = 'cairn-backup-s3';

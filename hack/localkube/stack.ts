@@ -16,9 +16,10 @@ import { REPO_ROOT } from '../../test/harness/procs.js';
 import * as host from './host.js';
 import {
   CAIRN_IMAGE, COREDNS_READY, HOST_IF, HOST_PATHS, NODE_IP, NODE_NAME, POD_IF, SERVICE_CIDR, STORE_CLIENT_PORT,
-  STORE_PEER_PORT, paths, type Paths, type State, type Store,
+  STORE_PEER_PORT, S3_BUCKET, S3_ENDPOINT, paths, type Paths, type State, type Store,
 } from './layout.js';
 import * as render from './render.js';
+import { ensureBucket, s3SecretJson, weedArgs, weedBinary, S3_READY_TIMEOUT_MS } from './s3.js';
 
 export interface UpOpts {
   readonly dir: string;
@@ -257,12 +258,22 @@ class Stack {
 
 // ---------- up ----------
 
+/** SeaweedFS (S3 for backups), its bucket and the Secret with its keys in namespace default. Also
+ * added to a localkube that was started before it existed (`up` on a running one). */
+async function startS3(s: Stack, dir: string): Promise<void> {
+  s.start('seaweedfs', weedBinary(), weedArgs(dir));
+  await s.waitFor('SeaweedFS S3 with its bucket', 'seaweedfs', ensureBucket, S3_READY_TIMEOUT_MS);
+  await s.kubectlOk(['apply', '-f', '-'], s3SecretJson());
+  progress('s3 ready', { endpoint: S3_ENDPOINT, bucket: S3_BUCKET });
+}
+
 export async function up(opts: UpOpts): Promise<string> {
   const p = paths(opts.dir);
   if (process.getuid?.() !== 0) throw new Error('localkube needs root (network, mounts, cgroups, containerd)');
   const existing = readState(opts.dir);
   if (existing !== undefined) {
     if (isUp(opts.dir)) {
+      if (existing.procs['seaweedfs'] === undefined) await startS3(new Stack(existing), opts.dir);
       progress('already up', { kubeconfig: existing.kubeconfig });
       return existing.kubeconfig;
     }
@@ -452,6 +463,7 @@ export async function up(opts: UpOpts): Promise<string> {
     await baseImport;
     await cairnImport;
     await applyProjectManifests(s, readyTimeoutMs, opts.image !== false);
+    await startS3(s, opts.dir);
     state.ready = true;
     writeState(state);
     progress('up', { kubeconfig: p.kubeconfig, kubectl: kb.kubectl, ms: Date.now() - state.startedAtMs });
