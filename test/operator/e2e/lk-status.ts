@@ -1,0 +1,63 @@
+// Helpers of the upkeep and restore e2e files (test/operator/e2e/{upkeep,restore}.test.ts): an
+// EtcdCluster's status read through kubectl and polled until a predicate holds, its conditions,
+// and its Events in time order.
+import { pollUntil } from '../../harness/poll.js';
+import type { LocalKube } from '../../harness/localkube.js';
+
+export type Obj = Record<string, unknown>;
+export const asObj = (v: unknown): Obj => (typeof v === 'object' && v !== null ? (v as Obj) : {});
+
+export interface Cond {
+  type: string;
+  status: string;
+  reason: string;
+  message: string;
+}
+
+export async function statusOf(lk: LocalKube, ns: string, name: string): Promise<Obj> {
+  const r = await lk.kubectl(['get', 'etcdcluster', '-n', ns, name, '-o', 'json']);
+  return r.code === 0 ? asObj((JSON.parse(r.stdout) as Obj)['status']) : {};
+}
+
+export function condOf(st: Obj, type: string): Cond | undefined {
+  return ((st['conditions'] ?? []) as Cond[]).find((c) => c.type === type);
+}
+
+/** Polls the status until `pred` holds; the failure names the last status and the operator's log tail. */
+export async function waitStatus(lk: LocalKube, ns: string, name: string, what: string, pred: (st: Obj) => boolean, timeoutMs: number): Promise<Obj> {
+  let last: Obj = {};
+  await pollUntil(
+    `${ns}/${name}: ${what}`,
+    async () => {
+      last = await statusOf(lk, ns, name);
+      return pred(last);
+    },
+    timeoutMs,
+    500,
+  ).catch(async (e: unknown) => {
+    const log = await lk.kubectl(['-n', 'cairn-system', 'logs', 'deploy/cairn-operator', '--tail=25']);
+    throw new Error(`${String(e)}\nstatus: ${JSON.stringify(last)}\noperator log tail:\n${log.stdout}`);
+  });
+  return last;
+}
+
+/** Available, `voters` healthy voters, no operation, phase Running. */
+export function availableWith(voters: number): (st: Obj) => boolean {
+  return (st) => {
+    const members = (st['members'] ?? []) as Obj[];
+    return condOf(st, 'Available')?.status === 'True' && st['operation'] === undefined && st['phase'] === 'Running' && members.length === voters && members.every((m) => m['healthy'] === true && m['learner'] === false);
+  };
+}
+
+export interface ClusterEvent {
+  reason: string;
+  note: string;
+  time: string;
+}
+
+/** The EtcdCluster's Events, oldest first. */
+export async function eventsOf(lk: LocalKube, ns: string, name: string): Promise<ClusterEvent[]> {
+  const out = await lk.kubectlOk(['get', 'events.events.k8s.io', '-n', ns, '--field-selector', `regarding.name=${name},regarding.kind=EtcdCluster`, '-o', 'json']);
+  const items = ((JSON.parse(out) as Obj)['items'] ?? []) as Obj[];
+  return items.map((e) => ({ reason: String(e['reason']), note: String(e['note']), time: typeof e['eventTime'] === 'string' ? e['eventTime'] : '' })).sort((a, b) => a.time.localeCompare(b.time));
+}
