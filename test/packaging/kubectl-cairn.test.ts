@@ -2,7 +2,8 @@
 // operator runs, invoked as users do: `kubectl cairn ...` with operator/cli/bin/kubectl-cairn on PATH
 // (kubectl's plugin discovery). The plugin reaches the members only through the Kubernetes API
 // (port-forward); the test itself writes its data through the client Service.
-//   status (members, leader, versions, db size, alarms, last backup), members (ids as in status),
+//   status (members, leader, versions, db size, alarms, and the last backup once an on-demand
+//   EtcdBackup to localkube's SeaweedFS succeeded), members (ids as in status),
 //   compact (the old revision then refused), defrag (followers first, leader last, smaller
 //   databases, progress), snapshot (a verified file: size = n*512 + 32, trailer = SHA-256 of the data,
 //   accepted by `cairn snapshot status`, progress), move-leader (the target leads), alarm list|disarm
@@ -24,6 +25,7 @@ import { localkube, localkubeMissing, type LocalKube } from '../harness/localkub
 import { pollUntil } from '../harness/poll.js';
 import { skipOrFail } from '../harness/prereq.js';
 import { REPO_ROOT } from '../harness/procs.js';
+import { S3_BUCKET, S3_ENDPOINT, S3_KEYS } from '../../hack/localkube/layout.js';
 
 type Obj = Record<string, unknown>;
 interface Run {
@@ -202,6 +204,24 @@ test('kubectl cairn on localkube against an operator-managed 3-member cluster', 
     const r = await cairnOk(['move-leader', 'kc', target]);
     assert.match(r.stdout, new RegExp(`leadership moved from ${leaderOf(s)} to ${target}`));
     await pollUntil(`${target} leads`, async () => leaderOf(await statusJson()) === target, 20_000, 250);
+  });
+
+  await t.test("status: the last backup (an on-demand EtcdBackup to localkube's S3) as the operator recorded it", async () => {
+    const secret = { apiVersion: 'v1', kind: 'Secret', metadata: { name: 's3', namespace: ns }, stringData: { AWS_ACCESS_KEY_ID: S3_KEYS.accessKeyId, AWS_SECRET_ACCESS_KEY: S3_KEYS.secretAccessKey } };
+    await lk.apply(JSON.stringify(secret));
+    const destination = { s3: { bucket: S3_BUCKET, prefix: `kubectl-cairn/${ns}/`, endpoint: S3_ENDPOINT, forcePathStyle: true, credentialsSecretRef: { name: 's3' } } };
+    await lk.apply(JSON.stringify({ apiVersion: 'cairn.dev/v1alpha1', kind: 'EtcdBackup', metadata: { name: 'kc-now', namespace: ns }, spec: { clusterName: 'kc', destination } }));
+    await lk.waitJsonpath({ namespace: ns, resource: 'etcdbackup/kc-now', jsonpath: '{.status.phase}', pred: (v) => v === 'Succeeded' || v === 'Failed', what: 'EtcdBackup kc-now finished', timeoutMs: 180_000 });
+    const b = JSON.parse(await lk.kubectlOk(['get', 'etcdbackup', '-n', ns, 'kc-now', '-o', 'json'])) as Obj;
+    const bs = b['status'] as Obj;
+    assert.equal(bs['phase'], 'Succeeded', JSON.stringify(bs));
+    let last: Obj | null = null;
+    await pollUntil('the cluster status names the backup', async () => {
+      last = (await statusJson())['lastBackup'] as Obj | null;
+      return last !== null && last['name'] === 'kc-now';
+    }, 60_000, 500);
+    assert.deepEqual(last, { name: 'kc-now', uri: bs['uri'], time: bs['completionTime'], revision: bs['revision'], size: bs['size'] });
+    assert.match((await cairnOk(['status', 'kc'])).stdout, new RegExp(`^Last backup: kc-now at ${String(bs['completionTime'])} \\(revision ${String(bs['revision'])}, .*, ${String(bs['uri'])}\\)$`, 'm'));
   });
 
   await t.test('alarm list|disarm: a NOSPACE alarm raised while the cluster is paused is listed, in status, then disarmed', async () => {
