@@ -15,7 +15,6 @@
 // - A received snapshot is installed as: file fsynced -> WAL marker durable -> rename over the
 //   database. A restart finding a marker above LMDB's applied index finishes the rename.
 import { closeSync, fsyncSync, openSync, rmSync, renameSync, statSync } from 'node:fs';
-import { statfs } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import { AlarmRequest_AlarmAction, AlarmType } from '../../proto/gen/etcdserverpb.js';
 import { decodeInternalRequest, encodeInternalRequest, type InternalRequestInit } from '../../proto/gen/cairnpb.js';
@@ -23,8 +22,8 @@ import type { Wal } from '../wal/index.js';
 import { Backend } from '../storage/backend/index.js';
 import { META, decodeNum, encodeId, encodeNum } from '../storage/schema/index.js';
 import { KvStore, WatchableStore, type RevisionEvents } from '../mvcc/index.js';
-import { LeaseStore, Lessor } from '../lease/index.js';
-import { AuthStore, ROOT_USER } from '../auth/index.js';
+import { LeaseStore, type Lessor } from '../lease/index.js';
+import { AuthStore } from '../auth/index.js';
 import { AlarmStore, applyRequest, MidTxnError, type ActiveAlarm, type ApplyOutcome, type LeaseChanges } from '../apply/index.js';
 import { ProposalDroppedError, RawNode, decodeConfChange, type MemoryStorage, type ConfChange, type Entry, type HardState, type Message, type Ready, type SnapshotMeta, type SoftState } from '../raft/index.js';
 import { Transport, type OutgoingSnapshot, type PeerStats } from '../transport/index.js';
@@ -40,9 +39,6 @@ import {
   COMPACTION_BATCH_KEYS,
   COMPACTION_WAITERS_MAX,
   CONF_CHANGES_PENDING_MAX,
-  DISK_CHECK_INTERVAL_MS,
-  LEASE_REVOKES_PER_CHECK,
-  LEASE_REVOKE_CHECK_MS,
   PROPOSALS_PENDING_MAX,
   RAFT_MAX_INFLIGHT_MSGS,
   RAFT_MAX_SIZE_PER_MSG,
@@ -51,21 +47,23 @@ import {
   SHUTDOWN_TIMEOUT_MS,
   SNAPSHOT_CATCHUP_ENTRIES_DEFAULT,
   SNAPSHOT_COUNT_DEFAULT,
-  WAL_SEGMENT_BYTES,
   WATCH_CATCH_UP,
   WATCH_DEFERRED_TASKS_MAX,
 } from '../base/limits.js';
 import type { Logger } from '../base/log.js';
 import type { TlsConfig } from '../base/tls.js';
-import { encodeMembersReply, type ClusterFlags } from './bootstrap.js';
+import { type ClusterFlags } from './bootstrap.js';
 import { RemovedMemberError, backendPathOf, confStateOf, recover, snapDirOf, snapFileName, toWal, toWalHardState, walDirOf } from './recovery.js';
 
-export { RemovedMemberError, backendPathOf, confStateOf };
+export { RemovedMemberError, backendPathOf, confStateOf, monotonicMs };
+import { monotonicMs } from './clock.js';
 import { RequestIds } from './ids.js';
-import { HeartbeatGaps, appliedIn, nodeStats, peerRoundTrip, renewed, timed } from './stats.js';
-import { diskReserveBytes, effectiveQuotaBytes, quotaCost } from './quota.js';
+import { HeartbeatGaps, appliedIn, nodeStats, peerRoundTrip, timed } from './stats.js';
+import { quotaCost } from './quota.js';
+import { SpaceGuard } from './space.js';
+import { Leases, PeerRequests, mapForwardedError } from './leases.js';
 import { AutoCompactor, type AutoCompactionMode } from './compactor.js';
-import { decodeHashReply, decodeHashRequest, encodeHashReply, encodeHashRequest, initialMismatches, periodicMismatches, type LocalHash, type PeerHash } from './corrupt.js';
+import { decodeHashReply, encodeHashRequest, initialMismatches, periodicMismatches, type LocalHash, type PeerHash } from './corrupt.js';
 import type { ClusterPath, LeaderView, MaintenancePath, MemberInfo, MemberStatus, HashKvResult } from './surface.js';
 
 export interface NodeConfig {
@@ -157,11 +155,6 @@ interface Effects {
   compacted: boolean;
 }
 
-/** Disk bytes a write may take per byte of its quota cost: one copy in the WAL, one in LMDB. */
-const DISK_BYTES_PER_COST = 2;
-/** The quota check's file size is re-read at most this often, and after every apply batch near the quota. */
-const DB_SIZE_REFRESH_MS = 20;
-const DB_SIZE_EXACT_BYTES = 16 * 1024 * 1024;
 /** A lone member trims its in-memory raft log of applied entries this often. */
 const ALONE_TRIM_ENTRIES = 256;
 /** Ready WAL writes in flight at once (the WAL group-commits them). */
@@ -169,8 +162,6 @@ const PIPELINE_WRITES_MAX = 8;
 
 export class Node implements ClusterPath, MaintenancePath, LeaderView {
   readonly watchable: WatchableStore;
-  /** Expiry bookkeeping of granted leases; deadlines matter on the leader only. */
-  lessor = new Lessor();
   readonly leaseStore: LeaseStore;
   readonly memberStore: MemberStore;
   /** Users, roles, permissions and simple tokens (auth helper). */
@@ -221,8 +212,6 @@ export class Node implements ClusterPath, MaintenancePath, LeaderView {
   private leadElectedMs: number | undefined;
   private readonly leaderlessSubs = new Set<{ ms: number; fn: () => void; timer: NodeJS.Timeout | undefined }>();
   private tickTimer: NodeJS.Timeout | undefined = undefined;
-  private leaseTimer: NodeJS.Timeout | undefined = undefined;
-  private leaseTimerAtMs = Infinity;
   private compacting: Promise<void> | undefined = undefined;
   private readonly compactedWaiters: (() => void)[] = [];
   private releasing: Promise<void> | undefined = undefined;
@@ -231,23 +220,13 @@ export class Node implements ClusterPath, MaintenancePath, LeaderView {
   private isReady = false;
   private readonly reqTimeoutMs: number;
   private readonly heartbeatGaps = new HeartbeatGaps();
-  private readonly quotaBytes: number;
-  private readonly diskReserve: number;
-  /** The backend file's size, re-read after each apply batch (the quota check is on the hot path). */
-  private dbBytes: number;
-  private dbBytesAtMs = 0;
+  private readonly space: SpaceGuard;
+  private readonly leases: Leases;
+  private readonly peer: PeerRequests;
   /** Backend-wide operations that must not overlap (defragmentation, snapshot copies and installs). */
   private backendOps: Promise<void> = Promise.resolve();
   /** Set while defragmentation replaces the database: committed entries wait in applyQueue. */
   private applyPaused = false;
-  private diskTimer: NodeJS.Timeout | undefined = undefined;
-  private diskLow = false;
-  /** Free bytes on the fuller of the data and WAL disks at the last check (Infinity before the first). */
-  private diskFreeBytes = Infinity;
-  /** Bytes writes may have added to those disks since that check (an estimate, see diskBudget). */
-  private diskBytesSince = 0;
-  /** The free-space check in flight, shared by everyone waiting for it. */
-  private diskCheck: Promise<void> | undefined = undefined;
   /** Client snapshot copies on disk (CLIENT_SNAPSHOTS_MAX). */
   private clientSnapshots = 0;
   /** Set while the database file is being replaced (defragmentation, snapshot install): nothing may read it. */
@@ -288,9 +267,33 @@ export class Node implements ClusterPath, MaintenancePath, LeaderView {
     this.memberStore = new MemberStore(backend);
     this.auth = new AuthStore(backend, monotonicMs);
     this.alarms = new AlarmStore(backend);
-    this.quotaBytes = effectiveQuotaBytes(cfg.quotaBackendBytes ?? 0);
-    this.diskReserve = diskReserveBytes(cfg.walSegmentBytes ?? WAL_SEGMENT_BYTES);
-    this.dbBytes = backend.sizeBytes();
+    this.leases = new Leases({
+      cfg,
+      leaseStore: this.leaseStore,
+      auth: this.auth,
+      isLeader: () => this.role === 'leader',
+      stopped: () => this.stopped,
+      propose: (req) => this.propose(req),
+      forwardToLeader: (kind, body) => this.peer.forwardToLeader(kind, body),
+    });
+    this.peer = new PeerRequests({
+      clusterId,
+      members: this.memberStore,
+      store,
+      leases: this.leases,
+      leaderId: () => this.leaderId,
+      isLeader: () => this.role === 'leader',
+      request: (to, kind, body) => this.transport.request(to, kind, body, this.reqTimeoutMs),
+      promoteMember: (id) => this.promoteMember(id),
+    });
+    this.space = new SpaceGuard({
+      cfg,
+      memberId,
+      alarms: this.alarms,
+      backend,
+      stopped: () => this.stopped,
+      raiseNoSpace: () => this.raiseAlarm(AlarmType.NOSPACE),
+    });
     this.watchable = new WatchableStore(store, WATCH_CATCH_UP, (fn) => setImmediate(() => this.watchTask(fn)));
     this.leaderlessSince = monotonicMs();
     this.reqTimeoutMs = 5000 + 2 * cfg.electionMs;
@@ -320,7 +323,6 @@ export class Node implements ClusterPath, MaintenancePath, LeaderView {
     const { backend, wal, storage, hardState, identity, applied, walEntries, members } = await recover(cfg);
     const store = new KvStore(backend);
     const node = new Node(cfg, backend, store, wal, storage, identity.clusterId, identity.memberId, hardState);
-    node.loadLeases();
     node.compactInBackground();
     const peers = members.all().length > 0 ? members.all() : identity.knownPeers;
     node.transport = await Transport.listen({
@@ -340,7 +342,7 @@ export class Node implements ClusterPath, MaintenancePath, LeaderView {
         node.guard(() => node.raft.reportUnreachable(to));
         node.kick();
       },
-      handleRequest: (from, kind, body) => node.handlePeerRequest(from, kind, body),
+      handleRequest: (_from, kind, body) => node.peer.handle(kind, body),
       isRemoved: (id) => node.memberStore.isRemoved(id),
       onRemoved: () => node.removed('a peer reports that this member was removed from the cluster'),
       onRoundTrip: peerRoundTrip,
@@ -361,9 +363,7 @@ export class Node implements ClusterPath, MaintenancePath, LeaderView {
       leases: node.lessor.size,
     });
     node.tickTimer = setInterval(() => node.tick(), cfg.heartbeatMs);
-    node.diskTimer = setInterval(() => void node.checkDiskSpace(), DISK_CHECK_INTERVAL_MS);
-    void node.checkDiskSpace();
-    node.diskTimer.unref();
+    node.space.start();
     node.startChecks();
     node.kick();
     node.advanceTicksIfAlone();
@@ -585,8 +585,8 @@ export class Node implements ClusterPath, MaintenancePath, LeaderView {
       if (this.readInFlight !== undefined && prevLead !== 0n) this.failReads(new ServerRefusal('leaderChanged'));
       this.onLeaderChange(ss.lead);
     }
-    if (ss.role === 'leader' && !wasLeader) this.promoteLeases();
-    if (ss.role !== 'leader' && wasLeader) this.demoteLeases();
+    if (ss.role === 'leader' && !wasLeader) this.leases.promote();
+    if (ss.role !== 'leader' && wasLeader) this.leases.demote();
   }
 
   /**
@@ -690,9 +690,8 @@ export class Node implements ClusterPath, MaintenancePath, LeaderView {
     if (this.stopped) return Promise.reject(new ServerRefusal('stopped'));
     if (this.waiters.size >= PROPOSALS_PENDING_MAX) return Promise.reject(new ServerRefusal('tooManyRequests'));
     const cost = quotaCost(req);
-    if (cost > 0 && this.dbBytes + cost > this.quotaBytes) return this.refuseNoSpace();
     if (cost > 0) {
-      const checked = this.diskBudget(cost);
+      const checked = this.space.admit(cost);
       if (checked !== undefined) return checked.then(() => this.propose(req));
     }
     const id = this.ids.next();
@@ -900,7 +899,7 @@ export class Node implements ClusterPath, MaintenancePath, LeaderView {
       const effects = this.applyChunk(chunk);
       this.afterCommit(effects);
     }
-    this.refreshDbBytes();
+    this.space.refreshDbBytes();
     this.wakeApplied();
   }
 
@@ -996,14 +995,7 @@ export class Node implements ClusterPath, MaintenancePath, LeaderView {
   /** What a committed batch changed, for watchers, the lessor, waiters, raft and the transport. */
   private afterCommit(a: Effects): void {
     if (a.revisions.length > 0) this.watchable.notify(a.revisions);
-    if (a.leaseChanges.granted.length > 0 || a.leaseChanges.revoked.length > 0) {
-      const now = monotonicMs();
-      for (const g of a.leaseChanges.granted) this.lessor.granted(g.id, g.ttlSeconds, now);
-      for (const id of a.leaseChanges.revoked) this.lessor.revoked(id);
-      nodeStats.leasesGranted += a.leaseChanges.granted.length;
-      nodeStats.leasesRevoked += a.leaseChanges.revoked.length;
-      this.scheduleLeaseCheck();
-    }
+    if (a.leaseChanges.granted.length > 0 || a.leaseChanges.revoked.length > 0) this.leases.applied(a.leaseChanges);
     for (const { id, outcome } of a.outcomes) {
       const w = this.waiters.get(id);
       if (w === undefined) continue;
@@ -1182,7 +1174,7 @@ export class Node implements ClusterPath, MaintenancePath, LeaderView {
           t('meta').del(META.removed);
         }),
       );
-      this.dbBytes = this.backend.sizeBytes();
+      this.space.resetDbBytes();
       const applied = decodeNum(this.backend.table('meta').get(META.appliedIndex), 0);
       if (applied !== meta.index) throw new StorageFault(`node: snapshot ${meta.index} holds applied index ${applied}`);
       this.appliedIndex = applied;
@@ -1195,8 +1187,7 @@ export class Node implements ClusterPath, MaintenancePath, LeaderView {
       if (!this.isReady && this.attrsInStore()) this.becomeReady();
       this.alarms.reload();
       this.auth.reload();
-      this.lessor = new Lessor();
-      this.loadLeases();
+      this.leases.reload();
       this.raftStorage.applySnapshot(meta);
       this.watchable.restore();
       for (const m of this.memberStore.all()) if (m.id !== this.memberId) this.transport.addPeer(m.id, [...m.peerURLs]);
@@ -1209,128 +1200,21 @@ export class Node implements ClusterPath, MaintenancePath, LeaderView {
     this.cfg.logger.info('installed a snapshot', { index: meta.index, 'current-revision': this.store.currentRev });
   }
 
-  // ---------- leases: expiry runs on the leader only ----------
+  // ---------- leases (leases.ts) ----------
 
-  private loadLeases(): void {
-    const now = monotonicMs();
-    for (const l of this.leaseStore.all()) this.lessor.granted(l.id, l.ttlSeconds, now);
-  }
-
-  /** A new leader restarts every lease's clock (plus an election timeout, as etcd's promote). */
-  private promoteLeases(): void {
-    this.lessor = new Lessor();
-    const base = monotonicMs() + this.cfg.electionMs;
-    for (const l of this.leaseStore.all()) this.lessor.granted(l.id, l.ttlSeconds, base);
-    this.scheduleLeaseCheck();
-  }
-
-  private demoteLeases(): void {
-    if (this.leaseTimer !== undefined) clearTimeout(this.leaseTimer);
-    this.leaseTimer = undefined;
-    this.leaseTimerAtMs = Infinity;
-  }
-
-  private scheduleLeaseCheck(): void {
-    if (this.stopped || this.role !== 'leader') return;
-    const at = this.lessor.nextCheckMs();
-    if (at === undefined || at >= this.leaseTimerAtMs) return;
-    this.armLeaseTimer(at);
-  }
-
-  private armLeaseTimer(atMs: number): void {
-    if (this.leaseTimer !== undefined) clearTimeout(this.leaseTimer);
-    this.leaseTimerAtMs = atMs;
-    this.leaseTimer = setTimeout(() => this.revokeExpired(), Math.max(0, atMs - monotonicMs()));
-    this.leaseTimer.unref();
-  }
-
-  private revokeExpired(): void {
-    this.leaseTimer = undefined;
-    this.leaseTimerAtMs = Infinity;
-    if (this.stopped || this.role !== 'leader') return;
-    const now = monotonicMs();
-    const ids = this.lessor.expired(now, LEASE_REVOKES_PER_CHECK);
-    // etcd revokes expired leases as root (authStore.WithRoot): with auth enabled, an entry without a
-    // user fails the permission check at apply time and the lease would never go.
-    const header = this.auth.enabled ? { username: ROOT_USER, authRevision: this.auth.revision } : undefined;
-    for (const id of ids) {
-      this.propose({ leaseRevoke: { ID: id }, ...(header !== undefined ? { header } : {}) }).then(
-        (o) => {
-          if (o.ok) this.cfg.logger.debug('lease expired and revoked', { 'lease-id': id.toString(16) });
-          else this.cfg.logger.warn('revoking an expired lease was refused; will retry', { 'lease-id': id.toString(16), error: o.error });
-        },
-        (err: unknown) => this.cfg.logger.warn('failed to revoke an expired lease; will retry', { 'lease-id': id.toString(16), error: err }),
-      );
-    }
-    if (ids.length === LEASE_REVOKES_PER_CHECK) this.armLeaseTimer(now + LEASE_REVOKE_CHECK_MS);
-    else this.scheduleLeaseCheck();
+  /** Expiry bookkeeping of granted leases; deadlines matter on the leader only. */
+  get lessor(): Lessor {
+    return this.leases.lessor;
   }
 
   /** KeepAlive: renewed by the leader (forwarded there from a follower). TTL 0 = unknown/expired. */
-  async renewLease(id: bigint): Promise<number> {
-    if (this.role === 'leader') return renewed(this.lessor.renew(id, monotonicMs())) ?? 0;
-    const body = Buffer.alloc(8);
-    body.writeBigInt64BE(id);
-    const reply = Buffer.from(await this.forwardToLeader('leaseRenew', body));
-    return Number(reply.readBigInt64BE(0));
+  renewLease(id: bigint): Promise<number> {
+    return this.leases.renew(id);
   }
 
   /** Remaining TTL as the leader sees it: {remainingMs, ttlSeconds} or undefined when unknown. */
-  async leaseRemaining(id: bigint): Promise<{ remainingMs: number; ttlSeconds: number } | undefined> {
-    if (this.role === 'leader') {
-      const l = this.lessor.get(id, monotonicMs());
-      return l === undefined ? undefined : { remainingMs: l.remainingMs, ttlSeconds: l.ttlSeconds };
-    }
-    const body = Buffer.alloc(8);
-    body.writeBigInt64BE(id);
-    const reply = JSON.parse(Buffer.from(await this.forwardToLeader('leaseTTL', body)).toString('utf8')) as { remainingMs: number; ttlSeconds: number } | null;
-    return reply ?? undefined;
-  }
-
-  private forwardToLeader(kind: string, body: Uint8Array): Promise<Uint8Array> {
-    const lead = this.leaderId;
-    if (lead === 0n) return Promise.reject(new ServerRefusal('noLeader'));
-    return this.transport.request(lead, kind, body, this.reqTimeoutMs).catch((err: unknown) => {
-      const msg = err instanceof Error ? err.message : String(err);
-      if (msg.includes(FORWARDED_CLIENT_ERROR)) throw err;
-      throw /not leader/.test(msg) ? new ServerRefusal('leaderChanged') : new ServerRefusal('timeout', undefined, { cause: err });
-    });
-  }
-
-  private async handlePeerRequest(_from: bigint, kind: string, body: Uint8Array): Promise<Uint8Array> {
-    switch (kind) {
-      case 'members':
-        return encodeMembersReply(this.clusterId, this.memberStore.all());
-      case 'leaseRenew': {
-        if (this.role !== 'leader') throw new Error('not leader');
-        const id = Buffer.from(body).readBigInt64BE(0);
-        const out = Buffer.alloc(8);
-        out.writeBigInt64BE(BigInt(renewed(this.lessor.renew(id, monotonicMs())) ?? 0));
-        return out;
-      }
-      case 'leaseTTL': {
-        if (this.role !== 'leader') throw new Error('not leader');
-        const l = this.lessor.get(Buffer.from(body).readBigInt64BE(0), monotonicMs());
-        return Buffer.from(JSON.stringify(l === undefined ? null : { remainingMs: l.remainingMs, ttlSeconds: l.ttlSeconds }));
-      }
-      case 'hashkv': {
-        const h = this.store.hashKV(decodeHashRequest(body));
-        return encodeHashReply({ hash: h.hash, compactRevision: h.compactRevision, revision: this.store.currentRev });
-      }
-      case 'promote': {
-        if (this.role !== 'leader') throw new Error('not leader');
-        try {
-          const members = await this.promoteMember(Buffer.from(body).readBigUInt64BE(0));
-          return Buffer.from(JSON.stringify(members.length));
-        } catch (err) {
-          // The follower relays the leader's refusal as its own: carry the kind across.
-          if (err instanceof ClientError) throw new Error(`${FORWARDED_CLIENT_ERROR}${err.kind}`);
-          throw err;
-        }
-      }
-      default:
-        throw new Error(`unknown request kind ${JSON.stringify(kind)}`);
-    }
+  leaseRemaining(id: bigint): Promise<{ remainingMs: number; ttlSeconds: number } | undefined> {
+    return this.leases.remaining(id);
   }
 
   // ---------- membership (Cluster service) ----------
@@ -1365,7 +1249,7 @@ export class Node implements ClusterPath, MaintenancePath, LeaderView {
       const body = Buffer.alloc(8);
       body.writeBigUInt64BE(id);
       try {
-        await this.forwardToLeader('promote', body);
+        await this.peer.forwardToLeader('promote', body);
       } catch (err) {
         throw mapForwardedError(err);
       }
@@ -1476,72 +1360,8 @@ export class Node implements ClusterPath, MaintenancePath, LeaderView {
     return this.alarms.get(AlarmType.NONE);
   }
 
-  /**
-   * Re-reads the database file's size for the quota check (a statx): at most every
-   * DB_SIZE_REFRESH_MS, and after every apply batch once within DB_SIZE_EXACT_BYTES of the quota.
-   */
-  private refreshDbBytes(): void {
-    const now = monotonicMs();
-    if (now - this.dbBytesAtMs < DB_SIZE_REFRESH_MS && this.quotaBytes - this.dbBytes > DB_SIZE_EXACT_BYTES) return;
-    this.dbBytesAtMs = now;
-    this.dbBytes = this.backend.sizeBytes();
-  }
-
-  /** etcd's quotaAlarmer: raise NOSPACE cluster-wide (once), then refuse the write. */
-  private async refuseNoSpace(): Promise<never> {
-    if (!this.alarms.get(AlarmType.NOSPACE).some((a) => a.memberID === this.memberId)) {
-      this.cfg.logger.warn('backend quota exceeded: raising the NOSPACE alarm', { 'quota-size-bytes': this.quotaBytes, 'db-size-bytes': this.dbBytes });
-      await this.raiseAlarm(AlarmType.NOSPACE).catch(() => undefined);
-    }
-    throw new ClientError('noSpace');
-  }
-
   private raiseAlarm(alarm: number, memberID = this.memberId): Promise<ApplyOutcome> {
     return this.propose({ alarm: { action: AlarmRequest_AlarmAction.ACTIVATE, memberID, alarm } });
-  }
-
-  /**
-   * A disk about to fill would fail the WAL (fail-stop) or LMDB: when free space on the data or WAL
-   * directory drops under the reserve, raise NOSPACE on this member so writes stop while deletes,
-   * compaction and defragmentation still have room. (etcd has no such check; its quota is the guard.)
-   */
-  private checkDiskSpace(): Promise<void> {
-    if (this.diskCheck !== undefined) return this.diskCheck;
-    if (this.stopped || this.diskLow) return Promise.resolve();
-    const reserve = this.diskReserve;
-    const dirs = [this.cfg.dataDir, walDirOf(this.cfg)];
-    this.diskCheck = Promise.all(dirs.map((d) => statfs(d)))
-      .then((stats) => {
-        const free = Math.min(...stats.map((st) => st.bavail * st.bsize));
-        this.diskFreeBytes = free;
-        this.diskBytesSince = 0;
-        if (free >= reserve || this.noSpaceOnMe()) return;
-        this.diskLow = true;
-        this.cfg.logger.error('disk space low: raising the NOSPACE alarm; writes are refused until space is freed and the alarm disarmed', { 'free-bytes': free, 'reserve-bytes': reserve, dirs });
-        this.raiseAlarm(AlarmType.NOSPACE)
-          .catch((err: unknown) => this.cfg.logger.warn('could not raise the NOSPACE alarm; will retry', { error: err }))
-          .finally(() => (this.diskLow = false));
-      })
-      .catch((err: unknown) => this.cfg.logger.warn('cannot check free disk space', { error: err }))
-      .finally(() => (this.diskCheck = undefined));
-    return this.diskCheck;
-  }
-
-  private noSpaceOnMe(): boolean {
-    return this.alarms.get(AlarmType.NOSPACE).some((a) => a.memberID === this.memberId);
-  }
-
-  /**
-   * Between the periodic checks a fast write load can fill a disk by more than the reserve: each
-   * write counts DISK_BYTES_PER_COST x its quota cost (it lands in the WAL and in LMDB) against the
-   * free space last seen. A write that would take the estimate under the reserve waits for a fresh
-   * check first (which raises NOSPACE if the disk really is low). Undefined: go ahead now.
-   */
-  private diskBudget(cost: number): Promise<void> | undefined {
-    if (this.diskLow || this.noSpaceOnMe()) return undefined;
-    if (this.diskFreeBytes - this.diskBytesSince < this.diskReserve) return this.checkDiskSpace();
-    this.diskBytesSince += DISK_BYTES_PER_COST * cost;
-    return undefined;
   }
 
   /** Runs a watch catch-up step now, or after the database file swap in progress. */
@@ -1648,14 +1468,15 @@ export class Node implements ClusterPath, MaintenancePath, LeaderView {
         this.installing = undefined;
         done();
       }
-      this.dbBytes = this.backend.sizeBytes();
+      this.space.resetDbBytes();
       this.guard(() => this.applyDurable());
       this.kick();
       this.compactInBackground();
       const tookMs = Date.now() - started;
       nodeStats.backendDefrag.observe(tookMs / 1000);
-      log.info('finished defragmenting the storage backend', { 'current-db-size-bytes': this.dbBytes, 'previous-db-size-bytes': beforeBytes, 'took-ms': tookMs });
-      return { beforeBytes, afterBytes: this.dbBytes, tookMs };
+      const afterBytes = this.space.dbBytes;
+      log.info('finished defragmenting the storage backend', { 'current-db-size-bytes': afterBytes, 'previous-db-size-bytes': beforeBytes, 'took-ms': tookMs });
+      return { beforeBytes, afterBytes, tookMs };
     });
   }
 
@@ -1854,10 +1675,10 @@ export class Node implements ClusterPath, MaintenancePath, LeaderView {
   private async closeSteps(): Promise<void> {
     this.stopped = true;
     if (this.tickTimer !== undefined) clearInterval(this.tickTimer);
-    if (this.diskTimer !== undefined) clearInterval(this.diskTimer);
+    this.space.stop();
     if (this.corruptTimer !== undefined) clearInterval(this.corruptTimer);
     this.compactor?.stop();
-    if (this.leaseTimer !== undefined) clearTimeout(this.leaseTimer);
+    this.leases.demote();
     for (const s of this.leaderlessSubs) if (s.timer !== undefined) clearTimeout(s.timer);
     await this.transport.close();
     if (this.processing) await new Promise<void>((done) => this.idle.push(done));
@@ -1887,18 +1708,6 @@ function computeAddedId(peerURLs: readonly string[], token: string): bigint {
   return computeMemberId(peerURLs, token, Math.floor(Date.now() / 1000));
 }
 
-const FORWARDED_CLIENT_ERROR = 'cairn-client-error:';
-const FORWARDABLE: readonly ClientError['kind'][] = ['learnerNotReady', 'memberNotLearner', 'memberNotFound'];
-
-function mapForwardedError(err: unknown): Error {
-  if (err instanceof ServerRefusal || err instanceof ClientError) return err;
-  const cause = err instanceof Error && err.cause instanceof Error ? err.cause : err;
-  const msg = err instanceof Error ? err.message : String(err);
-  const kind = FORWARDABLE.find((k) => msg.includes(`${FORWARDED_CLIENT_ERROR}${k}`));
-  if (kind !== undefined) return new ClientError(kind);
-  return cause instanceof ServerRefusal ? cause : new ServerRefusal('timeout', undefined, { cause: err });
-}
-
 /** A membership change not applied after this many election timeouts is proposed again. */
 const CONF_REPROPOSE_ELECTIONS = 2;
 
@@ -1918,10 +1727,6 @@ function dropped(err: unknown): Error {
   return err instanceof Error ? err : new Error(String(err));
 }
 
-/** Monotonic milliseconds (lease expiry must not follow wall-clock jumps). */
-export function monotonicMs(): number {
-  return performance.now();
-}
 
 class MidTxnFailure extends Error {
   constructor(
