@@ -14,11 +14,11 @@ const here = dirname(fileURLToPath(import.meta.url));
 const repo = resolve(here, '..', '..');
 const protoDir = join(repo, 'proto', 'etcd');
 const outDir = join(repo, 'proto', 'gen');
-const PACKAGES = ['mvccpb', 'authpb', 'etcdserverpb', 'cairnpb'] as const;
+const PACKAGES = ['mvccpb', 'authpb', 'etcdserverpb', 'v3lockpb', 'v3electionpb', 'cairnpb'] as const;
 
 const root = new protobuf.Root();
 root.resolvePath = (_origin: string, target: string): string => (target.startsWith('/') ? target : join(protoDir, target));
-root.loadSync([...['kv.proto', 'auth.proto', 'rpc.proto'].map((f) => join(protoDir, f)), join(repo, 'proto', 'cairn', 'internal.proto')], { keepCase: true });
+root.loadSync([...['kv.proto', 'auth.proto', 'rpc.proto', 'v3lock.proto', 'v3election.proto'].map((f) => join(protoDir, f)), join(repo, 'proto', 'cairn', 'internal.proto')], { keepCase: true });
 root.resolveAll();
 
 function isIdField(name: string): boolean {

@@ -7,8 +7,8 @@ import { selfCert } from './base/selfcert.js';
 import { createLogger, type LogSink, type Logger } from './base/log.js';
 import { AssertionFailure } from './base/errors.js';
 import { checkTlsSettings, serverTls, type TlsConfig } from './base/tls.js';
-import { authApi, Authorizer, clusterApi, kvApi, createGrpcServer, leaseApi, maintenanceApi, watchHandler } from './api/index.js';
 import { BootstrapError, LocalAuth, LocalLeases, LocalWriter, Node, RemovedMemberError, fatalCause } from './node/index.js';
+import { authApi, Authorizer, clusterApi, electionApi, kvApi, createGrpcServer, leaseApi, lockApi, maintenanceApi, watchHandler } from './api/index.js';
 import { JwtTokens } from './auth/index.js';
 import { CAIRN_VERSION, ETCD_COMPAT_VERSION } from './version.js';
 import type { GrpcServer } from './api/grpc/index.js';
@@ -230,9 +230,15 @@ async function run(given: Config, log: Logger): Promise<void> {
     authz,
   });
   const hdr = { identity: node, currentRevision: () => node.store.currentRev };
+  const kv = kvApi(local.reads, local, cfg.txnOpsMax, authz);
+  const lease = leaseApi(leases, authz);
+  // etcd's lock and election services run on the caller's own KV and Lease calls and this member's watchers.
+  const recipes = { kv, lease, hub: node.watchable, authz };
   const services = {
-    kv: kvApi(local.reads, local, cfg.txnOpsMax, authz),
-    lease: leaseApi(leases, authz),
+    kv,
+    lease,
+    lock: lockApi(recipes),
+    election: electionApi(recipes, { identity: node, log: log.child('election'), onFatal: fatal }),
     auth: authApi(authz, { bcryptCost: cfg.bcryptCost }),
     watch,
     cluster: clusterApi(node, hdr),

@@ -61,6 +61,14 @@ export const CLIENT_ERRORS: Readonly<Record<ClientErrorKind, GrpcError>> = {
   invalidDowngradeTargetFormat: { code: Status.INVALID_ARGUMENT, details: 'etcdserver: wrong downgrade target version format' },
   invalidDowngradeTarget: { code: Status.INVALID_ARGUMENT, details: 'etcdserver: invalid downgrade target version' },
   noInflightDowngrade: { code: Status.FAILED_PRECONDITION, details: 'etcdserver: no inflight downgrade job' },
+  // The lock and election services return clientv3/concurrency's plain errors: Unknown with their text.
+  sessionExpired: { code: Status.UNKNOWN, details: 'mutex: session is expired' },
+  electionNotLeader: { code: Status.UNKNOWN, details: 'election: not leader' },
+  electionNoLeader: { code: Status.UNKNOWN, details: 'election: no leader' },
+  missingLeaderKey: { code: Status.UNKNOWN, details: '"leader" field must be provided' },
+  // An error of a KV or Lease call the lock and election services made: etcd's in-process client turns
+  // the gRPC status into a plain error, so it goes out as Unknown with the same text (the message).
+  relayed: { code: Status.UNKNOWN, details: '' },
   badRequest: { code: Status.INVALID_ARGUMENT, details: '' },
 };
 
@@ -83,7 +91,7 @@ export const REFUSALS: Readonly<Record<RefusalKind, GrpcError>> = {
 export function toGrpcError(err: unknown): GrpcError {
   if (err instanceof ClientError) {
     const e = CLIENT_ERRORS[err.kind];
-    return err.kind === 'badRequest' ? { code: e.code, details: err.message } : e;
+    return err.kind === 'badRequest' || err.kind === 'relayed' ? { code: e.code, details: err.message } : e;
   }
   if (err instanceof ServerRefusal) return REFUSALS[err.kind];
   return { code: Status.UNKNOWN, details: err instanceof Error ? err.message : String(err) };

@@ -10,3 +10,5 @@ export type { Services } from './server.js';
 export { createMetrics, type Metrics, type MetricsNode, type MetricsOptions } from './metrics.js';
 export { authApi, type AuthApi, type AuthApiOptions } from './auth.js';
 export { Authorizer, tokenOf, type AuthorizerOptions } from './authz.js';
+export { lockApi, type LockApi } from './lock.js';
+export { electionApi, type ElectionApi, type ElectionApiOptions } from './election.js';

@@ -19,6 +19,10 @@ import type { ClusterApi } from './cluster.js';
 import type { KvApi } from './kv.js';
 import { keepAliveStream, type LeaseApi } from './lease.js';
 import type { MaintenanceApi } from './maintenance.js';
+import type { LockApi } from './lock.js';
+import type { ElectionApi } from './election.js';
+import { LockService } from '../../proto/gen/v3lockpb.js';
+import { ElectionService } from '../../proto/gen/v3electionpb.js';
 
 export interface Services {
   readonly kv: KvApi;
@@ -28,6 +32,9 @@ export interface Services {
   readonly maintenance: MaintenanceApi;
   /** The Auth service (unregistered, i.e. UNIMPLEMENTED, when absent). */
   readonly auth?: AuthApi;
+  /** etcd's v3lock and v3election services (unregistered when absent). */
+  readonly lock?: LockApi;
+  readonly election?: ElectionApi;
 }
 
 export interface ServerOptions {
@@ -166,6 +173,22 @@ export function createGrpcServer(log: Logger, services: Services, opts: ServerOp
     unary(AuthService.RoleDelete, auth.roleDelete);
     unary(AuthService.RoleGrantPermission, auth.roleGrantPermission);
     unary(AuthService.RoleRevokePermission, auth.roleRevokePermission);
+  }
+  const { lock, election } = services;
+  if (lock !== undefined) {
+    unary(LockService.Lock, lock.lock);
+    unary(LockService.Unlock, lock.unlock);
+  }
+  if (election !== undefined) {
+    unary(ElectionService.Campaign, election.campaign);
+    unary(ElectionService.Proclaim, election.proclaim);
+    unary(ElectionService.Leader, election.leader);
+    unary(ElectionService.Resign, election.resign);
+    server.serverStream(ElectionService.Observe.path, (bytes, out, ctx) => {
+      const refusal = callRefusal(opts.leader, ctx.metadata, false);
+      if (refusal !== undefined) return out.end(toGrpcError(refusal));
+      election.observe(bytes, out, ctx);
+    });
   }
   return server;
 }

@@ -26,6 +26,18 @@ export function keyRange(key: Uint8Array, rangeEnd: Uint8Array): KeyRange {
   return { start, end: Buffer.from(rangeEnd.buffer, rangeEnd.byteOffset, rangeEnd.length), single: false };
 }
 
+/** The range_end selecting every key with this prefix (clientv3's GetPrefixRangeEnd): one zero byte when none is greater. */
+export function prefixEnd(prefix: Uint8Array): Buffer {
+  const end = Buffer.from(prefix);
+  for (let i = end.length - 1; i >= 0; i--) {
+    if ((end[i] ?? 0) < 0xff) {
+      end[i] = (end[i] ?? 0) + 1;
+      return end.subarray(0, i + 1);
+    }
+  }
+  return Buffer.from([0]);
+}
+
 export function rangeIsEmpty(r: KeyRange): boolean {
   return !r.single && r.end !== undefined && compareBytes(r.end, r.start) <= 0;
 }

@@ -51,6 +51,11 @@ export type ClientErrorKind =
   | 'invalidDowngradeTargetFormat'
   | 'invalidDowngradeTarget'
   | 'noInflightDowngrade'
+  | 'sessionExpired'
+  | 'electionNotLeader'
+  | 'electionNoLeader'
+  | 'missingLeaderKey'
+  | 'relayed'
   | 'badRequest';
 
 export class ClientError extends Error {

@@ -25,9 +25,9 @@ export const LOADER_OPTIONS: protoLoader.Options = {
 
 let cachedDef: PackageDefinition | undefined;
 
-/** The package definition of rpc.proto (and the kv/auth protos it imports), loaded once. */
+/** The package definition of rpc.proto (and the kv/auth protos it imports) and the lock and election protos, loaded once. */
 export function packageDefinition(): PackageDefinition {
-  cachedDef ??= protoLoader.loadSync('rpc.proto', LOADER_OPTIONS);
+  cachedDef ??= protoLoader.loadSync(['rpc.proto', 'v3lock.proto', 'v3election.proto'], LOADER_OPTIONS);
   return cachedDef;
 }
 

@@ -15,7 +15,7 @@ export class JsonDecodeError extends Error {
   override readonly name = 'JsonDecodeError';
 }
 
-const PROTO_FILES = ['kv.proto', 'auth.proto', 'rpc.proto'];
+const PROTO_FILES = ['kv.proto', 'auth.proto', 'rpc.proto', 'v3lock.proto', 'v3election.proto'];
 
 /** proto/etcd from this file's place, in the source tree (server/api/http) or in dist/. */
 function protoDir(): string {

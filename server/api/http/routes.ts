@@ -13,6 +13,8 @@ const LEASE = '/etcdserverpb.Lease/';
 const CLUSTER = '/etcdserverpb.Cluster/';
 const MAINTENANCE = '/etcdserverpb.Maintenance/';
 const AUTH = '/etcdserverpb.Auth/';
+const LOCK = '/v3lockpb.Lock/';
+const ELECTION = '/v3electionpb.Election/';
 
 /** Path below the version prefix → gRPC method path. */
 export const GATEWAY_ROUTES: ReadonlyMap<string, string> = new Map([
@@ -60,6 +62,14 @@ export const GATEWAY_ROUTES: ReadonlyMap<string, string> = new Map([
   ['auth/role/delete', `${AUTH}RoleDelete`],
   ['auth/role/grant', `${AUTH}RoleGrantPermission`],
   ['auth/role/revoke', `${AUTH}RoleRevokePermission`],
+  // etcd's v3lock and v3election gateways (registered beside etcdserverpb's in embed/serve.go).
+  ['lock/lock', `${LOCK}Lock`],
+  ['lock/unlock', `${LOCK}Unlock`],
+  ['election/campaign', `${ELECTION}Campaign`],
+  ['election/proclaim', `${ELECTION}Proclaim`],
+  ['election/leader', `${ELECTION}Leader`],
+  ['election/observe', `${ELECTION}Observe`],
+  ['election/resign', `${ELECTION}Resign`],
 ]);
 
 /** The URL prefixes the gateway answers under (each followed by a route path). */
