@@ -5,7 +5,8 @@
 //     operator/manifests/01-rbac.yaml and the chart;
 //   - the rendered RBAC rules equal operator/manifests/01-rbac.yaml's, object by object;
 //   - `helm lint --strict` is clean with the defaults and with every optional part on;
-//   - values breaking values.schema.json fail, naming the field; the Deployment follows the values;
+//   - values breaking values.schema.json fail, naming the field; the Deployment follows the values,
+//     and with the defaults its spec is operator/manifests/02-deployment.yaml's;
 //   - every metric the Grafana dashboard queries is one a running Cairn server exports.
 // test-file-timeout: 10 min
 import { test } from 'node:test';
@@ -17,7 +18,7 @@ import { join } from 'node:path';
 import yaml from 'js-yaml';
 import { helmBin } from '../harness/bins.js';
 import { REPO_ROOT, startCairn } from '../harness/procs.js';
-import { CHART_DIR, RBAC_SOURCE, staleFiles } from '../../operator/tools/render-chart.js';
+import { CHART_DIR, DEPLOY_NAMESPACE, DEPLOY_RELEASE, RBAC_SOURCE, staleFiles } from '../../operator/tools/render-chart.js';
 
 type Obj = Record<string, unknown>;
 const o = (v: unknown): Obj => (typeof v === 'object' && v !== null && !Array.isArray(v) ? (v as Obj) : {});
@@ -121,6 +122,16 @@ test('the Deployment follows the values (defaults as operator/manifests/02-deplo
   const sa = String(o(o(o(d['spec'])['template'])['spec'])['serviceAccountName']);
   assert.equal(sa, 'rel-cairn-operator');
   assert.ok(find(defaults, 'ServiceAccount', sa) !== undefined);
+});
+
+test("the one-file install's Deployment spec is operator/manifests/02-deployment.yaml's (what localkube runs)", () => {
+  const r = helm(['template', DEPLOY_RELEASE, CHART, '--namespace', DEPLOY_NAMESPACE]);
+  assert.equal(r.code, 0, r.stderr);
+  const rendered = o(find(yaml.loadAll(r.stdout).map(o), 'Deployment'));
+  const manifest = o(yaml.load(readFileSync(join(REPO_ROOT, 'operator', 'manifests', '02-deployment.yaml'), 'utf8')));
+  assert.deepEqual(rendered['spec'], manifest['spec'], 'change charts/cairn-operator/templates/deployment.yaml together with operator/manifests/02-deployment.yaml');
+  assert.equal(o(rendered['metadata'])['name'], o(manifest['metadata'])['name']);
+  assert.equal(o(rendered['metadata'])['namespace'], o(manifest['metadata'])['namespace']);
 });
 
 test('ServiceMonitor, PodMonitor and the dashboard ConfigMap are rendered only when asked', () => {

@@ -211,7 +211,7 @@ test('the Helm chart, the one-file install and the examples on localkube', { tim
     }
     await lk.kubectlOk(['rollout', 'status', '-n', 'cairn-system', 'deployment/cairn-operator', '--timeout=180s'], { timeoutMs: 200_000 });
     const gen1 = (await lk.kubectlOk(['get', 'deployment', '-n', 'cairn-system', 'cairn-operator', '-o', 'jsonpath={.metadata.generation}'])).trim();
-    t.diagnostic(`cairn-system/cairn-operator generation ${gen0} -> ${gen1} (equal: the same pod template as operator/manifests/)`);
+    t.diagnostic(`cairn-system/cairn-operator generation ${gen0} -> ${gen1} (the spec is 02-deployment.yaml's: chart.test.ts; other tests may restart it meanwhile)`);
   });
 
   await t.test('examples/cluster-dev.yaml and cluster-production.yaml pass a server-side dry run', async () => {
