@@ -51,7 +51,15 @@ export interface StatusResult {
   nextBackup: string | null;
 }
 
-function rowsOf(live: readonly LiveMember[], reported: ReadonlyArray<{ name: string; version?: string }>): MemberRow[] {
+/** One row per running member pod, then one per member the operator reports whose pod is not running. */
+function rowsOf(live: readonly LiveMember[], reported: ReadonlyArray<{ name: string; version?: string; learner?: boolean }>): MemberRow[] {
+  const missing = reported
+    .filter((r) => !live.some((m) => m.name === r.name))
+    .map((r): MemberRow => ({ name: r.name, leader: false, learner: r.learner ?? false, healthy: false, ...(r.version !== undefined ? { version: r.version } : {}), errors: ['pod not running'] }));
+  return [...liveRows(live, reported), ...missing];
+}
+
+function liveRows(live: readonly LiveMember[], reported: ReadonlyArray<{ name: string; version?: string }>): MemberRow[] {
   return live.map((m) => {
     const s = m.status;
     const version = reported.find((r) => r.name === m.name)?.version;
