@@ -31,7 +31,7 @@ export function restoreGate(v: View, s: EtcdClusterStatus): Decision | undefined
   const r = s.restore;
   if (r?.verifiedAt !== undefined) return undefined;
   if (r?.refusal !== undefined && !(r.retryable === true && since(v, r.refusedAt) >= RESTORE_RETRY_MS)) {
-    const msg = `backup ${r.uri} refused: ${r.refusal}`;
+    const msg = r.refusal;
     if (r.retryable === true) return { ...waiting(v, s, `${msg}; reading it again in ${String(RESTORE_RETRY_MS / 1000)} s`, { reason: 'RestoreRefused', message: msg }), step: { kind: 'wait', requeueMs: RESTORE_RETRY_MS } };
     return { step: { kind: 'none' }, reason: msg, status: s, degraded: { reason: 'RestoreRefused', message: msg } };
   }
@@ -66,7 +66,7 @@ export function restoredCondition(v: View, s: EtcdClusterStatus): Pick<Condition
   if (r?.finishedAt !== undefined) {
     return { status: 'True', reason: 'RestoredFromBackup', message: `restored from ${r.uri} (revision ${String(r.revision)}, ${String(r.size)} bytes, sha256 ${r.sha256})` };
   }
-  if (r?.refusal !== undefined) return { status: 'False', reason: 'RestoreRefused', message: `backup ${r.uri} refused: ${r.refusal}` };
+  if (r?.refusal !== undefined) return { status: 'False', reason: 'RestoreRefused', message: r.refusal };
   if (r?.verifiedAt !== undefined) return { status: 'False', reason: 'Restoring', message: `${r.uri} verified; the first member restores it` };
   if (r !== undefined) return { status: 'False', reason: 'Restoring', message: `verifying ${r.uri}` };
   return { status: 'False', reason: 'Restoring', message: v.o.restoreSource?.ok === false ? v.o.restoreSource.why : 'resolving the backup' };

@@ -54,6 +54,8 @@ export interface S3Options {
   readonly tls?: { readonly certFile: string; readonly keyFile: string };
   /** Accept virtual-hosted requests for <bucket>.<domainName> (e.g. "localhost"). */
   readonly domainName?: string;
+  /** The address it listens on and advertises (default 127.0.0.1; localkube's node IP so pods reach it). */
+  readonly ip?: string;
 }
 
 export interface S3Server {
@@ -111,15 +113,16 @@ class WeedServer implements S3Server {
     private readonly opts: S3Options,
   ) {
     this.port = ports[6] ?? 0;
-    this.endpoint = `http://127.0.0.1:${String(this.port)}`;
-    this.httpsEndpoint = opts.tls !== undefined ? `https://127.0.0.1:${String(ports[8] ?? 0)}` : undefined;
+    const ip = opts.ip ?? '127.0.0.1';
+    this.endpoint = `http://${ip}:${String(this.port)}`;
+    this.httpsEndpoint = opts.tls !== undefined ? `https://${ip}:${String(ports[8] ?? 0)}` : undefined;
   }
 
   private args(): string[] {
     const [mp, mg, vp, vg, fp, fg, sp, sg] = this.ports.map(String);
     return [
       'server', '-s3',
-      '-ip=127.0.0.1', '-ip.bind=127.0.0.1',
+      `-ip=${this.opts.ip ?? '127.0.0.1'}`, `-ip.bind=${this.opts.ip ?? '127.0.0.1'}`,
       `-dir=${join(this.dataDir, 'data')}`,
       `-master.port=${mp ?? ''}`, `-master.port.grpc=${mg ?? ''}`,
       `-volume.port=${vp ?? ''}`, `-volume.port.grpc=${vg ?? ''}`,

@@ -1,8 +1,18 @@
 // Helpers of the upkeep and restore e2e files (test/operator/e2e/{upkeep,restore}.test.ts): an
 // EtcdCluster's status read through kubectl and polled until a predicate holds, its conditions,
 // and its Events in time order.
+import type { TestContext } from 'node:test';
 import { pollUntil } from '../../harness/poll.js';
-import type { LocalKube } from '../../harness/localkube.js';
+import { localkubeMissing, type LocalKube } from '../../harness/localkube.js';
+import { skipOrFail } from '../../harness/prereq.js';
+
+/** False (the test skipped, or failed under CI) when a localkube prerequisite is missing. */
+export function needLocalkube(t: TestContext): boolean {
+  const missing = localkubeMissing();
+  if (missing === undefined) return true;
+  skipOrFail(t, missing);
+  return false;
+}
 
 export type Obj = Record<string, unknown>;
 export const asObj = (v: unknown): Obj => (typeof v === 'object' && v !== null ? (v as Obj) : {});
@@ -60,4 +70,10 @@ export async function eventsOf(lk: LocalKube, ns: string, name: string): Promise
   const out = await lk.kubectlOk(['get', 'events.events.k8s.io', '-n', ns, '--field-selector', `regarding.name=${name},regarding.kind=EtcdCluster`, '-o', 'json']);
   const items = ((JSON.parse(out) as Obj)['items'] ?? []) as Obj[];
   return items.map((e) => ({ reason: String(e['reason']), note: String(e['note']), time: typeof e['eventTime'] === 'string' ? e['eventTime'] : '' })).sort((a, b) => a.time.localeCompare(b.time));
+}
+
+/** A 3-member EtcdCluster on 256Mi volumes (the WAL on local-nvme) with `spec` merged in. */
+export function clusterManifest(ns: string, name: string, reclaimPolicy: 'Retain' | 'Delete', spec: Obj = {}): string {
+  const storage = { data: { size: '256Mi' }, wal: { size: '256Mi', storageClassName: 'local-nvme' }, reclaimPolicy };
+  return JSON.stringify({ apiVersion: 'cairn.dev/v1alpha1', kind: 'EtcdCluster', metadata: { name, namespace: ns }, spec: { replicas: 3, storage, ...spec } });
 }

@@ -8,33 +8,21 @@
 //   - scheduled defragmentation (spec.defrag every minute, minFragmentation 1): after a compaction
 //     leaves free pages on every member, the operator defragments them one at a time, followers
 //     first, the leader after leadership moved.
-import { test, type TestContext } from 'node:test';
+import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
-import { localkube, localkubeMissing } from '../../harness/localkube.js';
+import { localkube } from '../../harness/localkube.js';
 import { pollUntil } from '../../harness/poll.js';
-import { skipOrFail } from '../../harness/prereq.js';
 import { EtcdAdmin, EtcdCallError } from '../../../operator/etcd/index.js';
-import { asObj, availableWith, condOf, eventsOf, waitStatus, type ClusterEvent, type Obj } from './lk-status.js';
+import { asObj, availableWith, clusterManifest, condOf, eventsOf, needLocalkube, waitStatus, type ClusterEvent, type Obj } from './lk-status.js';
 
 const QUOTA_BYTES = 16 * 1024 * 1024;
 const VALUE_BYTES = 256 * 1024;
 const FILL_WRITES_MAX = 400;
 
-function manifest(ns: string, name: string, extra: Obj = {}): string {
-  return JSON.stringify({
-    apiVersion: 'cairn.dev/v1alpha1',
-    kind: 'EtcdCluster',
-    metadata: { name, namespace: ns },
-    spec: {
-      replicas: 3,
-      storage: { data: { size: '256Mi' }, wal: { size: '256Mi', storageClassName: 'local-nvme' }, reclaimPolicy: 'Delete' },
-      quotaBackendBytes: QUOTA_BYTES,
-      // Revision mode with a retention far above this test's writes: only the operator compacts.
-      compaction: { mode: 'revision', retention: '1000000' },
-      ...extra,
-    },
-  });
+function manifest(ns: string, name: string): string {
+  // Revision mode with a retention far above this test's writes: only the operator compacts.
+  return clusterManifest(ns, name, 'Delete', { quotaBackendBytes: QUOTA_BYTES, compaction: { mode: 'revision', retention: '1000000' } });
 }
 
 /** Leader name and the members' names by id, from the status. */
@@ -58,17 +46,8 @@ function defragOrder(events: readonly ClusterEvent[]): { defragged: string[]; mo
   return { defragged, moved, defragAt };
 }
 
-function setup(t: TestContext): boolean {
-  const missing = localkubeMissing();
-  if (missing !== undefined) {
-    skipOrFail(t, missing);
-    return false;
-  }
-  return true;
-}
-
 test('storage upkeep on localkube: NOSPACE remediation and scheduled defragmentation', { timeout: 8 * 60_000 }, async (t) => {
-  if (!setup(t)) return;
+  if (!needLocalkube(t)) return;
   const lk = await localkube();
   const ns = `upkeep-${randomBytes(3).toString('hex')}`;
   await lk.createNamespace(ns);
