@@ -18,6 +18,8 @@ import { startBackend, startKubeApiserver, type KubeApiserver } from '../harness
 import { pollUntil } from '../harness/poll.js';
 import { freePort, REPO_ROOT, tempDir } from '../harness/procs.js';
 import { EtcdAdmin, type ListedMember } from '../../operator/etcd/index.js';
+import { decide } from '../../operator/member/decide.js';
+import { readRestoreOrder } from '../../operator/member/restore.js';
 
 const ENTRY = join(REPO_ROOT, 'dist', 'operator', 'member', 'main.js');
 const TOKEN = 'c-uid-test';
@@ -244,5 +246,43 @@ describe('member entrypoint (real servers, grant from a real kube-apiserver)', (
     const state = (await (await fetch(`http://127.0.0.1:${String(m0.agentPort)}/state`)).json()) as { state: string };
     assert.equal(state.state, 'dataLost', 'the agent tells the operator the data is gone');
     assert.ok(!existsSync(join(m0.dataMount, 'member-data', 'member')), 'no server started on the wiped volume');
+  });
+});
+
+describe('member start decision for a cluster restored from a backup (decide.ts, pure)', () => {
+  const base = { podName: 'c-0', peerURL: 'http://c-0.c-peer.ns.svc:2380', token: TOKEN, hasData: false, marker: false, grant: undefined, members: undefined };
+
+  it('another cluster\'s data or marker on the volume is moved aside first, whatever else holds', () => {
+    for (const hasData of [false, true]) {
+      for (const grant of [undefined, TOKEN]) {
+        assert.equal(decide({ ...base, hasData, marker: true, grant, restore: true, foreign: true }).kind, 'moveAside');
+      }
+    }
+  });
+
+  it('granted pod 0 with an empty volume restores instead of bootstrapping; without the grant it waits', () => {
+    const d = decide({ ...base, grant: TOKEN, restore: true, foreign: false, members: [] });
+    assert.equal(d.kind, 'restore');
+    assert.ok(d.kind === 'restore' && d.initialCluster === `c-0=${base.peerURL}`);
+    assert.equal(decide({ ...base, restore: true, foreign: false }).kind, 'wait');
+    assert.equal(decide({ ...base, grant: TOKEN, restore: false, members: [] }).kind, 'bootstrap');
+  });
+
+  it('after the restore (data and this cluster\'s marker) it starts; other pods join when listed', () => {
+    assert.equal(decide({ ...base, hasData: true, marker: true, restore: true, foreign: false }).kind, 'start');
+    const listed = [{ id: 'a1', name: 'c-0', peerURLs: ['http://c-0.c-peer.ns.svc:2380'] }, { id: 'b2', name: '', peerURLs: ['http://c-1.c-peer.ns.svc:2380'] }];
+    assert.equal(decide({ ...base, podName: 'c-1', peerURL: 'http://c-1.c-peer.ns.svc:2380', restore: true, foreign: false, members: listed }).kind, 'join');
+  });
+
+  it('without a restore, data found on the volume starts as before (no token check)', () => {
+    assert.equal(decide({ ...base, hasData: true, marker: true, foreign: true }).kind, 'start');
+  });
+
+  it('CAIRN_RESTORE is parsed at the gate with errors that name the field', () => {
+    const ok = { uri: 's3://b/k', bucket: 'b', key: 'k', region: 'us-east-1', forcePathStyle: true, sha256: 'ab'.repeat(32), sizeBytes: 4128, endpoint: 'http://10.0.0.1:8333' };
+    assert.deepEqual(readRestoreOrder({ CAIRN_RESTORE: JSON.stringify(ok) }), ok);
+    assert.equal(readRestoreOrder({}), undefined);
+    assert.throws(() => readRestoreOrder({ CAIRN_RESTORE: JSON.stringify({ ...ok, key: '' }) }), /CAIRN_RESTORE\.key must be a non-empty string/);
+    assert.throws(() => readRestoreOrder({ CAIRN_RESTORE: JSON.stringify({ ...ok, sizeBytes: -1 }) }), /CAIRN_RESTORE\.sizeBytes must be a positive integer/);
   });
 });
