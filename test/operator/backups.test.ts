@@ -7,7 +7,8 @@ import assert from 'node:assert/strict';
 import fc from 'fast-check';
 import { candidatesOf, recordsToDelete, retentionPolicy, scheduleDecision, scheduledBackupName, setCondition } from '../../operator/controller/index.js';
 import { API_VERSION, type BackupPhase, type Condition, type EtcdBackup } from '../../operator/api/index.js';
-import type { Observed } from '../../operator/plan/index.js';
+import { plan, type Observed } from '../../operator/plan/index.js';
+import { World } from './world.js';
 
 const at = (iso: string): Date => new Date(iso);
 
@@ -160,5 +161,21 @@ describe('setCondition', () => {
     const c = setCondition(b, { type: 'BackupHealthy', status: 'False', reason: 'AccessDenied', message: 'z', observedGeneration: 1, lastTransitionTime: 't3' });
     assert.equal(c[0]?.lastTransitionTime, 't3');
     assert.equal(c.length, 1);
+  });
+});
+
+describe('the cluster planner carries what the backup runner writes', () => {
+  it('BackupHealthy and status.backup survive a planner status (one writer each)', () => {
+    const w = new World({ replicas: 3 });
+    const healthy: Condition = { type: 'BackupHealthy', status: 'False', reason: 'AccessDenied', message: 'denied', observedGeneration: 1, lastTransitionTime: '2026-12-06T10:00:00.000Z' };
+    const backup = { lastSuccessfulBackup: { name: 'c-1', uri: 's3://b/k', time: '2026-12-06T09:00:00.000Z', revision: 5, size: 4096 }, lastScheduleTime: '2026-12-06T10:00:00.000Z' };
+    w.writeStatus({ ...w.status, conditions: [healthy], backup });
+    for (let i = 0; i < 3; i++) {
+      const p = plan(w.observe());
+      assert.deepEqual(p.status.conditions?.find((c) => c.type === 'BackupHealthy'), healthy);
+      assert.deepEqual(p.status.backup, backup);
+      assert.ok(p.status.conditions?.some((c) => c.type === 'Available'), 'the planner still writes its own');
+      w.writeStatus(p.status);
+    }
   });
 });
