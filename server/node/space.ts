@@ -30,7 +30,7 @@ export interface SpaceHost {
 export class SpaceGuard {
   private readonly quotaBytes: number;
   private readonly diskReserve: number;
-  /** The backend file's size, re-read after each apply batch (the quota check is on the hot path). */
+  /** What the quota counts: the pages holding data (Backend.sizeInUseBytes, not the file: see there), re-read after each apply batch. */
   private dbBytesNow: number;
   private dbBytesAtMs = 0;
   private diskTimer: NodeJS.Timeout | undefined = undefined;
@@ -45,7 +45,7 @@ export class SpaceGuard {
   constructor(private readonly host: SpaceHost) {
     this.quotaBytes = effectiveQuotaBytes(host.cfg.quotaBackendBytes ?? 0);
     this.diskReserve = diskReserveBytes(host.cfg.walSegmentBytes ?? WAL_SEGMENT_BYTES);
-    this.dbBytesNow = host.backend.sizeBytes();
+    this.dbBytesNow = host.backend.sizeInUseBytes();
   }
 
   /** Checks free space now and every DISK_CHECK_INTERVAL_MS. */
@@ -65,7 +65,7 @@ export class SpaceGuard {
 
   /** The database file was replaced: its size is read again. */
   resetDbBytes(): void {
-    this.dbBytesNow = this.host.backend.sizeBytes();
+    this.dbBytesNow = this.host.backend.sizeInUseBytes();
   }
 
   /**
@@ -85,7 +85,7 @@ export class SpaceGuard {
     const now = monotonicMs();
     if (now - this.dbBytesAtMs < DB_SIZE_REFRESH_MS && this.quotaBytes - this.dbBytesNow > DB_SIZE_EXACT_BYTES) return;
     this.dbBytesAtMs = now;
-    this.dbBytesNow = this.host.backend.sizeBytes();
+    this.dbBytesNow = this.host.backend.sizeInUseBytes();
   }
 
   /** etcd's quotaAlarmer: raise NOSPACE cluster-wide (once), then refuse the write. */

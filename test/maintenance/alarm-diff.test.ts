@@ -197,7 +197,7 @@ test('quota breach, alarms, defrag and maintenance responses: etcd 3.4 and Cairn
     // ACTIVATE NONE: 3.4 stores a NONE alarm; Cairn ignores it as 3.5 does (apply.go: "if ar.Alarm == NONE break").
     assert.deepEqual(e.none, [{ ok: { alarms: [{ alarm: 'NONE', memberID: '<self>' }] } }, { ok: { alarms: [{ alarm: 'NONE', memberID: '<self>' }] } }]);
     assert.deepEqual(c.none, [{ ok: { alarms: [] } }, { ok: { alarms: [] } }]);
-    // Both filled a comparable amount (the quota counts the file size on both).
+    // Both filled a comparable amount (the quota counts the file on etcd, the pages holding data on Cairn).
     assert.ok(c.filled > 0.5 * e.filled && c.filled < 1.5 * e.filled, `filled: etcd ${e.filled}, cairn ${c.filled}`);
     const diffs = diffSteps(e.steps, c.steps);
     assert.deepEqual(diffs, [], `Cairn differs from etcd 3.4 in ${diffs.length} step(s):\n${diffs.join('\n')}`);

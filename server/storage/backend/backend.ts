@@ -220,7 +220,11 @@ export class Backend {
 
   /**
    * Bytes of pages holding data: the two meta pages plus every page of every table and of LMDB's
-   * free list itself (etcd's size in use: the file's size less its free pages).
+   * free list itself (etcd's size in use: the file's size less its free pages). The backend quota
+   * counts this, not the file: a write transaction copies every page it changes and LMDB reuses a
+   * freed page only once no snapshot can still see it, so the file carries several pages it will
+   * reuse before growing (a fresh member's file is 13 pages with 6 holding data: a 13-page quota,
+   * which etcd's 5-page bbolt file passes, would refuse the first put).
    */
   sizeInUseBytes(): number {
     const pages = (st: { treeBranchPageCount: number; treeLeafPageCount: number; overflowPages: number }): number => st.treeBranchPageCount + st.treeLeafPageCount + st.overflowPages;
