@@ -51,10 +51,12 @@ export interface ServerOptions {
 
 /**
  * Methods only root may call while auth is enabled (etcd's authMaintenanceServer and
- * checkMembershipOperationPermission). Not here, as in etcd 3.4: Status, Alarm, MemberList, Compact.
+ * checkMembershipOperationPermission). Status as etcd 3.6 (etcd 3.4 let any caller have it: checked
+ * against etcd 3.6.8 in test/etcd36/status-auth.test.ts). Not here: Alarm, MemberList, Compact.
  * The Auth service's own checks are in auth.ts.
  */
 const ADMIN_PATHS: ReadonlySet<string> = new Set([
+  MaintenanceService.Status.path,
   MaintenanceService.Defragment.path,
   MaintenanceService.Hash.path,
   MaintenanceService.HashKV.path,

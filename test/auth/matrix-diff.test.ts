@@ -9,6 +9,8 @@
 //   etcd 3.4 returns the auth store's raw error as UNKNOWN "auth: permission denied" / "auth: user
 //   name is empty" / "auth: invalid auth token"; Cairn returns etcd's converted errors
 //   (PERMISSION_DENIED "etcdserver: permission denied", ...), as every other service does.
+// - Status: etcd 3.4 answers any caller; Cairn refuses all but root as etcd 3.6 does (pinned against
+//   etcd 3.6.8 in test/etcd36/status-auth.test.ts): etcd 3.6.8's answers are expected here.
 // - LeaseTimeToLive is not compared: 3.4.23 checks nothing; Cairn checks READ on the attached keys
 //   as etcd 3.5.9+/3.4.26+ do (pinned in midstream.test.ts).
 // - A Txn nested in a Txn: 3.4.23 checks no permission for the inner Txn's operations (the outer one
@@ -52,6 +54,8 @@ interface Req {
   readonly rawAuthErrors?: true;
   /** A Txn nested in a Txn (see the header comment). */
   readonly nestedTxn?: true;
+  /** Root-only in etcd 3.6, open to all in 3.4 (see the header comment). */
+  readonly rootOnlySince36?: true;
 }
 
 const kvs: Projection = (v) => ({ kvs: ((v['kvs'] as Msg[] | undefined) ?? []).map((kv) => `${String(kv['key'])}=${String(kv['value'])}`), count: v['count'], more: v['more'] });
@@ -102,7 +106,7 @@ function requests(caller: string): Req[] {
     { name: 'lease revoke 1000 (key a/lease)', service: 'Lease', method: 'LeaseRevoke', req: { ID: '1000' }, project: ok },
     { name: 'lease revoke 2000 (key b/lease)', service: 'Lease', method: 'LeaseRevoke', req: { ID: '2000' }, project: ok },
     { name: 'lease leases', service: 'Lease', method: 'LeaseLeases', req: {}, project: ok },
-    { name: 'status', service: 'Maintenance', method: 'Status', req: {}, project: ok },
+    { name: 'status', service: 'Maintenance', method: 'Status', req: {}, project: ok, rootOnlySince36: true },
     { name: 'alarm get', service: 'Maintenance', method: 'Alarm', req: { action: 'GET' }, project: (v) => v['alarms'], rawAuthErrors: true },
     { name: 'alarm deactivate', service: 'Maintenance', method: 'Alarm', req: { action: 'DEACTIVATE', alarm: 'NOSPACE' }, project: ok, rawAuthErrors: true },
     { name: 'hashkv', service: 'Maintenance', method: 'HashKV', req: {}, project: ok, rawAuthErrors: true },
@@ -132,6 +136,12 @@ const RAW_AUTH_AS_CAIRN: Readonly<Record<string, { code: number; details: string
 };
 
 type Answer = { ok: true; v: unknown } | { ok: false; code: number; details: string };
+
+/** etcd 3.6.8's refusal of a root-only call to a caller without a user or with a bad token (else permission denied). */
+const ETCD36_ADMIN_REFUSAL: Readonly<Record<string, Answer>> = {
+  nobody: { ok: false, code: 3, details: 'etcdserver: user name is empty' },
+  badtoken: { ok: false, code: 16, details: 'etcdserver: invalid auth token' },
+};
 
 function answer(r: CallResult<Msg>, project: Projection | undefined): Answer {
   if (!r.ok) return { ok: false, code: r.code, details: r.details };
@@ -206,6 +216,10 @@ test('allow/deny matrix per role: Cairn answers as etcd 3.4.23', { timeout: 110_
         if (r.nestedTxn === true && !['root', 'rw', 'badtoken'].includes(caller)) {
           assert.deepEqual(want, { ok: true, v: true }, `${what}: etcd 3.4.23 lets a nested Txn through`);
           want = caller === 'nobody' ? { ok: false, code: 3, details: 'etcdserver: user name is empty' } : { ok: false, code: 7, details: 'etcdserver: permission denied' };
+        }
+        if (r.rootOnlySince36 === true && caller !== 'root') {
+          assert.deepEqual(want, { ok: true, v: 'ok' }, `${what}: etcd 3.4.23 answers Status to anyone`);
+          want = ETCD36_ADMIN_REFUSAL[caller] ?? { ok: false, code: 7, details: 'etcdserver: permission denied' };
         }
         assert.deepEqual(answer(c, r.project), want, what);
         if (want.ok) allowed++;
