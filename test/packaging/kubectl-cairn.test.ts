@@ -42,10 +42,10 @@ function pluginPath(): string {
   return dir;
 }
 
-function kubectlCairn(lk: LocalKube, binDir: string, args: readonly string[], timeoutMs = 120_000): Promise<Run> {
+/** Runs a command to its exit, collecting its output (SIGKILL after timeoutMs). */
+function runCommand(cmd: string, args: readonly string[], env: NodeJS.ProcessEnv = process.env, timeoutMs = 120_000): Promise<Run> {
   return new Promise((resolve, reject) => {
-    const env = { ...process.env, PATH: `${binDir}:${process.env['PATH'] ?? ''}`, KUBECONFIG: lk.kubeconfig };
-    const child = spawn(lk.kubectlPath, ['cairn', ...args], { env, stdio: ['ignore', 'pipe', 'pipe'] });
+    const child = spawn(cmd, [...args], { env, stdio: ['ignore', 'pipe', 'pipe'] });
     let stdout = '';
     let stderr = '';
     child.stdout.setEncoding('utf8').on('data', (c: string) => (stdout += c));
@@ -57,6 +57,11 @@ function kubectlCairn(lk: LocalKube, binDir: string, args: readonly string[], ti
       resolve({ code: code ?? -1, stdout, stderr });
     });
   });
+}
+
+/** `kubectl cairn ...`: kubectl finds the plugin on PATH. */
+function kubectlCairn(lk: LocalKube, binDir: string, args: readonly string[]): Promise<Run> {
+  return runCommand(lk.kubectlPath, ['cairn', ...args], { ...process.env, PATH: `${binDir}:${process.env['PATH'] ?? ''}`, KUBECONFIG: lk.kubeconfig });
 }
 
 /** Raises an alarm on a member through the etcd API (Maintenance.Alarm ACTIVATE), as the server would. */
@@ -186,14 +191,7 @@ test('kubectl cairn on localkube against an operator-managed 3-member cluster', 
     assert.ok(Number(res['revision']) >= compactedAt);
     assert.match(r.stderr, /"progress":"snapshot: from kc-\d/);
     assert.match(r.stderr, /"progress":"snapshot: .* written to .*, verified"/);
-    const st = await new Promise<Run>((resolve) => {
-      const c = spawn(process.execPath, [join(REPO_ROOT, 'dist', 'server', 'ctl', 'main.js'), 'snapshot', 'status', file, '-w', 'json'], { stdio: ['ignore', 'pipe', 'pipe'] });
-      let out = '';
-      let err = '';
-      c.stdout.setEncoding('utf8').on('data', (x: string) => (out += x));
-      c.stderr.setEncoding('utf8').on('data', (x: string) => (err += x));
-      c.on('close', (code) => resolve({ code: code ?? -1, stdout: out, stderr: err }));
-    });
+    const st = await runCommand(process.execPath, [join(REPO_ROOT, 'dist', 'server', 'ctl', 'main.js'), 'snapshot', 'status', file, '-w', 'json']);
     assert.equal(st.code, 0, `cairn snapshot status accepts it: ${st.stderr}`);
     assert.match(st.stdout, /"revision":\s*\d+/, st.stdout);
   });
