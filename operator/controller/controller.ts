@@ -68,6 +68,8 @@ export class Controller {
       pdbs: inf('PodDisruptionBudget', sel),
       serviceAccounts: inf('ServiceAccount', sel),
       roleBindings: inf('RoleBinding', sel),
+      // A restore's backupRef names one (observe/upkeep.ts resolves it).
+      backups: inf('EtcdBackup', undefined),
     };
   }
 

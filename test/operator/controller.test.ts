@@ -128,7 +128,7 @@ describe('operator process on a real kube-apiserver (no kubelet), under its own 
     assert.equal(st['phase'], 'Creating');
     assert.match(String(st['clusterToken']), /^demo-/);
     const conds = (st['conditions'] ?? []) as Obj[];
-    assert.deepEqual(conds.map((x) => x['type']).sort(), ['Available', 'Degraded', 'Progressing']);
+    assert.deepEqual(conds.map((x) => x['type']).sort(), ['Available', 'Degraded', 'Maintenance', 'Progressing']);
     assert.equal(conds.find((x) => x['type'] === 'Available')?.['status'], 'False');
   });
 
