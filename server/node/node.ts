@@ -14,8 +14,8 @@
 //   applied is applied twice; WAL entries above it are handed to raft again.
 // - A received snapshot is installed as: file fsynced -> WAL marker durable -> rename over the
 //   database. A restart finding a marker above LMDB's applied index finishes the rename.
-import { closeSync, fsyncSync, openSync, rmSync, renameSync, statSync } from 'node:fs';
-import { dirname, join } from 'node:path';
+import { rmSync, renameSync } from 'node:fs';
+import { join } from 'node:path';
 import { AlarmRequest_AlarmAction, AlarmType } from '../../proto/gen/etcdserverpb.js';
 import { decodeInternalRequest, encodeInternalRequest, type InternalRequestInit } from '../../proto/gen/cairnpb.js';
 import type { Wal } from '../wal/index.js';
@@ -32,10 +32,8 @@ import { AssertionFailure, ClientError, ServerRefusal, StorageFault, assert } fr
 import { failpoint, type FailpointName } from '../base/failpoints.js';
 import { fatalCause, isBenignStepRefusal } from './failstop.js';
 import {
-  APPLIED_WAITERS_MAX,
   APPLY_BATCH_ENTRIES_MAX,
   BACKEND_MAP_BYTES,
-  CLIENT_SNAPSHOTS_MAX,
   COMPACTION_BATCH_KEYS,
   COMPACTION_WAITERS_MAX,
   CONF_CHANGES_PENDING_MAX,
@@ -43,12 +41,10 @@ import {
   RAFT_MAX_INFLIGHT_MSGS,
   RAFT_MAX_SIZE_PER_MSG,
   RAFT_MAX_UNCOMMITTED_BYTES,
-  READS_PENDING_MAX,
   SHUTDOWN_TIMEOUT_MS,
   SNAPSHOT_CATCHUP_ENTRIES_DEFAULT,
   SNAPSHOT_COUNT_DEFAULT,
   WATCH_CATCH_UP,
-  WATCH_DEFERRED_TASKS_MAX,
 } from '../base/limits.js';
 import type { Logger } from '../base/log.js';
 import type { TlsConfig } from '../base/tls.js';
@@ -61,9 +57,12 @@ import { RequestIds } from './ids.js';
 import { HeartbeatGaps, appliedIn, nodeStats, peerRoundTrip, timed } from './stats.js';
 import { quotaCost } from './quota.js';
 import { SpaceGuard } from './space.js';
+import { BackendOps } from './backendops.js';
+import { ReadIndexBatcher } from './reads.js';
+import { dropped } from './proposals.js';
 import { Leases, PeerRequests, mapForwardedError } from './leases.js';
 import { AutoCompactor, type AutoCompactionMode } from './compactor.js';
-import { decodeHashReply, encodeHashRequest, initialMismatches, periodicMismatches, type LocalHash, type PeerHash } from './corrupt.js';
+import { CorruptionChecks } from './corrupt.js';
 import type { ClusterPath, LeaderView, MaintenancePath, MemberInfo, MemberStatus, HashKvResult } from './surface.js';
 
 export interface NodeConfig {
@@ -133,19 +132,6 @@ interface PendingWrite {
   done: Promise<void>;
 }
 
-interface AppliedWaiter {
-  readonly index: number;
-  readonly resolve: () => void;
-  readonly reject: (e: Error) => void;
-  readonly timer: NodeJS.Timeout;
-}
-
-interface ReadBatch {
-  readonly ctx: Buffer;
-  readonly waiters: { resolve: () => void; reject: (e: Error) => void }[];
-  readonly timer: NodeJS.Timeout;
-}
-
 /** What one LMDB batch changed, for everything that runs after its transaction committed. */
 interface Effects {
   revisions: RevisionEvents[];
@@ -173,17 +159,10 @@ export class Node implements ClusterPath, MaintenancePath, LeaderView {
   private readonly ids: RequestIds;
   private readonly waiters = new Map<bigint, Waiter>();
   private readonly confWaiters = new Map<bigint, ConfWaiter>();
-  private readonly appliedWaiters: AppliedWaiter[] = [];
-  private readQueue: ReadBatch['waiters'] = [];
-  /** Linearizable reads not answered yet (queued, in flight, or waiting for the apply): READS_PENDING_MAX. */
-  private readsPending = 0;
-  private readInFlight: ReadBatch | undefined = undefined;
-  private readSeq = 0n;
   /** Proposals of this turn, handed to raft together by flushProposals. */
   private proposals: { id: bigint; data: Uint8Array }[] = [];
   /** Proposals made while no leader was known, proposed again once one is (by id, in order). */
   private readonly leaderless = new Map<bigint, Uint8Array>();
-  private readWaitTimer: NodeJS.Timeout | undefined = undefined;
   private readonly incomingSnapshots = new Map<number, string>();
   private installing: Promise<void> | undefined = undefined;
   private kickScheduled = false;
@@ -221,26 +200,16 @@ export class Node implements ClusterPath, MaintenancePath, LeaderView {
   private readonly reqTimeoutMs: number;
   private readonly heartbeatGaps = new HeartbeatGaps();
   private readonly space: SpaceGuard;
+  private readonly ops: BackendOps;
+  private readonly corruption: CorruptionChecks;
+  private readonly reads: ReadIndexBatcher;
   private readonly leases: Leases;
   private readonly peer: PeerRequests;
-  /** Backend-wide operations that must not overlap (defragmentation, snapshot copies and installs). */
-  private backendOps: Promise<void> = Promise.resolve();
   /** Set while defragmentation replaces the database: committed entries wait in applyQueue. */
   private applyPaused = false;
-  /** Client snapshot copies on disk (CLIENT_SNAPSHOTS_MAX). */
-  private clientSnapshots = 0;
-  /** Set while the database file is being replaced (defragmentation, snapshot install): nothing may read it. */
-  private swapping = false;
-  /** Watch catch-up work that arrived while swapping, run once the new file is open. */
-  private readonly deferredWatchTasks: (() => void)[] = [];
-  /** Resolves when the swap in progress ends. */
-  private swapped: Promise<void> = Promise.resolve();
-  /** Size in use as last measured (Status during a swap answers with it). */
-  private lastInUseBytes = 0;
   /** Resolves when the running defragmentation (applyPaused) ends. */
   private defragDone: Promise<void> = Promise.resolve();
   private compactor: AutoCompactor | undefined = undefined;
-  private corruptTimer: NodeJS.Timeout | undefined = undefined;
   /** Test-only fault hooks (CAIRN_FAILPOINTS raft.ready / raft.step, refused outside test runs). */
   private readonly readyHook: (() => void) | undefined;
   private readonly stepHook: (() => void) | undefined;
@@ -267,6 +236,7 @@ export class Node implements ClusterPath, MaintenancePath, LeaderView {
     this.memberStore = new MemberStore(backend);
     this.auth = new AuthStore(backend, monotonicMs);
     this.alarms = new AlarmStore(backend);
+    this.reqTimeoutMs = 5000 + 2 * cfg.electionMs;
     this.leases = new Leases({
       cfg,
       leaseStore: this.leaseStore,
@@ -286,6 +256,27 @@ export class Node implements ClusterPath, MaintenancePath, LeaderView {
       request: (to, kind, body) => this.transport.request(to, kind, body, this.reqTimeoutMs),
       promoteMember: (id) => this.promoteMember(id),
     });
+    this.reads = new ReadIndexBatcher({
+      memberId,
+      reqTimeoutMs: this.reqTimeoutMs,
+      leaderId: () => this.leaderId,
+      appliedIndex: () => this.appliedIndex,
+      stopped: () => this.stopped,
+      readIndex: (ctx) => this.raft.readIndex(ctx),
+      kick: () => this.kick(),
+      fail: (err) => this.fail(err),
+    });
+    this.corruption = new CorruptionChecks({
+      cfg,
+      memberId,
+      store,
+      members: this.memberStore,
+      isLeader: () => this.role === 'leader',
+      stopped: () => this.stopped,
+      request: (to, kind, body) => this.transport.request(to, kind, body, this.reqTimeoutMs),
+      linearizableRead: () => this.linearizableRead() ?? Promise.resolve(),
+      raiseCorrupt: (member) => this.raiseAlarm(AlarmType.CORRUPT, member),
+    });
     this.space = new SpaceGuard({
       cfg,
       memberId,
@@ -294,9 +285,25 @@ export class Node implements ClusterPath, MaintenancePath, LeaderView {
       stopped: () => this.stopped,
       raiseNoSpace: () => this.raiseAlarm(AlarmType.NOSPACE),
     });
-    this.watchable = new WatchableStore(store, WATCH_CATCH_UP, (fn) => setImmediate(() => this.watchTask(fn)));
+    this.ops = new BackendOps({
+      cfg,
+      backend,
+      store,
+      pauseApply: () => this.pauseApply(),
+      quiesce: async () => {
+        await this.compacting;
+        await this.releasing;
+      },
+      afterDefrag: () => {
+        this.space.resetDbBytes();
+        this.guard(() => this.applyDurable());
+        this.kick();
+        this.compactInBackground();
+        return this.space.dbBytes;
+      },
+    });
+    this.watchable = new WatchableStore(store, WATCH_CATCH_UP, (fn) => setImmediate(() => this.ops.watchTask(fn)));
     this.leaderlessSince = monotonicMs();
-    this.reqTimeoutMs = 5000 + 2 * cfg.electionMs;
     this.readyHook = armed('raft.ready', cfg.logger);
     this.stepHook = armed('raft.step', cfg.logger);
     const electionTicks = Math.max(2, Math.round(cfg.electionMs / cfg.heartbeatMs));
@@ -513,7 +520,7 @@ export class Node implements ClusterPath, MaintenancePath, LeaderView {
     this.applyDurable();
     // A conf change must be in effect (applied, raft told) before raft hears that it was applied.
     if (serial) await this.drainWrites();
-    for (const rs of rd.readStates) this.onReadState(rs.index, rs.context);
+    for (const rs of rd.readStates) this.reads.onReadState(rs.index, rs.context);
     this.raft.advance(rd);
     this.dropStaleSnapshots();
     this.maybeCompactLog();
@@ -582,7 +589,7 @@ export class Node implements ClusterPath, MaintenancePath, LeaderView {
     if (ss.lead !== 0n && ss.lead !== prevLead) nodeStats.leaderChanges++;
     if (prevLead !== ss.lead) {
       this.cfg.logger.info(ss.lead === 0n ? 'lost the leader' : 'leader elected', { leader: ss.lead.toString(16), term: this.raft.status().hardState.term, role: ss.role });
-      if (this.readInFlight !== undefined && prevLead !== 0n) this.failReads(new ServerRefusal('leaderChanged'));
+      if (prevLead !== 0n) this.reads.leaderChanged();
       this.onLeaderChange(ss.lead);
     }
     if (ss.role === 'leader' && !wasLeader) this.leases.promote();
@@ -630,13 +637,7 @@ export class Node implements ClusterPath, MaintenancePath, LeaderView {
         });
       }
     }
-    if (this.readWaitTimer !== undefined) {
-      clearTimeout(this.readWaitTimer);
-      this.readWaitTimer = undefined;
-    }
-    if (this.readInFlight === undefined && this.readQueue.length > 0) queueMicrotask(() => {
-      if (this.readInFlight === undefined) this.startRead();
-    });
+    this.reads.leaderKnown();
   }
 
   /** etcd publishes the member's name and client URLs through the log once a leader exists. */
@@ -760,130 +761,13 @@ export class Node implements ClusterPath, MaintenancePath, LeaderView {
       // (Fields the run loop keeps, not raft.status(), which builds the whole progress map: hot path.)
       return undefined;
     }
-    if (this.readsPending >= READS_PENDING_MAX) return Promise.reject(new ServerRefusal('tooManyRequests'));
-    this.readsPending++;
-    return new Promise<void>((resolve, reject) => {
-      this.readQueue.push({
-        resolve: () => {
-          this.readsPending--;
-          resolve();
-        },
-        reject: (e) => {
-          this.readsPending--;
-          reject(e);
-        },
-      });
-      if (this.readInFlight === undefined) this.startRead();
-    });
+    return this.reads.read();
   }
 
   /** This member is the cluster's only voter (as applied). */
   private aloneAsVoter(): boolean {
     const voters = this.memberStore.all().filter((m) => !m.isLearner);
     return voters.length === 1 && voters[0]?.id === this.memberId;
-  }
-
-  private startRead(): void {
-    const waiters = this.readQueue;
-    this.readQueue = [];
-    if (waiters.length === 0) return;
-    if (this.leaderId === 0n) {
-      // Wait for a leader (as etcd's read loop does), failing with "no leader" after the request timeout.
-      this.readQueue = waiters;
-      this.readWaitTimer ??= setTimeout(() => {
-        this.readWaitTimer = undefined;
-        if (this.leaderId !== 0n) return;
-        for (const w of this.readQueue.splice(0)) w.reject(new ServerRefusal('noLeader'));
-      }, this.reqTimeoutMs);
-      return;
-    }
-    // The leader keeps pending reads by context: it must be unique across members (a duplicate is dropped).
-    const ctx = Buffer.alloc(16);
-    ctx.writeBigUInt64BE(this.memberId, 0);
-    ctx.writeBigUInt64BE(++this.readSeq, 8);
-    const timer = setTimeout(() => this.failReads(new ServerRefusal('timeout')), this.reqTimeoutMs);
-    this.readInFlight = { ctx, waiters, timer };
-    try {
-      this.raft.readIndex(ctx);
-    } catch (err) {
-      if (err instanceof ProposalDroppedError) this.failReads(dropped(err));
-      else this.fail(err);
-      return;
-    }
-    this.kick();
-  }
-
-  private failReads(err: Error): void {
-    const b = this.readInFlight;
-    this.readInFlight = undefined;
-    if (b !== undefined) {
-      clearTimeout(b.timer);
-      for (const w of b.waiters) w.reject(err);
-    }
-    if (this.readQueue.length > 0) this.startRead();
-  }
-
-  private onReadState(index: number, ctx: Uint8Array): void {
-    const b = this.readInFlight;
-    if (b === undefined || !b.ctx.equals(ctx)) return;
-    clearTimeout(b.timer);
-    this.readInFlight = undefined;
-    if (this.appliedIndex >= index) for (const w of b.waiters) w.resolve();
-    else {
-      this.waitApplied(index).then(
-        () => {
-          for (const w of b.waiters) w.resolve();
-        },
-        (err: unknown) => {
-          for (const w of b.waiters) w.reject(err instanceof Error ? err : new Error(String(err)));
-        },
-      );
-    }
-    if (this.readQueue.length > 0) this.startRead();
-  }
-
-  /**
-   * Resolves once this member has applied up to index: refused past APPLIED_WAITERS_MAX waiters, and
-   * timed out ('timeout') after the request timeout.
-   */
-  private waitApplied(index: number): Promise<void> {
-    if (this.appliedIndex >= index) return Promise.resolve();
-    if (this.stopped) return Promise.reject(new ServerRefusal('stopped'));
-    if (this.appliedWaiters.length >= APPLIED_WAITERS_MAX) return Promise.reject(new ServerRefusal('tooManyRequests'));
-    return new Promise<void>((resolve, reject) => {
-      const w: AppliedWaiter = {
-        index,
-        resolve,
-        reject,
-        timer: setTimeout(() => {
-          const at = this.appliedWaiters.indexOf(w);
-          if (at >= 0) this.appliedWaiters.splice(at, 1);
-          reject(new ServerRefusal('timeout'));
-        }, this.reqTimeoutMs),
-      };
-      this.appliedWaiters.push(w);
-    });
-  }
-
-  private wakeApplied(): void {
-    if (this.appliedWaiters.length === 0) return;
-    const keep: AppliedWaiter[] = [];
-    for (const w of this.appliedWaiters) {
-      if (w.index <= this.appliedIndex) {
-        clearTimeout(w.timer);
-        w.resolve();
-      } else keep.push(w);
-    }
-    this.appliedWaiters.length = 0;
-    this.appliedWaiters.push(...keep);
-  }
-
-  /** Every wait for the apply loop ends with err (stopping). */
-  private failAppliedWaiters(err: Error): void {
-    for (const w of this.appliedWaiters.splice(0)) {
-      clearTimeout(w.timer);
-      w.reject(err);
-    }
   }
 
   /** Undefined when reads may go ahead now; otherwise resolves once a snapshot install finished. */
@@ -900,7 +784,7 @@ export class Node implements ClusterPath, MaintenancePath, LeaderView {
       this.afterCommit(effects);
     }
     this.space.refreshDbBytes();
-    this.wakeApplied();
+    this.reads.wakeApplied(this.appliedIndex);
   }
 
   /** Applies entries in one LMDB transaction; redoes the batch when an entry fails halfway. */
@@ -1062,8 +946,7 @@ export class Node implements ClusterPath, MaintenancePath, LeaderView {
       w.reject(refusal);
     }
     this.confWaiters.clear();
-    this.failReads(refusal);
-    this.failAppliedWaiters(refusal);
+    this.reads.failAll(refusal);
     this.cfg.onFatal(fatal);
   }
 
@@ -1107,7 +990,7 @@ export class Node implements ClusterPath, MaintenancePath, LeaderView {
   /** A consistent copy of the database for a follower behind the compacted log. */
   private async openSnapshot(msg: Message): Promise<OutgoingSnapshot> {
     const file = join(snapDirOf(this.cfg), `out-${msg.to.toString(16)}-${process.hrtime.bigint().toString(36)}.mdb`);
-    await this.serialBackend(() => timed(nodeStats.backendSnapshot, this.backend.backup(file, false)));
+    await this.ops.serial(() => timed(nodeStats.backendSnapshot, this.backend.backup(file, false)));
     const copy = Backend.open(file, BACKEND_MAP_BYTES);
     let snapshot: SnapshotMeta;
     try {
@@ -1168,8 +1051,8 @@ export class Node implements ClusterPath, MaintenancePath, LeaderView {
       await this.compacting;
       // The leader's copy carries the leader's identity in its meta table: this member's own id goes in
       // before the file replaces ours (a restart after an install must come back as this member).
-      await this.serialBackend(() =>
-        this.swapBackend(final, (t) => {
+      await this.ops.serial(() =>
+        this.ops.swap(final, (t) => {
           t('meta').put(META.memberId, encodeId(this.memberId));
           t('meta').del(META.removed);
         }),
@@ -1253,7 +1136,7 @@ export class Node implements ClusterPath, MaintenancePath, LeaderView {
       } catch (err) {
         throw mapForwardedError(err);
       }
-      await this.waitApplied(this.raft.status().hardState.commit);
+      await this.reads.waitApplied(this.raft.status().hardState.commit);
       return this.memberStore.all();
     }
     if (!this.learnerReady(id)) throw new ClientError('learnerNotReady');
@@ -1350,7 +1233,7 @@ export class Node implements ClusterPath, MaintenancePath, LeaderView {
       raftAppliedIndex: this.appliedIndex,
       isLearner: this.isLearner(),
       dbSizeBytes: this.backend.sizeBytes(),
-      dbSizeInUseBytes: this.swapping ? this.lastInUseBytes : (this.lastInUseBytes = this.backend.sizeInUseBytes()),
+      dbSizeInUseBytes: this.ops.inUseBytes(),
       alarms: this.alarms.get(AlarmType.NONE),
     };
   }
@@ -1362,128 +1245,6 @@ export class Node implements ClusterPath, MaintenancePath, LeaderView {
 
   private raiseAlarm(alarm: number, memberID = this.memberId): Promise<ApplyOutcome> {
     return this.propose({ alarm: { action: AlarmRequest_AlarmAction.ACTIVATE, memberID, alarm } });
-  }
-
-  /** Runs a watch catch-up step now, or after the database file swap in progress. */
-  private watchTask(fn: () => void): void {
-    if (!this.swapping) {
-      fn();
-      return;
-    }
-    assert(this.deferredWatchTasks.length < WATCH_DEFERRED_TASKS_MAX, 'the watchable store schedules one flush and one sync step at a time');
-    this.deferredWatchTasks.push(fn);
-  }
-
-  /** Replaces the database file (Backend.replaceWith) with nothing reading it meanwhile. */
-  private async swapBackend(file: string, keep?: Parameters<Backend['replaceWith']>[1]): Promise<void> {
-    this.swapping = true;
-    let done!: () => void;
-    this.swapped = new Promise<void>((r) => (done = r));
-    try {
-      await this.backend.replaceWith(file, keep);
-    } finally {
-      this.swapping = false;
-      done();
-      for (const fn of this.deferredWatchTasks.splice(0)) setImmediate(fn);
-    }
-  }
-
-  /** Runs fn after every earlier backend-wide operation, alone. */
-  private serialBackend<T>(fn: () => Promise<T>): Promise<T> {
-    const run = this.backendOps.then(fn);
-    this.backendOps = run.then(
-      () => undefined,
-      () => undefined,
-    );
-    return run;
-  }
-
-  /**
-   * A consistent copy of the database for Maintenance.Snapshot, in the member's snapshot directory.
-   * The caller streams it and then calls release().
-   */
-  snapshotCopy(): Promise<{ path: string; bytes: number; release: () => void }> {
-    if (this.clientSnapshots >= CLIENT_SNAPSHOTS_MAX) return Promise.reject(new ServerRefusal('tooManyRequests'));
-    this.clientSnapshots++;
-    let released = false;
-    const done = (): void => {
-      if (released) return;
-      released = true;
-      this.clientSnapshots--;
-    };
-    return this.serialBackend(async () => {
-      const path = join(snapDirOf(this.cfg), `client-${process.hrtime.bigint().toString(36)}.mdb`);
-      const started = Date.now();
-      await timed(nodeStats.backendSnapshot, this.backend.backup(path, false));
-      const bytes = statSync(path).size;
-      this.cfg.logger.info('made a database copy for a client snapshot', { path, 'size-bytes': bytes, 'took-ms': Date.now() - started });
-      return {
-        path,
-        bytes,
-        release: () => {
-          rmSync(path, { force: true });
-          rmSync(`${path}-lock`, { force: true });
-          done();
-        },
-      };
-    }).catch((err: unknown) => {
-      done();
-      throw err;
-    });
-  }
-
-  /**
-   * Defragment (online, as etcd's: reads and applies wait while it runs): a compacting copy of the
-   * database (free pages dropped) replaces the file, which shrinks after deletes and compaction.
-   */
-  defragment(): Promise<{ beforeBytes: number; afterBytes: number; tookMs: number }> {
-    return this.serialBackend(async () => {
-      const log = this.cfg.logger;
-      const started = Date.now();
-      const beforeBytes = this.backend.sizeBytes();
-      log.info('defragmenting the storage backend', { path: this.backend.path, 'current-db-size-bytes': beforeBytes, 'current-db-size-in-use-bytes': this.backend.sizeInUseBytes() });
-      let done!: () => void;
-      this.installing = new Promise<void>((r) => (done = r));
-      this.defragDone = this.installing;
-      this.applyPaused = true;
-      try {
-        await this.compacting;
-        await this.releasing;
-        const tmp = join(dirname(this.backend.path), `defrag-${process.hrtime.bigint().toString(36)}.mdb`);
-        try {
-          await this.backend.backup(tmp, true);
-          const fd = openSync(tmp, 'r');
-          try {
-            fsyncSync(fd);
-          } finally {
-            closeSync(fd);
-          }
-          await this.swapBackend(tmp);
-        } finally {
-          rmSync(tmp, { force: true });
-          rmSync(`${tmp}-lock`, { force: true });
-        }
-      } finally {
-        this.applyPaused = false;
-        this.installing = undefined;
-        done();
-      }
-      this.space.resetDbBytes();
-      this.guard(() => this.applyDurable());
-      this.kick();
-      this.compactInBackground();
-      const tookMs = Date.now() - started;
-      nodeStats.backendDefrag.observe(tookMs / 1000);
-      const afterBytes = this.space.dbBytes;
-      log.info('finished defragmenting the storage backend', { 'current-db-size-bytes': afterBytes, 'previous-db-size-bytes': beforeBytes, 'took-ms': tookMs });
-      return { beforeBytes, afterBytes, tookMs };
-    });
-  }
-
-  /** Maintenance.Hash: CRC-32 over every replicated table (not member-local meta), and the current revision. */
-  hash(): { hash: number; revision: number } | Promise<{ hash: number; revision: number }> {
-    if (this.swapping) return this.swapped.then(() => this.hash());
-    return { hash: this.backend.hash(['rev', 'lease', 'members', 'alarm', 'authUsers', 'authRoles'], ['index', 'leaseKeys']), revision: this.store.currentRev };
   }
 
   /**
@@ -1533,9 +1294,44 @@ export class Node implements ClusterPath, MaintenancePath, LeaderView {
     }
   }
 
+  // ---------- backend operations (backendops.ts) ----------
+
+  /**
+   * A consistent copy of the database for Maintenance.Snapshot, in the member's snapshot directory.
+   * The caller streams it and then calls release().
+   */
+  snapshotCopy(): Promise<{ path: string; bytes: number; release: () => void }> {
+    return this.ops.snapshotCopy();
+  }
+
+  /**
+   * Defragment (online, as etcd's: reads and applies wait while it runs): a compacting copy of the
+   * database (free pages dropped) replaces the file, which shrinks after deletes and compaction.
+   */
+  defragment(): Promise<{ beforeBytes: number; afterBytes: number; tookMs: number }> {
+    return this.ops.defragment();
+  }
+
+  /** Maintenance.Hash: CRC-32 over every replicated table (not member-local meta), and the current revision. */
+  hash(): { hash: number; revision: number } | Promise<{ hash: number; revision: number }> {
+    return this.ops.hash();
+  }
+
   hashKV(revision: number): HashKvResult | Promise<HashKvResult> {
-    if (this.swapping) return this.swapped.then(() => this.hashKV(revision));
-    return this.store.hashKV(revision);
+    return this.ops.hashKV(revision);
+  }
+
+  /** Holds applies back (committed entries wait in applyQueue) and reads (whenReadable) until resumed. */
+  private pauseApply(): () => void {
+    let done!: () => void;
+    this.installing = new Promise<void>((r) => (done = r));
+    this.defragDone = this.installing;
+    this.applyPaused = true;
+    return () => {
+      this.applyPaused = false;
+      this.installing = undefined;
+      done();
+    };
   }
 
   // ---------- auto compaction and corruption checks ----------
@@ -1555,65 +1351,17 @@ export class Node implements ClusterPath, MaintenancePath, LeaderView {
       });
       this.compactor.start();
     }
-    const every = this.cfg.corruptCheckMs ?? 0;
-    if (every > 0) {
-      this.cfg.logger.info('enabled corruption checking', { interval: `${every}ms` });
-      this.corruptTimer = setInterval(() => {
-        if (this.role !== 'leader' || this.stopped) return;
-        this.checkHashes().catch((err: unknown) => this.cfg.logger.warn('corruption check failed', { error: err }));
-      }, every);
-      this.corruptTimer.unref();
-    }
-  }
-
-  private localHash(revision: number): LocalHash {
-    const h = this.store.hashKV(revision);
-    return { hash: h.hash, compactRevision: h.compactRevision, revision: h.hashRevision };
-  }
-
-  /** Every other member's HashKV at `revision` (unreachable or refusing members answer with an error). */
-  private peerHashes(revision: number): Promise<PeerHash[]> {
-    const others = this.memberStore.all().filter((m) => m.id !== this.memberId);
-    return Promise.all(
-      others.map((m) =>
-        this.transport.request(m.id, 'hashkv', encodeHashRequest(revision), this.reqTimeoutMs).then(
-          (body) => decodeHashReply(m.id, body),
-          (err: unknown): PeerHash => ({ id: m.id, ok: false, error: err instanceof Error ? err.message : String(err) }),
-        ),
-      ),
-    );
+    this.corruption.start();
   }
 
   /**
    * --experimental-initial-corrupt-check: before serving, this member's data must agree with every
    * reachable peer's at the same revision and compaction. Rejects (the process must not serve) on a mismatch.
    */
-  async initialCorruptCheck(): Promise<void> {
-    const log = this.cfg.logger;
-    const local = this.localHash(0);
-    log.info('starting initial corruption check', { revision: local.revision, 'compact-revision': local.compactRevision, hash: local.hash });
-    const peers = await this.peerHashes(local.revision);
-    for (const p of peers) if (!p.ok) log.warn('cannot check the hash of a peer', { peer: p.id.toString(16), error: p.error });
-    const bad = initialMismatches(local, peers);
-    if (bad.length > 0) {
-      for (const id of bad) log.error('found data inconsistency with a peer', { peer: id.toString(16), 'local-hash': local.hash, revision: local.revision, 'compact-revision': local.compactRevision });
-      throw new StorageFault(`${this.memberId.toString(16)} found data inconsistency with peers`);
-    }
-    log.info('initial corruption checking passed; no corruption', { revision: local.revision });
+  initialCorruptCheck(): Promise<void> {
+    return this.corruption.initial();
   }
 
-  /** The leader's periodic check (etcd's checkHashKV); raises CORRUPT for the first member found wrong. */
-  private async checkHashes(): Promise<void> {
-    const before = this.localHash(0);
-    const peers = await this.peerHashes(before.revision);
-    await (this.linearizableRead() ?? Promise.resolve());
-    const after = this.localHash(0);
-    const bad = periodicMismatches(this.memberId, before, after, peers);
-    const first = bad[0];
-    if (first === undefined) return;
-    this.cfg.logger.error('found data inconsistency: raising the CORRUPT alarm', { member: first.toString(16), 'leader-hash': before.hash, revision: before.revision, 'compact-revision': before.compactRevision, peers: peers.map((p) => (p.ok ? { id: p.id.toString(16), hash: p.hash, revision: p.revision, 'compact-revision': p.compactRevision } : { id: p.id.toString(16), error: p.error })) });
-    await this.raiseAlarm(AlarmType.CORRUPT, first);
-  }
 
   // ---------- compaction (physical, in the background) ----------
 
@@ -1676,7 +1424,7 @@ export class Node implements ClusterPath, MaintenancePath, LeaderView {
     this.stopped = true;
     if (this.tickTimer !== undefined) clearInterval(this.tickTimer);
     this.space.stop();
-    if (this.corruptTimer !== undefined) clearInterval(this.corruptTimer);
+    this.corruption.stop();
     this.compactor?.stop();
     this.leases.demote();
     for (const s of this.leaderlessSubs) if (s.timer !== undefined) clearTimeout(s.timer);
@@ -1693,8 +1441,7 @@ export class Node implements ClusterPath, MaintenancePath, LeaderView {
       clearInterval(w.retry);
       w.reject(refusal);
     }
-    this.failReads(refusal);
-    this.failAppliedWaiters(refusal);
+    this.reads.failAll(refusal);
     await this.releasing;
     await this.compacting;
     await this.backend.flush();
@@ -1710,22 +1457,6 @@ function computeAddedId(peerURLs: readonly string[], token: string): bigint {
 
 /** A membership change not applied after this many election timeouts is proposed again. */
 const CONF_REPROPOSE_ELECTIONS = 2;
-
-function dropped(err: unknown): Error {
-  if (err instanceof ProposalDroppedError) {
-    switch (err.reason) {
-      case 'noLeader':
-        return new ServerRefusal('noLeader');
-      case 'uncommittedBytes':
-        return new ServerRefusal('tooManyRequests');
-      case 'confChangePending':
-        return new ServerRefusal('timeout', 'etcdserver: request timed out');
-      default:
-        return new ServerRefusal('leaderChanged');
-    }
-  }
-  return err instanceof Error ? err : new Error(String(err));
-}
 
 
 class MidTxnFailure extends Error {
