@@ -241,7 +241,7 @@ async function run(given: Config, log: Logger): Promise<void> {
     election: electionApi(recipes, { identity: node, log: log.child('election'), onFatal: fatal }),
     auth: authApi(authz, { bcryptCost: cfg.bcryptCost }),
     watch,
-    cluster: clusterApi(node, hdr),
+    cluster: clusterApi(node, hdr, node),
     maintenance: maintenanceApi(node, hdr, { version: ETCD_COMPAT_VERSION, backendQuotaBytes: cfg.quotaBackendBytes, writes: local, log: log.child('maintenance') }),
   };
   const server = createGrpcServer(log.child('api'), services, { requestBytesMax: cfg.requestBytesMax, onFatal: fatal, leader: node, electionTimeoutMs: cfg.electionTimeoutMs, authz });

@@ -29,7 +29,7 @@ export interface ClusterApi {
   readonly memberAdd: (r: MemberAddRequest) => Promise<Uint8Array>;
   readonly memberRemove: (r: MemberRemoveRequest) => Promise<Uint8Array>;
   readonly memberUpdate: (r: MemberUpdateRequest) => Promise<Uint8Array>;
-  readonly memberList: (r: MemberListRequest) => Uint8Array;
+  readonly memberList: (r: MemberListRequest) => Uint8Array | Promise<Uint8Array>;
   readonly memberPromote: (r: MemberPromoteRequest) => Promise<Uint8Array>;
 }
 
@@ -42,7 +42,13 @@ export function toProtoMembers(members: readonly MemberInfo[]): MemberInit[] {
   return [...members].sort(byId).map((m) => ({ ID: m.id, name: m.name, peerURLs: m.peerURLs, clientURLs: m.clientURLs, isLearner: m.isLearner }));
 }
 
-export function clusterApi(cluster: ClusterPath, hdr: HeaderSource): ClusterApi {
+/** A linearizable read barrier (node's ReadIndex wait): undefined when this member may answer at once. */
+export interface ReadBarrier {
+  linearizableRead(): Promise<void> | undefined;
+}
+
+export function clusterApi(cluster: ClusterPath, hdr: HeaderSource, reads?: ReadBarrier): ClusterApi {
+  const list = (): Uint8Array => encodeMemberListResponse({ header: clusterHeader(hdr), members: toProtoMembers(cluster.members()) });
   return {
     memberAdd: async (r) => {
       const peerURLs = checkPeerUrls(r.peerURLs);
@@ -64,8 +70,12 @@ export function clusterApi(cluster: ClusterPath, hdr: HeaderSource): ClusterApi 
       const members = await cluster.updateMember(r.ID, r.peerURLs);
       return encodeMemberUpdateResponse({ header: clusterHeader(hdr), members: toProtoMembers(members) });
     },
-    // `linearizable` (3.5) is not honoured yet: the list is this member's applied view.
-    memberList: () => encodeMemberListResponse({ header: clusterHeader(hdr), members: toProtoMembers(cluster.members()) }),
+    // `linearizable` (etcd 3.6): the list after a ReadIndex wait, so it holds every change committed
+    // before the call (etcd's LinearizableReadNotify); without it, this member's applied view.
+    memberList: (r) => {
+      const barrier = r.linearizable ? reads?.linearizableRead() : undefined;
+      return barrier === undefined ? list() : barrier.then(list);
+    },
     memberPromote: async (r) => {
       const members = await cluster.promoteMember(r.ID);
       return encodeMemberPromoteResponse({ header: clusterHeader(hdr), members: toProtoMembers(members) });

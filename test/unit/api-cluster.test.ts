@@ -206,6 +206,11 @@ const ETCD_UNKNOWN: ReadonlyMap<string, string> = new Map([
   ['timeoutLeaderTransfer', 'etcdserver: request timed out, leader transfer took too long'],
   // auth.ErrNoPasswordUser (Authenticate as a --no-password user), observed from etcd 3.4.23.
   ['noPasswordUser', 'auth: authentication failed, password was given for no password user'],
+  // clientv3/concurrency's plain errors from the lock and election services, observed from etcd 3.6.8.
+  ['sessionExpired', 'mutex: session is expired'],
+  ['electionNotLeader', 'election: not leader'],
+  ['electionNoLeader', 'election: no leader'],
+  ['missingLeaderKey', '"leader" field must be provided'],
 ]);
 
 // Every kind, listed so that a new kind fails here until it is checked (the type checks the list).
@@ -218,11 +223,14 @@ const CLIENT_KINDS: readonly ClientErrorKind[] = [
   'rootUserNotExist', 'rootRoleNotExist', 'userAlreadyExist', 'userNotFound', 'roleAlreadyExist', 'roleNotFound',
   'roleNotGranted', 'permissionNotGranted', 'authNotEnabled', 'permissionDenied', 'invalidAuthToken',
   'invalidDowngradeTargetFormat', 'invalidDowngradeTarget', 'noInflightDowngrade',
-  'noPasswordUser',
+  'noPasswordUser', 'sessionExpired', 'electionNotLeader', 'electionNoLeader', 'missingLeaderKey', 'relayed',
 ];
 const REFUSAL_KINDS: readonly RefusalKind[] = ['stopped', 'tooManyRequests', 'timeout', 'timeoutLeaderFail', 'noLeader', 'leaderChanged', 'timeoutLeaderTransfer', 'removed', 'unhealthy'];
-/** Cairn's own errors (no etcd counterpart): badRequest carries its own text, keyTooLarge is an LMDB limit. */
-const CAIRN_ONLY = new Set(['badRequest', 'keyTooLarge']);
+/**
+ * Cairn's own errors (no etcd counterpart): badRequest carries its own text, keyTooLarge is an LMDB
+ * limit; relayed carries another error's etcd text with code Unknown (the lock and election services).
+ */
+const CAIRN_ONLY = new Set(['badRequest', 'keyTooLarge', 'relayed']);
 
 test('error table: every kind is mapped, and every etcd text has etcd\'s exact code', () => {
   assert.deepEqual(Object.keys(CLIENT_ERRORS).sort(), [...CLIENT_KINDS].sort());
@@ -238,6 +246,7 @@ test('error table: every kind is mapped, and every etcd text has etcd\'s exact c
     assert.equal(e.code, ETCD_RPCTYPES.get(e.details), `${kind}: ${JSON.stringify(e.details)} must be an etcd text with etcd's code`);
   }
   assert.equal(toGrpcError(new ClientError('badRequest', 'cairn: why')).details, 'cairn: why');
+  assert.deepEqual(toGrpcError(new ClientError('relayed', 'etcdserver: requested lease not found')), { code: Status.UNKNOWN, details: 'etcdserver: requested lease not found' });
   assert.equal(toGrpcError(new Error('boom')).code, Status.UNKNOWN);
 });
 
@@ -432,9 +441,16 @@ test('MemberAdd: normalised, sorted URLs go to the node; the answer carries head
   assert.deepEqual(res.members.map((m) => m.ID), [3n, 9n]);
   await assert.rejects(api.memberAdd({ peerURLs: ['http://a'], isLearner: false }), (e: unknown) => e instanceof ClientError && e.kind === 'invalidPeerUrls');
   assert.equal(asked.length, 1, 'an invalid request never reaches the node');
-  const list = decodeMemberListResponse(api.memberList({ linearizable: false }));
+  const list = decodeMemberListResponse(await api.memberList({ linearizable: false }));
   assert.deepEqual(list.members.map((m) => m.name), ['m9']);
   assert.equal(list.header?.revision, 0);
+  // linearizable: the list is read after the read barrier resolves.
+  let barrier = 0;
+  const withBarrier = clusterApi(path, hdr(12), { linearizableRead: () => Promise.resolve().then(() => void barrier++) });
+  const lin = decodeMemberListResponse(await withBarrier.memberList({ linearizable: true }));
+  assert.deepEqual([barrier, lin.members.map((m) => m.name)], [1, ['m9']]);
+  decodeMemberListResponse(await withBarrier.memberList({ linearizable: false }));
+  assert.equal(barrier, 1, 'a plain list waits for nothing');
 });
 
 function maintenancePath(status: MemberStatus, hash: HashKvResult): MaintenancePath & { moved: bigint[] } {
