@@ -190,7 +190,7 @@ export class BackupRunner {
         return this.healthy(s, c, 'Unknown', 'NoBackupYet', `no backup yet; the next at ${d.next?.toISOString() ?? '(never)'}`);
       }
       return undefined;
-    });
+    }, true);
   }
 
   private async createScheduled(c: EtcdCluster, raw: JsonObject, due: Date): Promise<void> {
@@ -221,8 +221,15 @@ export class BackupRunner {
   }
 
   /** GET the cluster, apply `mutate` to its status, PUT it back if it changed (retried on conflicts). */
-  private async updateCluster(c: EtcdCluster, mutate: (s: EtcdClusterStatus) => void): Promise<void> {
+  private async updateCluster(c: EtcdCluster, mutate: (s: EtcdClusterStatus) => void, fromCache = false): Promise<void> {
     const path = resourcePath(`${GROUP}/${VERSION}`, PLURAL, c.metadata.namespace, c.metadata.name);
+    if (fromCache) {
+      // `c` is this tick's cache: nothing to write as far as it knows means no GET (every 5 s).
+      const cached = JSON.stringify(c.status ?? {});
+      const probe = JSON.parse(cached) as EtcdClusterStatus;
+      mutate(probe);
+      if (sameIgnoringTimes(cached, probe)) return;
+    }
     for (let i = 0; i < STATUS_WRITE_ATTEMPTS; i++) {
       let cur: JsonObject;
       try {

@@ -5,7 +5,8 @@
 //   SHA-256 checked against a download), BackupHealthy=True and status.backup on the cluster;
 //   an on-demand EtcdBackup to another prefix works; a destination with wrong credentials gives the
 //   EtcdBackup Failed, BackupHealthy=False reason AccessDenied and a BackupFailed Event, and leaves no
-//   object; retention deletes the oldest scheduled record AND its object, never the newest; the
+//   object; a missing bucket and a dead endpoint fail with BucketMissing / EndpointUnreachable;
+//   retention deletes the oldest scheduled record AND its object, never the newest; the
 //   operator's metrics carry the last success time, duration and size. Throughput (MB/s) reported.
 // test-file-timeout: 12 min
 import { test, type TestContext } from 'node:test';
@@ -255,6 +256,19 @@ test('backups on localkube: scheduled, on demand, wrong credentials, retention',
       const failed = arr(o(JSON.parse(events))['items']).filter((e) => e['reason'] === 'BackupFailed');
       assert.ok(failed.some((e) => /denied: AccessDenied/.test(String(e['note']))), JSON.stringify(failed.map((e) => e['note'])));
       assert.deepEqual(await keysUnder(c, bad), [], 'nothing under the denied prefix');
+    });
+
+    await t.test('a missing bucket and an endpoint nobody answers: Failed with BucketMissing / EndpointUnreachable', async () => {
+      const cases = [
+        { name: 'nobucket', reason: 'BucketMissing', dest: { s3: { ...o(destination(`e2e/${ns}/`, 's3')['s3']), bucket: `missing-${ns}` } }, text: /does not exist/ },
+        { name: 'nobody', reason: 'EndpointUnreachable', dest: { s3: { ...o(destination(`e2e/${ns}/`, 's3')['s3']), endpoint: 'http://10.200.0.1:1' } }, text: /did not answer/ },
+      ];
+      for (const k of cases) {
+        await lk.apply(JSON.stringify({ apiVersion: 'cairn.dev/v1alpha1', kind: 'EtcdBackup', metadata: { name: k.name, namespace: ns }, spec: { clusterName: name, destination: k.dest } }));
+        const st = o((await waitBackup(lk, ns, k.name, 'Failed'))['status']);
+        assert.equal(arr(st['conditions']).find((x) => x['type'] === 'Failed')?.['reason'], k.reason, JSON.stringify(st));
+        assert.match(str(st['message']), k.text);
+      }
     });
 
     await t.test('retention keepLast 2 deletes the oldest scheduled record and its object, never the newest', async () => {
