@@ -211,6 +211,25 @@ function gatewayNorm(v: unknown): unknown {
 
 const b64 = (s: string): string => Buffer.from(s).toString('base64');
 
+/** A streaming gateway call's status and first message (the stream is then closed by the client). */
+function firstStreamed(base: string, path: string, body: object): Promise<string> {
+  return new Promise((resolve, reject) => {
+    const req = http.request(`${base}${path}`, { method: 'POST', agent: false, timeout: 10_000 }, (res) => {
+      let text = '';
+      res.on('data', (d: Buffer) => {
+        text += d.toString();
+        const nl = text.indexOf('\n');
+        if (nl < 0) return;
+        resolve(`${res.statusCode ?? 0} ${JSON.stringify(gatewayNorm(JSON.parse(text.slice(0, nl))))}`);
+        req.destroy();
+      });
+    });
+    req.on('error', (e) => reject(e));
+    req.on('timeout', () => req.destroy(new Error(`${path}: nothing streamed`)));
+    req.end(JSON.stringify(body));
+  });
+}
+
 test('Lock and Election over the HTTP gateway: the same JSON on Cairn and etcd 3.6.8', async (t) => {
   const seen = await onEtcd36AndCairn(t, async (_c, s) => {
     const u = s.clientUrl;
@@ -226,6 +245,8 @@ test('Lock and Election over the HTTP gateway: the same JSON on Cairn and etcd 3
     out.push(await post(u, '/v3/election/proclaim', { value: b64('v2') }));
     out.push(await post(u, '/v3/election/resign', { leader }));
     out.push(await post(u, '/v3/lock/lock', { name: b64('L'), lease: 0x777 }));
+    out.push(await post(u, '/v3/election/campaign', { name: b64('E'), lease: LEASE_A, value: b64('v3') }));
+    out.push(`observe: ${await firstStreamed(u, '/v3/election/observe', { name: b64('E') })}`);
     return out;
   });
   if (seen === undefined) return;
