@@ -8,6 +8,8 @@
 //     nothing starts on the old data (pod 0 moves it aside, says so, and restores; the others join as
 //     new members: new cluster id, no old member id); Restored=True,
 //     status.restore names the object; restore time reported;
+//   - an on-demand EtcdBackup of the same state (the operator's backup runner) restored into a new
+//     1-member cluster through backupRef holds the same keys;
 //   - a truncated object and a corrupt one (same size, one byte flipped) are refused before any member
 //     exists: no StatefulSet, Restored=False/RestoreRefused naming the reason, one Warning Event, no
 //     retry loop.
@@ -102,6 +104,17 @@ test('restore into a cluster on localkube (spec.bootstrap.fromBackup)', { timeou
     }
     t.diagnostic(`backup: ${rec.uri} ${String(rec.sizeBytes)} bytes at revision ${String(rec.revision)} in ${String(rec.end.getTime() - rec.start.getTime())} ms`);
     assert.equal(rec.revision, lastRev, 'no write between the last put and the backup');
+    // The same state through the operator's own backup (an on-demand EtcdBackup): a backupRef restore below.
+    const destination = { s3: { bucket: BUCKET, endpoint: s3.endpoint, forcePathStyle: true, credentialsSecretRef: { name: 's3-creds' } } };
+    await lk.apply(JSON.stringify({ apiVersion: 'cairn.dev/v1alpha1', kind: 'EtcdBackup', metadata: { name: 'db-before', namespace: ns }, spec: { clusterName: 'db', destination } }));
+    let eb: Obj = {};
+    await pollUntil('EtcdBackup db-before Succeeded', async () => {
+      const r = await lk.kubectl(['get', 'etcdbackup', '-n', ns, 'db-before', '-o', 'json']);
+      eb = r.code === 0 ? asObj((JSON.parse(r.stdout) as Obj)['status']) : {};
+      if (eb['phase'] === 'Failed') throw new Error(`EtcdBackup failed: ${JSON.stringify(eb)}`);
+      return eb['phase'] === 'Succeeded';
+    }, 180_000, 1000);
+    t.diagnostic(`EtcdBackup db-before: ${String(eb['uri'])} ${String(eb['size'])} bytes at revision ${String(eb['revision'])}`);
     // After the backup: more keys and a changed value the restored cluster must not have.
     for (let i = 0; i < 50; i++) await put(ep, `k/after-${String(i)}`, 'x');
     await put(ep, 'k/0000', 'changed after the backup');
@@ -153,6 +166,19 @@ test('restore into a cluster on localkube (spec.bootstrap.fromBackup)', { timeou
       }
       const line = (await lk.kubectlOk(['logs', '-n', ns, 'db-0', '--tail=-1'])).split('\n').find((l) => l.includes('restored the backup into this member')) ?? '';
       t.diagnostic(`pod 0: ${line}`);
+    });
+
+    await t.test('a new cluster restored from an EtcdBackup (backupRef) holds the same keys', async () => {
+      const t0 = Date.now();
+      await lk.apply(cluster(ns, 'fromref', { replicas: 1, bootstrap: { fromBackup: { backupRef: { name: 'db-before' } } } }));
+      const st = await waitStatus(lk, ns, 'fromref', 'restored and Available, 1 voter', (x) => availableWith(1)(x) && condOf(x, 'Restored')?.status === 'True', 240_000);
+      t.diagnostic(`backupRef: apply -> Restored and Available (1 member): ${String(Date.now() - t0)} ms`);
+      assert.equal(asObj(st['restore'])['uri'], eb['uri']);
+      assert.equal(asObj(st['restore'])['sha256'], eb['sha256']);
+      const ipr = (await lk.kubectlOk(['get', 'service', '-n', ns, 'fromref-client', '-o', 'jsonpath={.spec.clusterIP}'])).trim();
+      const got = await readAll(`${ipr}:2379`, 'k/');
+      assert.deepEqual([...got.kvs.entries()].sort(), [...expected.entries()].sort(), 'exactly the keys at the backup');
+      assert.ok(got.revision >= Number(eb['revision']) + BUMP);
     });
 
     await t.test('a truncated or corrupt object is refused before any member exists', async () => {
