@@ -27,7 +27,7 @@ import { AuthStore } from '../auth/index.js';
 import { AlarmStore, applyRequest, MidTxnError, type ActiveAlarm, type ApplyOutcome, type LeaseChanges } from '../apply/index.js';
 import { ProposalDroppedError, RawNode, decodeConfChange, type MemoryStorage, type ConfChange, type Entry, type HardState, type Message, type Ready, type SnapshotMeta, type SoftState } from '../raft/index.js';
 import { Transport, type OutgoingSnapshot, type PeerStats } from '../transport/index.js';
-import { MemberStore, computeMemberId, applyChange, checkChange, decodeChange, encodeChange, mayAdd, mayPromote, mayRemove, type Member, type MemberChange, type ReconfigVerdict, type ReconfigView } from '../membership/index.js';
+import { MemberStore, applyChange, checkChange, decodeChange, type MemberChange } from '../membership/index.js';
 import { AssertionFailure, ClientError, ServerRefusal, StorageFault, assert } from '../base/errors.js';
 import { failpoint, type FailpointName } from '../base/failpoints.js';
 import { fatalCause, isBenignStepRefusal } from './failstop.js';
@@ -36,7 +36,6 @@ import {
   BACKEND_MAP_BYTES,
   COMPACTION_BATCH_KEYS,
   COMPACTION_WAITERS_MAX,
-  CONF_CHANGES_PENDING_MAX,
   PROPOSALS_PENDING_MAX,
   RAFT_MAX_INFLIGHT_MSGS,
   RAFT_MAX_SIZE_PER_MSG,
@@ -57,10 +56,11 @@ import { RequestIds } from './ids.js';
 import { HeartbeatGaps, appliedIn, nodeStats, peerRoundTrip, timed } from './stats.js';
 import { quotaCost } from './quota.js';
 import { SpaceGuard } from './space.js';
+import { Reconfig } from './reconfig.js';
 import { BackendOps } from './backendops.js';
 import { ReadIndexBatcher } from './reads.js';
 import { dropped } from './proposals.js';
-import { Leases, PeerRequests, mapForwardedError } from './leases.js';
+import { Leases, PeerRequests } from './leases.js';
 import { AutoCompactor, type AutoCompactionMode } from './compactor.js';
 import { CorruptionChecks } from './corrupt.js';
 import type { ClusterPath, LeaderView, MaintenancePath, MemberInfo, MemberStatus, HashKvResult } from './surface.js';
@@ -101,25 +101,10 @@ export interface NodeConfig {
   readonly strictReconfigCheck?: boolean;
 }
 
-/** Throws etcd's refusal for a failed strict reconfiguration check. */
-function refuseReconfig(v: ReconfigVerdict): void {
-  if (v === 'notEnoughStarted') throw new ClientError('notEnoughStarted');
-  if (v === 'unhealthy') throw new ServerRefusal('unhealthy');
-}
-
 interface Waiter {
   readonly resolve: (o: ApplyOutcome) => void;
   readonly reject: (e: Error) => void;
   readonly timer: NodeJS.Timeout;
-}
-
-interface ConfWaiter {
-  readonly resolve: (members: Member[]) => void;
-  readonly reject: (e: Error) => void;
-  readonly timer: NodeJS.Timeout;
-  /** The proposal, proposed again until it is applied (see reproposeConfChanges). */
-  readonly cc: ConfChange;
-  readonly retry: NodeJS.Timeout;
 }
 
 interface PendingWrite {
@@ -158,7 +143,6 @@ export class Node implements ClusterPath, MaintenancePath, LeaderView {
   private transport!: Transport;
   private readonly ids: RequestIds;
   private readonly waiters = new Map<bigint, Waiter>();
-  private readonly confWaiters = new Map<bigint, ConfWaiter>();
   /** Proposals of this turn, handed to raft together by flushProposals. */
   private proposals: { id: bigint; data: Uint8Array }[] = [];
   /** Proposals made while no leader was known, proposed again once one is (by id, in order). */
@@ -200,6 +184,7 @@ export class Node implements ClusterPath, MaintenancePath, LeaderView {
   private readonly reqTimeoutMs: number;
   private readonly heartbeatGaps = new HeartbeatGaps();
   private readonly space: SpaceGuard;
+  private readonly reconfig: Reconfig;
   private readonly ops: BackendOps;
   private readonly corruption: CorruptionChecks;
   private readonly reads: ReadIndexBatcher;
@@ -276,6 +261,22 @@ export class Node implements ClusterPath, MaintenancePath, LeaderView {
       request: (to, kind, body) => this.transport.request(to, kind, body, this.reqTimeoutMs),
       linearizableRead: () => this.linearizableRead() ?? Promise.resolve(),
       raiseCorrupt: (member) => this.raiseAlarm(AlarmType.CORRUPT, member),
+    });
+    this.reconfig = new Reconfig({
+      cfg,
+      memberId,
+      members: this.memberStore,
+      ids: this.ids,
+      reqTimeoutMs: this.reqTimeoutMs,
+      raft: () => this.raft,
+      transport: () => this.transport,
+      isLeader: () => this.role === 'leader',
+      stopped: () => this.stopped,
+      kick: () => this.kick(),
+      fail: (err) => this.fail(err),
+      forwardToLeader: (kind, body) => this.peer.forwardToLeader(kind, body),
+      waitApplied: (index) => this.reads.waitApplied(index),
+      removed: (why) => this.removed(why),
     });
     this.space = new SpaceGuard({
       cfg,
@@ -620,7 +621,7 @@ export class Node implements ClusterPath, MaintenancePath, LeaderView {
     }
     this.retryLeaderless();
     this.publishAttrs();
-    setImmediate(() => this.reproposeConfChanges());
+    setImmediate(() => this.reconfig.repropose());
   }
 
   /** A leader is known again: proposals and reads that waited for one go ahead. */
@@ -888,30 +889,7 @@ export class Node implements ClusterPath, MaintenancePath, LeaderView {
       w.resolve(outcome);
     }
     if (a.compacted) this.compactInBackground();
-    for (const c of a.conf) this.afterConfChange(c.cc, c.change, c.error);
-  }
-
-  private afterConfChange(cc: ConfChange, change: MemberChange, error: ClientError | undefined): void {
-    const w = this.confWaiters.get(change.requestId);
-    if (w !== undefined) {
-      this.confWaiters.delete(change.requestId);
-      clearTimeout(w.timer);
-      clearInterval(w.retry);
-    }
-    if (error !== undefined) {
-      w?.reject(error);
-      return;
-    }
-    this.raft.applyConfChange(cc);
-    const id = change.member.id;
-    if (id !== this.memberId) {
-      if (change.kind === 'remove') this.transport.removePeer(id);
-      else if (change.kind === 'add' || change.kind === 'addLearner') this.transport.addPeer(id, [...change.member.peerURLs]);
-      else if (change.kind === 'update') this.transport.updatePeer(id, [...change.member.peerURLs]);
-    }
-    this.cfg.logger.info('applied a membership change', { change: change.kind, member: id.toString(16), 'peer-urls': change.member.peerURLs });
-    w?.resolve(this.memberStore.all());
-    if (change.kind === 'remove' && id === this.memberId) this.removed('this member was removed from the cluster');
+    for (const c of a.conf) this.reconfig.applied(c.cc, c.change, c.error);
   }
 
   /**
@@ -940,12 +918,7 @@ export class Node implements ClusterPath, MaintenancePath, LeaderView {
       w.reject(refusal);
     }
     this.waiters.clear();
-    for (const w of this.confWaiters.values()) {
-      clearTimeout(w.timer);
-      clearInterval(w.retry);
-      w.reject(refusal);
-    }
-    this.confWaiters.clear();
+    this.reconfig.failAll(refusal);
     this.reads.failAll(refusal);
     this.cfg.onFatal(fatal);
   }
@@ -1106,110 +1079,20 @@ export class Node implements ClusterPath, MaintenancePath, LeaderView {
     return this.memberStore.all();
   }
 
-  async addMember(peerURLs: readonly string[], isLearner: boolean): Promise<{ member: MemberInfo; members: MemberInfo[] }> {
-    const member: Member = { id: computeAddedId(peerURLs, this.cfg.cluster.initialClusterToken), name: '', peerURLs: [...peerURLs], clientURLs: [], isLearner };
-    const members = await this.proposeChange({ kind: isLearner ? 'addLearner' : 'add', requestId: this.ids.next(), member }, isLearner ? 'addLearner' : 'addNode');
-    return { member, members };
+  addMember(peerURLs: readonly string[], isLearner: boolean): Promise<{ member: MemberInfo; members: MemberInfo[] }> {
+    return this.reconfig.add(peerURLs, isLearner);
   }
 
   removeMember(id: bigint): Promise<MemberInfo[]> {
-    const cur = this.memberStore.get(id);
-    const member: Member = cur ?? { id, name: '', peerURLs: [], clientURLs: [], isLearner: false };
-    return this.proposeChange({ kind: 'remove', requestId: this.ids.next(), member }, 'removeNode');
+    return this.reconfig.remove(id);
   }
 
   updateMember(id: bigint, peerURLs: readonly string[]): Promise<MemberInfo[]> {
-    const cur = this.memberStore.get(id);
-    const member: Member = { id, name: cur?.name ?? '', peerURLs: [...peerURLs], clientURLs: cur?.clientURLs ?? [], isLearner: cur?.isLearner ?? false };
-    return this.proposeChange({ kind: 'update', requestId: this.ids.next(), member }, 'updateNode');
+    return this.reconfig.update(id, peerURLs);
   }
 
-  async promoteMember(id: bigint): Promise<MemberInfo[]> {
-    const cur = this.memberStore.get(id);
-    if (cur === undefined) throw new ClientError('memberNotFound');
-    if (!cur.isLearner) throw new ClientError('memberNotLearner');
-    if (this.role !== 'leader') {
-      const body = Buffer.alloc(8);
-      body.writeBigUInt64BE(id);
-      try {
-        await this.peer.forwardToLeader('promote', body);
-      } catch (err) {
-        throw mapForwardedError(err);
-      }
-      await this.reads.waitApplied(this.raft.status().hardState.commit);
-      return this.memberStore.all();
-    }
-    if (!this.learnerReady(id)) throw new ClientError('learnerNotReady');
-    if (this.strictReconfig()) refuseReconfig(mayPromote(this.reconfigView()));
-    return this.proposeChange({ kind: 'promote', requestId: this.ids.next(), member: cur }, 'addNode');
-  }
-
-  /** etcd: a learner may be promoted once its match index is at least 90% of the leader's. */
-  private learnerReady(id: bigint): boolean {
-    const st = this.raft.status();
-    const p = st.progress.get(id);
-    const mine = st.progress.get(this.memberId);
-    if (p === undefined || mine === undefined) return false;
-    return p.match >= mine.match * 0.9;
-  }
-
-  /** etcd's --strict-reconfig-check (default on). */
-  private strictReconfig(): boolean {
-    return this.cfg.strictReconfigCheck !== false;
-  }
-
-  private reconfigView(): ReconfigView {
-    return { members: this.memberStore.all(), self: this.memberId, activeSince: (id) => this.transport.activeSince(id), nowMs: Date.now() };
-  }
-
-  private proposeChange(change: MemberChange, type: ConfChange['type']): Promise<Member[]> {
-    if (this.stopped) return Promise.reject(new ServerRefusal('stopped'));
-    if (this.confWaiters.size >= CONF_CHANGES_PENDING_MAX) return Promise.reject(new ServerRefusal('tooManyRequests'));
-    if (this.strictReconfig()) {
-      // etcd checks these before the change is proposed, and validates it only when applied.
-      const view = this.reconfigView();
-      if (change.kind === 'add' || change.kind === 'addLearner') refuseReconfig(mayAdd(view, change.kind === 'addLearner'));
-      else if (change.kind === 'remove') refuseReconfig(mayRemove(view, change.member.id));
-    }
-    checkChange(this.memberStore.all(), (id) => this.memberStore.isRemoved(id), change);
-    const cc: ConfChange = { type, nodeId: change.member.id, context: encodeChange(change) };
-    return new Promise<Member[]>((resolve, reject) => {
-      try {
-        this.raft.proposeConfChange(cc);
-      } catch (err) {
-        if (!(err instanceof ProposalDroppedError)) this.fail(err);
-        reject(dropped(err));
-        return;
-      }
-      const retry = setInterval(() => this.reproposeConfChanges(), CONF_REPROPOSE_ELECTIONS * this.cfg.electionMs);
-      const timer = setTimeout(() => {
-        this.confWaiters.delete(change.requestId);
-        clearInterval(retry);
-        reject(new ServerRefusal('timeout'));
-      }, this.reqTimeoutMs);
-      this.confWaiters.set(change.requestId, { resolve, reject, timer, cc, retry });
-      this.kick();
-    });
-  }
-
-  /**
-   * Proposes the membership changes still waiting to be applied once more. A proposal forwarded to a
-   * leader that is gone (removed, killed) or that had another change pending is lost without a word,
-   * and etcd's caller then times out ("request timed out"); a change is safe to propose twice because
-   * the second copy fails checkChange when applied (the member exists, is gone, or is no learner) and
-   * changes nothing, so Cairn proposes again at every new leader and every few election timeouts.
-   */
-  private reproposeConfChanges(): void {
-    if (this.stopped || this.confWaiters.size === 0 || this.raft.status().softState.lead === 0n) return;
-    for (const w of this.confWaiters.values()) {
-      try {
-        this.raft.proposeConfChange(w.cc);
-      } catch (err) {
-        // No leader or a change pending at the leader: the next leader or the next interval retries.
-        if (!(err instanceof ProposalDroppedError)) this.fail(err);
-      }
-    }
-    this.kick();
+  promoteMember(id: bigint): Promise<MemberInfo[]> {
+    return this.reconfig.promote(id);
   }
 
   // ---------- Maintenance ----------
@@ -1436,11 +1319,7 @@ export class Node implements ClusterPath, MaintenancePath, LeaderView {
       clearTimeout(w.timer);
       w.reject(refusal);
     }
-    for (const w of this.confWaiters.values()) {
-      clearTimeout(w.timer);
-      clearInterval(w.retry);
-      w.reject(refusal);
-    }
+    this.reconfig.failAll(refusal);
     this.reads.failAll(refusal);
     await this.releasing;
     await this.compacting;
@@ -1450,13 +1329,6 @@ export class Node implements ClusterPath, MaintenancePath, LeaderView {
   }
 }
 
-/** A member added later gets etcd's id: its peer URLs, the token and the current time hashed. */
-function computeAddedId(peerURLs: readonly string[], token: string): bigint {
-  return computeMemberId(peerURLs, token, Math.floor(Date.now() / 1000));
-}
-
-/** A membership change not applied after this many election timeouts is proposed again. */
-const CONF_REPROPOSE_ELECTIONS = 2;
 
 
 class MidTxnFailure extends Error {
