@@ -91,6 +91,8 @@ async function upkeep(ctx: ActContext, step: Extract<Step, { kind: 'compact' | '
 }
 
 async function perform(ctx: ActContext, step: Step): Promise<Done> {
+  // Nothing to do but the Warning Event itself.
+  if (step.kind === 'warn') return { note: step.note, refused: true };
   if (step.kind === 'compact' || step.kind === 'defragment' || step.kind === 'disarmAlarm') return { note: await upkeep(ctx, step) };
   if (step.kind === 'verifyBackup') {
     const r = await verifyBackup(ctx.rest, ctx.cluster.metadata.namespace, ctx.cluster.metadata.name, step);
@@ -99,7 +101,7 @@ async function perform(ctx: ActContext, step: Step): Promise<Done> {
   return { note: await change(ctx, step) };
 }
 
-async function change(ctx: ActContext, step: Exclude<Step, { kind: 'compact' | 'defragment' | 'disarmAlarm' | 'verifyBackup' }>): Promise<string> {
+async function change(ctx: ActContext, step: Exclude<Step, { kind: 'compact' | 'defragment' | 'disarmAlarm' | 'verifyBackup' | 'warn' }>): Promise<string> {
   const ns = ctx.cluster.metadata.namespace;
   const { rest } = ctx;
   switch (step.kind) {
@@ -205,7 +207,7 @@ export async function act(ctx: ActContext, step: Step, reason: string): Promise<
     const d = await perform(ctx, step);
     const done = d.note;
     // Applying unchanged support objects is routine: only membership and volume changes are events.
-    const failed = step.kind === 'apply' ? undefined : d.refused === true ? await recordEvent(ctx, 'Warning', 'RestoreRefused', step.kind, `${done} (${reason})`) : await recordEvent(ctx, 'Normal', r, step.kind, `${done} (${reason})`);
+    const failed = step.kind === 'apply' ? undefined : d.refused === true ? await recordEvent(ctx, 'Warning', step.kind === 'warn' ? step.reason : 'RestoreRefused', step.kind, `${done} (${reason})`) : await recordEvent(ctx, 'Normal', r, step.kind, `${done} (${reason})`);
     return failed === undefined ? done : `${done} (the Event was not recorded: ${failed instanceof Error ? failed.message : JSON.stringify(failed)})`;
   } catch (e) {
     const msg = e instanceof Error ? e.message : String(e);

@@ -290,6 +290,25 @@ function statusSchema(): Schema {
           retryable: { type: 'boolean' },
         },
       },
+      quorumLoss: {
+        type: 'object',
+        required: ['since', 'lost', 'survivors'],
+        properties: {
+          since: { type: 'string', format: 'date-time' },
+          lost: { type: 'array', maxItems: 16, items: s() },
+          survivors: {
+            type: 'array',
+            maxItems: 16,
+            items: {
+              type: 'object',
+              required: ['name', 'id', 'learner', 'raftAppliedIndex', 'raftIndex', 'revision'],
+              properties: { name: s(), id: s(32), learner: { type: 'boolean' }, raftAppliedIndex: i, raftIndex: i, revision: i },
+            },
+          },
+          lastKnownRevision: i,
+          confirmedAt: { type: 'string', format: 'date-time' },
+        },
+      },
     },
   };
 }

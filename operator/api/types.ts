@@ -299,6 +299,35 @@ export interface EtcdClusterStatus {
   backup?: ClusterBackupStatus;
   maintenance?: MaintenanceStatus;
   restore?: RestoreStatus;
+  quorumLoss?: QuorumLossStatus;
+}
+
+/** A member that still answered its own Status while quorum was lost (one of QuorumLossStatus.survivors). */
+export interface QuorumLossSurvivor {
+  /** The pod name. */
+  name: string;
+  id: string;
+  learner: boolean;
+  raftAppliedIndex: number;
+  raftIndex: number;
+  revision: number;
+}
+
+/**
+ * Quorum lost: a majority of the voting members does not answer. Written by the planner while it
+ * lasts (removed once quorum is back); read-only: the operator changes nothing because of it.
+ */
+export interface QuorumLossStatus {
+  /** RFC 3339 time quorum was first seen lost (the QuorumLost threshold counts from here). */
+  since: string;
+  /** Voting members that do not answer (pod names, or ids for members not of this cluster's pods). */
+  lost: string[];
+  /** The members that answered, best first: highest applied index, then revision, then lowest ordinal. */
+  survivors: QuorumLossSurvivor[];
+  /** The highest revision any member reported before quorum was lost (what a recovery could lose down to the best survivor's). */
+  lastKnownRevision?: number;
+  /** Set once the loss lasted past the threshold and was announced (Available=False/QuorumLost, a Warning Event). */
+  confirmedAt?: string;
 }
 
 export interface ObjectMeta {

@@ -185,24 +185,27 @@ async function withAdmin<T>(endpoint: string, fn: (c: EtcdAdmin) => Promise<T>):
   }
 }
 
-/** The members as the cluster reports them, each with its own Status (undefined: no answer). */
-export async function memberView(k: KubeView): Promise<{ members?: ObservedMember[]; clusterId?: string; alarms?: ObservedAlarm[] }> {
+type Listed = Awaited<ReturnType<EtcdAdmin['memberList']>>;
+
+/** The first answer of `list` from the pods (ready ones first) and the endpoint that gave it. */
+async function firstList(k: KubeView, linearizable: boolean): Promise<{ listed: Listed; via: string } | undefined> {
+  const candidates = k.pods.filter((p) => p.ready && p.ip !== undefined).concat(k.pods.filter((p) => !p.ready && p.ip !== undefined));
+  for (const p of candidates) {
+    const via = `${p.ip ?? ''}:${String(CLIENT_PORT)}`;
+    const listed = await withAdmin(via, (c) => c.memberList(linearizable));
+    if (listed !== undefined) return { listed, via };
+  }
+  return undefined;
+}
+
+/** Each listed member with its own Status answer (asked at its pod's IP). */
+function withStatuses(k: KubeView, listed: Listed): Promise<ObservedMember[]> {
   const { name, namespace } = k.cluster.metadata;
   const endpointOf = (ordinal: number): string | undefined => {
     const ip = k.pods.find((p) => p.ordinal === ordinal && !p.deleting)?.ip;
     return ip === undefined ? undefined : `${ip}:${String(CLIENT_PORT)}`;
   };
-  const candidates = k.pods.filter((p) => p.ready && p.ip !== undefined).concat(k.pods.filter((p) => !p.ready && p.ip !== undefined));
-  let listed: Awaited<ReturnType<EtcdAdmin['memberList']>> | undefined;
-  let via = '';
-  for (const p of candidates) {
-    via = `${p.ip ?? ''}:${String(CLIENT_PORT)}`;
-    listed = await withAdmin(via, (c) => c.memberList(true));
-    if (listed !== undefined) break;
-  }
-  if (listed === undefined) return {};
-  const alarms = await withAdmin(via, (c) => c.alarmList());
-  const members = await Promise.all(
+  return Promise.all(
     listed.members.map(async (m): Promise<ObservedMember> => {
       const peerURL = m.peerURLs[0] ?? '';
       const base: ObservedMember = { id: m.id, name: m.name, peerURL, learner: m.isLearner };
@@ -214,7 +217,22 @@ export async function memberView(k: KubeView): Promise<{ members?: ObservedMembe
       return { ...base, status: { leader: s.leader, raftIndex: s.raftIndex, raftAppliedIndex: s.raftAppliedIndex, dbSize: s.dbSize, dbSizeInUse: s.dbSizeInUse, revision: s.revision, errors: s.errors } };
     }),
   );
-  return { members, clusterId: listed.clusterId, ...(alarms !== undefined ? { alarms } : {}) };
+}
+
+/**
+ * The members as the cluster reports them (a linearizable list), each with its own Status
+ * (undefined: no answer). When no member answers the linearizable list (no quorum), the list one
+ * member knows on its own, with the Statuses, as localMembers (quorum-loss reporting only).
+ */
+export async function memberView(k: KubeView): Promise<{ members?: ObservedMember[]; clusterId?: string; alarms?: ObservedAlarm[]; localMembers?: ObservedMember[] }> {
+  const first = await firstList(k, true);
+  if (first === undefined) {
+    const local = await firstList(k, false);
+    return local === undefined ? {} : { localMembers: await withStatuses(k, local.listed) };
+  }
+  const alarms = await withAdmin(first.via, (c) => c.alarmList());
+  const members = await withStatuses(k, first.listed);
+  return { members, clusterId: first.listed.clusterId, ...(alarms !== undefined ? { alarms } : {}) };
 }
 
 export const AGENT_CALL_TIMEOUT_MS = 1500;
@@ -246,6 +264,7 @@ export async function observe(caches: Caches, raw: JsonObject, now: string, defa
   if (mv.members !== undefined) o.members = mv.members;
   if (mv.clusterId !== undefined) o.clusterId = mv.clusterId;
   if (mv.alarms !== undefined) o.alarms = mv.alarms;
+  if (mv.localMembers !== undefined) o.localMembers = mv.localMembers;
   o.defragDue = defragDue(k.cluster, str(metaOf(raw)['creationTimestamp']), now);
   const source = restoreSource(k.cluster, caches.backups?.list(), caches.clusters.list().map(parseCluster));
   if (source !== undefined) o.restoreSource = source;

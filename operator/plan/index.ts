@@ -35,3 +35,4 @@ export { caughtUp, hasQuorum, isHealthy, isSafe, viewOf, type View } from './vie
 export { RESTORE_RETRY_MS, RESTORE_VERIFY_DEADLINE_MS } from './restore.js';
 export { defragOrder, fragmentationPercent } from './upkeep.js';
 export { RESTORE_ENV } from './desired.js';
+export { QUORUM_LOST, quorumLossMessage, rankSurvivors } from './quorum.js';

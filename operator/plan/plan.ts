@@ -14,6 +14,7 @@ import {
   supportObjects,
 } from './desired.js';
 import { guarded, moveLeaderOff, waiting, type Decision } from './decision.js';
+import { withQuorumLoss } from './quorum.js';
 import { restoredCondition, restoreFinished, restoreGate } from './restore.js';
 import { condition, reportStatus, type Verdict } from './status.js';
 import type { Observed, Plan, Step } from './types.js';
@@ -30,6 +31,7 @@ function carried(v: View): EtcdClusterStatus {
   if (s.stoppedRollout !== undefined) out.stoppedRollout = s.stoppedRollout;
   if (s.maintenance !== undefined) out.maintenance = s.maintenance;
   if (s.restore !== undefined) out.restore = s.restore;
+  if (s.quorumLoss !== undefined) out.quorumLoss = s.quorumLoss;
   return out;
 }
 
@@ -288,7 +290,7 @@ function verdictOf(v: View, d: Decision): Verdict {
 /** The next step for an observation, its reason, and the status to write before acting. */
 export function plan(o: Observed): Plan {
   const v = viewOf(o);
-  const d = decide(v);
+  const d = withQuorumLoss(v, decide(v));
   const status = restoreFinished(v, d.status);
   const out = reportStatus(v, status, verdictOf(v, d));
   return { step: d.step, reason: d.reason, status: { ...out, conditions: conditions(v, status, out.conditions ?? []) } };

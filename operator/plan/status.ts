@@ -3,6 +3,7 @@
 // planner then sets the operation/stoppedRollout/clusterId fields its step decides.
 import type { Condition, ConditionStatus, ConditionType, EtcdClusterStatus, MemberStatus, Phase } from '../api/index.js';
 import { imageTag, labelSelector, names, quorum } from './desired.js';
+import { quorumLossAvailable } from './quorum.js';
 import { hasQuorum, podAt, type View } from './view.js';
 
 function members(v: View): MemberStatus[] {
@@ -40,7 +41,9 @@ export function condition(v: View, type: ConditionType, status: boolean | 'Unkno
   };
 }
 
-function available(v: View): Condition {
+function available(v: View, status: EtcdClusterStatus): Condition {
+  const lost = quorumLossAvailable(v, status.quorumLoss);
+  if (lost !== undefined) return condition(v, 'Available', false, lost.reason, lost.message);
   if (v.members === undefined) return condition(v, 'Available', false, v.o.cluster.status?.clusterId === undefined ? 'NotCreated' : 'NoAnswer', 'no member answered');
   const msg = `${String(v.healthyVoters)} of ${String(v.voters)} voting members healthy (quorum ${String(quorum(v.voters))})`;
   return condition(v, 'Available', hasQuorum(v), hasQuorum(v) ? 'QuorumHealthy' : 'NoQuorum', msg);
@@ -89,7 +92,7 @@ export function reportStatus(v: View, status: EtcdClusterStatus, verdict: Verdic
   out.replicas = v.voters;
   out.selector = labelSelector(v.o.cluster);
   const planned = [
-    available(v),
+    available(v, status),
     condition(v, 'Progressing', verdict.progressing.status, verdict.progressing.reason, verdict.progressing.message),
     condition(v, 'Degraded', verdict.degraded.status, verdict.degraded.reason, verdict.degraded.message),
     ...(status.conditions ?? []).filter((c) => c.type === 'Maintenance' || c.type === 'Restored'),

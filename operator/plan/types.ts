@@ -104,6 +104,12 @@ export interface Observed {
   members?: readonly ObservedMember[];
   /** The cluster id (hex) from the member list's response header. */
   clusterId?: string;
+  /**
+   * Only when no member answered the linearizable member list (quorum lost, say): the list as one
+   * reachable member knows it from its own view (non-linearizable), each member with its own Status.
+   * Possibly stale, so the planner uses it for nothing but reporting a quorum loss (plan/quorum.ts).
+   */
+  localMembers?: readonly ObservedMember[];
   /** Raised alarms; undefined when no member answered AlarmList. */
   alarms?: readonly ObservedAlarm[];
   /** spec.defrag's schedule has come due since the last defragmentation round (observe/ evaluates the cron). */
@@ -125,6 +131,8 @@ export interface PlanSettings {
   catchUpEntriesMax: number;
   /** Requeue while waiting for the world to move. */
   waitMs: number;
+  /** A majority of the voters lost this long is reported as Available=False/QuorumLost (with a Warning Event). */
+  quorumLossAfterMs: number;
 }
 
 export const DEFAULT_SETTINGS: PlanSettings = {
@@ -132,6 +140,7 @@ export const DEFAULT_SETTINGS: PlanSettings = {
   upgradeHealthyTimeoutMs: 180_000,
   catchUpEntriesMax: 1000,
   waitMs: 2000,
+  quorumLossAfterMs: 300_000,
 };
 
 export type Step =
@@ -157,7 +166,9 @@ export type Step =
   | { kind: 'defragment'; member: string; id: string; why: string }
   | { kind: 'disarmAlarm'; memberId: string; alarm: 'NOSPACE' | 'CORRUPT' }
   /** Read the backup object whole and check it (size, SHA-256, trailer); act records the outcome in status.restore. */
-  | { kind: 'verifyBackup'; source: Extract<RestoreSource, { ok: true }> };
+  | { kind: 'verifyBackup'; source: Extract<RestoreSource, { ok: true }> }
+  /** Record a Warning Event and nothing else (a quorum loss confirmed: the user has to act). */
+  | { kind: 'warn'; reason: 'QuorumLost'; note: string };
 
 export type StepKind = Step['kind'];
 
