@@ -3,7 +3,7 @@
 // member from a restored data dir.
 import { HeadObjectCommand, ListMultipartUploadsCommand, ListObjectsV2Command, type S3Client } from '@aws-sdk/client-s3';
 import { join } from 'node:path';
-import { SnapshotSource, s3Client, sourceOrder, type LogLine, type SourceCandidate } from '../../operator/backup/index.js';
+import { SnapshotSource, restoreMember, s3Client, sourceOrder, type BackupRecord, type LogLine, type RestoreMember, type RestoreResult, type SourceCandidate } from '../../operator/backup/index.js';
 import type { Cluster } from '../harness/cluster.js';
 import type { EtcdClient, Msg } from '../harness/client.js';
 import { freePort, REPO_ROOT, startCairn, tempDir, type ServerProc } from '../harness/procs.js';
@@ -113,5 +113,23 @@ export function startRestored(t: RestoreTarget): Promise<ServerProc> {
     name: t.name,
     dataDir: t.dataDir,
     extraArgs: ['--listen-peer-urls', t.peerUrl, '--initial-advertise-peer-urls', t.peerUrl, '--initial-cluster', `${t.name}=${t.peerUrl}`, '--initial-cluster-token', t.token],
+  });
+}
+
+/**
+ * The operator's restore path for one member from a backup's record: download (to a fresh temp dir)
+ * verified against the record's size and SHA-256, then `cairn snapshot restore` (bumpRevision
+ * undefined: the operator's default bump and compaction mark; 0: neither).
+ */
+export function restoreFromRecord(s3: S3Client, bucket: string, rec: BackupRecord, member: RestoreMember, bumpRevision?: number): Promise<RestoreResult> {
+  return restoreMember({
+    s3,
+    bucket,
+    key: rec.key,
+    expect: { sizeBytes: rec.sizeBytes, sha256: rec.sha256 },
+    downloadPath: join(tempDir('cairn-download-'), 'backup.snapshot'),
+    member,
+    cairnBin: CAIRN_BIN,
+    ...(bumpRevision !== undefined ? { bumpRevision } : {}),
   });
 }
