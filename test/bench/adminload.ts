@@ -13,10 +13,10 @@ import { connect, grpcFrame, unaryRawAsync } from './loadlib.js';
 import { encodeRequest, decodeResponse } from '../harness/client.js';
 import { runEtcdctl, type ServerOpts, type ServerProc } from '../harness/procs.js';
 
-const VALUE_BYTES = 64 * 1024;
+export const VALUE_BYTES = 64 * 1024;
 const IN_FLIGHT = 32;
 const CONNECTIONS = 4;
-const QUOTA_FLAG = '--quota-backend-bytes=8589934592';
+export const QUOTA_FLAG = '--quota-backend-bytes=8589934592';
 const CTL_TIMEOUT_MS = 20 * 60_000;
 
 export interface AdminFigures {
@@ -37,7 +37,7 @@ function keyOf(i: number): string {
   return `/admin/${String(i).padStart(7, '0')}`;
 }
 
-async function status(endpoint: string): Promise<{ dbSize: number; revision: number }> {
+export async function status(endpoint: string): Promise<{ dbSize: number; revision: number }> {
   const s = await connect(endpoint);
   try {
     const out = decodeResponse('Maintenance', 'Status', await unaryRawAsync(s, '/etcdserverpb.Maintenance/Status', grpcFrame(encodeRequest('Maintenance', 'Status', {}))));
@@ -48,7 +48,7 @@ async function status(endpoint: string): Promise<{ dbSize: number; revision: num
   }
 }
 
-async function fill(endpoint: string, keys: number): Promise<void> {
+export async function fill(endpoint: string, keys: number): Promise<void> {
   const sessions = await Promise.all(Array.from({ length: CONNECTIONS }, () => connect(endpoint)));
   const value = randomBytes(VALUE_BYTES);
   let next = 0;
@@ -70,7 +70,7 @@ async function fill(endpoint: string, keys: number): Promise<void> {
   }
 }
 
-async function ctl(endpoint: string, args: string[]): Promise<number> {
+export async function ctl(endpoint: string, args: string[]): Promise<number> {
   const t0 = process.hrtime.bigint();
   const r = await runEtcdctl(['--endpoints', endpoint, '--command-timeout=1200s', '--dial-timeout=10s', ...args], { timeoutMs: CTL_TIMEOUT_MS });
   if (r.exit !== 0) throw new Error(`etcdctl ${args.join(' ')} failed (${r.exit}): ${r.stderr.trim().split('\n').slice(-3).join(' / ')}`);
