@@ -18,10 +18,12 @@ function memberName(v: View, m: ObservedMember): string {
   return ordinal !== undefined ? names.pod(v.name, ordinal) : m.name || m.id;
 }
 
+const ordinalOf = (n: string): number => Number(/-(\d+)$/.exec(n)?.[1] ?? Number.MAX_SAFE_INTEGER);
+const byOrdinal = (a: string, b: string): number => ordinalOf(a) - ordinalOf(b) || a.localeCompare(b);
+
 /** Survivors best first: the highest applied index, then revision, then the lowest ordinal (name). */
 export function rankSurvivors(survivors: readonly QuorumLossSurvivor[]): QuorumLossSurvivor[] {
-  const ordinal = (n: string): number => Number(/-(\d+)$/.exec(n)?.[1] ?? Number.MAX_SAFE_INTEGER);
-  return [...survivors].sort((a, b) => b.raftAppliedIndex - a.raftAppliedIndex || b.revision - a.revision || ordinal(a.name) - ordinal(b.name) || a.name.localeCompare(b.name));
+  return [...survivors].sort((a, b) => b.raftAppliedIndex - a.raftAppliedIndex || b.revision - a.revision || byOrdinal(a.name, b.name));
 }
 
 /** What this observation shows: a majority of the voters not answering; undefined: no such loss seen. */
@@ -34,7 +36,7 @@ function lossSeen(v: View): { lost: string[]; survivors: QuorumLossSurvivor[] } 
   const survivors = local.flatMap((m): QuorumLossSurvivor[] =>
     m.status === undefined ? [] : [{ name: memberName(v, m), id: m.id, learner: m.learner, raftAppliedIndex: m.status.raftAppliedIndex, raftIndex: m.status.raftIndex, revision: m.status.revision }],
   );
-  return { lost: voters.filter((m) => m.status === undefined).map((m) => memberName(v, m)), survivors: rankSurvivors(survivors) };
+  return { lost: voters.filter((m) => m.status === undefined).map((m) => memberName(v, m)).sort(byOrdinal), survivors: rankSurvivors(survivors) };
 }
 
 const maxOf = (xs: ReadonlyArray<number | undefined>): number | undefined => {
@@ -58,7 +60,7 @@ export function quorumLossRecord(v: View, s: EtcdClusterStatus): QuorumLossStatu
     // The list answered but not every Status did: nothing new is known.
     if (prev === undefined || v.members !== undefined) return prev;
     // Nobody answers: the loss goes on, with no survivor left.
-    return { ...prev, lost: [...prev.lost, ...prev.survivors.filter((m) => !m.learner && !prev.lost.includes(m.name)).map((m) => m.name)], survivors: [] };
+    return { ...prev, lost: [...prev.lost, ...prev.survivors.filter((m) => !m.learner && !prev.lost.includes(m.name)).map((m) => m.name)].sort(byOrdinal), survivors: [] };
   }
   const known = maxOf([prev?.lastKnownRevision, ...(v.o.cluster.status?.members ?? []).map((m) => m.revision), ...seen.survivors.map((m) => m.revision)]);
   const out: QuorumLossStatus = { since: prev?.since ?? v.o.now, lost: seen.lost, survivors: seen.survivors };

@@ -1,0 +1,97 @@
+// test-file-timeout: 8 min
+// Quorum loss reported, end to end on localkube with the operator of this checkout (image, CRDs,
+// RBAC; the Deployment cairn-operator restarted on it): a 3-member cluster with keys loses two
+// members the way lost nodes with local volumes lose them (their claims and pods deleted at once: the
+// StatefulSet brings the pods back on empty volumes, where the member entrypoint finds its started
+// member's data gone and starts no server). Through the real server's answers without quorum (the
+// linearizable member list refused, the survivor's own list and Status served) the operator records
+// status.quorumLoss: db-1 and db-2 lost, db-0 the survivor with its applied index and a revision at
+// least that of the last write; Available=False/NoQuorum (the 5-minute QuorumLost threshold and its
+// Warning Event are the planner units' business: test/operator/quorum.test.ts). While it lasts the
+// operator changes nothing: the survivor still lists three members and no membership Event follows.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { randomBytes } from 'node:crypto';
+import { join } from 'node:path';
+import { localkube, localkubeImage } from '../../harness/localkube.js';
+import { pollUntil } from '../../harness/poll.js';
+import { REPO_ROOT } from '../../harness/procs.js';
+import { EtcdClient, unaryOk } from '../../harness/client.js';
+import { EtcdAdmin } from '../../../operator/etcd/index.js';
+import { asObj, availableWith, clusterManifest, condOf, eventsOf, needLocalkube, statusOf, waitStatus, type Obj } from './lk-status.js';
+
+const MEMBERSHIP_EVENTS = new Set(['MemberAdded', 'MemberPromoted', 'MemberRemoved', 'PodDeleted', 'VolumeDeleted', 'Scaled']);
+
+test('quorum loss on localkube: reported with the survivor ranked, nothing changed', { timeout: 8 * 60_000 }, async (t) => {
+  if (!needLocalkube(t)) return;
+  const lk = await localkube();
+  t.diagnostic(`image built and imported in ${String(await localkubeImage('localhost/cairn:dev'))} s`);
+  await lk.kubectlOk(['apply', '--server-side', '--force-conflicts', '-f', join(REPO_ROOT, 'crds')]);
+  await lk.kubectlOk(['apply', '-f', join(REPO_ROOT, 'operator', 'manifests', '01-rbac.yaml')]);
+  await lk.kubectlOk(['-n', 'cairn-system', 'rollout', 'restart', 'deploy/cairn-operator']);
+  await lk.kubectlOk(['-n', 'cairn-system', 'rollout', 'status', 'deploy/cairn-operator', '--timeout=180s'], { timeoutMs: 200_000 });
+  const ns = `ql-${randomBytes(3).toString('hex')}`;
+  await lk.createNamespace(ns);
+  try {
+    const t0 = Date.now();
+    await lk.apply(clusterManifest(ns, 'db', 'Delete'));
+    await waitStatus(lk, ns, 'db', 'Available, 3 voters', availableWith(3), 240_000);
+    t.diagnostic(`Available with 3 voters in ${String(Date.now() - t0)} ms`);
+    const ip = (await lk.kubectlOk(['get', 'service', '-n', ns, 'db-client', '-o', 'jsonpath={.spec.clusterIP}'])).trim();
+    const c = new EtcdClient(`${ip}:2379`);
+    let lastRev = 0;
+    try {
+      for (let i = 0; i < 50; i++) lastRev = Number(asObj((await unaryOk(c, 'KV', 'Put', { key: Buffer.from(`k/${String(i)}`), value: Buffer.from('v') }))['header'])['revision']);
+    } finally {
+      c.close();
+    }
+    const ip0 = (await lk.kubectlOk(['get', 'pod', '-n', ns, 'db-0', '-o', 'jsonpath={.status.podIP}'])).trim();
+
+    // Two members lost with their volumes, at once (one at a time, the operator would replace the first).
+    const lostAt = new Date().toISOString();
+    await lk.kubectlOk(['delete', 'pvc', '-n', ns, 'data-db-1', 'wal-db-1', 'data-db-2', 'wal-db-2', '--wait=false']);
+    await lk.kubectlOk(['delete', 'pod', '-n', ns, 'db-1', 'db-2', '--wait=false']);
+
+    const st = await waitStatus(lk, ns, 'db', 'status.quorumLoss with db-1 and db-2 lost', (s) => {
+      const q = asObj(s['quorumLoss']);
+      return Array.isArray(q['lost']) && (q['lost'] as string[]).join(',') === 'db-1,db-2';
+    }, 120_000);
+    const q = asObj(st['quorumLoss']);
+    t.diagnostic(`quorumLoss: ${JSON.stringify(q)}`);
+    const survivors = q['survivors'] as Obj[];
+    assert.equal(survivors.length, 1);
+    const s0 = survivors[0] ?? {};
+    assert.equal(s0['name'], 'db-0');
+    assert.ok(Number(s0['raftAppliedIndex']) > 0, 'the survivor reports its applied index');
+    assert.ok(Number(s0['revision']) >= lastRev, `survivor revision ${String(s0['revision'])} >= last write ${String(lastRev)}`);
+    assert.ok(Number(q['lastKnownRevision']) >= lastRev);
+    assert.ok(String(q['since']) >= lostAt.slice(0, 19), `since ${String(q['since'])} after the loss at ${lostAt}`);
+    assert.equal(q['confirmedAt'], undefined, 'not confirmed before the 5-minute threshold');
+    const avail = condOf(st, 'Available');
+    assert.equal(avail?.status, 'False');
+    assert.equal(avail?.reason, 'NoQuorum');
+    assert.match(avail?.message ?? '', /2 of 3 voting members not answering since .*db-1, db-2.*QuorumLost in \d+ s/);
+
+    // While it lasts nothing changes: over 20 s every status keeps the record, the survivor lists three
+    // members on its own, and the operator records no membership Event after the loss.
+    const admin = new EtcdAdmin(`${ip0}:2379`, 3000);
+    try {
+      const until = Date.now() + 20_000;
+      await pollUntil('20 s of quorum loss observed unchanged', async () => {
+        const now = await statusOf(lk, ns, 'db');
+        assert.ok(now['quorumLoss'] !== undefined, 'the record stays while the loss lasts');
+        assert.notEqual(condOf(now, 'Available')?.status, 'True');
+        const own = await admin.memberList(false);
+        assert.equal(own.members.length, 3, 'the survivor still lists three members');
+        await assert.rejects(admin.memberList(true), 'the linearizable list is refused without quorum');
+        return Date.now() >= until;
+      }, 40_000, 2000);
+    } finally {
+      admin.close();
+    }
+    const after = (await eventsOf(lk, ns, 'db')).filter((e) => e.time >= lostAt && MEMBERSHIP_EVENTS.has(e.reason));
+    assert.deepEqual(after, [], 'no membership or volume step after the loss');
+  } finally {
+    await lk.kubectl(['delete', 'namespace', ns, '--wait=false']);
+  }
+});
