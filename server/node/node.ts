@@ -14,48 +14,43 @@
 //   applied is applied twice; WAL entries above it are handed to raft again.
 // - A received snapshot is installed as: file fsynced -> WAL marker durable -> rename over the
 //   database. A restart finding a marker above LMDB's applied index finishes the rename.
-import { rmSync, renameSync } from 'node:fs';
-import { join } from 'node:path';
 import { AlarmRequest_AlarmAction, AlarmType } from '../../proto/gen/etcdserverpb.js';
-import { decodeInternalRequest, encodeInternalRequest, type InternalRequestInit } from '../../proto/gen/cairnpb.js';
+import { encodeInternalRequest, type InternalRequestInit } from '../../proto/gen/cairnpb.js';
 import type { Wal } from '../wal/index.js';
-import { Backend } from '../storage/backend/index.js';
-import { META, decodeNum, encodeId, encodeNum } from '../storage/schema/index.js';
-import { KvStore, WatchableStore, type RevisionEvents } from '../mvcc/index.js';
+import { type Backend } from '../storage/backend/index.js';
+import { KvStore, WatchableStore } from '../mvcc/index.js';
 import { LeaseStore, type Lessor } from '../lease/index.js';
 import { AuthStore } from '../auth/index.js';
-import { AlarmStore, applyRequest, MidTxnError, type ActiveAlarm, type ApplyOutcome, type LeaseChanges } from '../apply/index.js';
-import { ProposalDroppedError, RawNode, decodeConfChange, type MemoryStorage, type ConfChange, type Entry, type HardState, type Message, type Ready, type SnapshotMeta, type SoftState } from '../raft/index.js';
-import { Transport, type OutgoingSnapshot, type PeerStats } from '../transport/index.js';
-import { MemberStore, applyChange, checkChange, decodeChange, type MemberChange } from '../membership/index.js';
-import { AssertionFailure, ClientError, ServerRefusal, StorageFault, assert } from '../base/errors.js';
+import { AlarmStore, type ActiveAlarm, type ApplyOutcome } from '../apply/index.js';
+import { ProposalDroppedError, RawNode, type MemoryStorage, type Entry, type HardState, type Message, type Ready, type SnapshotMeta, type SoftState } from '../raft/index.js';
+import { Transport, type PeerStats } from '../transport/index.js';
+import { MemberStore } from '../membership/index.js';
+import { ClientError, ServerRefusal, assert } from '../base/errors.js';
 import { failpoint, type FailpointName } from '../base/failpoints.js';
 import { fatalCause, isBenignStepRefusal } from './failstop.js';
 import {
   APPLY_BATCH_ENTRIES_MAX,
-  BACKEND_MAP_BYTES,
-  COMPACTION_BATCH_KEYS,
-  COMPACTION_WAITERS_MAX,
   PROPOSALS_PENDING_MAX,
   RAFT_MAX_INFLIGHT_MSGS,
   RAFT_MAX_SIZE_PER_MSG,
   RAFT_MAX_UNCOMMITTED_BYTES,
   SHUTDOWN_TIMEOUT_MS,
-  SNAPSHOT_CATCHUP_ENTRIES_DEFAULT,
-  SNAPSHOT_COUNT_DEFAULT,
   WATCH_CATCH_UP,
 } from '../base/limits.js';
 import type { Logger } from '../base/log.js';
 import type { TlsConfig } from '../base/tls.js';
 import { type ClusterFlags } from './bootstrap.js';
-import { RemovedMemberError, backendPathOf, confStateOf, recover, snapDirOf, snapFileName, toWal, toWalHardState, walDirOf } from './recovery.js';
+import { RemovedMemberError, backendPathOf, confStateOf, recover, snapDirOf, toWal, toWalHardState, walDirOf } from './recovery.js';
 
 export { RemovedMemberError, backendPathOf, confStateOf, monotonicMs };
 import { monotonicMs } from './clock.js';
 import { RequestIds } from './ids.js';
-import { HeartbeatGaps, appliedIn, nodeStats, peerRoundTrip, timed } from './stats.js';
+import { HeartbeatGaps, nodeStats, peerRoundTrip } from './stats.js';
 import { quotaCost } from './quota.js';
 import { SpaceGuard } from './space.js';
+import { Snapshots } from './snapshots.js';
+import { Compaction } from './compaction.js';
+import { Applier, type Effects } from './applier.js';
 import { Reconfig } from './reconfig.js';
 import { BackendOps } from './backendops.js';
 import { ReadIndexBatcher } from './reads.js';
@@ -117,17 +112,6 @@ interface PendingWrite {
   done: Promise<void>;
 }
 
-/** What one LMDB batch changed, for everything that runs after its transaction committed. */
-interface Effects {
-  revisions: RevisionEvents[];
-  readonly leaseChanges: LeaseChanges;
-  readonly outcomes: { id: bigint; outcome: ApplyOutcome }[];
-  readonly conf: { cc: ConfChange; change: MemberChange; error: ClientError | undefined }[];
-  compacted: boolean;
-}
-
-/** A lone member trims its in-memory raft log of applied entries this often. */
-const ALONE_TRIM_ENTRIES = 256;
 /** Ready WAL writes in flight at once (the WAL group-commits them). */
 const PIPELINE_WRITES_MAX = 8;
 
@@ -147,7 +131,6 @@ export class Node implements ClusterPath, MaintenancePath, LeaderView {
   private proposals: { id: bigint; data: Uint8Array }[] = [];
   /** Proposals made while no leader was known, proposed again once one is (by id, in order). */
   private readonly leaderless = new Map<bigint, Uint8Array>();
-  private readonly incomingSnapshots = new Map<number, string>();
   private installing: Promise<void> | undefined = undefined;
   private kickScheduled = false;
   private processing = false;
@@ -155,8 +138,15 @@ export class Node implements ClusterPath, MaintenancePath, LeaderView {
   private stopped = false;
   private removing = false;
   private failed = false;
-  private appliedIndex: number;
-  private lastSnapshotIndex: number;
+  /** The index of the last entry LMDB holds the effects of (the applier keeps it with its transaction). */
+  private get appliedIndex(): number {
+    return this.applier.appliedIndex;
+  }
+
+  private set appliedIndex(index: number) {
+    this.applier.appliedIndex = index;
+  }
+
   private currentTerm: number;
   /** The hard state last handed to the WAL (maybe not durable yet). */
   private handedTerm: number;
@@ -175,15 +165,15 @@ export class Node implements ClusterPath, MaintenancePath, LeaderView {
   private leadElectedMs: number | undefined;
   private readonly leaderlessSubs = new Set<{ ms: number; fn: () => void; timer: NodeJS.Timeout | undefined }>();
   private tickTimer: NodeJS.Timeout | undefined = undefined;
-  private compacting: Promise<void> | undefined = undefined;
-  private readonly compactedWaiters: (() => void)[] = [];
-  private releasing: Promise<void> | undefined = undefined;
   private attrsPublished = false;
   private readonly readyWaiters: (() => void)[] = [];
   private isReady = false;
   private readonly reqTimeoutMs: number;
   private readonly heartbeatGaps = new HeartbeatGaps();
   private readonly space: SpaceGuard;
+  private readonly snapshots: Snapshots;
+  private readonly compaction: Compaction;
+  private readonly applier: Applier;
   private readonly reconfig: Reconfig;
   private readonly ops: BackendOps;
   private readonly corruption: CorruptionChecks;
@@ -209,18 +199,17 @@ export class Node implements ClusterPath, MaintenancePath, LeaderView {
     readonly memberId: bigint,
     hardState: HardState,
   ) {
-    this.appliedIndex = decodeNum(backend.table('meta').get(META.appliedIndex), 0);
-    this.lastSnapshotIndex = this.appliedIndex;
+    this.leaseStore = new LeaseStore(backend);
+    this.memberStore = new MemberStore(backend);
+    this.auth = new AuthStore(backend, monotonicMs);
+    this.alarms = new AlarmStore(backend);
+    this.applier = new Applier({ backend, store, members: this.memberStore, alarms: this.alarms, auth: this.auth, leaseStore: this.leaseStore, memberId });
     this.currentTerm = hardState.term;
     this.handedTerm = hardState.term;
     this.handedVote = hardState.vote;
     this.handedCommit = hardState.commit;
     this.durableIndex = raftStorage.lastIndex();
     this.ids = new RequestIds(memberId);
-    this.leaseStore = new LeaseStore(backend);
-    this.memberStore = new MemberStore(backend);
-    this.auth = new AuthStore(backend, monotonicMs);
-    this.alarms = new AlarmStore(backend);
     this.reqTimeoutMs = 5000 + 2 * cfg.electionMs;
     this.leases = new Leases({
       cfg,
@@ -278,6 +267,19 @@ export class Node implements ClusterPath, MaintenancePath, LeaderView {
       waitApplied: (index) => this.reads.waitApplied(index),
       removed: (why) => this.removed(why),
     });
+    this.compaction = new Compaction({
+      cfg,
+      memberId,
+      backend,
+      store,
+      wal,
+      raftStorage,
+      members: this.memberStore,
+      appliedIndex: () => this.appliedIndex,
+      stopped: () => this.stopped,
+      installing: () => this.installing !== undefined,
+      fail: (err) => this.fail(err),
+    });
     this.space = new SpaceGuard({
       cfg,
       memberId,
@@ -292,8 +294,7 @@ export class Node implements ClusterPath, MaintenancePath, LeaderView {
       store,
       pauseApply: () => this.pauseApply(),
       quiesce: async () => {
-        await this.compacting;
-        await this.releasing;
+        await this.compaction.settled();
       },
       afterDefrag: () => {
         this.space.resetDbBytes();
@@ -302,6 +303,18 @@ export class Node implements ClusterPath, MaintenancePath, LeaderView {
         this.compactInBackground();
         return this.space.dbBytes;
       },
+    });
+    this.snapshots = new Snapshots({
+      cfg,
+      memberId,
+      backend,
+      wal,
+      store,
+      ops: this.ops,
+      appliedIndex: () => this.appliedIndex,
+      physicalDone: () => this.compaction.physicalDone(),
+      beginInstall: () => this.beginInstall(),
+      installed: (meta) => this.installed(meta),
     });
     this.watchable = new WatchableStore(store, WATCH_CATCH_UP, (fn) => setImmediate(() => this.ops.watchTask(fn)));
     this.leaderlessSince = monotonicMs();
@@ -340,8 +353,10 @@ export class Node implements ClusterPath, MaintenancePath, LeaderView {
       snapshotDir: snapDirOf(cfg),
       logger: log.child('transport'),
       onMessages: (msgs) => node.onPeerMessages(msgs),
-      onSnapshot: (msg, file) => node.onPeerSnapshot(msg, file),
-      openSnapshot: (msg) => node.openSnapshot(msg),
+      onSnapshot: (msg, file) => {
+        if (node.snapshots.received(msg, file, node.stopped)) node.onPeerMessages([msg]);
+      },
+      openSnapshot: (msg) => node.snapshots.open(msg),
       onSnapshotSent: (to, ok) => {
         node.guard(() => node.raft.reportSnapshot(to, ok));
         node.kick();
@@ -495,7 +510,7 @@ export class Node implements ClusterPath, MaintenancePath, LeaderView {
     if (serial) await this.drainWrites();
     // A conf change applies before raft advances: wait out a defragmentation holding applies back.
     while (serial && this.applyPaused) await this.defragDone;
-    if (rd.snapshot !== undefined) await this.installSnapshot(rd.snapshot, hs);
+    if (rd.snapshot !== undefined) await this.snapshots.install(rd.snapshot, hs);
     const termVote = hs !== undefined && (hs.term !== this.handedTerm || hs.vote !== this.handedVote);
     if (hs !== undefined) {
       this.handedTerm = hs.term;
@@ -523,8 +538,8 @@ export class Node implements ClusterPath, MaintenancePath, LeaderView {
     if (serial) await this.drainWrites();
     for (const rs of rd.readStates) this.reads.onReadState(rs.index, rs.context);
     this.raft.advance(rd);
-    this.dropStaleSnapshots();
-    this.maybeCompactLog();
+    this.snapshots.dropStale(this.appliedIndex);
+    this.compaction.afterReady();
   }
 
   /** Sends now, or after the write that makes what the messages say durable. */
@@ -781,100 +796,11 @@ export class Node implements ClusterPath, MaintenancePath, LeaderView {
   private applyCommitted(entries: readonly Entry[]): void {
     for (let i = 0; i < entries.length; i += APPLY_BATCH_ENTRIES_MAX) {
       const chunk = entries.slice(i, i + APPLY_BATCH_ENTRIES_MAX);
-      const effects = this.applyChunk(chunk);
+      const effects = this.applier.applyChunk(chunk);
       this.afterCommit(effects);
     }
     this.space.refreshDbBytes();
     this.reads.wakeApplied(this.appliedIndex);
-  }
-
-  /** Applies entries in one LMDB transaction; redoes the batch when an entry fails halfway. */
-  private applyChunk(chunk: readonly Entry[]): Effects {
-    const failed = new Map<number, ClientError>();
-    for (;;) {
-      const effects: Effects = { revisions: [], leaseChanges: { granted: [], revoked: [] }, outcomes: [], conf: [], compacted: false };
-      this.store.takeChanges();
-      const before = this.appliedIndex;
-      try {
-        const started = performance.now();
-        this.backend.write(() => this.applyAll(chunk, failed, effects));
-        appliedIn(performance.now() - started);
-        effects.revisions = this.store.takeChanges();
-        return effects;
-      } catch (err) {
-        this.appliedIndex = before;
-        if (!(err instanceof MidTxnFailure)) throw err;
-        this.store.reload();
-        this.memberStore.reload();
-        this.alarms.reload();
-        this.auth.reload();
-        failed.set(err.index, err.error);
-      }
-    }
-  }
-
-  private applyAll(chunk: readonly Entry[], failed: ReadonlyMap<number, ClientError>, effects: Effects): void {
-    const ctx = {
-      store: this.store,
-      leases: this.leaseStore,
-      leaseChanges: effects.leaseChanges,
-      setMemberAttrs: (id: bigint, name: string, clientURLs: readonly string[]) => this.setMemberAttrs(id, name, clientURLs),
-      alarms: this.alarms,
-      auth: this.auth,
-      entryIndex: 0,
-    };
-    for (const e of chunk) {
-      assert(e.index === this.appliedIndex + 1, `entries apply in order (${e.index} after ${this.appliedIndex})`);
-      ctx.entryIndex = e.index;
-      if (e.type === 'confChange') this.applyConfEntry(e, effects);
-      else if (e.data.length > 0) {
-        const req = decodeInternalRequest(e.data);
-        let outcome: ApplyOutcome;
-        try {
-          outcome = applyRequest(ctx, req, failed.get(e.index));
-        } catch (err) {
-          if (err instanceof MidTxnError) throw new MidTxnFailure(e.index, err.error);
-          throw err;
-        }
-        if (outcome.ok && outcome.response.kind === 'compaction') effects.compacted = true;
-        const id = req.header?.ID;
-        if (id !== undefined) effects.outcomes.push({ id, outcome });
-      }
-      this.appliedIndex = e.index;
-    }
-    const last = chunk[chunk.length - 1];
-    if (last !== undefined) {
-      const meta = this.backend.table('meta');
-      meta.put(META.appliedIndex, encodeNum(last.index));
-      meta.put(META.appliedTerm, encodeNum(last.term));
-    }
-  }
-
-  private applyConfEntry(e: Entry, effects: Effects): void {
-    const cc = decodeConfChange(e.data);
-    const change = decodeChange(cc.context);
-    const members = this.memberStore.all();
-    try {
-      checkChange(members, (id) => this.memberStore.isRemoved(id), change);
-    } catch (err) {
-      if (!(err instanceof ClientError)) throw err;
-      effects.conf.push({ cc, change, error: err });
-      return;
-    }
-    const removedNow = change.kind === 'remove' ? [change.member.id] : [];
-    this.memberStore.write(applyChange(members, change), removedNow);
-    if (change.kind === 'remove' && change.member.id === this.memberId) this.backend.table('meta').put(META.removed, encodeNum(1));
-    effects.conf.push({ cc, change, error: undefined });
-  }
-
-  private setMemberAttrs(id: bigint, name: string, clientURLs: readonly string[]): void {
-    const members = this.memberStore.all();
-    const cur = members.find((m) => m.id === id);
-    if (cur === undefined) return;
-    this.memberStore.write(
-      members.map((m) => (m.id === id ? { ...m, name, clientURLs: [...clientURLs] } : m)),
-      [],
-    );
   }
 
   /** What a committed batch changed, for watchers, the lessor, waiters, raft and the transport. */
@@ -925,135 +851,36 @@ export class Node implements ClusterPath, MaintenancePath, LeaderView {
 
   // ---------- log compaction and snapshots ----------
 
-  /** Every snapshot-count applied entries: LMDB flushed, WAL segments released, raft log trimmed. */
-  private maybeCompactLog(): void {
-    this.trimLogIfAlone();
-    const every = this.cfg.snapshotCount ?? SNAPSHOT_COUNT_DEFAULT;
-    if (this.releasing !== undefined || this.appliedIndex - this.lastSnapshotIndex < every) return;
-    const through = this.appliedIndex;
-    const keep = this.cfg.snapshotCatchupEntries ?? SNAPSHOT_CATCHUP_ENTRIES_DEFAULT;
-    this.releasing = this.backend
-      .flush()
-      .then(() => this.wal.releaseBefore(through + 1))
-      .then(() => {
-        this.lastSnapshotIndex = through;
-        const compactTo = through - keep;
-        if (compactTo > this.raftStorage.firstIndex() - 1 && compactTo <= this.raftStorage.lastIndex()) {
-          this.raftStorage.compact(compactTo, confStateOf(this.memberStore.all()));
-        }
-      })
-      .catch((err: unknown) => this.fail(err))
-      .finally(() => {
-        this.releasing = undefined;
-      });
-  }
-
-  /**
-   * A member that is the only one in the cluster has nobody to catch up from its in-memory raft log:
-   * trim applied entries every ALONE_TRIM_ENTRIES so the log's memory stays bounded between WAL releases.
-   */
-  private trimLogIfAlone(): void {
-    const first = this.raftStorage.firstIndex();
-    if (this.appliedIndex - first < ALONE_TRIM_ENTRIES || this.appliedIndex > this.raftStorage.lastIndex()) return;
-    const all = this.memberStore.all();
-    if (all.length !== 1 || all[0]?.id !== this.memberId) return;
-    this.raftStorage.compact(this.appliedIndex, confStateOf(all));
-  }
-
-  /** A consistent copy of the database for a follower behind the compacted log. */
-  private async openSnapshot(msg: Message): Promise<OutgoingSnapshot> {
-    const file = join(snapDirOf(this.cfg), `out-${msg.to.toString(16)}-${process.hrtime.bigint().toString(36)}.mdb`);
-    await this.ops.serial(() => timed(nodeStats.backendSnapshot, this.backend.backup(file, false)));
-    const copy = Backend.open(file, BACKEND_MAP_BYTES);
-    let snapshot: SnapshotMeta;
-    try {
-      const meta = copy.table('meta');
-      snapshot = {
-        index: decodeNum(meta.get(META.appliedIndex), 0),
-        term: decodeNum(meta.get(META.appliedTerm), 0),
-        confState: confStateOf(new MemberStore(copy).all()),
-      };
-    } finally {
-      await copy.close();
-      rmSync(`${file}-lock`, { force: true });
-    }
-    this.cfg.logger.info('sending a snapshot', { to: msg.to.toString(16), index: snapshot.index, term: snapshot.term, 'raft-snapshot-index': msg.snapshot?.index });
-    return {
-      msg: { ...msg, snapshot },
-      file,
-      release: async () => {
-        rmSync(file, { force: true });
-        return Promise.resolve();
-      },
-    };
-  }
-
-  private onPeerSnapshot(msg: Message, file: string): void {
-    const idx = msg.snapshot?.index;
-    if (idx === undefined || this.stopped) {
-      rmSync(file, { force: true });
-      return;
-    }
-    const prev = this.incomingSnapshots.get(idx);
-    if (prev !== undefined && prev !== file) rmSync(prev, { force: true });
-    this.incomingSnapshots.set(idx, file);
-    this.onPeerMessages([msg]);
-  }
-
-  private dropStaleSnapshots(): void {
-    for (const [idx, file] of this.incomingSnapshots) {
-      if (idx <= this.appliedIndex) {
-        rmSync(file, { force: true });
-        this.incomingSnapshots.delete(idx);
-      }
-    }
-  }
-
-  private async installSnapshot(meta: SnapshotMeta, hs: HardState | undefined): Promise<void> {
-    const file = this.incomingSnapshots.get(meta.index);
-    if (file === undefined) throw new AssertionFailure(`node: raft asked to install snapshot ${meta.index}, which was never received`);
-    this.incomingSnapshots.delete(meta.index);
-    const final = join(snapDirOf(this.cfg), snapFileName(meta.index));
-    renameSync(file, final);
-    this.cfg.logger.info('installing a snapshot from the leader', { index: meta.index, term: meta.term, 'applied-index': this.appliedIndex });
+  /** Holds reads back (whenReadable) while a snapshot replaces the database; returns the release. */
+  private beginInstall(): () => void {
     let done!: () => void;
     this.installing = new Promise<void>((r) => (done = r));
     nodeStats.snapshotsInstalling++;
-    try {
-      await this.wal.appendSnapshot({ index: meta.index, term: meta.term }, hs !== undefined ? toWalHardState(hs) : undefined);
-      await this.compacting;
-      // The leader's copy carries the leader's identity in its meta table: this member's own id goes in
-      // before the file replaces ours (a restart after an install must come back as this member).
-      await this.ops.serial(() =>
-        this.ops.swap(final, (t) => {
-          t('meta').put(META.memberId, encodeId(this.memberId));
-          t('meta').del(META.removed);
-        }),
-      );
-      this.space.resetDbBytes();
-      const applied = decodeNum(this.backend.table('meta').get(META.appliedIndex), 0);
-      if (applied !== meta.index) throw new StorageFault(`node: snapshot ${meta.index} holds applied index ${applied}`);
-      this.appliedIndex = applied;
-      this.lastSnapshotIndex = applied;
-      this.durableIndex = applied;
-      this.store.reload();
-      this.memberStore.reload();
-      // A snapshot may carry this member's own published attributes (its publish proposal applied
-      // on the leader before the snapshot was cut): then it is ready now, its waiter never resolves.
-      if (!this.isReady && this.attrsInStore()) this.becomeReady();
-      this.alarms.reload();
-      this.auth.reload();
-      this.leases.reload();
-      this.raftStorage.applySnapshot(meta);
-      this.watchable.restore();
-      for (const m of this.memberStore.all()) if (m.id !== this.memberId) this.transport.addPeer(m.id, [...m.peerURLs]);
-      this.compactInBackground();
-    } finally {
+    return () => {
       nodeStats.snapshotsInstalling--;
       this.installing = undefined;
       done();
-    }
-    this.cfg.logger.info('installed a snapshot', { index: meta.index, 'current-revision': this.store.currentRev });
+    };
+  }
+
+  /** A leader's snapshot replaced the database (applied up to meta.index): everything restarts from it. */
+  private installed(meta: SnapshotMeta): void {
+    this.space.resetDbBytes();
+    this.appliedIndex = meta.index;
+    this.compaction.snapshotInstalled(meta.index);
+    this.durableIndex = meta.index;
+    this.store.reload();
+    this.memberStore.reload();
+    // A snapshot may carry this member's own published attributes (its publish proposal applied
+    // on the leader before the snapshot was cut): then it is ready now, its waiter never resolves.
+    if (!this.isReady && this.attrsInStore()) this.becomeReady();
+    this.alarms.reload();
+    this.auth.reload();
+    this.leases.reload();
+    this.raftStorage.applySnapshot(meta);
+    this.watchable.restore();
+    for (const m of this.memberStore.all()) if (m.id !== this.memberId) this.transport.addPeer(m.id, [...m.peerURLs]);
+    this.compactInBackground();
   }
 
   // ---------- leases (leases.ts) ----------
@@ -1246,45 +1073,18 @@ export class Node implements ClusterPath, MaintenancePath, LeaderView {
   }
 
 
-  // ---------- compaction (physical, in the background) ----------
+  // ---------- compaction (compaction.ts) ----------
 
+  /** Physical compaction of what a Compact left behind, in the background. */
   compactInBackground(): void {
-    if (this.compacting !== undefined || this.store.pendingCompaction() === undefined) return;
-    this.compacting = this.compactSteps()
-      .catch((err: unknown) => this.fail(err))
-      .finally(() => {
-        this.compacting = undefined;
-        for (const w of this.compactedWaiters.splice(0)) w();
-      });
-  }
-
-  private async compactSteps(): Promise<void> {
-    const log = this.cfg.logger;
-    const started = Date.now();
-    let steps = 0;
-    let rev: number | undefined;
-    for (;;) {
-      if (this.stopped || this.installing !== undefined) return;
-      const pending = this.store.pendingCompaction();
-      if (pending === undefined) break;
-      if (pending.rev !== rev) {
-        rev = pending.rev;
-        log.info('compaction: removing old revisions', { revision: rev });
-      }
-      this.backend.write(() => this.store.compactKeys(pending.rev, pending.from, COMPACTION_BATCH_KEYS));
-      steps++;
-      await new Promise<void>((resolve) => setImmediate(resolve));
-    }
-    log.info('compaction: finished removing old revisions', { revision: rev, steps, 'took-ms': Date.now() - started });
+    this.compaction.physical();
   }
 
   /** Resolves once no physical compaction is left to do (for Compact with physical=true). */
   compacted(): Promise<void> {
-    if (this.compacting === undefined && this.store.pendingCompaction() === undefined) return Promise.resolve();
-    if (this.compactedWaiters.length >= COMPACTION_WAITERS_MAX) return Promise.reject(new ServerRefusal('tooManyRequests'));
-    this.compactInBackground();
-    return new Promise<void>((resolve) => this.compactedWaiters.push(resolve));
+    return this.compaction.compacted();
   }
+
 
   /**
    * Stops taking proposals, lets the run loop finish its Ready, and closes storage durably; rejects
@@ -1321,8 +1121,7 @@ export class Node implements ClusterPath, MaintenancePath, LeaderView {
     }
     this.reconfig.failAll(refusal);
     this.reads.failAll(refusal);
-    await this.releasing;
-    await this.compacting;
+    await this.compaction.settled();
     await this.backend.flush();
     await this.wal.close();
     await this.backend.close();
@@ -1330,15 +1129,6 @@ export class Node implements ClusterPath, MaintenancePath, LeaderView {
 }
 
 
-
-class MidTxnFailure extends Error {
-  constructor(
-    readonly index: number,
-    readonly error: ClientError,
-  ) {
-    super(`entry ${index}: ${error.message}`);
-  }
-}
 
 /** A test-only fault hook, logged when armed (CAIRN_FAILPOINTS; bug points need CAIRN_VERIFY=1). */
 function armed(name: FailpointName, log: Logger): (() => void) | undefined {
