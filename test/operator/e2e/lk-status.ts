@@ -1,9 +1,11 @@
-// Helpers of the upkeep and restore e2e files (test/operator/e2e/{upkeep,restore}.test.ts): an
+// Helpers of the upkeep, restore and quorum-loss e2e files (test/operator/e2e/{upkeep,restore,quorum-loss}.test.ts): an
 // EtcdCluster's status read through kubectl and polled until a predicate holds, its conditions,
 // and its Events in time order.
 import type { TestContext } from 'node:test';
+import { join } from 'node:path';
 import { pollUntil } from '../../harness/poll.js';
-import { localkubeMissing, type LocalKube } from '../../harness/localkube.js';
+import { localkubeImage, localkubeMissing, type LocalKube } from '../../harness/localkube.js';
+import { REPO_ROOT } from '../../harness/procs.js';
 import { skipOrFail } from '../../harness/prereq.js';
 
 /** False (the test skipped, or failed under CI) when a localkube prerequisite is missing. */
@@ -76,4 +78,13 @@ export async function eventsOf(lk: LocalKube, ns: string, name: string): Promise
 export function clusterManifest(ns: string, name: string, reclaimPolicy: 'Retain' | 'Delete', spec: Obj = {}): string {
   const storage = { data: { size: '256Mi' }, wal: { size: '256Mi', storageClassName: 'local-nvme' }, reclaimPolicy };
   return JSON.stringify({ apiVersion: 'cairn.dev/v1alpha1', kind: 'EtcdCluster', metadata: { name, namespace: ns }, spec: { replicas: 3, storage, ...spec } });
+}
+
+/** The operator of this checkout on localkube: image built and imported, CRDs and RBAC applied, the Deployment cairn-operator restarted on it. */
+export async function deployCheckoutOperator(lk: LocalKube, t: TestContext): Promise<void> {
+  t.diagnostic(`image built and imported in ${String(await localkubeImage('localhost/cairn:dev'))} s`);
+  await lk.kubectlOk(['apply', '--server-side', '--force-conflicts', '-f', join(REPO_ROOT, 'crds')]);
+  await lk.kubectlOk(['apply', '-f', join(REPO_ROOT, 'operator', 'manifests', '01-rbac.yaml')]);
+  await lk.kubectlOk(['-n', 'cairn-system', 'rollout', 'restart', 'deploy/cairn-operator']);
+  await lk.kubectlOk(['-n', 'cairn-system', 'rollout', 'status', 'deploy/cairn-operator', '--timeout=180s'], { timeoutMs: 200_000 });
 }

@@ -9,27 +9,24 @@
 // least that of the last write; Available=False/NoQuorum (the 5-minute QuorumLost threshold and its
 // Warning Event are the planner units' business: test/operator/quorum.test.ts). While it lasts the
 // operator changes nothing: the survivor still lists three members and no membership Event follows.
+// The survivor's Maintenance.Snapshot streams whole without quorum (what a recovery would start from).
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
-import { join } from 'node:path';
-import { localkube, localkubeImage } from '../../harness/localkube.js';
+import { localkube } from '../../harness/localkube.js';
 import { pollUntil } from '../../harness/poll.js';
-import { REPO_ROOT } from '../../harness/procs.js';
 import { EtcdClient, unaryOk } from '../../harness/client.js';
 import { EtcdAdmin } from '../../../operator/etcd/index.js';
-import { asObj, availableWith, clusterManifest, condOf, eventsOf, needLocalkube, statusOf, waitStatus, type Obj } from './lk-status.js';
+import { SnapshotSource } from '../../../operator/backup/index.js';
+import type { SnapshotResponse } from '../../../proto/gen/etcdserverpb.js';
+import { asObj, availableWith, clusterManifest, condOf, deployCheckoutOperator, eventsOf, needLocalkube, statusOf, waitStatus, type Obj } from './lk-status.js';
 
 const MEMBERSHIP_EVENTS = new Set(['MemberAdded', 'MemberPromoted', 'MemberRemoved', 'PodDeleted', 'VolumeDeleted', 'Scaled']);
 
 test('quorum loss on localkube: reported with the survivor ranked, nothing changed', { timeout: 8 * 60_000 }, async (t) => {
   if (!needLocalkube(t)) return;
   const lk = await localkube();
-  t.diagnostic(`image built and imported in ${String(await localkubeImage('localhost/cairn:dev'))} s`);
-  await lk.kubectlOk(['apply', '--server-side', '--force-conflicts', '-f', join(REPO_ROOT, 'crds')]);
-  await lk.kubectlOk(['apply', '-f', join(REPO_ROOT, 'operator', 'manifests', '01-rbac.yaml')]);
-  await lk.kubectlOk(['-n', 'cairn-system', 'rollout', 'restart', 'deploy/cairn-operator']);
-  await lk.kubectlOk(['-n', 'cairn-system', 'rollout', 'status', 'deploy/cairn-operator', '--timeout=180s'], { timeoutMs: 200_000 });
+  await deployCheckoutOperator(lk, t);
   const ns = `ql-${randomBytes(3).toString('hex')}`;
   await lk.createNamespace(ns);
   try {
@@ -88,6 +85,22 @@ test('quorum loss on localkube: reported with the survivor ranked, nothing chang
       }, 40_000, 2000);
     } finally {
       admin.close();
+    }
+    // What a recovery would start from: the survivor still streams its whole database without quorum.
+    const src = new SnapshotSource(`${ip0}:2379`);
+    try {
+      let bytes = 0;
+      let remaining = -1;
+      for await (const m of src.snapshot()) {
+        const r = m as SnapshotResponse;
+        bytes += r.blob.length;
+        remaining = Number(r.remainingBytes);
+      }
+      t.diagnostic(`the survivor's snapshot without quorum: ${String(bytes)} bytes`);
+      assert.ok(bytes > 0);
+      assert.equal(remaining, 0, 'the stream ends with its last message');
+    } finally {
+      src.close();
     }
     const after = (await eventsOf(lk, ns, 'db')).filter((e) => e.time >= lostAt && MEMBERSHIP_EVENTS.has(e.reason));
     assert.deepEqual(after, [], 'no membership or volume step after the loss');
