@@ -6,6 +6,7 @@
 //   --lease-namespace NS    POD_NAMESPACE          where the Lease lives (default cairn-system)
 //   --replace-after-s N     CAIRN_REPLACE_AFTER_S  replace a member unhealthy this long (default 60)
 //   --upgrade-timeout-s N   CAIRN_UPGRADE_TIMEOUT_S stop a rollout whose pod is not healthy after N s (180)
+//   --quorum-loss-after-s N CAIRN_QUORUM_LOSS_AFTER_S report QuorumLost when a majority stays lost N s (300)
 // Kubernetes credentials: in-cluster, or $KUBECONFIG / ~/.kube/config.
 import { createServer } from 'node:http';
 import { hostname } from 'node:os';
@@ -26,6 +27,7 @@ function options(): {
   leaseNamespace: string;
   replaceAfterS: number;
   upgradeTimeoutS: number;
+  quorumLossAfterS: number;
 } {
   const { values } = parseArgs({
     options: {
@@ -36,6 +38,7 @@ function options(): {
       'lease-namespace': { type: 'string' },
       'replace-after-s': { type: 'string' },
       'upgrade-timeout-s': { type: 'string' },
+      'quorum-loss-after-s': { type: 'string' },
     },
   });
   const env = (k: string): string | undefined => (process.env[k] === '' ? undefined : process.env[k]);
@@ -54,6 +57,7 @@ function options(): {
     leaseNamespace: values['lease-namespace'] ?? env('POD_NAMESPACE') ?? 'cairn-system',
     replaceAfterS: int(values['replace-after-s'] ?? env('CAIRN_REPLACE_AFTER_S'), DEFAULT_SETTINGS.replaceAfterMs / 1000, '--replace-after-s'),
     upgradeTimeoutS: int(values['upgrade-timeout-s'] ?? env('CAIRN_UPGRADE_TIMEOUT_S'), DEFAULT_SETTINGS.upgradeHealthyTimeoutMs / 1000, '--upgrade-timeout-s'),
+    quorumLossAfterS: int(values['quorum-loss-after-s'] ?? env('CAIRN_QUORUM_LOSS_AFTER_S'), DEFAULT_SETTINGS.quorumLossAfterMs / 1000, '--quorum-loss-after-s'),
   };
 }
 
@@ -72,7 +76,12 @@ async function main(): Promise<void> {
     rest,
     namespace: opts.namespace,
     defaultImage: opts.defaultImage,
-    settings: { ...DEFAULT_SETTINGS, replaceAfterMs: opts.replaceAfterS * 1000, upgradeHealthyTimeoutMs: opts.upgradeTimeoutS * 1000 },
+    settings: {
+      ...DEFAULT_SETTINGS,
+      replaceAfterMs: opts.replaceAfterS * 1000,
+      upgradeHealthyTimeoutMs: opts.upgradeTimeoutS * 1000,
+      quorumLossAfterMs: opts.quorumLossAfterS * 1000,
+    },
     instance: identity,
     log,
     metrics,

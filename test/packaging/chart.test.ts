@@ -110,11 +110,12 @@ test('the Deployment follows the values (defaults as operator/manifests/02-deplo
   assert.equal(env.has('CAIRN_WATCH_NAMESPACE'), false, 'all namespaces by default');
   assert.equal(env.has('CAIRN_LEADER_ELECT'), false, 'leader election on by default');
   assert.deepEqual(o(deploymentEnv(defaults).get('POD_NAMESPACE')), { fieldRef: { fieldPath: 'metadata.namespace' } }, 'the Lease lives in the release namespace');
-  const set = template(['watchNamespace=team-a', 'image.repository=registry.example/cairn', 'image.tag=0.2.0', 'replaceAfterSeconds=90', 'replicaCount=2']);
+  const set = template(['watchNamespace=team-a', 'image.repository=registry.example/cairn', 'image.tag=0.2.0', 'replaceAfterSeconds=90', 'quorumLossAfterSeconds=120', 'replicaCount=2']);
   const env2 = deploymentEnv(set);
   assert.equal(env2.get('CAIRN_WATCH_NAMESPACE'), 'team-a');
   assert.equal(env2.get('CAIRN_DEFAULT_IMAGE'), 'registry.example/cairn:0.2.0');
   assert.equal(env2.get('CAIRN_REPLACE_AFTER_S'), '90');
+  assert.equal(env2.get('CAIRN_QUORUM_LOSS_AFTER_S'), '120');
   const d = o(find(set, 'Deployment'));
   assert.equal(o(d['spec'])['replicas'], 2);
   const c = (o(o(o(d['spec'])['template'])['spec'])['containers'] as Obj[])[0];
