@@ -75,7 +75,12 @@ for (const t of TARGETS) {
       const p = await takeOver(c, t, opts.etcdBin, 'm3');
       assert.equal(outcome(await retryWhile([UNHEALTHY], () => memberRemove(c, 'm1', id))), 'ok', 'MemberRemove m3');
       const removed = await exitOf(p, 20_000, 'the removed member');
-      assert.deepEqual(removed, { code: want, signal: null }, `exit status of the removed member; last lines:\n${p.lines().slice(-8).join('\n')}`);
+      // etcd 3.6.8 races its own shutdown here: its client listener's goroutine sometimes reports
+      // "server is stopping" and the process exits 1 instead of 0 (seen 3 times in 4 on a loaded
+      // machine). That is the reference's race, not a behaviour to copy: accepted for etcd only, and
+      // only with that line.
+      const etcdRace = t.kind !== 'cairn' && removed.code === 1 && p.lines().some((l) => l.includes('server is stopping'));
+      if (!etcdRace) assert.deepEqual(removed, { code: want, signal: null }, `exit status of the removed member; last lines:\n${p.lines().slice(-8).join('\n')}`);
       if (t.kind === 'cairn') assert.equal(logLines(p, REMOVED_LINE).length, 1, 'one log line saying the member was removed');
 
       const again = own(t, opts.etcdBin, ['--config-file', `${c.member('m3').dataDir}.conf.yaml`]);
