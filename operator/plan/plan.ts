@@ -46,6 +46,11 @@ function journal(v: View, s: EtcdClusterStatus, type: OperationType, ordinal: nu
   return { step: { kind: 'journal', operation }, reason: `start ${type} of ${operation.member}: ${reason}`, status: { ...s, operation } };
 }
 
+const rolloutStopped = (v: View): { reason: string; message: string } => ({
+  reason: 'RolloutStopped',
+  message: `a member did not become healthy on ${v.image}; set the previous version or image to roll back`,
+});
+
 function end(s: EtcdClusterStatus, reason: string, extra: EtcdClusterStatus = {}): Decision {
   return { step: { kind: 'endOperation' }, reason, status: { ...without(s, 'operation'), ...extra } };
 }
@@ -146,7 +151,8 @@ function continueUpgrade(v: View, s: EtcdClusterStatus, op: Operation): Decision
   if (m !== undefined && m.healthy && caughtUp(v, m)) return end(s, `${op.member} runs ${v.image} and is healthy`);
   if (pod.memberState === 'dataLost') return end(s, `${op.member} lost its data (not the image's fault): Replace takes over`);
   if (v.nowMs - Date.parse(op.startedAt) > v.o.settings.upgradeHealthyTimeoutMs) {
-    return end(s, `${op.member} did not become healthy on ${v.image}: rollout stopped`, { stoppedRollout: v.image });
+    // Degraded from the very status write that records the stop (not one reconcile later).
+    return { ...end(s, `${op.member} did not become healthy on ${v.image}: rollout stopped`, { stoppedRollout: v.image }), degraded: rolloutStopped(v) };
   }
   return waiting(v, s, `waiting for ${op.member} to become healthy on ${v.image}`);
 }
@@ -223,7 +229,7 @@ function nextOperation(v: View, s: EtcdClusterStatus): Decision {
     if (!allHealthy) return waiting(v, s, 'scale-up waits for every member to be healthy', { reason: 'MembersUnhealthy', message: 'scale-up waits for every member to be healthy' });
     return journal(v, s, 'ScaleUp', top + 1, `replicas ${String(v.spec.replicas)}`);
   }
-  if (s.stoppedRollout === v.image) return { step: { kind: 'none' }, reason: `rollout of ${v.image} stopped`, status: s, degraded: { reason: 'RolloutStopped', message: `a member did not become healthy on ${v.image}; set the previous version or image to roll back` } };
+  if (s.stoppedRollout === v.image) return { step: { kind: 'none' }, reason: `rollout of ${v.image} stopped`, status: s, degraded: rolloutStopped(v) };
   const up = upgradeCandidate(v);
   if (up !== undefined) return journal(v, s, 'Upgrade', up, `roll to ${v.image}`, { image: v.image });
   const small = v.o.pvcs.find((p) => !p.deleting && p.requestBytes < sizeBytes(p.volume === 'data' ? v.spec.storage.data.size : v.spec.storage.wal.size));
