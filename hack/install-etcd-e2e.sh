@@ -10,11 +10,9 @@ ever="${CAIRN_ETCD36_VERSION:-v3.6.8}"
 cache="${CAIRN_CACHE:-$HOME/.cache/cairn}"
 out="$cache/bin/etcd-e2e-$ever.test"
 log() { echo "install-etcd-e2e: $*" >&2; }
-if ! command -v go >/dev/null 2>&1; then
-  if [ -x /usr/local/go/bin/go ]; then PATH="/usr/local/go/bin:$PATH"; else log "no Go toolchain on PATH"; exit 1; fi
-fi
-export GOTOOLCHAIN=local GOFLAGS="-mod=mod -buildvcs=false" CGO_ENABLED=0
-: "${GOPROXY:=https://proxy.golang.org}"; export GOPROXY
+# shellcheck source=hack/go-module.sh
+. "$(dirname "$0")/go-module.sh"
+go_module_env
 src="$cache/src/etcd-e2e-$ever"
 mkdir -p "$src" "$cache/bin"
 cd "$src"
