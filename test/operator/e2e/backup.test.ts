@@ -12,14 +12,13 @@
 import { test, type TestContext } from 'node:test';
 import assert from 'node:assert/strict';
 import { createHash, randomBytes } from 'node:crypto';
-import { join } from 'node:path';
 import { GetObjectCommand, HeadObjectCommand, ListObjectsV2Command, S3Client } from '@aws-sdk/client-s3';
-import { localkube, localkubeImage, localkubeMissing, type LocalKube } from '../../harness/localkube.js';
+import { localkube, localkubeMissing, type LocalKube } from '../../harness/localkube.js';
 import { pollUntil } from '../../harness/poll.js';
 import { skipOrFail } from '../../harness/prereq.js';
-import { REPO_ROOT } from '../../harness/procs.js';
 import { EtcdAdmin } from '../../../operator/etcd/index.js';
 import { S3_BUCKET, S3_ENDPOINT, S3_KEYS } from '../../../hack/localkube/layout.js';
+import { deployCheckoutOperator } from './lk-status.js';
 
 type Obj = Record<string, unknown>;
 const o = (v: unknown): Obj => (typeof v === 'object' && v !== null ? (v as Obj) : {});
@@ -134,11 +133,7 @@ test('backups on localkube: scheduled, on demand, wrong credentials, retention',
   if (!setup(t)) return;
   const lk = await localkube();
   // The operator of this checkout (image, CRDs, RBAC): the Deployment restarted on the new image.
-  t.diagnostic(`image built and imported in ${String(await localkubeImage('localhost/cairn:dev'))} s`);
-  await lk.kubectlOk(['apply', '--server-side', '--force-conflicts', '-f', join(REPO_ROOT, 'crds')]);
-  await lk.kubectlOk(['apply', '-f', join(REPO_ROOT, 'operator', 'manifests', '01-rbac.yaml')]);
-  await lk.kubectlOk(['-n', 'cairn-system', 'rollout', 'restart', 'deploy/cairn-operator']);
-  await lk.kubectlOk(['-n', 'cairn-system', 'rollout', 'status', 'deploy/cairn-operator', '--timeout=180s'], { timeoutMs: 200_000 });
+  await deployCheckoutOperator(lk, t);
 
   const ns = `bk-${randomBytes(3).toString('hex')}`;
   const name = 'bk';
