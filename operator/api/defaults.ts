@@ -41,6 +41,7 @@ export const DEFAULTS = {
   secretAccessKeyKey: 'AWS_SECRET_ACCESS_KEY',
   caBundleKey: 'ca.crt',
   minFragmentation: 20,
+  rootPasswordKey: 'password',
 } as const;
 
 /** --quota-backend-bytes: spec.quotaBackendBytes, or 75% of the data volume capped at 8 GiB. */
@@ -204,5 +205,9 @@ export function withDefaults(raw: unknown): EtcdClusterSpec {
   if (typeof o['backup'] === 'object' && o['backup'] !== null) spec.backup = backup(o['backup']);
   if (typeof o['defrag'] === 'object' && o['defrag'] !== null) spec.defrag = defrag(o['defrag']);
   if (typeof o['bootstrap'] === 'object' && o['bootstrap'] !== null) spec.bootstrap = bootstrap(o['bootstrap']);
+  if (typeof o['auth'] === 'object' && o['auth'] !== null) {
+    const ref = rec(rec(o['auth'])['rootSecretRef']);
+    spec.auth = { rootSecretRef: { name: strOf(ref, 'name') ?? '', key: strOf(ref, 'key') ?? DEFAULTS.rootPasswordKey } };
+  }
   return spec;
 }

@@ -170,6 +170,19 @@ function specSchema(): Schema {
       server: serverOptions(),
       ...upkeepSchemas(),
       backup: backupSpecSchema(),
+      auth: {
+        type: 'object',
+        description: 'etcd authentication managed by the operator: root (root role) gets the Secret\'s password, the operator its own user cairn-operator (root role), then auth is enabled. Absent: auth disabled.',
+        required: ['rootSecretRef'],
+        properties: {
+          rootSecretRef: {
+            type: 'object',
+            description: 'Secret (same namespace) with root\'s password; a changed password is set as root\'s.',
+            required: ['name'],
+            properties: { name: str(253, 'Secret name.'), key: { ...str(253, 'Key of the password.'), default: DEFAULTS.rootPasswordKey } },
+          },
+        },
+      },
       extraArgs: {
         type: 'array',
         maxItems: EXTRA_ARGS_MAX,
@@ -290,6 +303,11 @@ function statusSchema(): Schema {
           retryable: { type: 'boolean' },
         },
       },
+      auth: {
+        type: 'object',
+        required: ['enabled'],
+        properties: { enabled: { type: 'boolean' }, user: s(), rootSecretVersion: s(), enabledAt: { type: 'string', format: 'date-time' } },
+      },
       quorumLoss: {
         type: 'object',
         required: ['since', 'lost', 'survivors'],
@@ -308,6 +326,36 @@ function statusSchema(): Schema {
           lastKnownRevision: i,
           confirmedAt: { type: 'string', format: 'date-time' },
         },
+      },
+      recovery: {
+        type: 'object',
+        required: ['stage', 'survivor', 'survivorId', 'ordinal', 'approvedAt', 'previousToken', 'token', 'rejoining'],
+        properties: {
+          stage: { type: 'string', enum: ['Approved', 'Restarting', 'Growing', 'Completed', 'Cancelled'] },
+          survivor: s(),
+          survivorId: s(32),
+          ordinal: { type: 'integer' },
+          approvedAt: { type: 'string', format: 'date-time' },
+          previousToken: s(),
+          previousClusterId: s(32),
+          token: s(),
+          rejoining: { type: 'array', maxItems: 16, items: s() },
+          lastKnownRevision: i,
+          snapshot: {
+            type: 'object',
+            required: ['file', 'pvc', 'sizeBytes', 'sha256', 'revision', 'takenAt'],
+            properties: { file: s(1024), pvc: s(), sizeBytes: i, sha256: s(64), revision: i, takenAt: { type: 'string', format: 'date-time' } },
+          },
+          restartAt: { type: 'string', format: 'date-time' },
+          restoredAt: { type: 'string', format: 'date-time' },
+          finishedAt: { type: 'string', format: 'date-time' },
+          message: s(4096),
+        },
+      },
+      recoveryRefusal: {
+        type: 'object',
+        required: ['approval', 'reason', 'at'],
+        properties: { approval: s(), reason: s(4096), at: { type: 'string', format: 'date-time' } },
       },
     },
   };

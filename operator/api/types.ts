@@ -131,6 +131,17 @@ export interface BootstrapSpec {
   fromBackup: FromBackup;
 }
 
+/**
+ * etcd authentication managed by the operator: the root user (with the root role) gets the password
+ * of this Secret, the operator its own user `cairn-operator` (root role, a generated password in the
+ * Secret <cluster>-operator-auth), then auth is enabled. A changed password in the Secret is set as
+ * root's. Removing spec.auth disables auth.
+ */
+export interface AuthSpec {
+  /** The Secret (same namespace) and key of root's password. */
+  rootSecretRef: SecretKeyRef;
+}
+
 export interface EtcdClusterSpec {
   /** 1, 3, 5 or 7 voting members. */
   replicas: number;
@@ -152,6 +163,8 @@ export interface EtcdClusterSpec {
   backup?: BackupSpec;
   defrag?: DefragSpec;
   bootstrap?: BootstrapSpec;
+  /** etcd authentication (root from a Secret, auth enabled); absent: auth disabled. */
+  auth?: AuthSpec;
   /** Further server flags ("--flag=value"); the flags the operator owns are refused. */
   extraArgs: string[];
   /** No action while true (said in status). */
@@ -160,10 +173,11 @@ export interface EtcdClusterSpec {
 
 /**
  * Each condition has one writer: Available/Progressing/Degraded and Maintenance/Restored the cluster
- * planner, BackupHealthy the backup runner (controller/backups.ts). The planner carries the
+ * planner, BackupHealthy the backup runner (controller/backups.ts), AuthReady the auth manager
+ * (controller/auth.ts). The planner carries the
  * conditions it does not write from the previous status.
  */
-export type ConditionType = 'Available' | 'Progressing' | 'Degraded' | 'BackupHealthy' | 'Maintenance' | 'Restored';
+export type ConditionType = 'Available' | 'Progressing' | 'Degraded' | 'BackupHealthy' | 'Maintenance' | 'Restored' | 'AuthReady' | 'Recovered';
 export type ConditionStatus = 'True' | 'False' | 'Unknown';
 
 /** metav1.Condition. */
@@ -300,6 +314,24 @@ export interface EtcdClusterStatus {
   maintenance?: MaintenanceStatus;
   restore?: RestoreStatus;
   quorumLoss?: QuorumLossStatus;
+  /** An approved quorum-loss recovery in progress or done (plan/recover.ts). */
+  recovery?: RecoveryStatus;
+  /** The last refused recovery approval, while its annotation stays. */
+  recoveryRefusal?: RecoveryRefusal;
+  /** Written by the auth manager (controller/auth.ts) only. */
+  auth?: AuthStatus;
+}
+
+/** etcd authentication as the operator last saw and set it. */
+export interface AuthStatus {
+  /** Auth is enabled on the cluster. */
+  enabled: boolean;
+  /** The etcd user the operator authenticates as. */
+  user?: string;
+  /** resourceVersion of the root password Secret whose password root has. */
+  rootSecretVersion?: string;
+  /** RFC 3339: when auth was enabled by the operator. */
+  enabledAt?: string;
 }
 
 /** A member that still answered its own Status while quorum was lost (one of QuorumLossStatus.survivors). */
@@ -328,6 +360,62 @@ export interface QuorumLossStatus {
   lastKnownRevision?: number;
   /** Set once the loss lasted past the threshold and was announced (Available=False/QuorumLost, a Warning Event). */
   confirmedAt?: string;
+}
+
+/** The annotation approving a quorum-loss recovery; its value must name the best survivor shown in status.quorumLoss. */
+export const RECOVERY_APPROVAL_ANNOTATION = 'cairn.dev/approve-quorum-recovery';
+
+export type RecoveryStage = 'Approved' | 'Restarting' | 'Growing' | 'Completed' | 'Cancelled';
+
+/** The snapshot a recovery starts from: taken from the survivor (Maintenance.Snapshot) onto its own data volume. */
+export interface RecoverySnapshot {
+  /** The file, relative to the survivor's data volume. */
+  file: string;
+  /** The claim holding it. */
+  pvc: string;
+  sizeBytes: number;
+  sha256: string;
+  /** The revision in the snapshot: what the recovered cluster keeps. */
+  revision: number;
+  takenAt: string;
+}
+
+/**
+ * An approved quorum-loss recovery (written by the planner before its first side effect, so a
+ * restarted operator resumes it): the survivor's data becomes a new one-member cluster with a new
+ * cluster token, then the other members join it as learners on fresh volumes.
+ */
+export interface RecoveryStatus {
+  stage: RecoveryStage;
+  /** The approved survivor (pod name), its member id and ordinal. */
+  survivor: string;
+  survivorId: string;
+  ordinal: number;
+  approvedAt: string;
+  /** The cluster token and id before the recovery, and the new token (the old members can never rejoin). */
+  previousToken: string;
+  previousClusterId?: string;
+  token: string;
+  /** Members whose volumes are replaced (every member but the survivor). */
+  rejoining: string[];
+  /** The highest revision known before the loss (a revision above the kept one was lost with the lost members). */
+  lastKnownRevision?: number;
+  snapshot?: RecoverySnapshot;
+  /** RFC 3339: the point of no return (status.clusterToken became `token`; pods restart from here). */
+  restartAt?: string;
+  /** RFC 3339: the survivor answered as the new one-member cluster. */
+  restoredAt?: string;
+  finishedAt?: string;
+  /** Why it was cancelled (quorum came back, or the approval was withdrawn before the restart). */
+  message?: string;
+}
+
+/** An approval the operator refused (stale, mismatched, or given before the loss was confirmed); never acted on. */
+export interface RecoveryRefusal {
+  /** The annotation's value that was refused (refused until the annotation is removed). */
+  approval: string;
+  reason: string;
+  at: string;
 }
 
 export interface ObjectMeta {

@@ -3,8 +3,8 @@
 // (tunnel.ts). Connections are opened on first use and closed together by close().
 import type { KubeConfig } from '@kubernetes/client-node';
 import { API_VERSION, PLURAL, type EtcdClusterStatus } from '../api/index.js';
-import { EtcdAdmin, type ListedMember, type MemberStatusReply } from '../etcd/index.js';
-import { KubeError, KubeRest } from '../kube/index.js';
+import { CALL_TIMEOUT_MS, EtcdAccess, EtcdAdmin, type ListedMember, type MemberStatusReply } from '../etcd/index.js';
+import { KubeError, KubeRest, pathOf } from '../kube/index.js';
 import { CLIENT_PORT } from '../plan/index.js';
 import { openTunnel, type Tunnel } from './tunnel.js';
 
@@ -23,6 +23,8 @@ export interface LiveMember {
 export class ClusterHandle {
   private readonly rest: KubeRest;
   private readonly open = new Map<string, { tunnel: Tunnel; admin: EtcdAdmin }>();
+  /** undefined: not looked up yet; null: the cluster has no operator-managed auth. */
+  private accessCache: EtcdAccess | null | undefined;
 
   constructor(
     private readonly kc: KubeConfig,
@@ -59,7 +61,7 @@ export class ClusterHandle {
     const had = this.open.get(pod);
     if (had !== undefined) return had;
     const tunnel = await openTunnel(this.kc, this.namespace, pod, CLIENT_PORT);
-    const c = { tunnel, admin: new EtcdAdmin(tunnel.endpoint, this.callTimeoutMs) };
+    const c = { tunnel, admin: new EtcdAdmin(tunnel.endpoint, this.callTimeoutMs, (await this.access()) ?? undefined) };
     this.open.set(pod, c);
     return c;
   }
@@ -72,6 +74,33 @@ export class ClusterHandle {
   /** The local "127.0.0.1:port" that reaches a member pod's client port (for other gRPC clients). */
   async endpoint(pod: string): Promise<string> {
     return (await this.connection(pod)).tunnel.endpoint;
+  }
+
+  /**
+   * With spec.auth, the operator's own etcd user from the Secret <cluster>-operator-auth (read
+   * through the Kubernetes API, as the operator keeps it): what root-only calls need under auth.
+   */
+  async access(): Promise<EtcdAccess | null> {
+    if (this.accessCache !== undefined) return this.accessCache;
+    let found: EtcdAccess | null = null;
+    try {
+      const s = await this.rest.get(pathOf('Secret', this.namespace, `${this.name}-operator-auth`));
+      const data = (s['data'] ?? {}) as Record<string, unknown>;
+      const dec = (v: unknown): string => (typeof v === 'string' ? Buffer.from(v, 'base64').toString('utf8') : '');
+      if (dec(data['password']) !== '') found = new EtcdAccess({ user: dec(data['username']) || 'cairn-operator', password: dec(data['password']) });
+    } catch (e) {
+      if (!(e instanceof KubeError && (e.notFound || e.status === 403))) throw e;
+    }
+    this.accessCache = found;
+    return found;
+  }
+
+  /** Channel credentials for other gRPC clients of a member (the snapshot stream): the token on every call under auth. */
+  async channelCredentials(pod: string): Promise<ReturnType<EtcdAccess['callChannelCredentials']> | undefined> {
+    const a = await this.access();
+    if (a === null) return undefined;
+    const ep = await this.endpoint(pod);
+    return a.callChannelCredentials(() => new EtcdAdmin(ep, CALL_TIMEOUT_MS, a));
   }
 
   /** Status of every running member pod (a member that does not answer carries its error). */

@@ -188,7 +188,7 @@ function counter(total: number, progress: Progress, everyMs = 1000): Transform &
  */
 export async function snapshot(h: ClusterHandle, file: string, progress: Progress, member?: string): Promise<SnapshotResult> {
   const pod = member ?? (await h.leaderPod()).pod;
-  const src = new SnapshotSource(await h.endpoint(pod));
+  const src = new SnapshotSource(await h.endpoint(pod), await h.channelCredentials(pod));
   const part = `${file}.part`;
   try {
     const info = await src.status();

@@ -36,6 +36,7 @@ import {
 import { recordEvent } from '../act/index.js';
 import { backupCluster, BackupError, BackupSlots, deleteBackup, s3Client, type BackupReason, type ClusterBackupResult, type S3Credentials } from '../backup/index.js';
 import { KubeError, makeKindInformer, pathOf, resourcePath, type KindInformer, type KubeRest } from '../kube/index.js';
+import { accessFor, CALL_TIMEOUT_MS, EtcdAdmin } from '../etcd/index.js';
 import { metaOf, parseCluster } from '../observe/index.js';
 import type { Observed } from '../plan/index.js';
 import { candidatesOf, recordsToDelete, retentionPolicy, scheduleDecision, scheduledBackupName, startOf } from './backup-plan.js';
@@ -329,6 +330,7 @@ export class BackupRunner {
         now: () => new Date(),
         log,
         ...(retention !== undefined ? { retention } : {}),
+        ...memberCredentials(members.map((m) => m.endpoint)),
       });
     } finally {
       s3.destroy();
@@ -459,4 +461,12 @@ export class BackupRunner {
 function sameIgnoringTimes(before: string, after: EtcdClusterStatus): boolean {
   const strip = (s: EtcdClusterStatus): unknown => ({ ...s, conditions: (s.conditions ?? []).map((c) => ({ ...c, lastTransitionTime: '' })) });
   return JSON.stringify(strip(JSON.parse(before) as EtcdClusterStatus)) === JSON.stringify(strip(after));
+}
+
+/** spec.auth/TLS: the channel credentials (token on every call) of the access the auth manager registered for the members. */
+function memberCredentials(endpoints: readonly string[]): { memberCredentials?: ReturnType<NonNullable<ReturnType<typeof accessFor>>['callChannelCredentials']> } {
+  const ep = endpoints.find((e) => accessFor(e) !== undefined);
+  const access = ep === undefined ? undefined : accessFor(ep);
+  if (ep === undefined || access === undefined) return {};
+  return { memberCredentials: access.callChannelCredentials(() => new EtcdAdmin(ep, CALL_TIMEOUT_MS, access)) };
 }

@@ -2,11 +2,12 @@
 // writes the status (through the status subresource, with the read resourceVersion: a conflict
 // re-runs the reconcile) BEFORE acting, performs the one step, and requeues: at once after an
 // action, after the planner's wait, or after the resync period. Failures back off per cluster.
-import { PLURAL, VERSION, GROUP, type JsonObject } from '../api/index.js';
+import { PLURAL, VERSION, GROUP, type Condition, type EtcdClusterStatus, type JsonObject } from '../api/index.js';
 import { act, isAction, type ActContext } from '../act/index.js';
 import { EtcdCallError } from '../etcd/index.js';
 import { KubeError, makeKindInformer, resourcePath, type KindInformer, type KubeRest } from '../kube/index.js';
-import { metaOf, observe, type Caches } from '../observe/index.js';
+import { kubeView, metaOf, observe, type Caches } from '../observe/index.js';
+import { AuthManager, type AuthOutcome } from './auth.js';
 import { hashOf, names, plan, text, type Observed, type PlanSettings } from '../plan/index.js';
 import type { Logger } from './log.js';
 import type { OperatorMetrics } from './metrics.js';
@@ -54,8 +55,11 @@ export class Controller {
   private wake: (() => void) | undefined;
   private timer: NodeJS.Timeout | undefined;
   private synced = false;
+  /** spec.auth: the operator's etcd credentials per cluster (controller/auth.ts). */
+  readonly auth: AuthManager;
 
   constructor(private readonly o: ControllerOptions) {
+    this.auth = new AuthManager(o.rest);
     const sel = MANAGED_SELECTOR;
     const inf = (kind: string, selector: string | undefined): KindInformer =>
       makeKindInformer(o.rest, kind, o.namespace, selector, (obj) => this.onObject(kind, obj), (k, err) => this.onInformerError(k, err));
@@ -185,12 +189,25 @@ export class Controller {
     if (raw === undefined) {
       this.o.metrics.forget(ns, name);
       this.replaced.delete(key);
+      this.auth.forget(key);
       return undefined;
     }
     const rv = metaOf(raw)['resourceVersion'];
     if (typeof rv === 'string' && this.replaced.get(key) === rv) return STALE_CACHE_RETRY_MS;
+    const auth = await this.prepareAuth(raw);
+    if (auth.block) {
+      // Auth is on and the operator cannot log in: report it, observe nothing (every member would look unhealthy).
+      const prev = (raw['status'] ?? {}) as EtcdClusterStatus;
+      const status = withAuth(prev, auth, new Date().toISOString(), metaOf(raw)['generation']);
+      if (hashOf(JSON.parse(JSON.stringify(status)) as unknown) !== hashOf(raw['status'] ?? {})) {
+        const written = await this.writeStatus(key, raw, status as unknown as JsonObject);
+        if (!written) return AFTER_CONFLICT_MS;
+      }
+      return auth.requeueMs ?? RESYNC_MS;
+    }
     const obs = await observe(this.caches, raw, new Date().toISOString(), this.o.defaultImage, this.o.settings);
     const p = plan(obs);
+    p.status = withAuth(p.status, auth, obs.now, obs.cluster.metadata.generation, obs.cluster.status);
     this.record(ns, name, obs, p.status.conditions?.find((c) => c.type === 'Available')?.status === 'True');
     const before = hashOf(raw['status'] ?? {});
     if (hashOf(JSON.parse(JSON.stringify(p.status)) as unknown) !== before) {
@@ -209,8 +226,16 @@ export class Controller {
       this.o.log.log('info', p.reason, { cluster: key, step: step.kind });
       return AFTER_ACTION_MS;
     }
-    if (step.kind === 'wait') return step.requeueMs;
-    return this.o.resyncMs ?? RESYNC_MS;
+    const next = step.kind === 'wait' ? step.requeueMs : (this.o.resyncMs ?? RESYNC_MS);
+    return auth.requeueMs === undefined ? next : Math.min(next, auth.requeueMs);
+  }
+
+  /** The auth manager's pass for a cluster, with its members' endpoints (ready pods first). */
+  private prepareAuth(raw: JsonObject): Promise<AuthOutcome> {
+    const k = kubeView(this.caches, raw);
+    const live = k.pods.filter((p) => p.ip !== undefined && !p.deleting);
+    const eps = [...live.filter((p) => p.ready), ...live.filter((p) => !p.ready)].map((p) => `${p.ip ?? ''}:2379`);
+    return this.auth.prepare(k.cluster, eps);
   }
 
   /** One observation of a cluster from the caches (the backup runner's view of the members). */
@@ -254,4 +279,30 @@ export class Controller {
     const leaderId = (obs.members ?? []).find((m) => m.status !== undefined && m.status.leader !== '0')?.status?.leader;
     return { rest: this.o.rest, cluster: obs.cluster, endpoints, leaderId, instance: this.o.instance };
   }
+}
+
+/** The status with the auth manager's part: status.auth and the AuthReady condition (kept if it says the same). */
+export function withAuth(status: EtcdClusterStatus, auth: AuthOutcome, now: string, generation: unknown, prevStatus: EtcdClusterStatus = status): EtcdClusterStatus {
+  const out: EtcdClusterStatus = { ...status };
+  const a = auth.status ?? prevStatus.auth;
+  if (a !== undefined) out.auth = a;
+  else delete out.auth;
+  const prev = prevStatus.conditions?.find((c) => c.type === 'AuthReady');
+  const others = (status.conditions ?? []).filter((c) => c.type !== 'AuthReady');
+  const c = auth.condition;
+  if (c === undefined) {
+    out.conditions = prev === undefined || out.auth?.enabled === false || a === undefined ? others : [...others, prev];
+    return out;
+  }
+  const same = prev !== undefined && prev.status === c.status && prev.reason === c.reason;
+  const cond: Condition = {
+    type: 'AuthReady',
+    status: c.status,
+    reason: c.reason,
+    message: same && c.reason === prev.reason && c.status !== 'False' ? prev.message : c.message,
+    observedGeneration: typeof generation === 'number' ? generation : 0,
+    lastTransitionTime: prev !== undefined && prev.status === c.status ? prev.lastTransitionTime : now,
+  };
+  out.conditions = [...others, cond];
+  return out;
 }

@@ -2,7 +2,8 @@
 // proto/gen as serializers. Member ids are hex strings at this surface (as etcdctl prints them);
 // every call has a deadline; gRPC failures become EtcdCallError with the code and etcd's message.
 import * as grpc from '@grpc/grpc-js';
-import { AlarmRequest_AlarmAction, AlarmType, ClusterService, KVService, MaintenanceService } from '../../proto/gen/etcdserverpb.js';
+import { AlarmRequest_AlarmAction, AlarmType, AuthService, ClusterService, KVService, MaintenanceService } from '../../proto/gen/etcdserverpb.js';
+import { accessFor, isNotEnabled, isTokenRefusal, type EtcdAccess } from './access.js';
 
 export const CALL_TIMEOUT_MS = 5000;
 /**
@@ -68,26 +69,51 @@ export const fromHex = (id: string): bigint => BigInt(`0x${id}`);
 /** One connection to one endpoint ("host:port"). */
 export class EtcdAdmin {
   private readonly client: grpc.Client;
+  /** TLS and credentials of this endpoint (default: what accessFor(endpoint) registered, else none). */
+  readonly access: EtcdAccess | undefined;
 
   constructor(
     readonly endpoint: string,
     private readonly timeoutMs = CALL_TIMEOUT_MS,
+    access?: EtcdAccess,
   ) {
-    this.client = new grpc.Client(endpoint, grpc.credentials.createInsecure(), {
+    this.access = access ?? accessFor(endpoint);
+    this.client = new grpc.Client(endpoint, this.access?.channelCredentials() ?? grpc.credentials.createInsecure(), {
       'grpc.max_receive_message_length': 16 << 20,
       'grpc.initial_reconnect_backoff_ms': 200,
       'grpc.max_reconnect_backoff_ms': 2000,
+      ...(this.access?.channelOptions(endpoint) ?? {}),
     });
   }
 
-  private call<ReqInit, Res>(m: Unary<ReqInit, Res>, req: ReqInit, timeoutMs = this.timeoutMs): Promise<Res> {
+  /**
+   * One unary call. With credentials in the access, the call carries the cached token (etcd's
+   * `token` metadata); a refusal that means the token is missing, expired or stale ('user name is
+   * empty', 'invalid auth token', 'revision of auth store is old') authenticates anew and retries once.
+   */
+  private async call<ReqInit, Res>(m: Unary<ReqInit, Res>, req: ReqInit, timeoutMs = this.timeoutMs): Promise<Res> {
+    const a = this.access;
+    if (a?.auth === undefined) return this.once(m, req, timeoutMs, undefined);
+    const token = await a.token(this);
+    try {
+      return await this.once(m, req, timeoutMs, token);
+    } catch (e) {
+      if (!(e instanceof EtcdCallError) || !isTokenRefusal(e.code, e.details)) throw e;
+      a.forget(token);
+      return this.once(m, req, timeoutMs, await a.token(this, true));
+    }
+  }
+
+  private once<ReqInit, Res>(m: Unary<ReqInit, Res>, req: ReqInit, timeoutMs: number, token: string | undefined): Promise<Res> {
+    const md = new grpc.Metadata();
+    if (token !== undefined) md.set('token', token);
     return new Promise((resolve, reject) => {
       this.client.makeUnaryRequest(
         m.path,
         (x: ReqInit) => m.encodeRequest(x),
         (b: Buffer) => m.decodeResponse(b),
         req,
-        new grpc.Metadata(),
+        md,
         { deadline: Date.now() + timeoutMs },
         (err, res) => {
           if (err !== null) reject(new EtcdCallError(m.name, this.endpoint, err.code, err.details));
@@ -174,6 +200,74 @@ export class EtcdAdmin {
   async alarmDisarm(a: RaisedAlarm): Promise<void> {
     const alarm = a.alarm === 'NOSPACE' ? AlarmType.NOSPACE : AlarmType.CORRUPT;
     await this.call(MaintenanceService.Alarm, { action: AlarmRequest_AlarmAction.DEACTIVATE, memberID: fromHex(a.memberId), alarm });
+  }
+
+  /**
+   * A token for these credentials (etcd's Authenticate), or undefined when auth is not enabled on
+   * the cluster. Never sends a token itself.
+   */
+  async authenticate(user: string, password: string): Promise<string | undefined> {
+    try {
+      const r = await this.once(AuthService.Authenticate, { name: user, password }, this.timeoutMs, undefined);
+      return r.token;
+    } catch (e) {
+      if (e instanceof EtcdCallError && isNotEnabled(e.details)) return undefined;
+      throw e;
+    }
+  }
+
+  /** Whether auth is enabled (needs no credentials). */
+  async authStatus(): Promise<{ enabled: boolean; authRevision: number }> {
+    const r = await this.once(AuthService.AuthStatus, {}, this.timeoutMs, undefined);
+    return { enabled: r.enabled, authRevision: Number(r.authRevision) };
+  }
+
+  /** Adds a user; false if it exists already. */
+  async userAdd(name: string, password: string): Promise<boolean> {
+    try {
+      await this.call(AuthService.UserAdd, { name, password, options: { noPassword: false } });
+      return true;
+    } catch (e) {
+      if (e instanceof EtcdCallError && /user name already exists/.test(e.details)) return false;
+      throw e;
+    }
+  }
+
+  /** The user's roles, or undefined if there is no such user. */
+  async userRoles(name: string): Promise<string[] | undefined> {
+    try {
+      return (await this.call(AuthService.UserGet, { name })).roles;
+    } catch (e) {
+      if (e instanceof EtcdCallError && /user name not found/.test(e.details)) return undefined;
+      throw e;
+    }
+  }
+
+  async userChangePassword(name: string, password: string): Promise<void> {
+    await this.call(AuthService.UserChangePassword, { name, password });
+  }
+
+  async userGrantRole(user: string, role: string): Promise<void> {
+    await this.call(AuthService.UserGrantRole, { user, role });
+  }
+
+  /** Adds a role; false if it exists already. */
+  async roleAdd(name: string): Promise<boolean> {
+    try {
+      await this.call(AuthService.RoleAdd, { name });
+      return true;
+    } catch (e) {
+      if (e instanceof EtcdCallError && /role name already exists/.test(e.details)) return false;
+      throw e;
+    }
+  }
+
+  async authEnable(): Promise<void> {
+    await this.call(AuthService.AuthEnable, {});
+  }
+
+  async authDisable(): Promise<void> {
+    await this.call(AuthService.AuthDisable, {});
   }
 
   close(): void {
