@@ -83,39 +83,77 @@ localkube_down() {
 }
 trap localkube_down EXIT
 start=$SECONDS
-failed=()
-times=()
-echo "run-tests: tier $tier, ${#files[@]} files, one at a time; CI=${CI:-} ; whole run limited to $GLOBAL_S s (CAIRN_TEST_TIMEOUT_S)"
+# Two lanes run side by side (the machine has 2 cores; most files wait on processes, not CPU): the
+# files that need the local Kubernetes (they import test/harness/localkube, or say
+# `// test-lane: localkube`) one after another in the "kube" lane, every other file one after another in
+# the "main" lane. Each file's output is kept in a file and printed whole when it ends, so the two
+# lanes' outputs never interleave. CAIRN_TEST_LANES=1 runs everything in one lane.
+LANES="${CAIRN_TEST_LANES:-2}"
+case "$LANES" in 1|2) ;; *) echo "run-tests: CAIRN_TEST_LANES must be 1 or 2, got '$LANES'" >&2; exit 2 ;; esac
+run_dir="$(mktemp -d)"
+in_kube_lane() {
+  local src
+  src="$(src_of "$1")"
+  grep -qE "^// test-lane: localkube$|from '[./]*harness/localkube\.js'" "$src" 2>/dev/null
+}
+main_files=()
+kube_files=()
 for f in "${files[@]}"; do
-  left_s=$((GLOBAL_S - (SECONDS - start)))
-  if [ "$left_s" -le 0 ]; then
-    failed+=("$f: NOT RUN: the whole run reached its limit (CAIRN_TEST_TIMEOUT_S=$GLOBAL_S)")
-    continue
-  fi
-  limit_s=$(($(file_limit_min "$f") * 60))
-  why="its limit ($((limit_s / 60)) min)"
-  if [ "$left_s" -lt "$limit_s" ]; then limit_s=$left_s; why="the whole run's limit (CAIRN_TEST_TIMEOUT_S=$GLOBAL_S)"; fi
-  echo "=== $f (limit $((limit_s / 60)) min $((limit_s % 60)) s)"
-  t0=$SECONDS
-  rc=0
-  timeout -k "$KILL_AFTER_S" "$limit_s" node --test-reporter=spec "${node_args[@]}" "$f" </dev/null || rc=$?
-  took=$((SECONDS - t0))
-  times+=("$took $f")
-  if [ "$rc" -eq 124 ] || [ "$rc" -eq 137 ]; then
-    echo "=== TIMEOUT $f: still running after $took s, stopped at $why"
-    failed+=("$f: TIMEOUT after $took s ($why)")
-  elif [ "$rc" -ne 0 ]; then
-    echo "=== FAIL $f ($took s, exit $rc)"
-    failed+=("$f: FAIL (exit $rc, $took s)")
-  else
-    echo "=== ok $f ($took s)"
-  fi
+  if [ "$LANES" = 2 ] && in_kube_lane "$f"; then kube_files+=("$f"); else main_files+=("$f"); fi
 done
+
+# run_lane NAME FILE...: runs the files in order; appends "took<TAB>file" to $run_dir/NAME.times and
+# one line per failure to $run_dir/NAME.failed.
+run_lane() {
+  local lane="$1" f left_s limit_s why t0 rc took log
+  shift
+  : >"$run_dir/$lane.times"
+  : >"$run_dir/$lane.failed"
+  for f in "$@"; do
+    left_s=$((GLOBAL_S - (SECONDS - start)))
+    if [ "$left_s" -le 0 ]; then
+      echo "$f: NOT RUN: the whole run reached its limit (CAIRN_TEST_TIMEOUT_S=$GLOBAL_S)" >>"$run_dir/$lane.failed"
+      continue
+    fi
+    limit_s=$(($(file_limit_min "$f") * 60))
+    why="its limit ($((limit_s / 60)) min)"
+    if [ "$left_s" -lt "$limit_s" ]; then limit_s=$left_s; why="the whole run's limit (CAIRN_TEST_TIMEOUT_S=$GLOBAL_S)"; fi
+    log="$run_dir/$lane.current"
+    echo "=== $f (lane $lane, limit $((limit_s / 60)) min $((limit_s % 60)) s)" >"$log"
+    t0=$SECONDS
+    rc=0
+    timeout -k "$KILL_AFTER_S" "$limit_s" node --test-reporter=spec "${node_args[@]}" "$f" </dev/null >>"$log" 2>&1 || rc=$?
+    took=$((SECONDS - t0))
+    printf '%s\t%s\n' "$took" "$f" >>"$run_dir/$lane.times"
+    if [ "$rc" -eq 124 ] || [ "$rc" -eq 137 ]; then
+      echo "=== TIMEOUT $f: still running after $took s, stopped at $why" >>"$log"
+      echo "$f: TIMEOUT after $took s ($why)" >>"$run_dir/$lane.failed"
+    elif [ "$rc" -ne 0 ]; then
+      echo "=== FAIL $f ($took s, exit $rc)" >>"$log"
+      echo "$f: FAIL (exit $rc, $took s)" >>"$run_dir/$lane.failed"
+    else
+      echo "=== ok $f ($took s, lane $lane)" >>"$log"
+    fi
+    flock "$run_dir/.print" cat "$log"
+  done
+}
+
+echo "run-tests: tier $tier, ${#files[@]} files in $LANES lane(s) (main ${#main_files[@]}, kube ${#kube_files[@]}); CI=${CI:-} ; whole run limited to $GLOBAL_S s (CAIRN_TEST_TIMEOUT_S)"
+kube_pid=""
+if [ "${#kube_files[@]}" -gt 0 ]; then
+  run_lane kube "${kube_files[@]}" &
+  kube_pid=$!
+fi
+if [ "${#main_files[@]}" -gt 0 ]; then run_lane main "${main_files[@]}"; else : >"$run_dir/main.times"; : >"$run_dir/main.failed"; fi
+if [ -n "$kube_pid" ]; then wait "$kube_pid" || true; else : >"$run_dir/kube.times"; : >"$run_dir/kube.failed"; fi
+mapfile -t times < <(cat "$run_dir/main.times" "$run_dir/kube.times")
+mapfile -t failed < <(cat "$run_dir/main.failed" "$run_dir/kube.failed")
+rm -rf "$run_dir"
 
 total=$((SECONDS - start))
 echo
 echo "run-tests: ${#files[@]} files in $((total / 60)) min $((total % 60)) s; slowest:"
-printf '%s\n' "${times[@]}" | sort -rn | head -n 12 | awk '{printf "  %5d s  %s\n", $1, $2}'
+printf '%s\n' "${times[@]}" | sort -rn | head -n 12 | awk -F'\t' '{printf "  %5d s  %s\n", $1, $2}'
 if [ "${#failed[@]}" -gt 0 ]; then
   echo "run-tests: ${#failed[@]} of ${#files[@]} files failed:"
   printf '  %s\n' "${failed[@]}"

@@ -5,6 +5,43 @@ import type { JsonObject } from '../api/index.js';
 import { pathOf, type KubeRest } from './rest.js';
 
 export const INFORMER_RESTART_MS = 2000;
+/**
+ * Each watch asks the API server to end it after a random 5–10 min (`timeoutSeconds`, as client-go's
+ * reflector does) and is resumed from its last resourceVersion (no re-list); a watch that has not
+ * ended WATCH_GRACE_S after that is aborted here, so a connection that died without a FIN or RST (no
+ * events, no error) stalls a cache for at most ~10 min instead of until TCP keepalive gives up.
+ */
+export const WATCH_TIMEOUT_MIN_S = 300;
+export const WATCH_GRACE_S = 30;
+
+type WatchFn = k8s.Watch['watch'];
+
+/** A Watch whose every request carries timeoutSeconds, with a client-side deadline behind it. */
+export function boundedWatch(kc: k8s.KubeConfig, opts: { minTimeoutS?: number; graceS?: number; random?: () => number } = {}): Pick<k8s.Watch, 'watch'> {
+  const inner = new k8s.Watch(kc);
+  const minS = opts.minTimeoutS ?? WATCH_TIMEOUT_MIN_S;
+  const graceS = opts.graceS ?? WATCH_GRACE_S;
+  const random = opts.random ?? Math.random;
+  const watch: WatchFn = async (path, queryParams, callback, done) => {
+    const timeoutSeconds = minS + Math.floor(random() * minS);
+    const state: { timer?: NodeJS.Timeout; expired: boolean; ended: boolean } = { expired: false, ended: false };
+    const ctl = await inner.watch(path, { ...(queryParams as Record<string, unknown>), timeoutSeconds, allowWatchBookmarks: true }, callback, (err: unknown) => {
+      state.ended = true;
+      clearTimeout(state.timer);
+      // Our own abort of a watch past its deadline: resume from the last resourceVersion.
+      done(state.expired ? null : err);
+    });
+    if (!state.ended) {
+      state.timer = setTimeout(() => {
+        state.expired = true;
+        ctl.abort();
+      }, (timeoutSeconds + graceS) * 1000);
+      state.timer.unref();
+    }
+    return ctl;
+  };
+  return { watch };
+}
 
 export interface KindInformer {
   readonly kind: string;
@@ -26,7 +63,7 @@ export function makeKindInformer(
     const q = labelSelector === undefined ? '' : `?labelSelector=${encodeURIComponent(labelSelector)}`;
     return (await rest.get(`${path}${q}`)) as unknown as k8s.KubernetesListObject<k8s.KubernetesObject>;
   };
-  const inf = k8s.makeInformer(rest.kc, path, listFn, labelSelector);
+  const inf = new k8s.ListWatch(path, boundedWatch(rest.kc) as k8s.Watch, listFn, false, labelSelector);
   const fire = (o: k8s.KubernetesObject): void => onChange(o as unknown as JsonObject);
   inf.on('add', fire);
   inf.on('update', fire);

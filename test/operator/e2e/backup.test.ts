@@ -188,8 +188,19 @@ test('backups on localkube: scheduled, on demand, wrong credentials, retention',
     rates.push(Number(st['size']) / 1e6 / Math.max(secs, 0.001));
   };
 
+  // On a failure, what the operator and the EtcdBackups said (a CI run only keeps this output).
+  let failed = false;
+  const sub = (label: string, fn: () => Promise<void>): Promise<void> =>
+    t.test(label, async () => {
+      try {
+        await fn();
+      } catch (e) {
+        failed = true;
+        throw e;
+      }
+    });
   try {
-    await t.test('a scheduled backup lands in S3 with its status fields and the object metadata', async () => {
+    await sub('a scheduled backup lands in S3 with its status fields and the object metadata', async () => {
       let first: Obj | undefined;
       await pollUntil(
         'a scheduled EtcdBackup Succeeded',
@@ -217,14 +228,14 @@ test('backups on localkube: scheduled, on demand, wrong credentials, retention',
       assert.ok(o(cs['backup'])['nextScheduleTime'] !== undefined);
     });
 
-    await t.test('an on-demand EtcdBackup to another prefix', async () => {
+    await sub('an on-demand EtcdBackup to another prefix', async () => {
       await lk.apply(JSON.stringify({ apiVersion: 'cairn.dev/v1alpha1', kind: 'EtcdBackup', metadata: { name: 'now', namespace: ns }, spec: { clusterName: name, destination: destination(`e2e/${ns}-ondemand/`, 's3') } }));
       const b = await waitBackup(lk, ns, 'now', 'Succeeded');
       record(b);
       await checkObject(c, o(b['status']));
     });
 
-    await t.test('wrong credentials: Failed, BackupHealthy=False AccessDenied, a BackupFailed Event, no object', async () => {
+    await sub('wrong credentials: Failed, BackupHealthy=False AccessDenied, a BackupFailed Event, no object', async () => {
       const bad = `e2e/${ns}-denied/`;
       await lk.apply(JSON.stringify({ apiVersion: 'cairn.dev/v1alpha1', kind: 'EtcdBackup', metadata: { name: 'denied', namespace: ns }, spec: { clusterName: name, destination: destination(bad, 's3-wrong') } }));
       const b = await waitBackup(lk, ns, 'denied', 'Failed');
@@ -253,7 +264,7 @@ test('backups on localkube: scheduled, on demand, wrong credentials, retention',
       assert.deepEqual(await keysUnder(c, bad), [], 'nothing under the denied prefix');
     });
 
-    await t.test('a missing bucket and an endpoint nobody answers: Failed with BucketMissing / EndpointUnreachable', async () => {
+    await sub('a missing bucket and an endpoint nobody answers: Failed with BucketMissing / EndpointUnreachable', async () => {
       const cases = [
         { name: 'nobucket', reason: 'BucketMissing', dest: { s3: { ...o(destination(`e2e/${ns}/`, 's3')['s3']), bucket: `missing-${ns}` } }, text: /does not exist/ },
         { name: 'nobody', reason: 'EndpointUnreachable', dest: { s3: { ...o(destination(`e2e/${ns}/`, 's3')['s3']), endpoint: 'http://10.200.0.1:1' } }, text: /did not answer/ },
@@ -266,7 +277,7 @@ test('backups on localkube: scheduled, on demand, wrong credentials, retention',
       }
     });
 
-    await t.test('retention keepLast 2 deletes the oldest scheduled record and its object, never the newest', async () => {
+    await sub('retention keepLast 2 deletes the oldest scheduled record and its object, never the newest', async () => {
       let current: Obj[] = [];
       await pollUntil(
         'three scheduled backups succeeded and retention pruned to two',
@@ -291,7 +302,7 @@ test('backups on localkube: scheduled, on demand, wrong credentials, retention',
       assert.deepEqual((await keysUnder(c, `${prefix}${ns}-${name}/.incomplete/`)), [], 'no incomplete upload left');
     });
 
-    await t.test('operator metrics: last success time, duration, size', async () => {
+    await sub('operator metrics: last success time, duration, size', async () => {
       const pod = JSON.parse(await lk.kubectlOk(['get', 'pods', '-n', 'cairn-system', '-l', 'app.kubernetes.io/name=cairn-operator', '-o', 'json'])) as Obj;
       const podIp = str(o(o(arr(pod['items'])[0])['status'])['podIP']);
       const res = await fetch(`http://${podIp}:8080/metrics`);
@@ -304,6 +315,12 @@ test('backups on localkube: scheduled, on demand, wrong credentials, retention',
       assert.match(text, new RegExp(`cairn_operator_backup_failures_total\\{namespace="${ns}",name="${name}",reason="AccessDenied"\\} 1`));
     });
   } finally {
+    if (failed) {
+      const bs = await lk.kubectl(['get', 'etcdbackups', '-n', ns, '-o', 'json']);
+      for (const b of arr(o(JSON.parse(bs.stdout || '{}'))['items'])) t.diagnostic(`EtcdBackup ${nameOf(b)}: ${JSON.stringify(b['status'] ?? {})}`);
+      const logs = await lk.kubectl(['logs', '-n', 'cairn-system', 'deployment/cairn-operator', '--tail=150']);
+      for (const line of logs.stdout.split('\n').filter((l) => l.includes(ns) || /"level":"(warn|error)"/.test(l))) t.diagnostic(`operator: ${line}`);
+    }
     const acked = await load.stop();
     const sizes = [...seen.values()].map((b) => Number(o(b['status'])['size']));
     t.diagnostic(`writes acknowledged during the backups: ${String(acked)}; backups: ${String(seen.size)}, sizes ${sizes.map((s) => `${(s / 1e6).toFixed(1)} MB`).join(', ')}`);
