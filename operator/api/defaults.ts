@@ -209,5 +209,19 @@ export function withDefaults(raw: unknown): EtcdClusterSpec {
     const ref = rec(rec(o['auth'])['rootSecretRef']);
     spec.auth = { rootSecretRef: { name: strOf(ref, 'name') ?? '', key: strOf(ref, 'key') ?? DEFAULTS.rootPasswordKey } };
   }
+  if (typeof o['tls'] === 'object' && o['tls'] !== null) {
+    const t = rec(o['tls']);
+    spec.tls = {};
+    if (typeof t['client'] === 'object' && t['client'] !== null) {
+      const c = rec(t['client']);
+      const secretName = strOf(c, 'secretName');
+      const operatorSecretName = strOf(c, 'operatorSecretName');
+      spec.tls.client = { ...(secretName !== undefined ? { secretName } : {}), ...(operatorSecretName !== undefined ? { operatorSecretName } : {}) };
+    }
+    if (typeof t['peer'] === 'object' && t['peer'] !== null) {
+      const secretName = strOf(rec(t['peer']), 'secretName');
+      spec.tls.peer = secretName !== undefined ? { secretName } : {};
+    }
+  }
   return spec;
 }

@@ -183,6 +183,21 @@ function specSchema(): Schema {
           },
         },
       },
+      tls: {
+        type: 'object',
+        description: 'TLS of the client and peer ports, independently (set at creation). Each side: secretName (cert-manager keys tls.crt, tls.key, ca.crt; checked, then copied to the Secret the members mount) or, absent, certificates issued and renewed by the operator from its CA (Secret <cluster>-ca).',
+        properties: {
+          client: {
+            type: 'object',
+            description: 'Client TLS; client certificates are required.',
+            properties: {
+              secretName: str(253, "The user's Secret (tls.crt, tls.key, ca.crt); absent: issued by the operator."),
+              operatorSecretName: str(253, "With secretName: the operator's client certificate (tls.crt, tls.key), signed by the client Secret's ca.crt."),
+            },
+          },
+          peer: { type: 'object', description: 'Peer TLS (peer certificates required).', properties: { secretName: str(253, "The user's Secret (tls.crt, tls.key, ca.crt); absent: issued by the operator.") } },
+        },
+      },
       extraArgs: {
         type: 'array',
         maxItems: EXTRA_ARGS_MAX,
@@ -303,6 +318,7 @@ function statusSchema(): Schema {
           retryable: { type: 'boolean' },
         },
       },
+      tls: { type: 'object', properties: { client: { type: 'object', required: ['secret', 'serial', 'notAfter'], properties: { secret: s(), serial: s(64), notAfter: { type: 'string', format: 'date-time' }, from: s() } }, peer: { type: 'object', required: ['secret', 'serial', 'notAfter'], properties: { secret: s(), serial: s(64), notAfter: { type: 'string', format: 'date-time' }, from: s() } } } },
       auth: {
         type: 'object',
         required: ['enabled'],

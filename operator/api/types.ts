@@ -142,6 +142,31 @@ export interface AuthSpec {
   rootSecretRef: SecretKeyRef;
 }
 
+/**
+ * One side's TLS (client or peer). With secretName the certificate is the user's (a Secret with
+ * cert-manager's keys tls.crt, tls.key, ca.crt: checked, then copied to the Secret the members mount,
+ * so an expired or mismatched one is reported and never served); without, the operator issues it
+ * from its own CA (Secret <cluster>-ca) and renews it before expiry. Members pick up a new
+ * certificate without a restart (mounted Secret volumes update in place; the server reloads).
+ */
+export interface TlsSideSpec {
+  secretName?: string;
+}
+
+export interface ClientTlsSpec extends TlsSideSpec {
+  /**
+   * With secretName: the operator's own client certificate (tls.crt, tls.key), signed by a CA in the
+   * client Secret's ca.crt. Without secretName the operator issues its own.
+   */
+  operatorSecretName?: string;
+}
+
+/** TLS of the members: client (with client certificates required) and peer, independently. Set at creation. */
+export interface TlsSpec {
+  client?: ClientTlsSpec;
+  peer?: TlsSideSpec;
+}
+
 export interface EtcdClusterSpec {
   /** 1, 3, 5 or 7 voting members. */
   replicas: number;
@@ -165,6 +190,8 @@ export interface EtcdClusterSpec {
   bootstrap?: BootstrapSpec;
   /** etcd authentication (root from a Secret, auth enabled); absent: auth disabled. */
   auth?: AuthSpec;
+  /** TLS of the members' client and peer ports; absent: plaintext. */
+  tls?: TlsSpec;
   /** Further server flags ("--flag=value"); the flags the operator owns are refused. */
   extraArgs: string[];
   /** No action while true (said in status). */
@@ -177,7 +204,7 @@ export interface EtcdClusterSpec {
  * (controller/auth.ts). The planner carries the
  * conditions it does not write from the previous status.
  */
-export type ConditionType = 'Available' | 'Progressing' | 'Degraded' | 'BackupHealthy' | 'Maintenance' | 'Restored' | 'AuthReady' | 'Recovered';
+export type ConditionType = 'Available' | 'Progressing' | 'Degraded' | 'BackupHealthy' | 'Maintenance' | 'Restored' | 'AuthReady' | 'TLSReady' | 'Recovered';
 export type ConditionStatus = 'True' | 'False' | 'Unknown';
 
 /** metav1.Condition. */
@@ -320,6 +347,23 @@ export interface EtcdClusterStatus {
   recoveryRefusal?: RecoveryRefusal;
   /** Written by the auth manager (controller/auth.ts) only. */
   auth?: AuthStatus;
+  /** Written by the certificate manager (controller/tls.ts) only. */
+  tls?: TlsStatus;
+}
+
+/** A certificate the members serve (as copied into the Secret they mount). */
+export interface ServedCertificate {
+  /** The Secret the members mount. */
+  secret: string;
+  serial: string;
+  notAfter: string;
+  /** The user's Secret it came from (absent: issued by the operator). */
+  from?: string;
+}
+
+export interface TlsStatus {
+  client?: ServedCertificate;
+  peer?: ServedCertificate;
 }
 
 /** etcd authentication as the operator last saw and set it. */

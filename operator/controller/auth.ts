@@ -22,7 +22,7 @@
 // member unhealthy.
 import { randomBytes } from 'node:crypto';
 import { API_VERSION, KIND, type AuthStatus, type Condition, type EtcdCluster, type JsonObject } from '../api/index.js';
-import { EtcdAccess, EtcdAdmin, EtcdCallError, registerAccess } from '../etcd/index.js';
+import { EtcdAccess, EtcdAdmin, EtcdCallError, registerAccess, type ClientTls } from '../etcd/index.js';
 import { KubeError, pathOf, type KubeRest } from '../kube/index.js';
 import { FIELD_MANAGER, selectorLabels } from '../plan/index.js';
 
@@ -64,6 +64,8 @@ const isAuthFailed = (e: unknown): boolean => e instanceof EtcdCallError && /aut
 
 export class AuthManager {
   private readonly accesses = new Map<string, EtcdAccess>();
+  /** The operator's client TLS per cluster (spec.tls.client), from the certificate manager. */
+  private readonly tls = new Map<string, ClientTls | undefined>();
   private readonly failures = new Map<string, { n: number; nextAt: number; outcome: AuthOutcome }>();
 
   constructor(
@@ -79,22 +81,25 @@ export class AuthManager {
   forget(key: string): void {
     this.accesses.delete(key);
     this.failures.delete(key);
+    this.tls.delete(key);
   }
 
   /**
    * One pass for a cluster. `endpoints`: its members' client endpoints (host:port, ready pods first).
    */
-  async prepare(c: EtcdCluster, endpoints: readonly string[]): Promise<AuthOutcome> {
+  async prepare(c: EtcdCluster, endpoints: readonly string[], tls?: ClientTls): Promise<AuthOutcome> {
     const key = `${c.metadata.namespace}/${c.metadata.name}`;
     const prev = c.status?.auth;
     if (c.spec.auth === undefined && prev?.enabled !== true) {
       this.failures.delete(key);
-      return this.register(key, endpoints, undefined, {});
+      const had = this.accesses.get(key);
+      return this.register(key, endpoints, tls === undefined ? undefined : had !== undefined && had.auth === undefined && had.tls === tls ? had : new EtcdAccess(undefined, tls), {});
     }
+    this.tls.set(key, tls);
     const due = this.failures.get(key);
     if (due !== undefined && this.now() < due.nextAt) return { ...due.outcome, access: this.register(key, endpoints, this.accesses.get(key), {}).access, requeueMs: due.nextAt - this.now() };
     try {
-      const out = await this.pass(c, key, endpoints);
+      const out = await this.pass(c, key, endpoints, tls);
       this.failures.delete(key);
       return out;
     } catch (e) {
@@ -122,12 +127,12 @@ export class AuthManager {
     return { access, block: false, ...rest };
   }
 
-  private async pass(c: EtcdCluster, key: string, endpoints: readonly string[]): Promise<AuthOutcome> {
+  private async pass(c: EtcdCluster, key: string, endpoints: readonly string[], tls: ClientTls | undefined): Promise<AuthOutcome> {
     const ns = c.metadata.namespace;
     const prev = c.status?.auth;
     const op = await this.operatorSecret(c);
     let access = this.accesses.get(key);
-    if (access?.auth?.password !== op.password) access = new EtcdAccess({ user: OPERATOR_USER, password: op.password });
+    if (access?.auth?.password !== op.password || access.tls !== tls) access = new EtcdAccess({ user: OPERATOR_USER, password: op.password }, tls);
     this.register(key, endpoints, access, {});
     let found: { ep: string; enabled: boolean } | undefined;
     for (const e of endpoints) {
@@ -150,7 +155,7 @@ export class AuthManager {
       if (c.spec.auth === undefined) {
         // Auth on, spec.auth removed: turn it off with the operator's user.
         if (st.enabled) await admin.authDisable();
-        return { access: this.register(key, endpoints, undefined, {}).access, block: false, status: { enabled: false } };
+        return { access: this.register(key, endpoints, tls === undefined ? undefined : new EtcdAccess(undefined, tls), {}).access, block: false, status: { enabled: false } };
       }
       const ref = c.spec.auth.rootSecretRef;
       const root = await this.rootPassword(ns, ref.name, ref.key);
@@ -170,7 +175,7 @@ export class AuthManager {
       if (!loggedIn) {
         this.blockedWithoutOperator.add(key);
         if (!root.ok) throw new Refused(root.reason, `${root.message}; the operator's user ${OPERATOR_USER} cannot log in and only root can restore it`);
-        await this.repairOperator(ep, ns, ref.name, ref.key, root.password, op.password);
+        await this.repairOperator(key, ep, ns, ref.name, ref.key, root.password, op.password);
         this.blockedWithoutOperator.delete(key);
         access.forget(undefined);
         return { access, block: false, status: { enabled: true, user: OPERATOR_USER, rootSecretVersion: root.version, ...(prev?.enabledAt !== undefined ? { enabledAt: prev.enabledAt } : {}) }, condition: { status: 'True', reason: 'AuthEnabled', message: `the operator's user ${OPERATOR_USER} was restored by root (Secret ${ns}/${ref.name})` } };
@@ -202,8 +207,8 @@ export class AuthManager {
   }
 
   /** As root: the operator's user (re)created with its Secret's password and the root role. */
-  private async repairOperator(ep: string, ns: string, secret: string, key: string, rootPassword: string, operatorPassword: string): Promise<void> {
-    const rootAccess = new EtcdAccess({ user: ROOT_USER, password: rootPassword });
+  private async repairOperator(clusterKey: string, ep: string, ns: string, secret: string, key: string, rootPassword: string, operatorPassword: string): Promise<void> {
+    const rootAccess = new EtcdAccess({ user: ROOT_USER, password: rootPassword }, this.tls.get(clusterKey));
     const admin = new EtcdAdmin(ep, AUTH_CALL_TIMEOUT_MS, rootAccess);
     try {
       try {
@@ -259,7 +264,7 @@ export class AuthManager {
           ownerReferences: [{ apiVersion: API_VERSION, kind: KIND, name, uid, controller: true, blockOwnerDeletion: true }],
         },
         type: 'kubernetes.io/basic-auth',
-        stringData: { username: OPERATOR_USER, password },
+        data: { username: Buffer.from(OPERATOR_USER).toString('base64'), password: Buffer.from(password).toString('base64') },
       },
       FIELD_MANAGER,
     );

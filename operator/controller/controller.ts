@@ -8,6 +8,7 @@ import { EtcdCallError } from '../etcd/index.js';
 import { KubeError, makeKindInformer, resourcePath, type KindInformer, type KubeRest } from '../kube/index.js';
 import { kubeView, metaOf, observe, type Caches } from '../observe/index.js';
 import { AuthManager, type AuthOutcome } from './auth.js';
+import { TlsManager, type TlsOutcome } from './tls.js';
 import { hashOf, names, plan, text, type Observed, type PlanSettings } from '../plan/index.js';
 import type { Logger } from './log.js';
 import type { OperatorMetrics } from './metrics.js';
@@ -38,6 +39,8 @@ export interface ControllerOptions {
   resyncMs?: number;
   /** Called on every EtcdCluster change (the backup runner's wake-up). */
   onClusterChange?: () => void;
+  /** Called on every EtcdBackup change (the backup runner shares this watch). */
+  onBackupChange?: () => void;
 }
 
 const keyOf = (ns: string, name: string): string => `${ns}/${name}`;
@@ -57,9 +60,14 @@ export class Controller {
   private synced = false;
   /** spec.auth: the operator's etcd credentials per cluster (controller/auth.ts). */
   readonly auth: AuthManager;
+  /** spec.tls: the members' certificates and the operator's client certificate (controller/tls.ts). */
+  readonly tls: TlsManager;
+  /** Pod IP -> the name a member's certificate is checked against, per cluster. */
+  private readonly serverNames = new Map<string, Map<string, string>>();
 
   constructor(private readonly o: ControllerOptions) {
     this.auth = new AuthManager(o.rest);
+    this.tls = new TlsManager(o.rest);
     const sel = MANAGED_SELECTOR;
     const inf = (kind: string, selector: string | undefined): KindInformer =>
       makeKindInformer(o.rest, kind, o.namespace, selector, (obj) => this.onObject(kind, obj), (k, err) => this.onInformerError(k, err));
@@ -88,6 +96,17 @@ export class Controller {
     if (kind === 'EtcdCluster') {
       this.o.onClusterChange?.();
       this.enqueue(keyOf(ns, typeof m['name'] === 'string' ? m['name'] : ''), 0);
+      return;
+    }
+    if (kind === 'EtcdBackup') {
+      // One watch serves both: the backup runner's wake-up, and a restore waiting for this backup (backupRef).
+      this.o.onBackupChange?.();
+      for (const c of this.caches.clusters.list()) {
+        const cm = metaOf(c);
+        const ref = ((((c['spec'] ?? {}) as JsonObject)['bootstrap'] ?? {}) as JsonObject)['fromBackup'];
+        const name = ((ref ?? {}) as JsonObject)['backupRef'];
+        if (cm['namespace'] === ns && ((name ?? {}) as JsonObject)['name'] === m['name']) this.enqueue(keyOf(ns, text(cm['name'])), 0);
+      }
       return;
     }
     const labels = (m['labels'] ?? {}) as JsonObject;
@@ -190,15 +209,17 @@ export class Controller {
       this.o.metrics.forget(ns, name);
       this.replaced.delete(key);
       this.auth.forget(key);
+      this.tls.forget(key);
+      this.serverNames.delete(key);
       return undefined;
     }
     const rv = metaOf(raw)['resourceVersion'];
     if (typeof rv === 'string' && this.replaced.get(key) === rv) return STALE_CACHE_RETRY_MS;
-    const auth = await this.prepareAuth(raw);
+    const [auth, tls] = await this.prepareSecurity(key, raw);
     if (auth.block) {
       // Auth is on and the operator cannot log in: report it, observe nothing (every member would look unhealthy).
       const prev = (raw['status'] ?? {}) as EtcdClusterStatus;
-      const status = withAuth(prev, auth, new Date().toISOString(), metaOf(raw)['generation']);
+      const status = withTls(withAuth(prev, auth, new Date().toISOString(), metaOf(raw)['generation']), tls, new Date().toISOString(), metaOf(raw)['generation'], prev);
       if (hashOf(JSON.parse(JSON.stringify(status)) as unknown) !== hashOf(raw['status'] ?? {})) {
         const written = await this.writeStatus(key, raw, status as unknown as JsonObject);
         if (!written) return AFTER_CONFLICT_MS;
@@ -207,7 +228,7 @@ export class Controller {
     }
     const obs = await observe(this.caches, raw, new Date().toISOString(), this.o.defaultImage, this.o.settings);
     const p = plan(obs);
-    p.status = withAuth(p.status, auth, obs.now, obs.cluster.metadata.generation, obs.cluster.status);
+    p.status = withTls(withAuth(p.status, auth, obs.now, obs.cluster.metadata.generation, obs.cluster.status), tls, obs.now, obs.cluster.metadata.generation, obs.cluster.status);
     this.record(ns, name, obs, p.status.conditions?.find((c) => c.type === 'Available')?.status === 'True');
     const before = hashOf(raw['status'] ?? {});
     if (hashOf(JSON.parse(JSON.stringify(p.status)) as unknown) !== before) {
@@ -230,12 +251,19 @@ export class Controller {
     return auth.requeueMs === undefined ? next : Math.min(next, auth.requeueMs);
   }
 
-  /** The auth manager's pass for a cluster, with its members' endpoints (ready pods first). */
-  private prepareAuth(raw: JsonObject): Promise<AuthOutcome> {
+  /**
+   * The certificate manager's and then the auth manager's pass for a cluster, with its members'
+   * endpoints (ready pods first): the access every etcd call of this reconcile uses.
+   */
+  private async prepareSecurity(key: string, raw: JsonObject): Promise<[AuthOutcome, TlsOutcome]> {
     const k = kubeView(this.caches, raw);
     const live = k.pods.filter((p) => p.ip !== undefined && !p.deleting);
+    const { name, namespace } = k.cluster.metadata;
+    const byIp = new Map(live.map((p) => [p.ip ?? '', `${p.name}.${names.peerService(name)}.${namespace}.svc`]));
+    this.serverNames.set(key, byIp);
+    const tls = await this.tls.prepare(k.cluster, (ep) => this.serverNames.get(key)?.get(ep.slice(0, ep.lastIndexOf(':'))));
     const eps = [...live.filter((p) => p.ready), ...live.filter((p) => !p.ready)].map((p) => `${p.ip ?? ''}:2379`);
-    return this.auth.prepare(k.cluster, eps);
+    return [await this.auth.prepare(k.cluster, eps, tls.client), tls];
   }
 
   /** One observation of a cluster from the caches (the backup runner's view of the members). */
@@ -304,5 +332,31 @@ export function withAuth(status: EtcdClusterStatus, auth: AuthOutcome, now: stri
     lastTransitionTime: prev !== undefined && prev.status === c.status ? prev.lastTransitionTime : now,
   };
   out.conditions = [...others, cond];
+  return out;
+}
+
+/** The status with the certificate manager's part: status.tls and the TLSReady condition. */
+export function withTls(status: EtcdClusterStatus, tls: TlsOutcome, now: string, generation: unknown, prevStatus: EtcdClusterStatus = status): EtcdClusterStatus {
+  const out: EtcdClusterStatus = { ...status };
+  const others = (status.conditions ?? []).filter((c) => c.type !== 'TLSReady');
+  if (tls.condition === undefined) {
+    delete out.tls;
+    out.conditions = others;
+    return out;
+  }
+  if (tls.status !== undefined) out.tls = tls.status;
+  const prev = prevStatus.conditions?.find((c) => c.type === 'TLSReady');
+  const c = tls.condition;
+  out.conditions = [
+    ...others,
+    {
+      type: 'TLSReady',
+      status: c.status,
+      reason: c.reason,
+      message: c.message,
+      observedGeneration: typeof generation === 'number' ? generation : 0,
+      lastTransitionTime: prev !== undefined && prev.status === c.status ? prev.lastTransitionTime : now,
+    },
+  ];
   return out;
 }

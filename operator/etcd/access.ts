@@ -9,6 +9,7 @@
 //
 // The controller registers each cluster's access for the endpoints of its pods (registerAccess), so
 // every EtcdAdmin made for such an endpoint (observe/, act/, backups) uses it without being handed it.
+import { readFileSync } from 'node:fs';
 import * as grpc from '@grpc/grpc-js';
 
 export interface EtcdCredentials {
@@ -163,4 +164,15 @@ export function accessFor(endpoint: string): EtcdAccess | undefined {
 export function registerAccess(endpoint: string, access: EtcdAccess | undefined): void {
   if (access === undefined) registry.delete(endpoint);
   else registry.set(endpoint, access);
+}
+
+/**
+ * The access of a member pod's own client calls with client TLS (CAIRN_CLIENT_TLS_DIR: the mounted
+ * Secret's ca.crt, tls.crt, tls.key, read at each call so a renewed certificate is used); undefined
+ * without a directory.
+ */
+export function accessFromTlsDir(dir: string | undefined): EtcdAccess | undefined {
+  if (dir === undefined || dir === '') return undefined;
+  const read = (f: string): Buffer => readFileSync(`${dir}/${f}`);
+  return new EtcdAccess(undefined, { ca: read('ca.crt'), cert: read('tls.crt'), key: read('tls.key') });
 }

@@ -21,7 +21,7 @@ import { dirname, join, resolve } from 'node:path';
 import process from 'node:process';
 import { fileURLToPath } from 'node:url';
 import * as k8s from '@kubernetes/client-node';
-import { EtcdAdmin, type ListedMember } from '../etcd/index.js';
+import { accessFromTlsDir, EtcdAdmin, type ListedMember } from '../etcd/index.js';
 import { decide, isRemovedMessage, type Decision } from './decide.js';
 import { readRestoreOrder, restoreFromBackup, type RestoreOrder } from './restore.js';
 
@@ -141,7 +141,7 @@ async function readGrant(e: Env, core: k8s.CoreV1Api | undefined): Promise<strin
 
 async function memberList(e: Env): Promise<ListedMember[] | undefined> {
   for (const ep of e.membersEndpoints) {
-    const c = new EtcdAdmin(ep, 3000);
+    const c = new EtcdAdmin(ep, 3000, accessFromTlsDir(process.env['CAIRN_CLIENT_TLS_DIR']));
     try {
       return (await c.memberList(false)).members;
     } catch {
@@ -257,7 +257,8 @@ function agent(e: Env, serverRunning: () => boolean, state: () => AgentState): S
       res.writeHead(200, { 'content-type': 'text/plain' }).end('waiting to be added\n');
       return;
     }
-    const port = new URL(e.listenClient).port || '2379';
+    // spec.tls.client: the client port wants a client certificate; /livez is on the plaintext metrics listener.
+    const port = process.env['CAIRN_HEALTH_PORT'] ?? (new URL(e.listenClient).port || '2379');
     const r = httpGet({ host: '127.0.0.1', port: Number(port), path: '/livez', timeout: 2500 }, (up) => {
       res.writeHead(up.statusCode ?? 503, { 'content-type': 'text/plain' });
       up.pipe(res);

@@ -3,6 +3,7 @@
 // StatefulSet. Each carries a spec-hash annotation of its own content, so "is it up to date" is one
 // string comparison; the StatefulSet's replicas are left out of its hash (scaling is a step of its own).
 import { API_VERSION, KIND, parseQuantity, quotaFor, type EtcdCluster, type EtcdClusterSpec, type Json, type JsonObject } from '../api/index.js';
+import { healthPort, tlsEnv, tlsServerArgs, tlsVolumeMounts, tlsVolumes } from './tls.js';
 
 export const FIELD_MANAGER = 'cairn-operator';
 export const HASH_ANNOTATION = 'cairn.dev/spec-hash';
@@ -27,9 +28,9 @@ export const names = {
   pvc: (c: string, volume: 'data' | 'wal', ordinal: number): string => `${volume}-${c}-${String(ordinal)}`,
 };
 
-/** The member's advertised peer URL (stable DNS name through the headless Service). */
-export function peerUrl(cluster: string, namespace: string, ordinal: number): string {
-  return `http://${names.pod(cluster, ordinal)}.${names.peerService(cluster)}.${namespace}.svc:${String(PEER_PORT)}`;
+/** The member's advertised peer URL (stable DNS name through the headless Service; https with spec.tls.peer). */
+export function peerUrl(cluster: string, namespace: string, ordinal: number, scheme: 'http' | 'https' = 'http'): string {
+  return `${scheme}://${names.pod(cluster, ordinal)}.${names.peerService(cluster)}.${namespace}.svc:${String(PEER_PORT)}`;
 }
 
 export function clientUrl(cluster: string, namespace: string, ordinal: number): string {
@@ -38,10 +39,10 @@ export function clientUrl(cluster: string, namespace: string, ordinal: number): 
 
 /** The ordinal a peer URL of this cluster names, or undefined. */
 export function ordinalOfPeerUrl(cluster: string, namespace: string, url: string): number | undefined {
-  const m = /^http:\/\/(.+)-(\d+)\.(.+)\.(.+)\.svc:(\d+)$/.exec(url);
-  if (m === null || m[1] !== cluster || m[3] !== names.peerService(cluster) || m[4] !== namespace) return undefined;
-  const n = Number(m[2]);
-  return peerUrl(cluster, namespace, n) === url ? n : undefined;
+  const m = /^(https?):\/\/(.+)-(\d+)\.(.+)\.(.+)\.svc:(\d+)$/.exec(url);
+  if (m === null || m[2] !== cluster || m[4] !== names.peerService(cluster) || m[5] !== namespace) return undefined;
+  const n = Number(m[3]);
+  return peerUrl(cluster, namespace, n, m[1] === 'https' ? 'https' : 'http') === url ? n : undefined;
 }
 
 export function ordinalOfName(cluster: string, podName: string): number | undefined {
@@ -140,6 +141,7 @@ export function serverArgs(spec: EtcdClusterSpec): string[] {
     `--election-timeout=${String(s.electionTimeoutMs)}`,
     `--auto-compaction-mode=${spec.compaction.mode}`,
     `--auto-compaction-retention=${spec.compaction.retention}`,
+    ...tlsServerArgs(spec),
     ...spec.extraArgs,
   ];
 }
@@ -218,6 +220,7 @@ function env(c: EtcdCluster, spec: EtcdClusterSpec): Json[] {
     value('CAIRN_WAL_DIR', WAL_MOUNT),
     value('CAIRN_AGENT_PORT', String(AGENT_PORT)),
     value('CAIRN_SERVER_ARGS', JSON.stringify(serverArgs(spec))),
+    ...tlsEnv(names.peerService(c.metadata.name), spec),
     ...restoreEnv(c, spec),
   ];
 }
@@ -280,16 +283,19 @@ function podSpec(c: EtcdCluster, spec: EtcdClusterSpec, image: string): JsonObje
           { name: 'peer', containerPort: PEER_PORT },
           { name: 'agent', containerPort: AGENT_PORT },
         ],
-        readinessProbe: probe('/readyz', CLIENT_PORT, 3),
+        readinessProbe: probe('/readyz', healthPort(spec, CLIENT_PORT), 3),
         livenessProbe: probe('/livez', AGENT_PORT, 6),
         volumeMounts: [
           { name: 'data', mountPath: DATA_MOUNT },
           { name: 'wal', mountPath: WAL_MOUNT },
+          ...tlsVolumeMounts(spec),
         ],
         ...(spec.resources !== undefined ? { resources: spec.resources } : {}),
       },
     ],
   };
+  const volumes = tlsVolumes(c.metadata.name, spec);
+  if (volumes.length > 0) out['volumes'] = volumes;
   if (spec.topologySpreadConstraints !== undefined) out['topologySpreadConstraints'] = spec.topologySpreadConstraints;
   if (spec.nodeSelector !== undefined) out['nodeSelector'] = spec.nodeSelector;
   if (spec.tolerations !== undefined) out['tolerations'] = spec.tolerations;

@@ -13,6 +13,7 @@ import {
   statefulSet,
   supportObjects,
 } from './desired.js';
+import { peerScheme } from './tls.js';
 import { guarded, moveLeaderOff, waiting, type Decision } from './decision.js';
 import { withQuorumLoss } from './quorum.js';
 import { restoredCondition, restoreFinished, restoreGate } from './restore.js';
@@ -84,7 +85,7 @@ function addOrPromote(v: View, s: EtcdClusterStatus, op: Operation): Decision {
   if (m === undefined) {
     const stale = v.o.pvcs.find((p) => p.ordinal === i && !p.deleting && olderThan(p.createdAt, op.startedAt) && podAt(v, i) === undefined);
     if (stale !== undefined) return guarded(v, s, { kind: 'deletePvc', pvc: stale.name }, `delete the stale claim ${stale.name} before ${op.member} joins`);
-    return guarded(v, s, { kind: 'memberAddLearner', member: op.member, peerURL: peerUrl(v.name, v.namespace, i) }, `add ${op.member} as a learner`);
+    return guarded(v, s, { kind: 'memberAddLearner', member: op.member, peerURL: peerUrl(v.name, v.namespace, i, peerScheme(v.o.cluster.spec)) }, `add ${op.member} as a learner`);
   }
   if (v.stsReplicas < i + 1) return guarded(v, s, { kind: 'scaleStatefulSet', replicas: i + 1 }, `start the pod of ${op.member}`);
   if (m.learner) {

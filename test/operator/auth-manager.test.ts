@@ -34,7 +34,8 @@ class FakeSecrets {
       },
       apply: (path: string, o: JsonObject): Promise<JsonObject> => {
         const m = o['metadata'] as { name: string; namespace: string };
-        this.put(m.namespace, m.name, o['stringData'] as Record<string, string>);
+        const data = (o['data'] ?? {}) as Record<string, string>;
+        this.put(m.namespace, m.name, Object.fromEntries(Object.entries(data).map(([k, v]) => [k, Buffer.from(v, 'base64').toString('utf8')])));
         return Promise.resolve(this.store.get(path) ?? {});
       },
     } as unknown as KubeRest;
