@@ -10,6 +10,7 @@ import { checkTlsSettings, serverTls, type TlsConfig } from './base/tls.js';
 import { BootstrapError, LocalAuth, LocalLeases, LocalWriter, Node, RemovedMemberError, fatalCause } from './node/index.js';
 import { authApi, Authorizer, clusterApi, electionApi, kvApi, createGrpcServer, leaseApi, lockApi, maintenanceApi, watchHandler } from './api/index.js';
 import { JwtTokens } from './auth/index.js';
+import { boltImage } from './snap/index.js';
 import { CAIRN_VERSION, ETCD_COMPAT_VERSION } from './version.js';
 import type { GrpcServer } from './api/grpc/index.js';
 // client and metrics listeners (gateway helper)
@@ -242,7 +243,7 @@ async function run(given: Config, log: Logger): Promise<void> {
     auth: authApi(authz, { bcryptCost: cfg.bcryptCost }),
     watch,
     cluster: clusterApi(node, hdr, node),
-    maintenance: maintenanceApi(node, hdr, { version: ETCD_COMPAT_VERSION, backendQuotaBytes: cfg.quotaBackendBytes, writes: local, log: log.child('maintenance') }),
+    maintenance: maintenanceApi(node, hdr, { version: ETCD_COMPAT_VERSION, backendQuotaBytes: cfg.quotaBackendBytes, writes: local, snapshotImage: boltImage, log: log.child('maintenance') }),
   };
   const server = createGrpcServer(log.child('api'), services, { requestBytesMax: cfg.requestBytesMax, onFatal: fatal, leader: node, electionTimeoutMs: cfg.electionTimeoutMs, authz });
   if (cfg.initialCorruptCheck) await node.initialCorruptCheck();

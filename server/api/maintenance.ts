@@ -41,6 +41,11 @@ export interface MaintenanceApiOptions {
   readonly backendQuotaBytes: number;
   /** Alarm requests go through the log (as etcd's, GET included). */
   readonly writes?: WritePath;
+  /**
+   * The image Maintenance.Snapshot streams for a copy of the database (main.ts: snap/image.ts
+   * boltImage, etcd's bbolt format); without it, the copy's own bytes (Cairn's LMDB file).
+   */
+  readonly snapshotImage?: (copyPath: string) => Promise<SnapshotImage>;
   readonly log?: Logger;
 }
 
@@ -79,57 +84,86 @@ function downgradeRefusal(r: DowngradeRequest): ClientError {
   return new ClientError('invalidDowngradeTarget');
 }
 
-/** File bytes read at once; sent as SNAPSHOT_CHUNK_BYTES messages in one write. */
-const SNAPSHOT_READ_BYTES = 1024 * 1024;
 /** Output the stream may hold unsent before the sender waits for it to drain. */
 const SNAPSHOT_BUFFER_BYTES = 8 * 1024 * 1024;
 
 /** A progress line every this many bytes of a snapshot stream. */
 const SNAPSHOT_PROGRESS_BYTES = 256 * 1024 * 1024;
 
-/** Streams a file as SnapshotResponse chunks, then its SHA-256 as the last chunk (remaining 0). */
-async function streamSnapshot(path: string, bytes: number, out: ServerStream, signal: AbortSignal, log: Logger | undefined): Promise<void> {
+/**
+ * What Maintenance.Snapshot streams: a database image of known size read in chunks (snap/image.ts:
+ * the etcd bbolt database of a copy of this member's database, made in a worker thread).
+ */
+export interface SnapshotImage {
+  readonly bytes: number;
+  /** SnapshotResponse.version: the image's storage version (etcd 3.6 sends its own). */
+  readonly version: string;
+  next(): Promise<Buffer | undefined>;
+  close(): Promise<void>;
+}
+
+/** The copy's own bytes as an image (no snapshotImage option). */
+async function fileImage(path: string): Promise<SnapshotImage> {
   const fh = await open(path, 'r');
+  const bytes = (await fh.stat()).size;
+  let at = 0;
+  return {
+    bytes,
+    version: '',
+    next: async () => {
+      if (at >= bytes) return undefined;
+      const buf = Buffer.allocUnsafe(Math.min(1024 * 1024, bytes - at));
+      const { bytesRead } = await fh.read(buf, 0, buf.length, at);
+      if (bytesRead === 0) throw new Error(`snapshot copy ${path} ended at ${at} of ${bytes} bytes`);
+      at += bytesRead;
+      return buf.subarray(0, bytesRead);
+    },
+    close: () => fh.close(),
+  };
+}
+
+/** Streams an image as SnapshotResponse chunks, then its SHA-256 as the last chunk (remaining 0). */
+async function streamSnapshot(image: SnapshotImage, out: ServerStream, signal: AbortSignal, log: Logger | undefined): Promise<void> {
+  const { bytes, version } = image;
   const started = Date.now();
   let nextProgress = SNAPSHOT_PROGRESS_BYTES;
-  log?.info('sending database snapshot to client', { 'total-bytes': bytes });
-  try {
-    const sha = createHash('sha256');
-    let sent = 0;
-    while (sent < bytes) {
-      if (signal.aborted || out.closed) return;
-      const buf = Buffer.allocUnsafe(Math.min(SNAPSHOT_READ_BYTES, bytes - sent));
-      const { bytesRead } = await fh.read(buf, 0, buf.length, sent);
-      if (bytesRead === 0) throw new Error(`snapshot copy ${path} ended at ${sent} of ${bytes} bytes`);
-      const messages: Uint8Array[] = [];
-      for (let at = 0; at < bytesRead; at += SNAPSHOT_CHUNK_BYTES) {
-        const chunk = buf.subarray(at, Math.min(at + SNAPSHOT_CHUNK_BYTES, bytesRead));
-        sha.update(chunk);
-        sent += chunk.length;
-        messages.push(encodeSnapshotResponse({ remainingBytes: bytes - sent, blob: chunk }));
-      }
-      out.sendMany(messages);
-      if (sent >= nextProgress) {
-        nextProgress += SNAPSHOT_PROGRESS_BYTES;
-        log?.info('sending database snapshot to client: progress', { 'sent-bytes': sent, 'total-bytes': bytes, 'percent': Math.floor((100 * sent) / bytes) });
-      }
-      if (out.bufferedBytes > SNAPSHOT_BUFFER_BYTES && !out.closed) {
-        // A client that stopped reading must not hold the copy (and its CLIENT_SNAPSHOTS_MAX slot) forever.
-        let stalled: NodeJS.Timeout | undefined;
-        await new Promise<void>((resolve, reject) => {
-          out.onDrain(resolve);
-          signal.addEventListener('abort', () => resolve(), { once: true });
-          stalled = setTimeout(() => reject(new ServerRefusal('timeout', `snapshot stream: the client read nothing for ${CLIENT_SNAPSHOT_STALL_MS} ms`)), CLIENT_SNAPSHOT_STALL_MS);
-        }).finally(() => clearTimeout(stalled));
-      }
+  log?.info('sending database snapshot to client', { 'total-bytes': bytes, 'storage-version': version });
+  const sha = createHash('sha256');
+  let sent = 0;
+  for (;;) {
+    if (signal.aborted || out.closed) return;
+    const buf = await image.next();
+    if (buf === undefined) break;
+    if (sent + buf.length > bytes) throw new Error(`snapshot image longer than its announced ${bytes} bytes`);
+    const messages: Uint8Array[] = [];
+    for (let at = 0; at < buf.length; at += SNAPSHOT_CHUNK_BYTES) {
+      const chunk = buf.subarray(at, Math.min(at + SNAPSHOT_CHUNK_BYTES, buf.length));
+      sha.update(chunk);
+      sent += chunk.length;
+      messages.push(encodeSnapshotResponse({ remainingBytes: bytes - sent, blob: chunk, version }));
     }
-    out.send(encodeSnapshotResponse({ remainingBytes: 0, blob: sha.digest() }));
-    out.end();
-    const tookMs = Date.now() - started;
-    log?.info('sent database snapshot to client', { 'total-bytes': bytes, 'took-ms': tookMs, 'MB/s': Math.round(bytes / 1e3 / Math.max(1, tookMs)) });
-  } finally {
-    await fh.close();
+    if (signal.aborted || out.closed) return;
+    out.sendMany(messages);
+    if (sent >= nextProgress) {
+      nextProgress += SNAPSHOT_PROGRESS_BYTES;
+      log?.info('sending database snapshot to client: progress', { 'sent-bytes': sent, 'total-bytes': bytes, 'percent': Math.floor((100 * sent) / bytes) });
+    }
+    if (out.bufferedBytes > SNAPSHOT_BUFFER_BYTES && !out.closed) {
+      // A client that stopped reading must not hold the copy (and its CLIENT_SNAPSHOTS_MAX slot) forever.
+      let stalled: NodeJS.Timeout | undefined;
+      await new Promise<void>((resolve, reject) => {
+        out.onDrain(resolve);
+        signal.addEventListener('abort', () => resolve(), { once: true });
+        stalled = setTimeout(() => reject(new ServerRefusal('timeout', `snapshot stream: the client read nothing for ${CLIENT_SNAPSHOT_STALL_MS} ms`)), CLIENT_SNAPSHOT_STALL_MS);
+      }).finally(() => clearTimeout(stalled));
+    }
   }
+  if (sent !== bytes) throw new Error(`snapshot image ended at ${sent} of its announced ${bytes} bytes`);
+  log?.info('sending database sha256 checksum to client', { 'total-bytes': bytes });
+  out.send(encodeSnapshotResponse({ remainingBytes: 0, blob: sha.digest(), version }));
+  out.end();
+  const tookMs = Date.now() - started;
+  log?.info('sent database snapshot to client', { 'total-bytes': bytes, 'took-ms': tookMs, 'MB/s': Math.round(bytes / 1e3 / Math.max(1, tookMs)) });
 }
 
 /** Status.errors entry while the member knows no leader (etcd's ErrNoLeader text). */
@@ -196,13 +230,20 @@ export function maintenanceApi(m: MaintenancePath, hdr: HeaderSource, opts: Main
         const e = toGrpcError(err);
         out.end(new GrpcError(e.code, e.details));
       };
-      m.snapshotCopy().then(
-        (copy) =>
-          streamSnapshot(copy.path, copy.bytes, out, ctx.signal, opts.log)
-            .catch(failed)
-            .finally(() => copy.release()),
-        failed,
-      );
+      const run = async (): Promise<void> => {
+        const copy = await m.snapshotCopy();
+        try {
+          const image = await (opts.snapshotImage ?? fileImage)(copy.path);
+          try {
+            await streamSnapshot(image, out, ctx.signal, opts.log);
+          } finally {
+            await image.close();
+          }
+        } finally {
+          copy.release();
+        }
+      };
+      run().catch(failed);
     },
   };
 }

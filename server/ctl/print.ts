@@ -42,14 +42,18 @@ export function renderTable(header: readonly string[], rows: readonly (readonly 
 
 export function formatStatus(s: SnapshotStatus, w: WriteOut): string {
   const hashHex = s.hash.toString(16);
+  // a bbolt snapshot: etcdutl 3.6's columns (with the storage version); a Cairn LMDB file: etcdctl 3.4's
+  const v = s.version;
   switch (w) {
     case 'simple':
-      return `${hashHex}, ${s.revision}, ${s.totalKey}, ${humanizeBytes(s.totalSize)}\n`;
+      return `${hashHex}, ${s.revision}, ${s.totalKey}, ${humanizeBytes(s.totalSize)}${v !== undefined ? `, ${v}` : ''}\n`;
     case 'table':
-      return renderTable(['HASH', 'REVISION', 'TOTAL KEYS', 'TOTAL SIZE'], [[hashHex, String(s.revision), String(s.totalKey), humanizeBytes(s.totalSize)]]);
+      return v !== undefined
+        ? renderTable(['HASH', 'REVISION', 'TOTAL KEYS', 'TOTAL SIZE', 'VERSION'], [[hashHex, String(s.revision), String(s.totalKey), humanizeBytes(s.totalSize), v]])
+        : renderTable(['HASH', 'REVISION', 'TOTAL KEYS', 'TOTAL SIZE'], [[hashHex, String(s.revision), String(s.totalKey), humanizeBytes(s.totalSize)]]);
     case 'json':
-      return `${JSON.stringify({ hash: s.hash, revision: s.revision, totalKey: s.totalKey, totalSize: s.totalSize })}\n`;
+      return `${JSON.stringify({ hash: s.hash, revision: s.revision, totalKey: s.totalKey, totalSize: s.totalSize, ...(v !== undefined ? { version: v } : {}) })}\n`;
     case 'fields':
-      return `"Hash" : ${s.hash}\n"Revision" : ${s.revision}\n"Keys" : ${s.totalKey}\n"Size" : ${s.totalSize}\n`;
+      return `"Hash" : ${s.hash}\n"Revision" : ${s.revision}\n"Keys" : ${s.totalKey}\n"Size" : ${s.totalSize}\n${v !== undefined ? `"Version" : ${v}\n` : ''}`;
   }
 }

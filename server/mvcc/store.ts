@@ -6,7 +6,7 @@
 // - compactRev is -1 until the first compaction (as etcd's compactMainRev); reads below it fail.
 // - Every index entry has a rev record; the index (LMDB dupsort) holds one entry per revision of a key, newest first.
 // - currentRev and compactRev are persisted in the same LMDB transaction as the changes.
-import { crc32 } from 'node:zlib';
+import { crc32c } from '../base/crc32c.js';
 import type { Backend, DupTable, Table } from '../storage/backend/index.js';
 import {
   META,
@@ -19,9 +19,10 @@ import {
   encodeRevRecord,
   revKey,
   parseRevKey,
+  TOMBSTONE,
   type IndexEntry,
 } from '../storage/schema/index.js';
-import { Event_EventType, type KeyValue } from '../../proto/gen/mvccpb.js';
+import { Event_EventType, decodeKeyValue, encodeKeyValue, type KeyValue } from '../../proto/gen/mvccpb.js';
 import { ClientError, assert, VERIFY } from '../base/errors.js';
 import { compareBytes, rangeIsEmpty, type KeyRange } from '../base/bytes.js';
 
@@ -212,39 +213,55 @@ export class KvStore {
     return e === undefined ? undefined : this.loadKv(key, e);
   }
 
-  /** Keys currently attached to a lease, in byte order (fresh buffers). */
   /**
-   * HashKV: a CRC-32 over the logical contents at `rev` (0 = current) that every member holding the
-   * same history agrees on, whatever its physical compaction progress: for each key (in key order)
-   * its newest revision at or below compactRev unless that is a tombstone, then every record above
-   * compactRev up to `rev`, each as revision key + stored record.
+   * HashKV as etcd 3.6 computes it (mvcc/hash.go), so a Cairn member and an etcd member holding the
+   * same history answer the same hash: CRC-32C of "key", then, in revision order, each revision as
+   * etcd stores it (etcd's 17/18-byte revision key, then the mvccpb.KeyValue; a tombstone holds only
+   * the key): every revision above compactRev up to `rev` (0 = current), and below it only each
+   * key's newest revision at `rev` when that is not a tombstone (etcd's kvindex.Keep(rev)). The same
+   * whatever the physical compaction progress (etcd differs only when no key at all is alive at
+   * `rev`: then it hashes whatever its compaction left below compactRev).
    */
   hashKV(rev: number): { hash: number; compactRevision: number; hashRevision: number } {
     const upTo = rev === 0 ? this.currentRev : rev;
     if (upTo > this.currentRev) throw new ClientError('futureRev');
     if (rev !== 0 && rev < this.compactRev) throw new ClientError('compacted');
     const compact = this.compactRev;
-    let h = crc32(Buffer.from('key'));
+    let h = crc32c(Buffer.from('key'));
+    const add = (main: number, sub: number, record: Buffer): void => {
+      const tombstone = ((record[0] as number) & TOMBSTONE) !== 0;
+      const k = Buffer.alloc(tombstone ? 18 : 17);
+      k.writeBigUInt64BE(BigInt(main), 0);
+      k[8] = 0x5f;
+      k.writeBigUInt64BE(BigInt(sub), 9);
+      if (tombstone) k[17] = 0x74;
+      const body = record.subarray(5);
+      h = crc32c(tombstone ? encodeKeyValue({ key: decodeKeyValue(body).key }) : body, crc32c(k, h));
+    };
     if (compact > 0) {
+      const kept: { main: number; sub: number }[] = [];
       for (const key of this.index.keys(Buffer.alloc(0), undefined)) {
         for (const raw of this.index.values(key, false)) {
           const e = decodeIndexEntry(raw, key);
-          if (e.main > compact) continue;
-          if (!e.tombstone) {
-            const k = revKey(e.main, e.sub);
-            const v = this.revs.get(k);
-            if (v !== undefined) h = crc32(v, crc32(k, h));
-          }
+          if (e.main > upTo) continue;
+          if (e.main <= compact && !e.tombstone) kept.push({ main: e.main, sub: e.sub });
           break;
         }
       }
+      kept.sort((a, b) => a.main - b.main || a.sub - b.sub);
+      for (const r of kept) {
+        const v = this.revs.get(revKey(r.main, r.sub));
+        if (v !== undefined) add(r.main, r.sub, v);
+      }
     }
     for (const { key, value } of this.revs.entries(revKey(Math.max(compact, 0) + 1, 0), revKey(upTo + 1, 0))) {
-      h = crc32(value, crc32(key, h));
+      const r = parseRevKey(key);
+      add(r.main, r.sub, value);
     }
     return { hash: h >>> 0, compactRevision: compact, hashRevision: upTo };
   }
 
+  /** Keys currently attached to a lease, in byte order (fresh buffers). */
   keysOfLease(id: bigint): Buffer[] {
     return [...this.leaseKeys.values(leaseKey(id), false)].map((k) => Buffer.from(k));
   }

@@ -173,7 +173,7 @@ export function checkLmdbHeader(layout: SnapshotLayout): void {
   }
   const metas = [parseMeta(buf, 0), parseMeta(buf, 1)].filter((m): m is LmdbMeta => m !== undefined);
   if (metas.length === 0) {
-    if (buf.readUInt32LE(16) === BOLT_MAGIC) throw new SnapshotError(`snapshot file ${q(path)} is an etcd (bbolt) snapshot, not a Cairn snapshot (\`cairn snapshot restore\` takes it; read its status with \`etcdutl snapshot status\`)`);
+    if (buf.readUInt32LE(16) === BOLT_MAGIC) throw new SnapshotError(`snapshot file ${q(path)} is already an etcd (bbolt) snapshot, not Cairn's LMDB form (\`cairn snapshot restore|status\` and etcdutl take it as it is)`);
     throw new SnapshotError(`snapshot file ${q(path)} is not a Cairn snapshot: neither of its first two pages is an LMDB meta page (damaged, or not a snapshot)`);
   }
   const newest = metas.reduce((a, b) => (b.txnId > a.txnId ? b : a));

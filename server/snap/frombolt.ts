@@ -8,11 +8,12 @@
 //   kvstore restore); compacted revision = the scheduled compaction; a scheduled compaction that had
 //   not finished is left for Cairn's physical compaction (etcd redoes it at start);
 // - leases with their granted TTL, and the keys whose newest revision is live and attached to one;
-// - auth: enabled flag, revision, users and roles (the same authpb messages, copied byte for byte).
+// - auth: enabled flag, revision, users and roles (the same authpb messages, copied byte for byte);
+// - alarms (etcd's restore keeps its alarm bucket too).
 import { existsSync } from 'node:fs';
 import { BACKEND_MAP_BYTES } from '../base/limits.js';
 import { Backend } from '../storage/backend/index.js';
-import { META, SCHEMA_VERSION, authNameKey, encodeIndexEntry, encodeLeaseRecord, encodeNum, encodeRevRecord, leaseKey, revKey } from '../storage/schema/index.js';
+import { META, SCHEMA_VERSION, alarmKey, authNameKey, encodeIndexEntry, encodeLeaseRecord, encodeNum, encodeRevRecord, leaseKey, revKey } from '../storage/schema/index.js';
 import { BoltDb, BoltError, looksLikeBolt, readEtcd, type EtcdData } from './bbolt/index.js';
 import { SnapshotError } from './errors.js';
 
@@ -70,7 +71,7 @@ function fill(backend: Backend, d: EtcdData): ImportSummary {
     top = Math.max(top, r.main);
   }
   const compact = Math.max(d.scheduledCompactRev, d.finishedCompactRev);
-  const current = Math.max(top, compact);
+  const current = Math.max(top, d.topRevision, compact);
   meta.put(META.currentRev, encodeNum(current));
   if (compact > 0) {
     meta.put(META.compactRev, encodeNum(compact));
@@ -89,6 +90,8 @@ function fill(backend: Backend, d: EtcdData): ImportSummary {
   for (const n of newest.values()) if (!n.tombstone && n.lease !== 0n && leaseIds.has(n.lease)) leaseKeys.add(leaseKey(n.lease), n.key);
   if (d.authEnabled) meta.put(META.authEnabled, encodeNum(1));
   if (d.authRevision > 0) meta.put(META.authRevision, encodeNum(d.authRevision));
+  const alarms = backend.table('alarm');
+  for (const a of d.alarms) alarms.put(alarmKey(a.memberId, a.alarm), Buffer.alloc(0));
   const users = backend.table('authUsers');
   for (const u of d.users) users.put(authNameKey(u.name), u.raw);
   const roles = backend.table('authRoles');

@@ -9,7 +9,12 @@ import { BACKEND_MAP_BYTES } from '../base/limits.js';
 import type { Logger } from '../base/log.js';
 import { Backend, type DupTableName, type TableName } from '../storage/backend/index.js';
 import { META, decodeNum } from '../storage/schema/index.js';
-import { checkLmdbHeader, copyData, inspectLayout } from './file.js';
+import { closeSync, openSync, readSync } from 'node:fs';
+import { decodeKeyValue } from '../../proto/gen/mvccpb.js';
+import { crc32c } from '../base/crc32c.js';
+import { BoltDb, BoltError, looksLikeBolt, parseRev } from './bbolt/index.js';
+import { SnapshotError } from './errors.js';
+import { checkLmdbHeader, copyData, inspectLayout, verifyHash, type SnapshotLayout } from './file.js';
 import { Progress, type NowMs } from './progress.js';
 
 export interface SnapshotStatus {
@@ -17,6 +22,76 @@ export interface SnapshotStatus {
   readonly revision: number;
   readonly totalKey: number;
   readonly totalSize: number;
+  /** etcd's storage version (meta/storageVersion) of a bbolt snapshot; undefined for a Cairn LMDB file. */
+  readonly version?: string;
+}
+
+export { crc32c };
+
+/**
+ * etcdutl 3.6's snapshot status of a bbolt database, computed as it does: hash = CRC-32C over every
+ * top-level bucket's name and its keys and values in order; revision = the main revision of the key
+ * bucket's last key; totalKey = keys alive after replaying the key bucket (puts minus tombstones);
+ * totalSize = pages * page size; version = meta/storageVersion when it is a semver.
+ */
+export function boltStatus(db: BoltDb): SnapshotStatus {
+  let h = 0;
+  let revision = 0;
+  const live = new Set<string>();
+  for (const b of db.root.iterate()) {
+    if (!b.isBucket) throw new BoltError(`${db.name}: top-level key ${JSON.stringify(b.key.toString('latin1'))} is not a bucket`);
+    h = crc32c(b.key, h);
+    const isKey = b.key.equals(Buffer.from('key'));
+    const bucket = db.openBucket(b.value, b.key.toString('latin1'), 1);
+    for (const e of bucket.iterate()) {
+      h = crc32c(e.value, crc32c(e.key, h));
+      if (!isKey) continue;
+      const rev = parseRev(e.key, db.name);
+      revision = rev.main;
+      let k: string;
+      try {
+        k = decodeKeyValue(e.value).key.toString('latin1');
+      } catch (err) {
+        throw new BoltError(`${db.name}: revision ${rev.main}_${rev.sub}: ${err instanceof Error ? err.message : String(err)}`, { cause: err });
+      }
+      if (rev.tombstone) live.delete(k);
+      else live.add(k);
+    }
+  }
+  const sv = db.bucket('meta')?.get(Buffer.from('storageVersion'))?.value.toString('utf8');
+  const version = sv !== undefined && /^\d+\.\d+\.\d+(-[0-9A-Za-z.-]+)?(\+[0-9A-Za-z.-]+)?$/.test(sv) ? sv : '';
+  return { hash: h >>> 0, revision, totalKey: live.size, totalSize: db.sizeBytes, version };
+}
+
+/** The status of a bbolt snapshot file (its trailer, if any, checked first), read page by page. */
+function boltFileStatus(layout: SnapshotLayout, progress: Progress): SnapshotStatus {
+  verifyHash(layout, progress);
+  const fd = openSync(layout.path, 'r');
+  try {
+    return boltStatus(BoltDb.openFile(fd, layout.dataBytes, `snapshot file ${JSON.stringify(layout.path)}`));
+  } catch (err) {
+    if (err instanceof BoltError) throw new SnapshotError(err.message, { cause: err });
+    throw err;
+  } finally {
+    closeSync(fd);
+  }
+}
+
+/** Does the file start with a bbolt meta page? */
+export function isBoltFile(path: string): boolean {
+  const head = Buffer.alloc(64);
+  let fd: number;
+  try {
+    fd = openSync(path, 'r');
+  } catch {
+    return false;
+  }
+  try {
+    readSync(fd, head, 0, head.length, 0);
+  } finally {
+    closeSync(fd);
+  }
+  return looksLikeBolt(head);
 }
 
 /** Every table of the backend and its kind (a Record, so a table added to the backend must be listed here). */
@@ -60,6 +135,10 @@ export interface StatusDeps {
 /** Reads a snapshot file's status; a file with a trailer must match its SHA-256 (checked while copying). */
 export async function snapshotStatus(path: string, deps: StatusDeps): Promise<SnapshotStatus> {
   const layout = inspectLayout(path, 'ifPresent');
+  if (isBoltFile(path)) {
+    const p = new Progress(deps.logger, deps.nowMs, 'verifying snapshot', path, layout.dataBytes);
+    return boltFileStatus(layout, p);
+  }
   checkLmdbHeader(layout);
   const dir = mkdtempSync(join(deps.tmpDir, 'cairn-snapshot-status-'));
   try {

@@ -104,8 +104,8 @@ async function quietView(kind: TargetKind): Promise<{ v: ClusterView; listed: Cl
       assert.ok(size > 32 && (size - 32) % 4096 === 0, `${m.name}: snapshot of ${size} bytes`);
       const bytes = readFileSync(file);
       assert.deepEqual(bytes.subarray(size - 32), createHash('sha256').update(bytes.subarray(0, size - 32)).digest(), `${m.name}: trailing SHA-256`);
-      // An LMDB file: its first meta page carries LMDB's magic 0xBEEFC0DE at byte 24.
-      assert.equal(bytes.readUInt32LE(24), 0xbeefc0de, `${m.name}: snapshot is not an LMDB file`);
+      // etcd's database format (bbolt): its first meta page carries bbolt's magic 0xED0CDAED at byte 16.
+      assert.equal(bytes.readUInt32LE(16), 0xed0cdaed, `${m.name}: snapshot is not a bbolt file`);
       saved.push(`${m.name === leader.name ? 'leader' : 'follower'}: ${size} bytes`);
     }
     return { v, listed, hashes, snap, saved };

@@ -1,4 +1,4 @@
-// Snapshot files that must be refused (cut short, altered, trailer removed, not LMDB, damaged bbolt)
+// Snapshot files that must be refused (cut short, altered, trailer removed, not LMDB or bbolt, damaged bbolt)
 // with a clear error and nothing written; restore targets that exist; command lines the tool does not
 // understand; --skip-hash-check and --wal-dir on a good file; `snapshot status` printed exactly as
 // etcdctl 3.4 prints a DBStatus; progress lines.
@@ -15,7 +15,10 @@ import { createLogger } from '../../server/base/log.js';
 import { allKvs, logLines, ok, runCairn, saveSnapshot, type ToolRun } from './helpers.js';
 
 const dir = tempDir('cairn-snapshot-bad-');
+/** What `etcdctl snapshot save` gets from Cairn: an etcd (bbolt) database and its SHA-256. */
 let goodFile = '';
+/** A Cairn snapshot in the LMDB form Maintenance.Snapshot served before bbolt (a member's db.mdb and its SHA-256). */
+let lmdbFile = '';
 let etcdFile = '';
 let goodKvs: string[] = [];
 let peerUrl = '';
@@ -58,6 +61,9 @@ test('setup: a Cairn snapshot and an etcd (bbolt) snapshot', { timeout: 60_000 }
     c.close();
     await cairn.stop();
   }
+  const db = readFileSync(join(cairn.dataDir, 'member', 'db.mdb'));
+  lmdbFile = join(dir, 'lmdb.db');
+  writeFileSync(lmdbFile, Buffer.concat([db, createHash('sha256').update(db).digest()]));
   const etcd = await startEtcd();
   try {
     for (let i = 0; i < 20; i++) assert.equal((await runEtcdctl([`--endpoints=${etcd.endpoint}`, 'put', `e${i}`, 'x'])).exit, 0);
@@ -103,9 +109,13 @@ test('an altered snapshot is refused with both hashes', async () => {
 test('a snapshot without its trailer is refused unless --skip-hash-check', async () => {
   const raw = variant('notrailer.db', (b) => b.subarray(0, b.length - 32));
   await refused(raw, /has no SHA-256 trailer .*--skip-hash-check/);
-  // with --skip-hash-check a raw copy cut at a page boundary is caught by the LMDB header check
+  // with --skip-hash-check a raw copy cut at a page boundary is caught by the bbolt meta page check,
+  // or the LMDB header check for a Cairn snapshot of the LMDB form
   const cut = variant('rawcut.db', (b) => b.subarray(0, b.length - 32 - 3 * 4096));
-  await refused(cut, /is truncated: its LMDB meta page says the database has \d+ pages/, ['--skip-hash-check']);
+  await refused(cut, /is truncated: its meta page says \d+ pages \(\d+ bytes\) but the file holds \d+ bytes/, ['--skip-hash-check']);
+  const lmdbCut = join(dir, 'lmdbcut.db');
+  writeFileSync(lmdbCut, readFileSync(lmdbFile).subarray(0, statSync(lmdbFile).size - 32 - 3 * 4096));
+  await refused(lmdbCut, /is truncated: its LMDB meta page says the database has \d+ pages/, ['--skip-hash-check']);
 });
 
 test('files that are not Cairn snapshots are refused', async () => {
@@ -256,5 +266,12 @@ test('a restore reports its phases as JSON lines', async () => {
   const r = await runCairn(restoreArgs(goodFile, join(dir, 'phases')));
   assert.equal(r.exit, 0, r.stderr);
   const msgs = logLines(r.stderr).map((l) => l['msg']);
-  assert.deepEqual(msgs, ['restoring snapshot', 'verifying snapshot: done', 'copying snapshot: done', 'restored snapshot']);
+  assert.deepEqual(msgs, ['restoring snapshot', 'verifying snapshot: done', 'restoring an etcd (bbolt) snapshot', 'restored snapshot']);
+  const l = await runCairn(restoreArgs(lmdbFile, join(dir, 'phases-lmdb')));
+  assert.equal(l.exit, 0, l.stderr);
+  assert.deepEqual(
+    logLines(l.stderr).map((x) => x['msg']),
+    ['restoring snapshot', 'verifying snapshot: done', 'copying snapshot: done', 'restored snapshot'],
+    'a Cairn snapshot of the LMDB form is still restored',
+  );
 });

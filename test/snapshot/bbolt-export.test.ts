@@ -120,13 +120,16 @@ test('a Cairn snapshot exported as bbolt: etcdutl 3.6 status and restore take it
     await cairn.stop();
   }
 
-  // 3. export; etcdutl status on the export and on etcd's own snapshot of the same data
+  // 3. export (of the stopped member's data dir: `cairn snapshot export` takes Cairn's LMDB form; the
+  // snapshot saved from Cairn is already bbolt); etcdutl status on the export, on the snapshot saved
+  // from Cairn and on etcd's own snapshot of the same data
   const exported = join(dir, 'export.db');
-  const e = await runCairn(['snapshot', 'export', '--format', 'bbolt', cairnSnap, exported]);
+  const e = await runCairn(['snapshot', 'export', '--format', 'bbolt', cairnDir, exported]);
   assert.equal(e.exit, 0, e.stderr);
   assert.match(e.stdout, new RegExp(`^Exported revision ${revision} `));
-  const fromDir = join(dir, 'export-from-dir.db');
-  assert.equal((await runCairn(['snapshot', 'export', '--format', 'bbolt', cairnDir, fromDir])).exit, 0, 'a stopped member\'s data dir exports too');
+  const again = await runCairn(['snapshot', 'export', '--format', 'bbolt', cairnSnap, join(dir, 'again.db')]);
+  assert.equal(again.exit, 1, 'a bbolt snapshot is not exported again');
+  const fromDir = cairnSnap;
   type Status = { hash: number; revision: number; totalKey: number; totalSize: number; version: string };
   const status = async (f: string): Promise<Status> => {
     const s = await run(etcdutl, ['snapshot', 'status', f, '-w', 'json']);
@@ -143,7 +146,7 @@ test('a Cairn snapshot exported as bbolt: etcdutl 3.6 status and restore take it
   assert.equal(ours.revision, revision);
   assert.equal(ours.totalKey, theirs.totalKey);
   assert.equal(ours.version, '3.6.0');
-  assert.equal((await status(fromDir)).revision, revision);
+  assert.deepEqual({ ...(await status(fromDir)), hash: 0 }, { ...ours, hash: 0 }, 'the snapshot saved from Cairn: the same numbers as the export (the hash differs by the raft index in meta)');
 
   // 3b. both files restored by etcdutl with the same flags (which rewrites members, raft index and term)
   const same = async (f: string, d: string): Promise<Status> => {

@@ -10,6 +10,7 @@ import { writeBolt, type BoltBucketInput } from '../../server/snap/bbolt/writer.
 
 function roundTrip(buckets: readonly BoltBucketInput[]): void {
   const file = writeBolt(buckets);
+  assert.ok(writeBolt(buckets).equals(file), 'deterministic: the same records give the same bytes');
   assert.equal(file.length % 4096, 0);
   const db = BoltDb.open(file, 'written.db');
   assert.deepEqual(db.root.entries().map((e) => e.key.toString()), buckets.map((b) => b.name).sort());

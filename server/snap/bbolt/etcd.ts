@@ -5,10 +5,12 @@
 //   lease      lease id (int64 BE) -> leasepb.Lease {1 ID int64, 2 TTL int64, 3 RemainingTTL int64}
 //   auth       authEnabled -> 1 byte; authRevision -> uint64 BE
 //   authUsers  name -> authpb.User; authRoles: name -> authpb.Role
-//   members, members_removed, cluster, alarm: not carried over (a restore names the new members).
+//   alarm      etcdserverpb.AlarmMember -> empty
+//   members, members_removed, cluster: not carried over (a restore names the new members).
 import { decodeKeyValue, type KeyValue } from '../../../proto/gen/mvccpb.js';
 import { decodeRole, decodeUser, type Role, type User } from '../../../proto/gen/authpb.js';
 import { Reader } from '../../../proto/wire.js';
+import { decodeAlarmMember } from '../../../proto/gen/etcdserverpb.js';
 import { BoltError, type BoltDb, type Bucket } from './reader.js';
 
 export const REV_BYTES = 17;
@@ -28,8 +30,15 @@ export interface EtcdLease {
 }
 
 export interface EtcdData {
-  /** Every stored revision in revision order. */
+  /** Every stored revision in revision order (etcd's revision markers excepted: see topRevision). */
   readonly revisions: readonly EtcdRevision[];
+  /**
+   * The newest revision in the key bucket, counting the empty records `etcdutl snapshot restore
+   * --bump-revision` writes to move the revision (they hold no key, so they are not revisions of any).
+   */
+  readonly topRevision: number;
+  /** The alarm bucket: etcdserverpb.AlarmMember keys. */
+  readonly alarms: readonly { memberId: bigint; alarm: number }[];
   /** -1 when never compacted. */
   readonly scheduledCompactRev: number;
   readonly finishedCompactRev: number;
@@ -112,15 +121,24 @@ export function readEtcd(db: BoltDb): EtcdData {
   if (keyBucket === undefined || meta === undefined) throw new BoltError(`${name}: a bbolt database without etcd's "key" and "meta" buckets (not an etcd snapshot)`);
   let last = -1;
   let lastSub = -1;
-  const revisions = keyBucket.entries().map((e) => {
+  let top = 0;
+  const revisions: EtcdRevision[] = [];
+  for (const e of keyBucket.iterate()) {
     if (e.isBucket) throw new BoltError(`${name}: key bucket holds a nested bucket`);
     const r = parseRev(e.key, name);
     if (r.main < last || (r.main === last && r.sub <= lastSub)) throw new BoltError(`${name}: key bucket out of order at revision ${r.main}_${r.sub}`);
     last = r.main;
     lastSub = r.sub;
+    top = r.main;
+    // etcdutl's --bump-revision marker: an empty value at the bumped revision
+    if (e.value.length === 0 && !r.tombstone) continue;
     const kv = wrap(name, `revision ${r.main}_${r.sub}`, () => decodeKeyValue(e.value));
     if (kv.key.length === 0) throw new BoltError(`${name}: revision ${r.main}_${r.sub} holds a KeyValue without a key`);
-    return { ...r, kv };
+    revisions.push({ ...r, kv });
+  }
+  const alarms = leaves(db.bucket('alarm')).map((e) => {
+    const a = wrap(name, `alarm 0x${e.key.toString('hex')}`, () => decodeAlarmMember(e.key));
+    return { memberId: a.memberID, alarm: a.alarm };
   });
   const leases = leaves(db.bucket('lease')).map((e) => wrap(name, `lease 0x${e.key.toString('hex')}`, () => decodeLease(e.value)));
   const auth = db.bucket('auth');
@@ -137,6 +155,8 @@ export function readEtcd(db: BoltDb): EtcdData {
   const sv = meta.get(Buffer.from('storageVersion'));
   return {
     revisions,
+    topRevision: top,
+    alarms,
     scheduledCompactRev: metaRev(meta, 'scheduledCompactRev', name),
     finishedCompactRev: metaRev(meta, 'finishedCompactRev', name),
     leases,

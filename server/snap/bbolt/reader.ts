@@ -17,6 +17,8 @@
 // Validation at the gate: every offset, length and page id is checked against the file before it is
 // used, and page references are followed at most once per walk (a cycle is damage), so a damaged file
 // is a BoltError naming what is wrong, never an exception from a Buffer read or an endless loop.
+// A file is read page by page as it is walked (PageSource), so a large bucket is never whole in memory.
+import { readSync } from 'node:fs';
 
 export const BOLT_MAGIC = 0xed0cdaed;
 export const BOLT_VERSION = 2;
@@ -71,11 +73,47 @@ export interface BoltEntry {
 
 type MetaResult = { ok: true; meta: BoltMeta } | { ok: false; why: string };
 
-function parseMetaAt(buf: Buffer, page: number, pageBytes: number): MetaResult {
+/** Where the file's bytes come from: memory (tests, small files) or a file read page by page. */
+export interface PageSource {
+  /** Bytes of database (a snapshot's SHA-256 trailer excluded). */
+  readonly size: number;
+  /** Exactly `length` bytes at `at` (the caller checked the range). */
+  read(at: number, length: number): Buffer;
+}
+
+class BufferSource implements PageSource {
+  constructor(private readonly buf: Buffer) {}
+  get size(): number {
+    return this.buf.length;
+  }
+  read(at: number, length: number): Buffer {
+    return this.buf.subarray(at, at + length);
+  }
+}
+
+class FileSource implements PageSource {
+  constructor(
+    private readonly fd: number,
+    readonly size: number,
+    private readonly name: string,
+  ) {}
+  read(at: number, length: number): Buffer {
+    const b = Buffer.allocUnsafe(length);
+    for (let got = 0; got < length; ) {
+      const n = readSync(this.fd, b, got, length - got, at + got);
+      if (n === 0) throw new BoltError(`${this.name}: is truncated: it ended while being read (at byte ${at + got})`);
+      got += n;
+    }
+    return b;
+  }
+}
+
+function parseMetaAt(src: PageSource, page: number, pageBytes: number): MetaResult {
   const at = page * pageBytes;
-  if (at + PAGE_HEADER_BYTES + META_BYTES > buf.length) return { ok: false, why: `meta page ${page} lies past the end of the file (${buf.length} bytes)` };
-  const flags = buf.readUInt16LE(at + 8);
-  const m = at + PAGE_HEADER_BYTES;
+  if (at + PAGE_HEADER_BYTES + META_BYTES > src.size) return { ok: false, why: `meta page ${page} lies past the end of the file (${src.size} bytes)` };
+  const buf = src.read(at, PAGE_HEADER_BYTES + META_BYTES);
+  const flags = buf.readUInt16LE(8);
+  const m = PAGE_HEADER_BYTES;
   const magic = buf.readUInt32LE(m);
   if (magic !== BOLT_MAGIC) return { ok: false, why: `meta page ${page} has bad magic 0x${magic.toString(16)} (want 0x${BOLT_MAGIC.toString(16)})` };
   if ((flags & PAGE_META) === 0) return { ok: false, why: `meta page ${page} has page flags 0x${flags.toString(16)}, not a meta page` };
@@ -111,17 +149,26 @@ export class Bucket {
     private readonly depth: number,
   ) {}
 
+  /** Every entry in key order, read as the walk goes (a large bucket is never whole in memory). */
+  *iterate(): Generator<BoltEntry> {
+    if (this.inline !== undefined) {
+      const out: BoltEntry[] = [];
+      this.db.readLeaf(this.inline, 0, `inline bucket ${this.path}`, out);
+      yield* out;
+    } else {
+      yield* this.db.walk(this.root, this.path);
+    }
+  }
+
   /** Every entry in key order. */
   entries(): BoltEntry[] {
-    const out: BoltEntry[] = [];
-    if (this.inline !== undefined) this.db.readLeaf(this.inline, 0, `inline bucket ${this.path}`, out);
-    else this.db.walk(this.root, this.path, out);
-    return out;
+    return [...this.iterate()];
   }
 
   get(key: Uint8Array): BoltEntry | undefined {
     const k = Buffer.from(key);
-    return this.entries().find((e) => e.key.equals(k));
+    for (const e of this.iterate()) if (e.key.equals(k)) return e;
+    return undefined;
   }
 
   /** The nested bucket `name`, or undefined when there is none (an entry that is not a bucket is damage). */
@@ -140,29 +187,42 @@ export class BoltDb {
   readonly pageBytes: number;
 
   private constructor(
-    private readonly buf: Buffer,
+    private readonly src: PageSource,
     readonly name: string,
   ) {
-    this.meta = BoltDb.pickMeta(buf, name);
+    this.meta = BoltDb.pickMeta(src, name);
     this.pageBytes = this.meta.pageBytes;
     const need = this.meta.pages * BigInt(this.pageBytes);
-    if (need > BigInt(buf.length)) {
-      throw new BoltError(`${name}: is truncated: its meta page says ${this.meta.pages} pages (${need} bytes) but the file holds ${buf.length} bytes`);
+    if (need > BigInt(src.size)) {
+      throw new BoltError(`${name}: is truncated: its meta page says ${this.meta.pages} pages (${need} bytes) but the file holds ${src.size} bytes`);
     }
     if (this.meta.pages < 4n) throw new BoltError(`${name}: its meta page says ${this.meta.pages} pages; a bbolt database has at least 4`);
     if (this.meta.root < 2n || this.meta.root >= this.meta.pages) throw new BoltError(`${name}: root bucket page ${this.meta.root} out of range (2..${this.meta.pages - 1n})`);
   }
 
-  /** Checks the meta pages; the bytes stay in memory (the file is read once). */
+  /** A database held in memory; checks the meta pages. */
   static open(buf: Buffer, name: string): BoltDb {
-    return new BoltDb(buf, name);
+    return new BoltDb(new BufferSource(buf), name);
   }
 
-  private static pickMeta(buf: Buffer, name: string): BoltMeta {
-    if (buf.length < PAGE_HEADER_BYTES + META_BYTES) throw new BoltError(`${name}: ${buf.length} bytes is too short for a bbolt database`);
-    const m0 = parseMetaAt(buf, 0, 4096);
+  /**
+   * The database in the first `bytes` bytes of the open file `fd`, read page by page as it is walked
+   * (the caller closes fd); checks the meta pages.
+   */
+  static openFile(fd: number, bytes: number, name: string): BoltDb {
+    return new BoltDb(new FileSource(fd, bytes, name), name);
+  }
+
+  /** Bytes of database according to its meta page (bbolt's tx.Size()). */
+  get sizeBytes(): number {
+    return Number(this.meta.pages) * this.pageBytes;
+  }
+
+  private static pickMeta(src: PageSource, name: string): BoltMeta {
+    if (src.size < PAGE_HEADER_BYTES + META_BYTES) throw new BoltError(`${name}: ${src.size} bytes is too short for a bbolt database`);
+    const m0 = parseMetaAt(src, 0, 4096);
     const size = m0.ok ? m0.meta.pageBytes : 4096;
-    const m1 = parseMetaAt(buf, 1, size);
+    const m1 = parseMetaAt(src, 1, size);
     const good = [m0, m1].flatMap((m) => (m.ok ? [m.meta] : []));
     const [a, b] = good;
     if (a === undefined) {
@@ -202,36 +262,58 @@ export class BoltDb {
   page(id: bigint, where: string): Buffer {
     this.checkPageId(id, where);
     const at = Number(id) * this.pageBytes;
-    const hdrId = this.buf.readBigUInt64LE(at);
+    const head = this.src.read(at, PAGE_HEADER_BYTES);
+    const hdrId = head.readBigUInt64LE(0);
     if (hdrId !== id) throw new BoltError(`${this.name}: page ${id} (${where || 'root bucket'}) has id ${hdrId} in its header`);
-    const overflow = this.buf.readUInt32LE(at + 12);
+    const overflow = head.readUInt32LE(12);
     const end = id + 1n + BigInt(overflow);
     if (end > this.meta.pages) throw new BoltError(`${this.name}: page ${id} has ${overflow} overflow pages, past the last page ${this.meta.pages - 1n}`);
-    return this.buf.subarray(at, at + (overflow + 1) * this.pageBytes);
+    return this.src.read(at, (overflow + 1) * this.pageBytes);
   }
 
-  /** Appends the entries of the subtree at page `id` in key order. */
-  walk(id: bigint, where: string, out: BoltEntry[]): void {
-    const seen = new Set<bigint>();
-    const visit = (pid: bigint, depth: number): void => {
-      if (depth > DEPTH_MAX) throw new BoltError(`${this.name}: B+tree of ${where || 'root bucket'} deeper than ${DEPTH_MAX} pages`);
-      if (seen.has(pid)) throw new BoltError(`${this.name}: page ${pid} is reached twice in ${where || 'root bucket'} (a cycle)`);
-      seen.add(pid);
+  /**
+   * The entries of the subtree at page `id` in key order, read page by page (depth-first; one page per
+   * level held). A page reached twice in one walk is damage (a cycle), so a walk ends.
+   */
+  *walk(id: bigint, where: string): Generator<BoltEntry> {
+    const what = where || 'root bucket';
+    const seen = new Uint8Array(Math.ceil(Number(this.meta.pages) / 8));
+    const stack: { page: Buffer; pid: bigint; next: number; count: number }[] = [];
+    const enter = (pid: bigint): BoltEntry[] | undefined => {
+      if (stack.length >= DEPTH_MAX) throw new BoltError(`${this.name}: B+tree of ${what} deeper than ${DEPTH_MAX} pages`);
+      this.checkPageId(pid, where);
+      const n = Number(pid);
+      if (((seen[n >> 3] as number) & (1 << (n & 7))) !== 0) throw new BoltError(`${this.name}: page ${pid} is reached twice in ${what} (a cycle)`);
+      seen[n >> 3] = (seen[n >> 3] as number) | (1 << (n & 7));
       const p = this.page(pid, where);
       const flags = p.readUInt16LE(8);
       if ((flags & PAGE_LEAF) !== 0) {
+        const out: BoltEntry[] = [];
         this.readLeaf(p, 0, `page ${pid}`, out);
-        return;
+        return out;
       }
-      if ((flags & PAGE_BRANCH) === 0) throw new BoltError(`${this.name}: page ${pid} in ${where || 'root bucket'} has flags 0x${flags.toString(16)}, neither branch nor leaf`);
+      if ((flags & PAGE_BRANCH) === 0) throw new BoltError(`${this.name}: page ${pid} in ${what} has flags 0x${flags.toString(16)}, neither branch nor leaf`);
       const count = p.readUInt16LE(10);
       if (PAGE_HEADER_BYTES + count * ELEMENT_BYTES > p.length) throw new BoltError(`${this.name}: branch page ${pid} claims ${count} elements, more than fit in it`);
-      for (let i = 0; i < count; i++) {
-        const el = PAGE_HEADER_BYTES + i * ELEMENT_BYTES;
-        visit(p.readBigUInt64LE(el + 8), depth + 1);
-      }
+      stack.push({ page: p, pid, next: 0, count });
+      return undefined;
     };
-    visit(id, 0);
+    const leaf = enter(id);
+    if (leaf !== undefined) {
+      yield* leaf;
+      return;
+    }
+    while (stack.length > 0) {
+      const top = stack[stack.length - 1] as { page: Buffer; pid: bigint; next: number; count: number };
+      if (top.next >= top.count) {
+        stack.pop();
+        continue;
+      }
+      const el = PAGE_HEADER_BYTES + top.next * ELEMENT_BYTES;
+      top.next++;
+      const child = enter(top.page.readBigUInt64LE(el + 8));
+      if (child !== undefined) yield* child;
+    }
   }
 
   /** Appends a leaf page's entries (the page at `at` in `p`: a file page or an inline bucket's value). */
