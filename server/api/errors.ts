@@ -36,7 +36,10 @@ export const CLIENT_ERRORS: Readonly<Record<ClientErrorKind, GrpcError>> = {
   invalidPeerUrls: { code: Status.INVALID_ARGUMENT, details: 'etcdserver: given member URLs are invalid' },
   notLeader: { code: Status.FAILED_PRECONDITION, details: 'etcdserver: not leader' },
   badLeaderTransferee: { code: Status.FAILED_PRECONDITION, details: 'etcdserver: bad leader transferee' },
-  learnerNotSupported: { code: Status.UNAVAILABLE, details: 'etcdserver: rpc not supported for learner' },
+  // etcd 3.6's code (3.4/3.5 sent Unavailable): the 3.6 client retries exactly this status on another
+  // endpoint when it has several (clientv3 isSafeRetry), so `etcdctl --endpoints=<all>` with a
+  // learner among them reaches a voter, for mutations too.
+  learnerNotSupported: { code: Status.FAILED_PRECONDITION, details: 'etcdserver: rpc not supported for learner' },
   noSpace: { code: Status.RESOURCE_EXHAUSTED, details: 'etcdserver: mvcc: database space exceeded' },
   corrupt: { code: Status.DATA_LOSS, details: 'etcdserver: corrupt cluster' },
   userEmpty: { code: Status.INVALID_ARGUMENT, details: 'etcdserver: user name is empty' },

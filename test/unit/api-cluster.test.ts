@@ -172,7 +172,7 @@ const ETCD_RPCTYPES: ReadonlyMap<string, number> = new Map([
   ['etcdserver: server stopped', Status.UNAVAILABLE],
   ['etcdserver: request timed out', Status.UNAVAILABLE],
   ['etcdserver: request timed out, possibly due to previous leader failure', Status.UNAVAILABLE],
-  ['etcdserver: rpc not supported for learner', Status.UNAVAILABLE],
+  ['etcdserver: rpc not supported for learner', Status.FAILED_PRECONDITION],
   ['etcdserver: unhealthy cluster', Status.UNAVAILABLE],
   ['etcdserver: bad leader transferee', Status.FAILED_PRECONDITION],
   ['etcdserver: mvcc: database space exceeded', Status.RESOURCE_EXHAUSTED],
@@ -314,7 +314,7 @@ function recordingHandler(): { handler: BidiHandler; calls: { out: ServerStream;
 }
 
 const NO_LEADER = { code: Status.UNAVAILABLE, details: 'etcdserver: no leader' };
-const LEARNER = { code: Status.UNAVAILABLE, details: 'etcdserver: rpc not supported for learner' };
+const LEARNER = { code: Status.FAILED_PRECONDITION, details: 'etcdserver: rpc not supported for learner' };
 
 test('gate: hasleader is honoured only as etcd reads it (first value exactly "true")', () => {
   assert.equal(requiresLeader({ hasleader: 'true' }), true);
@@ -666,7 +666,7 @@ test('on the wire: Cluster and Maintenance answer; hasleader and learner checks 
     assert.deepEqual(failed(await c.range({ key: Buffer.from('k') })), LEARNER, 'not a linearizable Range');
     assert.deepEqual(failed(await c.unary('Cluster', 'MemberList', {})), LEARNER);
     assert.deepEqual(failed(await c.unary('Maintenance', 'HashKV', {})), LEARNER);
-    await assert.rejects(openWatch(c).next(5000), /UNAVAILABLE etcdserver: rpc not supported for learner/);
+    await assert.rejects(openWatch(c).next(5000), /FAILED_PRECONDITION etcdserver: rpc not supported for learner/);
   } finally {
     c.close();
     await server.close(0);
