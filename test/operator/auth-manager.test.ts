@@ -11,6 +11,8 @@ import { AuthManager, OPERATOR_USER, operatorSecretName, type AuthOutcome } from
 import { withAuth } from '../../operator/controller/controller.js';
 import { EtcdAccess, EtcdAdmin, EtcdCallError } from '../../operator/etcd/index.js';
 import { KubeError, type KubeRest } from '../../operator/kube/index.js';
+import { SnapshotSource } from '../../operator/backup/index.js';
+import type { SnapshotResponse } from '../../proto/gen/etcdserverpb.js';
 import { withDefaults, type EtcdCluster, type EtcdClusterStatus, type JsonObject } from '../../operator/api/index.js';
 
 class FakeSecrets {
@@ -112,6 +114,22 @@ describe('auth manager on a real server (simple tokens, --auth-token-ttl=1)', ()
       assert.equal(op.access.authentications, before + 1, 'one new login after the token expired');
     } finally {
       op.close();
+    }
+
+    // The backup's snapshot stream under auth: Status and Snapshot are root-only; the token rides on the channel credentials.
+    const access = new EtcdAdmin(srv.endpoint, 3000).access;
+    assert.ok(access !== undefined);
+    const bare = new SnapshotSource(srv.endpoint);
+    const src = new SnapshotSource(srv.endpoint, access.callChannelCredentials(() => new EtcdAdmin(srv.endpoint, 3000, access)));
+    try {
+      await assert.rejects(bare.status(), /user name is empty/);
+      assert.ok((await src.status()).revision > 0);
+      let bytes = 0;
+      for await (const m of src.snapshot()) bytes += (m as SnapshotResponse).blob.length;
+      assert.ok(bytes > 0, 'the snapshot streams under auth');
+    } finally {
+      src.close();
+      bare.close();
     }
 
     // A changed Secret becomes root's password.
