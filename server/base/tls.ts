@@ -191,13 +191,68 @@ function filesOf(files: TlsFileSet): string[] {
   return [files.certFile, files.keyFile, files.trustedCaFile, files.crlFile ?? ''].filter((f) => f !== '');
 }
 
+/** A CRL as DER: etcd 3.6 reads the file as DER (x509.ParseRevocationList); Cairn takes DER and PEM. */
+function crlDer(b: Buffer): Buffer {
+  const text = b.subarray(0, 11).toString('latin1');
+  if (text !== '-----BEGIN ') return b;
+  const m = /-----BEGIN X509 CRL-----([\s\S]*?)-----END X509 CRL-----/.exec(b.toString('latin1'));
+  if (m === null) throw new TlsConfigError('CRL file: no X509 CRL block');
+  return Buffer.from((m[1] ?? '').replace(/\s+/g, ''), 'base64');
+}
+
+/** A certificate serial as compared: upper-case hex without leading zeros. */
+function serialKey(hex: string): string {
+  return hex.toUpperCase().replace(/^0+(?=.)/, '');
+}
+
 /**
- * A CRL file as OpenSSL takes it (PEM). etcd 3.6 reads the file as DER (x509.ParseRevocationList; a
- * PEM file makes it refuse every connection, "x509: malformed crl"); Cairn takes DER and PEM.
+ * The serial numbers a CRL revokes (RFC 5280 CertificateList: tbsCertList = version?, signature,
+ * issuer, thisUpdate, nextUpdate?, revokedCertificates? (SEQUENCE OF {serial INTEGER, ...}), ...).
+ * Only the list is read, as etcd's checkCRL does: neither the CRL's signature nor its dates are
+ * checked (OpenSSL's CRL check refuses every certificate once nextUpdate is past, which etcd does not).
  */
-function crlPem(b: Buffer): Buffer {
-  if (b.subarray(0, 11).toString('latin1') === '-----BEGIN ') return b;
-  return Buffer.from(`-----BEGIN X509 CRL-----\n${b.toString('base64').replace(/.{64}/g, '$&\n').replace(/\n?$/, '\n')}-----END X509 CRL-----\n`, 'latin1');
+export function crlRevokedSerials(file: Buffer): Set<string> {
+  const der = crlDer(file);
+  const tlv = (at: number, end: number): { tag: number; start: number; end: number } => {
+    if (at + 2 > end) throw new TlsConfigError('CRL file: malformed crl (truncated)');
+    const tag = der[at] as number;
+    let len = der[at + 1] as number;
+    let p = at + 2;
+    if (len & 0x80) {
+      const n = len & 0x7f;
+      if (n === 0 || n > 4 || p + n > end) throw new TlsConfigError('CRL file: malformed crl (length)');
+      len = 0;
+      for (let i = 0; i < n; i++) len = len * 256 + (der[p++] as number);
+    }
+    if (p + len > end) throw new TlsConfigError('CRL file: malformed crl (element past its end)');
+    return { tag, start: p, end: p + len };
+  };
+  const children = (outer: { start: number; end: number }): { tag: number; start: number; end: number }[] => {
+    const out = [];
+    for (let at = outer.start; at < outer.end; ) {
+      const c = tlv(at, outer.end);
+      out.push(c);
+      at = c.end;
+    }
+    return out;
+  };
+  const top = tlv(0, der.length);
+  if (top.tag !== 0x30) throw new TlsConfigError('CRL file: malformed crl (not a SEQUENCE)');
+  const tbs = children(top)[0];
+  if (tbs === undefined || tbs.tag !== 0x30) throw new TlsConfigError('CRL file: malformed crl (no tbsCertList)');
+  const fields = children(tbs);
+  let i = fields[0]?.tag === 0x02 ? 1 : 0; // version
+  i += 2; // signature, issuer
+  while (fields[i] !== undefined && ((fields[i] as { tag: number }).tag === 0x17 || (fields[i] as { tag: number }).tag === 0x18)) i++; // thisUpdate, nextUpdate
+  const revoked = new Set<string>();
+  const list = fields[i];
+  if (list === undefined || list.tag !== 0x30) return revoked;
+  for (const entry of children(list)) {
+    const serial = children(entry)[0];
+    if (serial === undefined || serial.tag !== 0x02) throw new TlsConfigError('CRL file: malformed crl (revoked entry without a serial)');
+    revoked.add(serialKey(der.subarray(serial.start, serial.end).toString('hex')));
+  }
+  return revoked;
 }
 
 function readFiles(files: TlsFileSet): Loaded {
@@ -212,7 +267,7 @@ function readFiles(files: TlsFileSet): Loaded {
     cert: read('cert file', files.certFile),
     key: read('key file', files.keyFile),
     ca: files.trustedCaFile === '' ? undefined : read('trusted CA file', files.trustedCaFile),
-    crl: (files.crlFile ?? '') === '' ? undefined : crlPem(read('CRL file', files.crlFile ?? '')),
+    crl: (files.crlFile ?? '') === '' ? undefined : read('CRL file', files.crlFile ?? ''),
   };
 }
 
@@ -222,7 +277,6 @@ function commonOptions(l: Loaded, s: TlsSettings): tls.SecureContextOptions {
     cert: l.cert,
     key: l.key,
     ...(l.ca === undefined ? {} : { ca: l.ca }),
-    ...(l.crl === undefined ? {} : { crl: l.crl }),
     minVersion: s.minVersion,
     ...(s.maxVersion === undefined ? {} : { maxVersion: s.maxVersion }),
     ...(ciphers === undefined ? {} : { ciphers }),
@@ -359,6 +413,23 @@ export function serverTls(files: TlsFileSet, settings: TlsSettings, log: Logger)
         // etcd's VerifyPeerCertificate: fails the connection unless the certificate is allowed.
         srv.on('secureConnection', (socket: tls.TLSSocket) => {
           const why = allowedIdentity(socket.getPeerCertificate(), files);
+          if (why === undefined) return;
+          log.warn('rejected connection', { 'remote-addr': `${socket.remoteAddress ?? '?'}:${socket.remotePort ?? '?'}`, error: why });
+          socket.destroy();
+        });
+      }
+      if ((files.crlFile ?? '') !== '') {
+        // etcd's checkCRL: the file is read at each connection; a certificate whose serial it lists is
+        // refused after the handshake (as is every one while the file cannot be read).
+        srv.on('secureConnection', (socket: tls.TLSSocket) => {
+          let why: string | undefined;
+          try {
+            const cert = socket.getPeerCertificate();
+            const serial = typeof cert.serialNumber === 'string' ? serialKey(cert.serialNumber) : '';
+            if (serial !== '' && crlRevokedSerials(readFileSync(files.crlFile ?? '')).has(serial)) why = `certificate with serial ${serial} revoked`;
+          } catch (e) {
+            why = e instanceof Error ? e.message : String(e);
+          }
           if (why === undefined) return;
           log.warn('rejected connection', { 'remote-addr': `${socket.remoteAddress ?? '?'}:${socket.remotePort ?? '?'}`, error: why });
           socket.destroy();
