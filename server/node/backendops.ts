@@ -7,7 +7,7 @@ import type { Backend } from '../storage/backend/index.js';
 import type { KvStore } from '../mvcc/index.js';
 import { ServerRefusal, assert } from '../base/errors.js';
 import { CLIENT_SNAPSHOTS_MAX, WATCH_DEFERRED_TASKS_MAX } from '../base/limits.js';
-import type { NodeConfig } from './node.js';
+import type { NodeConfig } from './config.js';
 import type { HashKvResult } from './surface.js';
 import { snapDirOf } from './recovery.js';
 import { nodeStats, timed } from './stats.js';

@@ -9,7 +9,7 @@ import type { MemoryStorage } from '../raft/index.js';
 import type { MemberStore } from '../membership/index.js';
 import { ServerRefusal } from '../base/errors.js';
 import { COMPACTION_BATCH_KEYS, COMPACTION_WAITERS_MAX, SNAPSHOT_CATCHUP_ENTRIES_DEFAULT, SNAPSHOT_COUNT_DEFAULT } from '../base/limits.js';
-import type { NodeConfig } from './node.js';
+import type { NodeConfig } from './config.js';
 import { confStateOf } from './recovery.js';
 
 /** A lone member trims its in-memory raft log of applied entries this often. */

@@ -9,7 +9,7 @@
 import type { KvStore } from '../mvcc/index.js';
 import type { MemberStore } from '../membership/index.js';
 import { StorageFault } from '../base/errors.js';
-import type { NodeConfig } from './node.js';
+import type { NodeConfig } from './config.js';
 
 /** A member's HashKV answer, or why it has none. */
 export type PeerHash =

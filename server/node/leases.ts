@@ -9,7 +9,7 @@ import type { KvStore } from '../mvcc/index.js';
 import type { Member, MemberStore } from '../membership/index.js';
 import { ClientError, ServerRefusal } from '../base/errors.js';
 import { LEASE_REVOKES_PER_CHECK, LEASE_REVOKE_CHECK_MS } from '../base/limits.js';
-import type { NodeConfig } from './node.js';
+import type { NodeConfig } from './config.js';
 import { encodeMembersReply } from './bootstrap.js';
 import { decodeHashRequest, encodeHashReply } from './corrupt.js';
 import { nodeStats, renewed } from './stats.js';

@@ -8,7 +8,7 @@ import type { Transport } from '../transport/index.js';
 import { computeMemberId, checkChange, encodeChange, mayAdd, mayPromote, mayRemove, type Member, type MemberChange, type MemberStore, type ReconfigVerdict, type ReconfigView } from '../membership/index.js';
 import { ClientError, ServerRefusal } from '../base/errors.js';
 import { CONF_CHANGES_PENDING_MAX } from '../base/limits.js';
-import type { NodeConfig } from './node.js';
+import type { NodeConfig } from './config.js';
 import type { RequestIds } from './ids.js';
 import { mapForwardedError } from './leases.js';
 import { dropped } from './proposals.js';

@@ -14,7 +14,7 @@ import { BACKEND_MAP_BYTES, WAL_SEGMENT_BYTES } from '../base/limits.js';
 import type { Logger } from '../base/log.js';
 import { establishIdentity, type Identity } from './bootstrap.js';
 import { timeWalWrite } from './stats.js';
-import type { NodeConfig } from './node.js';
+import type { NodeConfig } from './config.js';
 
 /**
  * This member was removed from the cluster: found at start on its old data dir (Node.open throws

@@ -13,7 +13,7 @@ import type { OutgoingSnapshot } from '../transport/index.js';
 import { MemberStore } from '../membership/index.js';
 import { AssertionFailure, StorageFault } from '../base/errors.js';
 import { BACKEND_MAP_BYTES } from '../base/limits.js';
-import type { NodeConfig } from './node.js';
+import type { NodeConfig } from './config.js';
 import type { BackendOps } from './backendops.js';
 import { confStateOf, snapDirOf, snapFileName, toWalHardState } from './recovery.js';
 import { nodeStats, timed } from './stats.js';

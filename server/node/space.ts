@@ -6,7 +6,7 @@ import type { Backend } from '../storage/backend/index.js';
 import type { AlarmStore } from '../apply/index.js';
 import { ClientError } from '../base/errors.js';
 import { DISK_CHECK_INTERVAL_MS, WAL_SEGMENT_BYTES } from '../base/limits.js';
-import type { NodeConfig } from './node.js';
+import type { NodeConfig } from './config.js';
 import { diskReserveBytes, effectiveQuotaBytes } from './quota.js';
 import { walDirOf } from './recovery.js';
 import { monotonicMs } from './clock.js';

@@ -7,8 +7,11 @@
 // - state machine safety: every member applies, at each index, the entry every other member applied
 //   there; no member skips or repeats an index; no client payload is applied at two indexes;
 // - ReadIndex: a read's index is at least the commit index known anywhere when it was requested;
-// - votes: a member's durable vote for a term never changes (a host that forgets votes fails here).
-import type { Entry, HardState, LogStorage, NodeId, ReadState, SnapshotMeta } from '../../server/raft/index.js';
+// - votes: a member's durable vote for a term never changes (a host that forgets votes fails here);
+// - durability (issue 17): nothing is applied on a member before its own WAL holds it durably (checked
+//   by the host as it applies); nothing is acknowledged to a client before a quorum holds it durably;
+//   every acknowledged proposal is applied on every member that survives (checked after healing).
+import type { ConfState, Entry, HardState, LogStorage, NodeId, ReadState, SnapshotMeta } from '../../server/raft/index.js';
 import { entryKey, fmtHs, nid } from './sim-core.js';
 
 export type Invariant =
@@ -18,6 +21,9 @@ export type Invariant =
   | 'state machine safety'
   | 'linearizable read'
   | 'durable vote'
+  | 'local durability'
+  | 'quorum durability'
+  | 'acknowledged write lost'
   | 'host contract'
   | 'raft error'
   | 'liveness';
@@ -57,6 +63,7 @@ export class Checker {
   knownCommit = 0;
   readsServed = 0;
   private readonly served = new Set<string>();
+  private readonly acked: { readonly payload: string; readonly index: number }[] = [];
 
   constructor(private readonly opts: CheckerOptions) {}
 
@@ -245,6 +252,29 @@ export class Checker {
 
   isServed(ctx: string): boolean {
     return this.served.has(ctx);
+  }
+
+  // ---- acknowledgements ----
+
+  /**
+   * A client proposal was acknowledged at `index`: the members whose disks hold it durably must be a
+   * quorum of a membership that may have committed it (one the acknowledging member went through up
+   * to that index: under ConfChange v1 a leader commits with the membership it has applied, which may
+   * be an older one than the entry's).
+   */
+  onAck(id: NodeId, payload: string, index: number, holders: readonly NodeId[], confs: readonly ConfState[]): void {
+    const held = new Set(holders);
+    const ok = confs.some((cs) => cs.voters.filter((v) => held.has(v)).length > cs.voters.length / 2);
+    if (!ok) {
+      const last = confs[confs.length - 1];
+      this.fail('quorum durability', `${nid(id)} acknowledged ${payload} (index ${index}) but only {${holders.map(nid).join(',')}} hold it durably (voters ${last === undefined ? '?' : last.voters.map(nid).join(',')})`);
+    }
+    this.acked.push({ payload, index });
+  }
+
+  /** The acknowledged proposals, by index, with the highest index acknowledged. */
+  get acknowledged(): readonly { readonly payload: string; readonly index: number }[] {
+    return this.acked;
   }
 
   /** Where a client payload was applied, if anywhere. */

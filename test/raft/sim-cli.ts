@@ -2,7 +2,7 @@
 //   node dist/test/raft/sim-cli.js --seeds 100000 --from 1 [--members 3|5|7|grow] [--intensity calm|normal|harsh] [--steps N]
 //   node dist/test/raft/sim-cli.js --seed S [--steps N] [--members M] --trace     (replay one seed, printing every event)
 // Exit status 1 when any seed broke an invariant (each failure prints its replay command).
-import { replayCommand, runSeed, type HostFault, type Intensity, type SeedResult, type Shape, type SimOptions, type SimStats } from './sim.js';
+import { HOST_FAULTS, emptyStats, replayCommand, runSeed, type HostFault, type Intensity, type SeedResult, type Shape, type SimOptions, type SimStats } from './sim.js';
 
 interface Args {
   seeds: number;
@@ -19,7 +19,7 @@ interface Args {
 }
 
 const USAGE = `usage: sim-cli [--seeds N] [--from S] [--seed S] [--steps N] [--members 3|5|7|grow]
-               [--intensity calm|normal|harsh] [--fault none|forgetVote|ackBeforePersist] [--no-vote-check] [--removal durableVoter|etcd]
+               [--intensity calm|normal|harsh] [--fault ${HOST_FAULTS.join('|')}] [--no-vote-check] [--removal durableVoter|etcd]
                [--trace] [--max-failures N]`;
 
 function parseArgs(argv: readonly string[]): Args {
@@ -56,8 +56,9 @@ function parseArgs(argv: readonly string[]): Args {
       }
       case '--fault': {
         const v = value();
-        if (v !== 'none' && v !== 'forgetVote' && v !== 'ackBeforePersist') throw new Error(`unknown --fault ${v}\n${USAGE}`);
-        a.fault = v;
+        const f = HOST_FAULTS.find((k) => k === v);
+        if (f === undefined) throw new Error(`unknown --fault ${v}\n${USAGE}`);
+        a.fault = f;
         break;
       }
       case '--no-vote-check': a.checkVotes = false; break;
@@ -101,10 +102,10 @@ function addStats(total: SimStats, s: SimStats): void {
   for (const k of Object.keys(total) as (keyof SimStats)[]) total[k] += s[k];
 }
 
-function main(): void {
+async function main(): Promise<void> {
   const a = parseArgs(process.argv.slice(2));
   if (a.seed !== undefined) {
-    const r = runSeed(optionsFor(a, a.seed, a.trace ? (line) => console.log(line) : undefined));
+    const r = await runSeed(optionsFor(a, a.seed, a.trace ? (line) => console.log(line) : undefined));
     console.log(`seed ${r.seed} (${r.profile}): ${JSON.stringify(r.stats)}`);
     printFailure(a, r, !a.trace);
     process.exitCode = r.violation === undefined ? 0 : 1;
@@ -114,9 +115,9 @@ function main(): void {
   let lastReport = started;
   let failures = 0;
   let done = 0;
-  const total: SimStats = { steps: 0, virtualMs: 0, elections: 0, commits: 0, snapshots: 0, confChanges: 0, crashes: 0, partitions: 0, proposals: 0, proposalsDropped: 0, reads: 0, readsServed: 0, transfers: 0, compactions: 0, messages: 0, messagesLost: 0 };
+  const total: SimStats = emptyStats();
   for (let seed = a.from; seed < a.from + a.seeds; seed++) {
-    const r = runSeed(optionsFor(a, seed, undefined));
+    const r = await runSeed(optionsFor(a, seed, undefined));
     done++;
     addStats(total, r.stats);
     if (r.violation !== undefined) {
@@ -138,9 +139,9 @@ function main(): void {
   console.log(`  steps ${total.steps}, virtual time ${(total.virtualMs / 1000).toFixed(0)} s`);
   console.log(`  elections ${total.elections}, commits ${total.commits}, snapshots ${total.snapshots}, conf changes ${total.confChanges}`);
   console.log(`  crashes ${total.crashes}, partitions ${total.partitions}, messages ${total.messages} (${total.messagesLost} lost)`);
-  console.log(`  proposals ${total.proposals} (${total.proposalsDropped} dropped), reads ${total.reads} (${total.readsServed} served), transfers ${total.transfers}, compactions ${total.compactions}`);
+  console.log(`  fsync failures ${total.fsyncFailures}, proposals ${total.proposals} (${total.acknowledged} acknowledged, ${total.proposalsDropped} refused), reads ${total.reads} (${total.readsServed} served), transfers ${total.transfers}, compactions ${total.compactions}`);
   console.log(`  violations: ${failures}`);
   process.exitCode = failures === 0 ? 0 : 1;
 }
 
-main();
+await main();

@@ -1,7 +1,9 @@
-// Deterministic simulation of a Raft cluster (issue 4): members (RawNode + a simulated host, see
-// sim-host.ts) over a simulated network that delays, drops, duplicates, reorders and partitions, with
-// crashes that lose unsynced writes, membership changes, leadership transfers, ReadIndex reads and log
-// compaction. One seeded PRNG drives everything and time is virtual, so a seed replays exactly.
+// Deterministic simulation of a Raft cluster (issues 4 and 17): members (RawNode run by the real driver
+// of server/node over simulated WAL, network and clock, see sim-host.ts) over a simulated network that
+// delays, drops, duplicates, reorders and partitions, with crashes that lose unsynced writes, fsync
+// failures, membership changes, leadership transfers, ReadIndex reads and log compaction. One seeded
+// PRNG drives everything and time is virtual, so a seed replays exactly: the driver's promises are
+// settled between events (every microtask runs before the next event is taken).
 // A run: a chaos phase of `steps` events, then healing (everyone up, perfect network) in which a
 // proposal must commit and every member must catch up within a bounded virtual time. The invariants
 // (sim-check.ts) are checked as every event is handled. See README.md beside this file.
@@ -16,12 +18,14 @@ import {
   type NodeId,
   type RaftConfig,
 } from '../../server/raft/index.js';
+import { StorageFault } from '../../server/base/errors.js';
+import { fatalCause } from '../../server/node/failstop.js';
 import { Checker, SimViolation, type Invariant } from './sim-check.js';
 import { EventQueue, Rng, TraceRing, fmtMsg, nid } from './sim-core.js';
 import { MemberHost, type HostEnv, type HostFault, type SnapData } from './sim-host.js';
 
 export { SimViolation } from './sim-check.js';
-export type { HostFault } from './sim-host.js';
+export { HOST_FAULTS, type HostFault } from './sim-host.js';
 
 /** Cluster shape: a fixed number of voters, or start with 1-3 and grow (up to 7) by membership changes. */
 export type Shape = '3' | '5' | '7' | 'grow';
@@ -59,6 +63,8 @@ export interface SimStats {
   partitions: number;
   proposals: number;
   proposalsDropped: number;
+  acknowledged: number;
+  fsyncFailures: number;
   reads: number;
   readsServed: number;
   transfers: number;
@@ -113,6 +119,8 @@ interface Profile {
   readonly confWeight: number;
   /** Chance that a role change is followed within a few ms by a crash of some member (aims at elections). */
   readonly aimedCrashRate: number;
+  /** Chance that an fsync fails (EIO): the member must stop, and is restarted. */
+  readonly fsyncFailRate: number;
   readonly raft: Pick<RaftConfig, 'heartbeatTicks' | 'maxSizePerMsg' | 'maxInflightMsgs' | 'maxUncommittedEntriesBytes' | 'checkQuorum' | 'preVote'>;
 }
 
@@ -136,6 +144,7 @@ function drawProfile(r: Rng, o: SimOptions): Profile {
     clientEveryMs: r.pick([[5, 40], [20, 80], [50, 200]] as const),
     confWeight: grow ? 12 : r.pick([0, 2, 5]),
     aimedCrashRate: calm ? 0 : harsh ? r.pick([0.05, 0.2, 0.4]) : r.pick([0, 0.03, 0.1]),
+    fsyncFailRate: calm ? 0 : harsh ? r.pick([0.002, 0.01]) : r.pick([0, 0, 0.001]),
     raft: {
       heartbeatTicks: r.pick([1, 1, 2, 3]),
       maxSizePerMsg: r.pick([1, 64, 1024, 1 << 20]),
@@ -154,11 +163,12 @@ function describeProfile(p: Profile): string {
 }
 
 type SimEvent =
-  | { readonly kind: 'tick'; readonly id: NodeId; readonly inc: number }
+  | { readonly kind: 'timer'; readonly id: NodeId; readonly inc: number; readonly t: { cancelled: boolean }; readonly fn: () => void }
   | { readonly kind: 'deliver'; readonly m: Message; readonly toInc: number; readonly fromInc: number; readonly snap: SnapData | undefined; readonly dup: boolean }
   | { readonly kind: 'snapStatus'; readonly id: NodeId; readonly inc: number; readonly to: NodeId; readonly ok: boolean }
   | { readonly kind: 'unreachable'; readonly id: NodeId; readonly inc: number; readonly to: NodeId }
-  | { readonly kind: 'fsync'; readonly id: NodeId; readonly inc: number; readonly readyId: number }
+  | { readonly kind: 'fsync'; readonly id: NodeId; readonly inc: number }
+  | { readonly kind: 'fatal'; readonly id: NodeId; readonly inc: number }
   | { readonly kind: 'smFlush'; readonly id: NodeId; readonly inc: number }
   | { readonly kind: 'start'; readonly id: NodeId }
   | { readonly kind: 'crash'; readonly id: NodeId; readonly restartMs: number | undefined }
@@ -170,14 +180,16 @@ function fmtEvent(ev: SimEvent): string {
   switch (ev.kind) {
     case 'deliver':
       return `deliver ${fmtMsg(ev.m)}${ev.dup ? ' (duplicate)' : ''}`;
-    case 'tick':
+    case 'timer':
     case 'smFlush':
     case 'start':
     case 'crash':
     case 'stop':
       return `${ev.kind} ${nid(ev.id)}`;
     case 'fsync':
-      return `fsync done ${nid(ev.id)} ready#${ev.readyId}`;
+      return `fsync done ${nid(ev.id)}`;
+    case 'fatal':
+      return `${nid(ev.id)} exits (fail-stop)`;
     case 'snapStatus':
       return `${nid(ev.id)} snapshot to ${nid(ev.to)} ${ev.ok ? 'delivered' : 'failed'}`;
     case 'unreachable':
@@ -191,7 +203,7 @@ function bytes(s: string): Uint8Array {
   return Buffer.from(s, 'latin1');
 }
 
-const emptyStats = (): SimStats => ({
+export const emptyStats = (): SimStats => ({
   steps: 0,
   virtualMs: 0,
   elections: 0,
@@ -202,6 +214,8 @@ const emptyStats = (): SimStats => ({
   partitions: 0,
   proposals: 0,
   proposalsDropped: 0,
+  acknowledged: 0,
+  fsyncFailures: 0,
   reads: 0,
   readsServed: 0,
   transfers: 0,
@@ -211,10 +225,10 @@ const emptyStats = (): SimStats => ({
 });
 
 /** Runs one seed to the end (or the first violation). Never throws for a violation: it is in the result. */
-export function runSeed(o: SimOptions): SeedResult {
+export async function runSeed(o: SimOptions): Promise<SeedResult> {
   const sim = new Simulation(o);
   try {
-    sim.run();
+    await sim.run();
     return { seed: o.seed, profile: sim.profileText, stats: sim.collectStats() };
   } catch (err) {
     const v = err instanceof SimViolation ? err : new SimViolation('raft error', err instanceof Error ? (err.stack ?? err.message) : String(err));
@@ -249,6 +263,8 @@ class Simulation implements HostEnv {
   private slowRate: number;
   private ccPending: { readonly ctx: string; readonly at: number } | undefined;
   private readonly live = { payloads: [] as string[], reads: [] as string[], index: 0, healAt: 0, committedAt: 0, clientTicks: 0, readServed: false };
+  /** The first violation seen inside the members' asynchronous work (thrown once the event's work settled). */
+  private violation: SimViolation | undefined;
 
   constructor(private readonly o: SimOptions) {
     this.rng = new Rng(o.seed);
@@ -285,12 +301,12 @@ class Simulation implements HostEnv {
 
   // ---- the run ----
 
-  run(): void {
+  async run(): Promise<void> {
     this.trace(() => `seed ${this.o.seed}: ${this.profileText}${this.fault !== 'none' ? `, FAULTY HOST ${this.fault}` : ''}`);
     this.bootstrap();
     this.schedule(0, { kind: 'client' });
     this.schedule(this.rng.range(...this.profile.nemesisEveryMs), { kind: 'nemesis' });
-    while (this.step < this.o.steps) this.processOne();
+    while (this.step < this.o.steps) await this.processOne();
     this.heal();
     const deadline = this.now + 2 * LIVENESS_MS;
     while (!this.liveDone()) {
@@ -298,8 +314,28 @@ class Simulation implements HostEnv {
         this.checker.fail('liveness', `no proposal committed within ${LIVENESS_MS} ms of healing (${this.describeMembers()})`);
       }
       if (this.now > deadline) this.checker.fail('liveness', `members did not catch up with index ${this.live.index} within ${LIVENESS_MS} ms of its commit (${this.describeMembers()})`);
-      this.processOne();
+      await this.processOne();
     }
+    this.checkAcknowledged();
+  }
+
+  /** Every acknowledged proposal is applied, where it was acknowledged, on every member that survives. */
+  private checkAcknowledged(): void {
+    const conf = this.clusterConf();
+    for (const id of [...conf.voters, ...conf.learners]) {
+      const h = this.hosts.get(id);
+      if (h === undefined) continue;
+      for (const a of this.checker.acknowledged) {
+        const k = h.keyAt(a.index);
+        if (k !== a.payload) this.checker.fail('acknowledged write lost', `${a.payload} was acknowledged at index ${a.index}, but ${nid(id)} holds ${k ?? 'nothing'} there (applied ${h.applied})`);
+      }
+    }
+  }
+
+  /** Records a violation found inside a member's asynchronous work (the first one wins). */
+  private record(err: unknown): void {
+    const v = violationIn(err) ?? new SimViolation('raft error', err instanceof Error ? (err.stack ?? err.message) : String(err));
+    this.violation ??= v;
   }
 
   private bootstrap(): void {
@@ -323,18 +359,19 @@ class Simulation implements HostEnv {
   private startHost(h: MemberHost): void {
     if (h.up || h.stopped) return;
     h.start();
-    this.schedule(this.rng.range(0, TICK_MS), { kind: 'tick', id: h.id, inc: h.inc });
-    h.pump();
   }
 
-  private processOne(): void {
+  private async processOne(): Promise<void> {
     const next = this.queue.pop();
     if (next === undefined) throw new Error('simulation: event queue ran dry');
     this.step++;
     this.now = next.time;
     const ev = next.item;
-    if (ev.kind !== 'tick' || this.o.trace !== undefined) this.trace(() => fmtEvent(ev));
+    if (ev.kind !== 'timer' || this.o.trace !== undefined) this.trace(() => fmtEvent(ev));
     this.dispatch(ev);
+    // Every promise the event settled runs its continuations now (the driver's pipeline), in a fixed order.
+    await new Promise<void>((resolve) => setImmediate(resolve));
+    if (this.violation !== undefined) throw this.violation;
     if ((this.step & 15) === 0) this.sampleLogs();
   }
 
@@ -351,25 +388,27 @@ class Simulation implements HostEnv {
 
   private dispatch(ev: SimEvent): void {
     switch (ev.kind) {
-      case 'tick': {
-        const h = this.host(ev.id, ev.inc);
-        if (h === undefined) return;
-        h.tick();
-        if (h.up && h.inc === ev.inc) this.schedule(TICK_MS + this.rng.range(-5, 5), { kind: 'tick', id: h.id, inc: h.inc });
+      case 'timer':
+        if (!ev.t.cancelled && this.host(ev.id, ev.inc) !== undefined) ev.fn();
         return;
-      }
       case 'deliver':
         this.deliver(ev.m, ev.toInc, ev.fromInc, ev.snap);
         return;
       case 'snapStatus':
-        this.host(ev.id, ev.inc)?.poke(`reportSnapshot(${nid(ev.to)}, ${ev.ok})`, (n) => n.reportSnapshot(ev.to, ev.ok));
+        this.host(ev.id, ev.inc)?.driver?.reportSnapshot(ev.to, ev.ok);
         return;
       case 'unreachable':
-        this.host(ev.id, ev.inc)?.poke(`reportUnreachable(${nid(ev.to)})`, (n) => n.reportUnreachable(ev.to));
+        this.host(ev.id, ev.inc)?.driver?.reportUnreachable(ev.to);
         return;
       case 'fsync':
-        this.host(ev.id, ev.inc)?.fsyncDone(ev.inc, ev.readyId);
+        this.host(ev.id, ev.inc)?.fsyncDone(ev.inc);
         return;
+      case 'fatal': {
+        // The process exits; its supervisor restarts it.
+        const h = this.host(ev.id, ev.inc);
+        if (h !== undefined) this.crash(h, this.rng.range(50, 2000));
+        return;
+      }
       case 'smFlush':
         this.host(ev.id, ev.inc)?.smFlushed(ev.inc);
         return;
@@ -481,9 +520,57 @@ class Simulation implements HostEnv {
     if (snap !== undefined) this.schedule(0, { kind: 'snapStatus', id: m.from, inc: fromInc, to: m.to, ok: true });
   }
 
-  scheduleFsync(host: MemberHost, readyId: number): void {
+  scheduleFsync(host: MemberHost): void {
     const ms = this.rng.chance(0.05) ? this.rng.range(30, 200) : this.rng.range(1, 12);
-    this.schedule(ms, { kind: 'fsync', id: host.id, inc: host.inc, readyId });
+    this.schedule(ms, { kind: 'fsync', id: host.id, inc: host.inc });
+  }
+
+  fsyncFails(): boolean {
+    const fails = this.phase === 'chaos' && this.rng.chance(this.profile.fsyncFailRate);
+    if (fails) this.stats.fsyncFailures++;
+    return fails;
+  }
+
+  timer(host: MemberHost, ms: number, fn: () => void): { cancelled: boolean } {
+    const t = { cancelled: false };
+    this.schedule(ms, { kind: 'timer', id: host.id, inc: host.inc, t, fn });
+    return t;
+  }
+
+  nowMs(): number {
+    return this.now;
+  }
+
+  onFatal(host: MemberHost, err: unknown): void {
+    const v = violationIn(err);
+    if (v !== undefined) {
+      this.record(v);
+      return;
+    }
+    const cause = fatalCause(err);
+    if (!(cause instanceof StorageFault)) {
+      this.record(new SimViolation('raft error', `${nid(host.id)} stopped on a bug: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}`));
+      return;
+    }
+    this.trace(() => `${nid(host.id)} stops on a storage fault: ${cause.message}`);
+    this.schedule(0, { kind: 'fatal', id: host.id, inc: host.inc });
+  }
+
+  onAck(host: MemberHost, payload: string): void {
+    try {
+      this.stats.acknowledged++;
+      const index = this.checker.payloadIndex(payload);
+      if (index === undefined) this.checker.fail('host contract', `${nid(host.id)} acknowledged ${payload}, which no member applied`);
+      const holders = [...this.hosts.values()].filter((h) => h.durablyHolds(index, payload)).map((h) => h.id);
+      this.checker.onAck(host.id, payload, index, holders, host.confsUpTo(index));
+    } catch (err) {
+      this.record(err);
+    }
+  }
+
+  onRefused(host: MemberHost, payload: string, err: unknown): void {
+    this.stats.proposalsDropped++;
+    this.trace(() => `${nid(host.id)} refuses ${payload}: ${err instanceof Error ? err.message : String(err)}`);
   }
 
   scheduleSmFlush(host: MemberHost): void {
@@ -602,9 +689,8 @@ class Simulation implements HostEnv {
 
   private propose(h: MemberHost, payload: string): void {
     this.stats.proposals++;
-    const ok = h.propose(bytes(payload));
-    if (!ok) this.stats.proposalsDropped++;
-    this.trace(() => `client: propose ${payload} to ${nid(h.id)}${ok ? '' : ' (dropped)'}`);
+    this.trace(() => `client: propose ${payload} to ${nid(h.id)}`);
+    h.propose(payload);
   }
 
   private read(h: MemberHost, ctx: string): void {
@@ -658,7 +744,7 @@ class Simulation implements HostEnv {
         cc = { type, nodeId: this.rng.pick(cs.voters), context };
         break;
     }
-    const ok = h.proposeConfChange(cc);
+    const ok = h.poke('proposeConfChange()', (n) => n.proposeConfChange(cc));
     this.trace(() => `client: ${nid(h.id)} proposeConfChange(${cc.type} ${nid(cc.nodeId)}) cc${this.counter}${ok ? '' : ' (dropped)'}`);
     if (ok) this.ccPending = { ctx: Buffer.from(context).toString('latin1'), at: this.now };
   }
@@ -779,11 +865,22 @@ class Simulation implements HostEnv {
 
   private liveDone(): boolean {
     if (this.live.index === 0 || !this.live.readServed) return false;
+    let upTo = this.live.index;
+    for (const a of this.checker.acknowledged) upTo = Math.max(upTo, a.index);
     const conf = this.clusterConf();
     for (const id of [...conf.voters, ...conf.learners]) {
       const h = this.hosts.get(id);
-      if (h === undefined || !h.up || h.applied < this.live.index) return false;
+      if (h === undefined || !h.up || h.applied < upTo) return false;
     }
     return true;
   }
+}
+
+/** The simulation's own violation inside an error (as thrown, or as the cause the driver stopped with). */
+function violationIn(err: unknown): SimViolation | undefined {
+  for (let e = err, depth = 0; e !== undefined && depth < 5; depth++) {
+    if (e instanceof SimViolation) return e;
+    e = e instanceof Error ? e.cause : undefined;
+  }
+  return undefined;
 }

@@ -1,0 +1,41 @@
+// The configuration of one member (flags and environment, parsed by server/config).
+import type { Logger } from '../base/log.js';
+import type { TlsConfig } from '../base/tls.js';
+import type { ClusterFlags } from './bootstrap.js';
+import type { AutoCompactionMode } from './compactor.js';
+
+export interface NodeConfig {
+  readonly name: string;
+  readonly dataDir: string;
+  /** Empty = `<data-dir>/member/wal`. */
+  readonly walDir: string;
+  readonly requestBytesMax: number;
+  readonly snapshotCount?: number;
+  readonly snapshotCatchupEntries?: number;
+  /** WAL segment size (default WAL_SEGMENT_BYTES, 64 MiB); tests use small segments. */
+  readonly walSegmentBytes?: number;
+  /** --quota-backend-bytes (0 = etcd's 2 GiB default, negative = none). */
+  readonly quotaBackendBytes?: number;
+  /** --auto-compaction-mode/--auto-compaction-retention; undefined = off. */
+  readonly autoCompaction?: AutoCompactionMode | undefined;
+  /** --experimental-corrupt-check-time in ms (0 = off). */
+  readonly corruptCheckMs?: number;
+  readonly cluster: ClusterFlags;
+  readonly listenPeerUrls: readonly string[];
+  readonly advertiseClientUrls: readonly string[];
+  readonly heartbeatMs: number;
+  readonly electionMs: number;
+  readonly logger: Logger;
+  /**
+   * Called when the member must stop: a storage fault (StorageFault, WalFatalError: fsync error,
+   * corruption) or a bug (AssertionFailure: a raft invariant violation, an unexpected exception in the
+   * pipeline). The process must exit (config/exit.ts: 1 for storage, 70 for a bug).
+   */
+  readonly onFatal: (err: Error) => void;
+  /** Called once this member learns it was removed from the cluster: the process must stop. */
+  readonly onRemoved: (err: Error) => void;
+  /** Peer TLS (--peer-cert-file etc. with --cipher-suites/--tls-*-version); undefined = no peer certificates. */
+  readonly peerTls?: TlsConfig | undefined;
+  /** etcd's --strict-reconfig-check: refuse membership changes that could lose quorum (default true). */
+  readonly strictReconfigCheck?: boolean;
+}
