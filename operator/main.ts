@@ -73,6 +73,7 @@ async function main(): Promise<void> {
   const late: { backups?: BackupRunner } = {};
   const controller = new Controller({
     onClusterChange: () => late.backups?.wake(),
+    onBackupChange: () => late.backups?.wake(),
     rest,
     namespace: opts.namespace,
     defaultImage: opts.defaultImage,
@@ -117,7 +118,7 @@ async function main(): Promise<void> {
   }
   phase = 'starting';
   await controller.start();
-  const runner = new BackupRunner({ rest, namespace: opts.namespace, instance: identity, log, metrics, clusters: () => controller.caches.clusters.list(), observe: (raw) => controller.observeCluster(raw) });
+  const runner = new BackupRunner({ rest, namespace: opts.namespace, instance: identity, log, metrics, clusters: () => controller.caches.clusters.list(), observe: (raw) => controller.observeCluster(raw), ...(controller.caches.backups !== undefined ? { backups: controller.caches.backups } : {}) });
   await runner.start();
   late.backups = runner;
   phase = 'running';

@@ -5,6 +5,7 @@ import type { EtcdCluster, JsonObject } from '../api/index.js';
 import { DEFRAG_TIMEOUT_MS, EtcdAdmin, EtcdCallError } from '../etcd/index.js';
 import { pathOf, type KubeRest } from '../kube/index.js';
 import { BOOTSTRAP_ANNOTATION, FIELD_MANAGER, text, type Step } from '../plan/index.js';
+import { consumeApproval, recoverySnapshot } from './recover.js';
 import { verifyBackup } from './verify.js';
 
 export const ADMIN_CALL_TIMEOUT_MS = 10_000;
@@ -93,6 +94,10 @@ async function upkeep(ctx: ActContext, step: Extract<Step, { kind: 'compact' | '
 async function perform(ctx: ActContext, step: Step): Promise<Done> {
   // Nothing to do but the Warning Event itself.
   if (step.kind === 'warn') return { note: step.note, refused: true };
+  if (step.kind === 'note') return { note: step.note, refused: step.type === 'Warning' };
+  const { namespace, name } = ctx.cluster.metadata;
+  if (step.kind === 'recoverySnapshot') return { note: await recoverySnapshot(ctx.rest, namespace, name, step) };
+  if (step.kind === 'consumeApproval') return { note: `${step.note}; ${await consumeApproval(ctx.rest, namespace, name, step.value)}` };
   if (step.kind === 'compact' || step.kind === 'defragment' || step.kind === 'disarmAlarm') return { note: await upkeep(ctx, step) };
   if (step.kind === 'verifyBackup') {
     const r = await verifyBackup(ctx.rest, ctx.cluster.metadata.namespace, ctx.cluster.metadata.name, step);
@@ -101,7 +106,7 @@ async function perform(ctx: ActContext, step: Step): Promise<Done> {
   return { note: await change(ctx, step) };
 }
 
-async function change(ctx: ActContext, step: Exclude<Step, { kind: 'compact' | 'defragment' | 'disarmAlarm' | 'verifyBackup' | 'warn' }>): Promise<string> {
+async function change(ctx: ActContext, step: Exclude<Step, { kind: 'compact' | 'defragment' | 'disarmAlarm' | 'verifyBackup' | 'warn' | 'note' | 'recoverySnapshot' | 'consumeApproval' }>): Promise<string> {
   const ns = ctx.cluster.metadata.namespace;
   const { rest } = ctx;
   switch (step.kind) {
@@ -169,6 +174,8 @@ const REASONS: Readonly<Record<string, string>> = {
   defragment: 'Defragmented',
   disarmAlarm: 'AlarmDisarmed',
   verifyBackup: 'BackupVerified',
+  recoverySnapshot: 'RecoverySnapshotTaken',
+  consumeApproval: 'RecoveryCompleted',
 };
 
 function microTime(d: Date): string {
@@ -207,7 +214,11 @@ export async function act(ctx: ActContext, step: Step, reason: string): Promise<
     const d = await perform(ctx, step);
     const done = d.note;
     // Applying unchanged support objects is routine: only membership and volume changes are events.
-    const failed = step.kind === 'apply' ? undefined : d.refused === true ? await recordEvent(ctx, 'Warning', step.kind === 'warn' ? step.reason : 'RestoreRefused', step.kind, `${done} (${reason})`) : await recordEvent(ctx, 'Normal', r, step.kind, `${done} (${reason})`);
+    const warning = step.kind === 'warn' || step.kind === 'note' ? step.reason : 'RestoreRefused';
+    const normal = step.kind === 'note' ? step.reason : r;
+    // A note's text is its reason already.
+    const text = step.kind === 'note' ? done : `${done} (${reason})`;
+    const failed = step.kind === 'apply' ? undefined : d.refused === true ? await recordEvent(ctx, 'Warning', warning, step.kind, text) : await recordEvent(ctx, 'Normal', normal, step.kind, text);
     return failed === undefined ? done : `${done} (the Event was not recorded: ${failed instanceof Error ? failed.message : JSON.stringify(failed)})`;
   } catch (e) {
     const msg = e instanceof Error ? e.message : String(e);

@@ -27,6 +27,6 @@ export {
 } from './backup.js';
 export { toDelete, policyProblems, parseDuration, type RetentionPolicy, type RetainedItem } from './retention.js';
 export { scheduleProblem, validateSchedule, nextRun, isDue, type Schedule } from './schedule.js';
-export { restoreMember, downloadVerified, verifyObject, snapshotRevision, DEFAULT_BUMP_REVISION, type RestoreMember, type RestoreOptions, type RestoreResult, type DownloadCheck } from './restore.js';
+export { restoreMember, restoreFile, fileSha256, downloadVerified, verifyObject, snapshotRevision, DEFAULT_BUMP_REVISION, type RestoreMember, type RestoreOptions, type RestoreResult, type DownloadCheck, type FileRestoreOptions } from './restore.js';
 export { sourceOrder, type SourceCandidate } from './source.js';
 export { backupCluster, prune, SOURCE_ATTEMPTS_MAX, type Attempt, type ClusterBackupOptions, type ClusterBackupResult } from './cluster.js';

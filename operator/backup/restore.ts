@@ -8,7 +8,7 @@
 import { GetObjectCommand, HeadObjectCommand, type S3Client } from '@aws-sdk/client-s3';
 import { spawn } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { createWriteStream, rmSync } from 'node:fs';
+import { createReadStream, createWriteStream, rmSync } from 'node:fs';
 import { open } from 'node:fs/promises';
 import { Readable, Transform, Writable, type TransformCallback } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
@@ -199,15 +199,61 @@ export async function snapshotRevision(cairnBin: string, file: string): Promise<
   return rev;
 }
 
+/** Hashes a file (streamed): its size and SHA-256 (hex). */
+export async function fileSha256(path: string): Promise<{ sizeBytes: number; sha256: string }> {
+  const h = createHash('sha256');
+  let bytes = 0;
+  await pipeline(
+    createReadStream(path, { highWaterMark: STREAM_BUFFER_BYTES }),
+    new Writable({
+      write(c: Buffer, _e, cb): void {
+        h.update(c);
+        bytes += c.length;
+        cb();
+      },
+    }),
+  );
+  return { sizeBytes: bytes, sha256: h.digest('hex') };
+}
+
+export interface FileRestoreOptions {
+  /** A snapshot file already on the member's volume (a quorum-loss recovery's). */
+  readonly file: string;
+  readonly expect: { readonly sizeBytes: number; readonly sha256: string };
+  readonly member: RestoreMember;
+  readonly cairnBin: string;
+  readonly bumpRevision?: number;
+}
+
+/** Checks a local snapshot file's size and SHA-256 against the record, then restores it like restoreMember (the file is kept). */
+export async function restoreFile(o: FileRestoreOptions): Promise<RestoreResult> {
+  const got = await fileSha256(o.file).catch((e: unknown) => {
+    throw new BackupError('RestoreRefused', `snapshot file ${o.file} cannot be read: ${e instanceof Error ? e.message : String(e)}`, { cause: e });
+  });
+  if (got.sizeBytes !== o.expect.sizeBytes || got.sha256 !== o.expect.sha256) {
+    throw new BackupError('RestoreRefused', `snapshot file ${o.file} refused before restore: ${String(got.sizeBytes)} bytes, sha256 ${got.sha256}; the record says ${String(o.expect.sizeBytes)} bytes, sha256 ${o.expect.sha256}`);
+  }
+  return restoreChecked(o.file, o.file, got, o);
+}
+
 /** Downloads, verifies, then restores one member's data dir (and WAL dir) from the backup. */
 export async function restoreMember(o: RestoreOptions): Promise<RestoreResult> {
   const checked = await downloadVerified(o);
   try {
-    const rev = await snapshotRevision(o.cairnBin, o.downloadPath);
+    return await restoreChecked(o.downloadPath, objectUri(o.bucket, o.key), checked, o);
+  } finally {
+    if (o.keepDownload !== true) rmSync(o.downloadPath, { force: true });
+  }
+}
+
+/** `cairn snapshot restore` of a verified snapshot file into the member's dirs. */
+async function restoreChecked(file: string, what: string, checked: { sizeBytes: number; sha256: string }, o: Pick<RestoreOptions, 'cairnBin' | 'member' | 'bumpRevision'>): Promise<RestoreResult> {
+  {
+    const rev = await snapshotRevision(o.cairnBin, file);
     const bump = o.bumpRevision ?? DEFAULT_BUMP_REVISION;
     const m = o.member;
     const args = [
-      'snapshot', 'restore', o.downloadPath,
+      'snapshot', 'restore', file,
       '--name', m.name,
       '--initial-cluster', m.initialCluster,
       '--initial-cluster-token', m.initialClusterToken,
@@ -217,9 +263,7 @@ export async function restoreMember(o: RestoreOptions): Promise<RestoreResult> {
       ...(bump > 0 ? ['--bump-revision', String(bump), '--mark-compacted'] : []),
     ];
     const r = await run(o.cairnBin, args);
-    if (r.code !== 0) throw new BackupError('RestoreRefused', `cairn snapshot restore of ${objectUri(o.bucket, o.key)} failed (exit ${r.code}): ${r.stderr.trim()}`);
+    if (r.code !== 0) throw new BackupError('RestoreRefused', `cairn snapshot restore of ${what} failed (exit ${r.code}): ${r.stderr.trim()}`);
     return { snapshotRevision: rev, startRevision: rev + bump, sizeBytes: checked.sizeBytes, sha256: checked.sha256 };
-  } finally {
-    if (o.keepDownload !== true) rmSync(o.downloadPath, { force: true });
   }
 }

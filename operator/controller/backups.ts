@@ -59,6 +59,11 @@ export interface BackupRunnerOptions {
   clusters: () => JsonObject[];
   /** The controller's observation of a cluster (pods, members with Status). */
   observe: (raw: JsonObject) => Promise<Observed>;
+  /**
+   * The controller's EtcdBackup informer (caches.backups), shared: one watch; the controller calls
+   * wake() on its changes (ControllerOptions.onBackupChange). Absent: the runner keeps its own.
+   */
+  backups?: KindInformer;
   tickMs?: number;
 }
 
@@ -102,8 +107,12 @@ export class BackupRunner {
   private ticking = false;
   private stopped = false;
 
+  /** The informer is the controller's (started and stopped by it). */
+  private readonly shared: boolean;
+
   constructor(private readonly o: BackupRunnerOptions) {
-    this.informer = makeKindInformer(
+    this.shared = o.backups !== undefined;
+    this.informer = o.backups ?? makeKindInformer(
       o.rest,
       BACKUP_KIND,
       o.namespace,
@@ -117,7 +126,7 @@ export class BackupRunner {
   }
 
   async start(): Promise<void> {
-    await this.informer.start();
+    if (!this.shared) await this.informer.start();
     this.wake();
   }
 
@@ -125,7 +134,7 @@ export class BackupRunner {
   async stop(): Promise<void> {
     this.stopped = true;
     if (this.timer !== undefined) clearTimeout(this.timer);
-    await this.informer.stop();
+    if (!this.shared) await this.informer.stop();
     await Promise.allSettled([...this.running.values()]);
   }
 

@@ -22,6 +22,8 @@ export interface Facts {
   restore?: boolean;
   /** The volume holds a member's data or marker of another cluster (another token, or none recorded). */
   foreign?: boolean;
+  /** A quorum-loss recovery's order is set (CAIRN_RECOVER): another token's data is moved aside, as for a restore. */
+  recovering?: boolean;
 }
 
 export type Decision =
@@ -35,6 +37,7 @@ export type Decision =
   | { kind: 'wait'; why: string; dataLost?: boolean };
 
 export function decide(f: Facts): Decision {
+  if (f.recovering === true && f.foreign === true) return { kind: 'moveAside', why: 'the volume holds data of the cluster before its quorum-loss recovery (the old cluster token): moving it aside, never starting it' };
   if (f.restore === true && f.foreign === true) return { kind: 'moveAside', why: 'the volume holds data of another cluster (a retained volume of a deleted cluster of this name): moving it aside before restoring' };
   if (f.hasData) return { kind: 'start', why: 'the data dir holds this member' };
   const self = f.members?.find((m) => m.peerURLs.includes(f.peerURL));

@@ -16,19 +16,21 @@
 // CAIRN_MEMBERS_ENDPOINTS (host:port,...), KUBECONFIG.
 import { spawn, type ChildProcess } from 'node:child_process';
 import { existsSync, mkdirSync, readdirSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
-import { createServer, get as httpGet, type Server } from 'node:http';
+import { createServer, get as httpGet, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import { dirname, join, resolve } from 'node:path';
 import process from 'node:process';
 import { fileURLToPath } from 'node:url';
 import * as k8s from '@kubernetes/client-node';
 import { accessFromTlsDir, EtcdAdmin, type ListedMember } from '../etcd/index.js';
 import { decide, isRemovedMessage, type Decision } from './decide.js';
-import { readRestoreOrder, restoreFromBackup, type RestoreOrder } from './restore.js';
+import { readRecoverOrder, RecoveryRefused, restoreFromRecovery, takeRecoverySnapshot, type RecoverOrder } from './recover.js';
+import { cairnCommand, readRestoreOrder, restoreFromBackup, type RestoreOrder } from './restore.js';
 
 const BOOTSTRAP_ANNOTATION = 'cairn.dev/bootstrap-token';
 const WAIT_BACKOFF_MIN_MS = 500;
 const WAIT_BACKOFF_MAX_MS = 5000;
 const LOG_LINE_BYTES_MAX = 64 * 1024;
+const TERMINATION_LOG = '/dev/termination-log';
 
 interface Env {
   pod: string;
@@ -45,6 +47,8 @@ interface Env {
   membersEndpoints: string[];
   /** The backup pod 0 restores (CAIRN_RESTORE), when the cluster is restored from one. */
   restore: RestoreOrder | undefined;
+  /** A quorum-loss recovery's order (CAIRN_RECOVER), once the operator passed its point of no return. */
+  recover: RecoverOrder | undefined;
 }
 
 function need(name: string): string {
@@ -75,6 +79,7 @@ function readEnv(): Env {
     listenClient: opt('CAIRN_LISTEN_CLIENT_URL', 'http://0.0.0.0:2379'),
     membersEndpoints: opt('CAIRN_MEMBERS_ENDPOINTS', `${need('CAIRN_CLIENT_SERVICE')}.${namespace}.svc:2379`).split(','),
     restore: readRestoreOrder(process.env),
+    recover: readRecoverOrder(process.env),
   };
 }
 
@@ -175,8 +180,9 @@ async function decideWithBackoff(e: Env, core: k8s.CoreV1Api | undefined, stoppi
       token: e.token,
       hasData: hasData(e),
       marker: existsSync(markerOf(e)),
-      restore: e.restore !== undefined,
-      foreign: e.restore !== undefined && foreign(e),
+      restore: e.restore !== undefined || e.recover?.survivor === e.pod,
+      recovering: e.recover !== undefined,
+      foreign: (e.restore !== undefined || e.recover !== undefined) && foreign(e),
       grant: hasData(e) ? undefined : await readGrant(e, core),
       members: hasData(e) ? undefined : await memberList(e),
     });
@@ -240,11 +246,61 @@ function runServer(args: string[], onChild: (c: ChildProcess | undefined) => voi
   });
 }
 
+let snapshotting: Promise<unknown> | undefined;
+
+/** POST /recovery-snapshot {token, memberId}: this member's own snapshot onto its volume (member/recover.ts). One at a time. */
+function recoverySnapshotRequest(e: Env, running: boolean, req: IncomingMessage, res: ServerResponse): void {
+  const answer = (code: number, body: unknown): void => {
+    res.writeHead(code, { 'content-type': 'application/json' }).end(`${JSON.stringify(body)}\n`);
+  };
+  let raw = '';
+  req.setEncoding('utf8');
+  req.on('data', (c: string) => {
+    raw += c;
+    if (raw.length > 4096) req.destroy();
+  });
+  req.on('end', () => {
+    if (!running) return answer(409, { error: 'the server is not running here' });
+    if (snapshotting !== undefined) return answer(409, { error: 'a recovery snapshot is being taken' });
+    let token = '';
+    let memberId = '';
+    try {
+      const b = JSON.parse(raw) as { token?: unknown; memberId?: unknown };
+      token = typeof b.token === 'string' ? b.token : '';
+      memberId = typeof b.memberId === 'string' ? b.memberId : '';
+    } catch {
+      return answer(400, { error: 'the body must be JSON {token, memberId}' });
+    }
+    const port = new URL(e.listenClient).port || '2379';
+    const bin = cairnCommand();
+    const p = takeRecoverySnapshot({ dataMount: e.dataMount, clientEndpoint: `127.0.0.1:${port}`, token, memberId, cairnBin: bin });
+    snapshotting = p;
+    p.then(
+      (rec) => {
+        log('info', 'recovery snapshot on this volume', { ...rec });
+        answer(200, rec);
+      },
+      (err: unknown) => {
+        const msg = err instanceof Error ? err.message : String(err);
+        log('warn', 'recovery snapshot refused or failed', { error: msg });
+        answer(err instanceof RecoveryRefused ? 409 : 500, { error: msg });
+      },
+    ).finally(() => {
+      snapshotting = undefined;
+      rmSync(bin, { force: true });
+    });
+  });
+}
+
 /** What the agent's /state says: the planner reads it (operator/plan MemberState). */
 type AgentState = 'waiting' | 'dataLost' | 'running';
 
 function agent(e: Env, serverRunning: () => boolean, state: () => AgentState): Server {
   const srv = createServer((req, res) => {
+    if (req.url === '/recovery-snapshot' && req.method === 'POST') {
+      recoverySnapshotRequest(e, serverRunning(), req, res);
+      return;
+    }
     if (req.url === '/state') {
       res.writeHead(200, { 'content-type': 'application/json' }).end(`${JSON.stringify({ state: state() })}\n`);
       return;
@@ -294,7 +350,15 @@ async function main(): Promise<number> {
         moveAside(e, 'foreign');
         continue;
       }
-      if (d.kind === 'restore' && e.restore !== undefined) {
+      if (d.kind === 'restore' && e.recover !== undefined && e.recover.survivor === e.pod) {
+        const bin = cairnCommand();
+        try {
+          const r = await restoreFromRecovery(e.recover, { name: e.pod, initialCluster: d.initialCluster, initialClusterToken: e.token, initialAdvertisePeerUrls: e.peerURL, dataDir: dataDirOf(e), walDir: walDirOf(e) }, e.dataMount, bin);
+          log('info', 'restored the recovery snapshot into this member: a new one-member cluster', { file: e.recover.file, snapshotRevision: r.snapshotRevision, startRevision: r.startRevision, sizeBytes: r.sizeBytes, sha256: r.sha256, tookMs: r.tookMs });
+        } finally {
+          rmSync(bin, { force: true });
+        }
+      } else if (d.kind === 'restore' && e.restore !== undefined) {
         const r = await restoreFromBackup(e.restore, { name: e.pod, initialCluster: d.initialCluster, initialClusterToken: e.token, initialAdvertisePeerUrls: e.peerURL, dataDir: dataDirOf(e), walDir: walDirOf(e) }, e.dataMount);
         log('info', 'restored the backup into this member', { uri: e.restore.uri, snapshotRevision: r.snapshotRevision, startRevision: r.startRevision, sizeBytes: r.sizeBytes, sha256: r.sha256, tookMs: r.tookMs });
       }
@@ -316,7 +380,14 @@ async function main(): Promise<number> {
 main().then(
   (code) => process.exit(code),
   (err: unknown) => {
-    log('error', err instanceof Error ? err.message : String(err));
+    const msg = err instanceof Error ? err.message : String(err);
+    log('error', msg);
+    // The kubelet shows it in the pod's status (lastState.terminated.message): why a restore failed.
+    try {
+      writeFileSync(TERMINATION_LOG, msg.slice(0, 4000));
+    } catch {
+      // not in a pod
+    }
     process.exit(1);
   },
 );

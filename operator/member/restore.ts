@@ -43,7 +43,7 @@ export function readRestoreOrder(env: NodeJS.ProcessEnv): RestoreOrder | undefin
 }
 
 /** `cairn` for backup/'s restore: a script running this image's dist/server/ctl/main.js with this node. */
-function cairnCommand(): string {
+export function cairnCommand(): string {
   const ctl = resolve(dirname(fileURLToPath(import.meta.url)), '..', '..', 'server', 'ctl', 'main.js');
   const path = join(tmpdir(), `cairn-ctl-${String(process.pid)}`);
   writeFileSync(path, `#!/bin/sh\nexec '${process.execPath}' '${ctl}' "$@"\n`);

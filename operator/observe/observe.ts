@@ -60,6 +60,9 @@ export function parseCluster(o: JsonObject): EtcdCluster {
   if (rv !== undefined) c.metadata.resourceVersion = rv;
   const del = str(m['deletionTimestamp']);
   if (del !== undefined) c.metadata.deletionTimestamp = del;
+  // The cairn.dev/ annotations only (a quorum-loss recovery's approval, plan/recover.ts).
+  const ann = Object.entries(obj(m['annotations'])).filter((e): e is [string, string] => e[0].startsWith('cairn.dev/') && typeof e[1] === 'string');
+  if (ann.length > 0) c.metadata.annotations = Object.fromEntries(ann);
   if (o['status'] !== undefined) c.status = obj(o['status']);
   return c;
 }
@@ -101,6 +104,10 @@ function parsePod(cluster: string, o: JsonObject): (ObservedPod & { ip?: string 
   };
   if (grant !== undefined) pod.bootstrapGrant = grant;
   if (ip !== undefined) pod.ip = ip;
+  // Why the entrypoint last exited (its termination message: a failed restore says why).
+  const term = obj(obj(cs?.['lastState'])['terminated']);
+  const exitCode = num(term['exitCode']);
+  if (exitCode !== undefined && exitCode !== 0) pod.lastTermination = { exitCode, message: str(term['message']) ?? '' };
   return pod;
 }
 

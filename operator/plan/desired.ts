@@ -61,6 +61,11 @@ export function clusterToken(c: EtcdCluster): string {
   return `${c.metadata.name}-${c.metadata.uid}`;
 }
 
+/** The token the members use: the recorded one (a quorum-loss recovery replaces it), else clusterToken. */
+export function activeToken(c: EtcdCluster): string {
+  return c.status?.clusterToken ?? clusterToken(c);
+}
+
 /** The image the spec asks for: image, else the default repository at `version`, else the default. */
 export function targetImage(spec: EtcdClusterSpec, defaultImage: string): string {
   if (spec.image !== undefined) return spec.image;
@@ -215,13 +220,14 @@ function env(c: EtcdCluster, spec: EtcdClusterSpec): Json[] {
     value('CAIRN_CLUSTER', c.metadata.name),
     value('CAIRN_PEER_SERVICE', names.peerService(c.metadata.name)),
     value('CAIRN_CLIENT_SERVICE', names.clientService(c.metadata.name)),
-    value('CAIRN_CLUSTER_TOKEN', clusterToken(c)),
+    value('CAIRN_CLUSTER_TOKEN', activeToken(c)),
     value('CAIRN_DATA_DIR', DATA_MOUNT),
     value('CAIRN_WAL_DIR', WAL_MOUNT),
     value('CAIRN_AGENT_PORT', String(AGENT_PORT)),
     value('CAIRN_SERVER_ARGS', JSON.stringify(serverArgs(spec))),
     ...tlsEnv(names.peerService(c.metadata.name), spec),
     ...restoreEnv(c, spec),
+    ...recoverEnv(c),
   ];
 }
 
@@ -236,6 +242,8 @@ export const RESTORE_ENV = { order: 'CAIRN_RESTORE', accessKeyId: 'AWS_ACCESS_KE
 function restoreEnv(c: EtcdCluster, spec: EtcdClusterSpec): JsonObject[] {
   const r = c.status?.restore;
   if (spec.bootstrap === undefined || r?.verifiedAt === undefined || r.source === undefined) return [];
+  // A quorum-loss recovery's token replaced the restore's: its own order (recoverEnv) is the one.
+  if (recoverOrder(c) !== undefined) return [];
   const loc = r.source;
   // member/restore.ts RestoreOrder reads this (member/ does not import plan/).
   const order = { uri: r.uri, bucket: loc.bucket, key: loc.key, region: loc.region, forcePathStyle: loc.forcePathStyle, sha256: r.sha256, sizeBytes: r.size, ...(loc.endpoint !== undefined ? { endpoint: loc.endpoint } : {}) };
@@ -245,6 +253,25 @@ function restoreEnv(c: EtcdCluster, spec: EtcdClusterSpec): JsonObject[] {
   if (cred !== undefined) out.push(secret(RESTORE_ENV.accessKeyId, cred.name, cred.accessKeyIdKey), secret(RESTORE_ENV.secretAccessKey, cred.name, cred.secretAccessKeyKey));
   if (loc.caBundleSecretRef !== undefined) out.push(secret(RESTORE_ENV.caBundle, loc.caBundleSecretRef.name, loc.caBundleSecretRef.key));
   return out;
+}
+
+export const RECOVER_ENV = 'CAIRN_RECOVER';
+
+/** What the survivor restores from, once a recovery passed its point of no return (the token switched). */
+function recoverOrder(c: EtcdCluster): JsonObject | undefined {
+  const r = c.status?.recovery;
+  if (r?.snapshot === undefined || r.restartAt === undefined || c.status?.clusterToken !== r.token) return undefined;
+  return { survivor: r.survivor, token: r.token, file: r.snapshot.file, sha256: r.snapshot.sha256, sizeBytes: r.snapshot.sizeBytes };
+}
+
+/**
+ * A recovered cluster's order (member/restore.ts RecoverOrder reads it): every pod moves another
+ * token's data aside (the old cluster's: kept, never started); the survivor, granted, restores its
+ * snapshot file as the new one-member cluster. Kept after the recovery (no template change).
+ */
+function recoverEnv(c: EtcdCluster): JsonObject[] {
+  const order = recoverOrder(c);
+  return order === undefined ? [] : [{ name: RECOVER_ENV, value: JSON.stringify(order) }];
 }
 
 function claim(c: EtcdCluster, volume: 'data' | 'wal', size: string, storageClassName: string | undefined): JsonObject {

@@ -16,6 +16,7 @@ import {
 import { peerScheme } from './tls.js';
 import { guarded, moveLeaderOff, waiting, type Decision } from './decision.js';
 import { withQuorumLoss } from './quorum.js';
+import { approval, recoveredCondition, recoveryStep } from './recover.js';
 import { restoredCondition, restoreFinished, restoreGate } from './restore.js';
 import { condition, reportStatus, type Verdict } from './status.js';
 import type { Observed, Plan, Step } from './types.js';
@@ -33,6 +34,8 @@ function carried(v: View): EtcdClusterStatus {
   if (s.maintenance !== undefined) out.maintenance = s.maintenance;
   if (s.restore !== undefined) out.restore = s.restore;
   if (s.quorumLoss !== undefined) out.quorumLoss = s.quorumLoss;
+  if (s.recovery !== undefined) out.recovery = s.recovery;
+  if (s.recoveryRefusal !== undefined) out.recoveryRefusal = s.recoveryRefusal;
   return out;
 }
 
@@ -74,7 +77,7 @@ function continueCreate(v: View, s: EtcdClusterStatus): Decision {
   }
   const pod = podAt(v, 0);
   if (pod === undefined) return waiting(v, s, 'waiting for pod 0');
-  const token = clusterToken(v.o.cluster);
+  const token = s.clusterToken ?? clusterToken(v.o.cluster);
   if (pod.bootstrapGrant !== token) return { step: { kind: 'grantBootstrap', pod: pod.name, token }, reason: `let ${pod.name} bootstrap the cluster alone`, status: s };
   return waiting(v, s, 'waiting for the first member to start');
 }
@@ -278,8 +281,13 @@ function decide(v: View): Decision {
   }
   const gate = restoreGate(v, s);
   if (gate !== undefined) return gate;
+  const approved = approval(v, s);
+  if (approved.decision !== undefined) return approved.decision;
+  s = approved.status;
   const objects = objectsStep(v, s);
   if (objects !== undefined) return objects;
+  const recovering = recoveryStep(v, s);
+  if (recovering !== undefined) return recovering;
   if (s.operation !== undefined) return continueOperation(v, s, s.operation);
   if (s.stoppedRollout !== undefined && s.stoppedRollout !== v.image) return waiting(v, without(s, 'stoppedRollout'), `target changed from the stopped ${s.stoppedRollout} to ${v.image}`);
   return nextOperation(v, s);
@@ -308,6 +316,7 @@ function conditions(v: View, s: EtcdClusterStatus, base: readonly Condition[]): 
   const mine: Array<[ConditionType, Pick<Condition, 'status' | 'reason' | 'message'> | undefined]> = [
     ['Maintenance', maintenanceCondition(v, s)],
     ['Restored', restoredCondition(v, s)],
+    ['Recovered', recoveredCondition(s)],
   ];
   const out = base.filter((c) => !mine.some(([t]) => t === c.type));
   for (const [type, c] of mine) if (c !== undefined) out.push(condition(v, type, c.status === 'Unknown' ? 'Unknown' : c.status === 'True', c.reason, c.message));

@@ -4,7 +4,8 @@
 // Status, ranked by applied index (then revision, then lowest ordinal). The record lives in
 // status.quorumLoss from the first observation of the loss until quorum is seen again; once it has
 // lasted settings.quorumLossAfterMs the loss is confirmed: Available=False and Degraded=True with
-// reason QuorumLost, one Warning Event. Nothing else: the operator takes no step because of it.
+// reason QuorumLost, one Warning Event. Nothing else: the operator takes no step because of it
+// (a recovery needs the user's approval: plan/recover.ts).
 import type { Condition, EtcdClusterStatus, QuorumLossStatus, QuorumLossSurvivor } from '../api/index.js';
 import type { Decision } from './decision.js';
 import { names, ordinalOfPeerUrl, quorum } from './desired.js';
@@ -85,7 +86,7 @@ export function quorumLossMessage(q: QuorumLossStatus): string {
   const known = q.lastKnownRevision !== undefined ? `; highest revision known before the loss ${String(q.lastKnownRevision)}` : '';
   if (best === undefined) return `${head}; no member answers${known}. The operator changes nothing: bring the lost members back or restore from a backup (spec.bootstrap.fromBackup)`;
   const ranked = q.survivors.map((m) => `${m.name}${m.learner ? ' (learner)' : ''} applied ${String(m.raftAppliedIndex)}, log ${String(m.raftIndex)}, revision ${String(m.revision)}`).join('; ');
-  return `${head}; survivors by applied index: ${ranked}${known}. Best survivor ${best.name} (revision ${String(best.revision)}). The operator changes nothing: bring the lost members back or restore from a backup (spec.bootstrap.fromBackup)`;
+  return `${head}; survivors by applied index: ${ranked}${known}. Best survivor ${best.name} (revision ${String(best.revision)}). The operator changes nothing on its own: bring the lost members back, restore from a backup (spec.bootstrap.fromBackup), or approve starting over from ${best.name} with the annotation cairn.dev/approve-quorum-recovery=${best.name} (the other members rejoin on new volumes)`;
 }
 
 /** The Available condition while quorum is lost (undefined: no loss recorded). */
@@ -107,7 +108,8 @@ export function withQuorumLoss(v: View, d: Decision): Decision {
   delete status.quorumLoss;
   if (q === undefined) return { ...d, status };
   if (q.confirmedAt === undefined && !confirmed(v, q)) return { ...d, status: { ...status, quorumLoss: q } };
-  const degraded = { reason: QUORUM_LOST, message: quorumLossMessage(q) };
+  // An approved recovery's stage (plan/recover.ts) says more than the loss itself.
+  const degraded = d.degraded?.reason.startsWith('Recovery') === true ? d.degraded : { reason: QUORUM_LOST, message: quorumLossMessage(q) };
   if (q.confirmedAt !== undefined || (d.step.kind !== 'wait' && d.step.kind !== 'none')) return { ...d, status: { ...status, quorumLoss: q }, degraded };
   const announced = { ...q, confirmedAt: v.o.now };
   return { step: { kind: 'warn', reason: QUORUM_LOST, note: degraded.message }, reason: `quorum lost for over ${String(v.o.settings.quorumLossAfterMs / 1000)} s`, status: { ...status, quorumLoss: announced }, degraded };

@@ -6,6 +6,7 @@
 // cluster grows as usual; status.restore.finishedAt is set when the first member answers.
 import type { Condition, EtcdClusterStatus, RestoreStatus } from '../api/index.js';
 import { waiting, type Decision } from './decision.js';
+import { names } from './desired.js';
 import type { View } from './view.js';
 
 /**
@@ -67,6 +68,9 @@ export function restoredCondition(v: View, s: EtcdClusterStatus): Pick<Condition
     return { status: 'True', reason: 'RestoredFromBackup', message: `restored from ${r.uri} (revision ${String(r.revision)}, ${String(r.size)} bytes, sha256 ${r.sha256})` };
   }
   if (r?.refusal !== undefined) return { status: 'False', reason: 'RestoreRefused', message: r.refusal };
+  // Verified, but pod 0's restore failed (its entrypoint exits with the reason; the kubelet restarts it).
+  const failed = r?.verifiedAt !== undefined && s.clusterId === undefined ? v.o.pods.find((p) => p.ordinal === 0)?.lastTermination : undefined;
+  if (r !== undefined && failed !== undefined && failed.message !== '') return { status: 'False', reason: 'RestoreFailed', message: `${r.uri} verified, but ${names.pod(v.name, 0)}'s restore failed (exit ${String(failed.exitCode)}; retried as the pod restarts): ${failed.message}` };
   if (r?.verifiedAt !== undefined) return { status: 'False', reason: 'Restoring', message: `${r.uri} verified; the first member restores it` };
   if (r !== undefined) return { status: 'False', reason: 'Restoring', message: `verifying ${r.uri}` };
   return { status: 'False', reason: 'Restoring', message: v.o.restoreSource?.ok === false ? v.o.restoreSource.why : 'resolving the backup' };

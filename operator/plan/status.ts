@@ -62,7 +62,7 @@ function phaseOf(v: View, status: EtcdClusterStatus, verdict: Verdict): Phase {
 }
 
 /** Conditions the cluster planner writes; any other type (BackupHealthy) is carried from the previous status. */
-export const PLANNER_CONDITIONS: readonly ConditionType[] = ['Available', 'Progressing', 'Degraded', 'Maintenance', 'Restored'];
+export const PLANNER_CONDITIONS: readonly ConditionType[] = ['Available', 'Progressing', 'Degraded', 'Maintenance', 'Restored', 'Recovered'];
 
 /**
  * What another writer owns, carried unchanged from the previous status: BackupHealthy and
@@ -95,7 +95,7 @@ export function reportStatus(v: View, status: EtcdClusterStatus, verdict: Verdic
     available(v, status),
     condition(v, 'Progressing', verdict.progressing.status, verdict.progressing.reason, verdict.progressing.message),
     condition(v, 'Degraded', verdict.degraded.status, verdict.degraded.reason, verdict.degraded.message),
-    ...(status.conditions ?? []).filter((c) => c.type === 'Maintenance' || c.type === 'Restored'),
+    ...(status.conditions ?? []).filter((c) => c.type === 'Maintenance' || c.type === 'Restored' || c.type === 'Recovered'),
   ];
   const carried = foreign(v, planned);
   out.conditions = [...planned, ...carried.conditions];

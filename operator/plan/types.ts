@@ -21,6 +21,8 @@ export interface ObservedPod {
   createdAt: string;
   /** What the member entrypoint says (its agent's /state), when it answered. */
   memberState?: MemberState;
+  /** The server container's last termination message (the entrypoint writes why it failed: a restore refused, say). */
+  lastTermination?: { exitCode: number; message: string };
 }
 
 /** The member entrypoint's state: waiting to be added, its started member's data gone, or running. */
@@ -168,7 +170,16 @@ export type Step =
   /** Read the backup object whole and check it (size, SHA-256, trailer); act records the outcome in status.restore. */
   | { kind: 'verifyBackup'; source: Extract<RestoreSource, { ok: true }> }
   /** Record a Warning Event and nothing else (a quorum loss confirmed: the user has to act). */
-  | { kind: 'warn'; reason: 'QuorumLost'; note: string };
+  | { kind: 'warn'; reason: 'QuorumLost'; note: string }
+  /** Record an Event and nothing else (a recovery stage reached, an approval refused); the status write is the change. */
+  | { kind: 'note'; type: 'Normal' | 'Warning'; reason: string; note: string }
+  /**
+   * Have the survivor's member agent stream its own Maintenance.Snapshot onto its data volume (works
+   * without quorum); act/ records the file, size, SHA-256 and revision in status.recovery.snapshot.
+   */
+  | { kind: 'recoverySnapshot'; pod: string; memberId: string; token: string }
+  /** Remove the approval annotation if it still has this value (a JSON patch with a test). */
+  | { kind: 'consumeApproval'; value: string; note: string };
 
 export type StepKind = Step['kind'];
 

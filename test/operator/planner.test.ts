@@ -577,4 +577,19 @@ describe('planner: restore gating', () => {
     assert.equal(cond(done, 'Restored')?.reason, 'RestoredFromBackup');
     assert.ok(done.status.restore?.finishedAt !== undefined);
   });
+
+  it('verified, but pod 0\'s restore fails (its entrypoint exits with the reason): Restored=False/RestoreFailed naming it', () => {
+    const w = restoreWorld();
+    const loc = { bucket: 'backups', key: 'k', region: 'us-east-1', forcePathStyle: true };
+    w.observe = ((orig) => () => ({ ...orig(), restoreSource: { ok: true as const, uri: 's3://backups/k', location: loc } }))(w.observe.bind(w));
+    const p = verifyFirst(w);
+    w.writeStatus({ ...p.status, restore: { uri: 's3://backups/k', sha256: 'ab'.repeat(32), size: 4128, revision: 42, source: loc, verifiedAt: w.observe().now } });
+    const o = w.observe();
+    const pod0 = { name: 'c-0', ordinal: 0, phase: 'Running', ready: false, image: DEFAULT_IMAGE, revision: 'r', restarts: 3, deleting: false, createdAt: o.now, bootstrapGrant: 'c-uid-1' };
+    const failed = plan({ ...o, pods: [{ ...pod0, lastTermination: { exitCode: 1, message: 'cairn snapshot restore of s3://backups/k failed (exit 1): no space left on device' } }] });
+    assert.equal(cond(failed, 'Restored')?.status, 'False');
+    assert.equal(cond(failed, 'Restored')?.reason, 'RestoreFailed');
+    assert.match(cond(failed, 'Restored')?.message ?? '', /c-0's restore failed \(exit 1; retried as the pod restarts\): cairn snapshot restore .*no space left on device/);
+    assert.equal(cond(plan({ ...o, pods: [pod0] }), 'Restored')?.reason, 'Restoring');
+  });
 });

@@ -3,7 +3,10 @@
 // only with the grant and no data; join only when listed and unstarted; wipe a removed member's
 // data), and a Raft cluster reduced to what the planner sees (members, learners, leader, indexes,
 // quorum). Steps are applied as the real executor would (the member API refuses what the server
-// refuses); time advances in ticks. Deterministic for a given seed.
+// refuses); time advances in ticks. Deterministic for a given seed. A quorum-loss recovery: the
+// template's CAIRN_CLUSTER_TOKEN/CAIRN_RECOVER reach the pods made from it, the survivor's agent
+// takes its snapshot (recoverySnapshot), pods under the order move the old token's data aside, and
+// the granted survivor restores its snapshot as a new one-member cluster.
 import {
   BOOTSTRAP_ANNOTATION as _BA,
   clusterToken,
@@ -20,7 +23,7 @@ import {
   type PlanSettings,
   type Step,
 } from '../../operator/plan/index.js';
-import { parseQuantity, withDefaults, type EtcdCluster, type EtcdClusterStatus, type JsonObject } from '../../operator/api/index.js';
+import { parseQuantity, RECOVERY_APPROVAL_ANNOTATION, withDefaults, type EtcdCluster, type EtcdClusterStatus, type JsonObject } from '../../operator/api/index.js';
 
 void _BA;
 
@@ -35,6 +38,9 @@ interface Pod {
   grant?: string;
   /** 'waiting': the entrypoint waits to be added; 'dataLost': its started member's data is gone. */
   state: 'waiting' | 'running' | 'dataLost';
+  /** CAIRN_CLUSTER_TOKEN and CAIRN_RECOVER of the template it was made from. */
+  token: string;
+  recover?: { survivor: string; token: string };
 }
 
 interface Pvc {
@@ -46,6 +52,10 @@ interface Pvc {
   deleting: boolean;
   /** The id of the member whose data it holds (data volume only). */
   dataOf?: string;
+  /** The cluster token of the member marker on it. */
+  token?: string;
+  /** A recovery snapshot file on it (the survivor's data volume). */
+  snapshot?: string;
 }
 
 interface Member {
@@ -64,7 +74,7 @@ export class World {
   nowMs = Date.parse('2026-01-01T00:00:00Z');
   cluster: EtcdCluster;
   objects: Record<string, string> = {};
-  sts: { replicas: number; hash: string; image: string; claimSizes: { data: string; wal: string } } | undefined;
+  sts: { replicas: number; hash: string; image: string; claimSizes: { data: string; wal: string }; token: string; recover?: { survivor: string; token: string } } | undefined;
   pods = new Map<number, Pod>();
   pvcs = new Map<string, Pvc>();
   members: Member[] = [];
@@ -73,6 +83,10 @@ export class World {
   raftIndex = 1;
   brokenImages = new Set<string>();
   nextId = 1;
+  /** recoverySnapshot steps performed. */
+  snapshotsTaken = 0;
+  /** Claims deleted by a step (names). */
+  readonly deletedClaims: string[] = [];
   settings: PlanSettings;
   /** Quorum losses caused by a step (a property violation), with the step. */
   readonly quorumLosses: string[] = [];
@@ -191,7 +205,28 @@ export class World {
       case 'wait':
       case 'journal':
       case 'endOperation':
+      case 'warn':
+      case 'note':
         return;
+      case 'recoverySnapshot': {
+        // The survivor's agent: its own snapshot (no quorum needed) onto its data volume.
+        const m = this.member(step.memberId);
+        if (!this.serving().includes(m) || this.hasQuorum()) throw new StepRefused(`the agent of ${step.pod} refuses the snapshot`);
+        const ordinal = ordinalOfPeerUrl('c', 'ns', m.peerURL) ?? -1;
+        const data = this.pvcs.get(names.pvc('c', 'data', ordinal));
+        if (data === undefined) throw new StepRefused('no data volume');
+        this.snapshotsTaken++;
+        data.snapshot = `recovery/${step.token}.snapshot`;
+        const rec = this.status.recovery;
+        if (rec !== undefined) this.writeStatus({ ...this.status, recovery: { ...rec, snapshot: { file: data.snapshot, pvc: data.name, sizeBytes: 4128, sha256: 'ab'.repeat(32), revision: m.applied, takenAt: this.iso(this.nowMs) } } });
+        return;
+      }
+      case 'consumeApproval': {
+        const a = { ...(this.cluster.metadata.annotations ?? {}) };
+        if (a[RECOVERY_APPROVAL_ANNOTATION] === step.value) delete a[RECOVERY_APPROVAL_ANNOTATION];
+        this.cluster = { ...this.cluster, metadata: { ...this.cluster.metadata, annotations: a } };
+        return;
+      }
       case 'apply': {
         const o = step.object;
         const md = o['metadata'] as JsonObject;
@@ -200,10 +235,15 @@ export class World {
         if (o['kind'] === 'StatefulSet') {
           const spec = o['spec'] as JsonObject;
           const tpl = (spec['template'] as JsonObject)['spec'] as JsonObject;
-          const image = text(((tpl['containers'] as JsonObject[])[0] ?? {})['image']);
+          const container = (tpl['containers'] as JsonObject[])[0] ?? {};
+          const image = text(container['image']);
+          const env = (container['env'] as JsonObject[]).map((e) => [text(e['name']), e['value']] as const);
+          const token = text(env.find(([n]) => n === 'CAIRN_CLUSTER_TOKEN')?.[1]);
+          const rec = env.find(([n]) => n === 'CAIRN_RECOVER')?.[1];
           const claims = spec['volumeClaimTemplates'] as JsonObject[];
           const size = (i: number): string => text((((claims[i]?.['spec'] as JsonObject)['resources'] as JsonObject)['requests'] as JsonObject)['storage']);
-          this.sts = { replicas: Number(spec['replicas']), hash, image, claimSizes: { data: size(0), wal: size(1) } };
+          this.sts = { replicas: Number(spec['replicas']), hash, image, claimSizes: { data: size(0), wal: size(1) }, token };
+          if (typeof rec === 'string') this.sts.recover = JSON.parse(rec) as { survivor: string; token: string };
         }
         return;
       }
@@ -256,6 +296,7 @@ export class World {
         const p = this.pvcs.get(step.pvc);
         if (p === undefined) throw new StepRefused(`pvc ${step.pvc} not found`);
         p.deleting = true;
+        this.deletedClaims.push(step.pvc);
         return;
       }
       case 'resizePvc': {
@@ -313,7 +354,9 @@ export class World {
         const name = names.pvc('c', volume, i);
         if (!this.pvcs.has(name)) this.pvcs.set(name, { name, ordinal: i, volume, requestBytes: parseQuantity(this.sts.claimSizes[volume]), createdAt: this.nowMs, deleting: false });
       }
-      this.pods.set(i, { ordinal: i, image: this.sts.image, revision: this.sts.hash, createdAt: this.nowMs, deleting: false, state: 'waiting' });
+      const pod: Pod = { ordinal: i, image: this.sts.image, revision: this.sts.hash, createdAt: this.nowMs, deleting: false, state: 'waiting', token: this.sts.token };
+      if (this.sts.recover !== undefined) pod.recover = this.sts.recover;
+      this.pods.set(i, pod);
     }
     for (const [i, p] of this.pods) if (i >= this.sts.replicas) p.deleting = true;
   }
@@ -324,6 +367,23 @@ export class World {
     const data = this.pvcs.get(names.pvc('c', 'data', p.ordinal));
     if (data === undefined || data.deleting) return;
     const url = peerUrl('c', 'ns', p.ordinal);
+    // Under a recovery order, the old token's data (and marker) is moved aside, never started.
+    if (p.recover !== undefined && data.token !== undefined && data.token !== p.token) {
+      delete data.dataOf;
+      delete data.token;
+    }
+    // The survivor, granted with the new token: its snapshot becomes a new one-member cluster.
+    if (p.recover !== undefined && p.recover.survivor === names.pod('c', p.ordinal) && p.grant === p.token && data.dataOf === undefined && data.snapshot !== undefined && !this.hasQuorum()) {
+      const old = this.members.find((m) => m.peerURL === url);
+      const id = (this.nextId++).toString(16);
+      this.members = [{ id, name: names.pod('c', p.ordinal), peerURL: url, learner: false, applied: old?.applied ?? this.raftIndex }];
+      this.clusterId = `c1d${id}`;
+      this.leaderId = id;
+      data.dataOf = id;
+      data.token = p.token;
+      p.state = 'running';
+      return;
+    }
     const listed = this.members.find((m) => m.peerURL === url);
     if (data.dataOf !== undefined) {
       if (listed !== undefined && listed.id === data.dataOf) {
@@ -334,18 +394,20 @@ export class World {
       delete data.dataOf;
       p.state = 'waiting';
     }
-    if (p.grant === clusterToken(this.cluster) && this.members.length === 0 && p.ordinal === 0) {
+    if (p.recover === undefined && p.grant === p.token && p.grant === clusterToken(this.cluster) && this.members.length === 0 && p.ordinal === 0) {
       const id = (this.nextId++).toString(16);
       this.members.push({ id, name: names.pod('c', 0), peerURL: url, learner: false, applied: this.raftIndex });
       this.clusterId = `c1d${id}`;
       this.leaderId = id;
       data.dataOf = id;
+      data.token = p.token;
       p.state = 'running';
       return;
     }
     if (listed !== undefined && listed.name === '' && this.hasQuorum()) {
       listed.name = names.pod('c', p.ordinal);
       data.dataOf = listed.id;
+      data.token = p.token;
       p.state = 'running';
       return;
     }

@@ -1,4 +1,4 @@
-// test-file-timeout: 8 min
+// test-file-timeout: 10 min
 // Quorum loss reported, end to end on localkube with the operator of this checkout (image, CRDs,
 // RBAC; the Deployment cairn-operator restarted on it): a 3-member cluster with keys loses two
 // members the way lost nodes with local volumes lose them (their claims and pods deleted at once: the
@@ -9,7 +9,15 @@
 // least that of the last write; Available=False/NoQuorum (the 5-minute QuorumLost threshold and its
 // Warning Event are the planner units' business: test/operator/quorum.test.ts). While it lasts the
 // operator changes nothing: the survivor still lists three members and no membership Event follows.
-// The survivor's Maintenance.Snapshot streams whole without quorum (what a recovery would start from).
+// The survivor's Maintenance.Snapshot streams whole without quorum (what a recovery starts from).
+// Then the opt-in recovery (plan/recover.ts), with the operator's --quorum-loss-after-s at 40 s
+// (CAIRN_QUORUM_LOSS_AFTER_S on the Deployment, removed again at the end): an approval naming another
+// member is refused (Recovered=False/RecoveryRefused, a Warning Event) and never acted on; once
+// QuorumLost is reported, the approval cairn.dev/approve-quorum-recovery=<the best survivor shown>
+// makes the survivor's snapshot (on its own volume) a new one-member cluster with a new token and
+// cluster id, db-1 and db-2 rejoin as learners on new volumes and are promoted: three voters, every
+// key written before the loss readable (the survivor had them all), a write after it works, the
+// stages as Events, Recovered=True naming the revision kept, and the annotation removed.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
@@ -21,11 +29,17 @@ import { SnapshotSource } from '../../../operator/backup/index.js';
 import type { SnapshotResponse } from '../../../proto/gen/etcdserverpb.js';
 import { asObj, availableWith, clusterManifest, condOf, deployCheckoutOperator, eventsOf, needLocalkube, statusOf, waitStatus, type Obj } from './lk-status.js';
 
+const APPROVE = 'cairn.dev/approve-quorum-recovery';
+const QUORUM_LOSS_AFTER_S = 40;
 const MEMBERSHIP_EVENTS = new Set(['MemberAdded', 'MemberPromoted', 'MemberRemoved', 'PodDeleted', 'VolumeDeleted', 'Scaled']);
 
-test('quorum loss on localkube: reported with the survivor ranked, nothing changed', { timeout: 8 * 60_000 }, async (t) => {
+test('quorum loss on localkube: reported with the survivor ranked, nothing changed until approved; the approved recovery', { timeout: 10 * 60_000 }, async (t) => {
   if (!needLocalkube(t)) return;
   const lk = await localkube();
+  await lk.kubectlOk(['-n', 'cairn-system', 'set', 'env', 'deploy/cairn-operator', `CAIRN_QUORUM_LOSS_AFTER_S=${String(QUORUM_LOSS_AFTER_S)}`]);
+  t.after(async () => {
+    await lk.kubectl(['-n', 'cairn-system', 'set', 'env', 'deploy/cairn-operator', 'CAIRN_QUORUM_LOSS_AFTER_S-']);
+  });
   await deployCheckoutOperator(lk, t);
   const ns = `ql-${randomBytes(3).toString('hex')}`;
   await lk.createNamespace(ns);
@@ -38,7 +52,7 @@ test('quorum loss on localkube: reported with the survivor ranked, nothing chang
     const c = new EtcdClient(`${ip}:2379`);
     let lastRev = 0;
     try {
-      for (let i = 0; i < 50; i++) lastRev = Number(asObj((await unaryOk(c, 'KV', 'Put', { key: Buffer.from(`k/${String(i)}`), value: Buffer.from('v') }))['header'])['revision']);
+      for (let i = 0; i < 50; i++) lastRev = Number(asObj((await unaryOk(c, 'KV', 'Put', { key: Buffer.from(`k/${String(i)}`), value: Buffer.from(`v${String(i)}`) }))['header'])['revision']);
     } finally {
       c.close();
     }
@@ -63,7 +77,7 @@ test('quorum loss on localkube: reported with the survivor ranked, nothing chang
     assert.ok(Number(s0['revision']) >= lastRev, `survivor revision ${String(s0['revision'])} >= last write ${String(lastRev)}`);
     assert.ok(Number(q['lastKnownRevision']) >= lastRev);
     assert.ok(String(q['since']) >= lostAt.slice(0, 19), `since ${String(q['since'])} after the loss at ${lostAt}`);
-    assert.equal(q['confirmedAt'], undefined, 'not confirmed before the 5-minute threshold');
+    assert.equal(q['confirmedAt'], undefined, `not confirmed before the ${String(QUORUM_LOSS_AFTER_S)} s threshold`);
     const avail = condOf(st, 'Available');
     assert.equal(avail?.status, 'False');
     assert.equal(avail?.reason, 'NoQuorum');
@@ -102,8 +116,52 @@ test('quorum loss on localkube: reported with the survivor ranked, nothing chang
     } finally {
       src.close();
     }
+    // An approval naming another member (and before the loss is confirmed): refused, never acted on.
+    await lk.kubectlOk(['annotate', 'etcdcluster', '-n', ns, 'db', `${APPROVE}=db-1`]);
+    const refused = await waitStatus(lk, ns, 'db', 'Recovered=False/RecoveryRefused', (s) => condOf(s, 'Recovered')?.reason === 'RecoveryRefused', 60_000);
+    t.diagnostic(`refused: ${condOf(refused, 'Recovered')?.message ?? ''}`);
+    assert.equal(refused['recovery'], undefined);
+    await lk.kubectlOk(['annotate', 'etcdcluster', '-n', ns, 'db', `${APPROVE}-`]);
+    await waitStatus(lk, ns, 'db', 'the refusal dropped with the annotation', (s) => s['recoveryRefusal'] === undefined, 60_000);
     const after = (await eventsOf(lk, ns, 'db')).filter((e) => e.time >= lostAt && MEMBERSHIP_EVENTS.has(e.reason));
     assert.deepEqual(after, [], 'no membership or volume step after the loss');
+    assert.ok((await eventsOf(lk, ns, 'db')).some((e) => e.reason === 'RecoveryRefused' && /=db-1 refused/.test(e.note)), 'a Warning Event for the refused approval');
+
+    // QuorumLost confirmed; approve the survivor it shows as best.
+    const lost = await waitStatus(lk, ns, 'db', 'Available=False/QuorumLost', (s) => condOf(s, 'Available')?.reason === 'QuorumLost' && asObj(s['quorumLoss'])['confirmedAt'] !== undefined, 120_000);
+    const best = String(asObj(((asObj(lost['quorumLoss'])['survivors'] ?? []) as Obj[])[0])['name']);
+    assert.equal(best, 'db-0');
+    const oldClusterId = String(lost['clusterId']);
+    const approvedAt = Date.now();
+    await lk.kubectlOk(['annotate', 'etcdcluster', '-n', ns, 'db', `${APPROVE}=${best}`]);
+    const done = await waitStatus(lk, ns, 'db', 'recovered: 3 voters, Recovered=True', (s) => availableWith(3)(s) && asObj(s['recovery'])['stage'] === 'Completed' && condOf(s, 'Recovered')?.status === 'True', 240_000);
+    t.diagnostic(`recovered in ${String(Date.now() - approvedAt)} ms: ${JSON.stringify(done['recovery'])}`);
+    const rec = asObj(done['recovery']);
+    const snap = asObj(rec['snapshot']);
+    assert.ok(Number(snap['revision']) >= lastRev, `revision kept ${String(snap['revision'])} >= last write ${String(lastRev)}`);
+    assert.equal(snap['pvc'], 'data-db-0');
+    assert.notEqual(done['clusterId'], oldClusterId, 'a new cluster id');
+    assert.equal(done['clusterToken'], rec['token']);
+    assert.notEqual(rec['token'], rec['previousToken']);
+    assert.match(condOf(done, 'Recovered')?.message ?? '', new RegExp(`recovered from db-0 .*revision ${String(snap['revision'])} kept`));
+    const ann = (await lk.kubectlOk(['get', 'etcdcluster', '-n', ns, 'db', '-o', `jsonpath={.metadata.annotations.cairn\.dev/approve-quorum-recovery}`])).trim();
+    assert.equal(ann, '', 'the approval consumed');
+    const reasons = (await eventsOf(lk, ns, 'db')).map((e) => e.reason);
+    for (const r of ['RecoveryApproved', 'RecoverySnapshotTaken', 'RecoveryRestarting', 'RecoveryRestored', 'RecoveryCompleted']) assert.ok(reasons.includes(r), `Event ${r} in ${reasons.join(', ')}`);
+
+    // Every write acknowledged before the loss is there; a write after the recovery works.
+    const c2 = new EtcdClient(`${ip}:2379`);
+    try {
+      const r = await unaryOk(c2, 'KV', 'Range', { key: Buffer.from('k/'), range_end: Buffer.from('k0') });
+      const kvs = new Map(((r['kvs'] ?? []) as Obj[]).map((kv) => [(kv['key'] as Buffer).toString('utf8'), (kv['value'] as Buffer).toString('utf8')]));
+      for (let i = 0; i < 50; i++) assert.equal(kvs.get(`k/${String(i)}`), `v${String(i)}`, `k/${String(i)} after the recovery`);
+      const rev = Number(asObj((await unaryOk(c2, 'KV', 'Put', { key: Buffer.from('after/1'), value: Buffer.from('x') }))['header'])['revision']);
+      assert.ok(rev > Number(snap['revision']), `a write after the recovery at revision ${String(rev)}`);
+      const got = await unaryOk(c2, 'KV', 'Range', { key: Buffer.from('after/1') });
+      assert.equal((((got['kvs'] ?? []) as Obj[])[0]?.['value'] as Buffer | undefined)?.toString('utf8'), 'x');
+    } finally {
+      c2.close();
+    }
   } finally {
     await lk.kubectl(['delete', 'namespace', ns, '--wait=false']);
   }
