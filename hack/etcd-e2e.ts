@@ -15,7 +15,7 @@ import { fileURLToPath } from 'node:url';
 const repo = resolve(dirname(fileURLToPath(import.meta.url)), '..', '..');
 const cache = process.env['CAIRN_CACHE'] ?? join(homedir(), '.cache', 'cairn');
 
-/** The subset `npm test` runs (test/etcd36/etcd-e2e.test.ts): the lock, election, member list and Status tests. */
+/** The subset `npm test` runs (test/etcd36/etcd-e2e.test.ts): the lock, election, member list, Status, snapshot and CRL tests. */
 export const SUBSET = [
   'TestCtlV3Elect',
   'TestCtlV3Lock',
@@ -26,6 +26,9 @@ export const SUBSET = [
   'TestCtlV3MemberListWithHex',
   'TestCtlV3MemberListSerializable',
   'TestCurlV3MaintenanceStatus',
+  'TestCtlV3Snapshot',
+  'TestCtlV3SnapshotVersion',
+  'TestCtlV3GetRevokedCRL',
 ];
 
 export interface Exception {
