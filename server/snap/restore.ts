@@ -14,7 +14,6 @@
 // Nothing is written until the file and the flags are checked; on any failure everything this call
 // created is removed. The database file appears under its final name last (after its fsync and the
 // WAL's), so an interrupted restore is never mistaken for a restored member.
-import { createHash } from 'node:crypto';
 import { existsSync, fsyncSync, mkdirSync, openSync, closeSync, readdirSync, readSync, renameSync, rmSync, statSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 import { BACKEND_MAP_BYTES } from '../base/limits.js';
@@ -26,8 +25,8 @@ import { computeClusterId, computeMemberId, parseInitialCluster, sortMembers, ty
 import { Wal, type WalLogger } from '../wal/index.js';
 import { SnapshotError } from './errors.js';
 import { checkLmdbHeader, copyData, inspectLayout, verifyHash, type SnapshotLayout } from './file.js';
-import { looksLikeBolt, parseEtcdSnapshot, writeEtcdData } from './frombolt.js';
-import type { EtcdData } from './bbolt/index.js';
+import { looksLikeBolt, openEtcdSnapshot, writeEtcdData } from './frombolt.js';
+import { BoltError } from './bbolt/index.js';
 import { Progress, type NowMs } from './progress.js';
 
 export interface RestoreOptions {
@@ -63,8 +62,6 @@ export interface RestoreDeps {
   readonly nowMs: NowMs;
 }
 
-/** An etcd snapshot is parsed in memory: the largest one taken (etcd's --quota-backend-bytes maximum is 8 GiB; Node's Buffer limit 4 GiB). */
-const BOLT_IN_MEMORY_BYTES_MAX = 4 * 1024 * 1024 * 1024 - 1;
 
 /** The term of the restored log (etcd writes its bootstrap entries and snapshot at term 1). */
 const RESTORE_TERM = 1;
@@ -181,12 +178,8 @@ function quietWalLogger(log: Logger): WalLogger {
   return { info: (m, f) => log.debug(m, f), warn: (m, f) => log.warn(m, f), error: (m, f) => log.error(m, f) };
 }
 
-/**
- * An etcd (bbolt) snapshot's data, parsed (before anything is written), or undefined for a file that
- * is not bbolt. The bytes are read once into memory and hashed again against the trailer (the file
- * may have changed since verifyHash).
- */
-function readEtcdIfBolt(layout: SnapshotLayout): EtcdData | undefined {
+/** Is the snapshot file bbolt (etcd's format, and Cairn's since Maintenance.Snapshot serves it)? */
+function isBolt(layout: SnapshotLayout): boolean {
   const head = Buffer.alloc(64);
   const fd = openSync(layout.path, 'r');
   try {
@@ -194,26 +187,36 @@ function readEtcdIfBolt(layout: SnapshotLayout): EtcdData | undefined {
   } finally {
     closeSync(fd);
   }
-  if (!looksLikeBolt(head)) return undefined;
-  if (layout.dataBytes > BOLT_IN_MEMORY_BYTES_MAX) {
-    throw new SnapshotError(`etcd snapshot file ${q(layout.path)} has ${layout.dataBytes} bytes of data; this cairn reads etcd snapshots of up to ${BOLT_IN_MEMORY_BYTES_MAX} bytes (they are read into memory)`);
-  }
-  const data = Buffer.allocUnsafe(layout.dataBytes);
-  const rfd = openSync(layout.path, 'r');
+  return looksLikeBolt(head);
+}
+
+/**
+ * A bbolt snapshot into a new Cairn database at `workDb`: the data is copied next to it first (hashed
+ * again on the way: the file may have changed since verifyHash), then read page by page from the
+ * copy, so neither file is ever whole in memory.
+ */
+async function restoreBolt(layout: SnapshotLayout, workDb: string, o: RestoreOptions, deps: RestoreDeps): Promise<void> {
+  const copy = `${workDb}.bolt`;
+  const p = new Progress(deps.logger, deps.nowMs, 'copying snapshot', o.snapshotPath, layout.dataBytes);
+  copyData(layout, copy, p);
+  p.finish();
   try {
-    for (let got = 0; got < data.length; ) {
-      const n = readSync(rfd, data, got, data.length - got, got);
-      if (n === 0) throw new SnapshotError(`snapshot file ${q(layout.path)} is truncated: it ended while being read (at byte ${got})`);
-      got += n;
+    const fd = openSync(copy, 'r');
+    try {
+      const s = openEtcdSnapshot(fd, layout.dataBytes, o.snapshotPath);
+      deps.logger.info('restoring an etcd (bbolt) snapshot', { path: o.snapshotPath, leases: s.data.leases.length, users: s.data.users.length, roles: s.data.roles.length, alarms: s.data.alarms.length, 'storage-version': s.data.storageVersion ?? '3.4/3.5' });
+      try {
+        await writeEtcdData(s, workDb);
+      } catch (err) {
+        if (err instanceof BoltError) throw new SnapshotError(err.message, { cause: err });
+        throw err;
+      }
+    } finally {
+      closeSync(fd);
     }
   } finally {
-    closeSync(rfd);
+    rmSync(copy, { force: true });
   }
-  if (layout.trailer !== undefined) {
-    const got = createHash('sha256').update(data).digest();
-    if (!got.equals(layout.trailer)) throw new SnapshotError(`snapshot file ${q(layout.path)} has a SHA-256 mismatch (expected ${layout.trailer.toString('hex')}, got ${got.toString('hex')}): the file changed while it was being restored`);
-  }
-  return parseEtcdSnapshot(data, layout.path);
 }
 
 export async function restoreSnapshot(o: RestoreOptions, deps: RestoreDeps): Promise<RestoreResult> {
@@ -233,9 +236,8 @@ export async function restoreSnapshot(o: RestoreOptions, deps: RestoreDeps): Pro
     verifyHash(layout, p);
     p.finish();
   }
-  const etcd = readEtcdIfBolt(layout);
-  if (etcd === undefined) checkLmdbHeader(layout);
-  else log.info('restoring an etcd (bbolt) snapshot', { path: o.snapshotPath, revisions: etcd.revisions.length, leases: etcd.leases.length, users: etcd.users.length, roles: etcd.roles.length, 'storage-version': etcd.storageVersion ?? '3.4/3.5' });
+  const bolt = isBolt(layout);
+  if (!bolt) checkLmdbHeader(layout);
 
   const created: string[] = [];
   const memberDir = join(dataDir, 'member');
@@ -244,8 +246,8 @@ export async function restoreSnapshot(o: RestoreOptions, deps: RestoreDeps): Pro
   try {
     const madeData = makeDir(memberDir);
     if (madeData !== undefined) created.push(madeData);
-    if (etcd !== undefined) {
-      await writeEtcdData(etcd, workDb);
+    if (bolt) {
+      await restoreBolt(layout, workDb, o, deps);
     } else {
       const copy = new Progress(log, deps.nowMs, 'copying snapshot', o.snapshotPath, layout.dataBytes);
       copyData(layout, workDb, copy);

@@ -266,7 +266,7 @@ test('a restore reports its phases as JSON lines', async () => {
   const r = await runCairn(restoreArgs(goodFile, join(dir, 'phases')));
   assert.equal(r.exit, 0, r.stderr);
   const msgs = logLines(r.stderr).map((l) => l['msg']);
-  assert.deepEqual(msgs, ['restoring snapshot', 'verifying snapshot: done', 'restoring an etcd (bbolt) snapshot', 'restored snapshot']);
+  assert.deepEqual(msgs, ['restoring snapshot', 'verifying snapshot: done', 'copying snapshot: done', 'restoring an etcd (bbolt) snapshot', 'restored snapshot']);
   const l = await runCairn(restoreArgs(lmdbFile, join(dir, 'phases-lmdb')));
   assert.equal(l.exit, 0, l.stderr);
   assert.deepEqual(

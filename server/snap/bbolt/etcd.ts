@@ -113,28 +113,35 @@ function metaU64(meta: Bucket | undefined, key: string, name: string): bigint {
   return e.value.readBigUInt64BE(0);
 }
 
-/** Decodes etcd's buckets. A database without etcd's `key` and `meta` buckets is refused. */
-export function readEtcd(db: BoltDb): EtcdData {
+/** etcd's buckets but the key bucket's revisions; `revisions` walks the key bucket page by page and returns the top revision. */
+export interface EtcdStream {
+  readonly data: Omit<EtcdData, 'revisions' | 'topRevision'>;
+  /** Every stored revision in revision order (checked as it goes); returns the newest revision, markers included. */
+  revisions(): Generator<EtcdRevision, number>;
+}
+
+/** Decodes etcd's small buckets at once and its key bucket on demand. Refuses a database without etcd's `key` and `meta` buckets. */
+export function readEtcdStream(db: BoltDb): EtcdStream {
   const name = db.name;
   const keyBucket = db.bucket('key');
   const meta = db.bucket('meta');
   if (keyBucket === undefined || meta === undefined) throw new BoltError(`${name}: a bbolt database without etcd's "key" and "meta" buckets (not an etcd snapshot)`);
-  let last = -1;
-  let lastSub = -1;
-  let top = 0;
-  const revisions: EtcdRevision[] = [];
-  for (const e of keyBucket.iterate()) {
-    if (e.isBucket) throw new BoltError(`${name}: key bucket holds a nested bucket`);
-    const r = parseRev(e.key, name);
-    if (r.main < last || (r.main === last && r.sub <= lastSub)) throw new BoltError(`${name}: key bucket out of order at revision ${r.main}_${r.sub}`);
-    last = r.main;
-    lastSub = r.sub;
-    top = r.main;
-    // etcdutl's --bump-revision marker: an empty value at the bumped revision
-    if (e.value.length === 0 && !r.tombstone) continue;
-    const kv = wrap(name, `revision ${r.main}_${r.sub}`, () => decodeKeyValue(e.value));
-    if (kv.key.length === 0) throw new BoltError(`${name}: revision ${r.main}_${r.sub} holds a KeyValue without a key`);
-    revisions.push({ ...r, kv });
+  function* revisions(): Generator<EtcdRevision, number> {
+    let last = -1;
+    let lastSub = -1;
+    for (const e of (keyBucket as Bucket).iterate()) {
+      if (e.isBucket) throw new BoltError(`${name}: key bucket holds a nested bucket`);
+      const r = parseRev(e.key, name);
+      if (r.main < last || (r.main === last && r.sub <= lastSub)) throw new BoltError(`${name}: key bucket out of order at revision ${r.main}_${r.sub}`);
+      last = r.main;
+      lastSub = r.sub;
+      // etcdutl's --bump-revision marker: an empty value at the bumped revision
+      if (e.value.length === 0 && !r.tombstone) continue;
+      const kv = wrap(name, `revision ${r.main}_${r.sub}`, () => decodeKeyValue(e.value));
+      if (kv.key.length === 0) throw new BoltError(`${name}: revision ${r.main}_${r.sub} holds a KeyValue without a key`);
+      yield { ...r, kv };
+    }
+    return Math.max(last, 0);
   }
   const alarms = leaves(db.bucket('alarm')).map((e) => {
     const a = wrap(name, `alarm 0x${e.key.toString('hex')}`, () => decodeAlarmMember(e.key));
@@ -154,18 +161,32 @@ export function readEtcd(db: BoltDb): EtcdData {
   });
   const sv = meta.get(Buffer.from('storageVersion'));
   return {
+    data: {
+      alarms,
+      scheduledCompactRev: metaRev(meta, 'scheduledCompactRev', name),
+      finishedCompactRev: metaRev(meta, 'finishedCompactRev', name),
+      leases,
+      authEnabled: enabled !== undefined && enabled.value.length === 1 && enabled.value[0] === 1,
+      authRevision: authRev !== undefined && authRev.value.length === 8 ? safe(authRev.value.readBigUInt64BE(0), 'authRevision', name) : 0,
+      users,
+      roles,
+      consistentIndex: metaU64(meta, 'consistent_index', name),
+      term: metaU64(meta, 'term', name),
+      storageVersion: sv?.value.toString('utf8'),
+    },
     revisions,
-    topRevision: top,
-    alarms,
-    scheduledCompactRev: metaRev(meta, 'scheduledCompactRev', name),
-    finishedCompactRev: metaRev(meta, 'finishedCompactRev', name),
-    leases,
-    authEnabled: enabled !== undefined && enabled.value.length === 1 && enabled.value[0] === 1,
-    authRevision: authRev !== undefined && authRev.value.length === 8 ? safe(authRev.value.readBigUInt64BE(0), 'authRevision', name) : 0,
-    users,
-    roles,
-    consistentIndex: metaU64(meta, 'consistent_index', name),
-    term: metaU64(meta, 'term', name),
-    storageVersion: sv?.value.toString('utf8'),
   };
+}
+
+/** Decodes etcd's buckets, every revision in memory (tests, small files). */
+export function readEtcd(db: BoltDb): EtcdData {
+  const s = readEtcdStream(db);
+  const revisions: EtcdRevision[] = [];
+  const it = s.revisions();
+  let r = it.next();
+  while (r.done !== true) {
+    revisions.push(r.value);
+    r = it.next();
+  }
+  return { ...s.data, revisions, topRevision: r.value };
 }
