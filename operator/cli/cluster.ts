@@ -2,8 +2,8 @@
 // Kubernetes API, and an etcd admin connection per member pod through a port-forward tunnel
 // (tunnel.ts). Connections are opened on first use and closed together by close().
 import type { KubeConfig } from '@kubernetes/client-node';
-import { API_VERSION, PLURAL, type EtcdClusterStatus } from '../api/index.js';
-import { CALL_TIMEOUT_MS, EtcdAccess, EtcdAdmin, type ListedMember, type MemberStatusReply } from '../etcd/index.js';
+import { API_VERSION, PLURAL, type EtcdClusterStatus, type JsonObject } from '../api/index.js';
+import { CALL_TIMEOUT_MS, EtcdAccess, EtcdAdmin, type EtcdCredentials, type ListedMember, type MemberStatusReply } from '../etcd/index.js';
 import { KubeError, KubeRest, pathOf } from '../kube/index.js';
 import { CLIENT_PORT } from '../plan/index.js';
 import { openTunnel, type Tunnel } from './tunnel.js';
@@ -20,11 +20,17 @@ export interface LiveMember {
   readonly error?: string;
 }
 
+interface Creds {
+  auth?: EtcdCredentials;
+  tls?: { ca: Buffer; cert: Buffer; key: Buffer };
+}
+
 export class ClusterHandle {
   private readonly rest: KubeRest;
   private readonly open = new Map<string, { tunnel: Tunnel; admin: EtcdAdmin }>();
-  /** undefined: not looked up yet; null: the cluster has no operator-managed auth. */
-  private accessCache: EtcdAccess | null | undefined;
+  /** undefined: not looked up yet. */
+  private credsCache: Creds | undefined;
+  private readonly accesses = new Map<string, EtcdAccess>();
 
   constructor(
     private readonly kc: KubeConfig,
@@ -61,7 +67,7 @@ export class ClusterHandle {
     const had = this.open.get(pod);
     if (had !== undefined) return had;
     const tunnel = await openTunnel(this.kc, this.namespace, pod, CLIENT_PORT);
-    const c = { tunnel, admin: new EtcdAdmin(tunnel.endpoint, this.callTimeoutMs, (await this.access()) ?? undefined) };
+    const c = { tunnel, admin: new EtcdAdmin(tunnel.endpoint, this.callTimeoutMs, (await this.access(pod)) ?? undefined) };
     this.open.set(pod, c);
     return c;
   }
@@ -76,28 +82,58 @@ export class ClusterHandle {
     return (await this.connection(pod)).tunnel.endpoint;
   }
 
-  /**
-   * With spec.auth, the operator's own etcd user from the Secret <cluster>-operator-auth (read
-   * through the Kubernetes API, as the operator keeps it): what root-only calls need under auth.
-   */
-  async access(): Promise<EtcdAccess | null> {
-    if (this.accessCache !== undefined) return this.accessCache;
-    let found: EtcdAccess | null = null;
+  /** A Secret's data, decoded (undefined: no such Secret, or not allowed to read it). */
+  private async secret(name: string): Promise<Record<string, Buffer> | undefined> {
     try {
-      const s = await this.rest.get(pathOf('Secret', this.namespace, `${this.name}-operator-auth`));
+      const s = await this.rest.get(pathOf('Secret', this.namespace, name));
       const data = (s['data'] ?? {}) as Record<string, unknown>;
-      const dec = (v: unknown): string => (typeof v === 'string' ? Buffer.from(v, 'base64').toString('utf8') : '');
-      if (dec(data['password']) !== '') found = new EtcdAccess({ user: dec(data['username']) || 'cairn-operator', password: dec(data['password']) });
+      return Object.fromEntries(Object.entries(data).map(([k, v]) => [k, Buffer.from(typeof v === 'string' ? v : '', 'base64')]));
     } catch (e) {
-      if (!(e instanceof KubeError && (e.notFound || e.status === 403))) throw e;
+      if (e instanceof KubeError && (e.notFound || e.status === 403)) return undefined;
+      throw e;
     }
-    this.accessCache = found;
-    return found;
+  }
+
+  /**
+   * What the operator reaches the members with, read through the Kubernetes API as the operator keeps
+   * it: with spec.auth its own etcd user (Secret <cluster>-operator-auth: root-only calls need it under
+   * auth); with spec.tls.client its client certificate (spec.tls.client.operatorSecretName, else
+   * <cluster>-operator-tls) and the CA of the members' certificate (<cluster>-client-tls ca.crt). The
+   * TLS name of a tunnelled member is its pod's DNS name.
+   */
+  async access(pod: string): Promise<EtcdAccess | null> {
+    if (this.credsCache === undefined) {
+      const c: Creds = {};
+      const auth = await this.secret(`${this.name}-operator-auth`);
+      const pw = auth?.['password']?.toString('utf8') ?? '';
+      if (pw !== '') c.auth = { user: auth?.['username']?.toString('utf8') || 'cairn-operator', password: pw };
+      const o = await this.rest.get(`/apis/${API_VERSION}/namespaces/${this.namespace}/${PLURAL}/${this.name}`).catch((): JsonObject => ({}));
+      const client = ((o['spec'] as { tls?: { client?: { operatorSecretName?: string } } } | undefined)?.tls)?.client;
+      if (client !== undefined) {
+        const served = await this.secret(`${this.name}-client-tls`);
+        const own = await this.secret(client.operatorSecretName ?? `${this.name}-operator-tls`);
+        const ca = served?.['ca.crt'];
+        const cert = own?.['tls.crt'];
+        const key = own?.['tls.key'];
+        if (ca === undefined || cert === undefined || key === undefined) throw new CliError(`EtcdCluster ${this.namespace}/${this.name} has client TLS but the CA or the operator's client certificate cannot be read (Secrets ${this.name}-client-tls, ${client.operatorSecretName ?? `${this.name}-operator-tls`})`);
+        c.tls = { ca, cert, key };
+      }
+      this.credsCache = c;
+    }
+    const c = this.credsCache;
+    if (c.auth === undefined && c.tls === undefined) return null;
+    let a = this.accesses.get(pod);
+    if (a === undefined) {
+      const serverName = `${pod}.${this.name}-peer.${this.namespace}.svc`;
+      a = new EtcdAccess(c.auth, c.tls === undefined ? undefined : { ...c.tls, serverName: () => serverName });
+      this.accesses.set(pod, a);
+    }
+    return a;
   }
 
   /** Channel credentials for other gRPC clients of a member (the snapshot stream): the token on every call under auth. */
   async channelCredentials(pod: string): Promise<ReturnType<EtcdAccess['callChannelCredentials']> | undefined> {
-    const a = await this.access();
+    const a = await this.access(pod);
     if (a === null) return undefined;
     const ep = await this.endpoint(pod);
     return a.callChannelCredentials(() => new EtcdAdmin(ep, CALL_TIMEOUT_MS, a));

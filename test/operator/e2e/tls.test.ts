@@ -5,11 +5,18 @@
 // certificate (or in plaintext) is refused; the peer URLs are https; the operator observes the
 // cluster over TLS (Available, members and leader in status, TLSReady=True). A forced rotation (the
 // mounted Secret deleted: the operator issues a new certificate from its CA) reaches every running
-// member without a restart: each pod serves the new serial, restartCount unchanged.
+// member without a restart: each pod serves the new serial, restartCount unchanged. The cluster has
+// spec.auth too (TLS and auth together): the operator logs in over TLS, and the kubectl plugin
+// (status, defrag, snapshot through port-forward) works with the operator's certificate and user.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import tls from 'node:tls';
+import { spawn } from 'node:child_process';
+import { mkdtempSync, statSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { REPO_ROOT } from '../../harness/procs.js';
 import { localkube, type LocalKube } from '../../harness/localkube.js';
 import { pollUntil } from '../../harness/poll.js';
 import { EtcdAccess, EtcdAdmin, type ClientTls } from '../../../operator/etcd/index.js';
@@ -43,8 +50,10 @@ test('spec.tls on localkube: client and peer TLS from the operator\'s CA, rotati
   await lk.createNamespace(ns);
   try {
     const t0 = Date.now();
-    await lk.apply(clusterManifest(ns, 'db', 'Delete', { tls: { client: {}, peer: {} } }));
-    let st = await waitStatus(lk, ns, 'db', 'Available with 3 voters over TLS, TLSReady', (s) => availableWith(3)(s) && tlsReady(s), 300_000);
+    const pw = randomBytes(9).toString('base64url');
+    await lk.apply(JSON.stringify({ apiVersion: 'v1', kind: 'Secret', metadata: { name: 'db-root', namespace: ns }, stringData: { password: pw } }));
+    await lk.apply(clusterManifest(ns, 'db', 'Delete', { tls: { client: {}, peer: {} }, auth: { rootSecretRef: { name: 'db-root' } } }));
+    let st = await waitStatus(lk, ns, 'db', 'Available with 3 voters over TLS, TLSReady, auth on', (s) => availableWith(3)(s) && tlsReady(s) && condOf(s, 'AuthReady')?.status === 'True', 300_000);
     t.diagnostic(`Available over TLS in ${String(Date.now() - t0)} ms; ${condOf(st, 'TLSReady')?.message ?? ''}`);
     const members = (st['members'] ?? []) as Obj[];
     assert.equal(members.filter((m) => m['leader'] === true).length, 1, 'the operator sees the leader over TLS');
@@ -53,7 +62,7 @@ test('spec.tls on localkube: client and peer TLS from the operator\'s CA, rotati
     const served = await secretData(lk, ns, 'db-client-tls');
     const ip = (await lk.kubectlOk(['get', 'service', '-n', ns, 'db-client', '-o', 'jsonpath={.spec.clusterIP}'])).trim();
     const withCert: ClientTls = { ca: served['ca.crt'] ?? Buffer.alloc(0), cert: op['tls.crt'] ?? Buffer.alloc(0), key: op['tls.key'] ?? Buffer.alloc(0), serverName: () => `db-client.${ns}.svc` };
-    const good = new EtcdAdmin(`${ip}:2379`, 5000, new EtcdAccess(undefined, withCert));
+    const good = new EtcdAdmin(`${ip}:2379`, 5000, new EtcdAccess({ user: 'root', password: pw }, withCert));
     const noCert = new EtcdAdmin(`${ip}:2379`, 5000, new EtcdAccess(undefined, { ca: withCert.ca, serverName: () => `db-client.${ns}.svc` }));
     const plain = new EtcdAdmin(`${ip}:2379`, 5000, new EtcdAccess(undefined));
     try {
@@ -97,6 +106,28 @@ test('spec.tls on localkube: client and peer TLS from the operator\'s CA, rotati
       assert.equal(p.status.podIP, b?.ip, `${p.metadata.name} is the same pod`);
     }
     await waitStatus(lk, ns, 'db', 'still Available after the rotation', availableWith(3), 60_000);
+
+    // The kubectl plugin over TLS and auth (port-forward; the operator's certificate and user from their Secrets).
+    const plugin = async (...args: string[]): Promise<string> => {
+      const r = await new Promise<{ code: number | null; out: string; err: string }>((resolve) => {
+        const p = spawn(process.execPath, [join(REPO_ROOT, 'dist', 'operator', 'cli', 'main.js'), ...args, '-n', ns, '--kubeconfig', lk.kubeconfig], { stdio: ['ignore', 'pipe', 'pipe'] });
+        let out = '';
+        let err = '';
+        p.stdout.on('data', (c: Buffer) => (out += c.toString()));
+        p.stderr.on('data', (c: Buffer) => (err += c.toString()));
+        p.on('exit', (code) => resolve({ code, out, err }));
+      });
+      assert.equal(r.code, 0, `kubectl cairn ${args.join(' ')}: ${r.err}`);
+      return r.out;
+    };
+    const status = await plugin('status', 'db');
+    t.diagnostic(`kubectl cairn status:\n${status}`);
+    assert.match(status, /db-0/);
+    assert.match(status, /leader/i);
+    await plugin('defrag', 'db');
+    const file = join(mkdtempSync(join(tmpdir(), 'cairn-tls-')), 'snap.db');
+    await plugin('snapshot', 'db', file);
+    assert.equal(statSync(file).size % 512, 32, 'a verified snapshot file');
   } finally {
     await lk.kubectl(['delete', 'namespace', ns, '--wait=false']);
   }
