@@ -162,10 +162,6 @@ export class Driver {
     this.host.fail(err);
   }
 
-  get hasFailed(): boolean {
-    return this.failed;
-  }
-
   /** Resolves once no Ready is being handled and every WAL write started is durable. */
   async idle(): Promise<void> {
     if (this.processing) await new Promise<void>((done) => this.idleWaiters.push(done));

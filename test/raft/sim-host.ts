@@ -511,8 +511,7 @@ export class MemberHost {
         if ((rd.entries[k] as Entry).index !== first.index + k) this.fail('Ready.entries are not contiguous');
       }
       if (first.index <= this.applied) this.fail(`Ready.entries rewrite ${first.index}, already applied (${this.applied})`);
-      const prevTerm = snap !== undefined && first.index - 1 === snap.index ? snap.term : storage.term(first.index - 1);
-      this.env.checker.onAppend(this.id, rd.entries, prevTerm);
+      // (Log matching records entries as they become durable: walWrite.)
       last = first.index + rd.entries.length - 1;
     }
     const hs = rd.hardState;
@@ -622,6 +621,11 @@ export class MemberHost {
     const at = e.index - this.walBase - 1;
     if (at < 0) return; // below a snapshot marker written since
     if (at > this.walEntries.length) this.fail(`WAL write of ${e.index} leaves a gap after ${this.walBase + this.walEntries.length}`);
+    // Log matching is about the logs members keep: an entry appended in memory and lost in a crash
+    // before its write was durable never left the member (the driver holds back every message that
+    // says more than its WAL does), so a leader of a term that was never durable may reuse that term.
+    const prevTerm = at > 0 ? (this.walEntries[at - 1] as Entry).term : this.termAt(this.walBase);
+    this.env.checker.onAppend(this.id, [e], prevTerm);
     this.walEntries.length = at;
     this.walEntries.push(e);
   }
