@@ -86,6 +86,7 @@ export const MESSAGES = {
   bootstrapImmutable: 'spec.bootstrap is immutable: it is read only when the cluster is created (to restore, create a new cluster from the backup)',
   fromBackupOne: 'spec.bootstrap.fromBackup needs exactly one of backupRef and s3',
   clusterNameImmutable: 'spec.clusterName is immutable: create another EtcdBackup for another cluster',
+  tlsSides: 'spec.tls: which sides have TLS (client, peer) is set at creation (the members\' URLs carry the scheme); a side\'s secretName may change',
 } as const;
 
 /** A node of the JSON being validated (the spec or one of its objects). */
@@ -180,6 +181,17 @@ export const RULES: readonly Rule[] = [
     message: MESSAGES.quantity,
     check: (s) => matches(QUANTITY_PATTERN)(s['size']),
     transition: false,
+  },
+  {
+    at: 'spec',
+    cel: 'has(self.tls) == has(oldSelf.tls) && (!has(self.tls) || (has(self.tls.client) == has(oldSelf.tls.client) && has(self.tls.peer) == has(oldSelf.tls.peer)))',
+    message: MESSAGES.tlsSides,
+    check: (s, old) => {
+      if (old === undefined) return true;
+      const side = (n: Node, k: string): boolean => typeof n['tls'] === 'object' && n['tls'] !== null && (n['tls'] as Node)[k] !== undefined;
+      return (s['tls'] !== undefined) === (old['tls'] !== undefined) && side(s, 'client') === side(old, 'client') && side(s, 'peer') === side(old, 'peer');
+    },
+    transition: true,
   },
   {
     at: 'spec',

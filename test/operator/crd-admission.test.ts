@@ -168,6 +168,39 @@ describe('EtcdCluster CRD admission on kube-apiserver 1.34 (Cairn backend)', () 
     assert.ok(r.stderr.includes(MESSAGES.bootstrapImmutable), r.stderr);
   });
 
+  it('spec.tls and spec.auth: accepted with their defaults; which TLS sides are on is set at creation, a secretName may change', async () => {
+    const spec = { replicas: 3, tls: { client: {}, peer: { secretName: 'peer-certs' } }, auth: { rootSecretRef: { name: 'root' } } };
+    let r = await apply('secure', spec);
+    assert.equal(r.code, 0, r.stderr);
+    r = await k(['get', 'etcdcluster', 'secure', '-o', 'json']);
+    const got = (JSON.parse(r.stdout) as { spec: { auth: { rootSecretRef: { key: string } } } }).spec;
+    assert.equal(got.auth.rootSecretRef.key, 'password');
+    assert.equal(withDefaults(spec).auth?.rootSecretRef.key, 'password');
+    const renamed = { ...spec, tls: { client: {}, peer: { secretName: 'peer-certs-2' } } };
+    r = await apply('secure', renamed);
+    assert.equal(r.code, 0, r.stderr);
+    assert.deepEqual(problemsOf(withDefaults(renamed), withDefaults(spec)), []);
+    const tries: Array<[Record<string, unknown>, boolean]> = [
+      [{ ...spec, tls: { client: {} } }, false],
+      [{ replicas: 3, auth: spec.auth }, false],
+      [{ ...spec, tls: { client: { secretName: 'client-certs', operatorSecretName: 'op-cert' }, peer: { secretName: 'peer-certs-2' } } }, true],
+    ];
+    for (const [next, ok] of tries) {
+      r = await apply('secure', next);
+      if (ok) {
+        assert.equal(r.code, 0, `only a secretName change: ${r.stderr}`);
+        continue;
+      }
+      assert.notEqual(r.code, 0, `accepted: ${JSON.stringify(next)}`);
+      assert.ok(r.stderr.includes(MESSAGES.tlsSides), r.stderr);
+      assert.ok(problemsOf(withDefaults(next), withDefaults(renamed)).includes(MESSAGES.tlsSides));
+    }
+    assert.equal((await apply('insecure', { replicas: 1 })).code, 0);
+    r = await apply('insecure', { replicas: 1, tls: { client: {} } });
+    assert.notEqual(r.code, 0);
+    assert.ok(r.stderr.includes(MESSAGES.tlsSides), r.stderr);
+  });
+
   it('EtcdBackup: defaults, clusterName immutable, a bad destination refused, printer columns', async () => {
     const eb = (spec: Record<string, unknown>): string => JSON.stringify({ apiVersion: 'cairn.dev/v1alpha1', kind: 'EtcdBackup', metadata: { name: 'one', namespace: 'default' }, spec });
     let r = await k(['apply', '--server-side', '-f', '-'], eb({ clusterName: 'a', destination: dest }));
