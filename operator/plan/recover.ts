@@ -178,13 +178,14 @@ function restartingStage(v: View, s: EtcdClusterStatus, r: RecoveryStatus): Deci
   }
   const rev = v.o.statefulSet?.updateRevision;
   if (rev === undefined) return waiting(v, s, 'waiting for the StatefulSet to take the new template', deg('RecoveryRestarting', 'waiting for the StatefulSet to take the new template'));
+  // The survivor first (its restart is the longest wait), then the others' claims and pods.
+  const pod = podAt(v, r.ordinal);
+  if (pod !== undefined && !pod.deleting && (older(pod.createdAt) || pod.revision !== rev)) return { step: { kind: 'deletePod', pod: pod.name }, reason: `recovery: restart ${pod.name} to restore its snapshot`, status: s, degraded: deg('RecoveryRestarting', `restarting ${pod.name} to restore its snapshot`) };
   const pvc = v.o.pvcs.find((p) => p.ordinal !== r.ordinal && !p.deleting && older(p.createdAt));
   if (pvc !== undefined) return { step: { kind: 'deletePvc', pvc: pvc.name }, reason: `recovery: delete ${pvc.name} (its member rejoins on a new volume)`, status: s, degraded: deg('RecoveryRestarting', `replacing the volumes of ${r.rejoining.join(', ')}`) };
   const stale = v.o.pods.filter((p) => p.ordinal !== r.ordinal && !p.deleting && (older(p.createdAt) || p.revision !== rev)).sort((a, b) => a.ordinal - b.ordinal)[0];
   if (stale !== undefined) return { step: { kind: 'deletePod', pod: stale.name }, reason: `recovery: restart ${stale.name} on the new template`, status: s, degraded: deg('RecoveryRestarting', `restarting ${stale.name} on the new cluster token`) };
-  const pod = podAt(v, r.ordinal);
   if (pod === undefined || pod.deleting) return waiting(v, s, `waiting for the pod of ${r.survivor}`, deg('RecoveryRestarting', `waiting for ${r.survivor} to restart`));
-  if (older(pod.createdAt) || pod.revision !== rev) return { step: { kind: 'deletePod', pod: pod.name }, reason: `recovery: restart ${pod.name} to restore its snapshot`, status: s, degraded: deg('RecoveryRestarting', `restarting ${pod.name} to restore its snapshot`) };
   const failed = pod.lastTermination;
   if (pod.bootstrapGrant === r.token && failed !== undefined && failed.message !== '') {
     const msg = `${pod.name}'s restore of its snapshot failed (exit ${String(failed.exitCode)}; retried as the pod restarts): ${failed.message}`;
