@@ -273,7 +273,9 @@ function recoverySnapshotRequest(e: Env, running: boolean, req: IncomingMessage,
     }
     const port = new URL(e.listenClient).port || '2379';
     const bin = cairnCommand();
-    const p = takeRecoverySnapshot({ dataMount: e.dataMount, clientEndpoint: `127.0.0.1:${port}`, token, memberId, cairnBin: bin });
+    // spec.tls.client: https with this member's own certificate (a client certificate too) and the CA.
+    const access = accessFromTlsDir(process.env['CAIRN_CLIENT_TLS_DIR']);
+    const p = takeRecoverySnapshot({ dataMount: e.dataMount, clientEndpoint: `127.0.0.1:${port}`, token, memberId, cairnBin: bin, access });
     snapshotting = p;
     p.then(
       (rec) => {

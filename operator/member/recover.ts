@@ -15,7 +15,7 @@ import { open } from 'node:fs/promises';
 import { join } from 'node:path';
 import { pipeline } from 'node:stream/promises';
 import { restoreFile, SnapshotSource, snapshotRevision, verifiedSnapshotStream, type RestoreMember, type RestoreResult } from '../backup/index.js';
-import { EtcdAdmin } from '../etcd/index.js';
+import { EtcdAdmin, type EtcdAccess } from '../etcd/index.js';
 
 export const RECOVER_ORDER_ENV = 'CAIRN_RECOVER';
 export const RECOVERY_DIR = 'recovery';
@@ -75,8 +75,13 @@ async function fsyncPath(path: string): Promise<void> {
   }
 }
 
-/** Takes (or finds) this member's recovery snapshot for `token` on the data volume. */
-export async function takeRecoverySnapshot(o: { dataMount: string; clientEndpoint: string; token: string; memberId: string; cairnBin: string }): Promise<SnapshotRecord> {
+/**
+ * Takes (or finds) this member's recovery snapshot for `token` on the data volume. `access`: how this
+ * member's own client port is reached; with spec.tls.client, https with the mounted member
+ * certificate (valid for client auth, with 127.0.0.1 among its names) and the cluster's CA
+ * (accessFromTlsDir of CAIRN_CLIENT_TLS_DIR); undefined: plaintext.
+ */
+export async function takeRecoverySnapshot(o: { dataMount: string; clientEndpoint: string; token: string; memberId: string; cairnBin: string; access?: EtcdAccess | undefined }): Promise<SnapshotRecord> {
   if (!TOKEN_RE.test(o.token)) throw new RecoveryRefused(`token ${JSON.stringify(o.token)} is not a cluster token`);
   if (!MEMBER_ID_RE.test(o.memberId)) throw new RecoveryRefused(`member id ${JSON.stringify(o.memberId)} is not a hex member id`);
   const dir = join(o.dataMount, RECOVERY_DIR);
@@ -87,7 +92,7 @@ export async function takeRecoverySnapshot(o: { dataMount: string; clientEndpoin
     const rec = JSON.parse(readFileSync(meta, 'utf8')) as SnapshotRecord;
     if (rec.memberId === o.memberId) return rec;
   }
-  const admin = new EtcdAdmin(o.clientEndpoint, 3000);
+  const admin = new EtcdAdmin(o.clientEndpoint, 3000, o.access);
   try {
     const st = await admin.status();
     if (st.memberId !== o.memberId) throw new RecoveryRefused(`this member is ${st.memberId}, not ${o.memberId}`);
@@ -104,7 +109,7 @@ export async function takeRecoverySnapshot(o: { dataMount: string; clientEndpoin
   for (const n of readdirSync(dir)) if (!n.startsWith(`${o.token}.`)) rmSync(join(dir, n), { force: true, recursive: true });
   const part = `${final}.part`;
   rmSync(part, { force: true });
-  const src = new SnapshotSource(o.clientEndpoint);
+  const src = new SnapshotSource(o.clientEndpoint, o.access?.channelCredentials());
   const takenAt = new Date().toISOString();
   try {
     const { stream } = verifiedSnapshotStream(src);
