@@ -6,6 +6,7 @@
 // - compactRev is -1 until the first compaction (as etcd's compactMainRev); reads below it fail.
 // - Every index entry has a rev record; the index (LMDB dupsort) holds one entry per revision of a key, newest first.
 // - currentRev and compactRev are persisted in the same LMDB transaction as the changes.
+import { crc32 } from 'node:zlib';
 import { crc32c } from '../base/crc32c.js';
 import type { Backend, DupTable, Table } from '../storage/backend/index.js';
 import {
@@ -78,6 +79,13 @@ function keysOf(index: DupTable, range: KeyRange): Iterable<Buffer> {
 const EMPTY = Buffer.alloc(0);
 /** At or below every key (keys are never empty). */
 const FIRST_KEY = Buffer.alloc(1);
+
+/**
+ * The algorithm `KvStore.hashKV` computes, as members name it to each other (node/corrupt.ts):
+ * 1 = Cairn's CRC-32 before this release (`hashKVv1`), 2 = etcd 3.6's CRC-32C. Bump it whenever
+ * hashKV's result changes for the same data, and keep the previous algorithm for mixed clusters.
+ */
+export const HASH_KV_VERSION = 2;
 
 export class KvStore {
   private readonly index: DupTable;
@@ -223,10 +231,7 @@ export class KvStore {
    * `rev`: then it hashes whatever its compaction left below compactRev).
    */
   hashKV(rev: number): { hash: number; compactRevision: number; hashRevision: number } {
-    const upTo = rev === 0 ? this.currentRev : rev;
-    if (upTo > this.currentRev) throw new ClientError('futureRev');
-    if (rev !== 0 && rev < this.compactRev) throw new ClientError('compacted');
-    const compact = this.compactRev;
+    const { upTo, compact } = this.hashBounds(rev);
     let h = crc32c(Buffer.from('key'));
     const add = (main: number, sub: number, record: Buffer): void => {
       const tombstone = ((record[0] as number) & TOMBSTONE) !== 0;
@@ -257,6 +262,44 @@ export class KvStore {
     for (const { key, value } of this.revs.entries(revKey(Math.max(compact, 0) + 1, 0), revKey(upTo + 1, 0))) {
       const r = parseRevKey(key);
       add(r.main, r.sub, value);
+    }
+    return { hash: h >>> 0, compactRevision: compact, hashRevision: upTo };
+  }
+
+  /** The revisions a HashKV at `rev` (0 = current) covers; etcd's errors outside them. */
+  private hashBounds(rev: number): { upTo: number; compact: number } {
+    const upTo = rev === 0 ? this.currentRev : rev;
+    if (upTo > this.currentRev) throw new ClientError('futureRev');
+    if (rev !== 0 && rev < this.compactRev) throw new ClientError('compacted');
+    return { upTo, compact: this.compactRev };
+  }
+
+  /**
+   * HashKV as Cairn computed it before it computed etcd 3.6's (hash version 1): a CRC-32 over, for
+   * each key in key order, its newest revision at or below compactRev unless that is a tombstone,
+   * then every record above compactRev up to `rev`, each as Cairn's revision key + stored record.
+   * Kept so that a member still answers a previous-release peer's corruption check with the hash that
+   * peer computes (the peers exchange the version, see node/corrupt.ts); clients never see it.
+   */
+  hashKVv1(rev: number): { hash: number; compactRevision: number; hashRevision: number } {
+    const { upTo, compact } = this.hashBounds(rev);
+    let h = crc32(Buffer.from('key'));
+    if (compact > 0) {
+      for (const key of this.index.keys(Buffer.alloc(0), undefined)) {
+        for (const raw of this.index.values(key, false)) {
+          const e = decodeIndexEntry(raw, key);
+          if (e.main > compact) continue;
+          if (!e.tombstone) {
+            const k = revKey(e.main, e.sub);
+            const v = this.revs.get(k);
+            if (v !== undefined) h = crc32(v, crc32(k, h));
+          }
+          break;
+        }
+      }
+    }
+    for (const { key, value } of this.revs.entries(revKey(Math.max(compact, 0) + 1, 0), revKey(upTo + 1, 0))) {
+      h = crc32(value, crc32(key, h));
     }
     return { hash: h >>> 0, compactRevision: compact, hashRevision: upTo };
   }

@@ -5,49 +5,89 @@
 // - periodic (--experimental-corrupt-check-time, leader only): the leader hashes its store, asks the
 //   followers for their hash at that revision, and raises the CORRUPT alarm on a member whose hash,
 //   revision or compact revision cannot be right.
-// The peer side answers the transport request 'hashkv' (body: revision, 8 bytes BE).
-import type { KvStore } from '../mvcc/index.js';
+// (Cairn has no compaction hash check: --feature-gates=CompactHashCheck is refused.)
+// The peer side answers the transport request 'hashkv'. Hash versions (mvcc HASH_KV_VERSION): two
+// releases hash the same data differently, so the hash a member sends names its version, and hashes
+// of different versions are never compared (skipped and logged once per peer, never corruption).
+// - request: revision (8 bytes BE), then the hash version wanted (1 byte). The previous release
+//   sends and accepts only the 8 bytes: such a request is answered with hash version 1, without
+//   naming it, as that release does; it refuses the 9-byte form ('... (want 8)'), and is then asked
+//   again in the 8-byte form.
+// - reply: JSON {hash, revision, compactRevision, hashVersion}; hashVersion absent = version 1.
+import { HASH_KV_VERSION, type KvStore } from '../mvcc/index.js';
 import type { MemberStore } from '../membership/index.js';
 import { StorageFault } from '../base/errors.js';
 import type { NodeConfig } from './config.js';
 
+/** The hash version of a reply that names none: the previous release's CRC-32 (mvcc hashKVv1). */
+export const LEGACY_HASH_VERSION = 1;
+
 /** A member's HashKV answer, or why it has none. */
 export type PeerHash =
-  | { readonly id: bigint; readonly ok: true; readonly hash: number; readonly compactRevision: number; readonly revision: number }
+  | { readonly id: bigint; readonly ok: true; readonly hash: number; readonly hashVersion: number; readonly compactRevision: number; readonly revision: number }
   | { readonly id: bigint; readonly ok: false; readonly error: string };
 
 export interface LocalHash {
   readonly hash: number;
+  readonly hashVersion: number;
   readonly revision: number;
   readonly compactRevision: number;
 }
 
-export function encodeHashRequest(revision: number): Uint8Array {
-  const b = Buffer.alloc(8);
+/** A decoded 'hashkv' request; `version` undefined = the previous release's form (8 bytes). */
+export interface HashRequest {
+  readonly revision: number;
+  readonly version: number | undefined;
+}
+
+export function encodeHashRequest(revision: number, version?: number): Uint8Array {
+  const b = Buffer.alloc(version === undefined ? 8 : 9);
   b.writeBigInt64BE(BigInt(revision));
+  if (version !== undefined) b.writeUInt8(version, 8);
   return b;
 }
 
-export function decodeHashRequest(body: Uint8Array): number {
-  if (body.length !== 8) throw new Error(`hashkv request of ${body.length} bytes (want 8)`);
-  return Number(Buffer.from(body.buffer, body.byteOffset, body.length).readBigInt64BE(0));
+export function decodeHashRequest(body: Uint8Array): HashRequest {
+  if (body.length !== 8 && body.length !== 9) throw new Error(`hashkv request of ${body.length} bytes (want 8 or 9)`);
+  const b = Buffer.from(body.buffer, body.byteOffset, body.length);
+  return { revision: Number(b.readBigInt64BE(0)), version: body.length === 9 ? b.readUInt8(8) : undefined };
 }
 
-export function encodeHashReply(h: LocalHash): Uint8Array {
+/** The previous release's refusal of a 9-byte request (its transport carries the message). */
+export function refusesVersionedRequest(error: string): boolean {
+  return /hashkv request of 9 bytes \(want 8\)/.test(error);
+}
+
+/** The peer side: this member's hash in the version asked for (1 for the 8-byte form). */
+export function answerHashRequest(store: KvStore, req: HashRequest): Uint8Array {
+  const version = req.version ?? LEGACY_HASH_VERSION;
+  if (version !== LEGACY_HASH_VERSION && version !== HASH_KV_VERSION) throw new Error(`hashkv version ${version} unknown (this member hashes versions ${LEGACY_HASH_VERSION} and ${HASH_KV_VERSION})`);
+  const hk = version === HASH_KV_VERSION ? store.hashKV(req.revision) : store.hashKVv1(req.revision);
+  const reply = { hash: hk.hash, compactRevision: hk.compactRevision, revision: store.currentRev };
+  return encodeHashReply(req.version === undefined ? reply : { ...reply, hashVersion: version });
+}
+
+export function encodeHashReply(h: { hash: number; revision: number; compactRevision: number; hashVersion?: number }): Uint8Array {
   return Buffer.from(JSON.stringify(h));
 }
 
 export function decodeHashReply(id: bigint, body: Uint8Array): PeerHash {
   const v: unknown = JSON.parse(Buffer.from(body).toString('utf8'));
   if (typeof v !== 'object' || v === null) return { id, ok: false, error: 'malformed hashkv reply' };
-  const { hash, revision, compactRevision } = v as Record<string, unknown>;
+  const { hash, revision, compactRevision, hashVersion } = v as Record<string, unknown>;
   if (typeof hash !== 'number' || typeof revision !== 'number' || typeof compactRevision !== 'number') return { id, ok: false, error: 'malformed hashkv reply' };
-  return { id, ok: true, hash, revision, compactRevision };
+  if (hashVersion !== undefined && !(typeof hashVersion === 'number' && Number.isSafeInteger(hashVersion) && hashVersion >= 1)) return { id, ok: false, error: 'malformed hashkv reply' };
+  return { id, ok: true, hash, hashVersion: hashVersion ?? LEGACY_HASH_VERSION, revision, compactRevision };
+}
+
+/** The peers whose hash is of another version than ours: not compared. */
+export function versionSkips(local: LocalHash, peers: readonly PeerHash[]): (PeerHash & { ok: true })[] {
+  return peers.filter((p): p is PeerHash & { ok: true } => p.ok && p.hashVersion !== local.hashVersion);
 }
 
 /** Initial check: the peers whose data disagree with ours at the same compact revision. */
 export function initialMismatches(local: LocalHash, peers: readonly PeerHash[]): bigint[] {
-  return peers.filter((p) => p.ok && p.hash !== local.hash && p.compactRevision === local.compactRevision).map((p) => p.id);
+  return peers.filter((p) => p.ok && p.hashVersion === local.hashVersion && p.hash !== local.hash && p.compactRevision === local.compactRevision).map((p) => p.id);
 }
 
 /**
@@ -60,8 +100,10 @@ export function periodicMismatches(self: bigint, before: LocalHash, after: Local
   if (after.hash !== before.hash && after.revision === before.revision && after.compactRevision === before.compactRevision) out.push(self);
   for (const p of peers) {
     if (!p.ok) continue;
-    // A follower cannot be ahead of its leader, nor have compacted further, nor disagree at the same compaction.
-    if (p.revision > after.revision || p.compactRevision > after.compactRevision || (p.compactRevision === before.compactRevision && p.hash !== before.hash)) out.push(p.id);
+    // A follower cannot be ahead of its leader, nor have compacted further, nor disagree at the same
+    // compaction (hashes of the same version only: another version's hash differs for equal data).
+    const differs = p.hashVersion === before.hashVersion && p.compactRevision === before.compactRevision && p.hash !== before.hash;
+    if (p.revision > after.revision || p.compactRevision > after.compactRevision || differs) out.push(p.id);
   }
   return out;
 }
@@ -82,6 +124,8 @@ export interface CorruptionHost {
 /** The initial and the periodic check of one member. */
 export class CorruptionChecks {
   private timer: NodeJS.Timeout | undefined = undefined;
+  /** Peer and version pairs whose hash comparison was skipped and logged (once each). */
+  private readonly skipsLogged = new Set<string>();
 
   constructor(private readonly host: CorruptionHost) {}
 
@@ -109,6 +153,7 @@ export class CorruptionChecks {
     log.info('starting initial corruption check', { revision: local.revision, 'compact-revision': local.compactRevision, hash: local.hash });
     const peers = await this.peerHashes(local.revision);
     for (const p of peers) if (!p.ok) log.warn('cannot check the hash of a peer', { peer: p.id.toString(16), error: p.error });
+    this.logSkips('initial', local, peers);
     const bad = initialMismatches(local, peers);
     if (bad.length > 0) {
       for (const id of bad) log.error('found data inconsistency with a peer', { peer: id.toString(16), 'local-hash': local.hash, revision: local.revision, 'compact-revision': local.compactRevision });
@@ -119,7 +164,24 @@ export class CorruptionChecks {
 
   private localHash(revision: number): LocalHash {
     const h = this.host.store.hashKV(revision);
-    return { hash: h.hash, compactRevision: h.compactRevision, revision: h.hashRevision };
+    return { hash: h.hash, hashVersion: HASH_KV_VERSION, compactRevision: h.compactRevision, revision: h.hashRevision };
+  }
+
+  /** Logs, once per peer and pair of versions, a comparison skipped because the hash versions differ. */
+  private logSkips(check: 'initial' | 'periodic', local: LocalHash, peers: readonly PeerHash[]): void {
+    for (const p of versionSkips(local, peers)) {
+      const key = `${p.id}/${p.hashVersion}/${local.hashVersion}`;
+      if (this.skipsLogged.has(key)) continue;
+      this.skipsLogged.add(key);
+      this.host.cfg.logger.warn('skipped the hash comparison with a peer hashing another version (a rolling upgrade?)', {
+        check,
+        'local-member-id': this.host.memberId.toString(16),
+        'local-hash-version': local.hashVersion,
+        'remote-peer-id': p.id.toString(16),
+        'remote-hash-version': p.hashVersion,
+        revision: local.revision,
+      });
+    }
   }
 
   /** Every other member's HashKV at `revision` (unreachable or refusing members answer with an error). */
@@ -127,12 +189,19 @@ export class CorruptionChecks {
     const others = this.host.members.all().filter((m) => m.id !== this.host.memberId);
     return Promise.all(
       others.map((m) =>
-        this.host.request(m.id, 'hashkv', encodeHashRequest(revision)).then(
-          (body) => decodeHashReply(m.id, body),
-          (err: unknown): PeerHash => ({ id: m.id, ok: false, error: err instanceof Error ? err.message : String(err) }),
-        ),
+        this.peerHash(m.id, revision).catch((err: unknown): PeerHash => ({ id: m.id, ok: false, error: err instanceof Error ? err.message : String(err) })),
       ),
     );
+  }
+
+  /** One peer's hash in our version; a previous-release peer refuses that form and is asked in its own. */
+  private async peerHash(id: bigint, revision: number): Promise<PeerHash> {
+    try {
+      return decodeHashReply(id, await this.host.request(id, 'hashkv', encodeHashRequest(revision, HASH_KV_VERSION)));
+    } catch (err) {
+      if (!refusesVersionedRequest(err instanceof Error ? err.message : String(err))) throw err;
+      return decodeHashReply(id, await this.host.request(id, 'hashkv', encodeHashRequest(revision)));
+    }
   }
 
   /** The leader's periodic check (etcd's checkHashKV); raises CORRUPT for the first member found wrong. */
@@ -141,10 +210,11 @@ export class CorruptionChecks {
     const peers = await this.peerHashes(before.revision);
     await this.host.linearizableRead();
     const after = this.localHash(0);
+    this.logSkips('periodic', before, peers);
     const bad = periodicMismatches(this.host.memberId, before, after, peers);
     const first = bad[0];
     if (first === undefined) return;
-    this.host.cfg.logger.error('found data inconsistency: raising the CORRUPT alarm', { member: first.toString(16), 'leader-hash': before.hash, revision: before.revision, 'compact-revision': before.compactRevision, peers: peers.map((p) => (p.ok ? { id: p.id.toString(16), hash: p.hash, revision: p.revision, 'compact-revision': p.compactRevision } : { id: p.id.toString(16), error: p.error })) });
+    this.host.cfg.logger.error('found data inconsistency: raising the CORRUPT alarm', { member: first.toString(16), 'leader-hash': before.hash, revision: before.revision, 'compact-revision': before.compactRevision, peers: peers.map((p) => (p.ok ? { id: p.id.toString(16), hash: p.hash, 'hash-version': p.hashVersion, revision: p.revision, 'compact-revision': p.compactRevision } : { id: p.id.toString(16), error: p.error })) });
     await this.host.raiseCorrupt(first);
   }
 

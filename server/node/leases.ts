@@ -11,7 +11,7 @@ import { ClientError, ServerRefusal } from '../base/errors.js';
 import { LEASE_REVOKES_PER_CHECK, LEASE_REVOKE_CHECK_MS } from '../base/limits.js';
 import type { NodeConfig } from './config.js';
 import { encodeMembersReply } from './bootstrap.js';
-import { decodeHashRequest, encodeHashReply } from './corrupt.js';
+import { answerHashRequest, decodeHashRequest } from './corrupt.js';
 import { nodeStats, renewed } from './stats.js';
 import { monotonicMs } from './clock.js';
 
@@ -193,10 +193,8 @@ export class PeerRequests {
         const l = h.leases.remainingHere(Buffer.from(body).readBigInt64BE(0));
         return Buffer.from(JSON.stringify(l ?? null));
       }
-      case 'hashkv': {
-        const hk = h.store.hashKV(decodeHashRequest(body));
-        return encodeHashReply({ hash: hk.hash, compactRevision: hk.compactRevision, revision: h.store.currentRev });
-      }
+      case 'hashkv':
+        return answerHashRequest(h.store, decodeHashRequest(body));
       case 'promote': {
         if (!h.isLeader()) throw new Error('not leader');
         try {

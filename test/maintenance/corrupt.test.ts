@@ -3,15 +3,36 @@
 // leader raise CORRUPT for that member once it is back; then every change is refused with 'etcdserver:
 // corrupt cluster' while reads work. Restarted with --experimental-initial-corrupt-check the
 // corrupted member refuses to start ('found data inconsistency with peers'), a healthy one starts.
+// Hash versions (rolling upgrade from the release whose HashKV was Cairn's CRC-32): a peer's reply
+// without hashVersion, as that release sends it, is never compared with our etcd 3.6 hash (no CORRUPT,
+// no refusal to start), while a different hash of the same version still is; a member answers the
+// previous release's 8-byte request in that release's form, and its clients' HashKV stays etcd's.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { open } from 'lmdb';
+import { Backend } from '../../server/storage/backend/index.js';
+import { BACKEND_MAP_BYTES } from '../../server/base/limits.js';
+import { HASH_KV_VERSION, KvStore } from '../../server/mvcc/index.js';
+import {
+  LEGACY_HASH_VERSION,
+  answerHashRequest,
+  decodeHashReply,
+  decodeHashRequest,
+  encodeHashRequest,
+  initialMismatches,
+  periodicMismatches,
+  refusesVersionedRequest,
+  versionSkips,
+  type LocalHash,
+} from '../../server/node/corrupt.js';
 import { decodeRevRecord, encodeRevRecord, parseRevKey } from '../../server/storage/schema/index.js';
 import { withCluster } from '../harness/cluster.js';
 import type { Cluster } from '../harness/cluster.js';
-import { runEtcdctl, startCairn } from '../harness/procs.js';
+import { runEtcdctl, startCairn, startEtcd } from '../harness/procs.js';
+import { etcd36Bin } from '../harness/bins.js';
+import { EtcdClient } from '../harness/client.js';
 import { pollUntil, quietWindow } from '../harness/poll.js';
 import { ctl, ok, outcome } from './helpers.js';
 
@@ -137,4 +158,95 @@ test('a follower with a changed value: CORRUPT raised, changes refused, reads se
     }
     console.log(`corrupted ${victim.name} (${victimId}) at revision ${rev}`);
   });
+});
+
+/** A reply as the previous release's encodeHashReply wrote it: no hashVersion. */
+const previousReleaseReply = (h: { hash: number; compactRevision: number; revision: number }): Buffer =>
+  Buffer.from(JSON.stringify({ hash: h.hash, compactRevision: h.compactRevision, revision: h.revision }));
+
+test('hash versions: a previous-release peer (no hashVersion) is never compared; the same version still is', () => {
+  assert.equal(HASH_KV_VERSION, 2);
+  const local: LocalHash = { hash: 0x1111, hashVersion: HASH_KV_VERSION, revision: 30, compactRevision: 5 };
+  const old = decodeHashReply(2n, previousReleaseReply({ hash: 0x2222, compactRevision: 5, revision: 30 }));
+  assert.deepEqual(old, { id: 2n, ok: true, hash: 0x2222, hashVersion: LEGACY_HASH_VERSION, revision: 30, compactRevision: 5 });
+  const same = decodeHashReply(3n, Buffer.from(JSON.stringify({ hash: 0x2222, compactRevision: 5, revision: 30, hashVersion: HASH_KV_VERSION })));
+  const agrees = decodeHashReply(4n, Buffer.from(JSON.stringify({ hash: 0x1111, compactRevision: 5, revision: 30, hashVersion: HASH_KV_VERSION })));
+
+  // Initial check: the old peer's different hash is skipped (no refusal to start); same version caught.
+  assert.deepEqual(initialMismatches(local, [old]), []);
+  assert.deepEqual(initialMismatches(local, [old, agrees]), []);
+  assert.deepEqual(initialMismatches(local, [old, same, agrees]), [3n]);
+  assert.deepEqual(versionSkips(local, [old, same, agrees]).map((p) => p.id), [2n]);
+  // Periodic check: no CORRUPT for the old peer, CORRUPT for the same-version difference.
+  assert.deepEqual(periodicMismatches(1n, local, local, [old, agrees]), []);
+  assert.deepEqual(periodicMismatches(1n, local, local, [old, same, agrees]), [3n]);
+  // What does not depend on the hash algorithm is still checked with an old peer: ahead of its leader.
+  const ahead = decodeHashReply(2n, previousReleaseReply({ hash: 0x1111, compactRevision: 5, revision: 31 }));
+  assert.deepEqual(periodicMismatches(1n, local, local, [ahead]), [2n]);
+  // The leader's own hash changing between its two reads at the same revision is still caught.
+  assert.deepEqual(periodicMismatches(1n, local, { ...local, hash: 0x3333 }, [old]), [1n]);
+
+  // A malformed version is no answer (never compared as version 1).
+  assert.deepEqual(decodeHashReply(5n, Buffer.from(JSON.stringify({ hash: 1, compactRevision: 5, revision: 30, hashVersion: '2' }))), { id: 5n, ok: false, error: 'malformed hashkv reply' });
+  // Requests: the previous release's 8-byte form (answered in version 1, unnamed), ours names the version.
+  assert.deepEqual(decodeHashRequest(encodeHashRequest(30)), { revision: 30, version: undefined });
+  assert.deepEqual(decodeHashRequest(encodeHashRequest(30, HASH_KV_VERSION)), { revision: 30, version: HASH_KV_VERSION });
+  // The previous release refuses the 9-byte form with this message (its transport carries it): ask again.
+  assert.ok(refusesVersionedRequest('remote: hashkv request of 9 bytes (want 8)'));
+  assert.ok(!refusesVersionedRequest('hashkv request of 9 bytes (want 8 or 9)'));
+  assert.ok(!refusesVersionedRequest('connection refused'));
+});
+
+test('hash versions on a real store: client HashKV equals etcd 3.6\'s, the peer answers name their version', async () => {
+  const ops = async (endpoint: string): Promise<{ hash: number; compactRevision: number; revision: number }> => {
+    const mc = new EtcdClient(endpoint);
+    try {
+      for (let i = 0; i < 12; i++) ok(await mc.put({ key: b(`k${i % 5}`), value: b(`v${i}`) }), 'put');
+      ok(await mc.deleteRange({ key: b('k1') }), 'delete');
+      ok(await mc.compact({ revision: '9', physical: true }), 'compact');
+      ok(await mc.put({ key: b('k6'), value: b('after') }), 'put after compaction');
+      const r = ok(await mc.unary('Maintenance', 'HashKV', { revision: '0' }), 'HashKV');
+      return { hash: Number(r['hash']), compactRevision: Number(r['compact_revision']), revision: Number((r['header'] as Record<string, unknown>)['revision']) };
+    } finally {
+      mc.close();
+    }
+  };
+  const etcd = await startEtcd({ etcdBin: etcd36Bin() });
+  let oracle: Awaited<ReturnType<typeof ops>>;
+  try {
+    oracle = await ops(etcd.endpoint);
+  } finally {
+    await etcd.stop();
+  }
+  const cairn = await startCairn({});
+  let client: Awaited<ReturnType<typeof ops>>;
+  try {
+    client = await ops(cairn.endpoint);
+  } finally {
+    await cairn.stop();
+  }
+  assert.deepEqual(client, oracle, 'Cairn\'s client HashKV is etcd 3.6\'s');
+  {
+    const backend = Backend.open(join(cairn.dataDir, 'member', 'db.mdb'), BACKEND_MAP_BYTES);
+    try {
+      const store = new KvStore(backend);
+      // Our request (versioned): the client's hash, named version 2.
+      const ours = decodeHashReply(9n, answerHashRequest(store, decodeHashRequest(encodeHashRequest(0, HASH_KV_VERSION))));
+      assert.deepEqual(ours, { id: 9n, ok: true, hash: client.hash, hashVersion: HASH_KV_VERSION, revision: client.revision, compactRevision: client.compactRevision });
+      // A previous-release leader's request (8 bytes): its own algorithm, no hashVersion, as it expects.
+      const raw = answerHashRequest(store, decodeHashRequest(encodeHashRequest(0)));
+      const legacy = JSON.parse(Buffer.from(raw).toString('utf8')) as Record<string, unknown>;
+      assert.deepEqual(Object.keys(legacy).sort(), ['compactRevision', 'hash', 'revision']);
+      assert.equal(legacy['hash'], store.hashKVv1(0).hash);
+      assert.notEqual(legacy['hash'], client.hash, 'the two algorithms differ on this data');
+      // The same data hashed by the two versions: a skip, not a mismatch.
+      const local: LocalHash = { hash: client.hash, hashVersion: HASH_KV_VERSION, revision: client.revision, compactRevision: client.compactRevision };
+      const peer = decodeHashReply(9n, raw);
+      assert.deepEqual(initialMismatches(local, [peer]), []);
+      assert.deepEqual(periodicMismatches(1n, local, local, [peer]), []);
+      assert.throws(() => answerHashRequest(store, { revision: 0, version: 3 }), /hashkv version 3 unknown/);
+    } finally {
+      await backend.close();
+    }
+  }
 });
