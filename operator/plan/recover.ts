@@ -21,6 +21,10 @@
 //   - Growing: once the new cluster answers (a new cluster id) the ordinary ScaleUp operations add the
 //     others as learners and promote them; when every member is a healthy voter the recovery is
 //     Completed (Recovered=True naming the revision kept) and the annotation is removed.
+//   - Unsupported: on a cluster with auth (spec.auth, or status.auth.enabled) the survivor's agent
+//     cannot take its snapshot (it needs the root role; no token is obtained without quorum), so an
+//     approval is refused up front (Recovered=False/RecoveryUnsupported, one Warning Event) and an
+//     approved recovery without its snapshot yet is cancelled. Client TLS is supported.
 // Each stage is derived from status.recovery and the observation, so a restarted operator resumes it;
 // a destructive step (a claim or pod deletion) only ever targets objects older than restartAt, so it
 // is never repeated on what the recovery itself created.
@@ -32,6 +36,10 @@ import type { Step } from './types.js';
 import { hasQuorum, podAt, type View } from './view.js';
 
 export const RECOVERY_REFUSED = 'RecoveryRefused';
+/** The Recovered reason of an approval refused because this cluster's setup cannot be recovered this way. */
+export const RECOVERY_UNSUPPORTED = 'RecoveryUnsupported';
+/** How status.recoveryRefusal.reason marks such a refusal (its type has no reason code). */
+const UNSUPPORTED_PREFIX = 'unsupported on this cluster: ';
 
 const ANN = RECOVERY_APPROVAL_ANNOTATION;
 
@@ -52,6 +60,18 @@ function withoutRefusal(s: EtcdClusterStatus): EtcdClusterStatus {
   const out = { ...s };
   delete out.recoveryRefusal;
   return out;
+}
+
+/**
+ * Why no recovery can finish on this cluster, whatever is approved (undefined: it can). spec.auth:
+ * the survivor's Maintenance.Snapshot needs the root role, the member agent holds no etcd
+ * credentials, and without quorum none can be obtained (Authenticate goes through raft); so the
+ * approval is refused up front rather than a recovery started that could never take its snapshot.
+ * Client TLS alone is supported (the agent dials its server with the mounted member certificate).
+ */
+export function recoveryUnsupported(v: View, s: EtcdClusterStatus): string | undefined {
+  if (v.spec.auth === undefined && s.auth?.enabled !== true) return undefined;
+  return `${UNSUPPORTED_PREFIX}auth is enabled (spec.auth): the survivor's snapshot needs the root role, its member agent has no etcd credentials, and without quorum no token can be obtained (Authenticate goes through raft); bring a lost member back, or restore from a backup (spec.restore)`;
 }
 
 /** Why this approval cannot be acted on (undefined: it can). */
@@ -109,11 +129,13 @@ export function approval(v: View, s: EtcdClusterStatus): ApprovalOutcome {
   // The approval of the recovery still growing: its own, removed when it completes.
   if (r?.stage === 'Growing' && value === r.survivor) return { status: s };
   if (s.recoveryRefusal?.approval === value) return { status: s };
-  const why = refusalOf(v, s, value);
+  const unsupported = recoveryUnsupported(v, s);
+  const why = unsupported ?? refusalOf(v, s, value);
   if (why !== undefined) {
-    const msg = `approval ${ANN}=${value} refused: ${why}. It is never acted on: remove the annotation, and set it again to the best survivor once QuorumLost reports it`;
+    const code = unsupported !== undefined ? RECOVERY_UNSUPPORTED : RECOVERY_REFUSED;
+    const msg = `approval ${ANN}=${value} refused: ${why}. It is never acted on: remove the annotation${unsupported !== undefined ? '' : ', and set it again to the best survivor once QuorumLost reports it'}`;
     return {
-      decision: { step: note('Warning', RECOVERY_REFUSED, msg), reason: `recovery approval refused: ${why}`, status: { ...s, recoveryRefusal: { approval: value, reason: why, at: v.o.now } }, degraded: { reason: RECOVERY_REFUSED, message: msg } },
+      decision: { step: note('Warning', code, msg), reason: `recovery approval refused: ${why}`, status: { ...s, recoveryRefusal: { approval: value, reason: why, at: v.o.now } }, degraded: { reason: code, message: msg } },
       status: s,
     };
   }
@@ -154,6 +176,9 @@ const keptText = (r: RecoveryStatus): string => {
 
 function approvedStage(v: View, s: EtcdClusterStatus, r: RecoveryStatus): Decision {
   if (v.members !== undefined && hasQuorum(v)) return cancel(v, s, r, 'quorum is back (the lost members answer again)');
+  // Approved before auth was turned on (or by an operator that did not check): it cannot take its snapshot.
+  const unsupported = r.snapshot === undefined ? recoveryUnsupported(v, s) : undefined;
+  if (unsupported !== undefined) return cancel(v, s, r, unsupported);
   const value = approvalOf(v);
   if (value !== r.survivor) return cancel(v, s, r, value === undefined ? 'the approval was removed' : `the approval changed to ${value}`);
   const degraded = (message: string): { reason: string; message: string } => ({ reason: 'RecoverySnapshotting', message });
@@ -218,7 +243,7 @@ export function recoveryStep(v: View, s: EtcdClusterStatus): Decision | undefine
 export function recoveredCondition(s: EtcdClusterStatus): Pick<Condition, 'status' | 'reason' | 'message'> | undefined {
   const r = s.recovery;
   const refusal = s.recoveryRefusal;
-  if (refusal !== undefined && !recoveryActive(r)) return { status: 'False', reason: RECOVERY_REFUSED, message: `approval ${ANN}=${refusal.approval} refused at ${refusal.at}: ${refusal.reason}` };
+  if (refusal !== undefined && !recoveryActive(r)) return { status: 'False', reason: refusal.reason.startsWith(UNSUPPORTED_PREFIX) ? RECOVERY_UNSUPPORTED : RECOVERY_REFUSED, message: `approval ${ANN}=${refusal.approval} refused at ${refusal.at}: ${refusal.reason}` };
   if (r === undefined) return undefined;
   const kept = keptText(r);
   switch (r.stage) {

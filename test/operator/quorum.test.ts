@@ -237,6 +237,16 @@ function reconcileUntil(w: World, done: (p: Plan) => boolean, crash: (i: number,
 const recovered = (w: World) => (p: Plan): boolean =>
   p.status.recovery?.stage === 'Completed' && p.step.kind === 'none' && w.voters().length === 3 && w.serving().length === 3 && w.cluster.metadata.annotations?.[APPROVE] === undefined;
 
+/** The note of the one Warning Event with this reason among the plans (one per refused value). */
+function oneWarning(plans: Plan[], reason: string): string {
+  const found = plans.filter((p) => p.step.kind === 'note' && p.step.reason === reason);
+  assert.equal(found.length, 1, `one Warning Event ${reason}`);
+  const first = found[0];
+  assert.ok(first !== undefined && first.step.kind === 'note');
+  assert.equal(first.step.type, 'Warning');
+  return first.step.note;
+}
+
 const notes = (t: Trace): string[] => t.plans.flatMap((p) => (p.step.kind === 'note' || p.step.kind === 'consumeApproval' ? [p.step.kind === 'note' ? p.step.reason : 'consumeApproval'] : []));
 
 describe('quorum-loss recovery (planner, approved)', () => {
@@ -290,12 +300,7 @@ describe('quorum-loss recovery (planner, approved)', () => {
     const { w } = confirmedLoss();
     annotate(w, 'c-1');
     const plans = run(w, 30_000);
-    const refusals = plans.filter((p) => p.step.kind === 'note' && p.step.reason === 'RecoveryRefused');
-    assert.equal(refusals.length, 1, 'one Warning Event per refused value');
-    const first = refusals[0];
-    assert.ok(first !== undefined && first.step.kind === 'note');
-    assert.equal(first.step.type, 'Warning');
-    assert.match(first.step.note, /approve-quorum-recovery=c-1 refused: it names c-1, but the best survivor shown in status.quorumLoss is c-0/);
+    assert.match(oneWarning(plans, 'RecoveryRefused'), /approve-quorum-recovery=c-1 refused: it names c-1, but the best survivor shown in status.quorumLoss is c-0/);
     const last = plans.at(-1);
     assert.ok(last !== undefined);
     assert.equal(cond(last, 'Recovered').status, 'False');
@@ -305,6 +310,39 @@ describe('quorum-loss recovery (planner, approved)', () => {
     // Changed to the right survivor: accepted.
     annotate(w, 'c-0');
     reconcileUntil(w, recovered(w));
+  });
+
+  it('on a cluster with spec.auth an approval is refused up front (RecoveryUnsupported, naming auth): no snapshot, no recovery', () => {
+    const { w } = confirmedLoss();
+    w.cluster = { ...w.cluster, spec: { ...w.cluster.spec, auth: { rootSecretRef: { name: 'root-pw', key: 'password' } } } };
+    annotate(w, 'c-0');
+    const plans = run(w, 30_000);
+    assert.match(oneWarning(plans, 'RecoveryUnsupported'), /approve-quorum-recovery=c-0 refused: unsupported on this cluster: auth is enabled \(spec.auth\)/);
+    assert.ok(!plans.some((p) => p.step.kind === 'note' && p.step.reason === 'RecoveryRefused'));
+    const last = plans.at(-1);
+    assert.ok(last !== undefined);
+    assert.equal(cond(last, 'Recovered').status, 'False');
+    assert.equal(cond(last, 'Recovered').reason, 'RecoveryUnsupported');
+    assert.match(cond(last, 'Recovered').message, /auth is enabled \(spec.auth\).*without quorum no token can be obtained/);
+    assert.equal(last.status.recovery, undefined);
+    assert.ok(!plans.some((p) => p.step.kind === 'recoverySnapshot'));
+    assert.equal(w.snapshotsTaken, 0);
+    assert.equal(w.status.clusterToken ?? 'c-uid-1', 'c-uid-1', 'the cluster token unchanged');
+  });
+
+  it('spec.auth set while an approved recovery has no snapshot yet: cancelled before anything changed', () => {
+    const { w } = confirmedLoss();
+    annotate(w, 'c-0');
+    const t = reconcileUntil(w, (p) => p.status.recovery?.stage === 'Approved');
+    assert.ok(!t.plans.some((p) => p.step.kind === 'recoverySnapshot'));
+    w.cluster = { ...w.cluster, spec: { ...w.cluster.spec, auth: { rootSecretRef: { name: 'root-pw', key: 'password' } } } };
+    const c = reconcileUntil(w, (p) => p.status.recovery?.stage === 'Cancelled');
+    assert.ok(!c.plans.some((p) => p.step.kind === 'recoverySnapshot'));
+    assert.equal(w.snapshotsTaken, 0);
+    assert.match(w.status.recovery?.message ?? '', /unsupported on this cluster: auth is enabled/);
+    assert.equal(w.status.clusterToken, w.status.recovery?.previousToken);
+    const p = plan(w.observe());
+    assert.equal(cond(p, 'Recovered').reason, 'RecoveryUnsupported');
   });
 
   it('an approval given before the loss was confirmed (or with no loss) stays refused, even once the loss is confirmed', () => {
