@@ -14,9 +14,7 @@ import { freePort, startCairn, startEtcd, tempDir, type ServerProc } from '../ha
 import { EtcdClient, type Msg } from '../harness/client.js';
 import { Cluster } from '../harness/cluster.js';
 import { pollUntil } from '../harness/poll.js';
-import { etcd36Bin, etcdctl36Bin, etcdctlBin } from '../harness/bins.js';
-import { missingPrerequisite, skipOrFail } from '../harness/prereq.js';
-import { fillWorkload, headerRev, logLines, ok, runCairn, type Workload } from './helpers.js';
+import { fillWorkload, headerRev, logLines, ok, referenceEtcd, runCairn, type Workload } from './helpers.js';
 
 const KEYS = 1500;
 const ROOT_PW = 'root-secret';
@@ -110,18 +108,10 @@ interface Source {
 const sources = new Map<string, Source>();
 
 async function makeEtcdSnapshot(t: TestContext, ver: '3.4' | '3.6'): Promise<Source | undefined> {
-  let etcdPath: string | undefined;
-  let etcdctl = '';
-  const missing = missingPrerequisite(() => {
-    if (ver === '3.6') {
-      etcdPath = etcd36Bin();
-      etcdctl = etcdctl36Bin();
-    } else etcdctl = etcdctlBin();
-  });
-  if (missing !== undefined) {
-    skipOrFail(t, missing);
-    return undefined;
-  }
+  const ref = referenceEtcd(t, ver);
+  if (ref === undefined) return undefined;
+  const etcdPath = ref.etcdBin;
+  const etcdctl = ref.etcdctl;
   const dir = tempDir(`cairn-etcd${ver}-import-`);
   const etcd: ServerProc = await startEtcd(etcdPath !== undefined ? { etcdBin: etcdPath } : {});
   const c = new EtcdClient(etcd.endpoint);

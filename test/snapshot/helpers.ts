@@ -9,6 +9,9 @@ import { open } from 'lmdb';
 import { REPO_ROOT, runEtcdctl, tempDir } from '../harness/procs.js';
 import type { EtcdClient, Msg } from '../harness/client.js';
 import { pool } from '../harness/poll.js';
+import type { TestContext } from 'node:test';
+import { etcd36Bin, etcdctl36Bin, etcdctlBin } from '../harness/bins.js';
+import { missingPrerequisite, skipOrFail } from '../harness/prereq.js';
 
 export const CAIRN_BIN = join(REPO_ROOT, 'server', 'bin', 'cairn');
 
@@ -169,4 +172,22 @@ export function logLines(stderr: string): Msg[] {
     .split('\n')
     .filter((l) => l.startsWith('{'))
     .map((l) => JSON.parse(l) as Msg);
+}
+
+/** The reference etcd of a version and its own etcdctl (3.4: Debian's on PATH, etcdBin undefined; 3.6:
+ * the kube cache's); undefined after skipOrFail when missing. */
+export function referenceEtcd(t: TestContext, ver: '3.4' | '3.6'): { etcdBin?: string; etcdctl: string } | undefined {
+  let etcdBin: string | undefined;
+  let etcdctl = '';
+  const missing = missingPrerequisite(() => {
+    if (ver === '3.6') {
+      etcdBin = etcd36Bin();
+      etcdctl = etcdctl36Bin();
+    } else etcdctl = etcdctlBin();
+  });
+  if (missing !== undefined) {
+    skipOrFail(t, missing);
+    return undefined;
+  }
+  return { ...(etcdBin !== undefined ? { etcdBin } : {}), etcdctl };
 }

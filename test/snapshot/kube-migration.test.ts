@@ -12,9 +12,7 @@ import { startEtcd, tempDir } from '../harness/procs.js';
 import { Cluster } from '../harness/cluster.js';
 import { startKubeApiserver, type KubeApiserver } from '../harness/kube.js';
 import { pollUntil } from '../harness/poll.js';
-import { etcd36Bin, etcdctl36Bin, etcdctlBin } from '../harness/bins.js';
-import { missingPrerequisite, skipOrFail } from '../harness/prereq.js';
-import { runCairn } from './helpers.js';
+import { referenceEtcd, runCairn } from './helpers.js';
 
 type Obj = Record<string, unknown>;
 const o = (v: unknown): Obj => (typeof v === 'object' && v !== null ? (v as Obj) : {});
@@ -80,18 +78,10 @@ async function snapshotObjects(api: KubeApiserver): Promise<Snapshot> {
 }
 
 async function migrate(t: TestContext, ver: '3.4' | '3.6'): Promise<void> {
-  let etcdPath: string | undefined;
-  let etcdctl = '';
-  const missing = missingPrerequisite(() => {
-    if (ver === '3.6') {
-      etcdPath = etcd36Bin();
-      etcdctl = etcdctl36Bin();
-    } else etcdctl = etcdctlBin();
-  });
-  if (missing !== undefined) {
-    skipOrFail(t, missing);
-    return;
-  }
+  const ref = referenceEtcd(t, ver);
+  if (ref === undefined) return;
+  const etcdPath = ref.etcdBin;
+  const etcdctl = ref.etcdctl;
   const file = join(tempDir(`cairn-kube-migration-${ver}-`), 'etcd.db');
   let before: Snapshot;
   const etcd = await startEtcd(etcdPath !== undefined ? { etcdBin: etcdPath } : {});
