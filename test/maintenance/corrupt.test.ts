@@ -7,9 +7,11 @@
 // without hashVersion, as that release sends it, is never compared with our etcd 3.6 hash (no CORRUPT,
 // no refusal to start), while a different hash of the same version still is; a member answers the
 // previous release's 8-byte request in that release's form, and its clients' HashKV stays etcd's.
+// Last, a real mixed cluster: the previous release (built from git history) as one member.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { readFileSync, writeFileSync } from 'node:fs';
+import { execFileSync } from 'node:child_process';
+import { chmodSync, readFileSync, symlinkSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { open } from 'lmdb';
 import { Backend } from '../../server/storage/backend/index.js';
@@ -30,7 +32,7 @@ import {
 import { decodeRevRecord, encodeRevRecord, parseRevKey } from '../../server/storage/schema/index.js';
 import { withCluster } from '../harness/cluster.js';
 import type { Cluster } from '../harness/cluster.js';
-import { runEtcdctl, startCairn, startEtcd } from '../harness/procs.js';
+import { REPO_ROOT, runEtcdctl, startCairn, startEtcd, tempDir } from '../harness/procs.js';
 import { etcd36Bin } from '../harness/bins.js';
 import { EtcdClient } from '../harness/client.js';
 import { pollUntil, quietWindow } from '../harness/poll.js';
@@ -249,4 +251,88 @@ test('hash versions on a real store: client HashKV equals etcd 3.6\'s, the peer 
       await backend.close();
     }
   }
+});
+
+/** The last commit whose HashKV was Cairn's CRC-32 (hash version 1): the release before ee6b166. */
+const PREVIOUS_RELEASE = '9c42d4866956a86cc536258a39526b4923f3469c';
+
+/** Builds PREVIOUS_RELEASE from git history; returns a commandPrefix that runs its main instead of ours. */
+function previousRelease(): string[] {
+  const dir = tempDir('cairn-previous-release-');
+  execFileSync('bash', ['-c', `git -C "${REPO_ROOT}" archive ${PREVIOUS_RELEASE} | tar -x -C "${dir}"`], { stdio: ['ignore', 'ignore', 'inherit'] });
+  symlinkSync(join(REPO_ROOT, 'node_modules'), join(dir, 'node_modules'));
+  execFileSync(process.execPath, [join(REPO_ROOT, 'node_modules', 'typescript', 'bin', 'tsc'), '-p', join(dir, 'tsconfig.json')], { stdio: ['ignore', 'inherit', 'inherit'] });
+  // startCairn runs `<prefix> node <our main> args`: swap our main for the previous release's.
+  const script = join(dir, 'previous-main.sh');
+  writeFileSync(script, `#!/bin/bash\nnode="$1"; shift 2\nexec "$node" "${join(dir, 'dist', 'server', 'main.js')}" "$@"\n`);
+  chmodSync(script, 0o755);
+  return [script];
+}
+
+const skipLines = (lines: readonly string[], peerHex: string): Record<string, unknown>[] =>
+  lines
+    .filter((l) => l.includes('skipped the hash comparison'))
+    .map((l) => JSON.parse(l) as Record<string, unknown>)
+    .filter((r) => r['remote-peer-id'] === peerHex);
+
+test('rolling upgrade: a previous-release member (old hash) is neither CORRUPT for a new leader, nor for itself as leader, nor a reason to refuse to start', async () => {
+  const prefix = previousRelease();
+  await withCluster('cairn', { size: 3, extraArgs: ['--experimental-corrupt-check-time=1s'] }, async (c) => {
+    const leader = await c.leader();
+    const lc = c.client(leader.name);
+    for (let i = 0; i < 20; i++) ok(await lc.put({ key: b(`k${i}`), value: b(`v${i}`) }), 'put');
+    ok(await lc.compact({ revision: '10', physical: true }), 'compact');
+    ok(await lc.put({ key: b('after'), value: b('x') }), 'put after compaction');
+    await c.waitConverged(20_000);
+    const [upgrading, other] = c.members.filter((m) => m.name !== leader.name);
+    assert.ok(upgrading !== undefined && other !== undefined);
+    const oldHex = BigInt(await c.idOf(upgrading.name)).toString(16);
+    const leaderHex = BigInt(await c.idOf(leader.name)).toString(16);
+    await c.stop(upgrading.name);
+    const old = await startCairn({ name: upgrading.name, dataDir: upgrading.dataDir, extraArgs: ['--config-file', `${upgrading.dataDir}.conf.yaml`], commandPrefix: prefix, readyTimeoutMs: 30_000 });
+    try {
+      assert.ok(readFileSync(`/proc/${old.pid}/cmdline`, 'utf8').includes('cairn-previous-release-'), 'the member runs the previous release');
+      // A new leader: the old follower's hash is of version 1, skipped and logged once; no alarm.
+      await pollUntil('the leader logs the skipped comparison', () => Promise.resolve(skipLines(leader.proc?.stderrLines() ?? [], oldHex).length > 0), 15_000, 250);
+      await quietWindow(3_000);
+      const skips = skipLines(leader.proc?.stderrLines() ?? [], oldHex);
+      assert.equal(skips.length, 1, 'logged once over several check periods');
+      assert.deepEqual(
+        { check: skips[0]?.['check'], local: skips[0]?.['local-member-id'], lv: skips[0]?.['local-hash-version'], rv: skips[0]?.['remote-hash-version'] },
+        { check: 'periodic', local: leaderHex, lv: HASH_KV_VERSION, rv: LEGACY_HASH_VERSION },
+      );
+      assert.equal(await alarmList(c, leader.name), '', 'no CORRUPT for the old member');
+
+      // The old member leads: it asks in its 8-byte form and the new members answer its hash.
+      const moved = await runEtcdctl([`--endpoints=${leader.endpoint}`, 'move-leader', oldHex]);
+      assert.match(moved.stdout, new RegExp(`Leadership transferred from ${leaderHex} to ${oldHex}`));
+      const oc = new EtcdClient(upgrading.endpoint);
+      try {
+        await pollUntil('the old member leads', async () => {
+          const st = await oc.unary('Maintenance', 'Status', {});
+          return st.ok && BigInt(String(st.value['leader'])).toString(16) === oldHex;
+        }, 15_000, 250);
+      } finally {
+        oc.close();
+      }
+      // Several check periods of the old leader (its first check can come seconds after it leads;
+      // answered with the new hash instead, it logs 'found data inconsistency' within this window).
+      await quietWindow(10_000);
+      assert.equal((await runEtcdctl([`--endpoints=${upgrading.endpoint}`, 'alarm', 'list'])).stdout, '', 'no CORRUPT raised by the old leader');
+      assert.ok(!old.stderrLines().some((l) => l.includes('found data inconsistency')), 'the old leader found no inconsistency');
+
+      // A new member restarting with the initial check beside an old and a new peer starts.
+      await c.stop(other.name);
+      const started = await startCairn({ name: other.name, dataDir: other.dataDir, extraArgs: ['--config-file', configWith(other.dataDir, { 'experimental-initial-corrupt-check': true })], readyTimeoutMs: 30_000 });
+      try {
+        const lines = started.stderrLines();
+        assert.deepEqual(skipLines(lines, oldHex).map((r) => r['check']), ['initial']);
+        assert.ok(lines.some((l) => l.includes('initial corruption checking passed')), 'no "initial corruption checking passed" line');
+      } finally {
+        await started.stop();
+      }
+    } finally {
+      await old.stop();
+    }
+  });
 });
