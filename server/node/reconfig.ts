@@ -138,18 +138,25 @@ export class Reconfig {
     checkChange(this.host.members.all(), (id) => this.host.members.isRemoved(id), change);
     const cc: ConfChange = { type, nodeId: change.member.id, context: encodeChange(change) };
     return new Promise<Member[]>((resolve, reject) => {
+      // Proposed while this member knows no leader (an election after the leader's removal, say):
+      // as a client proposal, the change waits for a leader (repropose at the next one) until the
+      // request times out, then fails with "no leader" if none came.
+      let leaderless = false;
       try {
         this.host.raft().proposeConfChange(cc);
       } catch (err) {
         if (!(err instanceof ProposalDroppedError)) this.host.fail(err);
-        reject(dropped(err));
-        return;
+        if (!(err instanceof ProposalDroppedError && err.reason === 'noLeader')) {
+          reject(dropped(err));
+          return;
+        }
+        leaderless = true;
       }
       const retry = setInterval(() => this.repropose(), CONF_REPROPOSE_ELECTIONS * this.host.cfg.electionMs);
       const timer = setTimeout(() => {
         this.confWaiters.delete(change.requestId);
         clearInterval(retry);
-        reject(new ServerRefusal('timeout'));
+        reject(new ServerRefusal(leaderless && this.host.raft().status().softState.lead === 0n ? 'noLeader' : 'timeout'));
       }, this.host.reqTimeoutMs);
       this.confWaiters.set(change.requestId, { resolve, reject, timer, cc, retry });
       this.host.kick();
