@@ -14,6 +14,7 @@ import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import { localkube, type LocalKube } from '../../harness/localkube.js';
 import { EtcdClient, unaryOk } from '../../harness/client.js';
+import { pollUntil } from '../../harness/poll.js';
 import { asObj, availableWith, clusterManifest, condOf, deployCheckoutOperator, needLocalkube, waitStatus, type Obj } from './lk-status.js';
 
 function rootSecret(ns: string, password: string): string {
@@ -24,6 +25,30 @@ const authReady = (reason: string) => (st: Obj): boolean => condOf(st, 'AuthRead
 
 async function rootToken(c: EtcdClient, password: string): Promise<string> {
   return String((await unaryOk(c, 'Auth', 'Authenticate', { name: 'root', password }))['token']);
+}
+
+/**
+ * Root's token through the client Service once it routes: the operator's Available comes from the
+ * members themselves, and kube-proxy may route to a just-Ready pod a moment later (connection refused
+ * until then; seen in a CI run). Any other answer than a refused connection fails at once.
+ */
+async function rootTokenWhenRouted(c: EtcdClient, password: string): Promise<string> {
+  let token = '';
+  await pollUntil(
+    'root logs in through the client Service',
+    async () => {
+      const r = await c.unary('Auth', 'Authenticate', { name: 'root', password });
+      if (r.ok) {
+        token = String(r.value['token']);
+        return true;
+      }
+      if (/ECONNREFUSED|No connection established/.test(r.details)) return false;
+      throw new Error(`Authenticate through the client Service: ${r.details}`);
+    },
+    30_000,
+    250,
+  );
+  return token;
 }
 
 async function clientIp(lk: LocalKube, ns: string): Promise<string> {
@@ -47,7 +72,7 @@ test('spec.auth on localkube: auth enabled from a Secret, the operator keeps wor
 
     const c = new EtcdClient(`${await clientIp(lk, ns)}:2379`);
     try {
-      const token = await rootToken(c, pw);
+      const token = await rootTokenWhenRouted(c, pw);
       await unaryOk(c, 'KV', 'Put', { key: Buffer.from('k'), value: Buffer.from('v') }, { token });
       const anon = await c.unary('KV', 'Put', { key: Buffer.from('k'), value: Buffer.from('x') });
       assert.equal(anon.ok, false, 'an unauthenticated put is refused');
