@@ -7,51 +7,17 @@
 // every key, the compaction, leases and auth as the original etcd served.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { execFile } from 'node:child_process';
 import { join } from 'node:path';
 import { existsSync } from 'node:fs';
 import { freePort, startCairn, startEtcd, tempDir } from '../harness/procs.js';
-import { EtcdClient, type Msg } from '../harness/client.js';
+import { EtcdClient } from '../harness/client.js';
 import { etcd36Bin, etcdctl36Bin, etcdctlBin, etcdutl36Bin } from '../harness/bins.js';
 import { missingPrerequisite, skipOrFail } from '../harness/prereq.js';
-import { fillWorkload, ok, runCairn } from './helpers.js';
+import { fillWorkload, ok, rootLogin, runCairn, runTool, servedView } from './helpers.js';
 
 const KEYS = 1500;
 const ROOT_PW = 'root-secret';
 const b = (s: string): Buffer => Buffer.from(s);
-
-function run(bin: string, args: readonly string[]): Promise<{ exit: number; stdout: string; stderr: string }> {
-  return new Promise((res) => {
-    execFile(bin, [...args], { env: { ...process.env, ETCDCTL_API: '3' }, timeout: 90_000, maxBuffer: 64 << 20 }, (err, stdout, stderr) => {
-      const code = err === null ? 0 : typeof (err as { code?: unknown }).code === 'number' ? (err as { code: number }).code : 1;
-      res({ exit: code, stdout, stderr });
-    });
-  });
-}
-
-async function login(c: EtcdClient): Promise<Record<string, string>> {
-  return { token: String(ok(await c.unary('Auth', 'Authenticate', { name: 'root', password: ROOT_PW }), 'Authenticate')['token']) };
-}
-
-/** Keys at latest and at `rev`, leases with keys, users/roles; the caller's view after login. */
-async function view(c: EtcdClient, rev: number): Promise<unknown> {
-  const md = await login(c);
-  const all = async (r: number): Promise<string[]> => {
-    const m = ok(await c.range({ key: b('\0'), range_end: b('\0'), revision: String(r) }, { metadata: md, timeoutMs: 30_000 }), 'Range');
-    return ((m['kvs'] as Msg[] | undefined) ?? []).map((kv) => JSON.stringify([(kv['key'] as Buffer).toString('latin1'), (kv['value'] as Buffer).toString('latin1'), kv['create_revision'], kv['mod_revision'], kv['version'], kv['lease']]));
-  };
-  const ids = ((ok(await c.unary('Lease', 'LeaseLeases', {}, { metadata: md }), 'LeaseLeases')['leases'] as Msg[] | undefined) ?? []).map((l) => String(l['ID'])).sort();
-  const leases = [];
-  for (const id of ids) {
-    const t = ok(await c.unary('Lease', 'LeaseTimeToLive', { ID: id, keys: true }, { metadata: md }), 'LeaseTimeToLive');
-    leases.push([id, t['grantedTTL'], ((t['keys'] as Buffer[] | undefined) ?? []).map((k) => k.toString()).sort()]);
-  }
-  const users = [];
-  for (const name of (ok(await c.unary('Auth', 'UserList', {}, { metadata: md }), 'UserList')['users'] as string[] | undefined) ?? []) {
-    users.push([name, ok(await c.unary('Auth', 'UserGet', { name }, { metadata: md }), 'UserGet')['roles']]);
-  }
-  return { latest: await all(0), historical: await all(rev), leases, users };
-}
 
 test('a Cairn snapshot exported as bbolt: etcdutl 3.6 status and restore take it, etcd 3.6 serves the same data', { timeout: 240_000 }, async (t) => {
   let etcd36 = '';
@@ -91,10 +57,10 @@ test('a Cairn snapshot exported as bbolt: etcdutl 3.6 status and restore take it
     ok(await sc.unary('Auth', 'RoleGrantPermission', { name: 'reader', perm: { permType: 'READ', key: b('key/'), range_end: b('key0') } }), 'grant');
     ok(await sc.unary('Auth', 'UserGrantRole', { user: 'alice', role: 'reader' }), 'alice reader');
     ok(await sc.unary('Auth', 'AuthEnable', {}), 'AuthEnable');
-    want = await view(sc, compactRevision + 25);
-    const h = ok(await sc.unary('Maintenance', 'HashKV', { revision: String(revision) }, { metadata: await login(sc) }), 'HashKV');
+    want = await servedView(sc, ROOT_PW, compactRevision + 25);
+    const h = ok(await sc.unary('Maintenance', 'HashKV', { revision: String(revision) }, { metadata: await rootLogin(sc, ROOT_PW) }), 'HashKV');
     wantHash = { hash: Number(h['hash']), compactRevision: Number(h['compact_revision']) };
-    const s = await run(etcdctl36, [`--endpoints=${src.endpoint}`, '--user', `root:${ROOT_PW}`, 'snapshot', 'save', etcdSnap]);
+    const s = await runTool(etcdctl36, [`--endpoints=${src.endpoint}`, '--user', `root:${ROOT_PW}`, 'snapshot', 'save', etcdSnap]);
     assert.equal(s.exit, 0, s.stderr);
   } finally {
     sc.close();
@@ -110,11 +76,11 @@ test('a Cairn snapshot exported as bbolt: etcdutl 3.6 status and restore take it
   try {
     const c = new EtcdClient(cairn.endpoint);
     try {
-      assert.deepEqual(await view(c, compactRevision + 25), want, 'Cairn serves what etcd served');
+      assert.deepEqual(await servedView(c, ROOT_PW, compactRevision + 25), want, 'Cairn serves what etcd served');
     } finally {
       c.close();
     }
-    const s = await run(etcdctl34, [`--endpoints=${cairn.endpoint}`, '--user', `root:${ROOT_PW}`, 'snapshot', 'save', cairnSnap]);
+    const s = await runTool(etcdctl34, [`--endpoints=${cairn.endpoint}`, '--user', `root:${ROOT_PW}`, 'snapshot', 'save', cairnSnap]);
     assert.equal(s.exit, 0, s.stderr);
   } finally {
     await cairn.stop();
@@ -132,7 +98,7 @@ test('a Cairn snapshot exported as bbolt: etcdutl 3.6 status and restore take it
   const fromDir = cairnSnap;
   type Status = { hash: number; revision: number; totalKey: number; totalSize: number; version: string };
   const status = async (f: string): Promise<Status> => {
-    const s = await run(etcdutl, ['snapshot', 'status', f, '-w', 'json']);
+    const s = await runTool(etcdutl, ['snapshot', 'status', f, '-w', 'json']);
     assert.equal(s.exit, 0, `etcdutl snapshot status ${f}: ${s.stderr}`);
     return JSON.parse(s.stdout) as Status;
   };
@@ -150,7 +116,7 @@ test('a Cairn snapshot exported as bbolt: etcdutl 3.6 status and restore take it
 
   // 3b. both files restored by etcdutl with the same flags (which rewrites members, raft index and term)
   const same = async (f: string, d: string): Promise<Status> => {
-    const x = await run(etcdutl, ['snapshot', 'restore', f, '--name', 'cmp', '--initial-cluster', `cmp=${peer}`, '--initial-advertise-peer-urls', peer, '--data-dir', d]);
+    const x = await runTool(etcdutl, ['snapshot', 'restore', f, '--name', 'cmp', '--initial-cluster', `cmp=${peer}`, '--initial-advertise-peer-urls', peer, '--data-dir', d]);
     assert.equal(x.exit, 0, x.stderr);
     return status(join(d, 'member', 'snap', 'db'));
   };
@@ -162,17 +128,17 @@ test('a Cairn snapshot exported as bbolt: etcdutl 3.6 status and restore take it
   // 4. etcdutl restore → etcd 3.6 serves the same data, HashKV equal to the original's
   const name = 'back';
   const restoredDir = join(dir, 'etcd-restored');
-  const rr = await run(etcdutl, ['snapshot', 'restore', exported, '--name', name, '--initial-cluster', `${name}=${peer}`, '--initial-advertise-peer-urls', peer, '--data-dir', restoredDir]);
+  const rr = await runTool(etcdutl, ['snapshot', 'restore', exported, '--name', name, '--initial-cluster', `${name}=${peer}`, '--initial-advertise-peer-urls', peer, '--data-dir', restoredDir]);
   assert.equal(rr.exit, 0, rr.stderr);
   assert.ok(existsSync(join(restoredDir, 'member', 'snap', 'db')));
   const back = await startEtcd({ etcdBin: etcd36, name, dataDir: restoredDir });
   const bc = new EtcdClient(back.endpoint);
   try {
-    assert.deepEqual(await view(bc, compactRevision + 25), want, 'etcd 3.6 serves the exported data as the original etcd did');
-    const h = ok(await bc.unary('Maintenance', 'HashKV', { revision: String(revision) }, { metadata: await login(bc) }), 'HashKV');
+    assert.deepEqual(await servedView(bc, ROOT_PW, compactRevision + 25), want, 'etcd 3.6 serves the exported data as the original etcd did');
+    const h = ok(await bc.unary('Maintenance', 'HashKV', { revision: String(revision) }, { metadata: await rootLogin(bc, ROOT_PW) }), 'HashKV');
     t.diagnostic(`HashKV at ${revision}: original etcd ${JSON.stringify(wantHash)}, etcd restored from the export ${String(h['hash'])}`);
     assert.deepEqual({ hash: Number(h['hash']), compactRevision: Number(h['compact_revision']) }, wantHash, 'HashKV at the same revision equals the original etcd\'s');
-    const below = await bc.range({ key: b('key/'), revision: String(compactRevision - 1) }, { metadata: await login(bc) });
+    const below = await bc.range({ key: b('key/'), revision: String(compactRevision - 1) }, { metadata: await rootLogin(bc, ROOT_PW) });
     assert.ok(!below.ok && /compacted/.test(below.details), 'the compaction is kept');
   } finally {
     bc.close();

@@ -9,52 +9,16 @@
 // - `cairn snapshot restore` of the same file: Cairn serves the same data again.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { execFile } from 'node:child_process';
 import { join } from 'node:path';
 import { freePort, startCairn, startEtcd, tempDir } from '../harness/procs.js';
-import { EtcdClient, type Msg } from '../harness/client.js';
+import { EtcdClient } from '../harness/client.js';
 import { etcd36Bin, etcdctl36Bin, etcdutl36Bin } from '../harness/bins.js';
 import { missingPrerequisite, skipOrFail } from '../harness/prereq.js';
-import { fillWorkload, ok, runCairn } from './helpers.js';
+import { fillWorkload, ok, rootLogin, runCairn, runTool, servedView } from './helpers.js';
 
 const KEYS = 1200;
 const ROOT_PW = 'root-secret';
 const b = (s: string): Buffer => Buffer.from(s);
-
-function run(bin: string, args: readonly string[]): Promise<{ exit: number; stdout: string; stderr: string }> {
-  return new Promise((res) => {
-    execFile(bin, [...args], { env: { ...process.env, ETCDCTL_API: '3' }, timeout: 90_000, maxBuffer: 64 << 20 }, (err, stdout, stderr) => {
-      const code = err === null ? 0 : typeof (err as { code?: unknown }).code === 'number' ? (err as { code: number }).code : 1;
-      res({ exit: code, stdout, stderr });
-    });
-  });
-}
-
-async function login(c: EtcdClient): Promise<Record<string, string>> {
-  return { token: String(ok(await c.unary('Auth', 'Authenticate', { name: 'root', password: ROOT_PW }), 'Authenticate')['token']) };
-}
-
-/** Every key at latest and at `rev`, leases with their keys, users with their roles. */
-async function view(c: EtcdClient, rev: number): Promise<{ latest: string[]; historical: string[]; leases: unknown[]; users: unknown[]; revision: number }> {
-  const md = await login(c);
-  let revision = 0;
-  const all = async (r: number): Promise<string[]> => {
-    const m = ok(await c.range({ key: b('\0'), range_end: b('\0'), revision: String(r) }, { metadata: md, timeoutMs: 30_000 }), 'Range');
-    if (r === 0) revision = Number((m['header'] as Msg)['revision']);
-    return ((m['kvs'] as Msg[] | undefined) ?? []).map((kv) => JSON.stringify([(kv['key'] as Buffer).toString('latin1'), (kv['value'] as Buffer).toString('latin1'), kv['create_revision'], kv['mod_revision'], kv['version'], kv['lease']]));
-  };
-  const ids = ((ok(await c.unary('Lease', 'LeaseLeases', {}, { metadata: md }), 'LeaseLeases')['leases'] as Msg[] | undefined) ?? []).map((l) => String(l['ID'])).sort();
-  const leases = [];
-  for (const id of ids) {
-    const t = ok(await c.unary('Lease', 'LeaseTimeToLive', { ID: id, keys: true }, { metadata: md }), 'LeaseTimeToLive');
-    leases.push([id, t['grantedTTL'], ((t['keys'] as Buffer[] | undefined) ?? []).map((k) => k.toString()).sort()]);
-  }
-  const users = [];
-  for (const name of (ok(await c.unary('Auth', 'UserList', {}, { metadata: md }), 'UserList')['users'] as string[] | undefined) ?? []) {
-    users.push([name, ok(await c.unary('Auth', 'UserGet', { name }, { metadata: md }), 'UserGet')['roles']]);
-  }
-  return { latest: await all(0), historical: await all(rev), leases, users, revision };
-}
 
 type Status = { hash: number; revision: number; totalKey: number; totalSize: number; version: string };
 
@@ -75,7 +39,7 @@ test('etcdctl snapshot save against Cairn: etcdutl 3.6.8 status and restore take
   const cairn = await startCairn();
   const c = new EtcdClient(cairn.endpoint);
   const file = join(dir, 'cairn.db');
-  let want: Awaited<ReturnType<typeof view>>;
+  let want: Awaited<ReturnType<typeof servedView>>;
   let wantHash: { hash: number; compactRevision: number };
   let compactRevision = 0;
   let liveKeys = 0;
@@ -90,15 +54,15 @@ test('etcdctl snapshot save against Cairn: etcdutl 3.6.8 status and restore take
     ok(await c.unary('Auth', 'RoleGrantPermission', { name: 'reader', perm: { permType: 'READ', key: b('key/'), range_end: b('key0') } }), 'grant');
     ok(await c.unary('Auth', 'UserGrantRole', { user: 'alice', role: 'reader' }), 'alice reader');
     ok(await c.unary('Auth', 'AuthEnable', {}), 'AuthEnable');
-    want = await view(c, compactRevision + 25);
+    want = await servedView(c, ROOT_PW, compactRevision + 25);
     assert.equal(want.revision, w.revision);
-    const h = ok(await c.unary('Maintenance', 'HashKV', { revision: String(want.revision) }, { metadata: await login(c) }), 'HashKV');
+    const h = ok(await c.unary('Maintenance', 'HashKV', { revision: String(want.revision) }, { metadata: await rootLogin(c, ROOT_PW) }), 'HashKV');
     wantHash = { hash: Number(h['hash']), compactRevision: Number(h['compact_revision']) };
-    const s = await run(etcdctl, [`--endpoints=${cairn.endpoint}`, '--user', `root:${ROOT_PW}`, 'snapshot', 'save', file]);
+    const s = await runTool(etcdctl, [`--endpoints=${cairn.endpoint}`, '--user', `root:${ROOT_PW}`, 'snapshot', 'save', file]);
     assert.equal(s.exit, 0, s.stderr);
     assert.match(s.stdout, /Snapshot saved at /);
     assert.match(s.stdout, /Server version 3\.6\.0/, 'SnapshotResponse.version is the storage version, as etcd 3.6 sends it');
-    const refused = await run(etcdctl, [`--endpoints=${cairn.endpoint}`, '--user', 'alice:pw', 'snapshot', 'save', join(dir, 'alice.db')]);
+    const refused = await runTool(etcdctl, [`--endpoints=${cairn.endpoint}`, '--user', 'alice:pw', 'snapshot', 'save', join(dir, 'alice.db')]);
     assert.notEqual(refused.exit, 0, 'a user without the root role cannot take a snapshot');
   } finally {
     c.close();
@@ -106,7 +70,7 @@ test('etcdctl snapshot save against Cairn: etcdutl 3.6.8 status and restore take
   }
 
   // status: etcdutl's numbers are Cairn's, and cairn prints the same
-  const st = await run(etcdutl, ['snapshot', 'status', file, '-w', 'json']);
+  const st = await runTool(etcdutl, ['snapshot', 'status', file, '-w', 'json']);
   assert.equal(st.exit, 0, st.stderr);
   const theirs = JSON.parse(st.stdout) as Status;
   t.diagnostic(`etcdutl snapshot status: ${JSON.stringify(theirs)}`);
@@ -117,7 +81,7 @@ test('etcdctl snapshot save against Cairn: etcdutl 3.6.8 status and restore take
   assert.equal(ours.exit, 0, ours.stderr);
   assert.deepEqual(JSON.parse(ours.stdout), theirs, 'cairn snapshot status prints what etcdutl prints (hash included)');
   for (const w of ['table', 'simple', 'fields']) {
-    const a = await run(etcdutl, ['snapshot', 'status', file, '-w', w]);
+    const a = await runTool(etcdutl, ['snapshot', 'status', file, '-w', w]);
     const o = await runCairn(['snapshot', 'status', file, '-w', w]);
     assert.equal(o.stdout, a.stdout, `-w ${w}`);
   }
@@ -125,16 +89,16 @@ test('etcdctl snapshot save against Cairn: etcdutl 3.6.8 status and restore take
   // etcdutl restore, etcd 3.6.8 serves it
   const peer = `http://127.0.0.1:${await freePort()}`;
   const restored = join(dir, 'etcd-restored');
-  const rr = await run(etcdutl, ['snapshot', 'restore', file, '--name', 'back', '--initial-cluster', `back=${peer}`, '--initial-advertise-peer-urls', peer, '--data-dir', restored]);
+  const rr = await runTool(etcdutl, ['snapshot', 'restore', file, '--name', 'back', '--initial-cluster', `back=${peer}`, '--initial-advertise-peer-urls', peer, '--data-dir', restored]);
   assert.equal(rr.exit, 0, rr.stderr);
   const etcd = await startEtcd({ etcdBin: etcd36, name: 'back', dataDir: restored, extraArgs: ['--listen-peer-urls', peer, '--initial-advertise-peer-urls', peer, '--initial-cluster', `back=${peer}`] });
   const ec = new EtcdClient(etcd.endpoint);
   try {
-    const got = await view(ec, compactRevision + 25);
+    const got = await servedView(ec, ROOT_PW, compactRevision + 25);
     assert.deepEqual(got, want, 'etcd 3.6.8 serves every key, revision, lease and user as Cairn did');
-    const h = ok(await ec.unary('Maintenance', 'HashKV', { revision: String(want.revision) }, { metadata: await login(ec) }), 'HashKV');
+    const h = ok(await ec.unary('Maintenance', 'HashKV', { revision: String(want.revision) }, { metadata: await rootLogin(ec, ROOT_PW) }), 'HashKV');
     assert.deepEqual({ hash: Number(h['hash']), compactRevision: Number(h['compact_revision']) }, wantHash, "HashKV at the latest revision is Cairn's");
-    const below = await ec.range({ key: b('key/'), revision: String(compactRevision - 1) }, { metadata: await login(ec) });
+    const below = await ec.range({ key: b('key/'), revision: String(compactRevision - 1) }, { metadata: await rootLogin(ec, ROOT_PW) });
     assert.ok(!below.ok && /compacted/.test(below.details), 'the compaction is kept');
   } finally {
     ec.close();
@@ -148,7 +112,7 @@ test('etcdctl snapshot save against Cairn: etcdutl 3.6.8 status and restore take
   const back = await startCairn({ name: 'again', dataDir: cairnDir, extraArgs: ['--listen-peer-urls', peer, '--initial-advertise-peer-urls', peer, '--initial-cluster', `again=${peer}`] });
   const bc = new EtcdClient(back.endpoint);
   try {
-    assert.deepEqual(await view(bc, compactRevision + 25), want, 'cairn snapshot restore of its own snapshot serves the same data');
+    assert.deepEqual(await servedView(bc, ROOT_PW, compactRevision + 25), want, 'cairn snapshot restore of its own snapshot serves the same data');
   } finally {
     bc.close();
     await back.stop();

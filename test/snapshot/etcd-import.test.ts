@@ -8,31 +8,16 @@
 // --mark-compacted on the same snapshot.
 import { test, type TestContext } from 'node:test';
 import assert from 'node:assert/strict';
-import { execFile } from 'node:child_process';
 import { join } from 'node:path';
 import { freePort, startCairn, startEtcd, tempDir, type ServerProc } from '../harness/procs.js';
 import { EtcdClient, type Msg } from '../harness/client.js';
 import { Cluster } from '../harness/cluster.js';
 import { pollUntil } from '../harness/poll.js';
-import { fillWorkload, headerRev, logLines, ok, referenceEtcd, runCairn, type Workload } from './helpers.js';
+import { allKvs, fillWorkload, headerRev, logLines, ok, referenceEtcd, rootLogin, runCairn, runTool, type Workload } from './helpers.js';
 
 const KEYS = 1500;
 const ROOT_PW = 'root-secret';
 const b = (s: string): Buffer => Buffer.from(s);
-
-function run(bin: string, args: readonly string[]): Promise<{ exit: number; stdout: string; stderr: string }> {
-  return new Promise((res) => {
-    execFile(bin, [...args], { env: { ...process.env, ETCDCTL_API: '3' }, timeout: 90_000, maxBuffer: 64 << 20 }, (err, stdout, stderr) => {
-      const code = err === null ? 0 : typeof (err as { code?: unknown }).code === 'number' ? ((err as { code: number }).code) : 1;
-      res({ exit: code, stdout, stderr });
-    });
-  });
-}
-
-async function login(c: EtcdClient): Promise<Record<string, string>> {
-  const r = ok(await c.unary('Auth', 'Authenticate', { name: 'root', password: ROOT_PW }), `Authenticate on ${c.endpoint}`);
-  return { token: String(r['token']) };
-}
 
 /** Users, roles with permissions, then auth enabled (root has the root role, as etcd requires). */
 async function addAuth(c: EtcdClient): Promise<void> {
@@ -52,14 +37,6 @@ async function addAuth(c: EtcdClient): Promise<void> {
   ok(await c.unary('Auth', 'AuthEnable', {}), 'AuthEnable');
 }
 
-async function kvs(c: EtcdClient, md: Record<string, string>, rev: number): Promise<{ kvs: string[]; revision: number }> {
-  const r = ok(await c.range({ key: b('\0'), range_end: b('\0'), revision: String(rev) }, { timeoutMs: 30_000, metadata: md }), `Range all at ${rev}`);
-  const list = ((r['kvs'] as Msg[] | undefined) ?? []).map((kv) =>
-    JSON.stringify([(kv['key'] as Buffer).toString('latin1'), (kv['value'] as Buffer).toString('latin1'), kv['create_revision'], kv['mod_revision'], kv['version'], kv['lease']]),
-  );
-  return { kvs: list, revision: headerRev(r) };
-}
-
 interface Served {
   latest: { kvs: string[]; revision: number };
   historical: string[];
@@ -71,9 +48,9 @@ interface Served {
 
 /** Everything a client sees that the snapshot must carry. */
 async function served(c: EtcdClient, w: Workload): Promise<Served> {
-  const md = await login(c);
-  const latest = await kvs(c, md, 0);
-  const historical = (await kvs(c, md, w.compactRevision + 25)).kvs;
+  const md = await rootLogin(c, ROOT_PW);
+  const latest = await allKvs(c, 0, false, md);
+  const historical = (await allKvs(c, w.compactRevision + 25, false, md)).kvs;
   const listed = ok(await c.unary('Lease', 'LeaseLeases', {}, { metadata: md }), 'LeaseLeases');
   const ids = ((listed['leases'] as Msg[] | undefined) ?? []).map((l) => String(l['ID'])).sort();
   const leases = [];
@@ -123,7 +100,7 @@ async function makeEtcdSnapshot(t: TestContext, ver: '3.4' | '3.6'): Promise<Sou
     assert.equal(want.authEnabled, true);
     assert.equal(want.leases.length, 2);
     const file = join(dir, `etcd${ver}.db`);
-    const r = await run(etcdctl, [`--endpoints=${etcd.endpoint}`, '--user', `root:${ROOT_PW}`, 'snapshot', 'save', file]);
+    const r = await runTool(etcdctl, [`--endpoints=${etcd.endpoint}`, '--user', `root:${ROOT_PW}`, 'snapshot', 'save', file]);
     assert.equal(r.exit, 0, `etcdctl ${ver} snapshot save: ${r.stderr}`);
     return { file, w, want };
   } finally {
@@ -178,7 +155,7 @@ for (const ver of ['3.4', '3.6'] as const) {
         assert.deepEqual(got.users, src.want.users, `users of ${m.name}`);
         assert.deepEqual(got.roles, src.want.roles, `roles of ${m.name}`);
         assert.equal(got.authEnabled, true);
-        const md = await login(c);
+        const md = await rootLogin(c, ROOT_PW);
         const below = await c.range({ key: b('key/'), revision: String(src.w.compactRevision - 1) }, { metadata: md });
         assert.ok(!below.ok && /compacted/.test(below.details), `${m.name}: a read below etcd's compaction is refused`);
       }
@@ -188,7 +165,7 @@ for (const ver of ['3.4', '3.6'] as const) {
       ok(await c1.range({ key: b('key/00001') }, { metadata: alice }), 'alice reads key/');
       const denied = await c1.put({ key: b('key/00001'), value: b('x') }, { metadata: alice });
       assert.ok(!denied.ok && /permission denied/.test(denied.details));
-      const md = await login(c1);
+      const md = await rootLogin(c1, ROOT_PW);
       const put = ok(await c1.put({ key: b('new'), value: b('x') }, { metadata: md }), 'Put');
       assert.equal(headerRev(put), src.w.revision + 1, 'the new cluster continues at the next revision');
     } catch (e) {
@@ -210,8 +187,8 @@ for (const ver of ['3.4', '3.6'] as const) {
     const solo = await startCairn({ name: 'solo', dataDir, extraArgs: ['--listen-peer-urls', peerUrl, '--initial-advertise-peer-urls', peerUrl, '--initial-cluster', `solo=${peerUrl}`] });
     const c = new EtcdClient(solo.endpoint);
     try {
-      const md = await login(c);
-      const now = await kvs(c, md, 0);
+      const md = await rootLogin(c, ROOT_PW);
+      const now = await allKvs(c, 0, false, md);
       assert.equal(now.revision, src.w.revision + 1000);
       assert.deepEqual(now.kvs, src.want.latest.kvs, 'the keys are unchanged');
       const old = await c.range({ key: b('key/'), revision: String(src.w.revision) }, { metadata: md });

@@ -1,7 +1,7 @@
 // Shared plumbing of the snapshot tests: running the `cairn` tool (server/bin/cairn), filling a
 // server with a workload that has history (overwrites, deletes, leases, a compaction), reading every
 // key, and counting an LMDB file's records independently of server/snap.
-import { spawn } from 'node:child_process';
+import { execFile, spawn } from 'node:child_process';
 import { copyFileSync, mkdtempSync, rmSync, truncateSync } from 'node:fs';
 import { join } from 'node:path';
 import assert from 'node:assert/strict';
@@ -117,10 +117,10 @@ export async function fillWorkload(c: EtcdClient, keys: number): Promise<Workloa
   };
 }
 
-/** Every key at `rev` (0 = latest) as comparable strings, and the header revision. */
-export async function allKvs(c: EtcdClient, rev = 0, serializable = false): Promise<{ kvs: string[]; revision: number }> {
-  const r = ok(await c.range({ key: b('\0'), range_end: b('\0'), revision: String(rev), serializable }, { timeoutMs: 30_000 }), 'Range all');
-  const kvs = (r['kvs'] as Msg[]).map((kv) =>
+/** Every key at `rev` (0 = latest) as comparable strings, and the header revision (`metadata`: a token under auth). */
+export async function allKvs(c: EtcdClient, rev = 0, serializable = false, metadata?: Record<string, string>): Promise<{ kvs: string[]; revision: number }> {
+  const r = ok(await c.range({ key: b('\0'), range_end: b('\0'), revision: String(rev), serializable }, { timeoutMs: 30_000, ...(metadata !== undefined ? { metadata } : {}) }), `Range all at ${String(rev)}`);
+  const kvs = ((r['kvs'] as Msg[] | undefined) ?? []).map((kv) =>
     JSON.stringify([
       (kv['key'] as Buffer).toString('latin1'),
       (kv['value'] as Buffer).toString('latin1'),
@@ -131,6 +131,38 @@ export async function allKvs(c: EtcdClient, rev = 0, serializable = false): Prom
     ]),
   );
   return { kvs, revision: headerRev(r) };
+}
+
+/** Runs a reference tool (etcdctl, etcdutl) with ETCDCTL_API=3; never rejects. */
+export function runTool(bin: string, args: readonly string[]): Promise<{ exit: number; stdout: string; stderr: string }> {
+  return new Promise((res) => {
+    execFile(bin, [...args], { env: { ...process.env, ETCDCTL_API: '3' }, timeout: 90_000, maxBuffer: 64 << 20 }, (err, stdout, stderr) => {
+      const code = err === null ? 0 : typeof (err as { code?: unknown }).code === 'number' ? (err as { code: number }).code : 1;
+      res({ exit: code, stdout, stderr });
+    });
+  });
+}
+
+/** root's token as call metadata. */
+export async function rootLogin(c: EtcdClient, password: string): Promise<Record<string, string>> {
+  return { token: String(ok(await c.unary('Auth', 'Authenticate', { name: 'root', password }), `Authenticate on ${c.endpoint}`)['token']) };
+}
+
+/** What a server under auth serves: every key at latest and at `rev`, leases with their keys, users with their roles, and the latest revision. */
+export async function servedView(c: EtcdClient, rootPassword: string, rev: number): Promise<{ latest: string[]; historical: string[]; leases: unknown[]; users: unknown[]; revision: number }> {
+  const md = await rootLogin(c, rootPassword);
+  const ids = ((ok(await c.unary('Lease', 'LeaseLeases', {}, { metadata: md }), 'LeaseLeases')['leases'] as Msg[] | undefined) ?? []).map((l) => String(l['ID'])).sort();
+  const leases = [];
+  for (const id of ids) {
+    const t = ok(await c.unary('Lease', 'LeaseTimeToLive', { ID: id, keys: true }, { metadata: md }), 'LeaseTimeToLive');
+    leases.push([id, t['grantedTTL'], ((t['keys'] as Buffer[] | undefined) ?? []).map((k) => k.toString()).sort()]);
+  }
+  const users = [];
+  for (const name of (ok(await c.unary('Auth', 'UserList', {}, { metadata: md }), 'UserList')['users'] as string[] | undefined) ?? []) {
+    users.push([name, ok(await c.unary('Auth', 'UserGet', { name }, { metadata: md }), 'UserGet')['roles']]);
+  }
+  const latest = await allKvs(c, 0, false, md);
+  return { latest: latest.kvs, historical: (await allKvs(c, rev, false, md)).kvs, leases, users, revision: latest.revision };
 }
 
 export async function hashKv(c: EtcdClient, rev: number): Promise<{ hash: number; compactRevision: number }> {

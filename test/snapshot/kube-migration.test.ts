@@ -6,24 +6,15 @@
 // new objects at higher resourceVersions, and a watch from the migrated list's resourceVersion sees them.
 import { test, type TestContext } from 'node:test';
 import assert from 'node:assert/strict';
-import { execFile } from 'node:child_process';
 import { join } from 'node:path';
 import { startEtcd, tempDir } from '../harness/procs.js';
 import { Cluster } from '../harness/cluster.js';
 import { startKubeApiserver, type KubeApiserver } from '../harness/kube.js';
 import { pollUntil } from '../harness/poll.js';
-import { referenceEtcd, runCairn } from './helpers.js';
+import { referenceEtcd, runCairn, runTool } from './helpers.js';
 
 type Obj = Record<string, unknown>;
 const o = (v: unknown): Obj => (typeof v === 'object' && v !== null ? (v as Obj) : {});
-
-function run(bin: string, args: readonly string[]): Promise<{ exit: number; stderr: string }> {
-  return new Promise((res) => {
-    execFile(bin, [...args], { env: { ...process.env, ETCDCTL_API: '3' }, timeout: 90_000 }, (err, _stdout, stderr) => {
-      res({ exit: err === null ? 0 : typeof (err as { code?: unknown }).code === 'number' ? (err as { code: number }).code : 1, stderr });
-    });
-  });
-}
 
 async function ok(api: KubeApiserver, method: string, path: string, body?: unknown): Promise<Obj> {
   const r = await api.request(method, path, body, { timeoutMs: 30_000 });
@@ -108,7 +99,7 @@ async function migrate(t: TestContext, ver: '3.4' | '3.6'): Promise<void> {
     } finally {
       await api.stop();
     }
-    const r = await run(etcdctl, [`--endpoints=${etcd.endpoint}`, 'snapshot', 'save', file]);
+    const r = await runTool(etcdctl, [`--endpoints=${etcd.endpoint}`, 'snapshot', 'save', file]);
     assert.equal(r.exit, 0, `etcdctl ${ver} snapshot save: ${r.stderr}`);
   } finally {
     await etcd.stop();
