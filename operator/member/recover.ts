@@ -16,6 +16,7 @@ import { join } from 'node:path';
 import { pipeline } from 'node:stream/promises';
 import { restoreFile, SnapshotSource, snapshotRevision, verifiedSnapshotStream, type RestoreMember, type RestoreResult } from '../backup/index.js';
 import { EtcdAdmin, type EtcdAccess } from '../etcd/index.js';
+import { envOrder } from './restore.js';
 
 export const RECOVER_ORDER_ENV = 'CAIRN_RECOVER';
 export const RECOVERY_DIR = 'recovery';
@@ -34,16 +35,10 @@ export interface RecoverOrder {
 
 /** CAIRN_RECOVER parsed at the gate: undefined when unset; a malformed value is an error naming the field. */
 export function readRecoverOrder(env: NodeJS.ProcessEnv): RecoverOrder | undefined {
-  const raw = env[RECOVER_ORDER_ENV];
-  if (raw === undefined || raw === '') return undefined;
-  const o = JSON.parse(raw) as Record<string, unknown>;
-  const s = (k: string): string => {
-    const v = o[k];
-    if (typeof v !== 'string' || v === '') throw new Error(`member: ${RECOVER_ORDER_ENV}.${k} must be a non-empty string`);
-    return v;
-  };
-  const size = o['sizeBytes'];
-  if (typeof size !== 'number' || !Number.isSafeInteger(size) || size <= 0) throw new Error(`member: ${RECOVER_ORDER_ENV}.sizeBytes must be a positive integer`);
+  const o = envOrder(env, RECOVER_ORDER_ENV);
+  if (o === undefined) return undefined;
+  const size = o.sizeBytes();
+  const s = o.str;
   const file = s('file');
   if (file.startsWith('/') || file.split('/').includes('..')) throw new Error(`member: ${RECOVER_ORDER_ENV}.file must be a path inside the data volume`);
   return { survivor: s('survivor'), token: s('token'), file, sha256: s('sha256'), sizeBytes: size };

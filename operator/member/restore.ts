@@ -25,20 +25,36 @@ export interface RestoreOrder {
 export const RESTORE_ORDER_ENV = 'CAIRN_RESTORE';
 const DOWNLOAD_NAME = 'restore-download.snap';
 
-/** CAIRN_RESTORE parsed at the gate: undefined when unset; a malformed value is an error naming the field. */
-export function readRestoreOrder(env: NodeJS.ProcessEnv): RestoreOrder | undefined {
-  const raw = env[RESTORE_ORDER_ENV];
-  if (raw === undefined || raw === '') return undefined;
-  const o = JSON.parse(raw) as Record<string, unknown>;
-  const s = (k: string): string => {
-    const v = o[k];
-    if (typeof v !== 'string' || v === '') throw new Error(`member: ${RESTORE_ORDER_ENV}.${k} must be a non-empty string`);
+/**
+ * An order the operator passes to a member as JSON in the environment variable `name` (CAIRN_RESTORE,
+ * CAIRN_RECOVER): undefined when unset; its fields read through `str` (a non-empty string) and
+ * `sizeBytes` (a positive integer), each refusal naming the variable and the field.
+ */
+export function envOrder(env: NodeJS.ProcessEnv, name: string): { raw: Record<string, unknown>; str: (k: string) => string; sizeBytes: () => number } | undefined {
+  const text = env[name];
+  if (text === undefined || text === '') return undefined;
+  const raw = JSON.parse(text) as Record<string, unknown>;
+  const str = (k: string): string => {
+    const v = raw[k];
+    if (typeof v !== 'string' || v === '') throw new Error(`member: ${name}.${k} must be a non-empty string`);
     return v;
   };
-  const size = o['sizeBytes'];
-  if (typeof size !== 'number' || !Number.isSafeInteger(size) || size <= 0) throw new Error(`member: ${RESTORE_ORDER_ENV}.sizeBytes must be a positive integer`);
-  const out: RestoreOrder = { uri: s('uri'), bucket: s('bucket'), key: s('key'), region: s('region'), forcePathStyle: o['forcePathStyle'] === true, sha256: s('sha256'), sizeBytes: size };
-  if (typeof o['endpoint'] === 'string') out.endpoint = o['endpoint'];
+  const sizeBytes = (): number => {
+    const size = raw['sizeBytes'];
+    if (typeof size !== 'number' || !Number.isSafeInteger(size) || size <= 0) throw new Error(`member: ${name}.sizeBytes must be a positive integer`);
+    return size;
+  };
+  return { raw, str, sizeBytes };
+}
+
+/** CAIRN_RESTORE parsed at the gate: undefined when unset; a malformed value is an error naming the field. */
+export function readRestoreOrder(env: NodeJS.ProcessEnv): RestoreOrder | undefined {
+  const o = envOrder(env, RESTORE_ORDER_ENV);
+  if (o === undefined) return undefined;
+  const size = o.sizeBytes();
+  const s = o.str;
+  const out: RestoreOrder = { uri: s('uri'), bucket: s('bucket'), key: s('key'), region: s('region'), forcePathStyle: o.raw['forcePathStyle'] === true, sha256: s('sha256'), sizeBytes: size };
+  if (typeof o.raw['endpoint'] === 'string') out.endpoint = o.raw['endpoint'];
   return out;
 }
 
