@@ -361,6 +361,17 @@ export class World {
     for (const [i, p] of this.pods) if (i >= this.sts.replicas) p.deleting = true;
   }
 
+  /** Pod `p` starts a new one-member cluster on its data volume (a bootstrap, or a recovery's survivor). */
+  private bootstrapOne(p: Pod, data: { dataOf?: string; token?: string }, url: string, applied: number): void {
+    const id = (this.nextId++).toString(16);
+    this.members.push({ id, name: names.pod('c', p.ordinal), peerURL: url, learner: false, applied });
+    this.clusterId = `c1d${id}`;
+    this.leaderId = id;
+    data.dataOf = id;
+    data.token = p.token;
+    p.state = 'running';
+  }
+
   /** The member entrypoint's decisions (operator/member/). */
   private entrypoint(p: Pod): void {
     if (p.deleting) return;
@@ -375,13 +386,8 @@ export class World {
     // The survivor, granted with the new token: its snapshot becomes a new one-member cluster.
     if (p.recover !== undefined && p.recover.survivor === names.pod('c', p.ordinal) && p.grant === p.token && data.dataOf === undefined && data.snapshot !== undefined && !this.hasQuorum()) {
       const old = this.members.find((m) => m.peerURL === url);
-      const id = (this.nextId++).toString(16);
-      this.members = [{ id, name: names.pod('c', p.ordinal), peerURL: url, learner: false, applied: old?.applied ?? this.raftIndex }];
-      this.clusterId = `c1d${id}`;
-      this.leaderId = id;
-      data.dataOf = id;
-      data.token = p.token;
-      p.state = 'running';
+      this.members = [];
+      this.bootstrapOne(p, data, url, old?.applied ?? this.raftIndex);
       return;
     }
     const listed = this.members.find((m) => m.peerURL === url);
@@ -395,13 +401,7 @@ export class World {
       p.state = 'waiting';
     }
     if (p.recover === undefined && p.grant === p.token && p.grant === clusterToken(this.cluster) && this.members.length === 0 && p.ordinal === 0) {
-      const id = (this.nextId++).toString(16);
-      this.members.push({ id, name: names.pod('c', 0), peerURL: url, learner: false, applied: this.raftIndex });
-      this.clusterId = `c1d${id}`;
-      this.leaderId = id;
-      data.dataOf = id;
-      data.token = p.token;
-      p.state = 'running';
+      this.bootstrapOne(p, data, url, this.raftIndex);
       return;
     }
     if (listed !== undefined && listed.name === '' && this.hasQuorum()) {
