@@ -14,7 +14,7 @@
  * entries), so a damaged length is caught before the CRC is even computed.
  */
 import { Buffer } from 'node:buffer';
-import { crc32c } from './crc32c.js';
+import { crc32c } from '../base/crc32c.js';
 import { isRecordType, payloadBytesOf, payloadLengthProblem, recordPayloadBytesMax, recordTypeOf, viewOf, writePayload } from './payload.js';
 import type { RecordType, WalRecord } from './payload.js';
 

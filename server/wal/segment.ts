@@ -11,7 +11,7 @@
  *   24..28 prevCrc u32 LE: CRC of the last record of the previous segment (0 for the very first)
  *   28..32 headerCrc u32 LE: crc32c(header[0..28])
  */
-import { crc32c } from './crc32c.js';
+import { crc32c } from '../base/crc32c.js';
 import { decodePayload, readU64, viewOf, writeU64 } from './payload.js';
 import type { WalRecord } from './payload.js';
 import { RecordDecoder } from './record.js';

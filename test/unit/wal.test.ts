@@ -7,7 +7,7 @@ import process from 'node:process';
 import fc from 'fast-check';
 import { Wal, WalClosedError, WalCorruptError, WalFatalError, WalFormatError, WalUsageError, entryDataBytesMax } from '../../server/wal/index.js';
 import type { WalEntry, WalHardState, WalLogger } from '../../server/wal/index.js';
-import { crc32c } from '../../server/wal/crc32c.js';
+import { crc32c } from '../../server/base/crc32c.js';
 import { decodePayload } from '../../server/wal/payload.js';
 import type { WalRecord } from '../../server/wal/payload.js';
 import { RecordDecoder, encodeRecords, encodedRecordBytes, recordHeaderBytes } from '../../server/wal/record.js';
