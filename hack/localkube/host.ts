@@ -272,16 +272,21 @@ function unescapeMount(s: string): string {
   return s.replace(/\\([0-7]{3})/g, (_m, o: string) => String.fromCharCode(parseInt(o, 8)));
 }
 
-/** Mount points at or under `dir`, deepest first. */
-export function mountsUnder(dir: string): string[] {
+/** Every mount point of this machine. */
+export function mountPoints(): string[] {
   const out: string[] = [];
   for (const line of readFileSync('/proc/self/mountinfo', 'utf8').split('\n')) {
     const mp = line.split(' ')[4];
-    if (mp === undefined) continue;
-    const m = unescapeMount(mp);
-    if (m === dir || m.startsWith(`${dir}/`)) out.push(m);
+    if (mp !== undefined) out.push(unescapeMount(mp));
   }
-  return out.sort((a, b) => b.length - a.length);
+  return out;
+}
+
+/** Mount points at or under `dir`, deepest first. */
+export function mountsUnder(dir: string): string[] {
+  return mountPoints()
+    .filter((m) => m === dir || m.startsWith(`${dir}/`))
+    .sort((a, b) => b.length - a.length);
 }
 
 /** Unmounts everything under dir (lazily when busy); returns what is still mounted. */

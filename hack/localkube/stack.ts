@@ -280,9 +280,8 @@ export async function up(opts: UpOpts): Promise<string> {
     progress('found a partial or stopped localkube: taking it down first');
     await down({ dir: opts.dir, keepLogs: false });
   }
-  if (host.linkExists(HOST_IF) || host.linkExists(POD_IF)) {
-    throw new Error(`${HOST_IF} or ${POD_IF} exists: another localkube runs on this machine (or one crashed). Run \`npm run localkube -- down --dir <its dir>\` first.`);
-  }
+  if (host.linkExists(HOST_IF) || host.linkExists(POD_IF)) await clearCrashed();
+  writeFileSync(OWNER_FILE, `${opts.dir}\n`);
   const readyTimeoutMs = opts.readyTimeoutMs ?? 180_000;
   progress('installing (cached after the first time)');
   const bins = installBins();
@@ -578,8 +577,63 @@ export async function down(opts: DownOpts): Promise<DownReport> {
     ...host.kubeChains().map((c) => `iptables chain ${c}`),
     ...[HOST_IF, POD_IF].filter((l) => host.linkExists(l)).map((l) => `link ${l}`),
   ];
+  if (leftovers.length === 0 && recordedDir() === opts.dir) rmSync(OWNER_FILE, { force: true });
   progress('down', { leftovers });
   return { leftovers };
+}
+
+/** The state dir of the last localkube `up` on this machine (machine-wide, as its interfaces are). */
+const OWNER_FILE = '/run/cairn-localkube.dir';
+
+function recordedDir(): string | undefined {
+  try {
+    const d = readFileSync(OWNER_FILE, 'utf8').trim();
+    return d === '' ? undefined : d;
+  } catch {
+    return undefined;
+  }
+}
+
+/** State dirs of localkubes whose traces are on this machine: the one recorded at `up`, and those
+ * the mounts name (the kubelet's root and containerd's state live in the state dir). */
+export function tracedDirs(): string[] {
+  const dirs = new Set<string>();
+  const rec = recordedDir();
+  if (rec !== undefined) dirs.add(rec);
+  for (const m of host.mountPoints()) {
+    const hit = /^(\/.+?)\/(?:kubelet|containerd\/(?:state|root))(?:\/|$)/.exec(m);
+    const d = hit?.[1];
+    if (d !== undefined && existsSync(paths(d).pki)) dirs.add(d);
+  }
+  return [...dirs];
+}
+
+/**
+ * Traces of a localkube whose processes are all gone (the machine's processes were killed, or it
+ * crashed) have no one left to take them down, and its interfaces would refuse every later `up`.
+ * Each traced state dir that no live process names (every daemon of a running localkube names its
+ * state dir) is taken down as `down` would; one that a process names is running: refused.
+ */
+async function clearCrashed(): Promise<void> {
+  const dirs = tracedDirs();
+  const live = dirs.filter((d) => host.pidsWithCmdline([d]).length > 0);
+  if (live.length > 0) {
+    throw new Error(`${HOST_IF} or ${POD_IF} exists and a localkube runs in ${live.join(', ')}: run \`npm run localkube -- down --dir ${live[0] ?? ''}\` first`);
+  }
+  for (const dir of dirs) {
+    progress('taking down the traces of a localkube whose processes are gone', { dir });
+    await down({ dir, keepLogs: true });
+  }
+  if (host.linkExists(HOST_IF) || host.linkExists(POD_IF)) {
+    // Nothing names a state dir (up died before recording it): the machine-wide traces only.
+    if (host.podPids().length > 0) throw new Error(`${HOST_IF} or ${POD_IF} exists and pods of an unknown localkube run (pids ${host.podPids().join(', ')})`);
+    progress('taking down the machine-wide traces of an unknown localkube');
+    host.removeKubeChains();
+    host.teardownNetwork();
+    host.removeCgroups();
+  }
+  const left = [HOST_IF, POD_IF].filter((l) => host.linkExists(l));
+  if (left.length > 0) throw new Error(`could not remove ${left.join(', ')} left by an earlier localkube`);
 }
 
 function installedDir(): string {

@@ -68,7 +68,7 @@ export interface LocalKube {
   createNamespace(name: string): Promise<void>;
 }
 
-function runLocalkubeCli(args: readonly string[], timeoutMs: number): Promise<{ code: number; stdout: string; stderr: string }> {
+export function runLocalkubeCli(args: readonly string[], timeoutMs: number): Promise<{ code: number; stdout: string; stderr: string }> {
   return new Promise((resolve, reject) => {
     const child = spawn(process.execPath, [LOCALKUBE_JS, ...args], { stdio: ['ignore', 'pipe', 'pipe'], cwd: REPO_ROOT });
     let stdout = '';

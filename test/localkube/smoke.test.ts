@@ -2,17 +2,21 @@
 // default class, WAL on local-nvme, --wal-dir on it) forms a cluster from a static --initial-cluster
 // of the pods' DNS names (cluster DNS and peer traffic over the pod network); a pod resolves the
 // members' names; etcdctl on the host writes and reads through a ClusterIP Service (kube-proxy);
-// down leaves no trace (processes, mounts, cni0, iptables chains, cgroups, sysctls).
+// every process of the stack killed at once leaves traces that the next up, in another state dir,
+// takes down first; down leaves no trace (processes, mounts, cni0, iptables chains, cgroups, sysctls).
 //
 // Needs root. Outside CI a machine that cannot run it skips with the reason (skipOrFail); under
 // CI=true it fails.
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { existsSync, readdirSync, readFileSync, statSync } from 'node:fs';
+import { existsSync, readdirSync, readFileSync, rmSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { test } from 'node:test';
-import { localkube, localkubeDir, localkubeDown, localkubeMissing, type LocalKube } from '../harness/localkube.js';
+import { localkube, localkubeDir, localkubeMissing, runLocalkubeCli, type LocalKube } from '../harness/localkube.js';
+import { runKubectl } from '../harness/kube.js';
+import { pollUntil } from '../harness/poll.js';
+import { podPids } from '../../hack/localkube/host.js';
 import { skipOrFail } from '../harness/prereq.js';
 import { runEtcdctl } from '../harness/procs.js';
 
@@ -171,11 +175,44 @@ test('localkube: a Cairn StatefulSet on a real one-node Kubernetes, and down lea
     assert.match(r.stdout, /"health":\s*"true"/);
   }
 
+  // Every process of the stack killed at once (as when the machine's processes are all killed
+  // mid-run): its interfaces, mounts, cgroups and chains stay, with no one to take them down. The
+  // next up, in another state dir, takes those traces down first and starts.
+  const crashed = localkubeDir();
+  const kill = (): number => {
+    const pids = [...stackProcesses(crashed).map((l) => Number(l.split(' ')[0])), ...podPids()];
+    for (const pid of pids) {
+      try {
+        process.kill(pid, 'SIGKILL');
+      } catch {
+        // gone
+      }
+    }
+    return pids.length;
+  };
+  assert.ok(kill() > 0, 'the stack had processes to kill');
+  await pollUntil('every process of the stack gone', () => Promise.resolve(kill() === 0), 30_000, 100);
+  assert.ok(existsSync('/sys/class/net/lkube0'), 'the killed stack left lkube0');
+  const dir = `${crashed}-after-crash`;
+  // Whatever fails below, the second localkube goes down with the test (the runner knows only the first).
+  t.after(async () => {
+    if (existsSync(join(dir, 'state.json'))) await runLocalkubeCli(['down', '--dir', dir], 300_000);
+  });
+  const tUp = Date.now();
+  const up = await runLocalkubeCli(['up', '--dir', dir, '--no-image'], 600_000);
+  t.diagnostic(`up after the crash in ${String(Date.now() - tUp)} ms`);
+  assert.equal(up.code, 0, `up after a crash failed:\n${up.stderr.slice(-4000)}`);
+  assert.match(up.stderr, /taking down the traces of a localkube whose processes are gone/);
+  assert.deepEqual(readFileSync('/proc/self/mountinfo', 'utf8').split('\n').filter((l) => l.includes(`${crashed}/`)), [], 'no mount left under the crashed state dir');
+  assert.ok(!existsSync(join(crashed, 'state.json')), 'the crashed state dir is gone but for its logs');
+  const node2 = await runKubectl(up.stdout.trim().split('\n').pop() ?? '', ['get', 'node', 'localkube', '-o', 'jsonpath={.status.conditions[?(@.type=="Ready")].status}']);
+  assert.equal(node2.stdout, 'True', `the new localkube's node is Ready: ${node2.stderr}`);
+
   // down: nothing left behind.
-  const dir = localkubeDir();
   const recorded = (JSON.parse(readFileSync(join(dir, 'state.json'), 'utf8')) as { sysctls: Record<string, string> }).sysctls;
   const tDown = Date.now();
-  const d = await localkubeDown();
+  const d = await runLocalkubeCli(['down', '--dir', dir], 300_000);
+  rmSync(crashed, { recursive: true, force: true });
   t.diagnostic(`localkube down in ${String(Date.now() - tDown)} ms`);
   assert.equal(d.code, 0, `down reported leftovers:\n${d.stderr}`);
   assert.deepEqual(stackProcesses(dir), [], 'no process of the stack left');
