@@ -103,8 +103,10 @@ export type Paths = ReturnType<typeof paths>;
 // master, volume and filer on loopback only.
 export const S3_PORT = 8333;
 export const S3_ENDPOINT = `http://${NODE_IP}:${String(S3_PORT)}`;
-/** Internal SeaweedFS ports (loopback); gRPC ports are these + 10000. */
-export const S3_INTERNAL_PORTS = { master: 29333, volume: 28081, filer: 28888 } as const;
+/** Internal SeaweedFS ports (loopback); gRPC ports are these + 10000 (SeaweedFS's convention). Every
+ * fixed port here stays below the kernel's ephemeral range (32768-60999): a port in it can be held by
+ * any outgoing connection of the tests running beside localkube (38888 once was: the filer died). */
+export const S3_INTERNAL_PORTS = { master: 19333, volume: 18081, filer: 18888 } as const;
 export const S3_BUCKET = 'cairn-backups';
 /** Development credentials of the local S3 (not a secret: printed by `status`). */
 export const S3_KEYS = { accessKeyId: 'localkube', secretAccessKey: 'localkube-secret' } as const;
