@@ -141,7 +141,8 @@ run_lane() {
 echo "run-tests: tier $tier, ${#files[@]} files in $LANES lane(s) (main ${#main_files[@]}, kube ${#kube_files[@]}); CI=${CI:-} ; whole run limited to $GLOBAL_S s (CAIRN_TEST_TIMEOUT_S)"
 kube_pid=""
 if [ "${#kube_files[@]}" -gt 0 ]; then
-  run_lane kube "${kube_files[@]}" &
+  # localkube goes down as soon as its lane ends: its daemons would otherwise idle beside the main lane.
+  { run_lane kube "${kube_files[@]}"; localkube_down >"$run_dir/kube.down" 2>&1; flock "$run_dir/.print" cat "$run_dir/kube.down"; } &
   kube_pid=$!
 fi
 if [ "${#main_files[@]}" -gt 0 ]; then run_lane main "${main_files[@]}"; else : >"$run_dir/main.times"; : >"$run_dir/main.failed"; fi
