@@ -50,7 +50,7 @@ function healthSource(node: Node, reads: ReadPath): HealthSource {
   return {
     hasLeader: () => node.hasLeader(),
     isLearner: () => node.isLearner(),
-    alarms: () => node.activeAlarms().flatMap((a): HealthAlarm[] => (a.alarm === AlarmType.NOSPACE ? [{ memberId: a.memberID, alarm: 'NOSPACE' }] : a.alarm === AlarmType.CORRUPT ? [{ memberId: a.memberID, alarm: 'CORRUPT' }] : [])),
+    alarms: () => node.maintenance.activeAlarms().flatMap((a): HealthAlarm[] => (a.alarm === AlarmType.NOSPACE ? [{ memberId: a.memberID, alarm: 'NOSPACE' }] : a.alarm === AlarmType.CORRUPT ? [{ memberId: a.memberID, alarm: 'CORRUPT' }] : [])),
     serializableRange: async () => void (await reads.range(serializable)),
     linearizableRange: async () => void (await reads.range(linearizable)),
   };
@@ -243,7 +243,7 @@ async function run(given: Config, log: Logger): Promise<void> {
     auth: authApi(authz, { bcryptCost: cfg.bcryptCost }),
     watch,
     cluster: clusterApi(node, hdr, node),
-    maintenance: maintenanceApi(node, hdr, { version: ETCD_COMPAT_VERSION, backendQuotaBytes: cfg.quotaBackendBytes, writes: local, snapshotImage: boltImage, log: log.child('maintenance') }),
+    maintenance: maintenanceApi(node.maintenance, hdr, { version: ETCD_COMPAT_VERSION, backendQuotaBytes: cfg.quotaBackendBytes, writes: local, snapshotImage: boltImage, log: log.child('maintenance') }),
   };
   const server = createGrpcServer(log.child('api'), services, { requestBytesMax: cfg.requestBytesMax, onFatal: fatal, leader: node, electionTimeoutMs: cfg.electionTimeoutMs, authz });
   if (cfg.initialCorruptCheck) await node.initialCorruptCheck();

@@ -26,7 +26,7 @@ export interface MetricsNode {
   hasLeader(): boolean;
   isLeader(): boolean;
   isLearner(): boolean;
-  status(): MemberStatus;
+  readonly maintenance: { status(): MemberStatus };
   pendingProposals(): number;
   members(): readonly MemberInfo[];
   peerStats(id: bigint): { readonly bytesSent: number; readonly bytesReceived: number; readonly dropped: number } | undefined;
@@ -217,7 +217,7 @@ export function createMetrics(opts: MetricsOptions): Metrics {
         const s = node.peerStats(m.id);
         return s === undefined ? [] : [{ id: m.id.toString(16), bytesSent: s.bytesSent, bytesReceived: s.bytesReceived, dropped: s.dropped }];
       });
-    return { status: node.status(), peers };
+    return { status: node.maintenance.status(), peers };
   };
   const now = (): Scrape => (scrape ??= take());
 

@@ -50,6 +50,15 @@ export class Applier {
     this.appliedIndex = decodeNum(host.backend.table('meta').get(META.appliedIndex), 0);
   }
 
+  /** A snapshot replaced the database (applied through `index`): the stores read their state again. */
+  installed(index: number): void {
+    this.appliedIndex = index;
+    this.host.store.reload();
+    this.host.members.reload();
+    this.host.alarms.reload();
+    this.host.auth.reload();
+  }
+
   /** Applies entries in one LMDB transaction; redoes the batch when an entry fails halfway. */
   applyChunk(chunk: readonly Entry[]): Effects {
     const failed = new Map<number, ClientError>();

@@ -1,6 +1,7 @@
 // Backend-wide operations: defragmentation, database file swaps (defragmentation, snapshot installs)
 // and consistent copies (client snapshots, snapshots for followers), run one at a time; while a swap
-// runs nothing reads the file (hashes wait, watch catch-up work is deferred).
+// runs nothing reads the file (hashes wait, watch catch-up work is deferred), and while a snapshot
+// install or a defragmentation replaces the database client reads wait (`readable`).
 import { closeSync, fsyncSync, openSync, rmSync, statSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import type { Backend } from '../storage/backend/index.js';
@@ -16,8 +17,8 @@ export interface BackendOpsHost {
   readonly cfg: NodeConfig;
   readonly backend: Backend;
   readonly store: KvStore;
-  /** Holds applies and reads back until the returned function is called. */
-  pauseApply(): () => void;
+  /** Holds committed entries back in the driver until the returned function is called. */
+  pauseDriver(): () => void;
   /** Resolves once background compaction and log release are done. */
   quiesce(): Promise<void>;
   /** After the defragmented file replaced the old one: applies go on; returns the new file size. */
@@ -37,8 +38,35 @@ export class BackendOps {
   private swapped: Promise<void> = Promise.resolve();
   /** Size in use as last measured (Status during a swap answers with it). */
   private lastInUseBytes = 0;
+  /** Set while a snapshot install or a defragmentation replaces the database: reads wait for it. */
+  private readHold: Promise<void> | undefined = undefined;
 
   constructor(private readonly host: BackendOpsHost) {}
+
+  /** Undefined when reads may go ahead now; otherwise resolves once the database was replaced. */
+  readable(): Promise<void> | undefined {
+    return this.readHold;
+  }
+
+  /** Holds reads back (readable) while a snapshot replaces the database; returns the release. */
+  holdReads(): () => void {
+    let done!: () => void;
+    this.readHold = new Promise<void>((r) => (done = r));
+    return () => {
+      this.readHold = undefined;
+      done();
+    };
+  }
+
+  /** Holds applies (committed entries wait in the driver) and reads back until resumed. */
+  private pauseApply(): () => void {
+    const release = this.holdReads();
+    const resume = this.host.pauseDriver();
+    return () => {
+      resume();
+      release();
+    };
+  }
 
   /** The database's size in use (the last measured while a swap runs). */
   inUseBytes(): number {
@@ -124,7 +152,7 @@ export class BackendOps {
       const started = Date.now();
       const beforeBytes = this.host.backend.sizeBytes();
       log.info('defragmenting the storage backend', { path: this.host.backend.path, 'current-db-size-bytes': beforeBytes, 'current-db-size-in-use-bytes': this.host.backend.sizeInUseBytes() });
-      const resume = this.host.pauseApply();
+      const resume = this.pauseApply();
       try {
         await this.host.quiesce();
         const tmp = join(dirname(this.host.backend.path), `defrag-${process.hrtime.bigint().toString(36)}.mdb`);

@@ -7,6 +7,8 @@
 // revision (retention R): every check interval (etcd: 5 min) compact to current - R, when that is
 //   positive and differs from the last compaction.
 // A compaction refused as already compacted counts as done (etcd's ErrCompacted rule).
+import type { InternalRequestInit } from '../../proto/gen/cairnpb.js';
+import type { ApplyOutcome } from '../apply/index.js';
 import type { Logger } from '../base/log.js';
 
 export type AutoCompactionMode =
@@ -19,6 +21,24 @@ export interface CompactorHost {
   /** Proposes a compaction; resolves true when done or already compacted, false on another refusal. */
   compact(revision: number): Promise<boolean>;
   readonly logger: Logger;
+}
+
+/** The auto compactor of a member (undefined when auto compaction is off): Compact proposed through the log. */
+export function memberCompactor(
+  mode: AutoCompactionMode | undefined,
+  member: { currentRevision(): number; isLeader(): boolean; propose(req: InternalRequestInit): Promise<ApplyOutcome>; readonly logger: Logger },
+): AutoCompactor | undefined {
+  if (mode === undefined) return undefined;
+  return new AutoCompactor(mode, {
+    currentRevision: () => member.currentRevision(),
+    isLeader: () => member.isLeader(),
+    compact: (revision) =>
+      member.propose({ compaction: { revision } }).then(
+        (o) => o.ok || o.error.kind === 'compacted',
+        () => false,
+      ),
+    logger: member.logger,
+  });
 }
 
 const HOUR_MS = 3_600_000;

@@ -1,4 +1,7 @@
-// The configuration of one member (flags and environment, parsed by server/config).
+// The configuration of one member (flags and environment, parsed by server/config), and the raft
+// settings and request timeout derived from it.
+import type { RaftConfig } from '../raft/index.js';
+import { RAFT_MAX_INFLIGHT_MSGS, RAFT_MAX_SIZE_PER_MSG, RAFT_MAX_UNCOMMITTED_BYTES } from '../base/limits.js';
 import type { Logger } from '../base/log.js';
 import type { TlsConfig } from '../base/tls.js';
 import type { ClusterFlags } from './bootstrap.js';
@@ -38,4 +41,31 @@ export interface NodeConfig {
   readonly peerTls?: TlsConfig | undefined;
   /** etcd's --strict-reconfig-check: refuse membership changes that could lose quorum (default true). */
   readonly strictReconfigCheck?: boolean;
+}
+
+/** How long a request waits for its entry to apply (etcd's ReqTimeout: 5 s plus two election timeouts). */
+export function requestTimeoutMsOf(cfg: NodeConfig): number {
+  return 5000 + 2 * cfg.electionMs;
+}
+
+/** Heartbeats per election timeout (raft ticks once per heartbeat), at least 2. */
+export function electionTicksOf(cfg: NodeConfig): number {
+  return Math.max(2, Math.round(cfg.electionMs / cfg.heartbeatMs));
+}
+
+/** Raft's settings for this member, which has applied through `applied`: pre-vote and check-quorum on, as etcd. */
+export function raftConfigOf(cfg: NodeConfig, memberId: bigint, applied: number): RaftConfig {
+  return {
+    id: memberId,
+    electionTicks: electionTicksOf(cfg),
+    heartbeatTicks: 1,
+    applied,
+    maxSizePerMsg: RAFT_MAX_SIZE_PER_MSG,
+    maxInflightMsgs: RAFT_MAX_INFLIGHT_MSGS,
+    maxUncommittedEntriesBytes: RAFT_MAX_UNCOMMITTED_BYTES,
+    checkQuorum: true,
+    preVote: true,
+    randomInt: (n) => Math.floor(Math.random() * n),
+    logger: cfg.logger.child('raft'),
+  };
 }

@@ -7,7 +7,7 @@ import type { ApplyOutcome } from '../apply/index.js';
 import type { MemberStore } from '../membership/index.js';
 import type { Transport } from '../transport/index.js';
 import { ClientError, ServerRefusal } from '../base/errors.js';
-import type { NodeConfig } from './config.js';
+import { electionTicksOf, type NodeConfig } from './config.js';
 import type { Driver } from './driver.js';
 import { monotonicMs } from './clock.js';
 
@@ -142,7 +142,7 @@ export class Leadership {
       const driver = this.host.driver();
       const st = driver.raft.status();
       if (this.host.stopped() || st.confState.voters.length !== 1 || st.confState.voters[0] !== memberId) return;
-      const ticks = Math.max(2, Math.round(cfg.electionMs / cfg.heartbeatMs)) - 1;
+      const ticks = electionTicksOf(cfg) - 1;
       driver.guard(() => {
         for (let i = 0; i < ticks; i++) driver.raft.tick();
       });

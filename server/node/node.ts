@@ -11,23 +11,22 @@
 //   applied is applied twice; WAL entries above it are handed to raft again.
 // - A received snapshot is installed as: file fsynced -> WAL marker durable -> rename over the
 //   database. A restart finding a marker above LMDB's applied index finishes the rename.
-import { AlarmRequest_AlarmAction, AlarmType } from '../../proto/gen/etcdserverpb.js';
+import { AlarmType } from '../../proto/gen/etcdserverpb.js';
 import { encodeInternalRequest, type InternalRequestInit } from '../../proto/gen/cairnpb.js';
 import type { Wal } from '../wal/index.js';
 import { type Backend } from '../storage/backend/index.js';
 import { KvStore, WatchableStore } from '../mvcc/index.js';
-import { LeaseStore, type Lessor } from '../lease/index.js';
+import { LeaseStore } from '../lease/index.js';
 import { AuthStore } from '../auth/index.js';
-import { AlarmStore, type ActiveAlarm, type ApplyOutcome } from '../apply/index.js';
+import { AlarmStore, type ApplyOutcome } from '../apply/index.js';
 import { RawNode, type MemoryStorage, type Entry, type HardState, type Message, type SnapshotMeta, type SoftState, type Role } from '../raft/index.js';
 import { Transport, type PeerStats } from '../transport/index.js';
 import { MemberStore } from '../membership/index.js';
 import { ClientError, ServerRefusal } from '../base/errors.js';
 import { failpoint, type FailpointName } from '../base/failpoints.js';
-import { fatalCause } from './failstop.js';
-import { APPLY_BATCH_ENTRIES_MAX, PROPOSALS_PENDING_MAX, RAFT_MAX_INFLIGHT_MSGS, RAFT_MAX_SIZE_PER_MSG, RAFT_MAX_UNCOMMITTED_BYTES, SHUTDOWN_TIMEOUT_MS, WATCH_CATCH_UP } from '../base/limits.js';
+import { APPLY_BATCH_ENTRIES_MAX, PROPOSALS_PENDING_MAX, WATCH_CATCH_UP } from '../base/limits.js';
 import type { Logger } from '../base/log.js';
-import type { NodeConfig } from './config.js';
+import { raftConfigOf, requestTimeoutMsOf, type NodeConfig } from './config.js';
 import { RemovedMemberError, backendPathOf, confStateOf, recover, snapDirOf, toWal, toWalHardState, walDirOf } from './recovery.js';
 import { monotonicMs, systemClock } from './clock.js';
 import { RequestIds } from './ids.js';
@@ -42,16 +41,18 @@ import { BackendOps } from './backendops.js';
 import { ReadIndexBatcher } from './reads.js';
 import { Proposals } from './proposals.js';
 import { Leases, PeerRequests } from './leases.js';
-import { AutoCompactor } from './compactor.js';
+import { memberCompactor, type AutoCompactor } from './compactor.js';
 import { CorruptionChecks } from './corrupt.js';
 import { Driver } from './driver.js';
 import { Leadership } from './leadership.js';
-import type { ClusterPath, LeaderView, MaintenancePath, MemberInfo, MemberStatus, HashKvResult } from './surface.js';
+import { Lifecycle } from './lifecycle.js';
+import { Maintenance } from './maintenance.js';
+import type { ClusterPath, LeaderView, MemberInfo } from './surface.js';
 
 export { RemovedMemberError, backendPathOf, confStateOf, monotonicMs };
 export type { NodeConfig };
 
-export class Node implements ClusterPath, MaintenancePath, LeaderView {
+export class Node implements ClusterPath, LeaderView {
   readonly watchable: WatchableStore;
   readonly leaseStore: LeaseStore;
   readonly memberStore: MemberStore;
@@ -59,17 +60,16 @@ export class Node implements ClusterPath, MaintenancePath, LeaderView {
   readonly auth: AuthStore;
   /** Active alarms (NOSPACE, CORRUPT), replicated through the log. */
   readonly alarms: AlarmStore;
+  /** The Maintenance service's side (surface.ts MaintenancePath): status, alarms, hashes, defragment, copies. */
+  readonly maintenance: Maintenance;
+  /** Leases: expiry on the leader, KeepAlive and TimeToLive (forwarded to the leader from a follower). */
+  readonly leases: Leases;
   private readonly driver: Driver;
   private transport!: Transport;
   private readonly ids: RequestIds;
   private readonly proposals: Proposals<ApplyOutcome>;
   private readonly leadership: Leadership;
-  /** Set while a snapshot or a defragmentation replaces the database: reads wait for it. */
-  private installing: Promise<void> | undefined = undefined;
-  private stopped = false;
-  private removing = false;
-  private failed = false;
-  private readonly reqTimeoutMs: number;
+  private readonly life: Lifecycle;
   private readonly heartbeatGaps = new HeartbeatGaps();
   private readonly space: SpaceGuard;
   private readonly snapshots: Snapshots;
@@ -79,7 +79,6 @@ export class Node implements ClusterPath, MaintenancePath, LeaderView {
   private readonly ops: BackendOps;
   private readonly corruption: CorruptionChecks;
   private readonly reads: ReadIndexBatcher;
-  private readonly leases: Leases;
   private readonly peer: PeerRequests;
   private compactor: AutoCompactor | undefined = undefined;
 
@@ -90,6 +89,10 @@ export class Node implements ClusterPath, MaintenancePath, LeaderView {
 
   private get role(): Role {
     return this.driver.role;
+  }
+
+  private get stopped(): boolean {
+    return this.life.stopped;
   }
 
   private constructor(
@@ -106,103 +109,48 @@ export class Node implements ClusterPath, MaintenancePath, LeaderView {
     this.memberStore = new MemberStore(backend);
     this.auth = new AuthStore(backend, monotonicMs);
     this.alarms = new AlarmStore(backend);
-    this.applier = new Applier({ backend, store, members: this.memberStore, alarms: this.alarms, auth: this.auth, leaseStore: this.leaseStore, memberId });
     this.ids = new RequestIds(memberId);
-    this.reqTimeoutMs = 5000 + 2 * cfg.electionMs;
-    const isLeader = (): boolean => this.role === 'leader';
-    const stopped = (): boolean => this.stopped;
-    const kick = (): void => this.driver.kick();
-    const fail = (err: unknown): void => this.fail(err);
-    const request = (to: bigint, kind: string, body: Uint8Array): Promise<Uint8Array> => this.transport.request(to, kind, body, this.reqTimeoutMs);
-    const forwardToLeader = (kind: string, body: Uint8Array): Promise<Uint8Array> => this.peer.forwardToLeader(kind, body);
-    this.proposals = new Proposals({
-      clock: systemClock,
-      reqTimeoutMs: this.reqTimeoutMs,
-      electionMs: cfg.electionMs,
-      proposeMany: (datas) => this.driver.raft.proposeMany(datas),
-      kick,
-      fail,
-    });
-    this.leadership = new Leadership({
+    const reqTimeoutMs = requestTimeoutMsOf(cfg);
+    // What the pieces' hosts share; each host interface names the part it uses.
+    const common = {
       cfg,
       memberId,
-      members: this.memberStore,
-      reqTimeoutMs: this.reqTimeoutMs,
-      driver: () => this.driver,
-      transport: () => this.transport,
-      stopped,
-      propose: (req) => this.propose(req),
-    });
-    this.leases = new Leases({ cfg, leaseStore: this.leaseStore, auth: this.auth, isLeader, stopped, propose: (req) => this.propose(req), forwardToLeader });
-    this.peer = new PeerRequests({
       clusterId,
-      members: this.memberStore,
-      store,
-      leases: this.leases,
-      leaderId: () => this.driver.leaderId,
-      isLeader,
-      request,
-      promoteMember: (id) => this.promoteMember(id),
-    });
-    this.reads = new ReadIndexBatcher({
-      memberId,
-      reqTimeoutMs: this.reqTimeoutMs,
-      leaderId: () => this.driver.leaderId,
-      appliedIndex: () => this.appliedIndex,
-      stopped,
-      readIndex: (ctx) => this.driver.raft.readIndex(ctx),
-      kick,
-      fail,
-    });
-    this.corruption = new CorruptionChecks({
-      cfg,
-      memberId,
-      store,
-      members: this.memberStore,
-      isLeader,
-      stopped,
-      request,
-      linearizableRead: () => this.linearizableRead() ?? Promise.resolve(),
-      raiseCorrupt: (member) => this.raiseAlarm(AlarmType.CORRUPT, member),
-    });
-    this.reconfig = new Reconfig({
-      cfg,
-      memberId,
-      members: this.memberStore,
-      ids: this.ids,
-      reqTimeoutMs: this.reqTimeoutMs,
-      raft: () => this.driver.raft,
-      transport: () => this.transport,
-      isLeader,
-      stopped,
-      kick,
-      fail,
-      forwardToLeader,
-      waitApplied: (index) => this.reads.waitApplied(index),
-      removed: (why) => this.removed(why),
-    });
-    this.compaction = new Compaction({
-      cfg,
-      memberId,
       backend,
       store,
       wal,
       raftStorage,
       members: this.memberStore,
-      appliedIndex: () => this.appliedIndex,
-      stopped,
-      installing: () => this.installing !== undefined,
-      fail,
-    });
-    this.space = new SpaceGuard({ cfg, memberId, alarms: this.alarms, backend, stopped, raiseNoSpace: () => this.raiseAlarm(AlarmType.NOSPACE) });
+      alarms: this.alarms,
+      auth: this.auth,
+      leaseStore: this.leaseStore,
+      ids: this.ids,
+      reqTimeoutMs,
+      isLeader: (): boolean => this.role === 'leader',
+      leaderId: (): bigint => this.driver.leaderId,
+      appliedIndex: (): number => this.appliedIndex,
+      stopped: (): boolean => this.stopped,
+      kick: (): void => this.driver.kick(),
+      fail: (err: unknown): void => this.driver.fail(err),
+      driver: (): Driver => this.driver,
+      raft: (): RawNode => this.driver.raft,
+      transport: (): Transport => this.transport,
+      propose: (req: InternalRequestInit): Promise<ApplyOutcome> => this.propose(req),
+      request: (to: bigint, kind: string, body: Uint8Array): Promise<Uint8Array> => this.transport.request(to, kind, body, reqTimeoutMs),
+      forwardToLeader: (kind: string, body: Uint8Array): Promise<Uint8Array> => this.peer.forwardToLeader(kind, body),
+    };
+    this.applier = new Applier(common);
+    this.proposals = new Proposals({ ...common, clock: systemClock, electionMs: cfg.electionMs, proposeMany: (datas) => this.driver.raft.proposeMany(datas) });
+    this.leadership = new Leadership(common);
+    this.leases = new Leases(common);
+    this.peer = new PeerRequests({ ...common, leases: this.leases, promoteMember: (id) => this.promoteMember(id) });
+    this.reads = new ReadIndexBatcher({ ...common, readIndex: (ctx) => this.driver.raft.readIndex(ctx) });
+    this.reconfig = new Reconfig({ ...common, waitApplied: (index) => this.reads.waitApplied(index), removed: (why) => this.life.removed(why) });
+    this.compaction = new Compaction({ ...common, installing: () => this.ops.readable() !== undefined });
     this.ops = new BackendOps({
-      cfg,
-      backend,
-      store,
-      pauseApply: () => this.pauseApply(),
-      quiesce: async () => {
-        await this.compaction.settled();
-      },
+      ...common,
+      pauseDriver: () => this.driver.pauseApply(),
+      quiesce: () => this.compaction.settled(),
       afterDefrag: () => {
         this.space.resetDbBytes();
         this.driver.resumeApply();
@@ -210,38 +158,38 @@ export class Node implements ClusterPath, MaintenancePath, LeaderView {
         return this.space.dbBytes;
       },
     });
-    this.snapshots = new Snapshots({
-      cfg,
-      memberId,
-      backend,
-      wal,
-      store,
-      ops: this.ops,
-      appliedIndex: () => this.appliedIndex,
-      physicalDone: () => this.compaction.physicalDone(),
-      beginInstall: () => this.beginInstall(),
-      installed: (meta) => this.installed(meta),
+    this.snapshots = new Snapshots({ ...common, ops: this.ops, physicalDone: () => this.compaction.physicalDone(), installed: (meta) => this.installed(meta) });
+    this.maintenance = new Maintenance({ ...common, ops: this.ops, leadership: this.leadership, isLearner: () => this.isLearner() });
+    this.space = new SpaceGuard({ ...common, raiseNoSpace: () => this.maintenance.raiseAlarm(AlarmType.NOSPACE) });
+    this.corruption = new CorruptionChecks({
+      ...common,
+      linearizableRead: () => this.linearizableRead() ?? Promise.resolve(),
+      raiseCorrupt: (member) => this.maintenance.raiseAlarm(AlarmType.CORRUPT, member),
+    });
+    this.life = new Lifecycle({
+      ...common,
+      refuseWaiters: (refusal) => {
+        this.proposals.failAll(refusal);
+        this.reconfig.failAll(refusal);
+        this.reads.failAll(refusal);
+      },
+      stopBackground: () => {
+        this.space.stop();
+        this.corruption.stop();
+        this.compactor?.stop();
+        this.leases.demote();
+        this.leadership.stop();
+      },
+      closeStorage: async () => {
+        await this.compaction.settled();
+        await this.backend.flush();
+        await this.wal.close();
+        await this.backend.close();
+      },
     });
     this.watchable = new WatchableStore(store, WATCH_CATCH_UP, (fn) => setImmediate(() => this.ops.watchTask(fn)));
-    const electionTicks = Math.max(2, Math.round(cfg.electionMs / cfg.heartbeatMs));
-    const raft = new RawNode(
-      {
-        id: memberId,
-        electionTicks,
-        heartbeatTicks: 1,
-        applied: this.appliedIndex,
-        maxSizePerMsg: RAFT_MAX_SIZE_PER_MSG,
-        maxInflightMsgs: RAFT_MAX_INFLIGHT_MSGS,
-        maxUncommittedEntriesBytes: RAFT_MAX_UNCOMMITTED_BYTES,
-        checkQuorum: true,
-        preVote: true,
-        randomInt: (n) => Math.floor(Math.random() * n),
-        logger: cfg.logger.child('raft'),
-      },
-      raftStorage,
-    );
     this.driver = new Driver({
-      raft,
+      raft: new RawNode(raftConfigOf(cfg, memberId, this.appliedIndex), raftStorage),
       storage: raftStorage,
       hardState,
       wal: { append: (entries, hs) => wal.append(entries.map(toWal), hs !== undefined ? toWalHardState(hs) : undefined) },
@@ -256,7 +204,7 @@ export class Node implements ClusterPath, MaintenancePath, LeaderView {
           this.snapshots.dropStale(this.appliedIndex);
           this.compaction.afterReady();
         },
-        fail: (err) => this.stopOnFault(err),
+        fail: (err) => this.life.stopOnFault(err),
         dropped: (m, err) => cfg.logger.warn('dropped a peer message raft refused', { type: m.type, from: m.from.toString(16), error: err }),
       },
       readyHook: armed('raft.ready', cfg.logger),
@@ -287,7 +235,7 @@ export class Node implements ClusterPath, MaintenancePath, LeaderView {
       onUnreachable: (to) => driver.reportUnreachable(to),
       handleRequest: (_from, kind, body) => node.peer.handle(kind, body),
       isRemoved: (id) => node.memberStore.isRemoved(id),
-      onRemoved: () => node.removed('a peer reports that this member was removed from the cluster'),
+      onRemoved: () => node.life.removed('a peer reports that this member was removed from the cluster'),
       onRoundTrip: peerRoundTrip,
       tls: cfg.peerTls,
     });
@@ -303,7 +251,7 @@ export class Node implements ClusterPath, MaintenancePath, LeaderView {
       'wal-entries': walEntries,
       'current-revision': store.currentRev,
       members: peers.length,
-      leases: node.lessor.size,
+      leases: node.leases.lessor.size,
     });
     driver.start(cfg.heartbeatMs);
     node.space.start();
@@ -371,10 +319,6 @@ export class Node implements ClusterPath, MaintenancePath, LeaderView {
     return this.leadership.transferForStop();
   }
 
-  moveLeader(target: bigint): Promise<void> {
-    return this.leadership.moveLeader(target);
-  }
-
   // ---------- proposals (proposals.ts) and linearizable reads (reads.ts) ----------
 
   /** Proposes a write; resolves once it is committed and applied here (or refused at apply time). */
@@ -400,7 +344,7 @@ export class Node implements ClusterPath, MaintenancePath, LeaderView {
   /** Resolves once this member has applied everything committed before the call (etcd's ReadIndex). */
   linearizableRead(): Promise<void> | undefined {
     if (this.stopped) return Promise.reject(new ServerRefusal('stopped'));
-    if (this.role === 'leader' && this.installing === undefined && this.appliedIndex >= this.driver.handedCommit && this.aloneAsVoter()) {
+    if (this.role === 'leader' && this.ops.readable() === undefined && this.appliedIndex >= this.driver.handedCommit && this.aloneAsVoter()) {
       // A single voter is its own quorum: once it has applied everything committed (after a restart
       // the log may hold committed entries not yet applied: sim finding H4) it may read at once.
       // (Fields the run loop keeps, not raft.status(), which builds the whole progress map: hot path.)
@@ -417,7 +361,7 @@ export class Node implements ClusterPath, MaintenancePath, LeaderView {
 
   /** Undefined when reads may go ahead now; otherwise resolves once a snapshot install finished. */
   whenReadable(): Promise<void> | undefined {
-    return this.installing;
+    return this.ops.readable();
   }
 
   // ---------- apply (applier.ts) ----------
@@ -440,63 +384,14 @@ export class Node implements ClusterPath, MaintenancePath, LeaderView {
     for (const c of a.conf) this.reconfig.applied(c.cc, c.change, c.error);
   }
 
-  /**
-   * Stops after 10 heartbeats, as etcd's stopWithDelay: a removed leader keeps leading that long so
-   * the others learn that its removal committed (otherwise they may wait for its vote forever).
-   */
-  private removed(why: string): void {
-    if (this.removing) return;
-    this.removing = true;
-    this.cfg.logger.warn('the member has been permanently removed from the cluster; stopping', { reason: why });
-    setTimeout(() => {
-      this.stopped = true;
-      this.driver.stop();
-      this.cfg.onRemoved(new RemovedMemberError(`etcdserver: the member has been permanently removed from the cluster (${why})`));
-    }, 10 * this.cfg.heartbeatMs);
-  }
-
-  /** Fail-stop: storage faults and bugs alike stop the member (failstop.ts says which it was). */
-  private fail(err: unknown): void {
-    this.driver.fail(err);
-  }
-
-  /** The driver stopped on a fault: everything waiting is refused and the process told to stop. */
-  private stopOnFault(err: unknown): void {
-    const fatal = fatalCause(err);
-    if (this.failed) return;
-    this.failed = true;
-    this.stopped = true;
-    const refusal = new ServerRefusal('stopped', 'etcdserver: server stopped', { cause: fatal });
-    this.proposals.failAll(refusal);
-    this.reconfig.failAll(refusal);
-    this.reads.failAll(refusal);
-    this.cfg.onFatal(fatal);
-  }
-
   // ---------- snapshots (snapshots.ts) and log compaction (compaction.ts) ----------
-
-  /** Holds reads back (whenReadable) while a snapshot replaces the database; returns the release. */
-  private beginInstall(): () => void {
-    let done!: () => void;
-    this.installing = new Promise<void>((r) => (done = r));
-    nodeStats.snapshotsInstalling++;
-    return () => {
-      nodeStats.snapshotsInstalling--;
-      this.installing = undefined;
-      done();
-    };
-  }
 
   /** A leader's snapshot replaced the database (applied up to meta.index): everything restarts from it. */
   private installed(meta: SnapshotMeta): void {
     this.space.resetDbBytes();
-    this.applier.appliedIndex = meta.index;
+    this.applier.installed(meta.index);
     this.compaction.snapshotInstalled(meta.index);
-    this.store.reload();
-    this.memberStore.reload();
     this.leadership.snapshotInstalled();
-    this.alarms.reload();
-    this.auth.reload();
     this.leases.reload();
     this.raftStorage.applySnapshot(meta);
     this.watchable.restore();
@@ -512,23 +407,6 @@ export class Node implements ClusterPath, MaintenancePath, LeaderView {
   /** Resolves once no physical compaction is left to do (for Compact with physical=true). */
   compacted(): Promise<void> {
     return this.compaction.compacted();
-  }
-
-  // ---------- leases (leases.ts) ----------
-
-  /** Expiry bookkeeping of granted leases; deadlines matter on the leader only. */
-  get lessor(): Lessor {
-    return this.leases.lessor;
-  }
-
-  /** KeepAlive: renewed by the leader (forwarded there from a follower). TTL 0 = unknown/expired. */
-  renewLease(id: bigint): Promise<number> {
-    return this.leases.renew(id);
-  }
-
-  /** Remaining TTL as the leader sees it: {remainingMs, ttlSeconds} or undefined when unknown. */
-  leaseRemaining(id: bigint): Promise<{ remainingMs: number; ttlSeconds: number } | undefined> {
-    return this.leases.remaining(id);
   }
 
   // ---------- membership (Cluster service, reconfig.ts) ----------
@@ -553,82 +431,18 @@ export class Node implements ClusterPath, MaintenancePath, LeaderView {
     return this.reconfig.promote(id);
   }
 
-  // ---------- Maintenance (backendops.ts, corrupt.ts) ----------
+  // ---------- metrics, background checks and stopping (lifecycle.ts) ----------
 
   /** Bytes and drops on the streams to and from a peer (etcd_network_peer_*). */
   peerStats(id: bigint): PeerStats | undefined {
     return this.transport.peerStats(id);
   }
 
-  status(): MemberStatus {
-    const st = this.driver.raft.status();
-    return {
-      leader: st.softState.lead,
-      raftIndex: st.hardState.commit,
-      raftTerm: st.hardState.term,
-      raftAppliedIndex: this.appliedIndex,
-      isLearner: this.isLearner(),
-      dbSizeBytes: this.backend.sizeBytes(),
-      dbSizeInUseBytes: this.ops.inUseBytes(),
-      alarms: this.alarms.get(AlarmType.NONE),
-    };
-  }
-
-  /** The active alarms as this member has applied them. */
-  activeAlarms(): ActiveAlarm[] {
-    return this.alarms.get(AlarmType.NONE);
-  }
-
-  private raiseAlarm(alarm: number, memberID = this.memberId): Promise<ApplyOutcome> {
-    return this.propose({ alarm: { action: AlarmRequest_AlarmAction.ACTIVATE, memberID, alarm } });
-  }
-
-  /** A consistent copy of the database for Maintenance.Snapshot; the caller streams it, then release(). */
-  snapshotCopy(): Promise<{ path: string; bytes: number; release: () => void }> {
-    return this.ops.snapshotCopy();
-  }
-
-  /** Online defragmentation (reads and applies wait while it runs), as etcd's. */
-  defragment(): Promise<{ beforeBytes: number; afterBytes: number; tookMs: number }> {
-    return this.ops.defragment();
-  }
-
-  /** Maintenance.Hash: CRC-32 over every replicated table (not member-local meta), and the current revision. */
-  hash(): { hash: number; revision: number } | Promise<{ hash: number; revision: number }> {
-    return this.ops.hash();
-  }
-
-  hashKV(revision: number): HashKvResult | Promise<HashKvResult> {
-    return this.ops.hashKV(revision);
-  }
-
-  /** Holds applies back (committed entries wait in the driver) and reads (whenReadable) until resumed. */
-  private pauseApply(): () => void {
-    let done!: () => void;
-    this.installing = new Promise<void>((r) => (done = r));
-    const resume = this.driver.pauseApply();
-    return () => {
-      resume();
-      this.installing = undefined;
-      done();
-    };
-  }
-
+  /** Auto compaction (--auto-compaction-*) and the periodic corruption check. */
   private startChecks(): void {
-    const ac = this.cfg.autoCompaction;
-    if (ac !== undefined) {
-      this.compactor = new AutoCompactor(ac, {
-        currentRevision: () => this.store.currentRev,
-        isLeader: () => this.role === 'leader',
-        compact: (revision) =>
-          this.propose({ compaction: { revision } }).then(
-            (o) => o.ok || o.error.kind === 'compacted',
-            () => false,
-          ),
-        logger: this.cfg.logger.child('compactor'),
-      });
-      this.compactor.start();
-    }
+    const logger = this.cfg.logger.child('compactor');
+    this.compactor = memberCompactor(this.cfg.autoCompaction, { currentRevision: () => this.store.currentRev, isLeader: () => this.role === 'leader', propose: (req) => this.propose(req), logger });
+    this.compactor?.start();
     this.corruption.start();
   }
 
@@ -640,41 +454,9 @@ export class Node implements ClusterPath, MaintenancePath, LeaderView {
     return this.corruption.initial();
   }
 
-  /**
-   * Stops taking proposals, lets the run loop finish its Ready, and closes storage durably; rejects
-   * (the process then exits with a failure) if that takes longer than SHUTDOWN_TIMEOUT_MS. Everything
-   * acknowledged is in the WAL either way.
-   */
-  async close(): Promise<void> {
-    let timer: NodeJS.Timeout | undefined;
-    const deadline = new Promise<never>((_, reject) => {
-      timer = setTimeout(() => reject(new ServerRefusal('timeout', `node: shutdown did not finish within ${SHUTDOWN_TIMEOUT_MS} ms`)), SHUTDOWN_TIMEOUT_MS);
-    });
-    try {
-      await Promise.race([this.closeSteps(), deadline]);
-    } finally {
-      clearTimeout(timer);
-    }
-  }
-
-  private async closeSteps(): Promise<void> {
-    this.stopped = true;
-    this.driver.stop();
-    this.space.stop();
-    this.corruption.stop();
-    this.compactor?.stop();
-    this.leases.demote();
-    this.leadership.stop();
-    await this.transport.close();
-    await this.driver.idle();
-    const refusal = new ServerRefusal('stopped');
-    this.proposals.failAll(refusal);
-    this.reconfig.failAll(refusal);
-    this.reads.failAll(refusal);
-    await this.compaction.settled();
-    await this.backend.flush();
-    await this.wal.close();
-    await this.backend.close();
+  /** See lifecycle.ts. */
+  close(): Promise<void> {
+    return this.life.close();
   }
 }
 

@@ -28,8 +28,6 @@ export interface SnapshotsHost {
   appliedIndex(): number;
   /** Resolves once the physical compaction in progress (if any) is done. */
   physicalDone(): Promise<void>;
-  /** Holds reads back while the database is replaced; returns the release. */
-  beginInstall(): () => void;
   /** The database now holds the snapshot: the member restarts its state from it. */
   installed(meta: SnapshotMeta): void;
 }
@@ -99,7 +97,8 @@ export class Snapshots {
     const final = join(snapDirOf(this.host.cfg), snapFileName(meta.index));
     renameSync(file, final);
     log.info('installing a snapshot from the leader', { index: meta.index, term: meta.term, 'applied-index': this.host.appliedIndex() });
-    const release = this.host.beginInstall();
+    const release = this.host.ops.holdReads();
+    nodeStats.snapshotsInstalling++;
     try {
       await this.host.wal.appendSnapshot({ index: meta.index, term: meta.term }, hs !== undefined ? toWalHardState(hs) : undefined);
       await this.host.physicalDone();
@@ -115,6 +114,7 @@ export class Snapshots {
       if (applied !== meta.index) throw new StorageFault(`node: snapshot ${meta.index} holds applied index ${applied}`);
       this.host.installed(meta);
     } finally {
+      nodeStats.snapshotsInstalling--;
       release();
     }
     log.info('installed a snapshot', { index: meta.index, 'current-revision': this.host.store.currentRev });

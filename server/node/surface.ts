@@ -1,6 +1,6 @@
 // What api/ may ask of the member beyond KV, Watch and Lease: membership (Cluster service), status
 // and admin (Maintenance service), and leadership facts for request metadata checks. Implemented by
-// node/ (Member); api/ depends on these interfaces only.
+// node/ (`Node`; `Node.maintenance` for MaintenancePath); api/ depends on these interfaces only.
 //
 // Errors: methods reject with ClientError (kinds memberNotFound, memberIdExists, peerUrlExists,
 // notEnoughStarted, memberNotLearner, learnerNotReady, tooManyLearners, invalidPeerUrls, notLeader,

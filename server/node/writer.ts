@@ -207,12 +207,12 @@ export class LocalLeases implements LeasePath {
   }
 
   async keepAlive(id: bigint): Promise<Uint8Array> {
-    const ttl = await this.node.renewLease(id);
+    const ttl = await this.node.leases.renew(id);
     return encodeLeaseKeepAliveResponse({ header: header(this.node, this.node.store.currentRev), ID: id, TTL: ttl });
   }
 
   async timeToLive(id: bigint, keys: boolean): Promise<Uint8Array> {
-    const l = await this.node.leaseRemaining(id);
+    const l = await this.node.leases.remaining(id);
     // The keys are read from LMDB: not while a defragmentation or snapshot install holds the file.
     await this.node.whenReadable();
     const h = header(this.node, this.node.store.currentRev);
@@ -227,7 +227,7 @@ export class LocalLeases implements LeasePath {
   }
 
   leases(): Uint8Array {
-    const all = this.node.lessor.all(monotonicMs());
+    const all = this.node.leases.lessor.all(monotonicMs());
     return encodeLeaseLeasesResponse({ header: header(this.node, this.node.store.currentRev), leases: all.map((l) => ({ ID: l.id })) });
   }
 }
