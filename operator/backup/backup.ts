@@ -23,9 +23,10 @@ import {
   type S3Client,
 } from '@aws-sdk/client-s3';
 import { Upload } from '@aws-sdk/lib-storage';
+import { BACKUP_CLEANUP_TIMEOUT_MS, underDeadline, type RunDeadline } from './deadline.js';
 import { BackupError, classifyS3Error } from './errors.js';
 import { SnapshotSource, verifiedSnapshotStream, type MemberInfo, type VerifiedSnapshot } from './snapshot.js';
-import { normalizePrefix, objectUri } from './store.js';
+import { normalizePrefix, objectUri, withAbortSignal } from './store.js';
 
 /** Multipart part size (S3: at least 5 MiB; at most 10,000 parts, so this allows 160 GiB). */
 export const PART_BYTES = 16 * 1024 * 1024;
@@ -95,6 +96,15 @@ export interface BackupOptions {
   /** Above this size the final copy goes part by part (default S3's 5 GiB CopyObject limit). */
   readonly copyObjectMaxBytes?: number;
   readonly copyPartBytes?: number;
+  /**
+   * The run's overall deadline, shared by every member a run tries (backupCluster's, or the
+   * controller's armed before it observed the members). Absent: the run arms its own of `deadlineMs`.
+   */
+  readonly deadline?: RunDeadline;
+  /** Limit of a deadline the run arms itself (default BACKUP_RUN_TIMEOUT_MS). */
+  readonly deadlineMs?: number;
+  /** Limit of the cleanup after a failure (default BACKUP_CLEANUP_TIMEOUT_MS). */
+  readonly cleanupTimeoutMs?: number;
 }
 
 /** "2026-12-06T16:36:31.123Z" → "20261206T163631123Z": sorts as time, safe in a key. */
@@ -133,8 +143,10 @@ export async function checkBucket(s3: S3Client, bucket: string): Promise<void> {
 }
 
 /**
- * Aborts every multipart upload and deletes every object under the cluster's .incomplete/ folder
- * (leftovers of a backup that failed while the store was unreachable). Returns how many it removed.
+ * Aborts every multipart upload under the cluster's folder (the .incomplete/ upload, or a final copy
+ * made part by part, of a backup that failed while the store was unreachable or at its deadline:
+ * backups run one at a time per cluster, so none is live) and deletes every object under its
+ * .incomplete/ folder. Returns how many it removed.
  */
 export async function sweepIncomplete(s3: S3Client, bucket: string, prefix: string | undefined, cluster: string): Promise<number> {
   const dir = `${clusterPrefix(prefix, cluster)}${INCOMPLETE_DIR}`;
@@ -143,7 +155,7 @@ export async function sweepIncomplete(s3: S3Client, bucket: string, prefix: stri
     let keyMarker: string | undefined;
     let idMarker: string | undefined;
     for (let page = 0; page < LIST_PAGES_MAX; page++) {
-      const r = await s3.send(new ListMultipartUploadsCommand({ Bucket: bucket, Prefix: dir, KeyMarker: keyMarker, UploadIdMarker: idMarker, MaxUploads: LIST_PAGE }));
+      const r = await s3.send(new ListMultipartUploadsCommand({ Bucket: bucket, Prefix: clusterPrefix(prefix, cluster), KeyMarker: keyMarker, UploadIdMarker: idMarker, MaxUploads: LIST_PAGE }));
       for (const u of r.Uploads ?? []) {
         if (u.Key === undefined || u.UploadId === undefined) continue;
         await s3.send(new AbortMultipartUploadCommand({ Bucket: bucket, Key: u.Key, UploadId: u.UploadId }));
@@ -219,8 +231,11 @@ function metadataOf(info: MemberInfo, cluster: string, start: Date, v?: Verified
   };
 }
 
-/** Copies `from` to `to` replacing the metadata; part by part above copyMax (S3's CopyObject limit). */
-async function copyWithMetadata(o: BackupOptions, from: string, to: string, etag: string, bytes: number, meta: Record<string, string>): Promise<void> {
+/**
+ * Copies `from` to `to` replacing the metadata; part by part above copyMax (S3's CopyObject limit).
+ * `o.s3` carries the run's deadline; a multipart copy that fails is aborted within the cleanup's bound.
+ */
+async function copyWithMetadata(o: BackupOptions, from: string, to: string, etag: string, bytes: number, meta: Record<string, string>, cleanupS3: () => S3Client): Promise<void> {
   const source = `${o.bucket}/${encodeURIComponent(from).replace(/%2F/g, '/')}`;
   if (bytes <= (o.copyObjectMaxBytes ?? COPY_OBJECT_MAX_BYTES)) {
     await o.s3.send(
@@ -241,12 +256,20 @@ async function copyWithMetadata(o: BackupOptions, from: string, to: string, etag
     }
     await o.s3.send(new CompleteMultipartUploadCommand({ Bucket: o.bucket, Key: to, UploadId: uploadId, MultipartUpload: { Parts: parts } }));
   } catch (e) {
-    await o.s3.send(new AbortMultipartUploadCommand({ Bucket: o.bucket, Key: to, UploadId: uploadId })).catch(() => undefined);
+    await cleanupS3().send(new AbortMultipartUploadCommand({ Bucket: o.bucket, Key: to, UploadId: uploadId })).catch(() => undefined);
     throw e;
   }
 }
 
-/** Removes the temporary upload; never throws (the next backup's sweep retries what fails here). */
+/** o.s3 bounded by the cleanup's own limit (a failed run's deadline may have passed). */
+function cleanupClient(o: BackupOptions): S3Client {
+  return withAbortSignal(o.s3, AbortSignal.timeout(o.cleanupTimeoutMs ?? BACKUP_CLEANUP_TIMEOUT_MS));
+}
+
+/**
+ * Removes the temporary upload, within its own bound (the run's deadline may have passed); never
+ * throws (the next backup's sweep retries what fails here).
+ */
 async function cleanUp(o: BackupOptions, tmp: string, upload: Upload | undefined, log: LogLine): Promise<void> {
   try {
     await upload?.abort();
@@ -254,7 +277,7 @@ async function cleanUp(o: BackupOptions, tmp: string, upload: Upload | undefined
     // lib-storage aborts its multipart upload itself on a failure; this only stops it
   }
   try {
-    await sweepIncomplete(o.s3, o.bucket, o.prefix, o.cluster);
+    await sweepIncomplete(cleanupClient(o), o.bucket, o.prefix, o.cluster);
   } catch (e) {
     log({ level: 'warn', msg: 'backup: could not clean up the incomplete upload; the next backup sweeps it', key: tmp, error: e instanceof Error ? e.message : String(e) });
   }
@@ -263,15 +286,22 @@ async function cleanUp(o: BackupOptions, tmp: string, upload: Upload | undefined
 /**
  * Takes one backup. Resolves with its record once the object is under its final key, complete and
  * verified; rejects with a BackupError (reason for the BackupHealthy condition) otherwise, after
- * cleaning up what it uploaded.
+ * cleaning up what it uploaded. Bounded by its deadline (o.deadline, or its own): when that passes,
+ * everything in flight is aborted and it rejects with BackupError('Timeout').
  */
-export async function runBackup(o: BackupOptions): Promise<BackupRecord> {
+export function runBackup(o: BackupOptions): Promise<BackupRecord> {
+  return underDeadline(o.deadline, `backup of cluster ${o.cluster}`, o.deadlineMs, (d) => runUnder(o, d));
+}
+
+async function runUnder(o: BackupOptions, d: RunDeadline): Promise<BackupRecord> {
   const log = o.log ?? jsonStderr;
   const start = o.now();
-  const info = await o.source.status();
+  // Every S3 request of the run carries the deadline's signal; the cleanup uses o.s3 with its own.
+  const s3 = withAbortSignal(o.s3, d.signal);
+  const info = await d.run(`Status of the member at ${o.source.endpoint}`, (signal) => o.source.status(signal));
   if (info.isLearner) throw new BackupError('SnapshotFailed', `member ${info.memberId} at ${o.source.endpoint} is a learner: backups come from voting members`);
-  await checkBucket(o.s3, o.bucket);
-  const swept = await sweepIncomplete(o.s3, o.bucket, o.prefix, o.cluster);
+  await d.run('bucket check', () => checkBucket(s3, o.bucket));
+  const swept = await d.run('sweep of earlier incomplete uploads', () => sweepIncomplete(s3, o.bucket, o.prefix, o.cluster));
   if (swept > 0) log({ level: 'info', msg: 'backup: removed leftovers of an earlier failed backup', cluster: o.cluster, removed: swept });
 
   const key = backupKey(o.prefix, o.cluster, start);
@@ -280,7 +310,7 @@ export async function runBackup(o: BackupOptions): Promise<BackupRecord> {
   const every = o.progressEveryBytes ?? PROGRESS_EVERY_BYTES;
   let nextProgress = every;
   const upload = new Upload({
-    client: o.s3,
+    client: s3,
     params: { Bucket: o.bucket, Key: tmp, Body: stream, ContentType: 'application/octet-stream', Metadata: metadataOf(info, o.cluster, start) },
     partSize: o.partSizeBytes ?? PART_BYTES,
     queueSize: o.queueParts ?? QUEUE_PARTS,
@@ -293,21 +323,28 @@ export async function runBackup(o: BackupOptions): Promise<BackupRecord> {
     const secs = Math.max(0.001, (o.now().getTime() - start.getTime()) / 1000);
     log({ level: 'info', msg: 'backup: progress', cluster: o.cluster, member: info.memberId, key: tmp, uploadedBytes: loaded, 'MB/s': Math.round(loaded / 1e6 / secs) });
   });
+  // At the deadline: the member's stream cancelled (the verifier errors with the Timeout), the upload stopped.
+  const expire = (): void => {
+    stream.destroy(d.error);
+    cancel();
+    void upload.abort();
+  };
+  d.signal.addEventListener('abort', expire, { once: true });
   log({ level: 'info', msg: 'backup: started', cluster: o.cluster, member: info.memberId, endpoint: o.source.endpoint, revision: info.revision, key });
 
   let verified: VerifiedSnapshot | undefined;
   try {
     let uploaded: { ETag?: string | undefined };
     try {
-      uploaded = await upload.done();
+      uploaded = await d.run(`snapshot upload from ${o.source.endpoint}`, () => upload.done());
     } catch (e) {
       // The snapshot's own failure (the member died, a bad trailer) is the cause, not the upload it broke.
       const own = stream.errored;
-      throw own instanceof BackupError ? own : classifyS3Error(e, `upload to ${objectUri(o.bucket, tmp)}`, o.bucket);
+      throw d.error ?? (own instanceof BackupError ? own : classifyS3Error(e, `upload to ${objectUri(o.bucket, tmp)}`, o.bucket));
     }
     verified = stream.result();
     if (verified === undefined) throw new BackupError('SnapshotFailed', `snapshot from ${o.source.endpoint}: the upload finished before the snapshot verified`);
-    const head = await o.s3.send(new HeadObjectCommand({ Bucket: o.bucket, Key: tmp })).catch((e: unknown) => {
+    const head = await d.run('size check', () => s3.send(new HeadObjectCommand({ Bucket: o.bucket, Key: tmp }))).catch((e: unknown) => {
       throw classifyS3Error(e, `check ${objectUri(o.bucket, tmp)}`, o.bucket);
     });
     if (head.ContentLength !== verified.objectBytes) {
@@ -315,19 +352,23 @@ export async function runBackup(o: BackupOptions): Promise<BackupRecord> {
     }
     const end = o.now();
     const etag = head.ETag ?? uploaded.ETag ?? '';
-    await copyWithMetadata(o, tmp, key, etag, verified.objectBytes, metadataOf(info, o.cluster, start, verified, end)).catch((e: unknown) => {
+    const v = verified;
+    await d.run('copy to the final key', () => copyWithMetadata({ ...o, s3 }, tmp, key, etag, v.objectBytes, metadataOf(info, o.cluster, start, v, end), () => cleanupClient(o))).catch((e: unknown) => {
       throw classifyS3Error(e, `copy to ${objectUri(o.bucket, key)}`, o.bucket);
     });
+    d.signal.removeEventListener('abort', expire);
     await cleanUp(o, tmp, undefined, log);
     const secs = Math.max(0.001, (end.getTime() - start.getTime()) / 1000);
     log({ level: 'info', msg: 'backup: done', cluster: o.cluster, member: info.memberId, uri: objectUri(o.bucket, key), bytes: verified.objectBytes, sha256: verified.objectSha256, seconds: secs, 'MB/s': Math.round((verified.objectBytes / 1e6 / secs) * 10) / 10 });
     return { uri: objectUri(o.bucket, key), bucket: o.bucket, key, sizeBytes: verified.objectBytes, sha256: verified.objectSha256, revision: info.revision, memberId: info.memberId, serverVersion: info.version, start, end };
   } catch (e) {
+    d.signal.removeEventListener('abort', expire);
+    // Past the deadline every failure is the deadline's (an aborted request fails as "aborted").
+    const err = d.error ?? (e instanceof BackupError ? e : classifyS3Error(e, `backup to ${objectUri(o.bucket, key)}`, o.bucket));
     cancel();
     stream.destroy();
     await cleanUp(o, tmp, upload, log);
-    const err = e instanceof BackupError ? e : classifyS3Error(e, `backup to ${objectUri(o.bucket, key)}`, o.bucket);
-    log({ level: 'error', msg: 'backup: failed', cluster: o.cluster, member: info.memberId, reason: err.reason, error: err.message });
+    log({ level: 'error', msg: 'backup: failed', cluster: o.cluster, member: info.memberId, reason: err.reason, phase: d.phase, error: err.message });
     throw err;
   }
 }

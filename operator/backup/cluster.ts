@@ -3,13 +3,17 @@
 // tried; an object-store failure ends the attempt at once since another member would meet the same
 // store), then apply the retention policy to the cluster's objects. The caller holds the cluster's
 // BackupSlots slot and turns the outcome into status (BackupHealthy, lastSuccessfulBackup), Events
-// and metrics.
+// and metrics. One deadline (deadline.ts: the caller's, or its own of BACKUP_RUN_TIMEOUT_MS) bounds
+// every attempt and the pruning together; when it passes the whole run fails with reason Timeout (no
+// further member is tried), so the caller's slot is released.
 import type * as grpc from '@grpc/grpc-js';
 import { deleteBackup, listBackups, runBackup, type BackupOptions, type BackupRecord } from './backup.js';
+import { underDeadline, type RunDeadline } from './deadline.js';
 import { BackupError } from './errors.js';
 import { toDelete, type RetentionPolicy } from './retention.js';
 import { SnapshotSource } from './snapshot.js';
 import { sourceOrder, type SourceCandidate } from './source.js';
+import { withAbortSignal } from './store.js';
 
 /** Members tried per backup at most (a 7-member cluster has 6 followers and the leader). */
 export const SOURCE_ATTEMPTS_MAX = 7;
@@ -34,16 +38,21 @@ export interface ClusterBackupResult {
   readonly pruned: readonly string[];
 }
 
-export async function backupCluster(o: ClusterBackupOptions): Promise<ClusterBackupResult> {
+export function backupCluster(o: ClusterBackupOptions): Promise<ClusterBackupResult> {
+  return underDeadline(o.deadline, `backup of cluster ${o.cluster}`, o.deadlineMs, (d) => attemptMembers(o, d));
+}
+
+async function attemptMembers(o: ClusterBackupOptions, d: RunDeadline): Promise<ClusterBackupResult> {
   const order = sourceOrder(o.members).slice(0, SOURCE_ATTEMPTS_MAX);
   if (order.length === 0) throw new BackupError('SnapshotFailed', `cluster ${o.cluster}: no healthy voting member to take a snapshot from`);
   const attempts: Attempt[] = [];
   for (const m of order) {
     const source = new SnapshotSource(m.endpoint, o.memberCredentials);
     try {
-      const record = await runBackup({ ...o, source });
+      const record = await runBackup({ ...o, source, deadline: d });
       attempts.push({ endpoint: m.endpoint, memberId: m.memberId, error: undefined });
-      const pruned = o.retention === undefined ? [] : await prune(o, o.retention);
+      const policy = o.retention;
+      const pruned = policy === undefined ? [] : await d.run('retention', (signal) => prune({ ...o, s3: withAbortSignal(o.s3, signal) }, policy));
       return { record, attempts, pruned };
     } catch (e) {
       const err = e instanceof BackupError ? e : new BackupError('UploadFailed', String(e), { cause: e });

@@ -13,6 +13,7 @@ export const BACKUP_REASONS = [
   'InvalidSchedule',
   'InvalidDestination',
   'RestoreRefused',
+  'Timeout',
 ] as const;
 export type BackupReason = (typeof BACKUP_REASONS)[number];
 

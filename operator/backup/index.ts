@@ -2,8 +2,9 @@
 // At the act level of the operator: imports the generated etcd codecs, @grpc/grpc-js, the AWS SDK
 // and croner; nothing of plan/, observe/ or controller/.
 export { BACKUP_REASONS, BackupError, classifyS3Error, type BackupReason } from './errors.js';
+export { RunDeadline, underDeadline, BACKUP_RUN_TIMEOUT_MS, BACKUP_CLEANUP_TIMEOUT_MS } from './deadline.js';
 export { SnapshotSource, SnapshotVerifier, verifiedSnapshotStream, SHA256_BYTES, SECTOR_BYTES, SNAPSHOT_QUEUE_MESSAGES, SNAPSHOT_IDLE_TIMEOUT_MS, type MemberInfo, type VerifiedSnapshot } from './snapshot.js';
-export { s3Client, normalizePrefix, objectUri, destinationProblems, type S3Credentials, type S3Destination } from './store.js';
+export { s3Client, withAbortSignal, normalizePrefix, objectUri, destinationProblems, type S3Credentials, type S3Destination } from './store.js';
 export {
   runBackup,
   BackupSlots,

@@ -52,10 +52,11 @@ export class SnapshotSource {
     });
   }
 
-  status(): Promise<MemberInfo> {
+  /** Status of the member; `signal` (a run's deadline) cancels the call. */
+  status(signal?: AbortSignal): Promise<MemberInfo> {
     const m = MaintenanceService.Status;
     return new Promise((resolve, reject) => {
-      this.client.makeUnaryRequest(
+      const call = this.client.makeUnaryRequest(
         m.path,
         (x: object) => m.encodeRequest(x),
         (b: Buffer) => m.decodeResponse(b),
@@ -63,6 +64,7 @@ export class SnapshotSource {
         new grpc.Metadata(),
         { deadline: Date.now() + STATUS_TIMEOUT_MS },
         (err, r) => {
+          signal?.removeEventListener('abort', cancel);
           if (err !== null || r === undefined) {
             reject(new BackupError('SnapshotFailed', `Status of member at ${this.endpoint}: ${err?.details ?? 'empty response'}`, { cause: err }));
             return;
@@ -77,6 +79,9 @@ export class SnapshotSource {
           });
         },
       );
+      const cancel = (): void => call.cancel();
+      if (signal?.aborted === true) cancel();
+      else signal?.addEventListener('abort', cancel, { once: true });
     });
   }
 

@@ -66,6 +66,22 @@ export function s3Client(d: S3Destination, creds: S3Credentials | undefined): S3
   return new S3Client(cfg);
 }
 
+/**
+ * The same client, every request of it carrying `signal` (a run's deadline: RunDeadline): once the
+ * signal is aborted, requests in flight are aborted and new ones fail at once. lib-storage's Upload
+ * sends its own requests without a signal; given this client, its parts and its completion abort too.
+ */
+export function withAbortSignal(s3: S3Client, signal: AbortSignal): S3Client {
+  const send = (command: Parameters<S3Client['send']>[0], options?: { readonly abortSignal?: unknown }): Promise<unknown> => s3.send(command, { ...options, abortSignal: signal });
+  return new Proxy(s3, {
+    get: (target, p): unknown => {
+      if (p === 'send') return send;
+      const v: unknown = Reflect.get(target, p);
+      return typeof v === 'function' ? (v as (...a: unknown[]) => unknown).bind(target) : v;
+    },
+  });
+}
+
 /** "s3://bucket/key" */
 export function objectUri(bucket: string, key: string): string {
   return `s3://${bucket}/${key}`;

@@ -6,7 +6,8 @@
 //   2. starts each Pending EtcdBackup (scheduled or on demand) whose cluster has no backup running
 //      (BackupSlots: one at a time per cluster), as a promise of its own: credentials from the
 //      Secret, members from observe(), backupCluster (the next member when one fails mid-snapshot),
-//      then the EtcdBackup status, BackupHealthy + status.backup on the cluster, an Event and the
+//      all under one deadline (backup/deadline.ts: past it the run fails with reason Timeout and its
+//      slot is freed), then the EtcdBackup status, BackupHealthy + status.backup on the cluster, an Event and the
 //      metrics; after a success, retention deletes objects AND EtcdBackup records, oldest first;
 //   3. marks Running records it is not running (the operator restarted mid-backup) Failed; their
 //      partial upload is swept by the cluster's next backup.
@@ -34,7 +35,7 @@ import {
   type JsonObject,
 } from '../api/index.js';
 import { recordEvent } from '../act/index.js';
-import { backupCluster, BackupError, BackupSlots, deleteBackup, s3Client, type BackupReason, type ClusterBackupResult, type S3Credentials } from '../backup/index.js';
+import { backupCluster, BackupError, BackupSlots, deleteBackup, RunDeadline, s3Client, type BackupReason, type ClusterBackupResult, type S3Credentials } from '../backup/index.js';
 import { KubeError, makeKindInformer, pathOf, resourcePath, type KindInformer, type KubeRest } from '../kube/index.js';
 import { accessFor, CALL_TIMEOUT_MS, EtcdAdmin } from '../etcd/index.js';
 import { metaOf, parseCluster } from '../observe/index.js';
@@ -65,6 +66,8 @@ export interface BackupRunnerOptions {
    */
   backups?: KindInformer;
   tickMs?: number;
+  /** Deadline of one backup run (default BACKUP_RUN_TIMEOUT_MS). */
+  backupTimeoutMs?: number;
 }
 
 const keyOf = (ns: string, name: string): string => `${ns}/${name}`;
@@ -308,9 +311,22 @@ export class BackupRunner {
   }
 
   private async upload(c: EtcdCluster, raw: JsonObject, dest: BackupDestination, ownDestination: boolean): Promise<ClusterBackupResult> {
+    // One deadline bounds the whole run (Secrets, observation, every member tried, retention): past it
+    // the run fails with reason Timeout and run()'s caller releases the cluster's slot.
+    const deadline = new RunDeadline(`backup of cluster ${c.metadata.namespace}/${c.metadata.name}`, this.o.backupTimeoutMs);
+    try {
+      return await this.uploadUnder(deadline, c, raw, dest, ownDestination);
+    } finally {
+      deadline.dispose();
+    }
+  }
+
+  private async uploadUnder(deadline: RunDeadline, c: EtcdCluster, raw: JsonObject, dest: BackupDestination, ownDestination: boolean): Promise<ClusterBackupResult> {
     const d = dest.s3;
-    const creds = d.credentialsSecretRef !== undefined ? await this.credentials(c.metadata.namespace, d.credentialsSecretRef) : undefined;
-    const caBundlePem = d.caBundleSecretRef !== undefined ? await this.secretValue(c.metadata.namespace, d.caBundleSecretRef.name, d.caBundleSecretRef.key) : undefined;
+    const ref = d.credentialsSecretRef;
+    const ca = d.caBundleSecretRef;
+    const creds = ref !== undefined ? await deadline.run('reading the credentials Secret', () => this.credentials(c.metadata.namespace, ref)) : undefined;
+    const caBundlePem = ca !== undefined ? await deadline.run('reading the CA bundle Secret', () => this.secretValue(c.metadata.namespace, ca.name, ca.key)) : undefined;
     const s3 = s3Client(
       {
         bucket: d.bucket,
@@ -323,7 +339,7 @@ export class BackupRunner {
       creds,
     );
     try {
-      const obs = await this.o.observe(raw);
+      const obs = await deadline.run('observing the members', () => this.o.observe(raw));
       const members = candidatesOf(obs);
       const retention = ownDestination && c.spec.backup !== undefined ? retentionPolicy(c.spec.backup.retention) : undefined;
       const log = (line: Record<string, unknown>): void => {
@@ -340,6 +356,7 @@ export class BackupRunner {
         log,
         ...(retention !== undefined ? { retention } : {}),
         ...memberCredentials(members.map((m) => m.endpoint)),
+        deadline,
       });
     } finally {
       s3.destroy();
