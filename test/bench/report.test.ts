@@ -3,17 +3,28 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import {
   TABLE_HEADER,
+  combineRuns,
+  cpuUsPerOp,
   electionsDuring,
   formatDriverTable,
+  formatLoad,
   formatTable,
+  insideNoise,
+  loadLine,
+  median,
   parseDriverOutput,
   parseToolOutput,
   parseWatchLatencyOutput,
   ratio,
+  repeatedRow,
   rowName,
+  sideOrder,
+  sideSpread,
+  spread,
   sumPeakMiB,
+  toolTableLegend,
 } from './report.js';
-import type { DriverReport, RowResult, ToolReport } from './report.js';
+import type { DriverReport, RowResult, SideResult, ToolReport } from './report.js';
 
 const SAMPLE = [
   '',
@@ -132,8 +143,8 @@ test('cluster table: same columns as the single-member table, rows named put-3m,
   const put = cells(lines[2] ?? '');
   assert.equal(put[0], 'put-3m');
   assert.equal(put[4], '1.50');
-  assert.equal(put[7], '120.0');
-  assert.equal(put[8], '300.0');
+  assert.equal(put[11], '120.0');
+  assert.equal(put[12], '300.0');
   assert.match(lines[3] ?? '', /range-lin-3m .*ERROR: member\(s\) m2 not running/);
   assert.equal(new Set(lines.map((l) => l.length)).size, 1);
 });
@@ -254,4 +265,119 @@ test('driver table: load and unit columns, an error cell, ratio, CPU server / dr
   assert.match(lines[3] ?? '', /\| - \/ 138\.40 +\|/);
   // Every line has the same width (a well-formed table).
   assert.equal(new Set(lines.map((l) => l.length)).size, 1);
+});
+
+// ---- repeated runs: ABBA order, medians, the etcd-vs-etcd spread, CPU per operation ----
+
+test('sides alternate ABBA: etcd first in even repeats, cairn first in odd ones', () => {
+  assert.deepEqual([0, 1, 2, 3].map(sideOrder), [
+    ['etcd', 'cairn'],
+    ['cairn', 'etcd'],
+    ['etcd', 'cairn'],
+    ['cairn', 'etcd'],
+  ]);
+});
+
+test('median: middle value, mean of the middle two, NaN ignored, undefined when empty', () => {
+  assert.equal(median([3, 1, 2]), 2);
+  assert.equal(median([4, 1, 3, 2]), 2.5);
+  assert.equal(median([5]), 5);
+  assert.equal(median([Number.NaN, 7, 1, Number.NaN, 4]), 4);
+  assert.equal(median([]), undefined);
+  assert.equal(median([Number.NaN]), undefined);
+});
+
+test('spread is (max - min) / median; undefined for one run or a zero median', () => {
+  assert.ok(Math.abs((spread([90, 110, 100]) ?? 0) - 0.2) < 1e-12);
+  assert.equal(spread([100, 100]), 0);
+  assert.equal(spread([100]), undefined);
+  assert.equal(spread([]), undefined);
+  assert.equal(spread([0, 0, 5]), undefined);
+});
+
+test('CPU µs per op: CPU seconds over completed requests; unknown CPU or nothing completed is undefined', () => {
+  assert.equal(cpuUsPerOp(0.5, 1000), 500);
+  assert.equal(cpuUsPerOp(0, 10), 0);
+  assert.equal(cpuUsPerOp(undefined, 10), undefined);
+  assert.equal(cpuUsPerOp(1, 0), undefined);
+  assert.equal(cpuUsPerOp(-0.01, 10), undefined);
+});
+
+function run(reqPerSec: number, cpu: number, rss: number, errorCount = 0): SideResult {
+  return {
+    report: { reqPerSec, p50Ms: reqPerSec / 1000, p99Ms: reqPerSec / 100, errorCount, firstError: errorCount > 0 ? 'too many requests' : undefined },
+    error: undefined,
+    peakRssMiB: rss,
+    notes: { cpuUsPerOp: cpu },
+  };
+}
+
+const failedRun: SideResult = { report: undefined, error: 'benchmark: timed out after 300 s', peakRssMiB: 70 };
+
+test('combined side: each figure the median of the measured runs, errors summed, the highest RSS', () => {
+  const c = combineRuns([run(1000, 30, 50), run(3000, 10, 60, 2), run(2000, 20, 55)]);
+  assert.equal(c.error, undefined);
+  assert.equal(c.report?.reqPerSec, 2000);
+  assert.equal(c.report?.p50Ms, 2);
+  assert.equal(c.report?.p99Ms, 20);
+  assert.equal(c.report?.errorCount, 2);
+  assert.equal(c.report?.firstError, 'too many requests');
+  assert.equal(c.peakRssMiB, 60);
+  assert.deepEqual(c.notes, { runs: 3, runsMeasured: 3, cpuUsPerOp: 20 });
+  // A failed run is left out of the medians but counted.
+  const partial = combineRuns([run(1000, 30, 50), failedRun, run(2000, 20, 55)]);
+  assert.equal(partial.report?.reqPerSec, 1500);
+  assert.equal(partial.peakRssMiB, 70);
+  assert.deepEqual(partial.notes, { runs: 3, runsMeasured: 2, cpuUsPerOp: 25 });
+  // No run measured: the first error.
+  const none = combineRuns([failedRun, { ...failedRun, error: 'other' }]);
+  assert.equal(none.report, undefined);
+  assert.equal(none.error, 'benchmark: timed out after 300 s');
+});
+
+test('the ratio is inside the noise when |ratio - 1| is within etcd\'s own spread', () => {
+  const base = { workload: 'put', inFlight: 256, total: 5000 };
+  // etcd 900/1000/1100: spread 20%, median 1000.
+  const etcd = [run(900, 40, 50), run(1000, 40, 50), run(1100, 40, 50)];
+  const close = repeatedRow(base, etcd, [run(1150, 30, 80), run(1100, 30, 80), run(1120, 30, 80)]);
+  const far = repeatedRow(base, etcd, [run(1500, 30, 80), run(1600, 30, 80), run(1550, 30, 80)]);
+  assert.ok(Math.abs((sideSpread(close, 'etcd') ?? 0) - 0.2) < 1e-12);
+  assert.equal(ratio(close), 1.12);
+  assert.equal(insideNoise(close), true);
+  assert.equal(insideNoise(far), false);
+  // One run: no spread, so no verdict.
+  const once = repeatedRow(base, [run(1000, 40, 50)], [run(1500, 30, 80)]);
+  assert.equal(sideSpread(once, 'etcd'), undefined);
+  assert.equal(insideNoise(once), undefined);
+  assert.equal(close.runs?.etcd.length, 3);
+});
+
+test('tool table of repeated rows: medians, spreads, "~" inside the noise, CPU µs/op, partial runs', () => {
+  const base = { workload: 'put', inFlight: 256, total: 5000 };
+  const etcd = [run(900, 41.5, 50), run(1000, 40, 52), run(1100, 39, 51)];
+  const close = repeatedRow(base, etcd, [run(1150, 30, 80), run(1100, 31, 82), run(1120, 29, 81)]);
+  const far = repeatedRow({ ...base, workload: 'txn-put' }, etcd, [run(1600, 3.5, 80), failedRun, run(1500, 2.5, 80)]);
+  const lines = formatTable([close, far]).split('\n');
+  assert.equal(lines.length, 4);
+  const cells = (l: string): string[] => l.split('|').slice(1, -1).map((c) => c.trim());
+  assert.deepEqual(cells(lines[0] ?? ''), [...TABLE_HEADER]);
+  assert.deepEqual(cells(lines[2] ?? ''), ['put', '256', '1000', '1120', '1.12 ~', '20.0%', '4.5%', '1.00 / 10.00', '1.12 / 11.20', '40', '30', '52.0', '82.0']);
+  const f = cells(lines[3] ?? '');
+  assert.equal(f[3], '1550 (2 of 3 runs)');
+  assert.equal(f[4], '1.55');
+  assert.equal(f[6], '6.5%');
+  // Below 10 µs/op one decimal; from 10 up whole µs (the 10 ms ticks of /proc make decimals noise).
+  assert.equal(f[10], '3.0');
+  assert.equal(new Set(lines.map((l) => l.length)).size, 1);
+});
+
+test('load averages print as 1/5/15-minute figures, start and end', () => {
+  assert.equal(formatLoad([1.234, 0.5, 12]), '1.23 0.50 12.00');
+  assert.equal(loadLine('during this table', [1, 2, 3], [4, 5, 6]), 'load average (1/5/15 min) during this table: start 1.00 2.00 3.00, end 4.00 5.00 6.00');
+});
+
+test('the legend under a tool table says how many runs, and says when there is no spread', () => {
+  assert.match(toolTableLegend(3), /median of 3 runs per side, alternated ABBA/);
+  assert.match(toolTableLegend(1), /one run per side \(CAIRN_BENCH_REPEATS=1: no medians, no spread/);
+  assert.doesNotMatch(toolTableLegend(1), /the median of/);
 });

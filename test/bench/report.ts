@@ -38,6 +38,11 @@ export interface RowResult {
    * given every member's endpoint; peakRssMiB is then the sum over members. Absent: 1 member.
    */
   readonly members?: number;
+  /**
+   * Repeated rows (the tool rows): every run of each side, in the order run; `etcd` and `cairn`
+   * above are then combineRuns() of these. Absent: a single run.
+   */
+  readonly runs?: { readonly etcd: readonly SideResult[]; readonly cairn: readonly SideResult[] };
 }
 
 const SECS_TO_MS = 1000;
@@ -157,31 +162,193 @@ export function ratio(row: RowResult): number | undefined {
   return c.reqPerSec / e.reqPerSec;
 }
 
+// ---- repeated runs: order, medians, the etcd-vs-etcd noise, CPU per operation ----
+
+export type SideName = 'etcd' | 'cairn';
+
+/**
+ * Which side runs first in repeat `i` (0-based) of a row: ABBA order, etcd-cairn, cairn-etcd,
+ * etcd-cairn, ... A drift of the machine during a row (other tenants' load, writeback of the
+ * previous run's pages) then lands on both sides alike instead of always on the second one.
+ */
+export function sideOrder(i: number): readonly [SideName, SideName] {
+  return i % 2 === 0 ? ['etcd', 'cairn'] : ['cairn', 'etcd'];
+}
+
+function finite(xs: readonly number[]): number[] {
+  return xs.filter((x) => Number.isFinite(x));
+}
+
+/** The median of the finite values (the mean of the middle two for an even count); undefined when none. */
+export function median(xs: readonly number[]): number | undefined {
+  const v = finite(xs).sort((a, b) => a - b);
+  if (v.length === 0) return undefined;
+  const mid = Math.floor(v.length / 2);
+  const hi = v[mid] ?? Number.NaN;
+  return v.length % 2 === 1 ? hi : ((v[mid - 1] ?? Number.NaN) + hi) / 2;
+}
+
+/**
+ * How far a side's own runs disagree: (max - min) / median of the finite values. Undefined with
+ * fewer than two values or a median <= 0.
+ */
+export function spread(xs: readonly number[]): number | undefined {
+  const v = finite(xs);
+  const m = median(v);
+  if (v.length < 2 || m === undefined || m <= 0) return undefined;
+  return (Math.max(...v) - Math.min(...v)) / m;
+}
+
+/** Server CPU (user + system) per completed request, µs; undefined when unknown or nothing completed. */
+export function cpuUsPerOp(cpuSeconds: number | undefined, completed: number): number | undefined {
+  if (cpuSeconds === undefined || !Number.isFinite(cpuSeconds) || cpuSeconds < 0 || !(completed > 0)) return undefined;
+  return (cpuSeconds * 1e6) / completed;
+}
+
+function maxOf(xs: readonly (number | undefined)[]): number | undefined {
+  const v = finite(xs.filter((x): x is number => x !== undefined));
+  return v.length === 0 ? undefined : Math.max(...v);
+}
+
+/**
+ * One side of a repeated row, from its runs: req/s, p50, p99 and CPU µs/op are each the median
+ * over the runs that measured; errors are summed; peak RSS is the highest (VmHWM only grows).
+ * notes.runs and notes.runsMeasured say how many runs there were and how many measured; with none
+ * measured, the side carries the first run's error.
+ */
+export function combineRuns(runs: readonly SideResult[]): SideResult {
+  const measured = runs.flatMap((r) => (r.report === undefined ? [] : [{ report: r.report, cpu: r.notes?.['cpuUsPerOp'] }]));
+  const peakRssMiB = maxOf(runs.map((r) => r.peakRssMiB));
+  const counts = { runs: runs.length, runsMeasured: measured.length };
+  if (measured.length === 0) {
+    return { report: undefined, error: runs.find((r) => r.error !== undefined)?.error ?? 'no runs', peakRssMiB, notes: counts };
+  }
+  const med = (f: (r: ToolReport) => number): number => median(measured.map((m) => f(m.report))) ?? Number.NaN;
+  const cpu = median(measured.flatMap((m) => (m.cpu === undefined ? [] : [m.cpu])));
+  return {
+    report: {
+      reqPerSec: med((r) => r.reqPerSec),
+      p50Ms: med((r) => r.p50Ms),
+      p99Ms: med((r) => r.p99Ms),
+      errorCount: measured.reduce((n, m) => n + m.report.errorCount, 0),
+      firstError: measured.find((m) => m.report.firstError !== undefined)?.report.firstError,
+    },
+    error: undefined,
+    peakRssMiB,
+    notes: cpu === undefined ? counts : { ...counts, cpuUsPerOp: cpu },
+  };
+}
+
+/** A repeated row: the sides are the combined runs, the runs kept beside them. */
+export function repeatedRow(
+  base: Omit<RowResult, 'etcd' | 'cairn' | 'runs'>,
+  etcdRuns: readonly SideResult[],
+  cairnRuns: readonly SideResult[],
+): RowResult {
+  return { ...base, etcd: combineRuns(etcdRuns), cairn: combineRuns(cairnRuns), runs: { etcd: etcdRuns, cairn: cairnRuns } };
+}
+
+/** The req/s spread of one side's runs of a row (for etcd: the etcd-vs-etcd noise); undefined for a single run. */
+export function sideSpread(row: RowResult, side: SideName): number | undefined {
+  const runs = row.runs?.[side] ?? [];
+  return spread(runs.flatMap((r) => (r.report === undefined ? [] : [r.report.reqPerSec])));
+}
+
+/**
+ * Whether the cairn/etcd ratio is inside the noise: |ratio - 1| no larger than the spread of etcd's
+ * own runs (etcd against etcd). Undefined when either is unknown.
+ */
+export function insideNoise(row: RowResult): boolean | undefined {
+  const r = ratio(row);
+  const noise = sideSpread(row, 'etcd');
+  if (r === undefined || noise === undefined) return undefined;
+  return Math.abs(r - 1) <= noise;
+}
+
+/** The load averages (1/5/15 min) as "1.23 0.98 0.80". */
+export function formatLoad(load: readonly number[]): string {
+  return load.map((l) => fixed(l, 2)).join(' ');
+}
+
+/** One line for a table's (or the run's) load averages at its start and its end. */
+export function loadLine(what: string, start: readonly number[], end: readonly number[]): string {
+  return `load average (1/5/15 min) ${what}: start ${formatLoad(start)}, end ${formatLoad(end)}`;
+}
+
+function percentCell(v: number | undefined): string {
+  return v === undefined ? '-' : `${fixed(v * 100, 1)}%`;
+}
+
+function ratioCell(row: RowResult): string {
+  const r = ratio(row);
+  if (r === undefined) return '-';
+  return insideNoise(row) === true ? `${fixed(r, 2)} ~` : fixed(r, 2);
+}
+
+/** CPU µs/op from this figure up print without decimals (/proc counts in 10 ms ticks: they would be noise). */
+const CPU_US_WHOLE_FROM = 10;
+
+function cpuUsCell(side: SideResult): string {
+  const v = side.notes?.['cpuUsPerOp'];
+  if (v === undefined || Number.isNaN(v)) return '-';
+  return fixed(v, v < CPU_US_WHOLE_FROM ? 1 : 0);
+}
+
+/** The rate cell of a combined side: the median, and how many runs measured when some did not. */
+function medianRateCell(side: SideResult): string {
+  const runs = side.notes?.['runs'];
+  const measured = side.notes?.['runsMeasured'];
+  const partial = side.report !== undefined && runs !== undefined && measured !== undefined && measured < runs;
+  return partial ? `${rateCell(side)} (${measured} of ${runs} runs)` : rateCell(side);
+}
+
 export const TABLE_HEADER = [
   'workload',
   'in-flight',
   'etcd req/s',
   'cairn req/s',
   'ratio cairn/etcd',
+  'etcd spread',
+  'cairn spread',
   'etcd p50/p99 ms',
   'cairn p50/p99 ms',
+  'etcd CPU µs/op',
+  'cairn CPU µs/op',
   'etcd peak RSS MiB',
   'cairn peak RSS MiB',
 ] as const;
 
 export function tableCells(row: RowResult): string[] {
-  const r = ratio(row);
   return [
     row.workload,
     String(row.inFlight),
-    rateCell(row.etcd),
-    rateCell(row.cairn),
-    r === undefined ? '-' : fixed(r, 2),
+    medianRateCell(row.etcd),
+    medianRateCell(row.cairn),
+    ratioCell(row),
+    percentCell(sideSpread(row, 'etcd')),
+    percentCell(sideSpread(row, 'cairn')),
     latencyCell(row.etcd),
     latencyCell(row.cairn),
+    cpuUsCell(row.etcd),
+    cpuUsCell(row.cairn),
     rssCell(row.etcd),
     rssCell(row.cairn),
   ];
+}
+
+/** What the tool tables' columns mean, printed under them. */
+export function toolTableLegend(repeats: number): string {
+  const runs =
+    repeats === 1
+      ? 'each figure: one run per side (CAIRN_BENCH_REPEATS=1: no medians, no spread, so no "~" marks).'
+      : `each figure: the median of ${repeats} runs per side, alternated ABBA (etcd, cairn, cairn, etcd, ...); p50/p99 and CPU µs/op are medians too, peak RSS the highest.`;
+  return [
+    runs,
+    'spread: (max - min) / median of that side\'s own req/s over its runs; etcd\'s is the etcd-vs-etcd noise.',
+    'ratio marked ~: |ratio - 1| is within etcd\'s spread, i.e. not a difference this run can tell from noise.',
+    'CPU µs/op: the server process(es)\' user + system CPU over the run (/proc/<pid>/stat), summed over members, per completed request;',
+    '  /proc counts CPU in 10 ms ticks, so a row of N requests measures it in steps of 10,000/N µs (2 µs at 5,000).',
+  ].join('\n');
 }
 
 /** A markdown-style table, columns padded to their widest cell. */

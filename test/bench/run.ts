@@ -1,10 +1,33 @@
-// Cairn vs etcd: the same load against the reference etcd and against Cairn,
-// one server after the other, each on a fresh data dir on the same disk with
-// default settings. Prints up to three tables and writes bench-results.json in the cwd.
-// A benchmark, not a test: it asserts nothing about speed, and a row that fails
-// shows its error and the run goes on.
+// Cairn vs etcd: the same load against the reference etcd and against Cairn, each on a fresh
+// data dir on the same disk with default settings. Prints up to four tables and writes
+// bench-results.json in the cwd. A benchmark, not a test: it asserts nothing about speed, and a
+// row that fails shows its error and the run goes on.
 //
-// Workloads (run in this order on each server):
+// Repeats and alternation (the tool rows and the -3m cluster rows): both servers (or both
+// clusters) are started once, fresh, etcd's first, and stay up for the whole table; each row runs
+// CAIRN_BENCH_REPEATS times per side (default 3), the sides alternating in ABBA order: etcd, cairn,
+// then cairn, etcd, then etcd, cairn, ... ABBA rather than ABAB because with ABAB etcd always runs
+// first in each pair, so a drift of the shared machine during a row (other tenants' load, the
+// writeback of the previous run's pages) would always land on the same side; ABBA spreads it over
+// both. Not fresh data dirs per repeat: a later run of a row sees what the earlier runs and rows
+// wrote (up to the 100,000-key space), but so does the other side at the same point, and
+// restarting per run would add a start (a cluster's ~5 s) to every run. The idle side's heartbeats
+// and trailing background work overlap the other's runs, alike for both.
+// Every figure printed is the median over the runs (req/s, p50, p99 and CPU µs/op each on its own;
+// peak RSS is the highest, VmHWM only grows); the results file keeps every run under rows[].runs
+// (each with notes.load1m, the 1-minute load average when it began).
+// Noise control: the "etcd spread" column is (max - min) / median of etcd's own req/s over its
+// runs: the etcd-vs-etcd noise of this run; a ratio within it is marked "~" (not a difference this
+// run can tell from noise). The cairn spread is printed beside it. The load average (os.loadavg)
+// is printed at the start and the end of the run and under each table.
+// CPU µs/op: the server process(es)' user + system CPU (/proc/<pid>/stat, with threads and live
+// child processes; summed over members) over the tool's run, per completed request.
+// The watch, watch-latency and lease rows and the admin rows stay single-run per side (their
+// tables say so): repeating them 3 times would add ~2.5 min (drivers) and ~7 min (admin: a 1 GiB
+// fill per run), and each lease run leaves 10,000 live leases (TTL 600 s) behind, so a repeat on
+// the same server would not be the same load. Time: the tool rows take R times what one run took.
+//
+// Workloads (in this order; the drivers' after all tool rows, etcd's then the other side's):
 //   put, range-lin, range-ser, txn-put   etcd's own `benchmark` tool, at each in-flight count
 //                  (range-lin: linearizable range of one key, range-ser: serializable;
 //                  txn-put: a txn holding one put)
@@ -22,18 +45,20 @@
 // Cluster rows (their own table, run last): put-3m, range-lin-3m, range-ser-3m, txn-put-3m are the
 // four tool workloads above against a fresh 3-member cluster (test/harness/cluster.ts: loopback,
 // default settings, data dirs on the same disk, started only once a leader is agreed by all
-// members), first a 3-member reference etcd, then a 3-member Cairn, with the same in-flight counts
-// and totals; the tool is given all three endpoints and opens its connections on them
+// members), a 3-member reference etcd and a 3-member Cairn, with the same in-flight counts and
+// totals; the tool is given all three endpoints and opens its connections on them
 // round-robin: followers first, the leader last (so at 1 in flight the one connection is always
-// on a follower, which forwards writes; at 256, 16 connections go 6/5/5). Peak RSS is summed
+// on a follower, which forwards writes; at 256, 16 connections go 6/5/5). Both clusters are up
+// together (6 processes) while their rows alternate. Peak RSS and CPU are summed
 // over the members; a Raft term that moved during a row is listed under the table as leader
 // elections, and each member's warn/error log lines are summarised on stderr and kept in the
 // results file (memberLogs).
 // Admin rows (`--only admin`, test/bench/adminload.ts, run after everything else): a single member
 // of each filled with 1 GiB (CAIRN_BENCH_ADMIN_BYTES), then etcdctl snapshot save (MB/s) and defrag
 // (full, and after deleting half) timed; about 3-4 min for both servers.
-// `--only cluster` names the four; they took 2 min 20 s - 2 min 30 s for both clusters (8 rows
-// each; starting a cluster ~5 s) with the 2 CPUs shared (load average 8-17).
+// `--only cluster` names the four; one run of each took 2 min 20 s - 2 min 30 s for both clusters
+// (8 rows each; starting a cluster ~5 s) with the 2 CPUs shared (load average 8-17); the rows'
+// part of that is multiplied by CAIRN_BENCH_REPEATS.
 //
 // Run only some workloads (without the npm script's installs):
 //   npx tsc -p tsconfig.json && node dist/test/bench/run.js --only watch,lease
@@ -48,6 +73,7 @@
 //   CAIRN_BENCH_TOTAL_CONCURRENT  requests per row at >1 in flight (default 50000)
 //   CAIRN_BENCH_VALUE_BYTES       value size (default 256)
 //   CAIRN_BENCH_ROW_TIMEOUT_S     a row's time limit (default 300)
+//   CAIRN_BENCH_REPEATS           runs per side of each tool and cluster row (default 3, at least 1)
 //   CAIRN_BENCH_DIR               where the data dirs go (default the OS temp dir; for the
 //                                 cluster rows through TMPDIR, which cluster.ts honours)
 //   CAIRN_BENCH_LOG_DIR           if set, every cluster member's whole stderr is written there
@@ -56,8 +82,8 @@
 //   CAIRN_BENCH_TOOL              path of etcd's benchmark binary (default: built by
 //                                 hack/install-bench-tools.sh into ~/.cache/cairn/bin)
 import { spawn, spawnSync } from 'node:child_process';
-import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { cpus, loadavg, tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { startCluster } from '../harness/cluster.js';
@@ -67,18 +93,26 @@ import { etcdBin, etcdctlBin, refBin } from '../harness/bins.js';
 import { REPO_ROOT, startCairn, startEtcd } from '../harness/procs.js';
 import type { ServerOpts, ServerProc, TargetKind } from '../harness/procs.js';
 import {
+  cpuUsPerOp,
   electionsDuring,
   formatDriverTable,
+  formatLoad,
   formatTable,
+  insideNoise,
+  loadLine,
   parseDriverOutput,
   parseToolOutput,
   parseWatchLatencyOutput,
   ratio,
+  repeatedRow,
   rowName,
+  sideOrder,
+  sideSpread,
   sumPeakMiB,
+  toolTableLegend,
 } from './report.js';
-import type { RowResult, SideResult, ToolReport } from './report.js';
-import { envPositiveInt, envString } from './loadlib.js';
+import type { RowResult, SideName, SideResult, ToolReport } from './report.js';
+import { envPositiveInt, envString, processCpuSeconds } from './loadlib.js';
 
 // ---- limits and defaults ----
 
@@ -86,6 +120,7 @@ const TOTAL_SERIAL_DEFAULT = 5000;
 const TOTAL_CONCURRENT_DEFAULT = 50_000;
 const VALUE_BYTES_DEFAULT = 256;
 const ROW_TIMEOUT_S_DEFAULT = 300;
+const REPEATS_DEFAULT = 3;
 const IN_FLIGHT_DEFAULT = [1, 256];
 /** gRPC connections the tool opens: min(clients, this). */
 const CONNS_MAX = 16;
@@ -159,6 +194,8 @@ interface Config {
   readonly totalConcurrent: number;
   readonly valueBytes: number;
   readonly rowTimeoutMs: number;
+  /** Runs of each side per tool row (CAIRN_BENCH_REPEATS), alternated; the table prints their median. */
+  readonly repeats: number;
   readonly dir: string;
   readonly out: string;
 }
@@ -215,6 +252,7 @@ function readConfig(): Config {
     totalConcurrent: envPositiveInt('CAIRN_BENCH_TOTAL_CONCURRENT', TOTAL_CONCURRENT_DEFAULT),
     valueBytes: envPositiveInt('CAIRN_BENCH_VALUE_BYTES', VALUE_BYTES_DEFAULT),
     rowTimeoutMs: envPositiveInt('CAIRN_BENCH_ROW_TIMEOUT_S', ROW_TIMEOUT_S_DEFAULT) * 1000,
+    repeats: envPositiveInt('CAIRN_BENCH_REPEATS', REPEATS_DEFAULT),
     dir: envString('CAIRN_BENCH_DIR') ?? tmpdir(),
     out: resolve(envString('CAIRN_BENCH_OUT') ?? 'bench-results.json'),
   };
@@ -460,6 +498,25 @@ function errorText(e: unknown): string {
   return e instanceof Error ? e.message : String(e);
 }
 
+/** CPU seconds of the processes (each with its threads and live child processes, as peakRssKb counts them). */
+function sumCpuSeconds(pids: readonly number[]): number | undefined {
+  let sum = 0;
+  for (const pid of pids) {
+    const own = pid > 0 ? processCpuSeconds(pid) : undefined;
+    if (own === undefined) return undefined;
+    sum += own + (sumCpuSeconds(childPids(pid)) ?? 0);
+  }
+  return sum;
+}
+
+function childPids(pid: number): number[] {
+  try {
+    return readFileSync(`/proc/${pid}/task/${pid}/children`, 'utf8').split(' ').filter((s) => s.trim() !== '').map(Number);
+  } catch {
+    return [];
+  }
+}
+
 function peakMiB(p: ServerProc): number | undefined {
   const kb = p.peakRssKb();
   return kb > 0 ? kb / KIB_PER_MIB : undefined;
@@ -475,6 +532,8 @@ interface LoadTarget {
   down(): string | undefined;
   /** VmHWM, MiB (summed over members). */
   peakRssMiB(): number | undefined;
+  /** CPU seconds (user + system) used so far, summed over members; undefined if one is unreadable. */
+  cpuSeconds(): number | undefined;
   /**
    * Clusters: the highest Raft term any member reports (NaN if none answers), and the endpoints
    * ordered followers first, the leader last (all members agreeing on it; else member order).
@@ -488,6 +547,7 @@ function serverTarget(proc: ServerProc): LoadTarget {
     pid: proc.pid,
     down: () => (isAlive(proc.pid) ? undefined : 'server is not running'),
     peakRssMiB: () => peakMiB(proc),
+    cpuSeconds: () => sumCpuSeconds([proc.pid]),
   };
 }
 
@@ -501,6 +561,7 @@ function clusterTarget(c: Cluster): LoadTarget {
       return gone.length === 0 ? undefined : `member(s) ${gone.join(', ')} not running`;
     },
     peakRssMiB: () => sumPeakMiB(members.map((m) => m.proc?.peakRssKb() ?? 0)),
+    cpuSeconds: () => sumCpuSeconds(members.map((m) => m.proc?.pid ?? -1)),
     raft: async () => {
       const sts = await Promise.all(members.map((m) => c.status(m.name, CLUSTER_STATUS_TIMEOUT_MS)));
       const terms = sts.flatMap((s) => (s === undefined ? [] : [s.raftTerm]));
@@ -561,13 +622,17 @@ async function runRow(ctx: RowContext, row: RowSpec): Promise<SideResult> {
     const name = (ep: string | undefined): string => `m${target.endpoints.indexOf(ep ?? '') + 1}`;
     process.stderr.write(`bench: ${row.name} x${row.inFlight}: endpoints ${endpoints.join(',')}, first ${name(endpoints[0])}, leader ${before.leader ?? 'unknown'}\n`);
   }
+  const cpu0 = target.cpuSeconds();
   const o = await runChild(ctx.tool, toolArgs(row, endpoints, cfg.valueBytes), cfg.rowTimeoutMs, toolEnv);
+  const cpu1 = target.cpuSeconds();
   const after = await target.raft?.();
-  const notes = before === undefined || after === undefined ? {} : { notes: { termBefore: before.term, termAfter: after.term } };
+  const terms = before === undefined || after === undefined ? {} : { termBefore: before.term, termAfter: after.term };
   const parsed: ToolReport | string =
     o.code === 0 && !o.timedOut ? parseToolOutput(o.stdout) : describeFailure('benchmark', o, cfg.rowTimeoutMs);
-  if (typeof parsed === 'string') return { ...fail(parsed), ...notes };
-  return { report: parsed, error: undefined, peakRssMiB: target.peakRssMiB(), ...notes };
+  if (typeof parsed === 'string') return { ...fail(parsed), notes: terms };
+  const cpu = cpuUsPerOp(cpu0 === undefined || cpu1 === undefined ? undefined : cpu1 - cpu0, row.total - parsed.errorCount);
+  const notes = cpu === undefined ? terms : { ...terms, cpuUsPerOp: cpu };
+  return { report: parsed, error: undefined, peakRssMiB: target.peakRssMiB(), notes };
 }
 
 /** The command line of a driver workload against one server. */
@@ -624,12 +689,18 @@ async function runDriver(ctx: RowContext, spec: DriverSpec): Promise<SideResult[
   const down = await probe(target);
   if (down !== undefined) return all(down);
   const { cmd, args } = driverCommand(spec.workload, ctx.tool, target);
+  const cpu0 = target.cpuSeconds();
+  const t0 = performance.now();
   const o = await runChild(cmd, args, DRIVER_TIMEOUT_MS, toolEnv);
   const what = spec.workload === 'watch-latency' ? 'benchmark watch-latency' : spec.workload;
   if (spec.workload === 'watch-latency') {
     const parsed = o.code === 0 && !o.timedOut ? parseWatchLatencyOutput(o.stdout) : describeFailure(what, o, DRIVER_TIMEOUT_MS);
     if (typeof parsed === 'string') return all(parsed);
-    return [{ report: parsed.report, error: undefined, peakRssMiB: target.peakRssMiB(), notes: parsed.notes }];
+    // Our drivers measure the server's cores themselves; for the Go tool it is measured here (its own CPU is not).
+    const cpu1 = target.cpuSeconds();
+    const wallS = (performance.now() - t0) / 1000;
+    const serverCores = cpu0 === undefined || cpu1 === undefined || wallS <= 0 ? {} : { serverCores: (cpu1 - cpu0) / wallS };
+    return [{ report: parsed.report, error: undefined, peakRssMiB: target.peakRssMiB(), notes: { ...parsed.notes, ...serverCores } }];
   }
   const parsed = o.timedOut || o.spawnError !== undefined ? describeFailure(what, o, DRIVER_TIMEOUT_MS) : parseDriverOutput(o.stdout);
   if (typeof parsed === 'string') return all(o.code === 0 ? parsed : describeFailure(what, o, DRIVER_TIMEOUT_MS));
@@ -659,15 +730,16 @@ function driverProgress(label: string, spec: DriverSpec, results: readonly SideR
   });
 }
 
-function progress(label: string, row: RowSpec, r: SideResult): void {
-  const what = `${label} ${row.name} x${row.inFlight} (${row.total} req)`;
+function progress(label: string, row: RowSpec, r: SideResult, run: number, repeats: number): void {
+  const what = `${label} ${row.name} x${row.inFlight} (${row.total} req) run ${run + 1}/${repeats}`;
   const rep = r.report;
   const elections = electionsDuring(r);
   const terms = elections === undefined ? '' : `, raft term ${r.notes?.['termBefore'] ?? '?'} -> ${r.notes?.['termAfter'] ?? '?'}`;
   const msg =
     rep === undefined
       ? `ERROR ${r.error ?? ''}`
-      : `${rep.reqPerSec.toFixed(0)} req/s, p50 ${rep.p50Ms.toFixed(2)} ms, p99 ${rep.p99Ms.toFixed(2)} ms` +
+      : `${rep.reqPerSec.toFixed(0)} req/s, p50 ${rep.p50Ms.toFixed(2)} ms, p99 ${rep.p99Ms.toFixed(2)} ms, ` +
+        `cpu ${(r.notes?.['cpuUsPerOp'] ?? Number.NaN).toFixed(1)} µs/op` +
         (rep.errorCount > 0 ? `, ${rep.errorCount} errors (${rep.firstError ?? ''})` : '');
   process.stderr.write(`bench: ${what}: ${msg}${terms}\n`);
 }
@@ -793,52 +865,117 @@ function printLogSummaries(label: string, logs: readonly MemberLogSummary[]): vo
   }
 }
 
-interface SideOutcome {
-  readonly results: SideResult[];
-  readonly logs: MemberLogSummary[];
+/** One side of a paired run: which column it fills, its label in logs, how to start it. */
+interface SideSpec {
+  readonly label: string;
+  readonly launch: Launcher;
+}
+
+interface Started {
+  readonly spec: SideSpec;
+  readonly running: Running | undefined;
+  /** With no running system: why it did not start; every row of the side fails with it. */
+  readonly startError: string;
+  readonly ctx: RowContext | undefined;
+}
+
+/** The load averages (1/5/15 min) at the start and the end of a table's runs. */
+interface LoadSpan {
+  readonly start: readonly number[];
+  readonly end: readonly number[];
+}
+
+interface PairedOutcome {
+  /** Per tool row: each side's runs, in the order run. */
+  readonly rows: readonly Readonly<Record<SideName, SideResult[]>>[];
+  /** Per side: one result per driver phase, in order. */
+  readonly drivers: Readonly<Record<SideName, SideResult[]>>;
+  readonly logs: Readonly<Record<SideName, MemberLogSummary[]>>;
+  readonly rowsLoad: LoadSpan;
+  readonly driversLoad: LoadSpan;
+}
+
+const SIDES: readonly SideName[] = ['etcd', 'cairn'];
+
+async function startSide(spec: SideSpec, cfg: Config, tool: string): Promise<Started> {
+  try {
+    const running = await spec.launch();
+    process.stderr.write(`bench: ${spec.label}: ${running.describe}\n`);
+    return { spec, running, startError: '', ctx: { cfg, tool, target: running.target, populated: false } };
+  } catch (e) {
+    const error = `${spec.label} did not start: ${errorText(e)}`;
+    process.stderr.write(`bench: ${error}\n`);
+    return { spec, running: undefined, startError: error.split('\n')[0] ?? error, ctx: undefined };
+  }
+}
+
+function notStarted(s: Started): SideResult {
+  return { report: undefined, error: s.startError, peakRssMiB: undefined };
+}
+
+/** Runs every tool row cfg.repeats times on each side, the sides alternating in sideOrder(). */
+async function alternateRows(started: Readonly<Record<SideName, Started>>, cfg: Config, rows: readonly RowSpec[]): Promise<Record<SideName, SideResult[]>[]> {
+  const out: Record<SideName, SideResult[]>[] = [];
+  for (const row of rows) {
+    const runs: Record<SideName, SideResult[]> = { etcd: [], cairn: [] };
+    for (let i = 0; i < cfg.repeats; i++) {
+      for (const name of sideOrder(i)) {
+        const s = started[name];
+        const load1m = loadavg()[0] ?? Number.NaN;
+        const measured = s.ctx === undefined ? notStarted(s) : await runRow(s.ctx, row);
+        const r = { ...measured, notes: { ...measured.notes, load1m } };
+        progress(s.spec.label, row, r, i, cfg.repeats);
+        runs[name].push(r);
+      }
+    }
+    out.push(runs);
+  }
+  return out;
+}
+
+/** Each side's driver workloads, once (etcd's, then the other side's). */
+async function driversOnce(started: Readonly<Record<SideName, Started>>, drivers: readonly DriverSpec[]): Promise<Record<SideName, SideResult[]>> {
+  const out: Record<SideName, SideResult[]> = { etcd: [], cairn: [] };
+  for (const name of SIDES) {
+    const s = started[name];
+    for (const spec of drivers) {
+      const r = s.ctx === undefined ? spec.phases.map(() => notStarted(s)) : await runDriver(s.ctx, spec);
+      driverProgress(s.spec.label, spec, r);
+      out[name].push(...r);
+    }
+  }
+  return out;
 }
 
 /**
- * Starts the system under load fresh, runs every tool row and then every driver workload against
- * it, stops it. Results: one per tool row, then one per driver phase, in order.
+ * Starts both systems (etcd's first), both fresh and both up for the whole of it; runs the tool
+ * rows alternated and repeated, then each side's driver workloads once; stops both.
  */
-async function runSide(
-  label: string,
-  launch: Launcher,
+async function runPaired(
+  sides: Readonly<Record<SideName, SideSpec>>,
   cfg: Config,
   tool: string,
   rows: readonly RowSpec[],
   drivers: readonly DriverSpec[],
-): Promise<SideOutcome> {
-  let running: Running;
+): Promise<PairedOutcome> {
+  const started = { etcd: await startSide(sides.etcd, cfg, tool), cairn: await startSide(sides.cairn, cfg, tool) };
+  const logs: Record<SideName, MemberLogSummary[]> = { etcd: [], cairn: [] };
+  let measured: Omit<PairedOutcome, 'logs'>;
   try {
-    running = await launch();
-  } catch (e) {
-    const error = `${label} did not start: ${errorText(e)}`;
-    process.stderr.write(`bench: ${error}\n`);
-    const n = rows.length + drivers.reduce((k, d) => k + d.phases.length, 0);
-    return { results: Array.from({ length: n }, () => ({ report: undefined, error: error.split('\n')[0] ?? error, peakRssMiB: undefined })), logs: [] };
-  }
-  process.stderr.write(`bench: ${label}: ${running.describe}\n`);
-  const ctx: RowContext = { cfg, tool, target: running.target, populated: false };
-  const results: SideResult[] = [];
-  let logs: MemberLogSummary[] = [];
-  try {
-    for (const row of rows) {
-      const r = await runRow(ctx, row);
-      progress(label, row, r);
-      results.push(r);
-    }
-    for (const spec of drivers) {
-      const r = await runDriver(ctx, spec);
-      driverProgress(label, spec, r);
-      results.push(...r);
-    }
+    const rowsStart = loadavg();
+    const rowRuns = await alternateRows(started, cfg, rows);
+    const rowsEnd = loadavg();
+    const driverResults = await driversOnce(started, drivers);
+    measured = { rows: rowRuns, drivers: driverResults, rowsLoad: { start: rowsStart, end: rowsEnd }, driversLoad: { start: rowsEnd, end: loadavg() } };
   } finally {
-    logs = await running.stop();
-    printLogSummaries(label, logs);
+    for (const name of SIDES) {
+      const s = started[name];
+      if (s.running === undefined) continue;
+      logs[name] = await s.running.stop();
+      printLogSummaries(s.spec.label, logs[name]);
+    }
   }
-  return { results, logs };
+  return { ...measured, logs };
 }
 
 // ---- main ----
@@ -851,9 +988,14 @@ function footnotes(rows: readonly RowResult[]): string[] {
     list.push(where);
     byText.set(text, list);
   };
+  // Repeated rows: each run on its own ("run 2" of 3), so one bad run is not hidden by the median.
+  const measured = (r: RowResult, side: SideName): { s: SideResult; run: string }[] => {
+    const runs = r.runs?.[side];
+    return runs === undefined ? [{ s: r[side], run: '' }] : runs.map((s, i) => ({ s, run: ` run ${i + 1}` }));
+  };
   for (const r of rows) {
-    for (const [side, s] of [['etcd', r.etcd], ['cairn', r.cairn]] as const) {
-      const where = r.load === undefined ? `${r.workload} x${r.inFlight} ${side}` : `${r.workload} ${side}`;
+    for (const [side, { s, run }] of SIDES.flatMap((side) => measured(r, side).map((m) => [side, m] as const))) {
+      const where = `${r.workload}${r.load === undefined ? ` x${r.inFlight}` : ''} ${side}${run}`;
       const elections = electionsDuring(s);
       if (elections !== undefined && elections > 0) {
         add(`leader election(s) during the row: raft term ${s.notes?.['termBefore'] ?? '?'} -> ${s.notes?.['termAfter'] ?? '?'}`, where);
@@ -867,8 +1009,19 @@ function footnotes(rows: readonly RowResult[]): string[] {
   return [...byText].map(([text, where]) => `${where.join(', ')}: ${text}`);
 }
 
+const SINGLE_RUN_FOOTER =
+  'single run per side, not repeated (at 3 repeats they would add ~2.5 min, and each lease run leaves 10,000 live leases ' +
+  'behind, so a repeat would not be the same load): no median and no spread; read the ratios against the tool rows\' etcd spread';
+
+function printToolTable(title: string, rows: readonly RowResult[], repeats: number, load: LoadSpan): void {
+  console.log(`\n${title}\n`);
+  console.log(formatTable(rows));
+  console.log(`\n${toolTableLegend(repeats)}\n${loadLine('during this table', load.start, load.end)}`);
+}
+
 async function main(): Promise<void> {
   const cfg = readConfig();
+  const loadStart = loadavg();
   const tool = resolveTool();
   const rows = rowSpecs(cfg);
   const drivers = driverSpecs(cfg);
@@ -886,55 +1039,66 @@ async function main(): Promise<void> {
     keySpaceSize: KEY_SPACE_SIZE,
     dataDirParent: cfg.dir,
     clusterSize: CLUSTER_SIZE,
+    repeats: cfg.repeats,
+    order: 'ABBA: etcd, cairn, then cairn, etcd, per pair of runs of a row (tool rows); drivers and admin once per side',
+    cpus: cpus().length,
   };
   process.stderr.write(`bench: ${JSON.stringify(meta)}\n`);
 
-  const none: SideOutcome = { results: [], logs: [] };
-  const single = rows.length + phases.length > 0;
   const targetLabel = cfg.target === 'cairn' ? 'cairn' : 'etcd-as-target';
-  const etcd = single ? await runSide('etcd', serverLauncher('etcd', startEtcd, cfg), cfg, tool, rows, drivers) : none;
-  const cairn = single
-    ? await runSide(targetLabel, serverLauncher(targetLabel, cfg.target === 'cairn' ? startCairn : startEtcd, cfg), cfg, tool, rows, drivers)
-    : none;
+  const targetStart = cfg.target === 'cairn' ? startCairn : startEtcd;
+  const idle: LoadSpan = { start: loadStart, end: loadStart };
+  const none: PairedOutcome = { rows: [], drivers: { etcd: [], cairn: [] }, logs: { etcd: [], cairn: [] }, rowsLoad: idle, driversLoad: idle };
+  const single =
+    rows.length + phases.length > 0
+      ? await runPaired(
+          { etcd: { label: 'etcd', launch: serverLauncher('etcd', startEtcd, cfg) }, cairn: { label: targetLabel, launch: serverLauncher(targetLabel, targetStart, cfg) } },
+          cfg,
+          tool,
+          rows,
+          drivers,
+        )
+      : none;
   const clustered = clusterRows.length > 0;
   const etcdLabel3 = `etcd-${CLUSTER_SIZE}m`;
   const cairnLabel3 = `${targetLabel}-${CLUSTER_SIZE}m`;
-  const etcd3 = clustered ? await runSide(etcdLabel3, clusterLauncher(etcdLabel3, 'etcd', cfg), cfg, tool, clusterRows, []) : none;
-  const cairn3 = clustered
-    ? await runSide(cairnLabel3, clusterLauncher(cairnLabel3, cfg.target === 'cairn' ? 'cairn' : 'etcd', cfg), cfg, tool, clusterRows, [])
+  const three = clustered
+    ? await runPaired(
+        {
+          etcd: { label: etcdLabel3, launch: clusterLauncher(etcdLabel3, 'etcd', cfg) },
+          cairn: { label: cairnLabel3, launch: clusterLauncher(cairnLabel3, cfg.target === 'cairn' ? 'cairn' : 'etcd', cfg) },
+        },
+        cfg,
+        tool,
+        clusterRows,
+        [],
+      )
     : none;
 
   const missing: SideResult = { report: undefined, error: 'missing', peakRssMiB: undefined };
-  const toolResults: RowResult[] = rows.map((spec, i) => ({
-    workload: spec.name,
-    inFlight: spec.inFlight,
-    total: spec.total,
-    etcd: etcd.results[i] ?? missing,
-    cairn: cairn.results[i] ?? missing,
-  }));
+  const repeated = (spec: RowSpec, runs: Readonly<Record<SideName, SideResult[]>> | undefined): RowResult =>
+    repeatedRow(
+      { workload: spec.name, inFlight: spec.inFlight, total: spec.total, ...(spec.members > 1 ? { members: spec.members } : {}) },
+      runs?.etcd ?? [missing],
+      runs?.cairn ?? [missing],
+    );
+  const toolResults: RowResult[] = rows.map((spec, i) => repeated(spec, single.rows[i]));
   const driverResults: RowResult[] = phases.map((ph, j) => ({
     workload: ph.name,
     inFlight: ph.inFlight,
     total: ph.total,
     load: ph.load,
     unit: ph.unit,
-    etcd: etcd.results[rows.length + j] ?? missing,
-    cairn: cairn.results[rows.length + j] ?? missing,
+    etcd: single.drivers.etcd[j] ?? missing,
+    cairn: single.drivers.cairn[j] ?? missing,
   }));
-  const clusterResults: RowResult[] = clusterRows.map((spec, i) => ({
-    workload: spec.name,
-    inFlight: spec.inFlight,
-    total: spec.total,
-    members: spec.members,
-    etcd: etcd3.results[i] ?? missing,
-    cairn: cairn3.results[i] ?? missing,
-  }));
+  const clusterResults: RowResult[] = clusterRows.map((spec, i) => repeated(spec, three.rows[i]));
   const results = [...toolResults, ...driverResults, ...clusterResults];
 
   console.log(`\nCairn vs etcd (${meta.etcdVersion}); cairn column: ${meta.cairnColumn}`);
+  console.log(`${cpus().length} CPUs; load average (1/5/15 min) at the start: ${formatLoad(loadStart)}`);
   if (toolResults.length > 0) {
-    console.log(`\nLoad: etcd benchmark ${meta.toolVersion}, ${cfg.valueBytes}-byte values\n`);
-    console.log(formatTable(toolResults));
+    printToolTable(`Load: etcd benchmark ${meta.toolVersion}, ${cfg.valueBytes}-byte values`, toolResults, cfg.repeats, single.rowsLoad);
   }
   if (driverResults.length > 0) {
     console.log(
@@ -942,15 +1106,15 @@ async function main(): Promise<void> {
         'latency: put sent (watch-latency: put acked) -> event, request -> answer; CPU in cores, server / driver\n',
     );
     console.log(formatDriverTable(driverResults));
+    console.log(`\n${SINGLE_RUN_FOOTER}\n${loadLine('during this table', single.driversLoad.start, single.driversLoad.end)}`);
   }
   if (clusterResults.length > 0) {
-    console.log(
-      `\n${CLUSTER_SIZE}-member clusters: etcd benchmark ${meta.toolVersion} given all ${CLUSTER_SIZE} endpoints, ` +
-        `${cfg.valueBytes}-byte values; peak RSS summed over the members\n`,
-    );
-    console.log(formatTable(clusterResults));
+    const title =
+      `${CLUSTER_SIZE}-member clusters: etcd benchmark ${meta.toolVersion} given all ${CLUSTER_SIZE} endpoints, ` +
+      `${cfg.valueBytes}-byte values; peak RSS and CPU summed over the members`;
+    printToolTable(title, clusterResults, cfg.repeats, three.rowsLoad);
   }
-  let admin: { etcd: AdminFigures | string; cairn: AdminFigures | string } | undefined;
+  let admin: { etcd: AdminFigures | string; cairn: AdminFigures | string; load: LoadSpan } | undefined;
   if (cfg.workloads.includes('admin')) {
     const fillBytes = envPositiveInt('CAIRN_BENCH_ADMIN_BYTES', 2 ** 30);
     const side = (label: string, start: (o: ServerOpts) => Promise<ServerProc>): Promise<AdminFigures | string> =>
@@ -958,17 +1122,35 @@ async function main(): Promise<void> {
         process.stderr.write(`bench: admin ${label} failed: ${errorText(e)}\n`);
         return `failed: ${errorText(e).split('\n')[0] ?? ''}`;
       });
+    const adminStart = loadavg();
     const etcdAdmin = await side('etcd', startEtcd);
-    const cairnAdmin = await side(targetLabel, cfg.target === 'cairn' ? startCairn : startEtcd);
-    admin = { etcd: etcdAdmin, cairn: cairnAdmin };
+    const cairnAdmin = await side(targetLabel, targetStart);
+    admin = { etcd: etcdAdmin, cairn: cairnAdmin, load: { start: adminStart, end: loadavg() } };
     console.log(`\nAdmin: a single member filled with ${(fillBytes / 2 ** 30).toFixed(2)} GiB (64 KiB values), then etcdctl snapshot save and defrag, timed\n`);
     console.log(formatAdminTable(etcdAdmin, cairnAdmin));
+    console.log(`\nsingle run per side, not repeated (each is a 1 GiB fill and ~1.5-2 min): no spread\n${loadLine('during this table', admin.load.start, admin.load.end)}`);
   }
   const notes = footnotes(results);
   if (notes.length > 0) console.log(`\nErrors and elections:\n${notes.map((n) => `  - ${n}`).join('\n')}`);
+  const loadEnd = loadavg();
+  console.log(`\n${loadLine('over the whole run', loadStart, loadEnd)}`);
 
-  const memberLogs = clustered ? { [etcdLabel3]: etcd3.logs, [cairnLabel3]: cairn3.logs } : undefined;
-  const json = { meta, rows: results.map((r) => ({ ...r, ratioCairnToEtcd: ratio(r) ?? null })), memberLogs, admin };
+  const memberLogs = clustered ? { [etcdLabel3]: three.logs.etcd, [cairnLabel3]: three.logs.cairn } : undefined;
+  const load = {
+    run: { start: loadStart, end: loadEnd },
+    ...(toolResults.length > 0 ? { tool: single.rowsLoad } : {}),
+    ...(driverResults.length > 0 ? { drivers: single.driversLoad } : {}),
+    ...(clustered ? { cluster: three.rowsLoad } : {}),
+    ...(admin === undefined ? {} : { admin: admin.load }),
+  };
+  const jsonRows = results.map((r) => ({
+    ...r,
+    ratioCairnToEtcd: ratio(r) ?? null,
+    spreadEtcd: sideSpread(r, 'etcd') ?? null,
+    spreadCairn: sideSpread(r, 'cairn') ?? null,
+    ratioInsideNoise: insideNoise(r) ?? null,
+  }));
+  const json = { meta: { ...meta, loadavg: load }, rows: jsonRows, memberLogs, admin };
   writeFileSync(cfg.out, `${JSON.stringify(json, (_k, v: unknown) => (v === undefined ? null : v), 2)}\n`);
   console.log(`\nwrote ${cfg.out}`);
 }
