@@ -1,7 +1,7 @@
 // Leadership as the member sees it: how long it has been without a leader (the api's hasleader
 // and leaderless subscriptions), readiness (etcd's ReadyNotify: a leader is known and this member
 // published its name and client URLs through the log), leadership transfer (MoveLeader, and the
-// hand-over when a leader stops), and the election tick advance of a lone voter.
+// hand-over when a leader stops), and the election tick advance at start.
 import type { InternalRequestInit } from '../../proto/gen/cairnpb.js';
 import type { ApplyOutcome } from '../apply/index.js';
 import type { MemberStore } from '../membership/index.js';
@@ -10,6 +10,10 @@ import { ClientError, ServerRefusal } from '../base/errors.js';
 import { electionTicksOf, type NodeConfig } from './config.js';
 import type { Driver } from './driver.js';
 import { monotonicMs } from './clock.js';
+
+/** etcd's adjustTicks: how long a starting member looks for its peer connections, and how often. */
+const TICK_ADVANCE_WAIT_MS = 5_000;
+const TICK_ADVANCE_POLL_MS = 50;
 
 interface LeaderlessSub {
   readonly ms: number;
@@ -133,21 +137,47 @@ export class Leadership {
   // ---------- leadership transfer ----------
 
   /**
-   * etcd's --initial-election-tick-advance: a member that is the only voter need not wait a whole
-   * election timeout before it campaigns (bootstrap entries are applied first, so run after them).
+   * etcd's --initial-election-tick-advance (its adjustTicks): a member that is the only voter
+   * campaigns after one tick (bootstrap entries are applied first, so this runs after them). In a
+   * larger cluster, once streams to more than one peer are up (looked for every 50 ms for 5 s, as
+   * etcd waits for its peer connections), the election timer is fast-forwarded to two ticks short of
+   * its timeout, so a cluster starting or restarting elects about two ticks after its members
+   * connect instead of a whole election timeout later. Skipped once a leader is known.
    */
-  advanceTicksIfAlone(): void {
+  advanceTicksAtStart(): void {
     setImmediate(() => {
       const { cfg, memberId } = this.host;
-      const driver = this.host.driver();
-      const st = driver.raft.status();
-      if (this.host.stopped() || st.confState.voters.length !== 1 || st.confState.voters[0] !== memberId) return;
-      const ticks = electionTicksOf(cfg) - 1;
-      driver.guard(() => {
-        for (let i = 0; i < ticks; i++) driver.raft.tick();
-      });
-      driver.kick();
+      const st = this.host.driver().raft.status();
+      if (this.host.stopped()) return;
+      if (st.confState.voters.length === 1 && st.confState.voters[0] === memberId) {
+        this.advanceTicks(electionTicksOf(cfg) - 1);
+        return;
+      }
+      this.advanceOnceConnected(monotonicMs() + TICK_ADVANCE_WAIT_MS);
     });
+  }
+
+  private advanceOnceConnected(deadlineMs: number): void {
+    const t = setTimeout(() => {
+      const { cfg, memberId } = this.host;
+      if (this.host.stopped() || this.host.driver().leaderId !== 0n) return;
+      const transport = this.host.transport();
+      const active = this.host.members.all().filter((m) => m.id !== memberId && transport.activeSince(m.id) !== undefined).length;
+      if (active > 1) {
+        const ticks = electionTicksOf(cfg) - 2;
+        cfg.logger.info('initialized peer connections; fast-forwarding election ticks', { 'forward-ticks': ticks, 'active-remote-members': active });
+        this.advanceTicks(ticks);
+      } else if (monotonicMs() < deadlineMs) this.advanceOnceConnected(deadlineMs);
+    }, TICK_ADVANCE_POLL_MS);
+    t.unref();
+  }
+
+  private advanceTicks(ticks: number): void {
+    const driver = this.host.driver();
+    driver.guard(() => {
+      for (let i = 0; i < ticks; i++) driver.raft.tick();
+    });
+    driver.kick();
   }
 
   /**

@@ -257,7 +257,7 @@ export class Node implements ClusterPath, LeaderView {
     node.space.start();
     node.startChecks();
     driver.kick();
-    node.leadership.advanceTicksIfAlone();
+    node.leadership.advanceTicksAtStart();
     return node;
   }
 
