@@ -82,7 +82,7 @@
 //   CAIRN_BENCH_TOOL              path of etcd's benchmark binary (default: built by
 //                                 hack/install-bench-tools.sh into ~/.cache/cairn/bin)
 import { spawn, spawnSync } from 'node:child_process';
-import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { cpus, loadavg, tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -90,7 +90,7 @@ import { startCluster } from '../harness/cluster.js';
 import { formatAdminTable, runAdmin, type AdminFigures } from './adminload.js';
 import type { Cluster } from '../harness/cluster.js';
 import { etcdBin, etcdctlBin, refBin } from '../harness/bins.js';
-import { REPO_ROOT, startCairn, startEtcd } from '../harness/procs.js';
+import { childPids, REPO_ROOT, startCairn, startEtcd } from '../harness/procs.js';
 import type { ServerOpts, ServerProc, TargetKind } from '../harness/procs.js';
 import {
   cpuUsPerOp,
@@ -507,14 +507,6 @@ function sumCpuSeconds(pids: readonly number[]): number | undefined {
     sum += own + (sumCpuSeconds(childPids(pid)) ?? 0);
   }
   return sum;
-}
-
-function childPids(pid: number): number[] {
-  try {
-    return readFileSync(`/proc/${pid}/task/${pid}/children`, 'utf8').split(' ').filter((s) => s.trim() !== '').map(Number);
-  } catch {
-    return [];
-  }
 }
 
 function peakMiB(p: ServerProc): number | undefined {

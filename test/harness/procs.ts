@@ -222,7 +222,8 @@ function readOneVmHwmKb(pid: number): number | undefined {
   }
 }
 
-function childPids(pid: number): number[] {
+/** Direct children of a process (from /proc; [] when it is gone). */
+export function childPids(pid: number): number[] {
   try {
     return readFileSync(`/proc/${pid}/task/${pid}/children`, 'utf8')
       .split(' ')
