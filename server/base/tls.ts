@@ -206,6 +206,25 @@ function serialKey(hex: string): string {
 }
 
 /**
+ * The revoked serials of a CRL file as of now: the file is stat'ed at each call and read and parsed
+ * again only when its identity, size or times changed; a file that cannot be read or parsed throws
+ * at every call until it can.
+ */
+function crlWatcher(file: string): () => Set<string> {
+  let seen = '';
+  let serials: Set<string> | undefined;
+  return () => {
+    const st = statSync(file, { bigint: true });
+    const key = `${String(st.dev)}:${String(st.ino)}:${String(st.size)}:${String(st.mtimeNs)}:${String(st.ctimeNs)}`;
+    if (serials === undefined || key !== seen) {
+      serials = crlRevokedSerials(readFileSync(file));
+      seen = key;
+    }
+    return serials;
+  };
+}
+
+/**
  * The serial numbers a CRL revokes (RFC 5280 CertificateList: tbsCertList = version?, signature,
  * issuer, thisUpdate, nextUpdate?, revokedCertificates? (SEQUENCE OF {serial INTEGER, ...}), ...).
  * Only the list is read, as etcd's checkCRL does: neither the CRL's signature nor its dates are
@@ -420,13 +439,15 @@ export function serverTls(files: TlsFileSet, settings: TlsSettings, log: Logger)
       }
       if ((files.crlFile ?? '') !== '') {
         // etcd's checkCRL: the file is read at each connection; a certificate whose serial it lists is
-        // refused after the handshake (as is every one while the file cannot be read).
+        // refused after the handshake (as is every one while the file cannot be read). Here the file
+        // is stat'ed at each connection and read and parsed again only when it changed.
+        const revoked = crlWatcher(files.crlFile ?? '');
         srv.on('secureConnection', (socket: tls.TLSSocket) => {
           let why: string | undefined;
           try {
             const cert = socket.getPeerCertificate();
             const serial = typeof cert.serialNumber === 'string' ? serialKey(cert.serialNumber) : '';
-            if (serial !== '' && crlRevokedSerials(readFileSync(files.crlFile ?? '')).has(serial)) why = `certificate with serial ${serial} revoked`;
+            if (serial !== '' && revoked().has(serial)) why = `certificate with serial ${serial} revoked`;
           } catch (e) {
             why = e instanceof Error ? e.message : String(e);
           }

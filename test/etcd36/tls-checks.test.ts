@@ -5,7 +5,7 @@
 import { test, type TestContext } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
-import { readFileSync, writeFileSync } from 'node:fs';
+import { copyFileSync, readFileSync, writeFileSync } from 'node:fs';
 import https from 'node:https';
 import { join } from 'node:path';
 import { makeCa, OPENSSL_BIN, type CertFiles, type TestCa } from '../harness/certs.js';
@@ -31,10 +31,10 @@ function crl(ca: TestCa, caName: string, revoked: CertFiles): string {
   return der;
 }
 
-/** 'ok' when GET /health answers with this client certificate, else 'refused'. */
+/** 'ok' when GET /health answers with this client certificate on a new connection, else 'refused'. */
 function health(s: ServerProc, ca: string, c: CertFiles): Promise<'ok' | 'refused'> {
   return new Promise((resolve) => {
-    const req = https.get(`${s.clientUrl}/health`, { ca, cert: readFileSync(c.certFile), key: readFileSync(c.keyFile), timeout: 5000 }, (res) => {
+    const req = https.get(`${s.clientUrl}/health`, { ca, cert: readFileSync(c.certFile), key: readFileSync(c.keyFile), timeout: 5000, agent: false }, (res) => {
       res.resume();
       res.on('end', () => resolve(res.statusCode === 200 ? 'ok' : 'refused'));
     });
@@ -50,6 +50,8 @@ test('--client-crl-file and --client-cert-allowed-hostname: the same answers on 
   const server = ca.issue('server', { cn: 'server' });
   const good = ca.issue('good', { cn: 'good', sans: ['DNS:good.example'] });
   const bad = ca.issue('bad', { cn: 'bad', sans: ['DNS:bad.example'] });
+  const revokingGood = join(ca.dir, 'revoking-good.der');
+  copyFileSync(crl(ca, 'crl-ca', good), revokingGood);
   const crlFile = crl(ca, 'crl-ca', bad);
   const caPem = readFileSync(ca.caFile, 'utf8');
   const tls = { certFile: server.certFile, keyFile: server.keyFile, caFile: ca.caFile, clientCertAuth: true };
@@ -58,7 +60,10 @@ test('--client-crl-file and --client-cert-allowed-hostname: the same answers on 
   const results: Record<string, string[]> = {};
   for (const kind of ['etcd', 'cairn'] as const) {
     const start = (extraArgs: string[]): Promise<ServerProc> => (kind === 'etcd' ? startEtcd({ etcdBin: bin, tls, extraArgs }) : startCairn({ tls, extraArgs }));
-    const withCrl = await start(['--client-crl-file', crlFile]);
+    // Each server its own copy of the CRL, rewritten below while it runs.
+    const kindCrl = join(ca.dir, `${kind}-crl.der`);
+    copyFileSync(crlFile, kindCrl);
+    const withCrl = await start(['--client-crl-file', kindCrl]);
     const allowed = await start(['--client-cert-allowed-hostname', 'good.example']);
     servers.push(withCrl, allowed);
     results[kind] = [
@@ -67,7 +72,12 @@ test('--client-crl-file and --client-cert-allowed-hostname: the same answers on 
       `allowed good.example ${await health(allowed, caPem, good)}`,
       `allowed bad.example ${await health(allowed, caPem, bad)}`,
     ];
+    // The file is read again when it changes: a CRL now revoking the other certificate.
+    copyFileSync(revokingGood, kindCrl);
+    results[kind].push(`crl rewritten: good ${await health(withCrl, caPem, good)}`, `crl rewritten: bad ${await health(withCrl, caPem, bad)}`);
   }
-  assert.deepEqual(results['etcd'], ['crl good ok', 'crl revoked refused', 'allowed good.example ok', 'allowed bad.example refused'], 'etcd 3.6.8');
+  assert.deepEqual(results['etcd'], [
+    'crl good ok', 'crl revoked refused', 'allowed good.example ok', 'allowed bad.example refused', 'crl rewritten: good refused', 'crl rewritten: bad ok',
+  ], 'etcd 3.6.8');
   assert.deepEqual(results['cairn'], results['etcd']);
 });
