@@ -18,7 +18,7 @@ const PACKAGES = ['mvccpb', 'authpb', 'etcdserverpb', 'v3lockpb', 'v3electionpb'
 
 const root = new protobuf.Root();
 root.resolvePath = (_origin: string, target: string): string => (target.startsWith('/') ? target : join(protoDir, target));
-root.loadSync([...['kv.proto', 'auth.proto', 'rpc.proto', 'v3lock.proto', 'v3election.proto'].map((f) => join(protoDir, f)), join(repo, 'proto', 'cairn', 'internal.proto')], { keepCase: true });
+root.loadSync([...['kv.proto', 'auth.proto', 'rpc.proto', 'v3lock.proto', 'v3election.proto'].map((f) => join(protoDir, f)), join(repo, 'proto', 'cairn', 'internal.proto'), join(repo, 'proto', 'cairn', 'peer.proto')], { keepCase: true });
 root.resolveAll();
 
 function isIdField(name: string): boolean {

@@ -7,6 +7,14 @@ import { readAlarmRequest, readAuthDisableRequest, readAuthEnableRequest, readAu
 void EMPTY_BYTES;
 void ProtoDecodeError;
 
+export const PeerError_Code = {
+  INTERNAL: 0,
+  NOT_LEADER: 1,
+  CLIENT: 2,
+  UNSUPPORTED: 3,
+} as const;
+export type PeerError_Code = number;
+
 export interface RequestHeader {
   ID: bigint;
   proposedUnixMs: number;
@@ -261,4 +269,575 @@ export function readInternalRequest(r: Reader, end: number): InternalRequest {
 
 export function decodeInternalRequest(b: Uint8Array): InternalRequest {
   return readInternalRequest(new Reader(b), b.length);
+}
+
+// oneof request: members | leaseRenew | leaseTtl | hashKv | promote
+export interface PeerRequest {
+  members?: PeerMembersRequest | undefined;
+  leaseRenew?: PeerLeaseRequest | undefined;
+  leaseTtl?: PeerLeaseRequest | undefined;
+  hashKv?: PeerHashKVRequest | undefined;
+  promote?: PeerPromoteRequest | undefined;
+}
+
+export interface PeerRequestInit {
+  members?: PeerMembersRequestInit | undefined;
+  leaseRenew?: PeerLeaseRequestInit | undefined;
+  leaseTtl?: PeerLeaseRequestInit | undefined;
+  hashKv?: PeerHashKVRequestInit | undefined;
+  promote?: PeerPromoteRequestInit | undefined;
+}
+
+export function writePeerRequest(w: Writer, m: PeerRequestInit): void {
+  if (m.members !== undefined) { w.uint32(10); const k = w.beginLength(); writePeerMembersRequest(w, m.members); w.endLength(k); }
+  if (m.leaseRenew !== undefined) { w.uint32(18); const k = w.beginLength(); writePeerLeaseRequest(w, m.leaseRenew); w.endLength(k); }
+  if (m.leaseTtl !== undefined) { w.uint32(26); const k = w.beginLength(); writePeerLeaseRequest(w, m.leaseTtl); w.endLength(k); }
+  if (m.hashKv !== undefined) { w.uint32(34); const k = w.beginLength(); writePeerHashKVRequest(w, m.hashKv); w.endLength(k); }
+  if (m.promote !== undefined) { w.uint32(42); const k = w.beginLength(); writePeerPromoteRequest(w, m.promote); w.endLength(k); }
+}
+
+export function encodePeerRequest(m: PeerRequestInit): Buffer {
+  const w = new Writer();
+  writePeerRequest(w, m);
+  return w.finish();
+}
+
+export function readPeerRequest(r: Reader, end: number): PeerRequest {
+  const m: PeerRequest = { members: undefined, leaseRenew: undefined, leaseTtl: undefined, hashKv: undefined, promote: undefined };
+  while (r.pos < end) {
+    const tag = r.uint32();
+    const wt = tag & 7;
+    switch (tag >>> 3) {
+      case 1: if (wt !== 2) { r.skip(wt); break; } m.members = readPeerMembersRequest(r, r.nestedEnd()); m.leaseRenew = undefined; m.leaseTtl = undefined; m.hashKv = undefined; m.promote = undefined; break;
+      case 2: if (wt !== 2) { r.skip(wt); break; } m.leaseRenew = readPeerLeaseRequest(r, r.nestedEnd()); m.members = undefined; m.leaseTtl = undefined; m.hashKv = undefined; m.promote = undefined; break;
+      case 3: if (wt !== 2) { r.skip(wt); break; } m.leaseTtl = readPeerLeaseRequest(r, r.nestedEnd()); m.members = undefined; m.leaseRenew = undefined; m.hashKv = undefined; m.promote = undefined; break;
+      case 4: if (wt !== 2) { r.skip(wt); break; } m.hashKv = readPeerHashKVRequest(r, r.nestedEnd()); m.members = undefined; m.leaseRenew = undefined; m.leaseTtl = undefined; m.promote = undefined; break;
+      case 5: if (wt !== 2) { r.skip(wt); break; } m.promote = readPeerPromoteRequest(r, r.nestedEnd()); m.members = undefined; m.leaseRenew = undefined; m.leaseTtl = undefined; m.hashKv = undefined; break;
+      case 0: throw new ProtoDecodeError('proto: illegal field number 0 in cairnpb.PeerRequest');
+      default: r.skip(wt);
+    }
+  }
+  if (r.pos !== end) throw new ProtoDecodeError('proto: cairnpb.PeerRequest overruns its length');
+  return m;
+}
+
+export function decodePeerRequest(b: Uint8Array): PeerRequest {
+  return readPeerRequest(new Reader(b), b.length);
+}
+
+export interface PeerMembersRequest {
+
+}
+
+export interface PeerMembersRequestInit {
+
+}
+
+export function writePeerMembersRequest(_w: Writer, _m: PeerMembersRequestInit): void {
+
+}
+
+export function encodePeerMembersRequest(m: PeerMembersRequestInit): Buffer {
+  const w = new Writer();
+  writePeerMembersRequest(w, m);
+  return w.finish();
+}
+
+export function readPeerMembersRequest(r: Reader, end: number): PeerMembersRequest {
+  const m: PeerMembersRequest = {  };
+  while (r.pos < end) {
+    const tag = r.uint32();
+    const wt = tag & 7;
+    switch (tag >>> 3) {
+
+      case 0: throw new ProtoDecodeError('proto: illegal field number 0 in cairnpb.PeerMembersRequest');
+      default: r.skip(wt);
+    }
+  }
+  if (r.pos !== end) throw new ProtoDecodeError('proto: cairnpb.PeerMembersRequest overruns its length');
+  return m;
+}
+
+export function decodePeerMembersRequest(b: Uint8Array): PeerMembersRequest {
+  return readPeerMembersRequest(new Reader(b), b.length);
+}
+
+export interface PeerLeaseRequest {
+  ID: bigint;
+}
+
+export interface PeerLeaseRequestInit {
+  ID?: bigint | undefined;
+}
+
+export function writePeerLeaseRequest(w: Writer, m: PeerLeaseRequestInit): void {
+  if (m.ID !== undefined && !(m.ID === 0n)) { w.uint32(8); w.bigint64(m.ID); }
+}
+
+export function encodePeerLeaseRequest(m: PeerLeaseRequestInit): Buffer {
+  const w = new Writer();
+  writePeerLeaseRequest(w, m);
+  return w.finish();
+}
+
+export function readPeerLeaseRequest(r: Reader, end: number): PeerLeaseRequest {
+  const m: PeerLeaseRequest = { ID: 0n };
+  while (r.pos < end) {
+    const tag = r.uint32();
+    const wt = tag & 7;
+    switch (tag >>> 3) {
+      case 1: if (wt !== 0) { r.skip(wt); break; } m.ID = r.bigint64(); break;
+      case 0: throw new ProtoDecodeError('proto: illegal field number 0 in cairnpb.PeerLeaseRequest');
+      default: r.skip(wt);
+    }
+  }
+  if (r.pos !== end) throw new ProtoDecodeError('proto: cairnpb.PeerLeaseRequest overruns its length');
+  return m;
+}
+
+export function decodePeerLeaseRequest(b: Uint8Array): PeerLeaseRequest {
+  return readPeerLeaseRequest(new Reader(b), b.length);
+}
+
+export interface PeerHashKVRequest {
+  revision: number;
+  hashVersion: number;
+}
+
+export interface PeerHashKVRequestInit {
+  revision?: number | undefined;
+  hashVersion?: number | undefined;
+}
+
+export function writePeerHashKVRequest(w: Writer, m: PeerHashKVRequestInit): void {
+  if (m.revision !== undefined && !(m.revision === 0)) { w.uint32(8); w.int64(m.revision); }
+  if (m.hashVersion !== undefined && !(m.hashVersion === 0)) { w.uint32(16); w.uint32(m.hashVersion); }
+}
+
+export function encodePeerHashKVRequest(m: PeerHashKVRequestInit): Buffer {
+  const w = new Writer();
+  writePeerHashKVRequest(w, m);
+  return w.finish();
+}
+
+export function readPeerHashKVRequest(r: Reader, end: number): PeerHashKVRequest {
+  const m: PeerHashKVRequest = { revision: 0, hashVersion: 0 };
+  while (r.pos < end) {
+    const tag = r.uint32();
+    const wt = tag & 7;
+    switch (tag >>> 3) {
+      case 1: if (wt !== 0) { r.skip(wt); break; } m.revision = r.int64(); break;
+      case 2: if (wt !== 0) { r.skip(wt); break; } m.hashVersion = r.uint32(); break;
+      case 0: throw new ProtoDecodeError('proto: illegal field number 0 in cairnpb.PeerHashKVRequest');
+      default: r.skip(wt);
+    }
+  }
+  if (r.pos !== end) throw new ProtoDecodeError('proto: cairnpb.PeerHashKVRequest overruns its length');
+  return m;
+}
+
+export function decodePeerHashKVRequest(b: Uint8Array): PeerHashKVRequest {
+  return readPeerHashKVRequest(new Reader(b), b.length);
+}
+
+export interface PeerPromoteRequest {
+  memberID: bigint;
+}
+
+export interface PeerPromoteRequestInit {
+  memberID?: bigint | undefined;
+}
+
+export function writePeerPromoteRequest(w: Writer, m: PeerPromoteRequestInit): void {
+  if (m.memberID !== undefined && !(m.memberID === 0n)) { w.uint32(8); w.bigint64(m.memberID); }
+}
+
+export function encodePeerPromoteRequest(m: PeerPromoteRequestInit): Buffer {
+  const w = new Writer();
+  writePeerPromoteRequest(w, m);
+  return w.finish();
+}
+
+export function readPeerPromoteRequest(r: Reader, end: number): PeerPromoteRequest {
+  const m: PeerPromoteRequest = { memberID: 0n };
+  while (r.pos < end) {
+    const tag = r.uint32();
+    const wt = tag & 7;
+    switch (tag >>> 3) {
+      case 1: if (wt !== 0) { r.skip(wt); break; } m.memberID = r.biguint64(); break;
+      case 0: throw new ProtoDecodeError('proto: illegal field number 0 in cairnpb.PeerPromoteRequest');
+      default: r.skip(wt);
+    }
+  }
+  if (r.pos !== end) throw new ProtoDecodeError('proto: cairnpb.PeerPromoteRequest overruns its length');
+  return m;
+}
+
+export function decodePeerPromoteRequest(b: Uint8Array): PeerPromoteRequest {
+  return readPeerPromoteRequest(new Reader(b), b.length);
+}
+
+// oneof response: error | members | leaseRenew | leaseTtl | hashKv | promote
+export interface PeerResponse {
+  error?: PeerError | undefined;
+  members?: PeerMembersResponse | undefined;
+  leaseRenew?: PeerLeaseRenewResponse | undefined;
+  leaseTtl?: PeerLeaseTTLResponse | undefined;
+  hashKv?: PeerHashKVResponse | undefined;
+  promote?: PeerPromoteResponse | undefined;
+}
+
+export interface PeerResponseInit {
+  error?: PeerErrorInit | undefined;
+  members?: PeerMembersResponseInit | undefined;
+  leaseRenew?: PeerLeaseRenewResponseInit | undefined;
+  leaseTtl?: PeerLeaseTTLResponseInit | undefined;
+  hashKv?: PeerHashKVResponseInit | undefined;
+  promote?: PeerPromoteResponseInit | undefined;
+}
+
+export function writePeerResponse(w: Writer, m: PeerResponseInit): void {
+  if (m.error !== undefined) { w.uint32(10); const k = w.beginLength(); writePeerError(w, m.error); w.endLength(k); }
+  if (m.members !== undefined) { w.uint32(18); const k = w.beginLength(); writePeerMembersResponse(w, m.members); w.endLength(k); }
+  if (m.leaseRenew !== undefined) { w.uint32(26); const k = w.beginLength(); writePeerLeaseRenewResponse(w, m.leaseRenew); w.endLength(k); }
+  if (m.leaseTtl !== undefined) { w.uint32(34); const k = w.beginLength(); writePeerLeaseTTLResponse(w, m.leaseTtl); w.endLength(k); }
+  if (m.hashKv !== undefined) { w.uint32(42); const k = w.beginLength(); writePeerHashKVResponse(w, m.hashKv); w.endLength(k); }
+  if (m.promote !== undefined) { w.uint32(50); const k = w.beginLength(); writePeerPromoteResponse(w, m.promote); w.endLength(k); }
+}
+
+export function encodePeerResponse(m: PeerResponseInit): Buffer {
+  const w = new Writer();
+  writePeerResponse(w, m);
+  return w.finish();
+}
+
+export function readPeerResponse(r: Reader, end: number): PeerResponse {
+  const m: PeerResponse = { error: undefined, members: undefined, leaseRenew: undefined, leaseTtl: undefined, hashKv: undefined, promote: undefined };
+  while (r.pos < end) {
+    const tag = r.uint32();
+    const wt = tag & 7;
+    switch (tag >>> 3) {
+      case 1: if (wt !== 2) { r.skip(wt); break; } m.error = readPeerError(r, r.nestedEnd()); m.members = undefined; m.leaseRenew = undefined; m.leaseTtl = undefined; m.hashKv = undefined; m.promote = undefined; break;
+      case 2: if (wt !== 2) { r.skip(wt); break; } m.members = readPeerMembersResponse(r, r.nestedEnd()); m.error = undefined; m.leaseRenew = undefined; m.leaseTtl = undefined; m.hashKv = undefined; m.promote = undefined; break;
+      case 3: if (wt !== 2) { r.skip(wt); break; } m.leaseRenew = readPeerLeaseRenewResponse(r, r.nestedEnd()); m.error = undefined; m.members = undefined; m.leaseTtl = undefined; m.hashKv = undefined; m.promote = undefined; break;
+      case 4: if (wt !== 2) { r.skip(wt); break; } m.leaseTtl = readPeerLeaseTTLResponse(r, r.nestedEnd()); m.error = undefined; m.members = undefined; m.leaseRenew = undefined; m.hashKv = undefined; m.promote = undefined; break;
+      case 5: if (wt !== 2) { r.skip(wt); break; } m.hashKv = readPeerHashKVResponse(r, r.nestedEnd()); m.error = undefined; m.members = undefined; m.leaseRenew = undefined; m.leaseTtl = undefined; m.promote = undefined; break;
+      case 6: if (wt !== 2) { r.skip(wt); break; } m.promote = readPeerPromoteResponse(r, r.nestedEnd()); m.error = undefined; m.members = undefined; m.leaseRenew = undefined; m.leaseTtl = undefined; m.hashKv = undefined; break;
+      case 0: throw new ProtoDecodeError('proto: illegal field number 0 in cairnpb.PeerResponse');
+      default: r.skip(wt);
+    }
+  }
+  if (r.pos !== end) throw new ProtoDecodeError('proto: cairnpb.PeerResponse overruns its length');
+  return m;
+}
+
+export function decodePeerResponse(b: Uint8Array): PeerResponse {
+  return readPeerResponse(new Reader(b), b.length);
+}
+
+export interface PeerError {
+  code: number;
+  clientError: string;
+  message: string;
+}
+
+export interface PeerErrorInit {
+  code?: number | undefined;
+  clientError?: string | undefined;
+  message?: string | undefined;
+}
+
+export function writePeerError(w: Writer, m: PeerErrorInit): void {
+  if (m.code !== undefined && !(m.code === 0)) { w.uint32(8); w.int32(m.code); }
+  if (m.clientError !== undefined && !(m.clientError === '')) { w.uint32(18); w.string(m.clientError); }
+  if (m.message !== undefined && !(m.message === '')) { w.uint32(26); w.string(m.message); }
+}
+
+export function encodePeerError(m: PeerErrorInit): Buffer {
+  const w = new Writer();
+  writePeerError(w, m);
+  return w.finish();
+}
+
+export function readPeerError(r: Reader, end: number): PeerError {
+  const m: PeerError = { code: 0, clientError: '', message: '' };
+  while (r.pos < end) {
+    const tag = r.uint32();
+    const wt = tag & 7;
+    switch (tag >>> 3) {
+      case 1: if (wt !== 0) { r.skip(wt); break; } m.code = r.int32(); break;
+      case 2: if (wt !== 2) { r.skip(wt); break; } m.clientError = r.string(); break;
+      case 3: if (wt !== 2) { r.skip(wt); break; } m.message = r.string(); break;
+      case 0: throw new ProtoDecodeError('proto: illegal field number 0 in cairnpb.PeerError');
+      default: r.skip(wt);
+    }
+  }
+  if (r.pos !== end) throw new ProtoDecodeError('proto: cairnpb.PeerError overruns its length');
+  return m;
+}
+
+export function decodePeerError(b: Uint8Array): PeerError {
+  return readPeerError(new Reader(b), b.length);
+}
+
+export interface PeerMember {
+  ID: bigint;
+  name: string;
+  peerURLs: string[];
+  clientURLs: string[];
+  isLearner: boolean;
+}
+
+export interface PeerMemberInit {
+  ID?: bigint | undefined;
+  name?: string | undefined;
+  peerURLs?: readonly string[] | undefined;
+  clientURLs?: readonly string[] | undefined;
+  isLearner?: boolean | undefined;
+}
+
+export function writePeerMember(w: Writer, m: PeerMemberInit): void {
+  if (m.ID !== undefined && !(m.ID === 0n)) { w.uint32(8); w.bigint64(m.ID); }
+  if (m.name !== undefined && !(m.name === '')) { w.uint32(18); w.string(m.name); }
+  if (m.peerURLs !== undefined) for (const x of m.peerURLs) { w.uint32(26); w.string(x); }
+  if (m.clientURLs !== undefined) for (const x of m.clientURLs) { w.uint32(34); w.string(x); }
+  if (m.isLearner !== undefined && !(!m.isLearner)) { w.uint32(40); w.bool(m.isLearner); }
+}
+
+export function encodePeerMember(m: PeerMemberInit): Buffer {
+  const w = new Writer();
+  writePeerMember(w, m);
+  return w.finish();
+}
+
+export function readPeerMember(r: Reader, end: number): PeerMember {
+  const m: PeerMember = { ID: 0n, name: '', peerURLs: [], clientURLs: [], isLearner: false };
+  while (r.pos < end) {
+    const tag = r.uint32();
+    const wt = tag & 7;
+    switch (tag >>> 3) {
+      case 1: if (wt !== 0) { r.skip(wt); break; } m.ID = r.biguint64(); break;
+      case 2: if (wt !== 2) { r.skip(wt); break; } m.name = r.string(); break;
+      case 3: if (wt !== 2) { r.skip(wt); break; } m.peerURLs.push(r.string()); break;
+      case 4: if (wt !== 2) { r.skip(wt); break; } m.clientURLs.push(r.string()); break;
+      case 5: if (wt !== 0) { r.skip(wt); break; } m.isLearner = r.bool(); break;
+      case 0: throw new ProtoDecodeError('proto: illegal field number 0 in cairnpb.PeerMember');
+      default: r.skip(wt);
+    }
+  }
+  if (r.pos !== end) throw new ProtoDecodeError('proto: cairnpb.PeerMember overruns its length');
+  return m;
+}
+
+export function decodePeerMember(b: Uint8Array): PeerMember {
+  return readPeerMember(new Reader(b), b.length);
+}
+
+export interface PeerMembersResponse {
+  clusterID: bigint;
+  members: PeerMember[];
+}
+
+export interface PeerMembersResponseInit {
+  clusterID?: bigint | undefined;
+  members?: readonly PeerMemberInit[] | undefined;
+}
+
+export function writePeerMembersResponse(w: Writer, m: PeerMembersResponseInit): void {
+  if (m.clusterID !== undefined && !(m.clusterID === 0n)) { w.uint32(8); w.bigint64(m.clusterID); }
+  if (m.members !== undefined) for (const x of m.members) { w.uint32(18); const k = w.beginLength(); writePeerMember(w, x); w.endLength(k); }
+}
+
+export function encodePeerMembersResponse(m: PeerMembersResponseInit): Buffer {
+  const w = new Writer();
+  writePeerMembersResponse(w, m);
+  return w.finish();
+}
+
+export function readPeerMembersResponse(r: Reader, end: number): PeerMembersResponse {
+  const m: PeerMembersResponse = { clusterID: 0n, members: [] };
+  while (r.pos < end) {
+    const tag = r.uint32();
+    const wt = tag & 7;
+    switch (tag >>> 3) {
+      case 1: if (wt !== 0) { r.skip(wt); break; } m.clusterID = r.biguint64(); break;
+      case 2: if (wt !== 2) { r.skip(wt); break; } m.members.push(readPeerMember(r, r.nestedEnd())); break;
+      case 0: throw new ProtoDecodeError('proto: illegal field number 0 in cairnpb.PeerMembersResponse');
+      default: r.skip(wt);
+    }
+  }
+  if (r.pos !== end) throw new ProtoDecodeError('proto: cairnpb.PeerMembersResponse overruns its length');
+  return m;
+}
+
+export function decodePeerMembersResponse(b: Uint8Array): PeerMembersResponse {
+  return readPeerMembersResponse(new Reader(b), b.length);
+}
+
+export interface PeerLeaseRenewResponse {
+  TTL: number;
+}
+
+export interface PeerLeaseRenewResponseInit {
+  TTL?: number | undefined;
+}
+
+export function writePeerLeaseRenewResponse(w: Writer, m: PeerLeaseRenewResponseInit): void {
+  if (m.TTL !== undefined && !(m.TTL === 0)) { w.uint32(8); w.int64(m.TTL); }
+}
+
+export function encodePeerLeaseRenewResponse(m: PeerLeaseRenewResponseInit): Buffer {
+  const w = new Writer();
+  writePeerLeaseRenewResponse(w, m);
+  return w.finish();
+}
+
+export function readPeerLeaseRenewResponse(r: Reader, end: number): PeerLeaseRenewResponse {
+  const m: PeerLeaseRenewResponse = { TTL: 0 };
+  while (r.pos < end) {
+    const tag = r.uint32();
+    const wt = tag & 7;
+    switch (tag >>> 3) {
+      case 1: if (wt !== 0) { r.skip(wt); break; } m.TTL = r.int64(); break;
+      case 0: throw new ProtoDecodeError('proto: illegal field number 0 in cairnpb.PeerLeaseRenewResponse');
+      default: r.skip(wt);
+    }
+  }
+  if (r.pos !== end) throw new ProtoDecodeError('proto: cairnpb.PeerLeaseRenewResponse overruns its length');
+  return m;
+}
+
+export function decodePeerLeaseRenewResponse(b: Uint8Array): PeerLeaseRenewResponse {
+  return readPeerLeaseRenewResponse(new Reader(b), b.length);
+}
+
+export interface PeerLeaseTTLResponse {
+  found: boolean;
+  remainingMs: number;
+  ttlSeconds: number;
+}
+
+export interface PeerLeaseTTLResponseInit {
+  found?: boolean | undefined;
+  remainingMs?: number | undefined;
+  ttlSeconds?: number | undefined;
+}
+
+export function writePeerLeaseTTLResponse(w: Writer, m: PeerLeaseTTLResponseInit): void {
+  if (m.found !== undefined && !(!m.found)) { w.uint32(8); w.bool(m.found); }
+  if (m.remainingMs !== undefined && !(m.remainingMs === 0)) { w.uint32(16); w.int64(m.remainingMs); }
+  if (m.ttlSeconds !== undefined && !(m.ttlSeconds === 0)) { w.uint32(24); w.int64(m.ttlSeconds); }
+}
+
+export function encodePeerLeaseTTLResponse(m: PeerLeaseTTLResponseInit): Buffer {
+  const w = new Writer();
+  writePeerLeaseTTLResponse(w, m);
+  return w.finish();
+}
+
+export function readPeerLeaseTTLResponse(r: Reader, end: number): PeerLeaseTTLResponse {
+  const m: PeerLeaseTTLResponse = { found: false, remainingMs: 0, ttlSeconds: 0 };
+  while (r.pos < end) {
+    const tag = r.uint32();
+    const wt = tag & 7;
+    switch (tag >>> 3) {
+      case 1: if (wt !== 0) { r.skip(wt); break; } m.found = r.bool(); break;
+      case 2: if (wt !== 0) { r.skip(wt); break; } m.remainingMs = r.int64(); break;
+      case 3: if (wt !== 0) { r.skip(wt); break; } m.ttlSeconds = r.int64(); break;
+      case 0: throw new ProtoDecodeError('proto: illegal field number 0 in cairnpb.PeerLeaseTTLResponse');
+      default: r.skip(wt);
+    }
+  }
+  if (r.pos !== end) throw new ProtoDecodeError('proto: cairnpb.PeerLeaseTTLResponse overruns its length');
+  return m;
+}
+
+export function decodePeerLeaseTTLResponse(b: Uint8Array): PeerLeaseTTLResponse {
+  return readPeerLeaseTTLResponse(new Reader(b), b.length);
+}
+
+export interface PeerHashKVResponse {
+  hash: number;
+  hashVersion: number;
+  revision: number;
+  compactRevision: number;
+}
+
+export interface PeerHashKVResponseInit {
+  hash?: number | undefined;
+  hashVersion?: number | undefined;
+  revision?: number | undefined;
+  compactRevision?: number | undefined;
+}
+
+export function writePeerHashKVResponse(w: Writer, m: PeerHashKVResponseInit): void {
+  if (m.hash !== undefined && !(m.hash === 0)) { w.uint32(8); w.uint32(m.hash); }
+  if (m.hashVersion !== undefined && !(m.hashVersion === 0)) { w.uint32(16); w.uint32(m.hashVersion); }
+  if (m.revision !== undefined && !(m.revision === 0)) { w.uint32(24); w.int64(m.revision); }
+  if (m.compactRevision !== undefined && !(m.compactRevision === 0)) { w.uint32(32); w.int64(m.compactRevision); }
+}
+
+export function encodePeerHashKVResponse(m: PeerHashKVResponseInit): Buffer {
+  const w = new Writer();
+  writePeerHashKVResponse(w, m);
+  return w.finish();
+}
+
+export function readPeerHashKVResponse(r: Reader, end: number): PeerHashKVResponse {
+  const m: PeerHashKVResponse = { hash: 0, hashVersion: 0, revision: 0, compactRevision: 0 };
+  while (r.pos < end) {
+    const tag = r.uint32();
+    const wt = tag & 7;
+    switch (tag >>> 3) {
+      case 1: if (wt !== 0) { r.skip(wt); break; } m.hash = r.uint32(); break;
+      case 2: if (wt !== 0) { r.skip(wt); break; } m.hashVersion = r.uint32(); break;
+      case 3: if (wt !== 0) { r.skip(wt); break; } m.revision = r.int64(); break;
+      case 4: if (wt !== 0) { r.skip(wt); break; } m.compactRevision = r.int64(); break;
+      case 0: throw new ProtoDecodeError('proto: illegal field number 0 in cairnpb.PeerHashKVResponse');
+      default: r.skip(wt);
+    }
+  }
+  if (r.pos !== end) throw new ProtoDecodeError('proto: cairnpb.PeerHashKVResponse overruns its length');
+  return m;
+}
+
+export function decodePeerHashKVResponse(b: Uint8Array): PeerHashKVResponse {
+  return readPeerHashKVResponse(new Reader(b), b.length);
+}
+
+export interface PeerPromoteResponse {
+  members: number;
+}
+
+export interface PeerPromoteResponseInit {
+  members?: number | undefined;
+}
+
+export function writePeerPromoteResponse(w: Writer, m: PeerPromoteResponseInit): void {
+  if (m.members !== undefined && !(m.members === 0)) { w.uint32(8); w.uint32(m.members); }
+}
+
+export function encodePeerPromoteResponse(m: PeerPromoteResponseInit): Buffer {
+  const w = new Writer();
+  writePeerPromoteResponse(w, m);
+  return w.finish();
+}
+
+export function readPeerPromoteResponse(r: Reader, end: number): PeerPromoteResponse {
+  const m: PeerPromoteResponse = { members: 0 };
+  while (r.pos < end) {
+    const tag = r.uint32();
+    const wt = tag & 7;
+    switch (tag >>> 3) {
+      case 1: if (wt !== 0) { r.skip(wt); break; } m.members = r.uint32(); break;
+      case 0: throw new ProtoDecodeError('proto: illegal field number 0 in cairnpb.PeerPromoteResponse');
+      default: r.skip(wt);
+    }
+  }
+  if (r.pos !== end) throw new ProtoDecodeError('proto: cairnpb.PeerPromoteResponse overruns its length');
+  return m;
+}
+
+export function decodePeerPromoteResponse(b: Uint8Array): PeerPromoteResponse {
+  return readPeerPromoteResponse(new Reader(b), b.length);
 }

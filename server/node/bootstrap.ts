@@ -10,6 +10,7 @@ import { Transport } from '../transport/index.js';
 import { StorageFault } from '../base/errors.js';
 import type { Logger } from '../base/log.js';
 import type { TlsConfig } from '../base/tls.js';
+import { MEMBERS_KIND, decodeMembersAnswer, membersRequestBody } from './peer.js';
 
 export interface ClusterFlags {
   readonly name: string;
@@ -84,28 +85,6 @@ function newCluster(flags: ClusterFlags): Identity {
   };
 }
 
-/** The answer to a peer's 'members' request (what a joining member needs). */
-export interface MembersReply {
-  readonly clusterId: string;
-  readonly members: readonly { id: string; name: string; peerURLs: string[]; clientURLs: string[]; isLearner: boolean }[];
-}
-
-export function encodeMembersReply(clusterId: bigint, members: readonly Member[]): Uint8Array {
-  const r: MembersReply = {
-    clusterId: clusterId.toString(16),
-    members: members.map((m) => ({ id: m.id.toString(16), name: m.name, peerURLs: [...m.peerURLs], clientURLs: [...m.clientURLs], isLearner: m.isLearner })),
-  };
-  return Buffer.from(JSON.stringify(r));
-}
-
-function decodeMembersReply(b: Uint8Array): { clusterId: bigint; members: Member[] } {
-  const r = JSON.parse(Buffer.from(b).toString('utf8')) as MembersReply;
-  return {
-    clusterId: BigInt(`0x${r.clusterId}`),
-    members: r.members.map((m) => ({ id: BigInt(`0x${m.id}`), name: m.name, peerURLs: m.peerURLs, clientURLs: m.clientURLs, isLearner: m.isLearner })),
-  };
-}
-
 const JOIN_FETCH_TIMEOUT_MS = 2000;
 
 async function joinCluster(flags: ClusterFlags, log: Logger, peerTls: TlsConfig | undefined): Promise<Identity> {
@@ -120,7 +99,7 @@ async function joinCluster(flags: ClusterFlags, log: Logger, peerTls: TlsConfig 
   const errors: string[] = [];
   for (const url of urls) {
     try {
-      const reply = decodeMembersReply(await Transport.requestUrl(url, 'members', new Uint8Array(0), JOIN_FETCH_TIMEOUT_MS, 0n, peerTls));
+      const reply = decodeMembersAnswer(await Transport.requestUrl(url, MEMBERS_KIND, membersRequestBody(), JOIN_FETCH_TIMEOUT_MS, 0n, peerTls));
       const self = reply.members.find((m) => sameUrls(m.peerURLs, flags.initialAdvertisePeerUrls));
       if (self === undefined) {
         throw new BootstrapError(`member with peer URLs ${flags.initialAdvertisePeerUrls.join(',')} is not in the cluster's member list (add it with member add first)`);

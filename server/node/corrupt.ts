@@ -6,13 +6,14 @@
 //   followers for their hash at that revision, and raises the CORRUPT alarm on a member whose hash,
 //   revision or compact revision cannot be right.
 // (Cairn has no compaction hash check: --feature-gates=CompactHashCheck is refused.)
-// The peer side answers the transport request 'hashkv'. Hash versions (mvcc HASH_KV_VERSION): two
-// releases hash the same data differently, so the hash a member sends names its version, and hashes
-// of different versions are never compared (skipped and logged once per peer, never corruption).
-// - request: revision (8 bytes BE), then the hash version wanted (1 byte). The previous release
-//   sends and accepts only the 8 bytes: such a request is answered with hash version 1, without
-//   naming it, as that release does; it refuses the 9-byte form ('... (want 8)'), and is then asked
-//   again in the 8-byte form.
+// Peers ask each other with a typed PeerHashKVRequest (peer.ts). Hash versions (mvcc
+// HASH_KV_VERSION): two releases hash the same data differently, so the hash a member sends names its
+// version, and hashes of different versions are never compared (skipped and logged once per peer,
+// never corruption). The previous release's transport request 'hashkv' is still answered and asked:
+// - request: revision (8 bytes BE), then the hash version wanted (1 byte). That release sends and
+//   accepts only the 8 bytes: such a request is answered with hash version 1, without naming it, as
+//   that release does; it refuses the 9-byte form ('... (want 8)'), and is then asked again in the
+//   8-byte form.
 // - reply: JSON {hash, revision, compactRevision, hashVersion}; hashVersion absent = version 1.
 import { HASH_KV_VERSION, type KvStore } from '../mvcc/index.js';
 import type { MemberStore } from '../membership/index.js';
@@ -115,8 +116,8 @@ export interface CorruptionHost {
   readonly members: MemberStore;
   isLeader(): boolean;
   stopped(): boolean;
-  /** A request to a peer over the transport, with the request timeout. */
-  request(to: bigint, kind: string, body: Uint8Array): Promise<Uint8Array>;
+  /** A peer's HashKV at a revision (peer.ts), in our hash version or, from a previous release, its own. */
+  peerHash(id: bigint, revision: number): Promise<PeerHash>;
   linearizableRead(): Promise<void>;
   raiseCorrupt(member: bigint): Promise<unknown>;
 }
@@ -189,19 +190,9 @@ export class CorruptionChecks {
     const others = this.host.members.all().filter((m) => m.id !== this.host.memberId);
     return Promise.all(
       others.map((m) =>
-        this.peerHash(m.id, revision).catch((err: unknown): PeerHash => ({ id: m.id, ok: false, error: err instanceof Error ? err.message : String(err) })),
+        this.host.peerHash(m.id, revision).catch((err: unknown): PeerHash => ({ id: m.id, ok: false, error: err instanceof Error ? err.message : String(err) })),
       ),
     );
-  }
-
-  /** One peer's hash in our version; a previous-release peer refuses that form and is asked in its own. */
-  private async peerHash(id: bigint, revision: number): Promise<PeerHash> {
-    try {
-      return decodeHashReply(id, await this.host.request(id, 'hashkv', encodeHashRequest(revision, HASH_KV_VERSION)));
-    } catch (err) {
-      if (!refusesVersionedRequest(err instanceof Error ? err.message : String(err))) throw err;
-      return decodeHashReply(id, await this.host.request(id, 'hashkv', encodeHashRequest(revision)));
-    }
   }
 
   /** The leader's periodic check (etcd's checkHashKV); raises CORRUPT for the first member found wrong. */

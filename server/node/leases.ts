@@ -1,17 +1,11 @@
-// Leases and member-to-member requests. Lease expiry runs on the leader only (a new leader restarts
-// every lease's clock); KeepAlive and TimeToLive on a follower are forwarded to the leader over the
-// peer transport, as are a follower's MemberPromote and the corruption check's HashKV.
+// Leases. Lease expiry runs on the leader only (a new leader restarts every lease's clock);
+// KeepAlive and TimeToLive on a follower are forwarded to the leader (peer.ts).
 import type { InternalRequestInit } from '../../proto/gen/cairnpb.js';
 import { Lessor, type LeaseStore } from '../lease/index.js';
 import { ROOT_USER, type AuthStore } from '../auth/index.js';
 import type { ApplyOutcome, LeaseChanges } from '../apply/index.js';
-import type { KvStore } from '../mvcc/index.js';
-import type { Member, MemberStore } from '../membership/index.js';
-import { ClientError, ServerRefusal } from '../base/errors.js';
 import { LEASE_REVOKES_PER_CHECK, LEASE_REVOKE_CHECK_MS } from '../base/limits.js';
 import type { NodeConfig } from './config.js';
-import { encodeMembersReply } from './bootstrap.js';
-import { answerHashRequest, decodeHashRequest } from './corrupt.js';
 import { nodeStats, renewed } from './stats.js';
 import { monotonicMs } from './clock.js';
 
@@ -22,7 +16,9 @@ export interface LeasesHost {
   isLeader(): boolean;
   stopped(): boolean;
   propose(req: InternalRequestInit): Promise<ApplyOutcome>;
-  forwardToLeader(kind: string, body: Uint8Array): Promise<Uint8Array>;
+  /** KeepAlive and TimeToLive on a follower: answered by the leader (peer.ts). */
+  forwardRenew(id: bigint): Promise<number>;
+  forwardTTL(id: bigint): Promise<{ remainingMs: number; ttlSeconds: number } | undefined>;
 }
 
 export class Leases {
@@ -112,10 +108,7 @@ export class Leases {
   /** KeepAlive: renewed by the leader (forwarded there from a follower). TTL 0 = unknown/expired. */
   async renew(id: bigint): Promise<number> {
     if (this.host.isLeader()) return this.renewHere(id);
-    const body = Buffer.alloc(8);
-    body.writeBigInt64BE(id);
-    const reply = Buffer.from(await this.host.forwardToLeader('leaseRenew', body));
-    return Number(reply.readBigInt64BE(0));
+    return this.host.forwardRenew(id);
   }
 
   /** The leader's renewal: the TTL granted, 0 when the lease is unknown or expired. */
@@ -126,88 +119,11 @@ export class Leases {
   /** Remaining TTL as the leader sees it: {remainingMs, ttlSeconds} or undefined when unknown. */
   async remaining(id: bigint): Promise<{ remainingMs: number; ttlSeconds: number } | undefined> {
     if (this.host.isLeader()) return this.remainingHere(id);
-    const body = Buffer.alloc(8);
-    body.writeBigInt64BE(id);
-    const reply = JSON.parse(Buffer.from(await this.host.forwardToLeader('leaseTTL', body)).toString('utf8')) as { remainingMs: number; ttlSeconds: number } | null;
-    return reply ?? undefined;
+    return this.host.forwardTTL(id);
   }
 
   remainingHere(id: bigint): { remainingMs: number; ttlSeconds: number } | undefined {
     const l = this.lessor.get(id, monotonicMs());
     return l === undefined ? undefined : { remainingMs: l.remainingMs, ttlSeconds: l.ttlSeconds };
-  }
-}
-
-const FORWARDED_CLIENT_ERROR = 'cairn-client-error:';
-const FORWARDABLE: readonly ClientError['kind'][] = ['learnerNotReady', 'memberNotLearner', 'memberNotFound'];
-
-/** A forwarded request's failure as the follower reports it to its client. */
-export function mapForwardedError(err: unknown): Error {
-  if (err instanceof ServerRefusal || err instanceof ClientError) return err;
-  const cause = err instanceof Error && err.cause instanceof Error ? err.cause : err;
-  const msg = err instanceof Error ? err.message : String(err);
-  const kind = FORWARDABLE.find((k) => msg.includes(`${FORWARDED_CLIENT_ERROR}${k}`));
-  if (kind !== undefined) return new ClientError(kind);
-  return cause instanceof ServerRefusal ? cause : new ServerRefusal('timeout', undefined, { cause: err });
-}
-
-export interface PeerHost {
-  readonly clusterId: bigint;
-  readonly members: MemberStore;
-  readonly store: KvStore;
-  readonly leases: Leases;
-  leaderId(): bigint;
-  isLeader(): boolean;
-  /** A request to a peer over the transport, with the request timeout. */
-  request(to: bigint, kind: string, body: Uint8Array): Promise<Uint8Array>;
-  promoteMember(id: bigint): Promise<Member[]>;
-}
-
-/** Member-to-member requests: sent to the leader, and answered for peers. */
-export class PeerRequests {
-  constructor(private readonly host: PeerHost) {}
-
-  forwardToLeader(kind: string, body: Uint8Array): Promise<Uint8Array> {
-    const lead = this.host.leaderId();
-    if (lead === 0n) return Promise.reject(new ServerRefusal('noLeader'));
-    return this.host.request(lead, kind, body).catch((err: unknown) => {
-      const msg = err instanceof Error ? err.message : String(err);
-      if (msg.includes(FORWARDED_CLIENT_ERROR)) throw err;
-      throw /not leader/.test(msg) ? new ServerRefusal('leaderChanged') : new ServerRefusal('timeout', undefined, { cause: err });
-    });
-  }
-
-  async handle(kind: string, body: Uint8Array): Promise<Uint8Array> {
-    const h = this.host;
-    switch (kind) {
-      case 'members':
-        return encodeMembersReply(h.clusterId, h.members.all());
-      case 'leaseRenew': {
-        if (!h.isLeader()) throw new Error('not leader');
-        const out = Buffer.alloc(8);
-        out.writeBigInt64BE(BigInt(h.leases.renewHere(Buffer.from(body).readBigInt64BE(0))));
-        return out;
-      }
-      case 'leaseTTL': {
-        if (!h.isLeader()) throw new Error('not leader');
-        const l = h.leases.remainingHere(Buffer.from(body).readBigInt64BE(0));
-        return Buffer.from(JSON.stringify(l ?? null));
-      }
-      case 'hashkv':
-        return answerHashRequest(h.store, decodeHashRequest(body));
-      case 'promote': {
-        if (!h.isLeader()) throw new Error('not leader');
-        try {
-          const members = await h.promoteMember(Buffer.from(body).readBigUInt64BE(0));
-          return Buffer.from(JSON.stringify(members.length));
-        } catch (err) {
-          // The follower relays the leader's refusal as its own: carry the kind across.
-          if (err instanceof ClientError) throw new Error(`${FORWARDED_CLIENT_ERROR}${err.kind}`);
-          throw err;
-        }
-      }
-      default:
-        throw new Error(`unknown request kind ${JSON.stringify(kind)}`);
-    }
   }
 }

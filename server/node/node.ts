@@ -40,9 +40,10 @@ import { Reconfig } from './reconfig.js';
 import { BackendOps } from './backendops.js';
 import { ReadIndexBatcher } from './reads.js';
 import { Proposals } from './proposals.js';
-import { Leases, PeerRequests } from './leases.js';
+import { Leases } from './leases.js';
+import { PeerRequests } from './peer.js';
 import { memberCompactor, type AutoCompactor } from './compactor.js';
-import { CorruptionChecks } from './corrupt.js';
+import { CorruptionChecks, type PeerHash } from './corrupt.js';
 import { Driver } from './driver.js';
 import { Leadership } from './leadership.js';
 import { Lifecycle } from './lifecycle.js';
@@ -137,7 +138,10 @@ export class Node implements ClusterPath, LeaderView {
       transport: (): Transport => this.transport,
       propose: (req: InternalRequestInit): Promise<ApplyOutcome> => this.propose(req),
       request: (to: bigint, kind: string, body: Uint8Array): Promise<Uint8Array> => this.transport.request(to, kind, body, reqTimeoutMs),
-      forwardToLeader: (kind: string, body: Uint8Array): Promise<Uint8Array> => this.peer.forwardToLeader(kind, body),
+      forwardRenew: (id: bigint): Promise<number> => this.peer.leaseRenew(id),
+      forwardTTL: (id: bigint): Promise<{ remainingMs: number; ttlSeconds: number } | undefined> => this.peer.leaseTTL(id),
+      forwardPromote: (id: bigint): Promise<void> => this.peer.promote(id),
+      peerHash: (id: bigint, revision: number): Promise<PeerHash> => this.peer.hashKV(id, revision),
     };
     this.applier = new Applier(common);
     this.proposals = new Proposals({ ...common, clock: systemClock, electionMs: cfg.electionMs, proposeMany: (datas) => this.driver.raft.proposeMany(datas) });

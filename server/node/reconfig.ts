@@ -10,7 +10,6 @@ import { ClientError, ServerRefusal } from '../base/errors.js';
 import { CONF_CHANGES_PENDING_MAX } from '../base/limits.js';
 import type { NodeConfig } from './config.js';
 import type { RequestIds } from './ids.js';
-import { mapForwardedError } from './leases.js';
 import { dropped } from './proposals.js';
 import type { MemberInfo } from './surface.js';
 
@@ -49,7 +48,8 @@ export interface ReconfigHost {
   stopped(): boolean;
   kick(): void;
   fail(err: unknown): void;
-  forwardToLeader(kind: string, body: Uint8Array): Promise<Uint8Array>;
+  /** A follower's MemberPromote, decided by the leader (peer.ts); its refusals come back as ClientErrors. */
+  forwardPromote(id: bigint): Promise<void>;
   waitApplied(index: number): Promise<void>;
   /** This member was removed: it stops. */
   removed(why: string): void;
@@ -93,13 +93,7 @@ export class Reconfig {
     if (cur === undefined) throw new ClientError('memberNotFound');
     if (!cur.isLearner) throw new ClientError('memberNotLearner');
     if (!this.host.isLeader()) {
-      const body = Buffer.alloc(8);
-      body.writeBigUInt64BE(id);
-      try {
-        await this.host.forwardToLeader('promote', body);
-      } catch (err) {
-        throw mapForwardedError(err);
-      }
+      await this.host.forwardPromote(id);
       await this.host.waitApplied(this.host.raft().status().hardState.commit);
       return this.host.members.all();
     }

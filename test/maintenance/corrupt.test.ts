@@ -10,8 +10,7 @@
 // Last, a real mixed cluster: the previous release (built from git history) as one member.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { execFileSync } from 'node:child_process';
-import { chmodSync, readFileSync, symlinkSync, writeFileSync } from 'node:fs';
+import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { open } from 'lmdb';
 import { Backend } from '../../server/storage/backend/index.js';
@@ -32,7 +31,8 @@ import {
 import { decodeRevRecord, encodeRevRecord, parseRevKey } from '../../server/storage/schema/index.js';
 import { withCluster } from '../harness/cluster.js';
 import type { Cluster } from '../harness/cluster.js';
-import { REPO_ROOT, runEtcdctl, startCairn, startEtcd, tempDir } from '../harness/procs.js';
+import { runEtcdctl, startCairn, startEtcd } from '../harness/procs.js';
+import { previousRelease } from '../harness/previous-release.js';
 import { etcd36Bin } from '../harness/bins.js';
 import { EtcdClient } from '../harness/client.js';
 import { pollUntil, quietWindow } from '../harness/poll.js';
@@ -252,22 +252,6 @@ test('hash versions on a real store: client HashKV equals etcd 3.6\'s, the peer 
     }
   }
 });
-
-/** The last commit whose HashKV was Cairn's CRC-32 (hash version 1): the release before ee6b166. */
-const PREVIOUS_RELEASE = '9c42d4866956a86cc536258a39526b4923f3469c';
-
-/** Builds PREVIOUS_RELEASE from git history; returns a commandPrefix that runs its main instead of ours. */
-function previousRelease(): string[] {
-  const dir = tempDir('cairn-previous-release-');
-  execFileSync('bash', ['-c', `git -C "${REPO_ROOT}" archive ${PREVIOUS_RELEASE} | tar -x -C "${dir}"`], { stdio: ['ignore', 'ignore', 'inherit'] });
-  symlinkSync(join(REPO_ROOT, 'node_modules'), join(dir, 'node_modules'));
-  execFileSync(process.execPath, [join(REPO_ROOT, 'node_modules', 'typescript', 'bin', 'tsc'), '-p', join(dir, 'tsconfig.json')], { stdio: ['ignore', 'inherit', 'inherit'] });
-  // startCairn runs `<prefix> node <our main> args`: swap our main for the previous release's.
-  const script = join(dir, 'previous-main.sh');
-  writeFileSync(script, `#!/bin/bash\nnode="$1"; shift 2\nexec "$node" "${join(dir, 'dist', 'server', 'main.js')}" "$@"\n`);
-  chmodSync(script, 0o755);
-  return [script];
-}
 
 const skipLines = (lines: readonly string[], peerHex: string): Record<string, unknown>[] =>
   lines
