@@ -135,10 +135,12 @@ function normalize(s: string, srv: ServerProc): string {
     .replaceAll(srv.name, '<name>')
     .replace(/took = [0-9.]+[µm]?s/g, 'took = <t>')
     .replace(/http:\/\/127\.0\.0\.1:\d+/g, '<url>')
+    // JSON ids first: a decimal id of exactly 16 digits would otherwise pass for a hex one below
+    // (it did once, for etcd's member_id, and the two outputs differed by that alone).
+    .replace(/"(cluster_id|member_id|raft_term|revision|ID)":\d+/g, '"$1":<n>')
     // Member ids: 16 hex digits, or fewer when the id has leading zeros (etcd prints %x).
     .replace(/^[0-9a-f]{1,16}(?=, started, )/gm, '<id>')
-    .replace(/\b[0-9a-f]{16}\b/g, '<id>')
-    .replace(/"(cluster_id|member_id|raft_term|revision|ID)":\d+/g, '"$1":<n>');
+    .replace(/\b[0-9a-f]{16}\b/g, '<id>');
 }
 
 async function run(srv: ServerProc, step: Step): Promise<Outcome> {
