@@ -135,7 +135,11 @@ function continueReplace(v: View, s: EtcdClusterStatus, op: Operation): Decision
   const oldPvc = v.o.pvcs.find((p) => p.ordinal === i && !p.deleting && olderThan(p.createdAt, op.startedAt));
   if (oldPvc !== undefined) return guarded(v, s, { kind: 'deletePvc', pvc: oldPvc.name }, `delete the failed member's claim ${oldPvc.name}`);
   const pod = podAt(v, i);
-  if (pod !== undefined && olderThan(pod.createdAt, op.startedAt)) {
+  // The pod on the old claims must go: one created before the Replace began, or one holding a claim
+  // this Replace deleted (the StatefulSet may recreate it in the very second the Replace starts, and
+  // creation times have one-second resolution; a deleting claim stays while a pod uses it).
+  const holdsDeletedClaim = v.o.pvcs.some((p) => p.ordinal === i && p.deleting);
+  if (pod !== undefined && (olderThan(pod.createdAt, op.startedAt) || holdsDeletedClaim)) {
     if (pod.deleting) return waiting(v, s, `waiting for the old pod ${pod.name} to go`);
     return guarded(v, s, { kind: 'deletePod', pod: pod.name }, `restart ${pod.name} on a fresh volume`);
   }

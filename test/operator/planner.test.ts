@@ -329,6 +329,19 @@ describe('planner in a simulated world', () => {
     assert.deepEqual(w.quorumLosses, []);
   });
 
+  it('a lost volume, a dropped step, replicas 5 -> 7 and the replaced pod killed converge (fast-check seed -457206064)', () => {
+    const w = new World({ replicas: 5 }, { replaceAfterMs: 15_000, upgradeHealthyTimeoutMs: 60_000 });
+    const trace: Trace = { steps: [], refused: [] };
+    for (let i = 0; i < 28; i++) reconcile(w, trace, false);
+    w.losePodAndVolumes(1);
+    reconcile(w, trace, true);
+    w.setSpec({ replicas: 7, image: DEFAULT_IMAGE });
+    w.killPod(1);
+    settle(w, trace, DEFAULT_IMAGE, 1500);
+    assert.equal(w.voters().length, 7);
+    assert.deepEqual(w.quorumLosses, []);
+  });
+
   it('random histories: never loses quorum, resumes after lost steps, converges once faults stop', () => {
     fc.assert(
       fc.property(fc.constantFrom(1, 3, 5), fc.array(eventArb, { maxLength: 25 }), (replicas, events) => {
