@@ -207,15 +207,14 @@ function serialKey(hex: string): string {
 
 /**
  * The revoked serials of a CRL file as of now: the file is stat'ed at each call and read and parsed
- * again only when its identity, size or times changed; a file that cannot be read or parsed throws
+ * again only when its signature() (as the certificate reloader's: inode, size, times) changed; a file that cannot be read or parsed throws
  * at every call until it can.
  */
 function crlWatcher(file: string): () => Set<string> {
   let seen = '';
   let serials: Set<string> | undefined;
   return () => {
-    const st = statSync(file, { bigint: true });
-    const key = `${String(st.dev)}:${String(st.ino)}:${String(st.size)}:${String(st.mtimeNs)}:${String(st.ctimeNs)}`;
+    const key = signature([statSync(file)]);
     if (serials === undefined || key !== seen) {
       serials = crlRevokedSerials(readFileSync(file));
       seen = key;
