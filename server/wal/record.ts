@@ -114,10 +114,14 @@ function isIntactRecordAt(bytes: Uint8Array, view: DataView, at: number): boolea
   return recordCrc(bytes.subarray(at), bytes.subarray(at + recordHeaderBytes, end), h.prevCrc) === h.crc;
 }
 
-/** Offset of the first intact record starting at or after `from`, if any. */
-export function findIntactRecord(bytes: Uint8Array, from: number): number | undefined {
+/**
+ * Offset of the first intact record starting at or after `from` (and before `until`), if any. A
+ * caller that knows every byte from some offset on is zero passes it as `until`: no record with an
+ * all-zero header is intact (type 0 is no record type).
+ */
+export function findIntactRecord(bytes: Uint8Array, from: number, until = bytes.length): number | undefined {
   const view = viewOf(bytes);
-  for (let at = from; at + recordHeaderBytes <= bytes.length; at++) {
+  for (let at = from; at < until && at + recordHeaderBytes <= bytes.length; at++) {
     if (isIntactRecordAt(bytes, view, at)) return at;
   }
   return undefined;

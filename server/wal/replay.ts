@@ -3,9 +3,10 @@
  * settle a decode failure as either a torn tail (repaired) or corruption (thrown). See README.md
  * for the torn-tail rule.
  */
-import { mkdir, readFile, readdir, rm } from 'node:fs/promises';
+import { mkdir, readdir, rm } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
-import { keepBrokenCopy, syncDir, tempSuffix, truncateDurably } from './disk.js';
+import { keepBrokenCopy, readSegment, syncDir, tempSuffix, truncateDurably } from './disk.js';
+import type { SegmentBytes } from './disk.js';
 import { WalCorruptError, WalFormatError } from './errors.js';
 import { ReplayLog } from './log.js';
 import { findIntactRecord } from './record.js';
@@ -101,8 +102,8 @@ interface Chain {
 }
 
 async function replaySegment(ref: SegmentRef, chain: Chain, isLast: boolean, logger: WalLogger): Promise<SegmentScan> {
-  const bytes = await readFile(ref.path);
-  const scan = scanSegment(bytes);
+  const read = await readSegment(ref.path);
+  const scan = scanSegment(read.bytes);
   if ('problem' in scan) {
     if (scan.version !== undefined) throw new WalFormatError(ref.path, scan.version, segmentFormatVersion);
     throw new WalCorruptError(ref.path, 0, scan.problem);
@@ -113,7 +114,10 @@ async function replaySegment(ref: SegmentRef, chain: Chain, isLast: boolean, log
     // The record is intact (its CRC verified), so by the torn-tail rule this is corruption.
     if (problem !== undefined) throw new WalCorruptError(ref.path, offset, problem);
   }
-  if (scan.failure !== undefined) await settleFailure(ref, bytes, scan.failure, isLast, logger);
+  // The active segment is preallocated (a hole after its records): decoding stops at the first
+  // all-zero header, and when nothing but zeros follows, that is where the log ends.
+  const preallocatedEnd = isLast && scan.failure !== undefined && scan.failure.offset >= read.dataEnd;
+  if (scan.failure !== undefined && !preallocatedEnd) await settleFailure(ref, read, scan.failure, isLast, logger);
   return scan;
 }
 
@@ -135,10 +139,10 @@ function checkHeader(ref: SegmentRef, header: SegmentHeader, chain: Chain): void
  * WalCorruptError otherwise. An undecodable payload sits in an intact record (its CRC verified), so
  * findIntactRecord finds it at failure.offset: that is always corruption.
  */
-async function settleFailure(ref: SegmentRef, bytes: Uint8Array, failure: ScanFailure, isLast: boolean, logger: WalLogger): Promise<void> {
-  const intactAfter = isLast ? findIntactRecord(bytes, failure.offset) : undefined;
+async function settleFailure(ref: SegmentRef, read: SegmentBytes, failure: ScanFailure, isLast: boolean, logger: WalLogger): Promise<void> {
+  const intactAfter = isLast ? findIntactRecord(read.bytes, failure.offset, read.dataEnd) : undefined;
   if (isLast && intactAfter === undefined) {
-    await repairTornTail(ref, bytes, failure, logger);
+    await repairTornTail(ref, read, failure, logger);
     return;
   }
   const context = !isLast
@@ -149,14 +153,15 @@ async function settleFailure(ref: SegmentRef, bytes: Uint8Array, failure: ScanFa
   throw new WalCorruptError(ref.path, failure.offset, failure.detail + context);
 }
 
-async function repairTornTail(ref: SegmentRef, bytes: Uint8Array, failure: ScanFailure, logger: WalLogger): Promise<void> {
-  const copy = await keepBrokenCopy(ref.path, bytes);
+/** The copy keeps the file up to its last nonzero byte (a preallocated hole after it carries nothing). */
+async function repairTornTail(ref: SegmentRef, read: SegmentBytes, failure: ScanFailure, logger: WalLogger): Promise<void> {
+  const copy = await keepBrokenCopy(ref.path, read.bytes.subarray(0, Math.max(read.dataEnd, failure.offset)));
   await truncateDurably(ref.path, failure.offset);
   await syncDir(dirname(ref.path));
   logger.warn('wal: repaired torn tail', {
     file: ref.path,
     offset: failure.offset,
-    bytesDropped: bytes.length - failure.offset,
+    bytesDropped: Math.max(0, read.dataEnd - failure.offset),
     reason: failure.detail,
     copy,
   });

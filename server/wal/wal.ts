@@ -13,7 +13,7 @@ import { join } from 'node:path';
 import process from 'node:process';
 import { appendProblem, callRecords, chunkEnd, entryRecords, needsRotation, snapshotProblem } from './append.js';
 import type { LogBounds } from './append.js';
-import { createSegmentFile, openForAppend, syncDir, writeAll, writeAllSync } from './disk.js';
+import { createSegmentFile, openForAppend, preallocate, syncDir, trimDurably, writeAll, writeAllSync } from './disk.js';
 import { WalClosedError, WalCorruptError, WalFatalError, WalUsageError } from './errors.js';
 import { lastIndexAfter } from './log.js';
 import { decodePayload, sameRecord } from './payload.js';
@@ -127,7 +127,7 @@ export class Wal {
     const segmentBytes = checkSegmentBytes(opts.segmentBytes ?? segmentBytesDefault);
     try {
       const replay = await replayDir(opts.dir, opts.logger);
-      const active = await openActive(opts.dir, replay);
+      const active = await openActive(opts.dir, replay, segmentBytes);
       const segments = replay.segments.length > 0 ? replay.segments : [active.ref];
       const wal = new Wal({
         dir: opts.dir,
@@ -206,7 +206,7 @@ export class Wal {
     return run;
   }
 
-  /** Waits for queued appends and releases to finish, then closes the active segment. */
+  /** Waits for queued appends and releases to finish, then cuts the active segment back to its records and closes it. */
   close(): Promise<void> {
     this.#closing ??= this.#shutdown();
     return this.#closing;
@@ -327,14 +327,16 @@ export class Wal {
   /**
    * Starts the next segment: header firstIndex = the written log's last index + 1, and (created
    * with it, atomically) a copy of the last hard state as its first record, so that releasing the
-   * older segments never loses the hard state.
+   * older segments never loses the hard state. The old segment is cut back to its records first, so
+   * only the last segment ever has a preallocated tail (a crash in between leaves it the last one).
    */
   async #rotate(): Promise<void> {
     const old = this.#active;
+    await trimDurably(old.fh, old.bytes);
     const firstIndex = this.#written.last + 1;
     const ref = segmentRef(this.#dir, old.ref.seq + 1, firstIndex);
     const start = segmentStart(firstIndex, old.lastCrc, this.#written.hardState);
-    const fh = await createSegmentFile(this.#dir, ref.name, start.bytes);
+    const fh = await createSegmentFile(this.#dir, ref.name, start.bytes, this.#segmentBytes);
     this.#segments.push(ref);
     this.#active = { ref, fh, bytes: start.bytes.length, lastCrc: start.lastCrc, records: start.records };
     this.#stats.rotations++;
@@ -366,10 +368,17 @@ export class Wal {
     return this.#fatal;
   }
 
+  /** After the last write, a clean close cuts the active segment back to its records (not after a fault: the disk is not touched again). */
   async #shutdown(): Promise<void> {
     await this.#flushing;
     await this.#releasing;
-    await this.#active.fh.close();
+    try {
+      if (this.#fatal === undefined) await trimDurably(this.#active.fh, this.#active.bytes);
+    } catch (err) {
+      throw this.#fail('close', err);
+    } finally {
+      await this.#active.fh.close();
+    }
   }
 }
 
@@ -399,15 +408,20 @@ function segmentStart(firstIndex: number, prevCrc: number, hardState: WalHardSta
   return { bytes: Buffer.concat([header, bytes]), lastCrc, records: 1 };
 }
 
-/** Opens the last replayed segment for appending, or creates the first segment of an empty WAL. */
-async function openActive(dir: string, replay: Replay): Promise<ActiveSegment> {
+/**
+ * Opens the last replayed segment for appending (preallocated to segmentBytes if it is shorter: a
+ * segment of an older Cairn, or one cut back by a torn-tail repair or a rotation), or creates the
+ * first segment of an empty WAL.
+ */
+async function openActive(dir: string, replay: Replay, segmentBytes: number): Promise<ActiveSegment> {
   const tail = replay.tail;
   if (tail === undefined) {
     const ref = segmentRef(dir, 1, 1);
-    const fh = await createSegmentFile(dir, ref.name, encodeSegmentHeader({ firstIndex: 1, prevCrc: 0 }));
+    const fh = await createSegmentFile(dir, ref.name, encodeSegmentHeader({ firstIndex: 1, prevCrc: 0 }), segmentBytes);
     return { ref, fh, bytes: segmentHeaderBytes, lastCrc: 0, records: 0 };
   }
   const fh = await openForAppend(tail.ref.path);
+  await preallocate(fh, segmentBytes);
   return { ref: tail.ref, fh, bytes: tail.bytes, lastCrc: tail.lastCrc, records: tail.records };
 }
 

@@ -5,7 +5,7 @@ import { appendFile, readFile, readdir, rm, stat, truncate, writeFile } from 'no
 import { join } from 'node:path';
 import process from 'node:process';
 import fc from 'fast-check';
-import { Wal, WalClosedError, WalCorruptError, WalFatalError, WalFormatError, WalUsageError, entryDataBytesMax } from '../../server/wal/index.js';
+import { Wal, WalClosedError, WalCorruptError, WalFatalError, WalFormatError, WalUsageError, entryDataBytesMax, segmentBytesDefault } from '../../server/wal/index.js';
 import type { WalEntry, WalHardState, WalLogger } from '../../server/wal/index.js';
 import { crc32c } from '../../server/base/crc32c.js';
 import { decodePayload } from '../../server/wal/payload.js';
@@ -274,8 +274,6 @@ test('rotation: several segments, bounded size, names and replay', async () => {
   await buildRotatedWal(dir);
   const files = await walFiles(dir);
   assert.ok(files.length >= 10, `expected many segments, got ${files.length}`);
-  const { entries: replayed, wal } = await openWal(dir, 1024);
-  assertEntries(replayed, 1, 300);
   let expectedFirst = 1;
   for (const [k, name] of files.entries()) {
     const parsed = parseSegmentFileName(name);
@@ -287,6 +285,8 @@ test('rotation: several segments, bounded size, names and replay', async () => {
     expectedFirst += (size - segmentHeaderBytes) / recordBytes();
   }
   assert.equal(expectedFirst, 301);
+  const { entries: replayed, wal } = await openWal(dir, 1024);
+  assertEntries(replayed, 1, 300);
   await wal.append(entries(301, 50));
   await wal.close();
   const again = await openWal(dir, 1024);
@@ -349,7 +349,9 @@ test('torn tail: a record cut mid-way is truncated, warned about and kept as .br
   assert.equal(warns[0]?.fields?.['offset'], goodEnd);
   assert.equal(warns[0]?.fields?.['bytesDropped'], recordBytes() - 25);
   assert.equal((await stat(path + '.broken')).size, fullSize - 25, 'damaged copy kept beside it');
-  assert.equal((await stat(path)).size, goodEnd);
+  const repaired = await readFile(path);
+  assert.equal(repaired.length, segmentBytesDefault, 'cut back to the good records, then preallocated again');
+  assert.ok(repaired.subarray(goodEnd).every((b) => b === 0), 'nothing of the torn record is left');
 
   await wal.append(entries(10, 3));
   await wal.close();
@@ -359,8 +361,8 @@ test('torn tail: a record cut mid-way is truncated, warned about and kept as .br
   await again.wal.close();
 });
 
-test('torn tail: zero-filled and garbage tails are repaired without losing good records', async () => {
-  for (const tail of [Buffer.alloc(4096), Buffer.from(Array.from({ length: 777 }, (_, k) => (k * 7919 + 13) & 0xff))]) {
+test('torn tail: a garbage tail is repaired without losing good records', async () => {
+  for (const tail of [Buffer.from(Array.from({ length: 777 }, (_, k) => (k * 7919 + 13) & 0xff))]) {
     const dir = freshDir();
     const first = await openWal(dir);
     await first.wal.append(entries(1, 4));
@@ -375,6 +377,96 @@ test('torn tail: zero-filled and garbage tails are repaired without losing good 
     assert.equal(warn?.fields?.['offset'], segmentHeaderBytes + 4 * recordBytes());
     await wal.close();
   }
+});
+
+// ---------- preallocation ----------
+
+test('preallocation: the active segment is preallocated; a zero tail is where the log ends, not damage', async () => {
+  const dir = freshDir();
+  const segmentBytes = 64 * 1024;
+  const { wal } = await openWal(dir, segmentBytes);
+  const hs: WalHardState = { term: 2, vote: 5n, commit: 2 };
+  await wal.append(entries(1, 20), hs);
+  const [name] = await walFiles(dir);
+  const path = join(dir, name ?? '');
+  // What a crash leaves: the file as it is while the WAL is open (no close, no cut-back).
+  const crashed = await readFile(path);
+  assert.equal(crashed.length, segmentBytes, 'the open segment is its full size');
+  const used = segmentHeaderBytes + 20 * recordBytes() + hardStateRecordBytes;
+  assert.ok(crashed.subarray(used).every((b) => b === 0), 'zeros after the records');
+  await wal.close();
+  assert.equal((await stat(path)).size, used, 'a clean close cuts the segment back to its records');
+
+  await writeFile(path, crashed);
+  const reopened = await openWal(dir, segmentBytes);
+  assertEntries(reopened.entries, 1, 20);
+  assert.deepEqual(reopened.hardState, hs);
+  assert.equal(reopened.logger.lines.filter((l) => l.level !== 'info').length, 0, 'no repair, no warning');
+  assert.deepEqual((await readdir(dir)).filter((n) => n.includes('.broken')), [], 'no .broken copy');
+  await reopened.wal.append(entries(21, 5));
+  await reopened.wal.close();
+  const again = await openWal(dir, segmentBytes);
+  assertEntries(again.entries, 1, 25);
+  await again.wal.close();
+});
+
+test('preallocation: a segment without a zero tail (an older Cairn, or cut back) is extended on open', async () => {
+  const { dir, path } = await closedWal(5);
+  const before = await readFile(path);
+  const { wal, entries: replayed } = await openWal(dir, 8192);
+  assertEntries(replayed, 1, 5);
+  const during = await readFile(path);
+  assert.equal(during.length, 8192);
+  assert.deepEqual(during.subarray(0, before.length), before, 'its records are unchanged');
+  await wal.close();
+  assert.deepEqual(await readFile(path), before);
+});
+
+test('preallocation: rotation cuts the old segment back first, so only the last one has a zero tail', async () => {
+  const dir = freshDir();
+  const { wal } = await openWal(dir, 1024);
+  for (let i = 1; i <= 100; i += 10) await wal.append(entries(i, 10));
+  const files = await walFiles(dir);
+  assert.ok(files.length >= 3, `expected several segments, got ${files.length}`);
+  for (const [k, name] of files.entries()) {
+    const bytes = await readFile(join(dir, name));
+    if (k === files.length - 1) {
+      assert.equal(bytes.length, 1024, `${name}: the active segment is preallocated`);
+    } else {
+      assert.notEqual(bytes.at(-1), 0, `${name}: ends with its last record's last byte, not with zeros`);
+    }
+  }
+  // A crash now: every segment as it is on disk. Replay sees every entry and repairs nothing.
+  const copy = freshDir();
+  for (const name of files) await writeFile(join(copy, name), await readFile(join(dir, name)));
+  await wal.close();
+  const replayed = await openWal(copy, 1024);
+  assertEntries(replayed.entries, 1, 100);
+  assert.equal(replayed.logger.lines.filter((l) => l.level !== 'info').length, 0);
+  await replayed.wal.close();
+});
+
+test('preallocation: a torn record inside the preallocated tail is repaired; the copy leaves out the zeros', async () => {
+  const dir = freshDir();
+  const segmentBytes = 64 * 1024;
+  const { wal } = await openWal(dir, segmentBytes);
+  await wal.append(entries(1, 10));
+  const [name] = await walFiles(dir);
+  const path = join(dir, name ?? '');
+  const crashed = await readFile(path);
+  await wal.close();
+  const goodEnd = segmentHeaderBytes + 9 * recordBytes();
+  crashed.fill(0, goodEnd + 20, goodEnd + recordBytes()); // the last write's end never reached the disk
+  await writeFile(path, crashed);
+  const { wal: repaired, entries: replayed, logger } = await openWal(dir, segmentBytes);
+  assertEntries(replayed, 1, 9);
+  const warn = logger.lines.find((l) => l.level === 'warn');
+  assert.equal(warn?.msg, 'wal: repaired torn tail');
+  assert.equal(warn?.fields?.['offset'], goodEnd);
+  const copy = await readFile(path + '.broken');
+  assert.ok(copy.length > goodEnd && copy.length <= goodEnd + 20, `the copy ends at the last nonzero byte (${copy.length})`);
+  assert.deepEqual(copy, crashed.subarray(0, copy.length));
+  await repaired.close();
 });
 
 test('torn tail: a flipped byte in the very last record counts as a torn tail', async () => {
