@@ -88,6 +88,34 @@ class HeaderFields {
   }
 }
 
+/** A response body: the encoded events of a sequence of chunks, field by field and joined. */
+interface Body {
+  readonly chunks: readonly (readonly WatchEvent[])[];
+  readonly fields: readonly Buffer[];
+  readonly bytes: Buffer;
+}
+
+/** The last body built for a sequence starting with this chunk (watchers of one range get the same sequence). */
+const bodies = new WeakMap<readonly WatchEvent[], Body>();
+
+function sameChunks(a: readonly (readonly WatchEvent[])[], b: readonly (readonly WatchEvent[])[]): boolean {
+  if (a === b) return true;
+  if (a.length !== b.length) return false;
+  for (let i = 0; i < a.length; i++) if (a[i] !== b[i]) return false;
+  return true;
+}
+
+/** The body for these chunks, encoded and joined once for every watcher sent the same chunks. */
+function bodyOf(chunks: readonly (readonly WatchEvent[])[]): Body {
+  const first = chunks[0] ?? [];
+  const known = bodies.get(first);
+  if (known !== undefined && sameChunks(known.chunks, chunks)) return known;
+  const fields = chunks.length === 1 ? encodeAll(first) : chunks.flatMap(encodeAll);
+  const body: Body = { chunks, fields, bytes: fields.length === 1 ? (fields[0] as Buffer) : Buffer.concat(fields) };
+  bodies.set(first, body);
+  return body;
+}
+
 function encodeAll(evs: readonly WatchEvent[]): Buffer[] {
   let out = encodedEvents.get(evs);
   if (out === undefined) {
@@ -105,6 +133,8 @@ interface Entry {
   readonly fragment: boolean;
   /** Events went out since the last progress tick (etcd's progress[id] == false). */
   sentSinceTick: boolean;
+  /** WatchResponse field 2 (its watch_id), encoded once. */
+  readonly idField: Buffer;
 }
 
 class WatchStream implements WatchSink {
@@ -222,7 +252,7 @@ class WatchStream implements WatchSink {
       prevKv: c.prevKv,
     };
     const w = new Watcher(id, { ...range, start: Buffer.from(range.start), end: range.end === undefined ? undefined : Buffer.from(range.end) }, c.startRevision, c.startRevision === 0 ? rev + 1 : c.startRevision, filters, this);
-    this.entries.set(id, { w, compacted: false, progress: c.progressNotify, fragment: c.fragment, sentSinceTick: false });
+    this.entries.set(id, { w, compacted: false, progress: c.progressNotify, fragment: c.fragment, sentSinceTick: false, idField: watchIdField(id) });
     this.send(encodeWatchResponse({ header: header(this.opts.identity, rev), watchId: id, created: true }));
     hub.add(w);
     if (c.progressNotify && this.stopTicker === undefined) this.stopTicker = this.opts.every(this.opts.progressIntervalMs, () => this.progressTick());
@@ -265,14 +295,14 @@ class WatchStream implements WatchSink {
     const e = this.entries.get(w.id);
     if (e === undefined || e.w !== w) return;
     e.sentSinceTick = true;
-    const fields = chunks.length === 1 ? encodeAll(chunks[0] as readonly WatchEvent[]) : chunks.flatMap(encodeAll);
+    const body = bodyOf(chunks);
+    const fields = body.fields;
     const max = this.opts.requestBytesMax;
     const hf = this.headers.get(headerRev);
-    const idf = watchIdField(w.id);
-    let total = hf.length + idf.length;
-    for (const f of fields) total += f.length;
+    const idf = e.idField;
+    const total = hf.length + idf.length + body.bytes.length;
     if (!e.fragment || total < max || fields.length < 2) {
-      this.send(fields.length === 1 ? Buffer.concat([hf, idf, fields[0] as Buffer], total) : Buffer.concat([hf, idf, ...fields], total));
+      this.send(Buffer.concat([hf, idf, body.bytes], total));
       return;
     }
     // etcd's sendFragments: fill each response until it reaches max-request-bytes (at least one event).

@@ -42,6 +42,8 @@ export class Watcher {
   /** The first revision not yet sent. */
   nextRev: number;
   synced = false;
+  /** Names the range (equal ranges, equal names): watchers of one range are matched together. */
+  readonly rangeName: string;
 
   /**
    * `startRev` is the revision the client asked for (0 = from now on); `nextRev` the first revision
@@ -56,7 +58,21 @@ export class Watcher {
     readonly sink: WatchSink,
   ) {
     this.nextRev = nextRev;
+    this.rangeName = rangeName(range);
   }
+}
+
+/** A range's name: its bounds, unambiguously (the start's length first). */
+function rangeName(r: KeyRange): string {
+  const start = keyString(r.start);
+  if (r.single) return `k${start}`;
+  return `${start.length}:${start}${r.end === undefined ? '+' : `-${keyString(r.end)}`}`;
+}
+
+/** The synced watchers of one range (many clients watch the same prefix: one match per event serves them all). */
+interface RangeGroup {
+  readonly range: KeyRange;
+  readonly watchers: Set<Watcher>;
 }
 
 /** Bounds of one catch-up step (etcd: maxWatchersPerSync 512, watchBatchMaxRevs 1000). */
@@ -82,8 +98,8 @@ function keyString(k: Uint8Array): string {
 export class WatchableStore {
   /** Synced watchers of one key, by key. */
   private readonly byKey = new Map<string, Set<Watcher>>();
-  /** Synced watchers of a range. */
-  private readonly ranged = new Set<Watcher>();
+  /** Synced watchers of a range, by range (rangeName). */
+  private readonly ranged = new Map<string, RangeGroup>();
   private readonly unsynced = new Set<Watcher>();
   private syncScheduled = false;
   private count = 0;
@@ -144,7 +160,7 @@ export class WatchableStore {
   restore(): void {
     this.pending = [];
     const next = this.delivered + 1;
-    for (const w of [...this.ranged, ...[...this.byKey.values()].flatMap((s) => [...s])]) {
+    for (const w of [...[...this.ranged.values()].flatMap((g) => [...g.watchers]), ...[...this.byKey.values()].flatMap((s) => [...s])]) {
       this.dropSynced(w);
       this.toUnsynced(w, next);
     }
@@ -217,22 +233,29 @@ export class WatchableStore {
     }
   }
 
-  /** The synced watchers that get events of this revision, with those events. */
+  /**
+   * The synced watchers that get events of this revision, with those events. A range is matched
+   * once per event for all its watchers (1,000 watchers of one prefix cost one comparison, not
+   * 1,000), and its watchers with the same filters share one event array (encoded once by api/).
+   */
   private matches(c: RevisionEvents): Map<Watcher, readonly WatchEvent[]> {
     const out = new Map<Watcher, readonly WatchEvent[]>();
     const hits = new Map<Watcher, number[]>();
+    const groupHits = new Map<RangeGroup, number[]>();
     c.events.forEach((e, i) => {
       const keyed = this.byKey.get(keyString(e.kv.key));
       if (keyed !== undefined) for (const w of keyed) addHit(hits, w, i);
-      for (const w of this.ranged) if (inRange(w.range, e.kv.key)) addHit(hits, w, i);
+      for (const g of this.ranged.values()) if (inRange(g.range, e.kv.key)) addHit(groupHits, g, i);
     });
-    if (hits.size === 0) return out;
+    if (hits.size === 0 && groupHits.size === 0) return out;
     const shared = new SharedEvents(this.store, c);
-    for (const [w, idx] of hits) {
-      if (w.nextRev > c.rev) continue;
+    const take = (w: Watcher, idx: readonly number[]): void => {
+      if (w.nextRev > c.rev) return;
       const evs = shared.select(w.filters, idx);
       if (evs.length > 0) out.set(w, evs);
-    }
+    };
+    for (const [w, idx] of hits) take(w, idx);
+    for (const [g, idx] of groupHits) for (const w of g.watchers) take(w, idx);
     return out;
   }
 
@@ -243,13 +266,19 @@ export class WatchableStore {
       let set = this.byKey.get(k);
       if (set === undefined) this.byKey.set(k, (set = new Set()));
       set.add(w);
-    } else this.ranged.add(w);
+      return;
+    }
+    let g = this.ranged.get(w.rangeName);
+    if (g === undefined) this.ranged.set(w.rangeName, (g = { range: w.range, watchers: new Set() }));
+    g.watchers.add(w);
   }
 
   private dropSynced(w: Watcher): void {
     w.synced = false;
     if (!w.range.single) {
-      this.ranged.delete(w);
+      const g = this.ranged.get(w.rangeName);
+      g?.watchers.delete(w);
+      if (g?.watchers.size === 0) this.ranged.delete(w.rangeName);
       return;
     }
     const k = keyString(w.range.start);
@@ -303,7 +332,7 @@ export class WatchableStore {
       const chunks: (readonly WatchEvent[])[] = [];
       for (const sh of shared) {
         if (sh.rev < w.nextRev) continue;
-        const idx = sh.matching(w.range);
+        const idx = sh.matching(w);
         if (idx.length === 0) continue;
         const evs = sh.select(w.filters, idx);
         if (evs.length > 0) chunks.push(evs);
@@ -318,7 +347,7 @@ export class WatchableStore {
   }
 }
 
-function addHit(hits: Map<Watcher, number[]>, w: Watcher, i: number): void {
+function addHit<T>(hits: Map<T, number[]>, w: T, i: number): void {
   const idx = hits.get(w);
   if (idx === undefined) hits.set(w, [i]);
   else if (idx[idx.length - 1] !== i) idx.push(i);
@@ -331,6 +360,10 @@ function addHit(hits: Map<Watcher, number[]>, w: Watcher, i: number): void {
 class SharedEvents {
   private withPrev: WatchEvent[] | undefined = undefined;
   private all: number[] | undefined = undefined;
+  /** matching() by range name. */
+  private readonly matched = new Map<string, readonly number[]>();
+  /** select() results that are a part of the events, by idx array and filters. */
+  private readonly selected = new Map<readonly number[], Map<string, WatchEvent[]>>();
 
   constructor(
     private readonly store: KvStore,
@@ -341,22 +374,30 @@ class SharedEvents {
     return this.c.rev;
   }
 
-  /** Indexes of the events whose key is in range (the same array for every range that takes all). */
-  matching(range: KeyRange): readonly number[] {
-    const idx: number[] = [];
+  /** Indexes of the events whose key is in w's range (the same array for equal ranges, and for every range that takes all). */
+  matching(w: Watcher): readonly number[] {
+    const known = this.matched.get(w.rangeName);
+    if (known !== undefined) return known;
+    let idx: number[] = [];
     this.c.events.forEach((e, i) => {
-      if (inRange(range, e.kv.key)) idx.push(i);
+      if (inRange(w.range, e.kv.key)) idx.push(i);
     });
-    if (idx.length !== this.c.events.length) return idx;
-    this.all ??= idx;
-    return this.all;
+    if (idx.length === this.c.events.length) idx = this.all ??= idx;
+    this.matched.set(w.rangeName, idx);
+    return idx;
   }
 
+  /** The events at `idx` as watchers with filters `f` get them; the same array for the same idx array and filters. */
   select(f: WatchFilters, idx: readonly number[]): readonly WatchEvent[] {
     const all = f.prevKv ? this.allWithPrev() : this.c.events;
     const keep = f.noPut || f.noDelete ? idx.filter((i) => wanted(f, this.c.events[i] as MvccEvent)) : idx;
     if (keep.length === all.length) return all;
-    return keep.map((i) => all[i] as WatchEvent);
+    const name = `${f.prevKv ? 'p' : ''}${f.noPut ? 'P' : ''}${f.noDelete ? 'D' : ''}`;
+    let byFilters = this.selected.get(idx);
+    if (byFilters === undefined) this.selected.set(idx, (byFilters = new Map<string, WatchEvent[]>()));
+    let evs = byFilters.get(name);
+    if (evs === undefined) byFilters.set(name, (evs = keep.map((i) => all[i] as WatchEvent)));
+    return evs;
   }
 
   private allWithPrev(): WatchEvent[] {
