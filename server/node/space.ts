@@ -14,7 +14,7 @@ import { monotonicMs } from './clock.js';
 /** Disk bytes a write may take per byte of its quota cost: one copy in the WAL, one in LMDB. */
 const DISK_BYTES_PER_COST = 2;
 /** The quota check's file size is re-read at most this often, and after every apply batch near the quota. */
-const DB_SIZE_REFRESH_MS = 20;
+const DB_SIZE_REFRESH_MS = 100;
 const DB_SIZE_EXACT_BYTES = 16 * 1024 * 1024;
 
 export interface SpaceHost {
