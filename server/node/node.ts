@@ -292,10 +292,19 @@ export class Node implements ClusterPath, LeaderView {
     return this.leadership.ready();
   }
 
-  /** A leader sending to its followers feeds the heartbeat-gap metric. */
+  /**
+   * The driver's messages. While WAL writes are small they run on this thread, and the driver sends
+   * right before work that holds it (a leader's WAL write; a follower's apply after the write its
+   * acknowledgement waited for): messages are then written to the peers' sockets at once, not in
+   * the transport's immediate after that work, so a follower's WAL write runs beside the leader's
+   * instead of after it. Under load (writes on the thread pool) the immediate batches a turn's
+   * messages into one write per peer. A leader sending to its followers feeds the heartbeat-gap
+   * metric.
+   */
   private send(msgs: Message[]): void {
     if (this.role === 'leader') this.heartbeatGaps.sent(msgs, this.cfg.heartbeatMs);
     this.transport.send(msgs);
+    if (this.wal.writesOnLoop) this.transport.flush();
   }
 
   private onSoftState(ss: SoftState, was: { readonly role: Role; readonly lead: bigint }): void {

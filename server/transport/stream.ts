@@ -181,6 +181,11 @@ export class StreamSender {
     }
   }
 
+  /** Writes what is queued now instead of in the scheduled immediate (which then finds less or nothing). */
+  flushNow(): void {
+    if (this.queued > 0) this.flush();
+  }
+
   private scheduleFlush(): void {
     if (this.flushScheduled) return;
     this.flushScheduled = true;

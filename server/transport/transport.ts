@@ -161,6 +161,15 @@ export class Transport {
     }
   }
 
+  /**
+   * Writes every peer's queued messages now rather than in the immediate send() schedules (which
+   * batches all messages of a turn into one write per peer). For a caller about to block the
+   * thread: a leader whose WAL write runs on it next, a follower about to apply.
+   */
+  flush(): void {
+    for (const peer of this.peers.values()) peer.stream.flushNow();
+  }
+
   /** A forwarded request to a member; rejects with PeerRequestError (its handler failed), PeerRefusedError or PeerUnavailableError. */
   request(to: bigint, kind: string, body: Uint8Array, timeoutMs: number): Promise<Uint8Array> {
     const peer = this.peers.get(to);

@@ -188,6 +188,14 @@ export class Wal {
     });
   }
 
+  /**
+   * Whether writes now run on the event-loop thread (small writes, see syncWriteBytesMax): the next
+   * flush will then hold the thread for the length of an O_DSYNC write.
+   */
+  get writesOnLoop(): boolean {
+    return this.#chunkBytesAvg <= syncWriteBytesMax;
+  }
+
   /** Where the accepted log ends (calls durable or still being flushed): its last entry, else the last marker's index, else 0. */
   lastIndex(): number {
     return this.#bounds.lastIndex;
