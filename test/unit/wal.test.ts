@@ -896,3 +896,15 @@ test('decoder property: any flipped bit fails at the record containing it, howev
     }),
   );
 });
+
+test('writesOnLoop: true while writes are small, false once large writes move them to the thread pool, true again after small ones', async () => {
+  const dir = freshDir();
+  const { wal } = await openWal(dir);
+  assert.equal(wal.writesOnLoop, true, 'a new WAL writes small chunks on the loop thread');
+  let next = 1;
+  for (let k = 0; k < 4; k++) await wal.append([entry(next++, 64 * 1024)]);
+  assert.equal(wal.writesOnLoop, false, 'after 64 KiB writes');
+  for (let k = 0; k < 12; k++) await wal.append([entry(next++, 40)]);
+  assert.equal(wal.writesOnLoop, true, 'the moving average came back down');
+  await wal.close();
+});
