@@ -69,6 +69,18 @@ function rangeName(r: KeyRange): string {
   return `${start.length}:${start}${r.end === undefined ? '+' : `-${keyString(r.end)}`}`;
 }
 
+/** A revision with events in a range: those events (their indexes) for the range's watchers. */
+interface GroupHit {
+  readonly rev: number;
+  readonly shared: SharedEvents;
+  readonly idx: readonly number[];
+}
+
+/** Names a filter combination (equal filters, equal names). */
+function filtersName(f: WatchFilters): string {
+  return `${f.prevKv ? 'p' : ''}${f.noPut ? 'P' : ''}${f.noDelete ? 'D' : ''}`;
+}
+
 /** The synced watchers of one range (many clients watch the same prefix: one match per event serves them all). */
 interface RangeGroup {
   readonly range: KeyRange;
@@ -210,53 +222,77 @@ export class WatchableStore {
     }
   }
 
+  /**
+   * One response per watcher for these revisions. A range's watchers are matched together (once per
+   * event for all of them, 1,000 watchers of one prefix cost one comparison, not 1,000), and those
+   * starting at the same revision with the same filters get one shared chunk list, so api/ encodes
+   * and joins their events once.
+   */
   private deliver(revs: readonly RevisionEvents[]): void {
-    const out = new Map<Watcher, { firstRev: number; chunks: (readonly WatchEvent[])[] }>();
-    for (const c of revs) {
-      for (const [w, evs] of this.matches(c)) {
-        const o = out.get(w);
-        if (o === undefined) out.set(w, { firstRev: c.rev, chunks: [evs] });
-        else o.chunks.push(evs);
-      }
-    }
+    const keyed = new Map<Watcher, { firstRev: number; chunks: (readonly WatchEvent[])[] }>();
+    const grouped = new Map<RangeGroup, GroupHit[]>();
+    for (const c of revs) this.collect(c, keyed, grouped);
     const last = (revs[revs.length - 1] as RevisionEvents).rev;
     this.delivered = last;
-    for (const [w, o] of out) {
-      if (!w.synced) continue;
-      if (w.sink.blocked) {
-        this.dropSynced(w);
-        this.toUnsynced(w, o.firstRev);
-        continue;
+    for (const [w, o] of keyed) this.sendTo(w, o.firstRev, o.chunks, last);
+    for (const [g, hits] of grouped) {
+      const lists = new Map<string, { firstRev: number; chunks: (readonly WatchEvent[])[] }>();
+      for (const w of [...g.watchers]) {
+        let from = 0;
+        while (from < hits.length && (hits[from] as GroupHit).rev < w.nextRev) from++;
+        const name = `${filtersName(w.filters)}@${from}`;
+        let o = lists.get(name);
+        if (o === undefined) {
+          o = { firstRev: 0, chunks: [] };
+          for (let i = from; i < hits.length; i++) {
+            const h = hits[i] as GroupHit;
+            const evs = h.shared.select(w.filters, h.idx);
+            if (evs.length === 0) continue;
+            if (o.chunks.length === 0) o.firstRev = h.rev;
+            o.chunks.push(evs);
+          }
+          lists.set(name, o);
+        }
+        if (o.chunks.length > 0) this.sendTo(w, o.firstRev, o.chunks, last);
       }
-      w.sink.sendEvents(w, o.chunks, last);
-      w.nextRev = last + 1;
     }
   }
 
-  /**
-   * The synced watchers that get events of this revision, with those events. A range is matched
-   * once per event for all its watchers (1,000 watchers of one prefix cost one comparison, not
-   * 1,000), and its watchers with the same filters share one event array (encoded once by api/).
-   */
-  private matches(c: RevisionEvents): Map<Watcher, readonly WatchEvent[]> {
-    const out = new Map<Watcher, readonly WatchEvent[]>();
+  private sendTo(w: Watcher, firstRev: number, chunks: readonly (readonly WatchEvent[])[], last: number): void {
+    if (!w.synced) return;
+    if (w.sink.blocked) {
+      this.dropSynced(w);
+      this.toUnsynced(w, firstRev);
+      return;
+    }
+    w.sink.sendEvents(w, chunks, last);
+    w.nextRev = last + 1;
+  }
+
+  /** This revision's events for the synced watchers: per single-key watcher, and per range (with its matching events). */
+  private collect(c: RevisionEvents, keyed: Map<Watcher, { firstRev: number; chunks: (readonly WatchEvent[])[] }>, grouped: Map<RangeGroup, GroupHit[]>): void {
     const hits = new Map<Watcher, number[]>();
     const groupHits = new Map<RangeGroup, number[]>();
     c.events.forEach((e, i) => {
-      const keyed = this.byKey.get(keyString(e.kv.key));
-      if (keyed !== undefined) for (const w of keyed) addHit(hits, w, i);
+      const ws = this.byKey.get(keyString(e.kv.key));
+      if (ws !== undefined) for (const w of ws) addHit(hits, w, i);
       for (const g of this.ranged.values()) if (inRange(g.range, e.kv.key)) addHit(groupHits, g, i);
     });
-    if (hits.size === 0 && groupHits.size === 0) return out;
+    if (hits.size === 0 && groupHits.size === 0) return;
     const shared = new SharedEvents(this.store, c);
-    const take = (w: Watcher, idx: readonly number[]): void => {
-      if (w.nextRev > c.rev) return;
+    for (const [w, idx] of hits) {
+      if (w.nextRev > c.rev) continue;
       const evs = shared.select(w.filters, idx);
-      if (evs.length > 0) out.set(w, evs);
-    };
-    for (const [w, idx] of hits) take(w, idx);
-    for (const [g, idx] of groupHits) for (const w of g.watchers) take(w, idx);
-    return out;
+      if (evs.length === 0) continue;
+      const o = keyed.get(w);
+      if (o === undefined) keyed.set(w, { firstRev: c.rev, chunks: [evs] });
+      else o.chunks.push(evs);
+    }
+    for (const [g, idx] of groupHits) {
+      let list = grouped.get(g);
+      if (list === undefined) grouped.set(g, (list = []));
+      list.push({ rev: c.rev, shared, idx });
+    }
   }
 
   private toSynced(w: Watcher): void {
@@ -392,7 +428,7 @@ class SharedEvents {
     const all = f.prevKv ? this.allWithPrev() : this.c.events;
     const keep = f.noPut || f.noDelete ? idx.filter((i) => wanted(f, this.c.events[i] as MvccEvent)) : idx;
     if (keep.length === all.length) return all;
-    const name = `${f.prevKv ? 'p' : ''}${f.noPut ? 'P' : ''}${f.noDelete ? 'D' : ''}`;
+    const name = filtersName(f);
     let byFilters = this.selected.get(idx);
     if (byFilters === undefined) this.selected.set(idx, (byFilters = new Map<string, WatchEvent[]>()));
     let evs = byFilters.get(name);
