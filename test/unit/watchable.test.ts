@@ -8,7 +8,7 @@ import { Buffer } from 'node:buffer';
 import { join } from 'node:path';
 import { Event_EventType } from '../../proto/gen/mvccpb.js';
 import { inRange, keyRange, type KeyRange } from '../../server/base/bytes.js';
-import { KvStore, type RevisionEvents } from '../../server/mvcc/store.js';
+import { KvStore } from '../../server/mvcc/store.js';
 import { WatchableStore, Watcher, type WatchEvent, type WatchFilters, type WatchSink } from '../../server/mvcc/watch.js';
 import { Backend } from '../../server/storage/backend/backend.js';
 import { tempDir } from '../harness/procs.js';
@@ -43,7 +43,7 @@ class RecordingSink implements WatchSink {
 
 const NONE: WatchFilters = { noPut: false, noDelete: false, prevKv: false };
 
-test('one delivery of several revisions: every watcher gets exactly its events, in order, whatever range group, filters and start', () => {
+test('one delivery of several revisions: every watcher gets exactly its events, in order, whatever range group, filters and start', async () => {
   const backend = Backend.open(join(tempDir('cairn-watchable-'), 'db'), 64 * 1024 * 1024);
   const store = new KvStore(backend);
   const scheduled: (() => void)[] = [];
@@ -110,5 +110,5 @@ test('one delivery of several revisions: every watcher gets exactly its events, 
     assert.equal(w.nextRev, store.currentRev + 1, `watcher ${i + 1} is up to date`);
   }
   assert.equal(sink.responses, watchers.length, 'one response per watcher for the whole batch');
-  backend.close();
+  await backend.close();
 });
