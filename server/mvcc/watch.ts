@@ -69,6 +69,12 @@ function rangeName(r: KeyRange): string {
   return `${start.length}:${start}${r.end === undefined ? '+' : `-${keyString(r.end)}`}`;
 }
 
+/** What one watcher is sent in one delivery: its events, a chunk per revision, from firstRev on. */
+interface Batch {
+  firstRev: number;
+  readonly chunks: (readonly WatchEvent[])[];
+}
+
 /** A revision with events in a range: those events (their indexes) for the range's watchers. */
 interface GroupHit {
   readonly rev: number;
@@ -229,14 +235,14 @@ export class WatchableStore {
    * and joins their events once.
    */
   private deliver(revs: readonly RevisionEvents[]): void {
-    const keyed = new Map<Watcher, { firstRev: number; chunks: (readonly WatchEvent[])[] }>();
+    const keyed = new Map<Watcher, Batch>();
     const grouped = new Map<RangeGroup, GroupHit[]>();
     for (const c of revs) this.collect(c, keyed, grouped);
     const last = (revs[revs.length - 1] as RevisionEvents).rev;
     this.delivered = last;
     for (const [w, o] of keyed) this.sendTo(w, o.firstRev, o.chunks, last);
     for (const [g, hits] of grouped) {
-      const lists = new Map<string, { firstRev: number; chunks: (readonly WatchEvent[])[] }>();
+      const lists = new Map<string, Batch>();
       for (const w of [...g.watchers]) {
         let from = 0;
         while (from < hits.length && (hits[from] as GroupHit).rev < w.nextRev) from++;
@@ -270,7 +276,7 @@ export class WatchableStore {
   }
 
   /** This revision's events for the synced watchers: per single-key watcher, and per range (with its matching events). */
-  private collect(c: RevisionEvents, keyed: Map<Watcher, { firstRev: number; chunks: (readonly WatchEvent[])[] }>, grouped: Map<RangeGroup, GroupHit[]>): void {
+  private collect(c: RevisionEvents, keyed: Map<Watcher, Batch>, grouped: Map<RangeGroup, GroupHit[]>): void {
     const hits = new Map<Watcher, number[]>();
     const groupHits = new Map<RangeGroup, number[]>();
     c.events.forEach((e, i) => {

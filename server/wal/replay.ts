@@ -153,15 +153,18 @@ async function settleFailure(ref: SegmentRef, read: SegmentBytes, failure: ScanF
   throw new WalCorruptError(ref.path, failure.offset, failure.detail + context);
 }
 
-/** The copy keeps the file up to its last nonzero byte (a preallocated hole after it carries nothing). */
+/**
+ * The copy keeps the file up to its last nonzero byte (a preallocated hole after it carries
+ * nothing). A failure here lies before that byte: one at or past it is the preallocated end.
+ */
 async function repairTornTail(ref: SegmentRef, read: SegmentBytes, failure: ScanFailure, logger: WalLogger): Promise<void> {
-  const copy = await keepBrokenCopy(ref.path, read.bytes.subarray(0, Math.max(read.dataEnd, failure.offset)));
+  const copy = await keepBrokenCopy(ref.path, read.bytes.subarray(0, read.dataEnd));
   await truncateDurably(ref.path, failure.offset);
   await syncDir(dirname(ref.path));
   logger.warn('wal: repaired torn tail', {
     file: ref.path,
     offset: failure.offset,
-    bytesDropped: Math.max(0, read.dataEnd - failure.offset),
+    bytesDropped: read.dataEnd - failure.offset,
     reason: failure.detail,
     copy,
   });

@@ -13,7 +13,7 @@ import { join } from 'node:path';
 import process from 'node:process';
 import { appendProblem, callRecords, chunkEnd, entryRecords, needsRotation, snapshotProblem } from './append.js';
 import type { LogBounds } from './append.js';
-import { createSegmentFile, openForAppend, preallocate, syncDir, trimDurably, writeAll, writeAllSync } from './disk.js';
+import { createSegmentFile, openForAppend, preallocate, resizeDurably, syncDir, writeAll, writeAllSync } from './disk.js';
 import { WalClosedError, WalCorruptError, WalFatalError, WalUsageError } from './errors.js';
 import { lastIndexAfter } from './log.js';
 import { decodePayload, sameRecord } from './payload.js';
@@ -340,7 +340,7 @@ export class Wal {
    */
   async #rotate(): Promise<void> {
     const old = this.#active;
-    await trimDurably(old.fh, old.bytes);
+    await resizeDurably(old.fh, old.bytes);
     const firstIndex = this.#written.last + 1;
     const ref = segmentRef(this.#dir, old.ref.seq + 1, firstIndex);
     const start = segmentStart(firstIndex, old.lastCrc, this.#written.hardState);
@@ -381,7 +381,7 @@ export class Wal {
     await this.#flushing;
     await this.#releasing;
     try {
-      if (this.#fatal === undefined) await trimDurably(this.#active.fh, this.#active.bytes);
+      if (this.#fatal === undefined) await resizeDurably(this.#active.fh, this.#active.bytes);
     } catch (err) {
       throw this.#fail('close', err);
     } finally {
