@@ -74,6 +74,10 @@ async function listenAll(cfg: Config, server: GrpcServer, node: Node, reads: Rea
     onHealthChecked: metrics.healthChecked,
     requestTimeoutMs: 5000 + 2 * cfg.electionTimeoutMs,
     gateway: cfg.enableGrpcGateway,
+    raftStatus: () => {
+      const st = node.raftStatus();
+      return { id: st.id, term: st.hardState.term, vote: st.hardState.vote, commit: st.hardState.commit, lead: st.softState.lead, role: st.softState.role, applied: st.applied, progress: st.progress, leadTransferee: st.leadTransferee };
+    },
     onError,
   });
   const listeners = new Listeners({
@@ -85,9 +89,15 @@ async function listenAll(cfg: Config, server: GrpcServer, node: Node, reads: Rea
     httpSplit: cfg.listenClientHttpUrls.length > 0,
     onError,
   });
+  // http://h:p and https://h:p together: one listener serves both (etcd's cmux).
+  const hostsOf = (protocol: string): Set<string> => new Set(cfg.listenClientUrls.filter((u) => u.protocol === protocol).map((u) => u.host));
+  const plain = hostsOf('http:');
+  const mixed = new Set([...hostsOf('https:')].filter((h) => plain.has(h)));
   for (const u of cfg.listenClientUrls) {
-    const port = await listeners.listenClient(u);
-    log.debug('now serving client', { address: clientAddress(u, port) });
+    const isMixed = mixed.has(u.host) && (u.protocol === 'http:' || u.protocol === 'https:');
+    if (isMixed && u.protocol === 'http:') continue; // served by its https twin's listener
+    const port = await (isMixed ? listeners.listenClientMixed(u) : listeners.listenClient(u));
+    log.debug('now serving client', { address: clientAddress(u, port), ...(isMixed ? { protocols: 'http and https' } : {}) });
   }
   for (const u of cfg.listenClientHttpUrls) {
     const port = await listeners.listenClientHttp(u);
@@ -183,6 +193,9 @@ async function run(given: Config, log: Logger): Promise<void> {
     quotaBackendBytes: cfg.quotaBackendBytes,
     autoCompaction: cfg.autoCompaction,
     corruptCheckMs: cfg.corruptCheckTimeMs,
+    ...(cfg.compactHashCheck ? { compactHashCheckMs: cfg.compactHashCheckTimeMs } : {}),
+    ...(cfg.compactionBatchLimit === undefined ? {} : { compactionBatchKeys: cfg.compactionBatchLimit }),
+    ...(cfg.compactionSleepIntervalMs === undefined ? {} : { compactionSleepMs: cfg.compactionSleepIntervalMs }),
     cluster: {
       name: cfg.name,
       initialCluster: cfg.initialCluster,

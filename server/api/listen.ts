@@ -10,6 +10,9 @@
 // nghttp2 would reset) is served through a JS stream that rewrites it; every other client gets the
 // raw socket. Per connection the work is the sniff and that probe; per request one content-type
 // test: the gRPC hot path is the GrpcServer's own. --listen-metrics-urls get a plain HTTP(S) server with the metrics handler.
+// An http:// and an https:// client URL on the same host:port share one listener (etcd's cmux serves
+// both on one port): a connection whose first byte starts a TLS record (0x16, a handshake) goes to the
+// TLS side, any other to the cleartext sniff.
 // A unix:// (unixs://: TLS) client URL is served the same way on a socket file (etcd's unix listener:
 // a stale socket at the path is replaced; the file goes when the listener closes).
 import { lstat, unlink } from 'node:fs/promises';
@@ -31,6 +34,9 @@ export const SNIFF_TIMEOUT_MS = 30_000;
 export const HTTP_HEADERS_TIMEOUT_MS = 60_000;
 
 export type Protocol = 'h2' | 'http1';
+
+/** The first byte of a TLS connection: a handshake record (RFC 8446 §5.1, content type 22). */
+const TLS_HANDSHAKE = 0x16;
 
 /**
  * Decides a connection's protocol from its first bytes, fed in any chunking: 'h2' once all 24
@@ -189,6 +195,58 @@ export class Listeners {
     return this.start(server, { host, port });
   }
 
+  /**
+   * Serves cleartext and TLS on one host:port (`http://h:p` and `https://h:p` both in
+   * --listen-client-urls): the first byte of each connection picks the side. Resolves to the bound port.
+   */
+  async listenClientMixed(httpsUrl: URL): Promise<number> {
+    const tlsSide = this.tlsClientServer(httpsUrl);
+    const server = net.createServer((socket) => this.splitTls(socket, tlsSide));
+    const { host, port } = splitHostPort(httpsUrl);
+    return this.start(server, { host, port });
+  }
+
+  /** Reads the first chunk; a TLS handshake record (0x16) goes to tlsSide (which reads the buffered bytes first), anything else to the sniff. */
+  private splitTls(socket: net.Socket, tlsSide: tls.Server): void {
+    const done = this.hold(socket, (chunk) => {
+      done();
+      socket.pause();
+      socket.unshift(chunk);
+      if (this.closing !== undefined) socket.destroy();
+      else if (chunk[0] === TLS_HANDSHAKE) tlsSide.emit('connection', socket);
+      else {
+        this.sniff(socket);
+        socket.resume();
+      }
+    });
+  }
+
+  /**
+   * Holds a connection whose protocol is not known yet: counted as pending (destroyed at close),
+   * destroyed after SNIFF_TIMEOUT_MS or when it fails or closes first; `onData` gets its bytes.
+   * Returns what releases it (`alsoOnRelease` runs then too).
+   */
+  private hold(socket: net.Socket, onData: (chunk: Buffer) => void, alsoOnRelease: () => void = () => undefined): () => void {
+    this.pending.add(socket);
+    const timer = setTimeout(() => socket.destroy(), SNIFF_TIMEOUT_MS);
+    const release = (): void => {
+      clearTimeout(timer);
+      alsoOnRelease();
+      this.pending.delete(socket);
+      socket.off('data', onData);
+      socket.off('error', onGone);
+      socket.off('close', onGone);
+    };
+    const onGone = (): void => {
+      release();
+      socket.destroy();
+    };
+    socket.on('data', onData);
+    socket.on('error', onGone);
+    socket.on('close', onGone);
+    return release;
+  }
+
   private tlsClientServer(url: URL): tls.Server {
     const t = this.requireTls(url);
     const server = tls.createServer({ ...t.options(), ALPNProtocols: ['h2', 'http/1.1'] }, (socket) => this.routeTls(socket));
@@ -268,21 +326,7 @@ export class Listeners {
   private sniff(socket: net.Socket, alpnH2 = false): void {
     const sniffer = new ProtocolSniffer();
     const chunks: Buffer[] = [];
-    this.pending.add(socket);
-    const timer = setTimeout(() => socket.destroy(), SNIFF_TIMEOUT_MS);
     let abandonProbe = (): void => undefined;
-    const done = (): void => {
-      clearTimeout(timer);
-      abandonProbe();
-      this.pending.delete(socket);
-      socket.off('data', onData);
-      socket.off('error', onGone);
-      socket.off('close', onGone);
-    };
-    const onGone = (): void => {
-      done();
-      socket.destroy();
-    };
     const onData = (chunk: Buffer): void => {
       chunks.push(chunk);
       const protocol = sniffer.push(chunk);
@@ -301,9 +345,7 @@ export class Listeners {
       socket.unshift(bytes);
       this.hand(socket, alpnH2 ? 'h2' : protocol);
     };
-    socket.on('data', onData);
-    socket.on('error', onGone);
-    socket.on('close', onGone);
+    const done = this.hold(socket, onData, () => abandonProbe());
   }
 
   private hand(socket: net.Socket, protocol: Protocol): void {

@@ -46,8 +46,10 @@ export const SNAPSHOT_COUNT_DEFAULT = 10000;
 /** LMDB map size: the most the data file may grow to (sparse; only used pages take disk). */
 export const BACKEND_MAP_BYTES = 64 * 1024 * 1024 * 1024;
 
-/** Keys whose old revisions one physical-compaction step removes (etcd's --compaction-batch-limit). */
+/** Revisions one physical-compaction step removes, and keys it visits, at most (default of --compaction-batch-limit). */
 export const COMPACTION_BATCH_KEYS = 1000;
+/** Compaction hashes a member keeps for the compaction hash check (etcd's hashStorageMaxSize). */
+export const COMPACTION_HASHES_KEPT = 10;
 
 /** Lease revokes proposed per expiry check, and the pause between full checks (etcd: 1000 revokes/s). */
 export const LEASE_REVOKES_PER_CHECK = 500;

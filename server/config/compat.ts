@@ -83,13 +83,13 @@ export function parseFeatureGates(raw: string): Map<string, boolean> {
 
 /** Gates Cairn cannot turn on, and why (a refusal names the gate). */
 export const GATES_REFUSED_ON: Readonly<Record<string, string>> = {
-  CompactHashCheck: 'Cairn has no compaction hash check between members; use --corrupt-check-time (the periodic cross-member hash check)',
   StopGRPCServiceOnDefrag: 'Cairn keeps serving during a defragmentation (an LMDB copy, no global lock) and cannot report NOT_SERVING meanwhile',
   SetMemberLocalAddr: 'Cairn does not bind peer dials to the advertised peer address',
 };
 
 /** Gates accepted at any value: what they mean in Cairn. */
 export const GATES_MEANING: Readonly<Record<string, string>> = {
+  CompactHashCheck: 'the leader compares the members\' hashes at each compaction and raises CORRUPT on a minority (server/node/compacthash.ts)',
   InitialCorruptCheck: 'the hash check against the other members before serving (as --experimental-initial-corrupt-check)',
   LeaseCheckpoint: 'lease remaining TTLs are kept by the leader as etcd 3.6 always does; the gate changes nothing (accepted at any value)',
   LeaseCheckpointPersist: 'as LeaseCheckpoint',
@@ -133,7 +133,6 @@ export const REFUSED: Readonly<Record<string, Refusal>> = {
   cors: { ok: (v) => ['', '*'].includes(v.trim()), reason: 'the gateway allows every origin (etcd\'s default \'*\'); no other list is implemented' },
   'host-whitelist': { ok: (v) => ['', '*'].includes(v.trim()), reason: 'the gateway answers every Host (etcd\'s default \'*\'); no other list is implemented' },
   'discovery-fallback': { ok: (v) => v.trim() === 'exit', reason: 'etcd 3.6 only knows \'exit\'' },
-  'experimental-compact-hash-check-enabled': { ok: falsy, reason: GATES_REFUSED_ON['CompactHashCheck'] ?? '' },
   'experimental-stop-grpc-service-on-defrag': { ok: falsy, reason: GATES_REFUSED_ON['StopGRPCServiceOnDefrag'] ?? '' },
 };
 
@@ -155,12 +154,6 @@ export const NO_EFFECT: Readonly<Record<string, string>> = {
   'socket-reuse-address': 'Node always sets SO_REUSEADDR on TCP listeners',
   'downgrade-check-time': 'Cairn has no cluster downgrade to watch over',
   'experimental-downgrade-check-time': 'Cairn has no cluster downgrade to watch over',
-  'compaction-batch-limit': 'compaction deletes in fixed batches of 1000 revisions (etcd\'s default)',
-  'experimental-compaction-batch-limit': 'compaction deletes in fixed batches of 1000 revisions (etcd\'s default)',
-  'compaction-sleep-interval': 'compaction batches are paced by the apply loop',
-  'experimental-compaction-sleep-interval': 'compaction batches are paced by the apply loop',
-  'compact-hash-check-time': 'only used with the CompactHashCheck gate, which Cairn refuses',
-  'experimental-compact-hash-check-time': 'only used with the CompactHashCheck gate, which Cairn refuses',
   'warning-apply-duration': 'Cairn does not log slow applies',
   'experimental-warning-apply-duration': 'Cairn does not log slow applies',
   'warning-unary-request-duration': 'Cairn does not log slow requests',

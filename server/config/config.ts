@@ -87,16 +87,16 @@ const FLAGS: Record<string, FlagSpec> = {
   'log-format': { kind: 'string', def: 'json', help: 'Configures log format. Only supports json.' },
   // etcd 3.6 flags below: honoured, refused at values Cairn cannot honour, or accepted with no effect (see compat.ts).
   'feature-gates': { kind: 'string', def: '', help: 'Comma-separated Gate=true|false pairs (etcd 3.6\'s gates: CompactHashCheck, InitialCorruptCheck, LeaseCheckpoint, LeaseCheckpointPersist, SetMemberLocalAddr, StopGRPCServiceOnDefrag, TxnModeWriteWithSharedBuffer, AllAlpha, AllBeta).' },
-  'experimental-compact-hash-check-enabled': { kind: 'bool', def: 'false', help: 'etcd 3.5 name of --feature-gates=CompactHashCheck (refused when true).' },
-  'compact-hash-check-time': { kind: 'duration', def: '1m', help: 'Period of the compaction hash check (no effect: that check is refused).' },
+  'experimental-compact-hash-check-enabled': { kind: 'bool', def: 'false', help: 'etcd 3.5 name of --feature-gates=CompactHashCheck (the leader compares members\' hashes at each compaction).' },
+  'compact-hash-check-time': { kind: 'duration', def: '1m', help: 'Period of the compaction hash check (with --feature-gates=CompactHashCheck=true).' },
   'experimental-compact-hash-check-time': { kind: 'duration', def: '1m', help: 'etcd 3.5 name of --compact-hash-check-time.' },
   'experimental-enable-lease-checkpoint': { kind: 'bool', def: 'false', help: 'etcd 3.5 name of --feature-gates=LeaseCheckpoint.' },
   'experimental-enable-lease-checkpoint-persist': { kind: 'bool', def: 'false', help: 'etcd 3.5 name of --feature-gates=LeaseCheckpointPersist.' },
   'experimental-stop-grpc-service-on-defrag': { kind: 'bool', def: 'false', help: 'etcd 3.5 name of --feature-gates=StopGRPCServiceOnDefrag (refused when true).' },
   'experimental-txn-mode-write-with-shared-buffer': { kind: 'bool', def: 'true', help: 'etcd 3.5 name of --feature-gates=TxnModeWriteWithSharedBuffer (no effect).' },
-  'compaction-batch-limit': { kind: 'int', def: '1000', help: 'Revisions deleted per compaction batch (no effect: fixed at 1000).' },
+  'compaction-batch-limit': { kind: 'int', def: '1000', help: 'Revisions one compaction step removes at most (it visits at most as many keys; 0 = 1000).' },
   'experimental-compaction-batch-limit': { kind: 'int', def: '1000', help: 'etcd 3.5 name of --compaction-batch-limit.' },
-  'compaction-sleep-interval': { kind: 'duration', def: '10ms', help: 'Pause between compaction batches (no effect).' },
+  'compaction-sleep-interval': { kind: 'duration', def: '10ms', help: 'Pause between compaction steps (not given: none beyond the next event-loop turn).' },
   'experimental-compaction-sleep-interval': { kind: 'duration', def: '10ms', help: 'etcd 3.5 name of --compaction-sleep-interval.' },
   'warning-apply-duration': { kind: 'duration', def: '100ms', help: 'Slow-apply warning threshold (no effect).' },
   'experimental-warning-apply-duration': { kind: 'duration', def: '100ms', help: 'etcd 3.5 name of --warning-apply-duration.' },
@@ -268,6 +268,14 @@ export interface Config {
   readonly initialCorruptCheck: boolean;
   /** Cross-member hash check period (0 = off). */
   readonly corruptCheckTimeMs: number;
+  /** --feature-gates=CompactHashCheck=true (or --experimental-compact-hash-check-enabled). */
+  readonly compactHashCheck: boolean;
+  /** --compact-hash-check-time (default 1m). */
+  readonly compactHashCheckTimeMs: number;
+  /** --compaction-batch-limit when given (revisions per step). */
+  readonly compactionBatchLimit: number | undefined;
+  /** --compaction-sleep-interval when given (ms). */
+  readonly compactionSleepIntervalMs: number | undefined;
   readonly logLevel: Level;
   readonly logOutputs: readonly string[];
   /** --max-concurrent-streams per client connection. */
@@ -501,6 +509,13 @@ export function loadConfig(argv: readonly string[], env: NodeJS.ProcessEnv): Con
     autoCompaction: autoCompaction(compactionMode(raw('auto-compaction-mode')), raw('auto-compaction-retention'), duration('auto-compaction-revision-interval', raw('auto-compaction-revision-interval'))),
     initialCorruptCheck: featureGates.get('InitialCorruptCheck') === true,
     corruptCheckTimeMs: corruptCheckTime(given, env, file !== ''),
+    compactHashCheck: featureGates.get('CompactHashCheck') === true,
+    compactHashCheckTimeMs: duration('compact-hash-check-time', raw('compact-hash-check-time')),
+    compactionBatchLimit: givenOrAlias(set, 'compaction-batch-limit', (v, flag) => {
+      const n = int(flag, v);
+      return n > 0 ? n : undefined; // etcd: 0 or less is its default
+    }),
+    compactionSleepIntervalMs: givenOrAlias(set, 'compaction-sleep-interval', (v, flag) => duration(flag, v)),
     logLevel: logLevel === 'panic' ? 'fatal' : logLevel,
     logOutputs: raw('log-outputs').split(','),
     maxConcurrentStreams: concurrentStreams(raw('max-concurrent-streams')),
@@ -665,6 +680,15 @@ export function authToken(spec: string): AuthTokenConfig {
 }
 
 /** Either spelling of the corruption-check period (the 3.6 name wins when both are given). */
+/** A flag's value parsed when it (or its --experimental-* alias) was given; undefined otherwise. */
+function givenOrAlias<T>(set: (name: string) => string | undefined, name: string, parse: (v: string, flag: string) => T): T | undefined {
+  const v = set(name);
+  if (v !== undefined) return parse(v, name);
+  const alias = ALIASES[name];
+  const old = alias === undefined ? undefined : set(alias);
+  return old === undefined || alias === undefined ? undefined : parse(old, alias);
+}
+
 function corruptCheckTime(given: Map<string, string>, env: NodeJS.ProcessEnv, fromFile: boolean): number {
   const pick = (name: string): string | undefined => given.get(name) ?? (fromFile ? undefined : env[envName(name)]);
   const rawNew = pick('corrupt-check-time');

@@ -332,18 +332,24 @@ export class KvStore {
   }
 
   /**
-   * Removes, for up to `keysMax` keys from `from` on, the revisions older than the newest one at or
-   * below rev (and that one too when it is a tombstone). Call inside a write transaction; records
-   * progress, and clears it when the key space is done. Returns true when finished.
+   * One step of the physical removal: from `from` on, removes the revisions older than each key's
+   * newest one at or below rev (and that one too when it is a tombstone), until `limit` revisions are
+   * removed or `limit` keys visited (etcd's --compaction-batch-limit counts revisions). A key's
+   * revisions may be split over steps, oldest first; the next step starts at that key again. Call
+   * inside a write transaction; records progress, and clears it when the key space is done. Returns
+   * true when finished.
    */
-  compactKeys(rev: number, from: Buffer, keysMax: number): boolean {
+  compactKeys(rev: number, from: Buffer, limit: number): boolean {
     const drops: { key: Buffer; drop: IndexEntry[] }[] = [];
     let next: Buffer | undefined;
+    let budget = limit;
+    let visited = 0;
     for (const key of this.index.keys(from, undefined)) {
-      if (drops.length >= keysMax) {
+      if (visited >= limit || budget <= 0) {
         next = key;
         break;
       }
+      visited++;
       // Newest first: keep everything above rev and the newest entry at or below it (unless that is
       // a tombstone older than rev: a watcher may still start at rev and must see a delete made at
       // rev, etcd #18274); drop the older ones.
@@ -351,7 +357,14 @@ export class KvStore {
       const at = entries.findIndex((e) => e.main <= rev);
       const newest = entries[at];
       const keepThrough = newest === undefined ? entries.length - 1 : newest.tombstone && newest.main < rev ? at - 1 : at;
-      drops.push({ key, drop: entries.slice(keepThrough + 1) });
+      const drop = entries.slice(keepThrough + 1);
+      if (drop.length > budget) {
+        drops.push({ key, drop: drop.slice(drop.length - budget) }); // the oldest; the rest next step
+        next = key;
+        break;
+      }
+      drops.push({ key, drop });
+      budget -= drop.length;
     }
     for (const { key, drop } of drops) {
       for (const e of drop) {

@@ -1,7 +1,11 @@
 // Log compaction and physical compaction. Every --snapshot-count applied entries LMDB is flushed, the
 // WAL segments wholly below are released and the in-memory raft log is trimmed (keeping
 // --snapshot-catchup-entries for slow followers; a lone member trims more often). Physical compaction
-// removes what a Compact left behind, COMPACTION_BATCH_KEYS keys per step, in the background.
+// removes what a Compact left behind, in the background: up to --compaction-batch-limit revisions per
+// step (default COMPACTION_BATCH_KEYS), each step in its own LMDB transaction, then a
+// pause of --compaction-sleep-interval (not given: the next turn of the event loop). Its progress is
+// persisted, so a restart resumes it; a stop cuts the pause short. Its end is logged as etcd logs it
+// ("finished scheduled compaction").
 import type { Wal } from '../wal/index.js';
 import type { Backend } from '../storage/backend/index.js';
 import type { KvStore } from '../mvcc/index.js';
@@ -11,6 +15,9 @@ import { ServerRefusal } from '../base/errors.js';
 import { COMPACTION_BATCH_KEYS, COMPACTION_WAITERS_MAX, SNAPSHOT_CATCHUP_ENTRIES_DEFAULT, SNAPSHOT_COUNT_DEFAULT } from '../base/limits.js';
 import type { NodeConfig } from './config.js';
 import { confStateOf } from './recovery.js';
+
+/** Where a compaction's physical removal starts (store.compact). */
+const FIRST_KEY = Buffer.alloc(1);
 
 /** A lone member trims its in-memory raft log of applied entries this often. */
 const ALONE_TRIM_ENTRIES = 256;
@@ -28,6 +35,8 @@ export interface CompactionHost {
   /** A snapshot install or defragmentation is replacing the database. */
   installing(): boolean;
   fail(err: unknown): void;
+  /** The physical removal of the compaction at `rev` is done (the compaction hash check hashes it). */
+  finished(rev: number): { hash: number } | undefined;
 }
 
 export class Compaction {
@@ -36,13 +45,17 @@ export class Compaction {
   private releasing: Promise<void> | undefined = undefined;
   private compacting: Promise<void> | undefined = undefined;
   private readonly compactedWaiters: (() => void)[] = [];
+  /** Ends the pause between steps at once (stop). */
+  private wake: (() => void) | undefined = undefined;
+  private steppedBefore = false;
 
   constructor(private readonly host: CompactionHost) {
     this.lastSnapshotIndex = host.appliedIndex();
   }
 
-  /** Resolves once the log release and the physical compaction in progress (if any) are done. */
+  /** Resolves once the log release and the physical compaction in progress (if any) are done (a stop ends the pause between steps). */
   async settled(): Promise<void> {
+    this.wake?.();
     await this.releasing;
     await this.compacting;
   }
@@ -105,6 +118,8 @@ export class Compaction {
   private async compactSteps(): Promise<void> {
     const log = this.host.cfg.logger;
     const started = Date.now();
+    const batch = this.host.cfg.compactionBatchKeys ?? COMPACTION_BATCH_KEYS;
+    const pauseMs = this.host.cfg.compactionSleepMs;
     let steps = 0;
     let rev: number | undefined;
     for (;;) {
@@ -113,13 +128,32 @@ export class Compaction {
       if (pending === undefined) break;
       if (pending.rev !== rev) {
         rev = pending.rev;
-        log.info('compaction: removing old revisions', { revision: rev });
+        // Part done by an earlier process (its first step starts at the 1-byte key 0x00).
+        const resumed = !this.steppedBefore && !pending.from.equals(FIRST_KEY);
+        log.info('compaction: removing old revisions', { revision: rev, 'batch-keys': batch, ...(resumed ? { resumed } : {}) });
       }
-      this.host.backend.write(() => this.host.store.compactKeys(pending.rev, pending.from, COMPACTION_BATCH_KEYS));
+      this.steppedBefore = true;
+      const done = this.host.backend.write(() => this.host.store.compactKeys(pending.rev, pending.from, batch));
       steps++;
-      await new Promise<void>((resolve) => setImmediate(resolve));
+      if (!done) await this.pause(pauseMs);
     }
-    log.info('compaction: finished removing old revisions', { revision: rev, steps, 'took-ms': Date.now() - started });
+    if (rev === undefined) return;
+    const hash = this.host.finished(rev);
+    log.info('finished scheduled compaction', { 'compact-revision': rev, steps, 'took-ms': Date.now() - started, ...(hash === undefined ? {} : { hash: hash.hash }) });
+  }
+
+  /** Between two steps: the next turn of the event loop, or --compaction-sleep-interval; settled() ends it early. */
+  private pause(ms: number | undefined): Promise<void> {
+    return new Promise<void>((resolve) => {
+      const timer = ms === undefined ? setImmediate(resolve) : setTimeout(resolve, ms);
+      this.wake = () => {
+        if (ms === undefined) clearImmediate(timer as NodeJS.Immediate);
+        else clearTimeout(timer as NodeJS.Timeout);
+        resolve();
+      };
+    }).finally(() => {
+      this.wake = undefined;
+    });
   }
 
   /** Resolves once no physical compaction is left to do (for Compact with physical=true). */

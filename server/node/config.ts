@@ -23,6 +23,12 @@ export interface NodeConfig {
   readonly autoCompaction?: AutoCompactionMode | undefined;
   /** --experimental-corrupt-check-time in ms (0 = off). */
   readonly corruptCheckMs?: number;
+  /** The compaction hash check's period in ms (--feature-gates=CompactHashCheck, --compact-hash-check-time); undefined or 0 = off. */
+  readonly compactHashCheckMs?: number;
+  /** --compaction-batch-limit: revisions (and keys visited) per physical-compaction step (default COMPACTION_BATCH_KEYS). */
+  readonly compactionBatchKeys?: number;
+  /** --compaction-sleep-interval in ms: the pause between two steps (undefined: the next event-loop turn). */
+  readonly compactionSleepMs?: number;
   readonly cluster: ClusterFlags;
   readonly listenPeerUrls: readonly string[];
   readonly advertiseClientUrls: readonly string[];

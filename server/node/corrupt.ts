@@ -5,7 +5,7 @@
 // - periodic (--experimental-corrupt-check-time, leader only): the leader hashes its store, asks the
 //   followers for their hash at that revision, and raises the CORRUPT alarm on a member whose hash,
 //   revision or compact revision cannot be right.
-// (Cairn has no compaction hash check: --feature-gates=CompactHashCheck is refused.)
+// The compaction hash check (--feature-gates=CompactHashCheck) is compacthash.ts.
 // Peers ask each other with a typed PeerHashKVRequest (peer.ts). Hash versions (mvcc
 // HASH_KV_VERSION): two releases hash the same data differently, so the hash a member sends names its
 // version, and hashes of different versions are never compared (skipped and logged once per peer,
@@ -109,6 +109,30 @@ export function periodicMismatches(self: bigint, before: LocalHash, after: Local
   return out;
 }
 
+/** Every other member's HashKV at `revision` (unreachable or refusing members answer with an error). */
+export function askPeers(host: Pick<CorruptionHost, 'members' | 'memberId' | 'peerHash'>, revision: number): Promise<PeerHash[]> {
+  const others = host.members.all().filter((m) => m.id !== host.memberId);
+  return Promise.all(
+    others.map((m) => host.peerHash(m.id, revision).catch((err: unknown): PeerHash => ({ id: m.id, ok: false, error: err instanceof Error ? err.message : String(err) }))),
+  );
+}
+
+/** Runs `check` every `ms` while this member leads, one run at a time; a failed run is logged as `what` failed. */
+export function everyOnLeader(host: Pick<CorruptionHost, 'cfg' | 'isLeader' | 'stopped'>, ms: number, what: string, check: () => Promise<void>): NodeJS.Timeout {
+  let running = false;
+  const timer = setInterval(() => {
+    if (running || !host.isLeader() || host.stopped()) return;
+    running = true;
+    check()
+      .catch((err: unknown) => host.cfg.logger.warn(`${what} failed`, { error: err }))
+      .finally(() => {
+        running = false;
+      });
+  }, ms);
+  timer.unref();
+  return timer;
+}
+
 export interface CorruptionHost {
   readonly cfg: NodeConfig;
   readonly memberId: bigint;
@@ -136,11 +160,7 @@ export class CorruptionChecks {
     if (every <= 0) return;
     const log = this.host.cfg.logger;
     log.info('enabled corruption checking', { interval: `${every}ms` });
-    this.timer = setInterval(() => {
-      if (!this.host.isLeader() || this.host.stopped()) return;
-      this.checkHashes().catch((err: unknown) => log.warn('corruption check failed', { error: err }));
-    }, every);
-    this.timer.unref();
+    this.timer = everyOnLeader(this.host, every, 'corruption check', () => this.checkHashes());
   }
 
   stop(): void {
@@ -185,14 +205,8 @@ export class CorruptionChecks {
     }
   }
 
-  /** Every other member's HashKV at `revision` (unreachable or refusing members answer with an error). */
   private peerHashes(revision: number): Promise<PeerHash[]> {
-    const others = this.host.members.all().filter((m) => m.id !== this.host.memberId);
-    return Promise.all(
-      others.map((m) =>
-        this.host.peerHash(m.id, revision).catch((err: unknown): PeerHash => ({ id: m.id, ok: false, error: err instanceof Error ? err.message : String(err) })),
-      ),
-    );
+    return askPeers(this.host, revision);
   }
 
   /** The leader's periodic check (etcd's checkHashKV); raises CORRUPT for the first member found wrong. */

@@ -19,7 +19,7 @@ import { KvStore, WatchableStore } from '../mvcc/index.js';
 import { LeaseStore } from '../lease/index.js';
 import { AuthStore } from '../auth/index.js';
 import { AlarmStore, type ApplyOutcome } from '../apply/index.js';
-import { RawNode, type MemoryStorage, type Entry, type HardState, type Message, type SnapshotMeta, type SoftState, type Role } from '../raft/index.js';
+import { RawNode, type MemoryStorage, type Entry, type HardState, type Message, type SnapshotMeta, type SoftState, type Role, type RaftStatus } from '../raft/index.js';
 import { Transport, type PeerStats } from '../transport/index.js';
 import { MemberStore } from '../membership/index.js';
 import { ClientError, ServerRefusal } from '../base/errors.js';
@@ -44,6 +44,7 @@ import { Leases } from './leases.js';
 import { PeerRequests } from './peer.js';
 import { memberCompactor, type AutoCompactor } from './compactor.js';
 import { CorruptionChecks, type PeerHash } from './corrupt.js';
+import { CompactHashCheck } from './compacthash.js';
 import { Driver } from './driver.js';
 import { Leadership } from './leadership.js';
 import { Lifecycle } from './lifecycle.js';
@@ -79,6 +80,7 @@ export class Node implements ClusterPath, LeaderView {
   private readonly reconfig: Reconfig;
   private readonly ops: BackendOps;
   private readonly corruption: CorruptionChecks;
+  private readonly compactHash: CompactHashCheck;
   private readonly reads: ReadIndexBatcher;
   private readonly peer: PeerRequests;
   private compactor: AutoCompactor | undefined = undefined;
@@ -150,7 +152,8 @@ export class Node implements ClusterPath, LeaderView {
     this.peer = new PeerRequests({ ...common, leases: this.leases, promoteMember: (id) => this.promoteMember(id) });
     this.reads = new ReadIndexBatcher({ ...common, readIndex: (ctx) => this.driver.raft.readIndex(ctx) });
     this.reconfig = new Reconfig({ ...common, waitApplied: (index) => this.reads.waitApplied(index), removed: (why) => this.life.removed(why) });
-    this.compaction = new Compaction({ ...common, installing: () => this.ops.readable() !== undefined });
+    this.compactHash = new CompactHashCheck({ ...common, raiseCorrupt: (member) => this.maintenance.raiseAlarm(AlarmType.CORRUPT, member) });
+    this.compaction = new Compaction({ ...common, installing: () => this.ops.readable() !== undefined, finished: (rev) => this.compactHash.compactionFinished(rev) });
     this.ops = new BackendOps({
       ...common,
       pauseDriver: () => this.driver.pauseApply(),
@@ -180,6 +183,7 @@ export class Node implements ClusterPath, LeaderView {
       stopBackground: () => {
         this.space.stop();
         this.corruption.stop();
+        this.compactHash.stop();
         this.compactor?.stop();
         this.leases.demote();
         this.leadership.stop();
@@ -269,6 +273,11 @@ export class Node implements ClusterPath, LeaderView {
 
   get term(): number {
     return this.driver.term;
+  }
+
+  /** raft's status (builds the leader's progress map: not for hot paths). */
+  raftStatus(): RaftStatus {
+    return this.driver.raft.status();
   }
 
   hasLeader(): boolean {
@@ -453,12 +462,13 @@ export class Node implements ClusterPath, LeaderView {
     return this.transport.peerStats(id);
   }
 
-  /** Auto compaction (--auto-compaction-*) and the periodic corruption check. */
+  /** Auto compaction (--auto-compaction-*), the periodic corruption check and the compaction hash check. */
   private startChecks(): void {
     const logger = this.cfg.logger.child('compactor');
     this.compactor = memberCompactor(this.cfg.autoCompaction, { currentRevision: () => this.store.currentRev, isLeader: () => this.role === 'leader', propose: (req) => this.propose(req), logger });
     this.compactor?.start();
     this.corruption.start();
+    this.compactHash.start();
   }
 
   /**

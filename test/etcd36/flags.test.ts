@@ -78,7 +78,17 @@ test('the 3.6 name and its --experimental-* alias set the same thing; the 3.6 na
   assert.equal(loadConfig(['--experimental-initial-corrupt-check=true'], {}).initialCorruptCheck, true);
   assert.equal(loadConfig(['--experimental-initial-corrupt-check=true', '--feature-gates=InitialCorruptCheck=false'], {}).initialCorruptCheck, false, 'the gate wins');
   assert.equal(loadConfig(['--max-concurrent-streams=10'], {}).maxConcurrentStreams, 10);
-  assert.throws(() => loadConfig(['--feature-gates=CompactHashCheck=true'], {}), /--feature-gates CompactHashCheck=true is not supported by Cairn: /);
+  assert.equal(loadConfig(['--feature-gates=CompactHashCheck=true'], {}).compactHashCheck, true);
+  assert.equal(loadConfig(['--experimental-compact-hash-check-enabled=true'], {}).compactHashCheck, true);
+  assert.equal(loadConfig([], {}).compactHashCheck, false);
+  assert.equal(loadConfig(['--experimental-compact-hash-check-time=2s'], {}).compactHashCheckTimeMs, 2000);
+  assert.equal(loadConfig(['--compact-hash-check-time=3s', '--experimental-compact-hash-check-time=2s'], {}).compactHashCheckTimeMs, 3000);
+  assert.equal(loadConfig([], {}).compactHashCheckTimeMs, 60_000);
+  assert.equal(loadConfig(['--experimental-compaction-batch-limit=5'], {}).compactionBatchLimit, 5);
+  assert.equal(loadConfig(['--compaction-batch-limit=0'], {}).compactionBatchLimit, undefined, 'etcd: 0 is the default');
+  assert.equal(loadConfig([], {}).compactionBatchLimit, undefined);
+  assert.equal(loadConfig(['--compaction-sleep-interval=1h'], {}).compactionSleepIntervalMs, 3_600_000);
+  assert.throws(() => loadConfig(['--feature-gates=StopGRPCServiceOnDefrag=true'], {}), /--feature-gates StopGRPCServiceOnDefrag=true is not supported by Cairn: /);
   assert.throws(() => loadConfig(['--feature-gates=AllAlpha=true'], {}), /is not supported by Cairn/);
   assert.equal(loadConfig(['--feature-gates=AllBeta=true,TxnModeWriteWithSharedBuffer=false'], {}).featureGates.get('TxnModeWriteWithSharedBuffer'), false);
 });

@@ -7,6 +7,7 @@ import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import * as http from 'node:http';
 import { GrpcError, GrpcServer, Status } from '../../server/api/grpc/index.js';
+import { softFileLimit } from '../../server/api/http/debugvars.js';
 import { Listeners } from '../../server/api/listen.js';
 import { GatewayCodec, createHttpHandlers } from '../../server/api/http/index.js';
 import { pollUntil } from '../harness/poll.js';
@@ -57,6 +58,20 @@ before(async () => {
     metrics: () => Promise.resolve({ contentType: 'text/plain; version=0.0.4; charset=utf-8', body: 'm 1\n' }),
     requestTimeoutMs: 1000,
     onHealthChecked: (ok) => healthOutcomes.push(ok),
+    raftStatus: () => ({
+      id: 0x8e9e05c52164694dn,
+      term: 2,
+      vote: 0x8e9e05c52164694dn,
+      commit: 7,
+      lead: 0x8e9e05c52164694dn,
+      role: 'leader',
+      applied: 6,
+      progress: new Map([
+        [0x8e9e05c52164694dn, { match: 7, next: 8, state: 'replicate' as const }],
+        [0xan, { match: 0, next: 1, state: 'probe' as const }],
+      ]),
+      leadTransferee: 0n,
+    }),
   });
   listeners = new Listeners({ grpc, clientHttp: handlers.client, metricsHttp: handlers.metrics, tls: undefined });
   base = `http://127.0.0.1:${await listeners.listenClient(new URL('http://127.0.0.1:0'))}`;
@@ -147,4 +162,29 @@ test('health with a NOSPACE alarm, no leader, a learner and a failing linearizab
   assert.deepEqual([live.status, await live.text()], [200, 'ok\n']);
   const metrics = await fetch(`${base}/metrics`);
   assert.deepEqual([metrics.status, metrics.headers.get('content-type'), await metrics.text()], [200, 'text/plain; version=0.0.4; charset=utf-8', 'm 1\n']);
+});
+
+test('/debug/vars: expvar\'s layout, raft.status as etcd\'s raft marshals it, any method', async () => {
+  for (const method of ['GET', 'POST']) {
+    const r = await fetch(`${base}/debug/vars`, { method });
+    assert.equal(r.status, 200);
+    assert.equal(r.headers.get('content-type'), 'application/json; charset=utf-8');
+    const text = await r.text();
+    assert.match(text, /^\{\n"cmdline": \[.*\],\n"file_descriptor_limit": \d+,\n"memstats": \{.*\},\n"raft\.status": \{.*\}\n\}\n$/);
+    const vars = JSON.parse(text) as Record<string, unknown>;
+    assert.deepEqual(Object.keys(vars), ['cmdline', 'file_descriptor_limit', 'memstats', 'raft.status']);
+    assert.equal(
+      JSON.stringify(vars['raft.status']),
+      '{"id":"8e9e05c52164694d","term":2,"vote":"8e9e05c52164694d","commit":7,"lead":"8e9e05c52164694d","raftState":"StateLeader","applied":6,' +
+        '"progress":{"8e9e05c52164694d":{"match":7,"next":8,"state":"StateReplicate"},"a":{"match":0,"next":1,"state":"StateProbe"}},"leadtransferee":"0"}',
+    );
+    assert.ok((vars['memstats'] as { HeapAlloc: number }).HeapAlloc > 0);
+  }
+});
+
+test('softFileLimit reads the soft limit of "Max open files" (unlimited: none)', () => {
+  const limits = 'Limit                     Soft Limit           Hard Limit           Units     \nMax open files            1024                 524288               files     \n';
+  assert.equal(softFileLimit(limits), 1024);
+  assert.equal(softFileLimit(limits.replace('1024  ', 'unlimited')), undefined);
+  assert.equal(softFileLimit(''), undefined);
 });

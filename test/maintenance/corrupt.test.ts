@@ -12,7 +12,6 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { open } from 'lmdb';
 import { Backend } from '../../server/storage/backend/index.js';
 import { BACKEND_MAP_BYTES } from '../../server/base/limits.js';
 import { HASH_KV_VERSION, KvStore } from '../../server/mvcc/index.js';
@@ -28,7 +27,6 @@ import {
   versionSkips,
   type LocalHash,
 } from '../../server/node/corrupt.js';
-import { decodeRevRecord, encodeRevRecord, parseRevKey } from '../../server/storage/schema/index.js';
 import { withCluster } from '../harness/cluster.js';
 import type { Cluster } from '../harness/cluster.js';
 import { runEtcdctl, startCairn, startEtcd } from '../harness/procs.js';
@@ -36,39 +34,10 @@ import { previousRelease } from '../harness/previous-release.js';
 import { etcd36Bin } from '../harness/bins.js';
 import { EtcdClient } from '../harness/client.js';
 import { pollUntil, quietWindow } from '../harness/poll.js';
-import { ctl, ok, outcome } from './helpers.js';
+import { corruptValue, ctl, ok, outcome } from './helpers.js';
 
 const b = (s: string): Buffer => Buffer.from(s);
 const CORRUPT = 'DATA_LOSS: etcdserver: corrupt cluster';
-
-/** Changes the newest value of `key` in a stopped member's LMDB file to `to` (same length). */
-async function corruptValue(dataDir: string, key: string, from: string, to: string): Promise<number> {
-  assert.equal(from.length, to.length);
-  const root = open({ path: join(dataDir, 'member', 'db.mdb'), keyEncoding: 'binary', encoding: 'binary', maxDbs: 16 });
-  try {
-    const rev = root.openDB<Buffer, Buffer>('rev', { keyEncoding: 'binary', encoding: 'binary' });
-    let hit: { k: Buffer; main: number; record: Buffer } | undefined;
-    for (const { key: k, value } of rev.getRange({})) {
-      const r = decodeRevRecord(value, 'test');
-      if (!r.tombstone && r.kv.key.toString() === key && r.kv.value.toString() === from) {
-        const { main } = parseRevKey(k);
-        if (hit === undefined || main > hit.main) hit = { k: Buffer.from(k), main, record: Buffer.from(value) };
-      }
-    }
-    assert.ok(hit !== undefined, `no record of ${key}=${from} in ${dataDir}`);
-    const r = decodeRevRecord(hit.record, 'test');
-    const changed = encodeRevRecord({ ...r.kv, value: b(to) }, false);
-    assert.equal(changed.length, hit.record.length, 'the record keeps its length');
-    await rev.put(hit.k, changed);
-    // Well-formed: the store's own decoder accepts it.
-    const back = rev.getBinary(hit.k);
-    assert.ok(back !== undefined);
-    assert.equal(decodeRevRecord(back, 'test').kv.value.toString(), to);
-    return hit.main;
-  } finally {
-    await root.close();
-  }
-}
 
 /** Writes a copy of a member's config file with extra settings; returns its path. */
 function configWith(dataDir: string, extra: Record<string, unknown>): string {

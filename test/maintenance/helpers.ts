@@ -5,6 +5,9 @@ import assert from 'node:assert/strict';
 import { statusName } from '../harness/client.js';
 import type { CallResult, EtcdClient, Msg } from '../harness/client.js';
 import { runEtcdctl } from '../harness/procs.js';
+import { join } from 'node:path';
+import { open } from 'lmdb';
+import { decodeRevRecord, encodeRevRecord, parseRevKey } from '../../server/storage/schema/index.js';
 
 export function ok(r: CallResult<Msg>, what: string): Msg {
   if (!r.ok) assert.fail(`${what}: ${statusName(r.code)} ${r.details}`);
@@ -138,3 +141,32 @@ export function diffSteps(ref: ReadonlyArray<readonly [string, unknown]>, got: R
 }
 
 export { pool } from '../harness/poll.js';
+
+/** Changes the newest value of `key` in a stopped member's LMDB file to `to` (same length). */
+export async function corruptValue(dataDir: string, key: string, from: string, to: string): Promise<number> {
+  assert.equal(from.length, to.length);
+  const root = open({ path: join(dataDir, 'member', 'db.mdb'), keyEncoding: 'binary', encoding: 'binary', maxDbs: 16 });
+  try {
+    const rev = root.openDB<Buffer, Buffer>('rev', { keyEncoding: 'binary', encoding: 'binary' });
+    let hit: { k: Buffer; main: number; record: Buffer } | undefined;
+    for (const { key: k, value } of rev.getRange({})) {
+      const r = decodeRevRecord(value, 'test');
+      if (!r.tombstone && r.kv.key.toString() === key && r.kv.value.toString() === from) {
+        const { main } = parseRevKey(k);
+        if (hit === undefined || main > hit.main) hit = { k: Buffer.from(k), main, record: Buffer.from(value) };
+      }
+    }
+    assert.ok(hit !== undefined, `no record of ${key}=${from} in ${dataDir}`);
+    const r = decodeRevRecord(hit.record, 'test');
+    const changed = encodeRevRecord({ ...r.kv, value: Buffer.from(to) }, false);
+    assert.equal(changed.length, hit.record.length, 'the record keeps its length');
+    await rev.put(hit.k, changed);
+    // Well-formed: the store's own decoder accepts it.
+    const back = rev.getBinary(hit.k);
+    assert.ok(back !== undefined);
+    assert.equal(decodeRevRecord(back, 'test').kv.value.toString(), to);
+    return hit.main;
+  } finally {
+    await root.close();
+  }
+}

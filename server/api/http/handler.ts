@@ -6,6 +6,7 @@
 import { GatewayCodec } from './codec.js';
 import { goHttpError, notFound, requestPath, type HttpListener, type HttpRequest, type HttpResponse } from './exchange.js';
 import { Gateway, type GatewayOptions } from './gateway.js';
+import { serveDebugVars, type DebugRaftStatus } from './debugvars.js';
 import { HealthEndpoints, type HealthOptions } from './health.js';
 import { isGatewayPath } from './routes.js';
 
@@ -16,6 +17,8 @@ export interface HttpHandlersOptions extends HealthOptions {
   readonly codec?: GatewayCodec;
   /** --enable-grpc-gateway (default true): false leaves /v3/... unserved (404), as etcd. */
   readonly gateway?: boolean;
+  /** raft's status for /debug/vars (client port only). */
+  readonly raftStatus: () => DebugRaftStatus;
 }
 
 export interface HttpHandlers {
@@ -53,6 +56,7 @@ export function createHttpHandlers(opts: HttpHandlersOptions): HttpHandlers {
     }
     const path = requestPath(req);
     if (opts.gateway !== false && isGatewayPath(path)) return serveGateway(gateway, path, req, res);
+    if (path === '/debug/vars') return serveDebugVars(res, opts.raftStatus());
     if (!health.serve(path, req, res, true)) notFound(res);
   };
   const metrics = (req: HttpRequest, res: HttpResponse): void => {

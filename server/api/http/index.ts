@@ -3,3 +3,4 @@ export { createHttpHandlers, type HttpHandlers, type HttpHandlersOptions } from 
 export type { HealthAlarm, HealthSource, MetricsSource, Versions } from './health.js';
 export type { HttpListener, HttpRequest, HttpResponse } from './exchange.js';
 export { GatewayCodec } from './codec.js';
+export type { DebugRaftStatus } from './debugvars.js';
