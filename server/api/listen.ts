@@ -15,13 +15,13 @@
 // TLS side, any other to the cleartext sniff.
 // A unix:// (unixs://: TLS) client URL is served the same way on a socket file (etcd's unix listener:
 // a stale socket at the path is replaced; the file goes when the listener closes).
-import { lstat, unlink } from 'node:fs/promises';
 import * as http from 'node:http';
 import * as http2 from 'node:http2';
 import * as https from 'node:https';
 import * as net from 'node:net';
 import * as tls from 'node:tls';
 import type { ServerTls } from '../base/tls.js';
+import { removeStaleSocket } from '../base/unixsocket.js';
 import { http2ServerOptions, setSessionTls, type GrpcServer } from './grpc/index.js';
 import { probeAuthority, type Handover } from './h2authority.js';
 import type { HttpListener } from './http/index.js';
@@ -105,23 +105,6 @@ export function unixSocketPath(url: URL): string {
 export function clientAddress(url: URL, port?: number): string {
   if (isUnixUrl(url)) return unixSocketPath(url);
   return port === undefined ? url.host : `${url.hostname}:${port}`;
-}
-
-/** etcd removes whatever is at the path before listening; we replace only a socket (a stale one, e.g. after a crash). */
-async function removeStaleSocket(path: string): Promise<void> {
-  let isSocket: boolean;
-  try {
-    isSocket = (await lstat(path)).isSocket();
-  } catch (err) {
-    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return;
-    throw err;
-  }
-  if (!isSocket) throw new Error('the path exists and is not a socket (only a stale socket is replaced)');
-  try {
-    await unlink(path);
-  } catch (err) {
-    if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
-  }
 }
 
 function splitHostPort(url: URL): { host: string; port: number } {

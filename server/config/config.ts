@@ -420,7 +420,8 @@ function bool(name: string, raw: string): boolean {
  * URLs), 'listen' (a socket file, etcd's listener: host + path), 'advertise' (etcd's checkHostURLs
  * wants host:port even there: unix://localhost:2379 passes, unix:///tmp/a.sock does not).
  */
-type UnixUse = 'none' | 'listen' | 'advertise';
+/** Which unix URLs a flag takes: none, client listen (a socket path), client advertise (host:port), peer (unix://name:port, no unixs). */
+type UnixUse = 'none' | 'listen' | 'advertise' | 'peer';
 
 function urls(name: string, raw: string, unix: UnixUse = 'none'): URL[] {
   return raw.split(',').map((s) => {
@@ -430,6 +431,7 @@ function urls(name: string, raw: string, unix: UnixUse = 'none'): URL[] {
     } catch {
       throw new ConfigError(`invalid value "${raw}" for flag -${name}: "${s}" is not a URL`);
     }
+    if (unix === 'peer' && u.protocol === 'unixs:') throw new ConfigError(`--${name}: "${s.trim()}": TLS over a unix socket is not supported between members (use unix:// or https://)`);
     if (unix !== 'none' && isUnixUrl(u)) {
       if (unix === 'listen') {
         try {
@@ -442,7 +444,7 @@ function urls(name: string, raw: string, unix: UnixUse = 'none'): URL[] {
       } else if (u.pathname !== '') throw new ConfigError(`--${name}: URL "${s.trim()}" must not contain a path`);
       return u;
     }
-    if (u.protocol !== 'http:' && u.protocol !== 'https:') throw new ConfigError(`--${name}: URL scheme must be ${unix === 'none' ? 'http or https' : 'http, https, unix or unixs'}, got "${u.protocol}"`);
+    if (u.protocol !== 'http:' && u.protocol !== 'https:') throw new ConfigError(`--${name}: URL scheme must be ${unix === 'none' ? 'http or https' : unix === 'peer' ? 'http, https or unix' : 'http, https, unix or unixs'}, got "${u.protocol}"`);
     if (u.port === '') throw new ConfigError(`--${name}: URL "${s}" needs a port`);
     return u;
   });
@@ -475,8 +477,8 @@ export function loadConfig(argv: readonly string[], env: NodeJS.ProcessEnv): Con
     walDir: raw('wal-dir'),
     listenClientUrls: urls('listen-client-urls', raw('listen-client-urls'), 'listen'),
     advertiseClientUrls: urls('advertise-client-urls', raw('advertise-client-urls'), 'advertise'),
-    listenPeerUrls: urls('listen-peer-urls', raw('listen-peer-urls')),
-    initialAdvertisePeerUrls: urls('initial-advertise-peer-urls', raw('initial-advertise-peer-urls')),
+    listenPeerUrls: urls('listen-peer-urls', raw('listen-peer-urls'), 'peer'),
+    initialAdvertisePeerUrls: urls('initial-advertise-peer-urls', raw('initial-advertise-peer-urls'), 'peer'),
     initialCluster: initialCluster(given, env, file !== '', name, raw),
     initialClusterState: clusterState(raw('initial-cluster-state')),
     initialClusterToken: raw('initial-cluster-token'),
@@ -627,7 +629,7 @@ function checkTlsUrls(cfg: Config): void {
   if (https(cfg.listenClientUrls) && cfg.clientTls === undefined) throw new ConfigError('--listen-client-urls has an https URL but no --cert-file/--key-file were given');
   if (cfg.listenClientUrls.some((u) => u.protocol === 'unixs:') && cfg.clientTls === undefined) throw new ConfigError('--listen-client-urls has a unixs URL (TLS on a unix socket) but no --cert-file/--key-file were given');
   if (https(cfg.listenClientHttpUrls) && cfg.clientTls === undefined) throw new ConfigError('--listen-client-http-urls has an https URL but no --cert-file/--key-file were given');
-  if (https(cfg.listenMetricsUrls) && cfg.clientTls === undefined) throw new ConfigError('--listen-metrics-urls has an https URL but no --cert-file/--key-file were given');
+  if (https(cfg.listenMetricsUrls) && cfg.clientTls === undefined) throw new ConfigError('client TLS key/cert (--cert-file, --key-file) must be provided for metrics secure url'); // etcd's ErrMissingClientTLSInfoForMetricsURL
   if (https(cfg.listenPeerUrls) && cfg.peerTls === undefined) throw new ConfigError('--listen-peer-urls has an https URL but no --peer-cert-file/--peer-key-file were given');
 }
 

@@ -45,5 +45,5 @@ export function isPeerUrl(s: string): boolean {
   } catch {
     return false;
   }
-  return (u.protocol === 'http:' || u.protocol === 'https:') && u.hostname !== '' && u.port !== '' && (u.pathname === '/' || u.pathname === '') && u.search === '';
+  return (u.protocol === 'http:' || u.protocol === 'https:' || u.protocol === 'unix:') && u.hostname !== '' && u.port !== '' && (u.pathname === '/' || u.pathname === '') && u.search === '';
 }

@@ -30,7 +30,7 @@ export async function dial(env: DialEnv, urls: readonly string[], hello: Hello, 
 }
 
 function dialOne(env: DialEnv, url: string, hello: Hello, timeoutMs: number): Promise<FramedConn> {
-  const { host, port, secure } = parsePeerUrl(url);
+  const { host, port, secure, path } = parsePeerUrl(url);
   return new Promise((resolve, reject) => {
     let settled = false;
     const settle = (err: Error | undefined): void => {
@@ -44,7 +44,7 @@ function dialOne(env: DialEnv, url: string, hello: Hello, timeoutMs: number): Pr
       }
     };
     const conn = new FramedConn(
-      env.sockets.connect(host, port, secure),
+      path !== undefined ? env.sockets.connectUnix(path) : env.sockets.connect(host, port, secure),
       false,
       env.logger,
       (frames) => {

@@ -6,7 +6,7 @@ export class PeerProtocolError extends Error {
 }
 
 /** Why a receiver refused a connection (the hello's error frame carries the code). */
-export type RefusalCode = 'clusterMismatch' | 'memberMismatch' | 'removed' | 'version' | 'badHello';
+export type RefusalCode = 'clusterMismatch' | 'memberMismatch' | 'removed' | 'version' | 'badHello' | 'badCertificate';
 
 export const refusalCodes: Readonly<Record<RefusalCode, number>> = {
   clusterMismatch: 1,
@@ -14,6 +14,8 @@ export const refusalCodes: Readonly<Record<RefusalCode, number>> = {
   removed: 3,
   version: 4,
   badHello: 5,
+  /** Our certificate passed the CA but not the receiver's --peer-cert-allowed-cn/-hostname (a release without this code reads it as badHello). */
+  badCertificate: 6,
 };
 
 export function refusalCodeOf(n: number): RefusalCode {

@@ -1,8 +1,11 @@
 // Where sockets come from: the one place that creates them. Plain TCP for http:// peer URLs; TLS
-// (tls.connect / tls.Server with the member's --peer-* certificates, base/tls.ts) for https:// ones.
+// (tls.connect / tls.Server with the member's --peer-* certificates, base/tls.ts) for https:// ones;
+// a unix socket for unix:// ones (etcd: unix://name:port is the socket file "name:port", relative to
+// the working directory; unixs:// is refused).
 import net from 'node:net';
 import tls from 'node:tls';
 import { type Logger } from '../base/index.js';
+import { encodeError } from './frame.js';
 import { type ClientTls, type ServerTls, type TlsConfig, allowedIdentity, checkClientSan, clientTls, serverTls } from '../base/tls.js';
 
 export interface SocketFactory {
@@ -11,11 +14,18 @@ export interface SocketFactory {
    * to at once (writes wait for the handshake).
    */
   connect(host: string, port: number, secure?: boolean): net.Socket;
+  /** Starts connecting to a unix socket (a unix:// peer URL). */
+  connectUnix(path: string): net.Socket;
   /** A listener; its connection callback gets sockets whose TLS handshake (if `secure`) succeeded. */
   createServer(onConnection: (socket: net.Socket) => void, secure?: boolean): net.Server;
   /** Releases what the factory holds (certificate reload timers). */
   close?(): void;
 }
+
+/** What a member whose certificate a peer refused reads (Go's text for a bad_certificate TLS alert). */
+export const BAD_CERTIFICATE = 'remote error: tls: bad certificate';
+/** A refused connection is closed at the latest this long after its refusal was written. */
+const REJECT_LINGER_MS = 1_000;
 
 const TCP_OPTS = { noDelay: true, keepAlive: true, keepAliveInitialDelay: 5000 } as const;
 /** A peer that connects but does not finish the TLS handshake is dropped after this long. */
@@ -30,6 +40,7 @@ export const plainTcp: SocketFactory = {
     if (secure === true) throw new NoTlsError('https peer URL but no --peer-cert-file/--peer-key-file were given');
     return net.connect({ host, port, ...TCP_OPTS });
   },
+  connectUnix: (path) => net.connect({ path }),
   createServer: (onConnection, secure) => {
     if (secure === true) throw new NoTlsError('https peer URL but no --peer-cert-file/--peer-key-file were given');
     return net.createServer(TCP_OPTS, onConnection);
@@ -53,6 +64,7 @@ export function tlsSockets(config: TlsConfig, logger: Logger): SocketFactory {
     throw e;
   }
   return {
+    connectUnix: (path) => plainTcp.connectUnix(path),
     connect: (host, port, secure) => {
       if (secure !== true) return plainTcp.connect(host, port);
       const socket = tls.connect({ ...client.options(), host, port, ...(net.isIP(host) === 0 ? { servername: host } : {}) });
@@ -77,7 +89,11 @@ export function tlsSockets(config: TlsConfig, logger: Logger): SocketFactory {
             return;
           }
           logger.warn('rejected connection', { 'remote-addr': `${socket.remoteAddress ?? '?'}:${socket.remotePort ?? '?'}`, error: why });
-          socket.destroy();
+          // etcd refuses such a certificate inside the handshake, and the dialer reads the TLS alert as
+          // "remote error: tls: bad certificate"; Node cannot refuse by name there, so the refusal
+          // comes as the protocol's first frame with the same words, then the connection ends.
+          socket.end(encodeError('badCertificate', `${BAD_CERTIFICATE}: ${why}`));
+          setTimeout(() => socket.destroy(), REJECT_LINGER_MS).unref();
         });
       });
       server.attach(srv);
@@ -95,6 +111,8 @@ export interface PeerAddress {
   readonly port: number;
   /** https: the connection uses TLS. */
   readonly secure: boolean;
+  /** unix://: the socket file (host and port are then the URL's, for logs only). */
+  readonly path?: string;
 }
 
 /** Parses a peer URL (http://host:port or https://host:port). */
@@ -105,7 +123,11 @@ export function parsePeerUrl(url: string): PeerAddress {
   } catch {
     throw new Error(`invalid peer URL ${JSON.stringify(url)}`);
   }
-  if (u.protocol !== 'http:' && u.protocol !== 'https:') throw new Error(`peer URL ${url}: scheme must be http or https`);
+  if (u.protocol === 'unix:') {
+    if (u.host === '' || u.pathname !== '') throw new Error(`peer URL ${url}: a unix peer URL has the form unix://name:port (the socket file "name:port")`);
+    return { host: u.hostname, port: Number(u.port === '' ? 0 : u.port), secure: false, path: decodeURIComponent(u.host) };
+  }
+  if (u.protocol !== 'http:' && u.protocol !== 'https:') throw new Error(`peer URL ${url}: scheme must be http, https or unix${u.protocol === 'unixs:' ? ' (TLS over a unix socket is not supported between members)' : ''}`);
   const secure = u.protocol === 'https:';
   const host = u.hostname.startsWith('[') ? u.hostname.slice(1, -1) : u.hostname;
   return { host, port: u.port === '' ? (secure ? 443 : 80) : Number(u.port), secure };
@@ -115,3 +137,4 @@ export function formatPeerUrl(host: string, port: number, secure = false): strin
   const scheme = secure ? 'https' : 'http';
   return host.includes(':') ? `${scheme}://[${host}]:${port}` : `${scheme}://${host}:${port}`;
 }
+

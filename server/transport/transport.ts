@@ -14,6 +14,7 @@ import { RequestChannel } from './request.js';
 import { type OutgoingSnapshot, sendSnapshot } from './snapshot.js';
 import type { TlsConfig } from '../base/tls.js';
 import { type SocketFactory, formatPeerUrl, parsePeerUrl, plainTcp, tlsSockets } from './sockets.js';
+import { removeStaleSocket } from '../base/unixsocket.js';
 import { StreamSender } from './stream.js';
 
 export interface TransportOptions {
@@ -122,19 +123,26 @@ export class Transport {
   }
 
   private async bind(url: string): Promise<void> {
-    const { host, port, secure } = parsePeerUrl(url);
+    const { host, port, secure, path } = parsePeerUrl(url);
     const server = this.sockets.createServer((socket) => this.accept(socket), secure);
     this.servers.push(server);
+    if (path !== undefined) {
+      await removeStaleSocket(path).catch((err: unknown) => {
+        throw new Error(`cannot listen on unix socket ${path}: ${err instanceof Error ? err.message : String(err)}`, { cause: err });
+      });
+    }
     await new Promise<void>((resolve, reject) => {
       server.once('error', reject);
-      server.listen(port, host, () => {
+      const listening = (): void => {
         server.off('error', reject);
         resolve();
-      });
+      };
+      if (path !== undefined) server.listen(path, listening);
+      else server.listen(port, host, listening);
     });
     server.on('error', (err) => this.logger.error('peer listener failed', { url, error: err }));
     const addr = server.address();
-    this.bound.push(typeof addr === 'object' && addr !== null ? formatPeerUrl(host, addr.port, secure) : url);
+    this.bound.push(path === undefined && typeof addr === 'object' && addr !== null ? formatPeerUrl(host, addr.port, secure) : url);
   }
 
   get clusterId(): bigint {

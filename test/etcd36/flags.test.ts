@@ -180,3 +180,15 @@ test('--auto-tls: the same self-signed certificate shape as etcd 3.6.8, served o
 
 /** No certificate files: the harness passes none of --cert-file etc. but makes the client URL https. */
 const AUTO = { certFile: '', keyFile: '' };
+
+test('an https metrics URL without --cert-file/--key-file: etcd 3.6.8\'s message on both', (t) => {
+  const bin = etcd36(t);
+  if (bin === undefined) return;
+  const args = ['--listen-metrics-urls', 'https://127.0.0.1:0'];
+  const message = 'client TLS key/cert (--cert-file, --key-file) must be provided for metrics secure url';
+  const e = run(bin, args);
+  const c = run(process.execPath, [CAIRN_MAIN, ...args]);
+  assert.ok(e.out.includes(message), `etcd: ${e.out.slice(-300)}`);
+  assert.ok(c.out.includes(message), `cairn: ${c.out}`);
+  assert.notEqual(c.status, 0);
+});

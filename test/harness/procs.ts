@@ -28,6 +28,8 @@ export interface ServerOpts {
   tls?: TlsServerFiles;
   /** Peer TLS of the single member: its peer URL becomes https:// and the --peer-* equivalents are passed. */
   peerTls?: TlsServerFiles;
+  /** The server's working directory (default: the test's); unix:// URLs name socket files relative to it. */
+  cwd?: string;
   /** startEtcd only: the etcd binary (default: the reference etcd 3.4 from bins.ts); the kube tests pass etcd 3.6 (bins.ts etcd36Bin). */
   etcdBin?: string;
 }
@@ -253,6 +255,7 @@ interface SpawnSpec {
   commandPrefix: string[] | undefined;
   readyTimeoutMs: number;
   readyMsgs: ReadonlySet<string>;
+  cwd?: string | undefined;
 }
 
 /** The `msg` of a JSON log line, if it is one. */
@@ -285,6 +288,7 @@ async function spawnServer(spec: SpawnSpec): Promise<ServerProc> {
   const child = spawn(prefix[0] ?? spec.cmd, prefix.length > 0 ? [...prefix.slice(1), spec.cmd, ...spec.args] : spec.args, {
     env: { ...process.env, ...(spec.env ?? {}) },
     stdio: ['ignore', 'pipe', 'pipe'],
+    ...(spec.cwd === undefined ? {} : { cwd: spec.cwd }),
   });
   live.add(child);
   const lines: string[] = [];
@@ -463,6 +467,7 @@ async function startEtcdOnce(opts: ServerOpts): Promise<ServerProc> {
     commandPrefix: opts.commandPrefix,
     readyTimeoutMs: opts.readyTimeoutMs ?? READY_TIMEOUT_MS,
     readyMsgs: ETCD_READY_MSGS,
+    cwd: opts.cwd,
   });
 }
 
@@ -547,6 +552,7 @@ async function startCairnOnce(opts: ServerOpts): Promise<ServerProc> {
     commandPrefix: opts.commandPrefix,
     readyTimeoutMs: opts.readyTimeoutMs ?? READY_TIMEOUT_MS,
     readyMsgs: CAIRN_READY_MSGS,
+    cwd: opts.cwd,
   });
 }
 

@@ -90,7 +90,9 @@ for (const kind of ['cairn', 'etcd'] as const satisfies readonly TargetKind[]) {
       const badSan = ca.issue('bad-san', { cn: 'm9', sans: ['IP:10.9.9.9', 'DNS:nowhere.invalid'] });
       const beforeSan = rejectedLines(c, 'm2').length;
       const sanProbe = await rawTlsThenWait(m2.peerUrl, ca.caFile, badSan);
-      assert.equal(sanProbe, 'closed by server', 'a client certificate not naming the remote address is refused after the handshake');
+      assert.equal(sanProbe.outcome, 'closed by server', 'a client certificate not naming the remote address is refused after the handshake');
+      // Cairn says why before it closes (the peer protocol's error frame, with Go's words for the TLS alert etcd sends).
+      if (kind === 'cairn') assert.match(sanProbe.received, /remote error: tls: bad certificate: /, JSON.stringify(sanProbe.received));
       await pollUntil('the SAN refusal logged by m2', () => Promise.resolve(rejectedLines(c, 'm2').length > beforeSan));
 
       // Plain TCP on the TLS peer port: no cleartext protocol answers, the connection is closed.
@@ -127,22 +129,24 @@ for (const kind of ['cairn', 'etcd'] as const satisfies readonly TargetKind[]) {
 }
 
 /** Handshake with `cert`, then wait: 'closed by server' if the server hangs up within 5 s, else 'open'. */
-async function rawTlsThenWait(url: string, caFile: string, cert: CertFiles): Promise<'closed by server' | 'open' | 'handshake failed'> {
+async function rawTlsThenWait(url: string, caFile: string, cert: CertFiles): Promise<{ outcome: 'closed by server' | 'open' | 'handshake failed'; received: string }> {
   const tls = await import('node:tls');
   const { readFileSync } = await import('node:fs');
   const u = new URL(url);
   return new Promise((resolve) => {
     let handshook = false;
+    let received = '';
     const s = tls.connect({ host: u.hostname, port: Number(u.port), ca: readFileSync(caFile), cert: readFileSync(cert.certFile), key: readFileSync(cert.keyFile), maxVersion: 'TLSv1.2' });
     const timer = setTimeout(() => {
       s.destroy();
-      resolve('open');
+      resolve({ outcome: 'open', received });
     }, 5000);
     s.on('secureConnect', () => (handshook = true));
+    s.on('data', (d: Buffer) => (received += d.toString('latin1')));
     s.on('error', () => undefined);
     s.on('close', () => {
       clearTimeout(timer);
-      resolve(handshook ? 'closed by server' : 'handshake failed');
+      resolve({ outcome: handshook ? 'closed by server' : 'handshake failed', received });
     });
   });
 }
