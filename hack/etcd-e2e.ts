@@ -11,8 +11,10 @@
 //   --out DIR   keep each run's whole `go test -v` output in DIR (etcd36.log, cairn.log)
 //   --etcd-log FILE  take etcd 3.6.8's outcomes from an earlier run's output (--out's etcd36.log)
 //               instead of running etcd again
-// An exception marked `notRun` is not started on Cairn (-test.skip): its failure panics the whole
-// test binary (a goroutine's assertion after the test ended), which would end the run there.
+// An exception marked `notRun` is not started on Cairn (-test.skip), its cause says why: its failure
+// would end or spoil the rest of the run (a panic in a goroutine after the test ended, a leaked
+// process that etcd's leak check then blames on every later test, a wait with no deadline), or it
+// only fails after minutes of retries.
 import { execFileSync, spawn } from 'node:child_process';
 import { chmodSync, mkdirSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { homedir } from 'node:os';
@@ -45,7 +47,7 @@ export interface Exception {
   readonly cause: string;
   /** Passes on Cairn in some runs and fails in others: reported, never judged (say why in the cause). */
   readonly flaky?: boolean;
-  /** Not run on Cairn at all: its failure panics the test binary (say so in the cause). */
+  /** Not run on Cairn at all: its failure would end or spoil the run, or takes minutes (say which in the cause). */
   readonly notRun?: boolean;
 }
 

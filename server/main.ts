@@ -171,7 +171,21 @@ function withAutoTls(cfg: Config, log: Logger): Config {
 }
 
 async function run(given: Config, log: Logger): Promise<void> {
-  log.info('starting cairn', { version: CAIRN_VERSION, name: given.name, 'data-dir': given.dataDir, 'node-version': process.version });
+  log.info('starting cairn', {
+    version: CAIRN_VERSION,
+    name: given.name,
+    'data-dir': given.dataDir,
+    'node-version': process.version,
+    'snapshot-count': given.snapshotCount,
+    'snapshot-catchup-entries': given.snapshotCatchupEntries,
+    'heartbeat-interval': `${given.heartbeatIntervalMs}ms`,
+    'election-timeout': `${given.electionTimeoutMs}ms`,
+    'quota-backend-bytes': given.quotaBackendBytes,
+    'max-request-bytes': given.requestBytesMax,
+    // etcd 3.6 enforces its default whatever is given; Cairn has no v2 store at all.
+    'v2-deprecation': 'write-only',
+  });
+  for (const message of given.deprecated) log.warn(message);
   for (const f of given.noEffect) log.warn(`flag --${f.flag} has no effect in Cairn`, { value: f.value, reason: f.reason });
   const cfg = withAutoTls(given, log);
   // TLS flags (cipher suites, versions) are checked before anything touches the data dir (etcd: "unexpected TLS cipher suite").
@@ -194,6 +208,7 @@ async function run(given: Config, log: Logger): Promise<void> {
     autoCompaction: cfg.autoCompaction,
     corruptCheckMs: cfg.corruptCheckTimeMs,
     ...(cfg.compactHashCheck ? { compactHashCheckMs: cfg.compactHashCheckTimeMs } : {}),
+    bootstrapDefragThresholdBytes: cfg.bootstrapDefragThresholdBytes,
     ...(cfg.compactionBatchLimit === undefined ? {} : { compactionBatchKeys: cfg.compactionBatchLimit }),
     ...(cfg.compactionSleepIntervalMs === undefined ? {} : { compactionSleepMs: cfg.compactionSleepIntervalMs }),
     cluster: {

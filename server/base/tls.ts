@@ -99,7 +99,7 @@ export interface ServerTls {
   readonly requiresClientCert: boolean;
   /**
    * Applies every later reload to this server (server.setSecureContext), and logs its failed
-   * handshakes as etcd does (warning 'rejected connection' with remote-addr and error).
+   * handshakes as etcd 3.6 does (warning 'rejected connection on client|peer endpoint' with remote-addr and error).
    */
   attach(server: tls.Server): void;
   /** Called after each successful reload, with the new options. */
@@ -404,7 +404,13 @@ function reloading<O extends tls.SecureContextOptions>(
 }
 
 /** Server-side TLS for a set of listeners; throws TlsConfigError when the files or flags cannot be used. */
-export function serverTls(files: TlsFileSet, settings: TlsSettings, log: Logger): ServerTls {
+/** etcd 3.6's warning for a refused TLS connection, by listener (embed/config_logging.go). */
+export function rejectedOn(endpoint: 'client' | 'peer'): string {
+  return `rejected connection on ${endpoint} endpoint`;
+}
+
+export function serverTls(files: TlsFileSet, settings: TlsSettings, log: Logger, endpoint: 'client' | 'peer' = 'client'): ServerTls {
+  const rejected = rejectedOn(endpoint);
   const requiresClientCert = files.clientCertAuth || files.trustedCaFile !== '';
   const r = reloading(files, settings, log, 'server', (common): tls.TlsOptions => ({
     ...common,
@@ -432,7 +438,7 @@ export function serverTls(files: TlsFileSet, settings: TlsSettings, log: Logger)
         srv.on('secureConnection', (socket: tls.TLSSocket) => {
           const why = allowedIdentity(socket.getPeerCertificate(), files);
           if (why === undefined) return;
-          log.warn('rejected connection', { 'remote-addr': `${socket.remoteAddress ?? '?'}:${socket.remotePort ?? '?'}`, error: why });
+          log.warn(rejected, { 'remote-addr': `${socket.remoteAddress ?? '?'}:${socket.remotePort ?? '?'}`, error: why });
           socket.destroy();
         });
       }
@@ -451,12 +457,12 @@ export function serverTls(files: TlsFileSet, settings: TlsSettings, log: Logger)
             why = e instanceof Error ? e.message : String(e);
           }
           if (why === undefined) return;
-          log.warn('rejected connection', { 'remote-addr': `${socket.remoteAddress ?? '?'}:${socket.remotePort ?? '?'}`, error: why });
+          log.warn(rejected, { 'remote-addr': `${socket.remoteAddress ?? '?'}:${socket.remotePort ?? '?'}`, error: why });
           socket.destroy();
         });
       }
       srv.on('tlsClientError', (err, socket) => {
-        log.warn('rejected connection', { 'remote-addr': `${socket.remoteAddress ?? '?'}:${socket.remotePort ?? '?'}`, 'server-name': socket.servername || '', error: err.message });
+        log.warn(rejected, { 'remote-addr': `${socket.remoteAddress ?? '?'}:${socket.remotePort ?? '?'}`, 'server-name': socket.servername || '', error: err.message });
       });
     },
     onReload: (cb) => r.listeners.push(cb),

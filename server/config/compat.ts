@@ -108,7 +108,6 @@ export interface Refusal {
 const falsy = (v: string): boolean => /^(0|f|false)$/i.test(v.trim());
 const truthy = (v: string): boolean => /^(1|t|true)$/i.test(v.trim());
 const empty = (v: string): boolean => v.trim() === '';
-const zero = (v: string): boolean => /^0+$/.test(v.trim());
 
 export const REFUSED: Readonly<Record<string, Refusal>> = {
   'force-new-cluster': { ok: falsy, reason: 'Cairn cannot rewrite a member into a new one-member cluster; restore a snapshot with `cairn snapshot restore` instead' },
@@ -126,8 +125,6 @@ export const REFUSED: Readonly<Record<string, Refusal>> = {
   discovery: { ok: empty, reason: 'v2 discovery is not implemented; give --initial-cluster' },
   'discovery-srv': { ok: empty, reason: 'DNS SRV discovery is not implemented; give --initial-cluster' },
   'discovery-endpoints': { ok: empty, reason: 'v3 discovery is not implemented; give --initial-cluster' },
-  'bootstrap-defrag-threshold-megabytes': { ok: zero, reason: 'Cairn does not defragment at start (its LMDB file reuses free pages; run a Defragment instead)' },
-  'experimental-bootstrap-defrag-threshold-megabytes': { ok: zero, reason: 'Cairn does not defragment at start (its LMDB file reuses free pages; run a Defragment instead)' },
   'client-cert-file': { ok: empty, reason: 'Cairn never dials its own client port (the gateway is served in process), so there is nothing to present it to' },
   'client-key-file': { ok: empty, reason: 'Cairn never dials its own client port (the gateway is served in process), so there is nothing to present it to' },
   cors: { ok: (v) => ['', '*'].includes(v.trim()), reason: 'the gateway allows every origin (etcd\'s default \'*\'); no other list is implemented' },
@@ -181,4 +178,30 @@ export const V2_DEPRECATION_LEVELS = ['write-only', 'write-only-drop-data', 'gon
 export const SUBCOMMANDS_REFUSED: Readonly<Record<string, string>> = {
   gateway: 'the TCP pass-through proxy (`etcd gateway`) is not part of Cairn; use a TCP load balancer or list every member\'s client URL in the client',
   'grpc-proxy': 'the gRPC proxy (`etcd grpc-proxy`) is not part of Cairn; point clients at the members\' client URLs',
+};
+
+/**
+ * etcd 3.6.8's deprecation warnings (etcdmain/config.go deprecatedFlags), logged once each at start for
+ * every such flag given (command line, config file or environment), with etcd's words.
+ */
+export const DEPRECATED: Readonly<Record<string, string>> = {
+  'max-snapshots': '--max-snapshots is deprecated in 3.6 and will be decommissioned in 3.8.',
+  'v2-deprecation': '--v2-deprecation is deprecated and scheduled for removal in v3.8. The default value is enforced, ignoring user input.',
+  'experimental-compact-hash-check-enabled': "--experimental-compact-hash-check-enabled is deprecated in 3.6 and will be decommissioned in 3.7. Use '--feature-gates=CompactHashCheck=true' instead.",
+  'experimental-compact-hash-check-time': "--experimental-compact-hash-check-time is deprecated in 3.6 and will be decommissioned in 3.7. Use '--compact-hash-check-time' instead.",
+  'experimental-txn-mode-write-with-shared-buffer': "--experimental-txn-mode-write-with-shared-buffer is deprecated in v3.6 and will be decommissioned in v3.7. Use '--feature-gates=TxnModeWriteWithSharedBuffer=true' instead.",
+  'experimental-corrupt-check-time': "--experimental-corrupt-check-time is deprecated in v3.6 and will be decommissioned in v3.7. Use '--corrupt-check-time' instead.",
+  'experimental-compaction-batch-limit': "--experimental-compaction-batch-limit is deprecated in v3.6 and will be decommissioned in v3.7. Use '--compaction-batch-limit' instead.",
+  'experimental-watch-progress-notify-interval': "--experimental-watch-progress-notify-interval is deprecated in v3.6 and will be decommissioned in v3.7. Use '--watch-progress-notify-interval' instead.",
+  'experimental-warning-apply-duration': "--experimental-warning-apply-duration is deprecated in v3.6 and will be decommissioned in v3.7. Use '--warning-apply-duration' instead.",
+  'experimental-bootstrap-defrag-threshold-megabytes': "--experimental-bootstrap-defrag-threshold-megabytes is deprecated in v3.6 and will be decommissioned in v3.7. Use '--bootstrap-defrag-threshold-megabytes' instead.",
+  'experimental-memory-mlock': "--experimental-memory-mlock is deprecated in v3.6 and will be decommissioned in v3.7. Use '--memory-mlock' instead.",
+  'experimental-snapshot-catchup-entries': "--experimental-snapshot-catchup-entries is deprecated in v3.6 and will be decommissioned in v3.7. Use '--snapshot-catchup-entries' instead.",
+  'experimental-compaction-sleep-interval': "--experimental-compaction-sleep-interval is deprecated in v3.6 and will be decommissioned in v3.7. Use 'compaction-sleep-interval' instead.",
+  'experimental-downgrade-check-time': "--experimental-downgrade-check-time is deprecated in v3.6 and will be decommissioned in v3.7. Use '--downgrade-check-time' instead.",
+  'experimental-enable-distributed-tracing': '--experimental-enable-distributed-tracing is deprecated in 3.6 and will be decommissioned in 3.7. Use --enable-distributed-tracing instead.',
+  'experimental-distributed-tracing-address': '--experimental-distributed-tracing-address is deprecated in 3.6 and will be decommissioned in 3.7. Use --distributed-tracing-address instead.',
+  'experimental-distributed-tracing-service-name': '--experimental-distributed-tracing-service-name is deprecated in 3.6 and will be decommissioned in 3.7. Use --distributed-tracing-service-name instead.',
+  'experimental-distributed-tracing-instance-id': '--experimental-distributed-tracing-instance-id is deprecated in 3.6 and will be decommissioned in 3.7. Use --distributed-tracing-instance-id instead.',
+  'experimental-distributed-tracing-sampling-rate': '--experimental-distributed-tracing-sampling-rate is deprecated in 3.6 and will be decommissioned in 3.7. Use --distributed-tracing-sampling-rate instead.',
 };

@@ -19,7 +19,7 @@ import {
 } from '../base/limits.js';
 import { isLevel, type Level } from '../base/log.js';
 import { isUnixUrl, unixSocketPath } from '../api/listen.js';
-import { ALIASES, FEATURE_GATES, GATE_FLAGS, GATES_REFUSED_ON, GateError, NO_EFFECT, REFUSED, SUBCOMMANDS_REFUSED, V2_DEPRECATION_LEVELS, parseFeatureGates } from './compat.js';
+import { ALIASES, DEPRECATED, FEATURE_GATES, GATE_FLAGS, GATES_REFUSED_ON, GateError, NO_EFFECT, REFUSED, SUBCOMMANDS_REFUSED, V2_DEPRECATION_LEVELS, parseFeatureGates } from './compat.js';
 
 export class ConfigError extends Error {
   override readonly name = 'ConfigError';
@@ -102,7 +102,7 @@ const FLAGS: Record<string, FlagSpec> = {
   'experimental-warning-apply-duration': { kind: 'duration', def: '100ms', help: 'etcd 3.5 name of --warning-apply-duration.' },
   'warning-unary-request-duration': { kind: 'duration', def: '300ms', help: 'Slow-request warning threshold (no effect).' },
   'experimental-warning-unary-request-duration': { kind: 'duration', def: '300ms', help: 'etcd 3.5 name of --warning-unary-request-duration.' },
-  'bootstrap-defrag-threshold-megabytes': { kind: 'int', def: '0', help: 'Defragment at start when it frees this much (refused unless 0).' },
+  'bootstrap-defrag-threshold-megabytes': { kind: 'int', def: '0', help: 'Defragment at start when that frees at least this many megabytes (0 = never).' },
   'experimental-bootstrap-defrag-threshold-megabytes': { kind: 'int', def: '0', help: 'etcd 3.5 name of --bootstrap-defrag-threshold-megabytes.' },
   'downgrade-check-time': { kind: 'duration', def: '5s', help: 'Period of downgrade status checks (no effect).' },
   'experimental-downgrade-check-time': { kind: 'duration', def: '5s', help: 'etcd 3.5 name of --downgrade-check-time.' },
@@ -276,6 +276,8 @@ export interface Config {
   readonly compactionBatchLimit: number | undefined;
   /** --compaction-sleep-interval when given (ms). */
   readonly compactionSleepIntervalMs: number | undefined;
+  /** --bootstrap-defrag-threshold-megabytes in bytes (0 = no defragmentation at start). */
+  readonly bootstrapDefragThresholdBytes: number;
   readonly logLevel: Level;
   readonly logOutputs: readonly string[];
   /** --max-concurrent-streams per client connection. */
@@ -286,6 +288,8 @@ export interface Config {
   readonly featureGates: ReadonlyMap<string, boolean>;
   /** Flags given at a value other than the default that have no effect in Cairn. */
   readonly noEffect: readonly NoEffectFlag[];
+  /** etcd's deprecation warning for each deprecated flag given (compat.ts DEPRECATED). */
+  readonly deprecated: readonly string[];
   readonly showVersion: boolean;
   readonly showHelp: boolean;
 }
@@ -517,6 +521,7 @@ export function loadConfig(argv: readonly string[], env: NodeJS.ProcessEnv): Con
       const n = int(flag, v);
       return n > 0 ? n : undefined; // etcd: 0 or less is its default
     }),
+    bootstrapDefragThresholdBytes: Math.max(0, int('bootstrap-defrag-threshold-megabytes', raw('bootstrap-defrag-threshold-megabytes'))) * 1024 * 1024,
     compactionSleepIntervalMs: givenOrAlias(set, 'compaction-sleep-interval', (v, flag) => duration(flag, v)),
     logLevel: logLevel === 'panic' ? 'fatal' : logLevel,
     logOutputs: raw('log-outputs').split(','),
@@ -524,9 +529,14 @@ export function loadConfig(argv: readonly string[], env: NodeJS.ProcessEnv): Con
     selfSignedCertValidityYears: int('self-signed-cert-validity', raw('self-signed-cert-validity')),
     featureGates,
     noEffect,
+    deprecated: Object.entries(DEPRECATED).filter(([flag]) => set(flag) !== undefined).map(([, message]) => message),
     showVersion: bool('version', raw('version')),
     showHelp: bool('help', raw('help')),
   };
+  // etcd refuses the 3.6 name and its --experimental-* spelling together for this one flag (etcdmain parseWarningUnaryRequestDuration).
+  if (set('warning-unary-request-duration') !== undefined && set('experimental-warning-unary-request-duration') !== undefined) {
+    throw new ConfigError('both --experimental-warning-unary-request-duration and --warning-unary-request-duration flags are set. Use only --warning-unary-request-duration');
+  }
   if (cfg.requestBytesMax <= 0) throw new ConfigError('--max-request-bytes must be positive');
   if (cfg.txnOpsMax <= 0) throw new ConfigError('--max-txn-ops must be positive');
   if (cfg.snapshotCount <= 0) throw new ConfigError('--snapshot-count must be positive');

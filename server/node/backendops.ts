@@ -2,8 +2,8 @@
 // and consistent copies (client snapshots, snapshots for followers), run one at a time; while a swap
 // runs nothing reads the file (hashes wait, watch catch-up work is deferred), and while a snapshot
 // install or a defragmentation replaces the database client reads wait (`readable`).
-import { closeSync, fsyncSync, openSync, rmSync, statSync } from 'node:fs';
-import { dirname, join } from 'node:path';
+import { rmSync, statSync } from 'node:fs';
+import { join } from 'node:path';
 import type { Backend } from '../storage/backend/index.js';
 import type { KvStore } from '../mvcc/index.js';
 import { ServerRefusal, assert } from '../base/errors.js';
@@ -155,20 +155,7 @@ export class BackendOps {
       const resume = this.pauseApply();
       try {
         await this.host.quiesce();
-        const tmp = join(dirname(this.host.backend.path), `defrag-${process.hrtime.bigint().toString(36)}.mdb`);
-        try {
-          await this.host.backend.backup(tmp, true);
-          const fd = openSync(tmp, 'r');
-          try {
-            fsyncSync(fd);
-          } finally {
-            closeSync(fd);
-          }
-          await this.swap(tmp);
-        } finally {
-          rmSync(tmp, { force: true });
-          rmSync(`${tmp}-lock`, { force: true });
-        }
+        await this.host.backend.withCompactCopy((tmp) => this.swap(tmp));
       } finally {
         resume();
       }

@@ -29,6 +29,8 @@ export interface NodeConfig {
   readonly compactionBatchKeys?: number;
   /** --compaction-sleep-interval in ms: the pause between two steps (undefined: the next event-loop turn). */
   readonly compactionSleepMs?: number;
+  /** --bootstrap-defrag-threshold-megabytes in bytes: defragment at start when that much would be freed (0 or undefined = never). */
+  readonly bootstrapDefragThresholdBytes?: number;
   readonly cluster: ClusterFlags;
   readonly listenPeerUrls: readonly string[];
   readonly advertiseClientUrls: readonly string[];

@@ -45,6 +45,7 @@ export async function recover(cfg: NodeConfig): Promise<Recovered> {
     const log = cfg.logger;
     const backend = Backend.open(backendPathOf(cfg.dataDir), BACKEND_MAP_BYTES);
     checkSchema(backend);
+    await defragAtStart(backend, cfg.bootstrapDefragThresholdBytes ?? 0, log);
     if (decodeNum(backend.table('meta').get(META.removed), 0) === 1) {
       await backend.close();
       throw new RemovedMemberError(`node: the member in ${cfg.dataDir} has been permanently removed from the cluster; its data cannot rejoin (start with a new data dir and member add)`);
@@ -157,3 +158,23 @@ function checkSchema(backend: Backend): void {
   backend.write(() => meta.put(META.schemaVersion, encodeNum(SCHEMA_VERSION)));
 }
 
+
+/**
+ * --bootstrap-defrag-threshold-megabytes (etcd's maybeDefragBackend): before anything else reads the
+ * database, a compacting copy replaces it when that frees at least `threshold` bytes (the file's size
+ * less its pages in use); otherwise "Skipping defragmentation" is logged, with etcd's fields.
+ */
+async function defragAtStart(backend: Backend, threshold: number, log: Logger): Promise<void> {
+  if (threshold <= 0) return;
+  const size = backend.sizeBytes();
+  const inUse = backend.sizeInUseBytes();
+  const fields = { 'current-db-size-bytes': size, 'current-db-size-in-use-bytes': inUse, 'bootstrap-defrag-threshold-bytes': threshold };
+  if (size - inUse < threshold) {
+    log.info('Skipping defragmentation', fields);
+    return;
+  }
+  log.info('defragmenting the storage backend at start', fields);
+  const started = Date.now();
+  await backend.withCompactCopy((tmp) => backend.replaceWith(tmp));
+  log.info('finished defragmenting the storage backend', { 'current-db-size-bytes': backend.sizeBytes(), 'previous-db-size-bytes': size, 'took-ms': Date.now() - started });
+}

@@ -6,7 +6,7 @@ import net from 'node:net';
 import tls from 'node:tls';
 import { type Logger } from '../base/index.js';
 import { encodeError } from './frame.js';
-import { type ClientTls, type ServerTls, type TlsConfig, allowedIdentity, checkClientSan, clientTls, serverTls } from '../base/tls.js';
+import { type ClientTls, type ServerTls, type TlsConfig, allowedIdentity, checkClientSan, clientTls, rejectedOn, serverTls } from '../base/tls.js';
 
 export interface SocketFactory {
   /**
@@ -55,7 +55,7 @@ export const plainTcp: SocketFactory = {
  * files or flags cannot be used.
  */
 export function tlsSockets(config: TlsConfig, logger: Logger): SocketFactory {
-  const server: ServerTls = serverTls(config.files, config.settings, logger);
+  const server: ServerTls = serverTls(config.files, config.settings, logger, 'peer');
   let client: ClientTls;
   try {
     client = clientTls(config.files, config.settings, logger);
@@ -88,7 +88,7 @@ export function tlsSockets(config: TlsConfig, logger: Logger): SocketFactory {
             onConnection(socket);
             return;
           }
-          logger.warn('rejected connection', { 'remote-addr': `${socket.remoteAddress ?? '?'}:${socket.remotePort ?? '?'}`, error: why });
+          logger.warn(rejectedOn('peer'), { 'remote-addr': `${socket.remoteAddress ?? '?'}:${socket.remotePort ?? '?'}`, error: why });
           // etcd refuses such a certificate inside the handshake, and the dialer reads the TLS alert as
           // "remote error: tls: bad certificate"; Node cannot refuse by name there, so the refusal
           // comes as the protocol's first frame with the same words, then the connection ends.

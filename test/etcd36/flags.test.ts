@@ -17,7 +17,7 @@ import https from 'node:https';
 import { join } from 'node:path';
 import { ConfigError, flagTable, loadConfig, NO_EFFECT, REFUSED, FEATURE_GATES } from '../../server/config/index.js';
 import { refBinOrSkip } from '../harness/bins.js';
-import { CAIRN_MAIN, startCairn, startEtcd, tempDir, type ServerProc } from '../harness/procs.js';
+import { CAIRN_MAIN, startCairn, startEtcd, startTarget, tempDir, type ServerProc } from '../harness/procs.js';
 
 /** etcd 3.6.8's path, or undefined after skipOrFail. */
 const etcd36 = (t: TestContext): string | undefined => refBinOrSkip(t, 'etcd-3.6');
@@ -191,4 +191,34 @@ test('an https metrics URL without --cert-file/--key-file: etcd 3.6.8\'s message
   assert.ok(e.out.includes(message), `etcd: ${e.out.slice(-300)}`);
   assert.ok(c.out.includes(message), `cairn: ${c.out}`);
   assert.notEqual(c.status, 0);
+});
+
+test('deprecated flags: etcd 3.6.8\'s warnings on both; the start log names the catch-up entries and the enforced v2-deprecation', async (t) => {
+  const etcdBin = etcd36(t);
+  if (etcdBin === undefined) return;
+  const extraArgs = ['--max-snapshots=10', '--experimental-snapshot-catchup-entries=1000', '--v2-deprecation=gone'];
+  const wanted = [
+    '--max-snapshots is deprecated in 3.6 and will be decommissioned in 3.8.',
+    "--experimental-snapshot-catchup-entries is deprecated in v3.6 and will be decommissioned in v3.7. Use '--snapshot-catchup-entries' instead.",
+    '--v2-deprecation is deprecated and scheduled for removal in v3.8. The default value is enforced, ignoring user input.',
+    '"snapshot-catchup-entries":1000',
+    '"v2-deprecation":"write-only"',
+  ];
+  for (const kind of ['etcd', 'cairn'] as const) {
+    const s = await startTarget(kind, { extraArgs, ...(kind === 'etcd' ? { etcdBin } : {}) });
+    try {
+      const text = s.stderrLines().join('\n');
+      for (const w of wanted) assert.ok(text.includes(w), `${kind} logs ${w}`);
+    } finally {
+      await s.stop();
+    }
+  }
+});
+
+test('--warning-unary-request-duration and its --experimental-* spelling together: refused as etcd 3.6 refuses them', () => {
+  assert.throws(
+    () => loadConfig(['--warning-unary-request-duration=1s', '--experimental-warning-unary-request-duration=1s'], {}),
+    /^.*both --experimental-warning-unary-request-duration and --warning-unary-request-duration flags are set\. Use only --warning-unary-request-duration$/,
+  );
+  assert.doesNotThrow(() => loadConfig(['--experimental-warning-unary-request-duration=1s'], {}));
 });

@@ -156,3 +156,44 @@ test('defrag during a concurrent put load loses no acknowledged write', async ()
     await cairn.stop();
   }
 });
+
+test('--bootstrap-defrag-threshold-megabytes: at start, defragmented when that frees enough, "Skipping defragmentation" otherwise', async () => {
+  let cairn = await startCairn();
+  const { dataDir, name } = cairn;
+  let c = new EtcdClient(cairn.endpoint);
+  try {
+    await c.waitReady();
+    const big = Buffer.alloc(10 * 1024, 0x62);
+    await pool(Array.from({ length: 1000 }, (_, i) => i), 8, async (i) => {
+      ok(await c.put({ key: b(`bulk/${String(i).padStart(5, '0')}`), value: big }), `put bulk ${i}`);
+    });
+    ok(await c.put({ key: b('stay'), value: b('here') }), 'put stay');
+    const del = ok(await c.deleteRange({ key: b('bulk/'), range_end: b('bulk0') }), 'delete bulk');
+    ok(await c.unary('KV', 'Compact', { revision: String(headerRev(del)), physical: true }), 'compact');
+    const hashBefore = await hashKvOf(c, 0);
+    c.close();
+    await cairn.stop();
+    const fileBefore = statSync(dbFile(dataDir)).size;
+    assert.ok(fileBefore > 10_000_000, `the file holds ~10 MB of freed pages (${fileBefore} bytes)`);
+
+    // A threshold above what would be freed: nothing done.
+    cairn = await startCairn({ name, dataDir, extraArgs: ['--bootstrap-defrag-threshold-megabytes=1000'] });
+    assert.ok(cairn.stderrLines().some((l) => l.includes('"msg":"Skipping defragmentation"')), 'Skipping defragmentation logged');
+    await cairn.stop();
+    assert.equal(statSync(dbFile(dataDir)).size, fileBefore);
+
+    // A threshold below it: the file is compacted before serving, the data the same.
+    cairn = await startCairn({ name, dataDir, extraArgs: ['--experimental-bootstrap-defrag-threshold-megabytes=1'] });
+    assert.ok(cairn.stderrLines().some((l) => l.includes('defragmenting the storage backend at start')), 'the defragmentation at start logged');
+    const fileAfter = statSync(dbFile(dataDir)).size;
+    assert.ok(fileAfter < fileBefore / 4, `the file shrank: ${fileBefore} -> ${fileAfter} bytes`);
+    c = new EtcdClient(cairn.endpoint);
+    await c.waitReady();
+    assert.deepEqual(await hashKvOf(c, 0), hashBefore);
+    const got = ok(await c.range({ key: b('stay') }), 'get stay');
+    assert.equal(Buffer.from((got['kvs'] as { value: Buffer }[])[0]?.value ?? []).toString(), 'here');
+  } finally {
+    c.close();
+    await cairn.stop();
+  }
+});

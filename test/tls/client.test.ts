@@ -55,7 +55,7 @@ function ctl(s: ServerProc, tls: { caFile?: string; certFile?: string; keyFile?:
 }
 
 function rejectedCount(s: ServerProc): number {
-  return s.stderrLines().filter((l) => l.includes('"rejected connection"')).length;
+  return s.stderrLines().filter((l) => /"rejected connection( on (client|peer) endpoint)?"/.test(l)).length;
 }
 
 async function withServer<T>(kind: TargetKind, opts: Parameters<typeof startTarget>[1], fn: (s: ServerProc) => Promise<T>): Promise<T> {

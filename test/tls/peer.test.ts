@@ -26,7 +26,7 @@ async function putGet(c: Cluster, via: string, key: string, value: string): Prom
 }
 
 function rejectedLines(c: Cluster, name: string): string[] {
-  return (c.member(name).proc?.stderrLines() ?? []).filter((l) => l.includes('"rejected connection"'));
+  return (c.member(name).proc?.stderrLines() ?? []).filter((l) => /"rejected connection( on (client|peer) endpoint)?"/.test(l));
 }
 
 for (const kind of ['cairn', 'etcd'] as const satisfies readonly TargetKind[]) {

@@ -73,7 +73,7 @@ test('peer transport over TLS: streams, requests, a snapshot, the joining member
     await assert.rejects(Transport.requestUrl(b.url, 'members', new Uint8Array(0), 3000), /https peer URL but no --peer-cert-file/);
     const rogue = makeCa('rogue-ca');
     await assert.rejects(Transport.requestUrl(b.url, 'members', new Uint8Array(0), 3000, 0n, { ...tlsFor(ca.caFile, rogue.issue('rogue')) }));
-    await pollUntil('b logged the rejected connection', () => Promise.resolve(b.logs.some((l) => l.msg === 'rejected connection')), 5000);
+    await pollUntil('b logged the rejected connection', () => Promise.resolve(b.logs.some((l) => l.msg === 'rejected connection on peer endpoint')), 5000);
   } finally {
     for (const m of members) await stopMember(m);
   }

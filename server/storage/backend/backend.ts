@@ -3,7 +3,7 @@
 // `flush()` makes LMDB durable before the WAL may forget what it holds.
 import { open, type RootDatabase, type Database } from 'lmdb';
 import { closeSync, existsSync, fsyncSync, mkdirSync, openSync, readSync, renameSync, rmSync, statSync } from 'node:fs';
-import { dirname } from 'node:path';
+import { dirname, join } from 'node:path';
 import { crc32 } from 'node:zlib';
 import { StorageFault } from '../../base/errors.js';
 
@@ -216,6 +216,24 @@ export class Backend {
    */
   backup(to: string, compact: boolean): Promise<void> {
     return this.env.root.backup(to, compact);
+  }
+
+  /** A compacting copy of the database beside it (defragmentation), fsynced, handed to `use` (which may move it), then removed. */
+  async withCompactCopy(use: (path: string) => Promise<void>): Promise<void> {
+    const tmp = join(dirname(this.path), `defrag-${process.hrtime.bigint().toString(36)}.mdb`);
+    try {
+      await this.backup(tmp, true);
+      const fd = openSync(tmp, 'r');
+      try {
+        fsyncSync(fd);
+      } finally {
+        closeSync(fd);
+      }
+      await use(tmp);
+    } finally {
+      rmSync(tmp, { force: true });
+      rmSync(`${tmp}-lock`, { force: true });
+    }
   }
 
   /**
