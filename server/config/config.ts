@@ -444,7 +444,8 @@ function urls(name: string, raw: string, unix: UnixUse = 'none'): URL[] {
           throw new ConfigError(`--${name}: ${err instanceof Error ? err.message : String(err)}`);
         }
       } else if (u.hostname === '' || u.port === '') {
-        throw new ConfigError(`--${name} "${s.trim()}" must be "host:port" (as in etcd, an advertised unix URL has the form unix://host:port)`);
+        const form = unix === 'peer' ? 'a unix peer URL has the form unix://name:port, the socket file "name:port" in the working directory' : 'an advertised unix URL has the form unix://host:port';
+        throw new ConfigError(`--${name} "${s.trim()}" must be "host:port" (as in etcd, ${form})`);
       } else if (u.pathname !== '') throw new ConfigError(`--${name}: URL "${s.trim()}" must not contain a path`);
       return u;
     }

@@ -371,7 +371,7 @@ test('bad unix URLs are refused before anything starts, with a clear error', asy
     [['--listen-client-urls', `unix:///tmp/${'s'.repeat(120)}`], /the socket path is 125 bytes long, a unix socket address holds at most 107/],
     [['--listen-client-urls', `unixs://${join(dir, 's.sock')}`], /has a unixs URL \(TLS on a unix socket\) but no --cert-file\/--key-file/],
     [['--listen-client-urls', `unix://${join(dir, 's.sock')}`, '--advertise-client-urls', `unix://${join(dir, 's.sock')}`], /--advertise-client-urls "unix:\/\/\/.*s\.sock" must be "host:port"/],
-    [['--listen-client-urls', `unix://${join(dir, 's.sock')}`, '--listen-peer-urls', `unix://${join(dir, 'p.sock')}`], /--listen-peer-urls: URL scheme must be http or https, got "unix:"/],
+    [['--listen-client-urls', `unix://${join(dir, 's.sock')}`, '--listen-peer-urls', `unix://${join(dir, 'p.sock')}`], /--listen-peer-urls "unix:\/\/\/.*p\.sock" must be "host:port" \(as in etcd, a unix peer URL has the form unix:\/\/name:port/],
   ];
   for (const [flags, message] of cases) {
     const r = await run(process.execPath, [CAIRN_MAIN, '--data-dir', dataDir, ...flags]);
