@@ -495,7 +495,7 @@ export function loadConfig(argv: readonly string[], env: NodeJS.ProcessEnv): Con
     walSegmentBytes: int('wal-segment-bytes', raw('wal-segment-bytes')),
     heartbeatIntervalMs: int('heartbeat-interval', raw('heartbeat-interval')),
     electionTimeoutMs: int('election-timeout', raw('election-timeout')),
-    watchProgressNotifyIntervalMs: progressInterval(given, env, file !== ''),
+    watchProgressNotifyIntervalMs: Math.max(givenOrAlias(set, 'watch-progress-notify-interval', (v, flag) => duration(flag, v)) ?? WATCH_PROGRESS_NOTIFY_INTERVAL_MS, WATCH_PROGRESS_NOTIFY_INTERVAL_MIN_MS),
     watchersPerStreamMax: int('max-watchers-per-stream', raw('max-watchers-per-stream')),
     watchersMax: int('max-watchers', raw('max-watchers')),
     listenMetricsUrls: raw('listen-metrics-urls') === '' ? [] : urls('listen-metrics-urls', raw('listen-metrics-urls')),
@@ -515,7 +515,7 @@ export function loadConfig(argv: readonly string[], env: NodeJS.ProcessEnv): Con
     autoCompactionRetention: raw('auto-compaction-retention'),
     autoCompaction: autoCompaction(compactionMode(raw('auto-compaction-mode')), raw('auto-compaction-retention'), duration('auto-compaction-revision-interval', raw('auto-compaction-revision-interval'))),
     initialCorruptCheck: featureGates.get('InitialCorruptCheck') === true,
-    corruptCheckTimeMs: corruptCheckTime(given, env, file !== ''),
+    corruptCheckTimeMs: givenOrAlias(set, 'corrupt-check-time', (v, flag) => duration(flag, v)) ?? 0,
     compactHashCheck: featureGates.get('CompactHashCheck') === true,
     compactHashCheckTimeMs: duration('compact-hash-check-time', raw('compact-hash-check-time')),
     compactionBatchLimit: givenOrAlias(set, 'compaction-batch-limit', (v, flag) => {
@@ -702,12 +702,6 @@ function givenOrAlias<T>(set: (name: string) => string | undefined, name: string
   return old === undefined || alias === undefined ? undefined : parse(old, alias);
 }
 
-function corruptCheckTime(given: Map<string, string>, env: NodeJS.ProcessEnv, fromFile: boolean): number {
-  const pick = (name: string): string | undefined => given.get(name) ?? (fromFile ? undefined : env[envName(name)]);
-  const rawNew = pick('corrupt-check-time');
-  const rawOld = pick('experimental-corrupt-check-time');
-  return rawNew !== undefined ? duration('corrupt-check-time', rawNew) : rawOld !== undefined ? duration('experimental-corrupt-check-time', rawOld) : 0;
-}
 
 function clusterState(v: string): 'new' | 'existing' {
   if (v === 'new' || v === 'existing') return v;
@@ -725,13 +719,6 @@ function initialCluster(given: Map<string, string>, env: NodeJS.ProcessEnv, from
 }
 
 /** Either spelling of the progress-notify flag (the 3.6 name wins when both are given), floored at etcd's 100 ms. */
-function progressInterval(given: Map<string, string>, env: NodeJS.ProcessEnv, fromFile: boolean): number {
-  const pick = (name: string): string | undefined => given.get(name) ?? (fromFile ? undefined : env[envName(name)]);
-  const rawNew = pick('watch-progress-notify-interval');
-  const rawOld = pick('experimental-watch-progress-notify-interval');
-  const ms = rawNew !== undefined ? duration('watch-progress-notify-interval', rawNew) : rawOld !== undefined ? duration('experimental-watch-progress-notify-interval', rawOld) : WATCH_PROGRESS_NOTIFY_INTERVAL_MS;
-  return Math.max(ms, WATCH_PROGRESS_NOTIFY_INTERVAL_MIN_MS);
-}
 
 export function usage(): string {
   const lines = Object.entries(FLAGS).map(([k, s]) => `  --${k}${s.kind === 'bool' ? '' : ` '${s.def}'`}\n        ${s.help} (env ${envName(k)})`);

@@ -321,14 +321,14 @@ export class KvStore {
     this.compactRev = rev;
     this.meta.put(META.compactRev, encodeNum(rev));
     this.meta.put(META.compactPhysicalRev, encodeNum(rev));
-    this.meta.put(META.compactPhysicalFrom, Buffer.alloc(1));
+    this.meta.put(META.compactPhysicalFrom, FIRST_KEY);
   }
 
-  /** The compaction whose physical removal is unfinished: its revision and the next key to visit. */
-  pendingCompaction(): { rev: number; from: Buffer } | undefined {
+  /** The compaction whose physical removal is unfinished: its revision, the next key to visit, and whether a step was taken. */
+  pendingCompaction(): { rev: number; from: Buffer; begun: boolean } | undefined {
     const rev = decodeNum(this.meta.get(META.compactPhysicalRev), -1);
     const from = this.meta.get(META.compactPhysicalFrom);
-    return rev < 0 || from === undefined ? undefined : { rev, from };
+    return rev < 0 || from === undefined ? undefined : { rev, from, begun: !from.equals(FIRST_KEY) };
   }
 
   /**

@@ -16,9 +16,6 @@ import { COMPACTION_BATCH_KEYS, COMPACTION_WAITERS_MAX, SNAPSHOT_CATCHUP_ENTRIES
 import type { NodeConfig } from './config.js';
 import { confStateOf } from './recovery.js';
 
-/** Where a compaction's physical removal starts (store.compact). */
-const FIRST_KEY = Buffer.alloc(1);
-
 /** A lone member trims its in-memory raft log of applied entries this often. */
 const ALONE_TRIM_ENTRIES = 256;
 
@@ -128,8 +125,8 @@ export class Compaction {
       if (pending === undefined) break;
       if (pending.rev !== rev) {
         rev = pending.rev;
-        // Part done by an earlier process (its first step starts at the 1-byte key 0x00).
-        const resumed = !this.steppedBefore && !pending.from.equals(FIRST_KEY);
+        // Part done by an earlier process.
+        const resumed = !this.steppedBefore && pending.begun;
         log.info('compaction: removing old revisions', { revision: rev, 'batch-keys': batch, ...(resumed ? { resumed } : {}) });
       }
       this.steppedBefore = true;
@@ -142,13 +139,13 @@ export class Compaction {
     log.info('finished scheduled compaction', { 'compact-revision': rev, steps, 'took-ms': Date.now() - started, ...(hash === undefined ? {} : { hash: hash.hash }) });
   }
 
-  /** Between two steps: the next turn of the event loop, or --compaction-sleep-interval; settled() ends it early. */
+  /** Between two steps: the next turn of the event loop, or --compaction-sleep-interval (which settled() ends early). */
   private pause(ms: number | undefined): Promise<void> {
+    if (ms === undefined) return new Promise<void>((resolve) => setImmediate(resolve));
     return new Promise<void>((resolve) => {
-      const timer = ms === undefined ? setImmediate(resolve) : setTimeout(resolve, ms);
+      const timer = setTimeout(resolve, ms);
       this.wake = () => {
-        if (ms === undefined) clearImmediate(timer as NodeJS.Immediate);
-        else clearTimeout(timer as NodeJS.Timeout);
+        clearTimeout(timer);
         resolve();
       };
     }).finally(() => {
