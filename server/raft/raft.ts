@@ -619,6 +619,11 @@ export class Raft {
 
   // ---- replication ----
 
+  /** Leader: every peer hears the commit index (with any entries it lacks); flow control as sendAppend. */
+  bcastCommit(): void {
+    if (this.role === 'leader') this.bcastAppend();
+  }
+
   private bcastAppend(): void {
     for (const id of this.tracker.ids()) if (id !== this.id) this.sendAppend(id);
   }

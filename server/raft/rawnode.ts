@@ -33,6 +33,8 @@ export class RawNode {
   private prevSoft: SoftState;
   private prevHard: HardState;
   private outstanding: Ready | undefined = undefined;
+  /** The outstanding Ready's messages carry a commit index capped below the leader's (capCommit). */
+  private commitCapped = false;
 
   constructor(cfg: RaftConfig, storage: LogStorage) {
     this.raft = new Raft(cfg, storage);
@@ -165,7 +167,7 @@ export class RawNode {
       snapshot,
       entries,
       committedEntries,
-      messages: capCommit(r.msgs, r.log.unstable.offset - 1),
+      messages: this.capCommit(r.msgs, r.log.unstable.offset - 1),
       readStates: r.readStates,
       mustSync: entries.length > 0 || snapshot !== undefined || hard.term !== this.prevHard.term || hard.vote !== this.prevHard.vote,
     };
@@ -190,30 +192,40 @@ export class RawNode {
     if (rd.hardState !== undefined) invariant(rd.hardState.commit <= r.log.lastIndex(), 'hard state commit past the log');
   }
 
+  /**
+   * Caps the commit index that app and heartbeat messages carry at what this member has persisted. A leader
+   * counts its own entries as matched as soon as it appends them (thesis 10.2.1), so a lone voter commits
+   * entries of the very Ready that appends them, and the host may send a leader's messages before that Ready
+   * is persisted: uncapped, a learner could apply an entry the leader then loses in a crash and replaces with
+   * another (found by the simulation, finding R1; its regression seeds are in test/raft/sim.test.ts).
+   * With two or more voters the cap does not bite under the Ready contract: a commit index covering the
+   * leader's unpersisted entries needs acks of those entries, which come back while their Ready is out, so
+   * the messages carrying it leave in a later Ready, after advance(). When it bites, advance() has the
+   * leader broadcast its commit index (raft.bcastCommit), so learners hear of the commit in the next Ready.
+   */
+  private capCommit(msgs: Message[], persisted: number): Message[] {
+    return msgs.map((m) => {
+      if ((m.type !== 'app' && m.type !== 'heartbeat') || m.commit <= persisted) return m;
+      this.commitCapped = true;
+      return { ...m, commit: persisted };
+    });
+  }
+
   advance(rd: Ready): void {
     invariant(rd === this.outstanding, 'advance() with a Ready that is not the outstanding one');
     this.raft.advance(rd);
     this.outstanding = undefined;
+    // The peers were told a lower commit index than the leader's: tell them the real one now that the
+    // entries are handed to storage (the host sends it once they are durable). Without this a learner
+    // of a lone voter learns of a commit (a promotion: it is a voter now) only at the next heartbeat.
+    if (this.commitCapped) this.raft.bcastCommit();
+    this.commitCapped = false;
     this.raft.checkInvariants();
   }
 
   status(): RaftStatus {
     return this.raft.status();
   }
-}
-
-/**
- * Caps the commit index that app and heartbeat messages carry at what this member has persisted. A leader
- * counts its own entries as matched as soon as it appends them (thesis 10.2.1), so a lone voter commits
- * entries of the very Ready that appends them, and the host may send a leader's messages before that Ready
- * is persisted: uncapped, a learner could apply an entry the leader then loses in a crash and replaces with
- * another (found by the simulation, finding R1; its regression seeds are in test/raft/sim.test.ts).
- * With two or more voters the cap does not bite under the Ready contract: a commit index covering the
- * leader's unpersisted entries needs acks of those entries, which come back while their Ready is out, so
- * the messages carrying it leave in a later Ready, after advance().
- */
-function capCommit(msgs: Message[], persisted: number): Message[] {
-  return msgs.map((m) => ((m.type === 'app' || m.type === 'heartbeat') && m.commit > persisted ? { ...m, commit: persisted } : m));
 }
 
 function softStateEqual(a: SoftState, b: SoftState): boolean {

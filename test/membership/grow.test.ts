@@ -8,6 +8,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { withCluster } from '../harness/cluster.js';
+import { pollUntil } from '../harness/poll.js';
 import type { Cluster } from '../harness/cluster.js';
 import {
   LEARNER_NOT_READY,
@@ -21,6 +22,7 @@ import {
   memberRemove,
   outcome,
   promoteWhenReady,
+  retryWhile,
   expectRoster,
   TARGETS,
   clusterOpts,
@@ -98,6 +100,28 @@ for (const t of TARGETS) {
       await c.leader();
       await writeAndReadEverywhere(c, 'm3', 'three-voters', '3');
       await c.waitConverged(30_000);
+    });
+  });
+}
+
+for (const t of TARGETS) {
+  // etcd's e2e TestRuntimeReconfigGrowClusterSize asks the promoted member for `endpoint health` right
+  // after MemberPromote answers: the member must have applied its promotion by then, so the commit of
+  // the promotion must reach it at once, not with the leader's next heartbeat. A long heartbeat
+  // interval (1 s) makes a commit that waits for a heartbeat visible: half of the time it waits over 500 ms.
+  test(`${t.label}: a promoted learner applies its promotion without waiting for a heartbeat (1 s)`, { timeout: TIMEOUT_MS }, async (tc) => {
+    const opts = clusterOpts(tc, t, { size: 1, heartbeatMs: 1000, electionMs: 10_000, readyTimeoutMs: 60_000 });
+    if (opts === undefined) return;
+    await withCluster(t.kind, opts, async (c) => {
+      const { id } = await addAndStart(c, 'm1', 'm2', true);
+      assert.equal((await c.status('m2'))?.isLearner, true, 'm2 starts as a learner');
+      const r = await retryWhile([LEARNER_NOT_READY], () => memberPromote(c, 'm1', id));
+      assert.equal(outcome(r), 'ok', 'MemberPromote m2');
+      const acked = Date.now();
+      await pollUntil('m2 applying its promotion', async () => (await c.status('m2'))?.isLearner === false, 10_000, 5);
+      const tookMs = Date.now() - acked;
+      assert.ok(tookMs < 500, `m2 applied its promotion ${tookMs} ms after the leader acknowledged it`);
+      assert.equal(outcome(await c.client('m2').range({ key: Buffer.from('k') })), 'ok', 'a linearizable Range on the promoted member');
     });
   });
 }

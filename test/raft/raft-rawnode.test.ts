@@ -145,3 +145,31 @@ test('a follower persists before it answers: the Ready holds the appended entrie
   assert.equal(rd.mustSync, true);
   assert.deepEqual(rd.messages.map((m) => [m.type, m.index]), [['appResp', 2]]);
 });
+
+test('a lone voter tells its learner the commit of an entry in the Ready after the one that persists it', () => {
+  // The cap (finding R1) keeps a leader's messages from carrying a commit index past its persisted log,
+  // so the app carrying a lone voter's new entry says commit = index - 1. The learner must not wait for a
+  // heartbeat to hear the commit: a promoted learner serves as a learner until it applies its promotion.
+  const storage = new MemoryStorage({ index: 0, term: 0, confState: { voters: [1n], learners: [2n] } }, { term: 0, vote: NONE, commit: 0 });
+  const rn = new RawNode(config(), storage);
+  const handle = (): readonly Message[] => {
+    const rd = rn.ready();
+    storage.append(rd.entries);
+    if (rd.hardState !== undefined) storage.setHardState(rd.hardState);
+    rn.advance(rd);
+    return rd.messages;
+  };
+  rn.campaign();
+  handle();
+  while (rn.hasReady()) handle();
+  // The learner holds the leader's empty entry: replicate state.
+  rn.step(msg('appResp', { from: 2n, term: 1, index: 1 }));
+  while (rn.hasReady()) handle();
+  rn.propose(enc('x'));
+  const first = handle().filter((m) => m.type === 'app' && m.to === 2n);
+  assert.deepEqual(first.map((m) => [m.entries.map((e) => e.index), m.commit]), [[[2], 1]], 'the entry goes out with the capped commit');
+  assert.equal(rn.hasReady(), true, 'the commit index is announced in the next Ready');
+  const second = handle().filter((m) => m.type === 'app' && m.to === 2n);
+  assert.deepEqual(second.map((m) => [m.entries.length, m.commit]), [[0, 2]]);
+  assert.equal(rn.hasReady(), false, 'announced once');
+});
