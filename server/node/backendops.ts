@@ -19,8 +19,12 @@ export interface BackendOpsHost {
   readonly store: KvStore;
   /** Holds committed entries back in the driver until the returned function is called. */
   pauseDriver(): () => void;
-  /** Resolves once background compaction and log release are done. */
-  quiesce(): Promise<void>;
+  /**
+   * Holds background compaction and log release off the database until the returned release is called:
+   * resolves once the log release in progress is done, with the compaction kept between two of its steps
+   * (it goes on afterwards; a defragmentation never waits for its end).
+   */
+  quiesce(): Promise<() => void>;
   /** After the defragmented file replaced the old one: applies go on; returns the new file size. */
   afterDefrag(): number;
 }
@@ -153,11 +157,14 @@ export class BackendOps {
       const beforeBytes = this.host.backend.sizeBytes();
       log.info('defragmenting the storage backend', { path: this.host.backend.path, 'current-db-size-bytes': beforeBytes, 'current-db-size-in-use-bytes': this.host.backend.sizeInUseBytes() });
       const resume = this.pauseApply();
+      let release = (): void => undefined;
       try {
-        await this.host.quiesce();
+        release = await this.host.quiesce();
         await this.host.backend.withCompactCopy((tmp) => this.swap(tmp));
       } finally {
+        // Reads and applies first: the compaction, released, takes its next step on the new file.
         resume();
+        release();
       }
       const afterBytes = this.host.afterDefrag();
       const tookMs = Date.now() - started;

@@ -4,14 +4,17 @@
 // removes what a Compact left behind, in the background: up to --compaction-batch-limit revisions per
 // step (default COMPACTION_BATCH_KEYS), each step in its own LMDB transaction, then a
 // pause of --compaction-sleep-interval (not given: the next turn of the event loop). Its progress is
-// persisted, so a restart resumes it; a stop cuts the pause short. Its end is logged as etcd logs it
-// ("finished scheduled compaction").
+// persisted, so a restart resumes it; a stop cuts the pause short. A defragmentation holds it between
+// two steps (holdForSwap: as etcd's defrag takes the backend between two compaction batches) and it then
+// goes on from the key it stopped at, which the defragmented copy holds (a step and its progress are one
+// LMDB transaction); a snapshot install ends it (the installed database brings its own progress). Its
+// end is logged as etcd logs it ("finished scheduled compaction").
 import type { Wal } from '../wal/index.js';
 import type { Backend } from '../storage/backend/index.js';
 import type { KvStore } from '../mvcc/index.js';
 import type { MemoryStorage } from '../raft/index.js';
 import type { MemberStore } from '../membership/index.js';
-import { ServerRefusal } from '../base/errors.js';
+import { ServerRefusal, assert } from '../base/errors.js';
 import { COMPACTION_BATCH_KEYS, COMPACTION_WAITERS_MAX, SNAPSHOT_CATCHUP_ENTRIES_DEFAULT, SNAPSHOT_COUNT_DEFAULT } from '../base/limits.js';
 import type { NodeConfig } from './config.js';
 import { confStateOf } from './recovery.js';
@@ -29,7 +32,7 @@ export interface CompactionHost {
   readonly members: MemberStore;
   appliedIndex(): number;
   stopped(): boolean;
-  /** A snapshot install or defragmentation is replacing the database. */
+  /** A snapshot install (or a defragmentation, which holds the compaction first: holdForSwap) is replacing the database. */
   installing(): boolean;
   fail(err: unknown): void;
   /** The physical removal of the compaction at `rev` is done (the compaction hash check hashes it). */
@@ -42,24 +45,44 @@ export class Compaction {
   private releasing: Promise<void> | undefined = undefined;
   private compacting: Promise<void> | undefined = undefined;
   private readonly compactedWaiters: (() => void)[] = [];
-  /** Ends the pause between steps at once (stop). */
+  /** Ends the pause between steps, or the wait for a swap, at once (stop, snapshot install). */
   private wake: (() => void) | undefined = undefined;
+  /** Set while a defragmentation swaps the database (holdForSwap): no step runs, no log release starts. */
+  private held: Promise<void> | undefined = undefined;
   private steppedBefore = false;
 
   constructor(private readonly host: CompactionHost) {
     this.lastSnapshotIndex = host.appliedIndex();
   }
 
-  /** Resolves once the log release and the physical compaction in progress (if any) are done (a stop ends the pause between steps). */
+  /** For a stop: resolves once the log release and the physical compaction in progress (if any) are done (the pause between steps ends at once). */
   async settled(): Promise<void> {
     this.wake?.();
     await this.releasing;
     await this.compacting;
   }
 
-  /** Resolves once the physical compaction in progress (if any) is done. */
+  /** For a snapshot install (installing() is true): ends the physical compaction in progress (if any) at its next step and resolves once it has. */
   async physicalDone(): Promise<void> {
+    this.wake?.();
     await this.compacting;
+  }
+
+  /**
+   * Holds background work off the database for a swap (defragmentation) until the returned release is
+   * called: waits for the log release in progress (its flush must not meet the swap) and keeps the
+   * physical compaction between two steps, never waiting for its end. Released, the compaction goes on
+   * from the key it stopped at. One swap at a time (BackendOps.serial).
+   */
+  async holdForSwap(): Promise<() => void> {
+    assert(this.held === undefined, 'compaction: one database swap at a time');
+    let release!: () => void;
+    this.held = new Promise<void>((r) => (release = r));
+    while (this.releasing !== undefined) await this.releasing;
+    return () => {
+      this.held = undefined;
+      release();
+    };
   }
 
   /** A snapshot was installed: the log starts over at its index. */
@@ -71,7 +94,7 @@ export class Compaction {
   afterReady(): void {
     this.trimLogIfAlone();
     const every = this.host.cfg.snapshotCount ?? SNAPSHOT_COUNT_DEFAULT;
-    if (this.releasing !== undefined || this.host.appliedIndex() - this.lastSnapshotIndex < every) return;
+    if (this.releasing !== undefined || this.held !== undefined || this.host.appliedIndex() - this.lastSnapshotIndex < every) return;
     const through = this.host.appliedIndex();
     const keep = this.host.cfg.snapshotCatchupEntries ?? SNAPSHOT_CATCHUP_ENTRIES_DEFAULT;
     this.releasing = this.host.backend
@@ -102,8 +125,9 @@ export class Compaction {
     this.host.raftStorage.compact(this.host.appliedIndex(), confStateOf(all));
   }
 
+  /** Starts the physical compaction if one is pending (not during a swap: the end of a defragmentation calls this again). */
   physical(): void {
-    if (this.compacting !== undefined || this.host.store.pendingCompaction() === undefined) return;
+    if (this.compacting !== undefined || this.held !== undefined || this.host.store.pendingCompaction() === undefined) return;
     this.compacting = this.compactSteps()
       .catch((err: unknown) => this.host.fail(err))
       .finally(() => {
@@ -120,7 +144,13 @@ export class Compaction {
     let steps = 0;
     let rev: number | undefined;
     for (;;) {
-      if (this.host.stopped() || this.host.installing()) return;
+      if (this.host.stopped()) return;
+      if (this.held !== undefined) {
+        log.info('compaction: giving way to a defragmentation', { ...(rev === undefined ? {} : { 'compact-revision': rev }), steps });
+        while (this.held !== undefined && !this.host.stopped()) await this.wakeable(this.held);
+        continue;
+      }
+      if (this.host.installing()) return;
       const pending = this.host.store.pendingCompaction();
       if (pending === undefined) break;
       if (pending.rev !== rev) {
@@ -139,15 +169,22 @@ export class Compaction {
     log.info('finished scheduled compaction', { 'compact-revision': rev, steps, 'took-ms': Date.now() - started, ...(hash === undefined ? {} : { hash: hash.hash }) });
   }
 
-  /** Between two steps: the next turn of the event loop, or --compaction-sleep-interval (which settled() ends early). */
+  /** Between two steps: the next turn of the event loop, or --compaction-sleep-interval (which wake ends early). */
   private pause(ms: number | undefined): Promise<void> {
     if (ms === undefined) return new Promise<void>((resolve) => setImmediate(resolve));
+    let timer: NodeJS.Timeout | undefined;
+    const elapsed = new Promise<void>((resolve) => (timer = setTimeout(resolve, ms)));
+    return this.wakeable(elapsed, () => clearTimeout(timer));
+  }
+
+  /** Resolves when `done` does, or at once on wake (`cancel` undoes what the wait set up). */
+  private wakeable(done: Promise<void>, cancel?: () => void): Promise<void> {
     return new Promise<void>((resolve) => {
-      const timer = setTimeout(resolve, ms);
       this.wake = () => {
-        clearTimeout(timer);
+        cancel?.();
         resolve();
       };
+      void done.then(resolve);
     }).finally(() => {
       this.wake = undefined;
     });
@@ -155,6 +192,8 @@ export class Compaction {
 
   /** Resolves once no physical compaction is left to do (for Compact with physical=true). */
   compacted(): Promise<void> {
+    // During a swap the store cannot be read: asked again once the defragmentation is done.
+    if (this.held !== undefined) return this.held.then(() => this.compacted());
     if (this.compacting === undefined && this.host.store.pendingCompaction() === undefined) return Promise.resolve();
     if (this.compactedWaiters.length >= COMPACTION_WAITERS_MAX) return Promise.reject(new ServerRefusal('tooManyRequests'));
     this.physical();

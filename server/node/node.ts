@@ -157,7 +157,7 @@ export class Node implements ClusterPath, LeaderView {
     this.ops = new BackendOps({
       ...common,
       pauseDriver: () => this.driver.pauseApply(),
-      quiesce: () => this.compaction.settled(),
+      quiesce: () => this.compaction.holdForSwap(),
       afterDefrag: () => {
         this.space.resetDbBytes();
         this.driver.resumeApply();
