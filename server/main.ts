@@ -11,7 +11,7 @@ import { BootstrapError, LocalAuth, LocalLeases, LocalWriter, Node, RemovedMembe
 import { authApi, Authorizer, clusterApi, electionApi, kvApi, createGrpcServer, leaseApi, lockApi, maintenanceApi, watchHandler } from './api/index.js';
 import { JwtTokens } from './auth/index.js';
 import { boltImage } from './snap/index.js';
-import { CAIRN_VERSION, ETCD_COMPAT_VERSION } from './version.js';
+import { CAIRN_VERSION, ETCD_CLUSTER_VERSION, ETCD_COMPAT_VERSION } from './version.js';
 import type { GrpcServer } from './api/grpc/index.js';
 // client and metrics listeners (gateway helper)
 import { clientAddress, isClientProtocolError, Listeners } from './api/listen.js';
@@ -69,7 +69,7 @@ async function listenAll(cfg: Config, server: GrpcServer, node: Node, reads: Rea
   const handlers = createHttpHandlers({
     grpc: server,
     source: healthSource(node, reads),
-    versions: () => ({ etcdserver: ETCD_COMPAT_VERSION, etcdcluster: `${ETCD_COMPAT_VERSION.split('.').slice(0, 2).join('.')}.0` }),
+    versions: () => ({ etcdserver: ETCD_COMPAT_VERSION, etcdcluster: ETCD_CLUSTER_VERSION }),
     metrics: metrics.handler,
     onHealthChecked: metrics.healthChecked,
     requestTimeoutMs: 5000 + 2 * cfg.electionTimeoutMs,
@@ -327,7 +327,8 @@ function main(): void {
     return;
   }
   if (cfg.showVersion) {
-    process.stdout.write(`cairn Version: ${CAIRN_VERSION}\nNode Version: ${process.version}\nOS/Arch: ${process.platform}/${process.arch}\n`);
+    // etcd's first line (tools and etcd's e2e framework read the version from "etcd Version:"), then Cairn's own.
+    process.stdout.write(`etcd Version: ${ETCD_COMPAT_VERSION}\ncairn Version: ${CAIRN_VERSION}\nNode Version: ${process.version}\nOS/Arch: ${process.platform}/${process.arch}\n`);
     return;
   }
   const log = createLogger(cfg.logLevel, sinkFor(cfg.logOutputs));

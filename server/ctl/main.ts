@@ -155,7 +155,7 @@ async function exportCmd(argv: readonly string[], io: Io): Promise<number> {
 }
 
 function versionText(): string {
-  return `cairn version: ${CAIRN_VERSION}\netcd version (compatible): ${ETCD_COMPAT_VERSION}\nAPI version: 3.5\n`;
+  return `cairn version: ${CAIRN_VERSION}\netcd version (compatible): ${ETCD_COMPAT_VERSION}\nAPI version: ${ETCD_COMPAT_VERSION.split('.').slice(0, 2).join('.')}\n`;
 }
 
 async function dispatch(argv: readonly string[], io: Io): Promise<number> {

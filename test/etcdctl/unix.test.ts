@@ -244,7 +244,7 @@ test('the exact RunCustomEtcd command line: etcdctl put/get/watch/endpoint statu
     assert.equal(status.length, 1);
     assert.equal(status[0]?.Endpoint, ep);
     assert.equal(status[0]?.Status.leader, status[0]?.Status.header.member_id, 'the single member leads');
-    assert.match(status[0]?.Status.version ?? '', /^3\.5\./);
+    assert.match(status[0]?.Status.version ?? '', /^3\.6\./);
     const members = JSON.parse(await ctl(ep, ['member', 'list', '-w', 'json'])) as { members: { clientURLs: string[] }[] };
     assert.deepEqual(members.members.map((m) => m.clientURLs), [['http://127.0.0.111:0']]);
 

@@ -239,7 +239,7 @@ test('/health and /version (etcd 3.5 answers; 3.4.23 lacks "reason" and reports 
   assert.equal(cv.status, ev.status);
   assert.equal(cv.headers['content-type'], ev.headers['content-type']);
   assert.deepEqual(Object.keys(JSON.parse(cv.body) as object), Object.keys(JSON.parse(ev.body) as object));
-  assert.deepEqual(JSON.parse(cv.body), { etcdserver: '3.5.17', etcdcluster: '3.5.0' });
+  assert.deepEqual(JSON.parse(cv.body), { etcdserver: '3.6.8', etcdcluster: '3.6.0' });
   for (const [server, port] of [[etcd, etcdMetrics], [cairn, cairnMetrics]] as const) {
     const base = `http://127.0.0.1:${port}`;
     assert.equal((await curl([`${base}/health`])).status, 200, `${server.name} metrics port /health`);

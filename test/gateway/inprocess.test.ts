@@ -54,7 +54,7 @@ before(async () => {
     grpc,
     codec,
     source: { hasLeader: () => false, isLearner: () => true, alarms: () => [{ memberId: 1n, alarm: 'NOSPACE' }], serializableRange: () => Promise.resolve(), linearizableRange: () => Promise.reject(new Error('no read')) },
-    versions: () => ({ etcdserver: '3.5.17', etcdcluster: '3.5.0' }),
+    versions: () => ({ etcdserver: '3.6.8', etcdcluster: '3.6.0' }),
     metrics: () => Promise.resolve({ contentType: 'text/plain; version=0.0.4; charset=utf-8', body: 'm 1\n' }),
     requestTimeoutMs: 1000,
     onHealthChecked: (ok) => healthOutcomes.push(ok),

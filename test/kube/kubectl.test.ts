@@ -353,7 +353,7 @@ function scenario(kind: TargetKind): void {
     });
 
     it('consistent lists are served by the watch cache after RequestProgress (no fallback to the store)', async () => {
-      // The feature check read Status.version (Cairn: 3.5.17 >= 3.5.13) and enabled RequestWatchProgress:
+      // The feature check read Status.version (Cairn: 3.6.8 >= 3.5.13) and enabled RequestWatchProgress:
       // a list with resourceVersion="" asks the backend for the current revision, then sends
       // progress requests on the cache's watch stream until the cache has caught up with it.
       for (let i = 0; i < 5; i++) ok(await k(['get', 'configmaps', '-A', '-o', 'name']), 'consistent list');

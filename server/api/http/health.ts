@@ -1,4 +1,4 @@
-// /health, /livez, /readyz, /version and /metrics as etcd 3.5.17 answers them
+// /health, /livez, /readyz, /version and /metrics as etcd 3.5.17 and 3.6.8 answer them
 // (server/etcdserver/api/etcdhttp/{health,version,metrics}.go). etcd 3.4.23 differs: its /health body
 // has no "reason" field, it has no /livez or /readyz, and /version names cluster "3.4.0".
 // - /health: alarms (unless ?exclude=<ALARM>), then the leader (unless ?serializable=true), then a
