@@ -8,7 +8,7 @@ import { createLogger, type LogSink, type Logger } from './base/log.js';
 import { AssertionFailure } from './base/errors.js';
 import { checkTlsSettings, serverTls, type TlsConfig } from './base/tls.js';
 import { BootstrapError, LocalAuth, LocalLeases, LocalWriter, Node, RemovedMemberError, fatalCause } from './node/index.js';
-import { authApi, Authorizer, clusterApi, electionApi, kvApi, createGrpcServer, leaseApi, lockApi, maintenanceApi, watchHandler } from './api/index.js';
+import { authApi, Authorizer, ClientRequests, clusterApi, electionApi, kvApi, createGrpcServer, leaseApi, lockApi, maintenanceApi, watchHandler } from './api/index.js';
 import { JwtTokens } from './auth/index.js';
 import { boltImage } from './snap/index.js';
 import { CAIRN_VERSION, ETCD_CLUSTER_VERSION, ETCD_COMPAT_VERSION } from './version.js';
@@ -19,7 +19,7 @@ import { createHttpHandlers, type HealthAlarm, type HealthSource } from './api/h
 import type { ReadPath } from './node/index.js';
 import { AlarmType, decodeRangeRequest, encodeRangeRequest } from '../proto/gen/etcdserverpb.js';
 // metrics (metrics helper)
-import { createMetrics } from './api/metrics.js';
+import { createMetrics, type Metrics } from './api/metrics.js';
 import { nodeStats } from './node/index.js';
 
 function sinkFor(outputs: readonly string[]): LogSink {
@@ -57,15 +57,13 @@ function healthSource(node: Node, reads: ReadPath): HealthSource {
 }
 
 /** gRPC and HTTP on every --listen-client-urls port, health and metrics on --listen-metrics-urls. */
-async function listenAll(cfg: Config, server: GrpcServer, node: Node, reads: ReadPath, log: Logger): Promise<Listeners> {
+async function listenAll(cfg: Config, server: GrpcServer, metrics: Metrics, node: Node, reads: ReadPath, log: Logger): Promise<Listeners> {
   const httpLog = log.child('http');
   const onError = (err: Error, where: string): void => {
     if (isClientProtocolError(err)) httpLog.debug('http: error while serving', { where, error: err });
     else httpLog.warn('http: error while serving', { where, error: err });
   };
   const clientTls = tlsConfig(cfg, cfg.clientTls);
-  // metrics (metrics helper): etcd's series; duration observers (WAL fsync, commits, RTT) count from here on.
-  const metrics = createMetrics({ node, stats: nodeStats, grpc: server, version: ETCD_COMPAT_VERSION, quotaBackendBytes: cfg.quotaBackendBytes, extensive: cfg.metricsExtensive, featureGates: featureGateMetrics(cfg) });
   const handlers = createHttpHandlers({
     grpc: server,
     source: healthSource(node, reads),
@@ -273,10 +271,15 @@ async function run(given: Config, log: Logger): Promise<void> {
     cluster: clusterApi(node, hdr, node),
     maintenance: maintenanceApi(node.maintenance, hdr, { version: ETCD_COMPAT_VERSION, backendQuotaBytes: cfg.quotaBackendBytes, writes: local, snapshotImage: boltImage, log: log.child('maintenance') }),
   };
-  const server = createGrpcServer(log.child('api'), services, { requestBytesMax: cfg.requestBytesMax, onFatal: fatal, leader: node, electionTimeoutMs: cfg.electionTimeoutMs, authz });
+  const clientRequests = new ClientRequests();
+  const requestStats = { warnAfterMs: cfg.warningUnaryRequestMs, debug: cfg.logLevel === 'debug' };
+  const server = createGrpcServer(log.child('api'), services, { requestBytesMax: cfg.requestBytesMax, onFatal: fatal, leader: node, electionTimeoutMs: cfg.electionTimeoutMs, authz, requestStats, clientRequests });
+  // metrics (metrics helper): etcd's series; duration observers (WAL fsync, commits, RTT, a joining
+  // member's snapshot) count from here on, before this member catches up.
+  const metrics = createMetrics({ node, stats: nodeStats, grpc: server, clientRequests, version: ETCD_COMPAT_VERSION, quotaBackendBytes: cfg.quotaBackendBytes, extensive: cfg.metricsExtensive, featureGates: featureGateMetrics(cfg) });
   if (cfg.initialCorruptCheck) await node.initialCorruptCheck();
   await node.ready();
-  const serving = await listenAll(cfg, server, node, local.reads, log);
+  const serving = await listenAll(cfg, server, metrics, node, local.reads, log);
   late.listeners = serving;
   log.info('ready to serve client requests');
   for (const u of cfg.listenClientUrls) {

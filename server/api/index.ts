@@ -1,5 +1,5 @@
 export { kvApi, type KvApi } from './kv.js';
-export { createGrpcServer, type ServerOptions } from './server.js';
+export { ClientRequests, createGrpcServer, type ServerOptions } from './server.js';
 export { toGrpcError } from './errors.js';
 export { leaseApi, type LeaseApi } from './lease.js';
 export { watchHandler, type WatchApiOptions } from './watch.js';

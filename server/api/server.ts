@@ -7,7 +7,7 @@ import { AuthService, ClusterService, KVService, LeaseService, MaintenanceServic
 import type { MethodDescriptor } from '../../proto/wire.js';
 import type { Logger } from '../base/log.js';
 import { ClientError, ServerRefusal, StorageFault } from '../base/errors.js';
-import { GRPC_OVERHEAD_BYTES } from '../base/limits.js';
+import { CLIENT_API_VERSIONS_MAX, GRPC_OVERHEAD_BYTES } from '../base/limits.js';
 import type { LeaderView } from '../node/index.js';
 import { GrpcError, GrpcServer, type BidiHandler, type CallContext, type ServerStreamHandler } from './grpc/index.js';
 import type { AuthApi } from './auth.js';
@@ -23,6 +23,7 @@ import type { LockApi } from './lock.js';
 import type { ElectionApi } from './election.js';
 import { LockService } from '../../proto/gen/v3lockpb.js';
 import { ElectionService } from '../../proto/gen/v3electionpb.js';
+import { requestStatsLogger, type RequestStatsOptions } from './request-stats.js';
 
 export interface Services {
   readonly kv: KvApi;
@@ -47,6 +48,29 @@ export interface ServerOptions {
   readonly electionTimeoutMs: number;
   /** Auth: root-only methods (ADMIN_PATHS) are refused to other callers while auth is enabled. */
   readonly authz?: Authorizer;
+  /** etcd's "request stats" log of slow unary calls (--warning-unary-request-duration); none when absent. */
+  readonly requestStats?: RequestStatsOptions;
+  /** Counts every call by type and client-api-version (etcd_server_client_requests_total). */
+  readonly clientRequests?: ClientRequests;
+}
+
+type Metadata = CallContext['metadata'];
+
+/**
+ * etcd_server_client_requests_total: calls by type ('unary' or 'stream') and the client's
+ * `client-api-version` metadata ('unknown' without one), as etcd's interceptors count them. At most
+ * CLIENT_API_VERSIONS_MAX versions are told apart; calls naming a version past those count as 'other'.
+ */
+export class ClientRequests {
+  readonly unary = new Map<string, number>();
+  readonly stream = new Map<string, number>();
+
+  count(counts: Map<string, number>, metadata: Metadata): void {
+    const v = metadata['client-api-version'];
+    let version = v === undefined ? 'unknown' : Array.isArray(v) ? (v[0] ?? 'unknown') : v;
+    if (!this.unary.has(version) && !this.stream.has(version) && this.unary.size + this.stream.size >= CLIENT_API_VERSIONS_MAX) version = 'other';
+    counts.set(version, (counts.get(version) ?? 0) + 1);
+  }
 }
 
 /**
@@ -90,7 +114,17 @@ export function createGrpcServer(log: Logger, services: Services, opts: ServerOp
       if (isClientProtocolError(err)) log.debug('grpc: error while serving', { where, error: err });
       else log.warn('grpc: error while serving', { where, error: err });
     },
+    ...(opts.requestStats === undefined ? {} : { slowUnary: requestStatsLogger(log, opts.requestStats) }),
   });
+  const counted = opts.clientRequests;
+  /** A stream handler that counts its calls (etcd's stream interceptor) before running. */
+  const stream = <H extends (a: never, b: never, ctx: CallContext) => void>(handler: H): H => {
+    if (counted === undefined) return handler;
+    return ((a: never, b: never, ctx: CallContext) => {
+      counted.count(counted.stream, ctx.metadata);
+      handler(a, b, ctx);
+    }) as H;
+  };
   /** What a failed call ends with; a storage fault also stops the process, an unexpected error is logged. */
   const failure = (method: string, err: unknown): GrpcError => {
     if (err instanceof StorageFault) opts.onFatal(err);
@@ -122,6 +156,7 @@ export function createGrpcServer(log: Logger, services: Services, opts: ServerOp
         throw new GrpcError(e.code, e.details);
       }
       try {
+        counted?.count(counted.unary, ctx.metadata);
         const refusal = callRefusal(opts.leader, ctx.metadata, learnerServes(req));
         if (refusal !== undefined) throw refusal;
         const out = fn(req, ctx);
@@ -141,8 +176,8 @@ export function createGrpcServer(log: Logger, services: Services, opts: ServerOp
   unary(LeaseService.LeaseRevoke, lease.revoke);
   unary(LeaseService.LeaseTimeToLive, lease.timeToLive);
   unary(LeaseService.LeaseLeases, lease.leases);
-  server.bidi(LeaseService.LeaseKeepAlive.path, gateStream(keepAliveStream(lease.keepAlive, (err) => failure(LeaseService.LeaseKeepAlive.name, err)), gate));
-  server.bidi(WatchService.Watch.path, gateStream(services.watch, gate));
+  server.bidi(LeaseService.LeaseKeepAlive.path, stream(gateStream(keepAliveStream(lease.keepAlive, (err) => failure(LeaseService.LeaseKeepAlive.name, err)), gate)));
+  server.bidi(WatchService.Watch.path, stream(gateStream(services.watch, gate)));
   unary(ClusterService.MemberAdd, cluster.memberAdd);
   unary(ClusterService.MemberRemove, cluster.memberRemove);
   unary(ClusterService.MemberUpdate, cluster.memberUpdate);
@@ -155,7 +190,7 @@ export function createGrpcServer(log: Logger, services: Services, opts: ServerOp
   unary(MaintenanceService.Alarm, maintenance.alarm);
   unary(MaintenanceService.Defragment, maintenance.defragment);
   unary(MaintenanceService.Downgrade, maintenance.downgrade);
-  server.serverStream(MaintenanceService.Snapshot.path, adminStream(maintenance.snapshot, opts.authz, (err) => failure(MaintenanceService.Snapshot.name, err)));
+  server.serverStream(MaintenanceService.Snapshot.path, stream(adminStream(maintenance.snapshot, opts.authz, (err) => failure(MaintenanceService.Snapshot.name, err))));
   const auth = services.auth;
   if (auth !== undefined) {
     unary(AuthService.AuthEnable, auth.authEnable);
@@ -186,11 +221,14 @@ export function createGrpcServer(log: Logger, services: Services, opts: ServerOp
     unary(ElectionService.Proclaim, election.proclaim);
     unary(ElectionService.Leader, election.leader);
     unary(ElectionService.Resign, election.resign);
-    server.serverStream(ElectionService.Observe.path, (bytes, out, ctx) => {
-      const refusal = callRefusal(opts.leader, ctx.metadata, false);
-      if (refusal !== undefined) return out.end(toGrpcError(refusal));
-      election.observe(bytes, out, ctx);
-    });
+    server.serverStream(
+      ElectionService.Observe.path,
+      stream<ServerStreamHandler>((bytes, out, ctx) => {
+        const refusal = callRefusal(opts.leader, ctx.metadata, false);
+        if (refusal !== undefined) return out.end(toGrpcError(refusal));
+        election.observe(bytes, out, ctx);
+      }),
+    );
   }
   return server;
 }

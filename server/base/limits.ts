@@ -143,3 +143,9 @@ export const SHUTDOWN_TIMEOUT_MS = 30_000;
  * error once nothing drained for this long, releasing its copy and its CLIENT_SNAPSHOTS_MAX slot.
  */
 export const CLIENT_SNAPSHOT_STALL_MS = 30_000;
+
+/**
+ * client-api-version values told apart in etcd_server_client_requests_total (a client names its own,
+ * so the series are bounded here; etcd's are not): calls naming a version past these count as 'other'.
+ */
+export const CLIENT_API_VERSIONS_MAX = 64;

@@ -153,8 +153,6 @@ export const NO_EFFECT: Readonly<Record<string, string>> = {
   'experimental-downgrade-check-time': 'Cairn has no cluster downgrade to watch over',
   'warning-apply-duration': 'Cairn does not log slow applies',
   'experimental-warning-apply-duration': 'Cairn does not log slow applies',
-  'warning-unary-request-duration': 'Cairn does not log slow requests',
-  'experimental-warning-unary-request-duration': 'Cairn does not log slow requests',
   'experimental-txn-mode-write-with-shared-buffer': GATES_MEANING['TxnModeWriteWithSharedBuffer'] ?? '',
   'experimental-enable-lease-checkpoint': GATES_MEANING['LeaseCheckpoint'] ?? '',
   'experimental-enable-lease-checkpoint-persist': GATES_MEANING['LeaseCheckpoint'] ?? '',

@@ -100,7 +100,7 @@ const FLAGS: Record<string, FlagSpec> = {
   'experimental-compaction-sleep-interval': { kind: 'duration', def: '10ms', help: 'etcd 3.5 name of --compaction-sleep-interval.' },
   'warning-apply-duration': { kind: 'duration', def: '100ms', help: 'Slow-apply warning threshold (no effect).' },
   'experimental-warning-apply-duration': { kind: 'duration', def: '100ms', help: 'etcd 3.5 name of --warning-apply-duration.' },
-  'warning-unary-request-duration': { kind: 'duration', def: '300ms', help: 'Slow-request warning threshold (no effect).' },
+  'warning-unary-request-duration': { kind: 'duration', def: '300ms', help: 'Time duration after which a warning is generated if a unary request takes longer (etcd\'s "request stats" log line).' },
   'experimental-warning-unary-request-duration': { kind: 'duration', def: '300ms', help: 'etcd 3.5 name of --warning-unary-request-duration.' },
   'bootstrap-defrag-threshold-megabytes': { kind: 'int', def: '0', help: 'Defragment at start when that frees at least this many megabytes (0 = never).' },
   'experimental-bootstrap-defrag-threshold-megabytes': { kind: 'int', def: '0', help: 'etcd 3.5 name of --bootstrap-defrag-threshold-megabytes.' },
@@ -276,6 +276,8 @@ export interface Config {
   readonly compactionBatchLimit: number | undefined;
   /** --compaction-sleep-interval when given (ms). */
   readonly compactionSleepIntervalMs: number | undefined;
+  /** --warning-unary-request-duration (or its --experimental-* spelling; 0 = etcd's 300ms), in ms: slower unary calls are logged. */
+  readonly warningUnaryRequestMs: number;
   /** --bootstrap-defrag-threshold-megabytes in bytes (0 = no defragmentation at start). */
   readonly bootstrapDefragThresholdBytes: number;
   readonly logLevel: Level;
@@ -524,6 +526,7 @@ export function loadConfig(argv: readonly string[], env: NodeJS.ProcessEnv): Con
     }),
     bootstrapDefragThresholdBytes: Math.max(0, int('bootstrap-defrag-threshold-megabytes', raw('bootstrap-defrag-threshold-megabytes'))) * 1024 * 1024,
     compactionSleepIntervalMs: givenOrAlias(set, 'compaction-sleep-interval', (v, flag) => duration(flag, v)),
+    warningUnaryRequestMs: givenOrAlias(set, 'warning-unary-request-duration', (v, flag) => duration(flag, v)) || duration('warning-unary-request-duration', FLAGS['warning-unary-request-duration']?.def ?? '300ms'),
     logLevel: logLevel === 'panic' ? 'fatal' : logLevel,
     logOutputs: raw('log-outputs').split(','),
     maxConcurrentStreams: concurrentStreams(raw('max-concurrent-streams')),

@@ -96,8 +96,8 @@ export class KvStore {
   compactRev: number;
   /** Revisions committed by write transactions since the last takeChanges(). */
   private changes: RevisionEvents[] = [];
-  /** Calls on this store's transactions, for metrics (etcd's mvcc range/put/delete/txn totals). */
-  readonly counts = { ranges: 0, puts: 0, deletes: 0, txns: 0 };
+  /** For metrics: calls on this store's transactions (etcd's mvcc range/put/delete/txn totals), bytes of keys and values put, revisions removed by compaction. */
+  readonly counts = { ranges: 0, puts: 0, deletes: 0, txns: 0, putBytes: 0, compactedRevisions: 0 };
   /** Live keys (not deleted), once counted; undefined until then and after a reload. */
   private live: number | undefined = undefined;
 
@@ -371,6 +371,7 @@ export class KvStore {
         this.revs.del(revKey(e.main, e.sub));
         this.index.remove(key, encodeIndexEntry(e));
       }
+      this.counts.compactedRevisions += drop.length;
     }
     if (next !== undefined) {
       this.meta.put(META.compactPhysicalFrom, next);
@@ -453,6 +454,7 @@ export class WriteTxn implements RangeSource {
     const sub = this.changes++;
     const last = liveAt(this.index, key, Infinity);
     this.store.counts.puts++;
+    this.store.counts.putBytes += key.length + value.length;
     this.counted();
     if (last === undefined) this.store.addLiveKeys(1);
     const create = last !== undefined ? last.create : rev;

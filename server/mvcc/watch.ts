@@ -121,6 +121,8 @@ export class WatchableStore {
   private readonly unsynced = new Set<Watcher>();
   private syncScheduled = false;
   private count = 0;
+  /** Events handed to watchers' sinks, one per watcher that got it (etcd's events_total). */
+  private sentEvents = 0;
   /** Committed revisions not yet delivered (delivery runs after the writers' replies went out). */
   private pending: RevisionEvents[] = [];
   private flushScheduled = false;
@@ -150,6 +152,22 @@ export class WatchableStore {
   /** Watchers catching up from history (etcd's slow watchers). */
   get unsyncedWatchers(): number {
     return this.unsynced.size;
+  }
+
+  /** Events sent to watchers so far, counted once per watcher. */
+  get eventsSent(): number {
+    return this.sentEvents;
+  }
+
+  /** Events of the committed revisions not delivered yet (a turn of the event loop at most). */
+  get pendingEvents(): number {
+    return this.pending.reduce((n, r) => n + r.events.length, 0);
+  }
+
+  /** Hands a watcher its events, counting them. */
+  private send(w: Watcher, chunks: readonly (readonly WatchEvent[])[], headerRev: number): void {
+    for (const c of chunks) this.sentEvents += c.length;
+    w.sink.sendEvents(w, chunks, headerRev);
   }
 
   /** Adds a watcher whose created reply went out already; it gets events from w.nextRev on. */
@@ -271,7 +289,7 @@ export class WatchableStore {
       this.toUnsynced(w, firstRev);
       return;
     }
-    w.sink.sendEvents(w, chunks, last);
+    this.send(w, chunks, last);
     w.nextRev = last + 1;
   }
 
@@ -379,7 +397,7 @@ export class WatchableStore {
         const evs = sh.select(w.filters, idx);
         if (evs.length > 0) chunks.push(evs);
       }
-      if (chunks.length > 0) w.sink.sendEvents(w, chunks, cur);
+      if (chunks.length > 0) this.send(w, chunks, cur);
       w.nextRev = Math.max(w.nextRev, endRev + 1);
       if (w.nextRev > cur) {
         this.unsynced.delete(w);

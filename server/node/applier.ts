@@ -1,7 +1,7 @@
 // Apply: committed entries into LMDB, in log order, exactly once: one write transaction per batch
 // holds the entries' effects and the applied index together (DESIGN: apply is atomic with its index).
 // An entry that fails halfway (MidTxnError) aborts the batch, which is redone with that entry refused.
-import { decodeInternalRequest } from '../../proto/gen/cairnpb.js';
+import { decodeInternalRequest, type InternalRequest } from '../../proto/gen/cairnpb.js';
 import type { Backend } from '../storage/backend/index.js';
 import { META, decodeNum, encodeNum } from '../storage/schema/index.js';
 import type { KvStore, RevisionEvents } from '../mvcc/index.js';
@@ -11,7 +11,7 @@ import { applyRequest, MidTxnError, type AlarmStore, type ApplyOutcome, type Lea
 import { decodeConfChange, type ConfChange, type Entry } from '../raft/index.js';
 import { applyChange, checkChange, decodeChange, type MemberChange, type MemberStore } from '../membership/index.js';
 import { ClientError, assert } from '../base/errors.js';
-import { appliedIn } from './stats.js';
+import { appliedIn, nodeStats } from './stats.js';
 
 /** What one LMDB batch changed, for everything that runs after its transaction committed. */
 export interface Effects {
@@ -20,6 +20,18 @@ export interface Effects {
   readonly outcomes: { id: bigint; outcome: ApplyOutcome }[];
   readonly conf: { cc: ConfChange; change: MemberChange; error: ClientError | undefined }[];
   compacted: boolean;
+}
+
+/** The request kinds an entry may carry, with etcd's op label of etcd_server_apply_duration_seconds. */
+const APPLY_OPS = (
+  ['put', 'deleteRange', 'txn', 'compaction', 'leaseGrant', 'leaseRevoke', 'alarm', 'authEnable', 'authDisable', 'authenticate', 'authUserAdd', 'authUserDelete', 'authUserChangePassword', 'authUserGrantRole', 'authUserRevokeRole', 'authRoleAdd', 'authRoleDelete', 'authRoleGrantPermission', 'authRoleRevokePermission'] as const
+).map((k) => [k, k.charAt(0).toUpperCase() + k.slice(1)] as const);
+
+/** etcd's op label for a request (Cairn's member attributes entry is etcd's ClusterMemberAttrSet). */
+function applyOp(req: InternalRequest): string {
+  if (req.memberAttrs !== undefined) return 'ClusterMemberAttrSet';
+  for (const [k, op] of APPLY_OPS) if (req[k] !== undefined) return op;
+  return 'unknown';
 }
 
 class MidTxnFailure extends Error {
@@ -68,8 +80,13 @@ export class Applier {
       const before = this.appliedIndex;
       try {
         const started = performance.now();
-        this.host.backend.write(() => this.applyAll(chunk, failed, effects));
-        appliedIn(performance.now() - started);
+        let changed = started;
+        this.host.backend.write(() => {
+          this.applyAll(chunk, failed, effects);
+          changed = performance.now();
+        });
+        const ended = performance.now();
+        appliedIn(ended - started, ended - changed);
         effects.revisions = this.host.store.takeChanges();
         return effects;
       } catch (err) {
@@ -101,12 +118,14 @@ export class Applier {
       else if (e.data.length > 0) {
         const req = decodeInternalRequest(e.data);
         let outcome: ApplyOutcome;
+        const started = performance.now();
         try {
           outcome = applyRequest(ctx, req, failed.get(e.index));
         } catch (err) {
           if (err instanceof MidTxnError) throw new MidTxnFailure(e.index, err.error);
           throw err;
         }
+        nodeStats.apply.observe(applyOp(req), outcome.ok, (performance.now() - started) / 1000);
         if (outcome.ok && outcome.response.kind === 'compaction') effects.compacted = true;
         const id = req.header?.ID;
         if (id !== undefined) effects.outcomes.push({ id, outcome });

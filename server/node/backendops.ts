@@ -11,7 +11,7 @@ import { CLIENT_SNAPSHOTS_MAX, WATCH_DEFERRED_TASKS_MAX } from '../base/limits.j
 import type { NodeConfig } from './config.js';
 import type { HashKvResult } from './surface.js';
 import { snapDirOf } from './recovery.js';
-import { nodeStats, timed } from './stats.js';
+import { nodeStats, timed, timedSync } from './stats.js';
 
 export interface BackendOpsHost {
   readonly cfg: NodeConfig;
@@ -157,11 +157,13 @@ export class BackendOps {
       const beforeBytes = this.host.backend.sizeBytes();
       log.info('defragmenting the storage backend', { path: this.host.backend.path, 'current-db-size-bytes': beforeBytes, 'current-db-size-in-use-bytes': this.host.backend.sizeInUseBytes() });
       const resume = this.pauseApply();
+      nodeStats.defragsRunning++;
       let release = (): void => undefined;
       try {
         release = await this.host.quiesce();
         await this.host.backend.withCompactCopy((tmp) => this.swap(tmp));
       } finally {
+        nodeStats.defragsRunning--;
         // Reads and applies first: the compaction, released, takes its next step on the new file.
         resume();
         release();
@@ -177,12 +179,13 @@ export class BackendOps {
   /** Maintenance.Hash: CRC-32 over every replicated table (not member-local meta), and the current revision. */
   hash(): { hash: number; revision: number } | Promise<{ hash: number; revision: number }> {
     if (this.swapping) return this.swapped.then(() => this.hash());
-    return { hash: this.host.backend.hash(['rev', 'lease', 'members', 'alarm', 'authUsers', 'authRoles'], ['index', 'leaseKeys']), revision: this.host.store.currentRev };
+    const hash = timedSync(nodeStats.hash, () => this.host.backend.hash(['rev', 'lease', 'members', 'alarm', 'authUsers', 'authRoles'], ['index', 'leaseKeys']));
+    return { hash, revision: this.host.store.currentRev };
   }
 
   hashKV(revision: number): HashKvResult | Promise<HashKvResult> {
     if (this.swapping) return this.swapped.then(() => this.hashKV(revision));
-    return this.host.store.hashKV(revision);
+    return timedSync(nodeStats.hashRev, () => this.host.store.hashKV(revision));
   }
 
 }

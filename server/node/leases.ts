@@ -45,7 +45,10 @@ export class Leases {
   /** What an apply batch granted and revoked. */
   applied(changes: LeaseChanges): void {
     const now = monotonicMs();
-    for (const g of changes.granted) this.lessor.granted(g.id, g.ttlSeconds, now);
+    for (const g of changes.granted) {
+      this.lessor.granted(g.id, g.ttlSeconds, now);
+      nodeStats.leaseTtl.observe(g.ttlSeconds);
+    }
     for (const id of changes.revoked) this.lessor.revoked(id);
     nodeStats.leasesGranted += changes.granted.length;
     nodeStats.leasesRevoked += changes.revoked.length;
@@ -95,7 +98,10 @@ export class Leases {
     for (const id of ids) {
       this.host.propose({ leaseRevoke: { ID: id }, ...(header !== undefined ? { header } : {}) }).then(
         (o) => {
-          if (o.ok) log.debug('lease expired and revoked', { 'lease-id': id.toString(16) });
+          if (o.ok) {
+            nodeStats.leasesExpired++;
+            log.debug('lease expired and revoked', { 'lease-id': id.toString(16) });
+          }
           else log.warn('revoking an expired lease was refused; will retry', { 'lease-id': id.toString(16), error: o.error });
         },
         (err: unknown) => log.warn('failed to revoke an expired lease; will retry', { 'lease-id': id.toString(16), error: err }),

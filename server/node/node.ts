@@ -30,7 +30,7 @@ import { raftConfigOf, requestTimeoutMsOf, type NodeConfig } from './config.js';
 import { RemovedMemberError, backendPathOf, confStateOf, recover, snapDirOf, toWal, toWalHardState, walDirOf } from './recovery.js';
 import { monotonicMs, systemClock } from './clock.js';
 import { RequestIds } from './ids.js';
-import { HeartbeatGaps, nodeStats, peerRoundTrip } from './stats.js';
+import { HeartbeatGaps, nodeStats, peerRoundTrip, snapshotStored } from './stats.js';
 import { quotaCost } from './quota.js';
 import { SpaceGuard } from './space.js';
 import { Snapshots } from './snapshots.js';
@@ -245,6 +245,7 @@ export class Node implements ClusterPath, LeaderView {
       isRemoved: (id) => node.memberStore.isRemoved(id),
       onRemoved: () => node.life.removed('a peer reports that this member was removed from the cluster'),
       onRoundTrip: peerRoundTrip,
+      onSnapshotStored: snapshotStored,
       tls: cfg.peerTls,
     });
     for (const m of peers) if (m.id !== identity.memberId) node.transport.addPeer(m.id, [...m.peerURLs]);
@@ -456,6 +457,11 @@ export class Node implements ClusterPath, LeaderView {
   }
 
   // ---------- metrics, background checks and stopping (lifecycle.ts) ----------
+
+  /** LMDB read transactions this process holds open (etcd_mvcc_db_open_read_transactions). */
+  openReadTxns(): number {
+    return this.backend.openReadTxns();
+  }
 
   /** Bytes and drops on the streams to and from a peer (etcd_network_peer_*). */
   peerStats(id: bigint): PeerStats | undefined {

@@ -6,6 +6,7 @@ import { ServerRefusal } from '../base/errors.js';
 import { APPLIED_WAITERS_MAX, READS_PENDING_MAX } from '../base/limits.js';
 import { ProposalDroppedError } from '../raft/index.js';
 import { dropped } from './proposals.js';
+import { nodeStats } from './stats.js';
 
 interface AppliedWaiter {
   readonly index: number;
@@ -108,7 +109,10 @@ export class ReadIndexBatcher {
     const ctx = Buffer.alloc(16);
     ctx.writeBigUInt64BE(this.host.memberId, 0);
     ctx.writeBigUInt64BE(++this.seq, 8);
-    const timer = setTimeout(() => this.failInFlight(new ServerRefusal('timeout')), this.host.reqTimeoutMs);
+    const timer = setTimeout(() => {
+      nodeStats.slowReadIndexes++;
+      this.failInFlight(new ServerRefusal('timeout'));
+    }, this.host.reqTimeoutMs);
     this.inFlight = { ctx, waiters, timer };
     try {
       this.host.readIndex(ctx);
@@ -124,6 +128,7 @@ export class ReadIndexBatcher {
     const b = this.inFlight;
     this.inFlight = undefined;
     if (b !== undefined) {
+      nodeStats.readIndexesFailed++;
       clearTimeout(b.timer);
       for (const w of b.waiters) w.reject(err);
     }
@@ -132,7 +137,11 @@ export class ReadIndexBatcher {
 
   onReadState(index: number, ctx: Uint8Array): void {
     const b = this.inFlight;
-    if (b === undefined || !b.ctx.equals(ctx)) return;
+    if (b === undefined || !b.ctx.equals(ctx)) {
+      // An answer to an earlier round that failed (timed out, leader changed): etcd's slow read index.
+      nodeStats.slowReadIndexes++;
+      return;
+    }
     clearTimeout(b.timer);
     this.inFlight = undefined;
     if (this.host.appliedIndex() >= index) for (const w of b.waiters) w.resolve();

@@ -11,6 +11,7 @@ import { CONF_CHANGES_PENDING_MAX } from '../base/limits.js';
 import type { NodeConfig } from './config.js';
 import type { RequestIds } from './ids.js';
 import { dropped } from './proposals.js';
+import { nodeStats } from './stats.js';
 import type { MemberInfo } from './surface.js';
 
 /** A membership change not applied after this many election timeouts is proposed again. */
@@ -99,7 +100,9 @@ export class Reconfig {
     }
     if (!this.learnerReady(id)) throw new ClientError('learnerNotReady');
     if (this.strictReconfig()) refuseReconfig(mayPromote(this.reconfigView()));
-    return this.propose({ kind: 'promote', requestId: this.host.ids.next(), member: cur }, 'addNode');
+    const members = await this.propose({ kind: 'promote', requestId: this.host.ids.next(), member: cur }, 'addNode');
+    nodeStats.learnersPromoted++;
+    return members;
   }
 
   /** etcd: a learner may be promoted once its match index is at least 90% of the leader's. */

@@ -12,6 +12,21 @@ export interface DurationSlot {
   observe: (seconds: number) => void;
 }
 
+/** A sink for plain values (e.g. a lease's TTL in seconds). */
+export interface ValueSlot {
+  observe: (value: number) => void;
+}
+
+/** A sink for one applied request's duration: its kind (etcd's op name) and whether it succeeded. */
+export interface ApplySlot {
+  observe: (op: string, success: boolean, seconds: number) => void;
+}
+
+/** A sink for one read's duration and whether it succeeded. */
+export interface OutcomeSlot {
+  observe: (success: boolean, seconds: number) => void;
+}
+
 /** A sink for durations in seconds per label value (e.g. a peer's id in hex). */
 export interface LabelledDurationSlot {
   observe: (label: string, seconds: number) => void;
@@ -32,10 +47,48 @@ export interface NodeStats {
   leasesGranted: number;
   leasesRevoked: number;
   leasesRenewed: number;
+  /** Expired leases this member revoked as leader (etcd: lease_expired_total). */
+  leasesExpired: number;
+  /** ReadIndex rounds that failed (leader change, timeout, no leader to ask). */
+  readIndexesFailed: number;
+  /** ReadIndex rounds that timed out, and answers to an earlier round that came too late. */
+  slowReadIndexes: number;
+  /** Learners promoted by this member as leader. */
+  learnersPromoted: number;
+  /** Defragmentations running now (0 or 1). */
+  defragsRunning: number;
+  /** Bytes written to the WAL. */
+  walWriteBytes: number;
+  /** When the last physical compaction finished (Unix seconds; 0 = none since start). */
+  lastCompactionUnixSec: number;
   /** One WAL write made durable (O_DSYNC write = write + fdatasync). */
   readonly walFsync: DurationSlot;
-  /** One backend (LMDB) write transaction: an apply batch. */
+  /** The same WAL write: with O_DSYNC the write is the fsync (etcd times its write and its fsync apart). */
+  readonly walWrite: DurationSlot;
+  /** One backend (LMDB) commit: the commit of an apply batch's write transaction. */
   readonly backendCommit: DurationSlot;
+  /** One granted lease's TTL in seconds, as applied on this member. */
+  readonly leaseTtl: ValueSlot;
+  /** One applied request (not membership changes). */
+  readonly apply: ApplySlot;
+  /** One Range read from the store (after any ReadIndex wait). */
+  readonly range: OutcomeSlot;
+  /** Maintenance.Hash over the backend. */
+  readonly hash: DurationSlot;
+  /** A HashKV at a revision (the RPC, peers' corruption checks, the compaction hash check). */
+  readonly hashRev: DurationSlot;
+  /** One step of a physical compaction (a write transaction that removes old revisions). */
+  readonly compactionStep: DurationSlot;
+  /** A whole physical compaction, first step to last. */
+  readonly compactionTotal: DurationSlot;
+  /** The snapshot point every --snapshot-count entries: LMDB made durable, then WAL segments released. */
+  readonly snapshotSave: DurationSlot;
+  /** The LMDB fsync at that point. */
+  readonly snapshotFsync: DurationSlot;
+  /** A snapshot received from the leader stored: first frame to durable file (etcd: snap_db save). */
+  readonly snapshotDbSave: DurationSlot;
+  /** That file's fsync. */
+  readonly snapshotDbFsync: DurationSlot;
   /** A consistent copy of the backend (for a follower's snapshot or a Maintenance snapshot). */
   readonly backendSnapshot: DurationSlot;
   /** One defragmentation. */
@@ -59,8 +112,27 @@ export function newNodeStats(): NodeStats {
     leasesGranted: 0,
     leasesRevoked: 0,
     leasesRenewed: 0,
+    leasesExpired: 0,
+    readIndexesFailed: 0,
+    slowReadIndexes: 0,
+    learnersPromoted: 0,
+    defragsRunning: 0,
+    walWriteBytes: 0,
+    lastCompactionUnixSec: 0,
     walFsync: { observe: ignore },
+    walWrite: { observe: ignore },
     backendCommit: { observe: ignore },
+    leaseTtl: { observe: ignore },
+    apply: { observe: ignore },
+    range: { observe: ignore },
+    hash: { observe: ignore },
+    hashRev: { observe: ignore },
+    compactionStep: { observe: ignore },
+    compactionTotal: { observe: ignore },
+    snapshotSave: { observe: ignore },
+    snapshotFsync: { observe: ignore },
+    snapshotDbSave: { observe: ignore },
+    snapshotDbFsync: { observe: ignore },
     backendSnapshot: { observe: ignore },
     backendDefrag: { observe: ignore },
     peerRoundTrip: { observe: ignore },
@@ -98,10 +170,15 @@ export class HeartbeatGaps {
   }
 }
 
-/** Wraps a WAL write (WalOptions.observeWrite): its duration is the fsync latency (O_DSYNC write). */
-export function timeWalWrite(write: Promise<void>): Promise<void> {
+/** Wraps a WAL write of `bytes` (WalOptions.observeWrite): its duration is the write's and the fsync's (O_DSYNC write). */
+export function timeWalWrite(write: Promise<void>, bytes: number): Promise<void> {
   const started = performance.now();
-  return write.then(() => nodeStats.walFsync.observe((performance.now() - started) / 1000));
+  return write.then(() => {
+    const seconds = (performance.now() - started) / 1000;
+    nodeStats.walWriteBytes += bytes;
+    nodeStats.walWrite.observe(seconds);
+    nodeStats.walFsync.observe(seconds);
+  });
 }
 
 /** Resolves as `work` does, observing its duration in `slot` when it succeeds. */
@@ -113,10 +190,24 @@ export function timed<T>(slot: DurationSlot, work: Promise<T>): Promise<T> {
   });
 }
 
-/** An apply batch's LMDB transaction took `ms`: a backend commit, and a slow apply past SLOW_APPLY_MS. */
-export function appliedIn(ms: number): void {
-  nodeStats.backendCommit.observe(ms / 1000);
+/** An apply batch's LMDB transaction took `ms`, `commitMs` of it to commit: a slow apply past SLOW_APPLY_MS. */
+export function appliedIn(ms: number, commitMs: number): void {
+  nodeStats.backendCommit.observe(commitMs / 1000);
   if (ms > SLOW_APPLY_MS) nodeStats.slowApplies++;
+}
+
+/** Runs a synchronous `work`, observing its duration in `slot`. */
+export function timedSync<T>(slot: DurationSlot, work: () => T): T {
+  const started = performance.now();
+  const out = work();
+  slot.observe((performance.now() - started) / 1000);
+  return out;
+}
+
+/** A snapshot from the leader was stored (TransportOptions.onSnapshotStored). */
+export function snapshotStored(saveSeconds: number, fsyncSeconds: number): void {
+  nodeStats.snapshotDbSave.observe(saveSeconds);
+  nodeStats.snapshotDbFsync.observe(fsyncSeconds);
 }
 
 /** A ping's round trip to a peer (TransportOptions.onRoundTrip). */

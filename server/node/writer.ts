@@ -23,6 +23,7 @@ import { AssertionFailure, ClientError } from '../base/errors.js';
 import type { AuthStore } from '../auth/index.js';
 import { ELECTION_TIMEOUT_MS, HEARTBEAT_INTERVAL_MS, LEASE_TTL_MAX_SECONDS } from '../base/limits.js';
 import { monotonicMs, type Node } from './node.js';
+import { nodeStats } from './stats.js';
 
 /** The member's identity as every response header carries it. */
 export interface Identity {
@@ -59,8 +60,16 @@ function after(wait: Promise<void> | undefined, fn: () => Uint8Array): Encoded {
 
 function readsOn(node: Node): ReadPath {
   const range = (r: RangeRequest): Uint8Array => {
-    const resp = applyRange(node.store.beginRead(), r);
-    return encodeRangeResponse({ ...resp, header: header(node, resp.header.revision) });
+    const started = performance.now();
+    let ok = false;
+    try {
+      const resp = applyRange(node.store.beginRead(), r);
+      ok = true;
+      return encodeRangeResponse({ ...resp, header: header(node, resp.header.revision) });
+    } finally {
+      // etcd_server_range_duration_seconds: the read itself, after any ReadIndex wait (etcd's txn.Range).
+      nodeStats.range.observe(ok, (performance.now() - started) / 1000);
+    }
   };
   const txn = (r: TxnRequest): Uint8Array => {
     const resp = applyTxn(node.store, r, NO_LEASES, undefined);

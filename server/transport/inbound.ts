@@ -35,6 +35,7 @@ export interface InboundEnv {
   isRemoved(id: bigint): boolean;
   onMessages(msgs: Message[]): void;
   onSnapshot(msg: Message, file: string): void;
+  onSnapshotStored?: ((saveSeconds: number, fsyncSeconds: number) => void) | undefined;
   handleRequest(from: bigint, kind: string, body: Uint8Array): Promise<Uint8Array>;
   /** A connection passed its hello (the transport indexes it by peer; a new stream supersedes the old). */
   accepted(conn: FramedConn, from: bigint, purpose: Purpose): void;

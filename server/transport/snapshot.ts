@@ -143,6 +143,8 @@ export interface SnapshotReceiveEnv {
   readonly snapshotDir: string;
   readonly memberId: bigint;
   onSnapshot(msg: Message, file: string): void;
+  /** A snapshot was stored: seconds from its first frame to the file being durable, and of its fsync (metrics). */
+  onSnapshotStored?: ((saveSeconds: number, fsyncSeconds: number) => void) | undefined;
 }
 
 /** Suffix of incomplete snapshot files in snapshotDir (the host may delete leftovers at start). */
@@ -158,6 +160,8 @@ export class SnapshotReceiver {
   private fh: FileHandle | undefined;
   private tmp = '';
   private work: Promise<void> = Promise.resolve();
+  /** When the snapshot's first frame arrived (performance.now()). */
+  private startedMs = 0;
 
   constructor(
     private readonly env: SnapshotReceiveEnv,
@@ -194,6 +198,7 @@ export class SnapshotReceiver {
     const msg = decodeMessage(p.subarray(8));
     if (msg.type !== 'snap' || msg.snapshot === undefined) throw new PeerProtocolError(`snapshot connection carries a ${msg.type} message`);
     if (msg.to !== this.env.memberId || msg.from !== this.from) throw new PeerProtocolError('snapshot message addressed inconsistently with the hello');
+    this.startedMs = performance.now();
     this.msg = msg;
     this.size = Number(size);
     this.tmp = path.join(this.env.snapshotDir, `${randomBytes(8).toString('hex')}${SNAPSHOT_TEMP_SUFFIX}`);
@@ -220,12 +225,15 @@ export class SnapshotReceiver {
     const s = msg.snapshot;
     const final = path.join(this.env.snapshotDir, `${hex16(s.index)}-${hex16(s.term)}-${randomBytes(4).toString('hex')}.snap.db`);
     try {
+      const fsyncStarted = performance.now();
       await fh.sync();
+      const fsyncSeconds = (performance.now() - fsyncStarted) / 1000;
       await fh.close();
       this.fh = undefined;
       await rename(this.tmp, final);
       this.tmp = final; // removed instead if the directory sync fails
       await syncDir(this.env.snapshotDir);
+      this.env.onSnapshotStored?.((performance.now() - this.startedMs) / 1000, fsyncSeconds);
     } catch (e) {
       await this.reject(`storing the snapshot failed: ${e instanceof Error ? e.message : String(e)}`);
       return;

@@ -30,6 +30,8 @@ export interface TransportOptions {
   onMessages(msgs: Message[]): void;
   /** A snapshot file arrived complete and verified; the host owns the file from now on. */
   onSnapshot(msg: Message, file: string): void;
+  /** A snapshot file was stored: seconds from its first frame to being durable, and of its fsync; for metrics. */
+  onSnapshotStored?: ((saveSeconds: number, fsyncSeconds: number) => void) | undefined;
   /** A consistent copy of the snapshot to send for `msg` (the host may rewrite msg.snapshot to match it). */
   openSnapshot(msg: Message): Promise<OutgoingSnapshot>;
   /** A snapshot send finished: ok = the receiver stored and verified it. */
@@ -55,6 +57,8 @@ export interface PeerStats {
   readonly bytesSent: number;
   readonly dropped: number;
   readonly bytesReceived: number;
+  /** The stream to the peer is up (etcd_network_active_peers). */
+  readonly active: boolean;
 }
 
 interface Peer {
@@ -289,7 +293,7 @@ export class Transport {
   peerStats(id: bigint): PeerStats | undefined {
     const peer = this.peers.get(id);
     if (peer === undefined) return undefined;
-    return { ...peer.stream.stats, bytesReceived: this.bytesReceived.get(id) ?? 0 };
+    return { ...peer.stream.stats, bytesReceived: this.bytesReceived.get(id) ?? 0, active: peer.stream.activeSinceMs !== undefined };
   }
 
   /** Stops listening, closes every connection, rejects pending requests; resolves once all sockets are closed. */
@@ -356,6 +360,7 @@ export class Transport {
           isRemoved: (id) => this.opts.isRemoved(id),
           onMessages: (msgs) => this.opts.onMessages(msgs),
           onSnapshot: (msg, file) => this.opts.onSnapshot(msg, file),
+          onSnapshotStored: (save, fsync) => this.opts.onSnapshotStored?.(save, fsync),
           handleRequest: (from, kind, body) => this.opts.handleRequest(from, kind, body),
           accepted: (c, from, purpose) => this.accepted(c, info, from, purpose),
           cleanup: (p) => this.addCleanup(p),

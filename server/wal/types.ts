@@ -47,10 +47,10 @@ export interface WalOptions {
    */
   beforeWrite?: (() => void) | undefined;
   /**
-   * Wraps each durable write of appended records (the host times it for metrics); must return a
+   * Wraps each durable write of appended records, `bytes` long (the host times and counts it for metrics); must return a
    * promise that settles as `write` does. Called with the write already started.
    */
-  observeWrite?: ((write: Promise<void>) => Promise<void>) | undefined;
+  observeWrite?: ((write: Promise<void>, bytes: number) => Promise<void>) | undefined;
 }
 
 /** Counters for tests and metrics. */

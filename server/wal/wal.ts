@@ -77,7 +77,7 @@ interface WalParts {
   dir: string;
   segmentBytes: number;
   beforeWrite: (() => void) | undefined;
-  observeWrite: ((write: Promise<void>) => Promise<void>) | undefined;
+  observeWrite: ((write: Promise<void>, bytes: number) => Promise<void>) | undefined;
   logger: WalLogger;
   segments: SegmentRef[];
   active: ActiveSegment;
@@ -89,7 +89,7 @@ export class Wal {
   readonly #dir: string;
   readonly #segmentBytes: number;
   readonly #beforeWrite: (() => void) | undefined;
-  readonly #observeWrite: ((write: Promise<void>) => Promise<void>) | undefined;
+  readonly #observeWrite: ((write: Promise<void>, bytes: number) => Promise<void>) | undefined;
   readonly #logger: WalLogger;
   readonly #segments: SegmentRef[];
   #active: ActiveSegment;
@@ -306,7 +306,7 @@ export class Wal {
       await this.#writeOnLoop(active.fh, bytes, active.bytes);
     } else {
       const write = writeAll(active.fh, bytes, active.bytes);
-      await (this.#observeWrite === undefined ? write : this.#observeWrite(write));
+      await (this.#observeWrite === undefined ? write : this.#observeWrite(write, bytes.length));
     }
     this.#stats.syncs++;
     active.bytes += bytes.length;
@@ -321,7 +321,7 @@ export class Wal {
     const write = new Promise<void>((resolve, reject) => {
       settle = (err) => (err === undefined ? resolve() : reject(err));
     });
-    const observed = this.#observeWrite === undefined ? write : this.#observeWrite(write);
+    const observed = this.#observeWrite === undefined ? write : this.#observeWrite(write, bytes.length);
     this.#wroteOnLoop = true;
     try {
       writeAllSync(fh, bytes, position);

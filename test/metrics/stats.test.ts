@@ -40,9 +40,9 @@ test('durations reach the installed observers; slow applies and renewals are cou
   nodeStats.backendCommit.observe = (s) => void commits.push(s);
   try {
     const slow = nodeStats.slowApplies;
-    appliedIn(5);
-    appliedIn(SLOW_APPLY_MS + 1);
-    assert.deepEqual(commits, [0.005, (SLOW_APPLY_MS + 1) / 1000]);
+    appliedIn(5, 2);
+    appliedIn(SLOW_APPLY_MS + 1, 3);
+    assert.deepEqual(commits, [0.002, 0.003], 'a backend commit is the commit alone');
     assert.equal(nodeStats.slowApplies, slow + 1);
   } finally {
     nodeStats.backendCommit.observe = prev;

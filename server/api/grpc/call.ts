@@ -2,7 +2,7 @@
 // final status and cancellation. One object per call serves as the handler's context, its response
 // stream and (bidi) its request stream; stream listeners are shared functions that find it through
 // a symbol on the stream, so a call allocates no closures of its own on the synchronous path.
-import { sessionCommonName } from './peer.js';
+import { sessionCommonName, sessionRemoteAddress } from './peer.js';
 import type { IncomingHttpHeaders, ServerHttp2Stream } from 'node:http2';
 import { constants as h2 } from 'node:http2';
 import { frameMessage, frameMessages, MessageDecoder, type MessageSink } from './framing.js';
@@ -13,6 +13,7 @@ import type {
   IncomingMessages,
   ServerStream,
   ServerStreamHandler,
+  SlowUnaryOptions,
   UnaryHandler,
 } from './handlers.js';
 import {
@@ -40,6 +41,9 @@ export interface CallStats {
   received: number;
   /** Response messages written. */
   sent: number;
+  /** Bytes of the request messages decoded and of the response messages written (without the 5-byte prefixes). */
+  receivedBytes: number;
+  sentBytes: number;
   /** Calls finished, by status code (index 0-16). */
   readonly handled: number[];
   /**
@@ -53,7 +57,7 @@ export interface CallStats {
 const STATUS_CODE_COUNT = 17;
 
 export function newCallStats(): CallStats {
-  return { started: 0, received: 0, sent: 0, handled: new Array<number>(STATUS_CODE_COUNT).fill(0), observeSeconds: undefined };
+  return { started: 0, received: 0, sent: 0, receivedBytes: 0, sentBytes: 0, handled: new Array<number>(STATUS_CODE_COUNT).fill(0), observeSeconds: undefined };
 }
 
 function countHandled(stats: CallStats, code: number, startedNs: bigint): void {
@@ -71,6 +75,8 @@ export type Route =
 export interface CallHost {
   readonly maxReceiveMessageBytes: number;
   readonly maxSendMessageBytes: number;
+  /** Unary calls slower than its threshold are reported (GrpcServerOptions.slowUnary). */
+  readonly slowUnary: SlowUnaryOptions | undefined;
   report(err: unknown, where: string): void;
 }
 
@@ -158,6 +164,10 @@ export class Call implements CallContext, ServerStream, IncomingMessages, Messag
   private finished = false;
   /** When the call started (read only while handling times are measured). */
   private startedNs = 0n;
+  /** A unary call's request while its handler runs, kept for the slow-call report (slowUnary only). */
+  private unaryRequest: Buffer | undefined = undefined;
+  /** When the unary handler was called (performance.now(); slowUnary only). */
+  private unaryStartedMs = 0;
   private streamClosed = false;
   private trailers: Record<string, string> = TRAILERS_OK;
   private timer: NodeJS.Timeout | undefined = undefined;
@@ -236,6 +246,7 @@ export class Call implements CallContext, ServerStream, IncomingMessages, Messag
     }
     if (!this.startResponse()) return false;
     this.route.stats.sent++;
+    this.route.stats.sentBytes += message.length;
     return this.stream.write(frameMessage(message));
   }
 
@@ -249,6 +260,7 @@ export class Call implements CallContext, ServerStream, IncomingMessages, Messag
     }
     if (!this.startResponse()) return false;
     this.route.stats.sent += messages.length;
+    for (const m of messages) this.route.stats.sentBytes += m.length;
     return this.stream.write(frameMessages(messages));
   }
 
@@ -307,6 +319,7 @@ export class Call implements CallContext, ServerStream, IncomingMessages, Messag
   onDecoded(message: Buffer): void {
     if (this.finished) return;
     this.route.stats.received++;
+    this.route.stats.receivedBytes += message.length;
     if (this.route.kind !== CallKind.BIDI) {
       if (this.requestCount++ === 0) this.request = message;
       else this.finish(multipleRequestMessages());
@@ -361,6 +374,7 @@ export class Call implements CallContext, ServerStream, IncomingMessages, Messag
     if (!this.finished) {
       this.finished = true;
       countHandled(this.route.stats, Status.CANCELLED, this.startedNs);
+      this.unaryEnded(undefined, Status.CANCELLED);
       this.abort(cancelled());
     }
   }
@@ -397,6 +411,10 @@ export class Call implements CallContext, ServerStream, IncomingMessages, Messag
   // ---------- internals ----------
 
   private invokeUnary(handler: UnaryHandler, request: Buffer): void {
+    if (this.host.slowUnary !== undefined) {
+      this.unaryRequest = request;
+      this.unaryStartedMs = performance.now();
+    }
     let out: Uint8Array | Promise<Uint8Array>;
     try {
       out = handler(request, this);
@@ -443,10 +461,28 @@ export class Call implements CallContext, ServerStream, IncomingMessages, Messag
     if (!this.startResponse()) return;
     this.finished = true;
     this.route.stats.sent++;
+    this.route.stats.sentBytes += response.length;
     countHandled(this.route.stats, Status.OK, this.startedNs);
     this.clearTimer();
     this.trailers = TRAILERS_OK;
     this.stream.end(frameMessage(response));
+    this.unaryEnded(response, Status.OK);
+  }
+
+  /** A unary call ended: reported when it took longer than the slowUnary threshold (one clock read otherwise). */
+  private unaryEnded(response: Uint8Array | undefined, code: number): void {
+    const request = this.unaryRequest;
+    const slow = this.host.slowUnary;
+    if (request === undefined || slow === undefined) return;
+    this.unaryRequest = undefined;
+    const tookMs = performance.now() - this.unaryStartedMs;
+    if (!(tookMs > slow.thresholdMs)) return;
+    try {
+      const startedAtMs = performance.timeOrigin + this.unaryStartedMs;
+      slow.report({ path: this.path, request, response, code: wireCode(code), startedAtMs, tookMs, remote: sessionRemoteAddress(this.stream.session) });
+    } catch (err) {
+      this.host.report(err, `slow call report ${this.path}`);
+    }
   }
 
   /** Sends the response headers once. False when the stream can no longer take them. */
@@ -472,6 +508,7 @@ export class Call implements CallContext, ServerStream, IncomingMessages, Messag
     if (this.finished) return;
     this.finished = true;
     countHandled(this.route.stats, status.code, this.startedNs);
+    this.unaryEnded(undefined, status.code);
     this.clearTimer();
     this.drainCb = undefined;
     const stream = this.stream;

@@ -77,6 +77,30 @@ export type ServerStreamHandler = (request: Buffer, out: ServerStream, ctx: Call
 /** Called when the call opens. Must end `out`; the client's half-close does not end it. */
 export type BidiHandler = (incoming: IncomingMessages, out: ServerStream, ctx: CallContext) => void;
 
+/** A unary call that took longer than GrpcServerOptions.slowUnary's threshold, as it ended. */
+export interface SlowUnaryCall {
+  readonly path: string;
+  /** The request message (a view into a network buffer: read it during the report, do not keep it). */
+  readonly request: Buffer;
+  /** The response message; undefined when the call ended with an error status. */
+  readonly response: Uint8Array | undefined;
+  /** The final status code (0 = OK). */
+  readonly code: number;
+  /** When the handler was called: milliseconds since the epoch, with sub-millisecond precision. */
+  readonly startedAtMs: number;
+  /** From the handler's call to the call's end (response, error, cancellation or deadline). */
+  readonly tookMs: number;
+  /** The client's address as Go prints a net.Addr: `host:port`, `[v6]:port`, `@` for a unix socket. */
+  readonly remote: string;
+}
+
+export interface SlowUnaryOptions {
+  /** Calls taking longer than this are reported (a negative value reports every call). */
+  readonly thresholdMs: number;
+  /** Called once per slow call, after it ended; must not throw (an error is passed to onError). */
+  readonly report: (call: SlowUnaryCall) => void;
+}
+
 export interface GrpcServerOptions {
   /** Largest request message accepted (etcd: --max-request-bytes + 512 KiB). */
   readonly maxReceiveMessageBytes: number;
@@ -89,4 +113,9 @@ export interface GrpcServerOptions {
    * session errors (e.g. a peer that does not speak HTTP/2), failed writes of headers or trailers.
    */
   readonly onError?: (err: Error, where: string) => void;
+  /**
+   * Unary calls slower than a threshold (etcd's --warning-unary-request-duration): each call reads
+   * the clock when its handler starts and when it ends, and allocates nothing more unless it is slow.
+   */
+  readonly slowUnary?: SlowUnaryOptions;
 }

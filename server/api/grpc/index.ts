@@ -9,6 +9,8 @@ export type {
   IncomingMessages,
   ServerStream,
   ServerStreamHandler,
+  SlowUnaryCall,
+  SlowUnaryOptions,
   UnaryHandler,
 } from './handlers.js';
 export { commonNameOf, sessionCommonName, setSessionTls } from './peer.js';

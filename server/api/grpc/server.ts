@@ -3,7 +3,7 @@
 // or TLS (`attach`): session and stream handling do not depend on how the server was made.
 import * as http2 from 'node:http2';
 import { Call, CallKind, GRPC_CONTENT_TYPE, ignoreStreamError, newCallStats, respondTrailersOnly, type CallHost, type CallStats, type Route } from './call.js';
-import type { BidiHandler, GrpcServerOptions, ServerStreamHandler, UnaryHandler } from './handlers.js';
+import type { BidiHandler, GrpcServerOptions, ServerStreamHandler, SlowUnaryOptions, UnaryHandler } from './handlers.js';
 import {
   badContentType,
   badMethod,
@@ -71,6 +71,7 @@ function isGrpcContentType(ct: string | undefined): boolean {
 export class GrpcServer implements CallHost {
   readonly maxReceiveMessageBytes: number;
   readonly maxSendMessageBytes: number;
+  readonly slowUnary: SlowUnaryOptions | undefined;
   private readonly maxConcurrentStreams: number | undefined;
   private readonly onError: ((err: Error, where: string) => void) | undefined;
   private readonly routes = new Map<string, Route>();
@@ -88,6 +89,7 @@ export class GrpcServer implements CallHost {
     this.maxSendMessageBytes = opts.maxSendMessageBytes;
     this.maxConcurrentStreams = opts.maxConcurrentStreams;
     this.onError = opts.onError;
+    this.slowUnary = opts.slowUnary;
   }
 
   // ---------- registration ----------

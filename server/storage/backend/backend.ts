@@ -252,6 +252,17 @@ export class Backend {
     return n * root.pageSize;
   }
 
+  /** Read transactions this process holds open on the file now (LMDB's reader table: a slot with a txn id). */
+  openReadTxns(): number {
+    const pid = String(process.pid);
+    let n = 0;
+    for (const line of this.env.root.readerList().split('\n')) {
+      const [who, , txn] = line.trim().split(/\s+/);
+      if (who === pid && txn !== undefined && txn !== '-') n++;
+    }
+    return n;
+  }
+
   /** CRC-32 (IEEE) over the names, keys and values of the given tables, in key order. */
   hash(tables: readonly TableName[], dupTables: readonly DupTableName[]): number {
     let h = 0;
