@@ -190,6 +190,19 @@ function ipOctets(): { inBytes: number; outBytes: number } {
 type Rows = () => Iterable<readonly [labels: Record<string, string>, value: number]>;
 
 /**
+ * The labels with their names in sorted order: prom-client writes a series' labels in the order of its
+ * label object's keys, client_golang (etcd) in sorted order, and tools and tests match the text
+ * (etcd's e2e greps `grpc_server_handled_total{grpc_code="Canceled",grpc_method="Watch",...}`).
+ */
+function sortedLabels<L extends Record<string, string>>(labels: L): L {
+  const keys = Object.keys(labels);
+  if (keys.every((k, i) => i === 0 || (keys[i - 1] as string) < k)) return labels;
+  const out: Record<string, string> = {};
+  for (const k of keys.sort()) out[k] = labels[k] as string;
+  return out as L;
+}
+
+/**
  * A labelled gauge or counter whose series are read when scraped: only those `rows` gives exist (a
  * counter's totals are kept elsewhere and re-read, as `counter` does).
  */
@@ -200,7 +213,7 @@ function labelled(kind: 'gauge' | 'counter', registers: Register, name: string, 
       ...config,
       collect() {
         this.reset();
-        for (const [labels, value] of rows()) this.set(labels, value);
+        for (const [labels, value] of rows()) this.set(sortedLabels(labels), value);
       },
     });
     return;
@@ -209,7 +222,7 @@ function labelled(kind: 'gauge' | 'counter', registers: Register, name: string, 
     ...config,
     collect() {
       this.reset();
-      for (const [labels, value] of rows()) this.inc(labels, value);
+      for (const [labels, value] of rows()) this.inc(sortedLabels(labels), value);
     },
   });
 }
@@ -295,7 +308,7 @@ function labelledHistogram(registers: Register, name: string, help: string, labe
     const key = labelNames.map((n) => labels[n]).join('\0');
     let child = children.get(key);
     if (child === undefined) {
-      const c = h.labels(labels);
+      const c = h.labels(sortedLabels(labels));
       child = (v) => c.observe(v);
       children.set(key, child);
     }
@@ -535,7 +548,7 @@ export function createMetrics(opts: MetricsOptions): Metrics {
       this.reset();
       for (const m of grpc.methodStats()) {
         const l = labelsOf(m.path, m.kind);
-        GRPC_CODE_NAMES.forEach((code, i) => this.inc({ ...l, grpc_code: code }, m.stats.handled[i] ?? 0));
+        GRPC_CODE_NAMES.forEach((code, i) => this.inc({ grpc_code: code, ...l }, m.stats.handled[i] ?? 0));
       }
     },
   });
@@ -586,9 +599,11 @@ export function createMetrics(opts: MetricsOptions): Metrics {
       scrapesInFlight++;
       let code = '500';
       try {
-        // prom-client 15 writes NaN as "Nan" (e.g. an event loop lag mean before any sample); the text
-        // format (and etcd) spell it NaN.
-        const out = { contentType: registry.contentType, body: (await registry.metrics()).replace(/ Nan$/gm, ' NaN') };
+        // prom-client 15 writes NaN as "Nan" (e.g. an event loop lag mean before any sample), and a
+        // labelled histogram's bucket with `le` first; the text format (and etcd) spell it NaN, and
+        // client_golang writes `le` after the series' own labels (sorted: sortedLabels).
+        const text = (await registry.metrics()).replace(/ Nan$/gm, ' NaN').replace(/^(\w+_bucket)\{(le="[^"]*"),(.+)\} /gm, '$1{$3,$2} ');
+        const out = { contentType: registry.contentType, body: text };
         code = '200';
         return out;
       } finally {

@@ -168,6 +168,10 @@ test("etcd 3.6.8's /metrics families are Cairn's too, and the series 3.6 added m
     if (mine === undefined) continue;
     assert.equal(mine.type, f.type, `${name}: type`);
     if (name.startsWith('etcd_') || name.startsWith('promhttp_')) assert.equal(mine.help, f.help, `${name}: HELP`);
+    // Labels in etcd's (client_golang's: sorted) order: tools and etcd's own e2e tests match the text.
+    const order = (fam: Family): string[] => [...new Set(fam.samples.map((x) => Object.keys(x.labels).join(',')))];
+    const etcdOrders = order(f);
+    for (const o of order(mine)) if (!etcdOrders.includes(o) && etcdOrders.length > 0 && o.split(',').length > 1) assert.fail(`${name}: labels in the order ${o}; etcd writes ${etcdOrders.join(' | ')}`);
   }
   const unused = EXCLUDED.filter(([re]) => ![...etcd.first.keys()].some((n) => re.test(n)) || [...cairn.first.keys()].some((n) => re.test(n)));
   assert.deepEqual(unused.map(([re]) => re.source), [], 'an exclusion etcd no longer needs, or one Cairn now exports');
