@@ -20,6 +20,8 @@ import type { ReadPath } from './node/index.js';
 import { AlarmType, decodeRangeRequest, encodeRangeRequest } from '../proto/gen/etcdserverpb.js';
 // metrics (metrics helper)
 import { createMetrics, type Metrics } from './api/metrics.js';
+import { GrpcHealth } from './api/grpchealth.js';
+import type { MaintenanceApi } from './api/maintenance.js';
 import { nodeStats } from './node/index.js';
 
 function sinkFor(outputs: readonly string[]): LogSink {
@@ -41,6 +43,27 @@ const HEALTH_RANGE = { key: Buffer.from('health'), keysOnly: true, limit: 1 };
 function featureGateMetrics(cfg: Config): { name: string; stage: string; enabled: boolean }[] {
   const stages = Object.entries(FEATURE_GATES).map(([name, [stage]]) => ({ name, stage, enabled: cfg.featureGates.get(name) === true }));
   return [{ name: 'AllAlpha', stage: 'ALPHA', enabled: false }, { name: 'AllBeta', stage: 'BETA', enabled: false }, ...stages];
+}
+
+/** The Defragment RPC, telling the gRPC health service when it starts and ends (etcd's maintenanceServer does). */
+function withDefragHealth(api: MaintenanceApi, health: GrpcHealth, log: Logger): MaintenanceApi {
+  return {
+    ...api,
+    defragment: async () => {
+      log.info('starting defragment');
+      health.defragStarted();
+      try {
+        const out = await api.defragment();
+        log.info('finished defragment');
+        return out;
+      } catch (err) {
+        log.warn('failed to defragment', { error: err });
+        throw err;
+      } finally {
+        health.defragFinished();
+      }
+    },
+  };
 }
 
 /** What /health, /livez and /readyz ask of this member. */
@@ -261,6 +284,8 @@ async function run(given: Config, log: Logger): Promise<void> {
   const lease = leaseApi(leases, authz);
   // etcd's lock and election services run on the caller's own KV and Lease calls and this member's watchers.
   const recipes = { kv, lease, hub: node.watchable, authz };
+  // grpc.health.v1.Health: SERVING; NOT_SERVING during a Defragment with StopGRPCServiceOnDefrag (as etcd's healthNotifier).
+  const health = new GrpcHealth({ stopServiceOnDefrag: cfg.stopGrpcServiceOnDefrag, log: log.child('api') });
   const services = {
     kv,
     lease,
@@ -269,7 +294,8 @@ async function run(given: Config, log: Logger): Promise<void> {
     auth: authApi(authz, { bcryptCost: cfg.bcryptCost }),
     watch,
     cluster: clusterApi(node, hdr, node),
-    maintenance: maintenanceApi(node.maintenance, hdr, { version: ETCD_COMPAT_VERSION, backendQuotaBytes: cfg.quotaBackendBytes, writes: local, snapshotImage: boltImage, log: log.child('maintenance') }),
+    maintenance: withDefragHealth(maintenanceApi(node.maintenance, hdr, { version: ETCD_COMPAT_VERSION, backendQuotaBytes: cfg.quotaBackendBytes, writes: local, snapshotImage: boltImage, log: log.child('maintenance') }), health, log.child('maintenance')),
+    health,
   };
   const clientRequests = new ClientRequests();
   const requestStats = { warnAfterMs: cfg.warningUnaryRequestMs, debug: cfg.logLevel === 'debug' };
@@ -294,6 +320,7 @@ async function run(given: Config, log: Logger): Promise<void> {
     if (stopping) return;
     stopping = true;
     log.info('received signal; shutting down', { signal });
+    health.close();
     serving
       .close()
       .then(() => node.transferLeadershipForStop())

@@ -23,6 +23,7 @@ import type { LockApi } from './lock.js';
 import type { ElectionApi } from './election.js';
 import { LockService } from '../../proto/gen/v3lockpb.js';
 import { ElectionService } from '../../proto/gen/v3electionpb.js';
+import { HEALTH_CHECK_PATH, HEALTH_WATCH_PATH, type GrpcHealth } from './grpchealth.js';
 import { requestStatsLogger, type RequestStatsOptions } from './request-stats.js';
 
 export interface Services {
@@ -36,6 +37,8 @@ export interface Services {
   /** etcd's v3lock and v3election services (unregistered when absent). */
   readonly lock?: LockApi;
   readonly election?: ElectionApi;
+  /** grpc.health.v1.Health, as etcd registers it (unregistered when absent). */
+  readonly health?: GrpcHealth;
 }
 
 export interface ServerOptions {
@@ -227,6 +230,24 @@ export function createGrpcServer(log: Logger, services: Services, opts: ServerOp
         const refusal = callRefusal(opts.leader, ctx.metadata, false);
         if (refusal !== undefined) return out.end(toGrpcError(refusal));
         election.observe(bytes, out, ctx);
+      }),
+    );
+  }
+  const { health } = services;
+  if (health !== undefined) {
+    // etcd's interceptors refuse both to a learner (neither is a Status or a serializable Range).
+    server.unary(HEALTH_CHECK_PATH, (bytes, ctx) => {
+      counted?.count(counted.unary, ctx.metadata);
+      const refusal = callRefusal(opts.leader, ctx.metadata, false);
+      if (refusal !== undefined) throw failure('Check', refusal);
+      return health.check(bytes, ctx);
+    });
+    server.serverStream(
+      HEALTH_WATCH_PATH,
+      stream<ServerStreamHandler>((bytes, out, ctx) => {
+        const refusal = callRefusal(opts.leader, ctx.metadata, false);
+        if (refusal !== undefined) return out.end(toGrpcError(refusal));
+        health.watch(bytes, out, ctx);
       }),
     );
   }

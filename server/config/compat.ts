@@ -83,7 +83,6 @@ export function parseFeatureGates(raw: string): Map<string, boolean> {
 
 /** Gates Cairn cannot turn on, and why (a refusal names the gate). */
 export const GATES_REFUSED_ON: Readonly<Record<string, string>> = {
-  StopGRPCServiceOnDefrag: 'Cairn keeps serving during a defragmentation (an LMDB copy, no global lock) and cannot report NOT_SERVING meanwhile',
   SetMemberLocalAddr: 'Cairn does not bind peer dials to the advertised peer address',
 };
 
@@ -93,6 +92,7 @@ export const GATES_MEANING: Readonly<Record<string, string>> = {
   InitialCorruptCheck: 'the hash check against the other members before serving (as --experimental-initial-corrupt-check)',
   LeaseCheckpoint: 'lease remaining TTLs are kept by the leader as etcd 3.6 always does; the gate changes nothing (accepted at any value)',
   LeaseCheckpointPersist: 'as LeaseCheckpoint',
+  StopGRPCServiceOnDefrag: 'grpc.health.v1.Health says NOT_SERVING while this member defragments, so health-checking clients go to other members (server/api/grpchealth.ts)',
   TxnModeWriteWithSharedBuffer: 'a bbolt buffer-sharing optimisation with no effect on answers; LMDB reads in a write txn see its writes either way',
 };
 
@@ -130,7 +130,6 @@ export const REFUSED: Readonly<Record<string, Refusal>> = {
   cors: { ok: (v) => ['', '*'].includes(v.trim()), reason: 'the gateway allows every origin (etcd\'s default \'*\'); no other list is implemented' },
   'host-whitelist': { ok: (v) => ['', '*'].includes(v.trim()), reason: 'the gateway answers every Host (etcd\'s default \'*\'); no other list is implemented' },
   'discovery-fallback': { ok: (v) => v.trim() === 'exit', reason: 'etcd 3.6 only knows \'exit\'' },
-  'experimental-stop-grpc-service-on-defrag': { ok: falsy, reason: GATES_REFUSED_ON['StopGRPCServiceOnDefrag'] ?? '' },
 };
 
 /**

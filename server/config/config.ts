@@ -92,7 +92,7 @@ const FLAGS: Record<string, FlagSpec> = {
   'experimental-compact-hash-check-time': { kind: 'duration', def: '1m', help: 'etcd 3.5 name of --compact-hash-check-time.' },
   'experimental-enable-lease-checkpoint': { kind: 'bool', def: 'false', help: 'etcd 3.5 name of --feature-gates=LeaseCheckpoint.' },
   'experimental-enable-lease-checkpoint-persist': { kind: 'bool', def: 'false', help: 'etcd 3.5 name of --feature-gates=LeaseCheckpointPersist.' },
-  'experimental-stop-grpc-service-on-defrag': { kind: 'bool', def: 'false', help: 'etcd 3.5 name of --feature-gates=StopGRPCServiceOnDefrag (refused when true).' },
+  'experimental-stop-grpc-service-on-defrag': { kind: 'bool', def: 'false', help: 'etcd 3.5 name of --feature-gates=StopGRPCServiceOnDefrag.' },
   'experimental-txn-mode-write-with-shared-buffer': { kind: 'bool', def: 'true', help: 'etcd 3.5 name of --feature-gates=TxnModeWriteWithSharedBuffer (no effect).' },
   'compaction-batch-limit': { kind: 'int', def: '1000', help: 'Revisions one compaction step removes at most (it visits at most as many keys; 0 = 1000).' },
   'experimental-compaction-batch-limit': { kind: 'int', def: '1000', help: 'etcd 3.5 name of --compaction-batch-limit.' },
@@ -270,6 +270,8 @@ export interface Config {
   readonly corruptCheckTimeMs: number;
   /** --feature-gates=CompactHashCheck=true (or --experimental-compact-hash-check-enabled). */
   readonly compactHashCheck: boolean;
+  /** --feature-gates=StopGRPCServiceOnDefrag=true (or --experimental-stop-grpc-service-on-defrag): NOT_SERVING during a defrag. */
+  readonly stopGrpcServiceOnDefrag: boolean;
   /** --compact-hash-check-time (default 1m). */
   readonly compactHashCheckTimeMs: number;
   /** --compaction-batch-limit when given (revisions per step). */
@@ -519,6 +521,7 @@ export function loadConfig(argv: readonly string[], env: NodeJS.ProcessEnv): Con
     initialCorruptCheck: featureGates.get('InitialCorruptCheck') === true,
     corruptCheckTimeMs: givenOrAlias(set, 'corrupt-check-time', (v, flag) => duration(flag, v)) ?? 0,
     compactHashCheck: featureGates.get('CompactHashCheck') === true,
+    stopGrpcServiceOnDefrag: featureGates.get('StopGRPCServiceOnDefrag') === true,
     compactHashCheckTimeMs: duration('compact-hash-check-time', raw('compact-hash-check-time')),
     compactionBatchLimit: givenOrAlias(set, 'compaction-batch-limit', (v, flag) => {
       const n = int(flag, v);

@@ -88,7 +88,10 @@ test('the 3.6 name and its --experimental-* alias set the same thing; the 3.6 na
   assert.equal(loadConfig(['--compaction-batch-limit=0'], {}).compactionBatchLimit, undefined, 'etcd: 0 is the default');
   assert.equal(loadConfig([], {}).compactionBatchLimit, undefined);
   assert.equal(loadConfig(['--compaction-sleep-interval=1h'], {}).compactionSleepIntervalMs, 3_600_000);
-  assert.throws(() => loadConfig(['--feature-gates=StopGRPCServiceOnDefrag=true'], {}), /--feature-gates StopGRPCServiceOnDefrag=true is not supported by Cairn: /);
+  assert.equal(loadConfig(['--feature-gates=StopGRPCServiceOnDefrag=true'], {}).stopGrpcServiceOnDefrag, true);
+  assert.equal(loadConfig(['--experimental-stop-grpc-service-on-defrag=true'], {}).stopGrpcServiceOnDefrag, true);
+  assert.equal(loadConfig([], {}).stopGrpcServiceOnDefrag, false);
+  assert.throws(() => loadConfig(['--feature-gates=SetMemberLocalAddr=true'], {}), /--feature-gates SetMemberLocalAddr=true is not supported by Cairn: /);
   assert.throws(() => loadConfig(['--feature-gates=AllAlpha=true'], {}), /is not supported by Cairn/);
   assert.equal(loadConfig(['--feature-gates=AllBeta=true,TxnModeWriteWithSharedBuffer=false'], {}).featureGates.get('TxnModeWriteWithSharedBuffer'), false);
 });
