@@ -79,8 +79,12 @@ function healthSource(node: Node, reads: ReadPath): HealthSource {
   };
 }
 
-/** gRPC and HTTP on every --listen-client-urls port, health and metrics on --listen-metrics-urls. */
-async function listenAll(cfg: Config, server: GrpcServer, metrics: Metrics, node: Node, reads: ReadPath, log: Logger): Promise<Listeners> {
+/**
+ * The client and metrics listeners with their handlers (gateway routes, health, metrics), not yet
+ * listening: built before the member is ready, so the work does not delay its first applies after it
+ * joins (a learner promoted then would serve as a learner meanwhile).
+ */
+function clientListeners(cfg: Config, server: GrpcServer, metrics: Metrics, node: Node, reads: ReadPath, log: Logger): Listeners {
   const httpLog = log.child('http');
   const onError = (err: Error, where: string): void => {
     if (isClientProtocolError(err)) httpLog.debug('http: error while serving', { where, error: err });
@@ -101,7 +105,7 @@ async function listenAll(cfg: Config, server: GrpcServer, metrics: Metrics, node
     },
     onError,
   });
-  const listeners = new Listeners({
+  return new Listeners({
     grpc: server,
     clientHttp: handlers.client,
     metricsHttp: handlers.metrics,
@@ -110,6 +114,10 @@ async function listenAll(cfg: Config, server: GrpcServer, metrics: Metrics, node
     httpSplit: cfg.listenClientHttpUrls.length > 0,
     onError,
   });
+}
+
+/** gRPC and HTTP on every --listen-client-urls port, health and metrics on --listen-metrics-urls. */
+async function listenAll(cfg: Config, listeners: Listeners, log: Logger): Promise<Listeners> {
   // http://h:p and https://h:p together: one listener serves both (etcd's cmux).
   const hostsOf = (protocol: string): Set<string> => new Set(cfg.listenClientUrls.filter((u) => u.protocol === protocol).map((u) => u.host));
   const plain = hostsOf('http:');
@@ -304,8 +312,9 @@ async function run(given: Config, log: Logger): Promise<void> {
   // member's snapshot) count from here on, before this member catches up.
   const metrics = createMetrics({ node, stats: nodeStats, grpc: server, clientRequests, version: ETCD_COMPAT_VERSION, quotaBackendBytes: cfg.quotaBackendBytes, extensive: cfg.metricsExtensive, featureGates: featureGateMetrics(cfg) });
   if (cfg.initialCorruptCheck) await node.initialCorruptCheck();
+  const prepared = clientListeners(cfg, server, metrics, node, local.reads, log);
   await node.ready();
-  const serving = await listenAll(cfg, server, metrics, node, local.reads, log);
+  const serving = await listenAll(cfg, prepared, log);
   late.listeners = serving;
   log.info('ready to serve client requests');
   for (const u of cfg.listenClientUrls) {
