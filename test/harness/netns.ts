@@ -89,6 +89,9 @@ function ip(args: readonly string[], input?: string): Promise<void> {
       if (err !== null) reject(new Error(`ip ${args.join(' ')} failed: ${err.message.trim()} ${stderr.trim()}`));
       else resolve();
     });
+    // ip exits at once when it cannot run (e.g. its namespace is gone): the write then fails with
+    // EPIPE, which must not become an uncaught error; the callback above reports ip's own failure.
+    child.stdin?.on('error', () => undefined);
     if (input !== undefined) child.stdin?.end(input);
   });
 }
