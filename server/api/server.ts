@@ -135,6 +135,13 @@ export function createGrpcServer(log: Logger, services: Services, opts: ServerOp
     const e = toGrpcError(err);
     return new GrpcError(e.code, e.details);
   };
+  /** A server stream refused to a learner and, with hasleader metadata, without a leader (etcd's stream interceptor), counted. */
+  const refusingStream = (handler: ServerStreamHandler): ServerStreamHandler =>
+    stream<ServerStreamHandler>((bytes, out, ctx) => {
+      const refusal = callRefusal(opts.leader, ctx.metadata, false);
+      if (refusal !== undefined) return out.end(toGrpcError(refusal));
+      handler(bytes, out, ctx);
+    });
   const fail = (method: string, err: unknown): never => {
     throw failure(method, err);
   };
@@ -224,14 +231,7 @@ export function createGrpcServer(log: Logger, services: Services, opts: ServerOp
     unary(ElectionService.Proclaim, election.proclaim);
     unary(ElectionService.Leader, election.leader);
     unary(ElectionService.Resign, election.resign);
-    server.serverStream(
-      ElectionService.Observe.path,
-      stream<ServerStreamHandler>((bytes, out, ctx) => {
-        const refusal = callRefusal(opts.leader, ctx.metadata, false);
-        if (refusal !== undefined) return out.end(toGrpcError(refusal));
-        election.observe(bytes, out, ctx);
-      }),
-    );
+    server.serverStream(ElectionService.Observe.path, refusingStream(election.observe));
   }
   const { health } = services;
   if (health !== undefined) {
@@ -242,14 +242,7 @@ export function createGrpcServer(log: Logger, services: Services, opts: ServerOp
       if (refusal !== undefined) throw failure('Check', refusal);
       return health.check(bytes, ctx);
     });
-    server.serverStream(
-      HEALTH_WATCH_PATH,
-      stream<ServerStreamHandler>((bytes, out, ctx) => {
-        const refusal = callRefusal(opts.leader, ctx.metadata, false);
-        if (refusal !== undefined) return out.end(toGrpcError(refusal));
-        health.watch(bytes, out, ctx);
-      }),
-    );
+    server.serverStream(HEALTH_WATCH_PATH, refusingStream(health.watch));
   }
   return server;
 }
